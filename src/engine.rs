@@ -1,0 +1,1961 @@
+//! The node's protocol engine: Chord maintenance, iterative lookups, replicated
+//! storage. Sans-I/O: it never touches a socket, a clock or a thread. The
+//! caller feeds it datagrams, the current time and API requests, and drains
+//! datagrams to send, completed operations and events. The UDP runtime and the
+//! in-memory test network drive the very same engine.
+
+use crate::config::{Config, LogLevel};
+use crate::error::Error;
+use crate::id::{Id, ID_BITS};
+use crate::routing::{Answer, RoutingTable};
+use crate::stats::Stats;
+use crate::storage::{Entry, PutOutcome, Store, StoreError};
+use crate::wire::{
+    self, Body, Codec, ItemSummary, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT,
+    FLAG_RESPONSE,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Identifies an API operation; chosen by the caller and echoed in its completion.
+pub type OpId = u64;
+
+/// A value as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub writer: Vec<u8>,
+    pub data: Vec<u8>,
+    pub version: u64,
+    /// Remaining lifetime when the value was read.
+    pub lifetime: Duration,
+}
+
+/// Result of the bare Chord lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupOutcome {
+    /// The node responsible for the key.
+    pub node: NodeInfo,
+    /// Remote nodes asked on the way.
+    pub hops: u32,
+    pub latency: Duration,
+}
+
+/// Acknowledgement of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreReceipt {
+    /// Copies known to hold the write when it was acknowledged.
+    pub copies: u8,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpResult {
+    Lookup(Result<LookupOutcome, Error>),
+    Put(Result<StoreReceipt, Error>),
+    Get(Result<Vec<Value>, Error>),
+    Join(Result<(), Error>),
+    Leave(Result<(), Error>),
+    Ping(Result<Duration, Error>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub op: OpId,
+    pub result: OpResult,
+}
+
+/// A datagram for the transport to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Something the host may want to know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    PredecessorChanged(Option<NodeInfo>),
+    SuccessorChanged(Option<NodeInfo>),
+    /// Entries arrived that this node now holds (join handoff, replication, repair).
+    KeysIn(usize),
+    /// Entries this node handed away and dropped.
+    KeysOut(usize),
+    Log(LogLevel, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Joining,
+    Joined,
+    Leaving,
+    Left,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Lookup,
+    Put,
+    Get,
+    Join,
+    Leave,
+    Ping,
+}
+
+impl OpKind {
+    fn fail(self, e: Error) -> OpResult {
+        match self {
+            OpKind::Lookup => OpResult::Lookup(Err(e)),
+            OpKind::Put => OpResult::Put(Err(e)),
+            OpKind::Get => OpResult::Get(Err(e)),
+            OpKind::Join => OpResult::Join(Err(e)),
+            OpKind::Leave => OpResult::Leave(Err(e)),
+            OpKind::Ping => OpResult::Ping(Err(e)),
+        }
+    }
+}
+
+/// Where the answer to a primary-side operation goes: a remote requester, or
+/// an operation of this node that found itself responsible.
+#[derive(Clone, Debug)]
+enum ReplyTo {
+    Remote { addr: SocketAddr, request_id: u64 },
+    LocalPut(Box<PutJob>),
+    LocalGet(GetJob),
+}
+
+#[derive(Clone, Debug)]
+struct PutJob {
+    op: OpId,
+    key: Id,
+    entry: WireEntry,
+    attempts: u8,
+}
+
+#[derive(Clone, Debug)]
+struct GetJob {
+    op: OpId,
+    key: Id,
+    attempts: u8,
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    User(OpId),
+    Join { op: OpId, rest: Vec<SocketAddr> },
+    Finger(usize),
+    Put(PutJob),
+    Get(GetJob),
+    Handoff(Id),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    addr: SocketAddr,
+    id: Option<Id>,
+}
+
+#[derive(Debug)]
+struct Lookup {
+    key: Id,
+    purpose: Purpose,
+    started: u64,
+    hops: u32,
+    candidates: Vec<Candidate>,
+    tried: HashSet<SocketAddr>,
+}
+
+/// What to do when a request is answered or given up on.
+#[derive(Debug)]
+enum Ctx {
+    LookupStep { lookup: u64 },
+    Stabilize { succ: NodeInfo },
+    CheckPred { pred: NodeInfo },
+    Notify,
+    Store(PutJob),
+    Fetch(GetJob),
+    FetchFallback { key: Id, reply: ReplyTo },
+    ReplicateFor { pending: u64 },
+    Push,
+    Handoff { keys: Vec<Id> },
+    SyncDigest { peer: NodeInfo, lo: Id, hi: Id },
+    SyncItems { peer: NodeInfo, items: Vec<ItemSummary> },
+    LeaveStep,
+    Ping { op: OpId },
+}
+
+#[derive(Debug)]
+struct Rpc {
+    to: SocketAddr,
+    to_id: Option<Id>,
+    data: Vec<u8>,
+    sent_at: u64,
+    attempts: u32,
+    max_attempts: u32,
+    rto: u64,
+    due: u64,
+    ctx: Ctx,
+}
+
+#[derive(Debug)]
+struct PendingReplication {
+    reply: ReplyTo,
+    copies: u8,
+    outstanding: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Rpc(u64),
+    Lookup(u64),
+    Op(OpId),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Rtt {
+    srtt: u64,
+    rttvar: u64,
+}
+
+#[derive(Debug)]
+struct LeaveState {
+    op: OpId,
+    outstanding: usize,
+    failed: bool,
+}
+
+/// How long a node that failed to answer is avoided unless it speaks again.
+const SUSPECT_US: u64 = 30_000_000;
+/// Candidates returned per lookup step.
+const FANOUT: usize = 3;
+/// Storage operations re-route this many times when the ring moves under them.
+const MAX_ATTEMPTS: u8 = 4;
+/// Misplaced keys handed off per sync round.
+const HANDOFF_BATCH: usize = 64;
+const EXPIRE_EVERY_US: u64 = 1_000_000;
+
+/// One Chord node's complete protocol state.
+pub struct Engine {
+    cfg: Config,
+    me: NodeInfo,
+    codec: Codec,
+    rt: RoutingTable,
+    store: Store,
+    rng: ChaCha8Rng,
+    phase: Phase,
+    now: u64,
+    wall_offset_ms: u64,
+    next_request: u64,
+    next_lookup: u64,
+    next_pending: u64,
+    rpcs: HashMap<u64, Rpc>,
+    lookups: HashMap<u64, Lookup>,
+    ops: HashMap<OpId, OpKind>,
+    replications: HashMap<u64, PendingReplication>,
+    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    suspects: HashMap<Id, u64>,
+    rtt: HashMap<SocketAddr, Rtt>,
+    next_stabilize: u64,
+    next_check_pred: u64,
+    next_fix_finger: u64,
+    next_sync: u64,
+    next_expire: u64,
+    next_finger: usize,
+    handoffs_in_flight: usize,
+    leave: Option<LeaveState>,
+    last_pred: Option<Id>,
+    last_succ: Option<Id>,
+    stats: Stats,
+    transmits: Vec<Transmit>,
+    completions: Vec<Completion>,
+    events: Vec<Event>,
+}
+
+impl Engine {
+    /// A node that will be reachable at `addr`. `seed` drives timer jitter and request ids.
+    pub fn new(cfg: Config, addr: SocketAddr, seed: u64, wall_offset_ms: u64) -> Engine {
+        let id = cfg.node_id.unwrap_or_else(|| Id::from_addr(&addr));
+        let me = NodeInfo { id, addr };
+        let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.high_u64());
+        let next_request = rng.gen::<u64>() >> 1;
+        Engine {
+            rt: RoutingTable::new(me, cfg.successors, cfg.replicas.max(3)),
+            store: Store::new(cfg.limits.clone()),
+            cfg,
+            me,
+            codec,
+            rng,
+            phase: Phase::Idle,
+            now: 0,
+            wall_offset_ms,
+            next_request,
+            next_lookup: 1,
+            next_pending: 1,
+            rpcs: HashMap::new(),
+            lookups: HashMap::new(),
+            ops: HashMap::new(),
+            replications: HashMap::new(),
+            timers: BinaryHeap::new(),
+            suspects: HashMap::new(),
+            rtt: HashMap::new(),
+            next_stabilize: 0,
+            next_check_pred: 0,
+            next_fix_finger: 0,
+            next_sync: 0,
+            next_expire: 0,
+            next_finger: 0,
+            handoffs_in_flight: 0,
+            leave: None,
+            last_pred: None,
+            last_succ: None,
+            stats: Stats::default(),
+            transmits: Vec::new(),
+            completions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    // ----- introspection -------------------------------------------------
+
+    pub fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn routing(&self) -> &RoutingTable {
+        &self.rt
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Statistics, with the storage gauges filled in.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.stored_keys = self.store.key_count() as u64;
+        s.stored_entries = self.store.entry_count() as u64;
+        s.stored_value_bytes = self.store.value_bytes() as u64;
+        s.primary_entries = match self.rt.predecessor() {
+            Some(p) => self
+                .store
+                .keys_in(&p.id, &self.me.id)
+                .iter()
+                .map(|k| self.store.entries(k, self.now).len() as u64)
+                .sum(),
+            None => s.stored_entries,
+        };
+        s
+    }
+
+    /// Requests outstanding, lookups in progress (a leak check for tests).
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.rpcs.len(), self.lookups.len())
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    pub fn drain_transmits(&mut self) -> std::vec::Drain<'_, Transmit> {
+        self.transmits.drain(..)
+    }
+
+    pub fn drain_completions(&mut self) -> std::vec::Drain<'_, Completion> {
+        self.completions.drain(..)
+    }
+
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.completions.is_empty() || !self.events.is_empty()
+    }
+
+    /// When `handle_timeout` must next be called (absolute microseconds).
+    pub fn next_timeout(&self) -> Option<u64> {
+        let mut t = self.timers.peek().map(|Reverse((t, _))| *t);
+        if matches!(self.phase, Phase::Joined | Phase::Leaving) {
+            for p in [
+                self.next_stabilize,
+                self.next_check_pred,
+                self.next_fix_finger,
+                self.next_sync,
+                self.next_expire,
+            ] {
+                t = Some(t.map_or(p, |x| x.min(p)));
+            }
+        }
+        t
+    }
+
+    // ----- API -----------------------------------------------------------
+
+    /// Joins through the first bootstrap address that answers, or starts a new
+    /// ring when the list is empty (or names only this node).
+    pub fn join(&mut self, now: u64, op: OpId, bootstrap: &[SocketAddr], timeout: Duration) {
+        self.now = now;
+        if !self.begin_op(op, OpKind::Join, timeout) {
+            return;
+        }
+        if !matches!(self.phase, Phase::Idle | Phase::Left) {
+            self.complete(op, OpResult::Join(Err(Error::InvalidArgument(
+                "node already joined or joining".into(),
+            ))));
+            return;
+        }
+        let mut rest: Vec<SocketAddr> = bootstrap
+            .iter()
+            .copied()
+            .filter(|a| *a != self.me.addr)
+            .collect();
+        if rest.is_empty() {
+            self.log(LogLevel::Info, || "starting a new ring".into());
+            self.become_joined(now);
+            self.complete(op, OpResult::Join(Ok(())));
+            return;
+        }
+        self.phase = Phase::Joining;
+        let first = rest.remove(0);
+        self.start_lookup_via(
+            self.me.id,
+            Purpose::Join { op, rest },
+            vec![Candidate {
+                addr: first,
+                id: None,
+            }],
+            timeout,
+        );
+        self.after_step();
+    }
+
+    /// Finds the node responsible for `key`.
+    pub fn lookup(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
+        self.now = now;
+        if self.begin_op(op, OpKind::Lookup, timeout) && self.require_joined(op, OpKind::Lookup) {
+            self.start_lookup(key, Purpose::User(op), timeout);
+        }
+        self.after_step();
+    }
+
+    /// Writes `data` into the writer's slot of `key`'s dictionary.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put(
+        &mut self,
+        now: u64,
+        op: OpId,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+        timeout: Duration,
+    ) {
+        self.now = now;
+        let entry = WireEntry {
+            writer: writer.to_vec(),
+            version,
+            lifetime_ms: lifetime.as_millis().min(u32::MAX as u128) as u32,
+            tombstone: false,
+            data: data.to_vec(),
+        };
+        self.start_put(op, key, entry, timeout);
+    }
+
+    /// Removes the writer's entry of `key` (a tombstone with a newer version).
+    pub fn remove(&mut self, now: u64, op: OpId, key: Id, writer: &[u8], version: u64, timeout: Duration) {
+        self.now = now;
+        let entry = WireEntry {
+            writer: writer.to_vec(),
+            version,
+            lifetime_ms: self.cfg.tombstone_lifetime.as_millis().min(u32::MAX as u128) as u32,
+            tombstone: true,
+            data: Vec::new(),
+        };
+        self.start_put(op, key, entry, timeout);
+    }
+
+    fn start_put(&mut self, op: OpId, key: Id, entry: WireEntry, timeout: Duration) {
+        if !self.begin_op(op, OpKind::Put, timeout) || !self.require_joined(op, OpKind::Put) {
+            self.after_step();
+            return;
+        }
+        let limits = self.store.limits();
+        let err = if entry.data.len() > limits.max_value_bytes
+            || entry.writer.len() > limits.max_writer_bytes
+            || entry.writer.len() > wire::MAX_WRITER_LEN
+        {
+            Some(Error::TooLarge)
+        } else if entry.lifetime_ms == 0 {
+            Some(Error::InvalidArgument("lifetime must be positive".into()))
+        } else if entry.lifetime_ms > limits.max_lifetime_ms {
+            Some(Error::InvalidArgument("lifetime exceeds the configured maximum".into()))
+        } else {
+            None
+        };
+        if let Some(e) = err {
+            self.stats.puts_failed += 1;
+            self.complete(op, OpResult::Put(Err(e)));
+        } else {
+            let job = PutJob {
+                op,
+                key,
+                entry,
+                attempts: 0,
+            };
+            let remaining = self.op_remaining(op);
+            self.start_lookup(key, Purpose::Put(job), remaining);
+        }
+        self.after_step();
+    }
+
+    /// Reads every live value of `key`.
+    pub fn get(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
+        self.now = now;
+        if self.begin_op(op, OpKind::Get, timeout) && self.require_joined(op, OpKind::Get) {
+            let job = GetJob {
+                op,
+                key,
+                attempts: 0,
+            };
+            self.start_lookup(key, Purpose::Get(job), timeout);
+        }
+        self.after_step();
+    }
+
+    /// Measures the round trip to any peer address.
+    pub fn ping(&mut self, now: u64, op: OpId, addr: SocketAddr, timeout: Duration) {
+        self.now = now;
+        if self.begin_op(op, OpKind::Ping, timeout) {
+            self.send_request(addr, None, Body::Ping, Ctx::Ping { op }, self.cfg.rpc_retries + 1);
+        }
+        self.after_step();
+    }
+
+    /// Graceful leave: hand every stored entry to the successor, tell both
+    /// neighbours, and finish when they acknowledged or the deadline passed.
+    pub fn leave(&mut self, now: u64, op: OpId, timeout: Duration) {
+        self.now = now;
+        if !self.begin_op(op, OpKind::Leave, timeout) {
+            return;
+        }
+        if self.phase != Phase::Joined {
+            self.phase = Phase::Left;
+            self.complete(op, OpResult::Leave(Ok(())));
+            self.after_step();
+            return;
+        }
+        self.phase = Phase::Leaving;
+        self.leave = Some(LeaveState {
+            op,
+            outstanding: 0,
+            failed: false,
+        });
+        self.log(LogLevel::Info, || "leaving the ring".into());
+        let preds = self.rt.predecessors().to_vec();
+        let succs = self.rt.successors().to_vec();
+        let mut sent = 0;
+        if let Some(succ) = succs.first().copied() {
+            let keys: Vec<Id> = self.store.all_keys().copied().collect();
+            sent += self.push_keys(succ, &keys, || Ctx::LeaveStep);
+            sent += self.send_request(
+                succ.addr,
+                Some(succ.id),
+                Body::Leaving {
+                    preds: preds.clone(),
+                    succs: succs.clone(),
+                },
+                Ctx::LeaveStep,
+                self.cfg.rpc_retries + 1,
+            ) as usize;
+        }
+        if let Some(pred) = preds.first().copied() {
+            if Some(pred.id) != succs.first().map(|s| s.id) {
+                sent += self.send_request(
+                    pred.addr,
+                    Some(pred.id),
+                    Body::Leaving {
+                        preds: preds.clone(),
+                        succs: succs.clone(),
+                    },
+                    Ctx::LeaveStep,
+                    self.cfg.rpc_retries + 1,
+                ) as usize;
+            }
+        }
+        if let Some(l) = self.leave.as_mut() {
+            l.outstanding = sent;
+        }
+        self.maybe_finish_leave();
+        self.after_step();
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// Processes one received datagram. Never panics on bad input.
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, data: &[u8]) {
+        self.now = now;
+        self.stats.msgs_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+        let msg = match self.codec.decode(data) {
+            Ok(m) => m,
+            Err(wire::DecodeError::WrongOverlay | wire::DecodeError::BadTag) => {
+                self.stats.dropped_unauthenticated += 1;
+                return;
+            }
+            Err(e) => {
+                self.stats.dropped_malformed += 1;
+                self.log(LogLevel::Debug, || format!("dropped datagram from {from}: {e}"));
+                return;
+            }
+        };
+        if matches!(self.phase, Phase::Idle | Phase::Left) && msg.flags & FLAG_RESPONSE == 0 {
+            return;
+        }
+        let peer = msg.flags & FLAG_CLIENT == 0;
+        if peer && msg.sender != self.me.id {
+            self.suspects.remove(&msg.sender);
+        }
+        if msg.flags & FLAG_RESPONSE != 0 {
+            self.handle_response(from, msg);
+        } else {
+            self.handle_request(from, msg);
+        }
+        self.after_step();
+    }
+
+    /// Runs every timer that is due.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = now;
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Rpc(id) => self.rpc_timer(id, t),
+                Timer::Lookup(id) => {
+                    if let Some(l) = self.lookups.remove(&id) {
+                        self.lookup_failed(l, Error::Timeout);
+                    }
+                }
+                Timer::Op(op) => {
+                    if let Some(kind) = self.ops.get(&op).copied() {
+                        if kind == OpKind::Leave {
+                            self.finish_leave(Err(Error::Timeout));
+                        } else {
+                            self.count_failure(kind);
+                            self.complete(op, kind.fail(Error::Timeout));
+                        }
+                    }
+                }
+            }
+        }
+        if matches!(self.phase, Phase::Joined | Phase::Leaving) {
+            if now >= self.next_stabilize {
+                self.next_stabilize = now + self.jitter(self.cfg.stabilize_interval);
+                self.stabilize();
+            }
+            if now >= self.next_check_pred {
+                self.next_check_pred = now + self.jitter(self.cfg.check_predecessor_interval);
+                self.check_predecessor();
+            }
+            if now >= self.next_fix_finger {
+                self.next_fix_finger = now + self.jitter(self.cfg.fix_fingers_interval);
+                if self.phase == Phase::Joined {
+                    self.fix_next_finger();
+                }
+            }
+            if now >= self.next_sync {
+                self.next_sync = now + self.jitter(self.cfg.sync_interval);
+                if self.phase == Phase::Joined {
+                    self.sync_replicas();
+                }
+            }
+            if now >= self.next_expire {
+                self.next_expire = now + EXPIRE_EVERY_US;
+                self.store.expire(now);
+            }
+        }
+        self.after_step();
+    }
+
+    // ----- operations bookkeeping ---------------------------------------
+
+    fn begin_op(&mut self, op: OpId, kind: OpKind, timeout: Duration) -> bool {
+        if self.ops.contains_key(&op) {
+            self.completions.push(Completion {
+                op,
+                result: kind.fail(Error::InvalidArgument("operation id in use".into())),
+            });
+            return false;
+        }
+        self.ops.insert(op, kind);
+        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.timers.push(Reverse((deadline, Timer::Op(op))));
+        true
+    }
+
+    fn require_joined(&mut self, op: OpId, kind: OpKind) -> bool {
+        if self.phase == Phase::Joined {
+            return true;
+        }
+        let e = if self.phase == Phase::Leaving {
+            Error::Shutdown
+        } else {
+            Error::NotJoined
+        };
+        self.complete(op, kind.fail(e));
+        false
+    }
+
+    fn op_remaining(&self, op: OpId) -> Duration {
+        for Reverse((t, timer)) in self.timers.iter() {
+            if *timer == Timer::Op(op) {
+                return Duration::from_micros(t.saturating_sub(self.now));
+            }
+        }
+        self.cfg.op_timeout
+    }
+
+    fn complete(&mut self, op: OpId, result: OpResult) {
+        if self.ops.remove(&op).is_some() {
+            self.completions.push(Completion { op, result });
+        }
+    }
+
+    fn count_failure(&mut self, kind: OpKind) {
+        match kind {
+            OpKind::Lookup => self.stats.lookups_failed += 1,
+            OpKind::Put => self.stats.puts_failed += 1,
+            OpKind::Get => self.stats.gets_failed += 1,
+            _ => {}
+        }
+    }
+
+    fn op_live(&self, op: OpId) -> bool {
+        self.ops.contains_key(&op)
+    }
+
+    fn jitter(&mut self, d: Duration) -> u64 {
+        let base = d.as_micros() as u64;
+        let spread = base / 4;
+        base - spread + self.rng.gen_range(0..=spread * 2)
+    }
+
+    fn log(&mut self, level: LogLevel, msg: impl FnOnce() -> String) {
+        if level <= self.cfg.log_level && level != LogLevel::Off {
+            let text = msg();
+            self.events.push(Event::Log(level, text));
+        }
+    }
+
+    /// Emits neighbour-change events after any step.
+    fn after_step(&mut self) {
+        let pred = self.rt.predecessor().copied();
+        let succ = self.rt.successor().copied();
+        if pred.map(|p| p.id) != self.last_pred {
+            self.last_pred = pred.map(|p| p.id);
+            self.events.push(Event::PredecessorChanged(pred));
+        }
+        if succ.map(|s| s.id) != self.last_succ {
+            self.last_succ = succ.map(|s| s.id);
+            self.events.push(Event::SuccessorChanged(succ));
+        }
+    }
+
+    fn become_joined(&mut self, now: u64) {
+        self.phase = Phase::Joined;
+        self.next_stabilize = now;
+        self.next_check_pred = now + self.jitter(self.cfg.check_predecessor_interval);
+        self.next_fix_finger = now;
+        self.next_sync = now + self.jitter(self.cfg.sync_interval);
+        self.next_expire = now + EXPIRE_EVERY_US;
+    }
+
+    fn usable(&self, n: &NodeInfo) -> bool {
+        match self.suspects.get(&n.id) {
+            Some(until) => *until <= self.now,
+            None => true,
+        }
+    }
+
+    // ----- sending -------------------------------------------------------
+
+    fn header(&self, request_id: u64, flags: u8, body: Body) -> Message {
+        Message {
+            flags,
+            overlay: self.codec.overlay(),
+            request_id,
+            timestamp_ms: self.wall_offset_ms + self.now / 1000,
+            sender: self.me.id,
+            body,
+        }
+    }
+
+    fn rto(&self, addr: &SocketAddr) -> u64 {
+        let min = self.cfg.rpc_timeout_min.as_micros() as u64;
+        let max = self.cfg.rpc_timeout_max.as_micros() as u64;
+        match self.rtt.get(addr) {
+            Some(r) => (r.srtt + 4 * r.rttvar).clamp(min, max),
+            None => (self.cfg.rpc_timeout_initial.as_micros() as u64).clamp(min, max),
+        }
+    }
+
+    /// Sends a request and tracks it until answered or given up. Returns false
+    /// (and runs the failure path) when it cannot even be encoded.
+    fn send_request(
+        &mut self,
+        to: SocketAddr,
+        to_id: Option<Id>,
+        body: Body,
+        ctx: Ctx,
+        max_attempts: u32,
+    ) -> bool {
+        self.next_request = self.next_request.wrapping_add(1);
+        let request_id = self.next_request;
+        let msg = self.header(request_id, 0, body);
+        let data = match self.codec.encode(&msg) {
+            Ok(d) => d,
+            Err(e) => {
+                self.log(LogLevel::Warn, || format!("cannot encode request: {e:?}"));
+                self.rpc_failed(to, to_id, ctx, false);
+                return false;
+            }
+        };
+        let rto = self.rto(&to);
+        let due = self.now + rto;
+        self.stats.msgs_sent += 1;
+        self.stats.bytes_sent += data.len() as u64;
+        self.transmits.push(Transmit {
+            to,
+            data: data.clone(),
+        });
+        self.rpcs.insert(
+            request_id,
+            Rpc {
+                to,
+                to_id,
+                data,
+                sent_at: self.now,
+                attempts: 1,
+                max_attempts: max_attempts.max(1),
+                rto,
+                due,
+                ctx,
+            },
+        );
+        self.timers.push(Reverse((due, Timer::Rpc(request_id))));
+        true
+    }
+
+    fn reply(&mut self, to: SocketAddr, request_id: u64, body: Body) {
+        let msg = self.header(request_id, FLAG_RESPONSE, body);
+        match self.codec.encode(&msg) {
+            Ok(data) => {
+                self.stats.msgs_sent += 1;
+                self.stats.bytes_sent += data.len() as u64;
+                self.transmits.push(Transmit { to, data });
+            }
+            Err(e) => self.log(LogLevel::Warn, || format!("cannot encode reply: {e:?}")),
+        }
+    }
+
+    fn answer(&mut self, reply: ReplyTo, body: Body) {
+        match reply {
+            ReplyTo::Remote { addr, request_id } => self.reply(addr, request_id, body),
+            ReplyTo::LocalPut(job) => {
+                if let Body::StoreReply { status, copies } = body {
+                    let me = self.me;
+                    self.store_reply(*job, me, status, copies);
+                }
+            }
+            ReplyTo::LocalGet(job) => {
+                if let Body::FetchReply { status, entries } = body {
+                    let me = self.me;
+                    self.fetch_reply(job, me, status, entries);
+                }
+            }
+        }
+    }
+
+    fn rpc_timer(&mut self, id: u64, t: u64) {
+        let Some(rpc) = self.rpcs.get_mut(&id) else {
+            return;
+        };
+        if rpc.due != t {
+            return;
+        }
+        if rpc.attempts < rpc.max_attempts {
+            rpc.attempts += 1;
+            rpc.rto = (rpc.rto * 2).min(self.cfg.rpc_timeout_max.as_micros() as u64);
+            rpc.due = self.now + rpc.rto;
+            let (to, data, due) = (rpc.to, rpc.data.clone(), rpc.due);
+            self.stats.retransmits += 1;
+            self.stats.msgs_sent += 1;
+            self.stats.bytes_sent += data.len() as u64;
+            self.transmits.push(Transmit { to, data });
+            self.timers.push(Reverse((due, Timer::Rpc(id))));
+        } else if let Some(rpc) = self.rpcs.remove(&id) {
+            self.stats.rpc_timeouts += 1;
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, true);
+        }
+    }
+
+    /// A peer stopped answering: avoid it and forget it everywhere.
+    fn peer_failed(&mut self, addr: SocketAddr, id: Option<Id>) {
+        let Some(id) = id else { return };
+        if id == self.me.id {
+            return;
+        }
+        self.log(LogLevel::Info, || format!("peer {} at {addr} is not answering", id.to_hex()));
+        self.stats.nodes_failed_detected += 1;
+        self.suspects.insert(id, self.now + SUSPECT_US);
+        if self.suspects.len() > 4096 {
+            let now = self.now;
+            self.suspects.retain(|_, until| *until > now);
+        }
+        self.rt.remove(&id);
+        self.repair_successor();
+    }
+
+    /// Keeps a successor whenever any other node is known, so the ring can heal.
+    fn repair_successor(&mut self) {
+        if self.rt.successor().is_some() {
+            return;
+        }
+        let me = self.me.id;
+        let mut best: Option<NodeInfo> = None;
+        for n in self.rt.known_nodes() {
+            if !self.usable(&n) {
+                continue;
+            }
+            if best.is_none_or(|b| me.distance_to(&n.id) < me.distance_to(&b.id)) {
+                best = Some(n);
+            }
+        }
+        if let Some(b) = best {
+            self.rt.set_successors([b]);
+        }
+    }
+
+    // ----- requests ------------------------------------------------------
+
+    fn handle_request(&mut self, from: SocketAddr, msg: Message) {
+        let rid = msg.request_id;
+        let is_client = msg.flags & FLAG_CLIENT != 0;
+        let sender = NodeInfo {
+            id: msg.sender,
+            addr: from,
+        };
+        let joined = matches!(self.phase, Phase::Joined | Phase::Leaving);
+        match msg.body {
+            Body::Ping => self.reply(from, rid, Body::Pong),
+            Body::FindSuccessor { key } => {
+                if !joined {
+                    self.reply(from, rid, Body::Error { status: Status::NotResponsible });
+                    return;
+                }
+                let body = match self.rt.answer(&key, |n| self.usable(n), FANOUT) {
+                    Answer::Done(mut nodes) => {
+                        nodes.truncate(wire::MAX_NODE_LIST);
+                        Body::FindReply { done: true, nodes }
+                    }
+                    Answer::Next(nodes) => Body::FindReply { done: false, nodes },
+                };
+                self.reply(from, rid, body);
+            }
+            Body::GetNeighbors => {
+                let preds = self.rt.predecessors().to_vec();
+                let succs = self.rt.successors().to_vec();
+                self.reply(from, rid, Body::Neighbors { preds, succs });
+            }
+            Body::Notify => {
+                if !is_client && joined && sender.id != self.me.id {
+                    self.notified(sender);
+                }
+                self.reply(from, rid, Body::NotifyAck);
+            }
+            Body::Leaving { preds, succs } => {
+                if !is_client {
+                    self.neighbour_leaving(sender, preds, succs);
+                }
+                self.reply(from, rid, Body::LeavingAck);
+            }
+            Body::Store { key, entry } => {
+                self.primary_store(key, entry, ReplyTo::Remote { addr: from, request_id: rid });
+            }
+            Body::Fetch { key, replica } => {
+                self.primary_fetch(key, replica, Some(from), ReplyTo::Remote { addr: from, request_id: rid });
+            }
+            Body::Replicate { items } => {
+                let status = self.accept_items(items);
+                self.reply(from, rid, Body::ReplicateAck { status });
+            }
+            Body::SyncDigest { lo, hi, digest, count } => {
+                let mine = self.store.range_digest(&lo, &hi, self.now);
+                let in_sync = mine == (digest, count);
+                self.reply(from, rid, Body::SyncDigestReply { in_sync });
+                if !in_sync && !is_client {
+                    // Offer what we hold too, so the primary can pull what it lacks.
+                    self.offer_range(sender, lo, hi);
+                }
+            }
+            Body::SyncItems { items } => {
+                let now = self.now;
+                let indices: Vec<u16> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, it)| self.store.needs(it, now))
+                    .map(|(i, _)| i as u16)
+                    .collect();
+                self.reply(from, rid, Body::SyncNeed { indices });
+            }
+            other => {
+                self.stats.dropped_malformed += 1;
+                self.log(LogLevel::Debug, || format!("unexpected request {}", other.name()));
+            }
+        }
+    }
+
+    /// Rectify: adopt the notifier as predecessor if it is closer (Zave's rule:
+    /// a live predecessor is only replaced by a node between it and us).
+    fn notified(&mut self, cand: NodeInfo) {
+        let old = self.rt.predecessor().copied();
+        let adopt = match old {
+            None => true,
+            Some(p) => cand.id.in_open(&p.id, &self.me.id) || !self.usable(&p),
+        };
+        if adopt && old.map(|p| p.id) != Some(cand.id) {
+            let mut list = vec![cand];
+            if let Some(p) = old {
+                if p.id != cand.id && self.usable(&p) {
+                    list.push(p);
+                    list.extend(self.rt.predecessors().iter().skip(1).copied());
+                }
+            }
+            self.rt.set_predecessors(list);
+            self.log(LogLevel::Debug, || format!("predecessor is now {}", cand.addr));
+            // Hand the newcomer the keys it is now primary for: (old pred, cand].
+            if let Some(p) = old {
+                if cand.id.in_open(&p.id, &self.me.id) {
+                    let keys = self.store.keys_in(&p.id, &cand.id);
+                    if !keys.is_empty() {
+                        self.push_keys(cand, &keys, || Ctx::Push);
+                    }
+                }
+            }
+        }
+        if self.rt.successor().is_none() {
+            self.rt.set_successors([cand]);
+        }
+    }
+
+    fn neighbour_leaving(&mut self, who: NodeInfo, preds: Vec<NodeInfo>, succs: Vec<NodeInfo>) {
+        self.suspects.insert(who.id, self.now + SUSPECT_US);
+        if self.rt.predecessor().map(|p| p.id) == Some(who.id) {
+            self.rt.set_predecessors(preds);
+        }
+        if self.rt.successor().map(|s| s.id) == Some(who.id) {
+            let mut list: Vec<NodeInfo> = succs.into_iter().filter(|n| n.id != who.id).collect();
+            list.extend(self.rt.successors().iter().copied().filter(|n| n.id != who.id));
+            self.rt.set_successors(list);
+        }
+        self.rt.remove(&who.id);
+        self.repair_successor();
+        if self.rt.successor().is_none() {
+            // Last two nodes: the leaver's predecessor list may name us only.
+            self.rt.set_predecessors(Vec::new());
+        }
+        self.next_stabilize = self.now;
+    }
+
+    fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
+        let status = if self.phase == Phase::Leaving {
+            Some(Status::Leaving)
+        } else if self.phase != Phase::Joined || !self.rt.is_responsible(&key) {
+            Some(Status::NotResponsible)
+        } else if entry.lifetime_ms == 0 {
+            Some(Status::BadRequest)
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            self.answer(reply, Body::StoreReply { status, copies: 0 });
+            return;
+        }
+        entry.lifetime_ms = entry.lifetime_ms.min(self.store.limits().max_lifetime_ms);
+        let now = self.now;
+        let result = self.store.put(key, Entry::from_wire(&key, &entry, now));
+        let status = match result {
+            Ok(PutOutcome::Stored) | Ok(PutOutcome::Unchanged) => Status::Ok,
+            Ok(PutOutcome::Stale) => Status::Stale,
+            Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => Status::TooLarge,
+            Err(StoreError::KeyFull | StoreError::NodeFull) => Status::Full,
+        };
+        if status != Status::Ok {
+            self.answer(reply, Body::StoreReply { status, copies: 0 });
+            return;
+        }
+        let holders: Vec<NodeInfo> = self
+            .rt
+            .successors()
+            .iter()
+            .take(self.cfg.replicas.saturating_sub(1))
+            .copied()
+            .collect();
+        if holders.is_empty() {
+            self.answer(reply, Body::StoreReply { status: Status::Ok, copies: 1 });
+            return;
+        }
+        let pending = self.next_pending;
+        self.next_pending += 1;
+        self.replications.insert(
+            pending,
+            PendingReplication {
+                reply,
+                copies: 1,
+                outstanding: holders.len(),
+            },
+        );
+        for h in holders {
+            self.send_request(
+                h.addr,
+                Some(h.id),
+                Body::Replicate {
+                    items: vec![(key, entry.clone())],
+                },
+                Ctx::ReplicateFor { pending },
+                self.cfg.rpc_retries + 1,
+            );
+        }
+    }
+
+    fn replication_done(&mut self, pending: u64, ok: bool) {
+        let Some(p) = self.replications.get_mut(&pending) else {
+            return;
+        };
+        p.outstanding -= 1;
+        if ok {
+            p.copies = p.copies.saturating_add(1);
+        }
+        if p.outstanding == 0 {
+            let p = self.replications.remove(&pending).expect("present");
+            self.answer(p.reply, Body::StoreReply { status: Status::Ok, copies: p.copies });
+        }
+    }
+
+    fn primary_fetch(&mut self, key: Id, replica: bool, requester: Option<SocketAddr>, reply: ReplyTo) {
+        if !replica
+            && (!matches!(self.phase, Phase::Joined | Phase::Leaving) || !self.rt.is_responsible(&key))
+        {
+            self.answer(reply, Body::FetchReply { status: Status::NotResponsible, entries: vec![] });
+            return;
+        }
+        let entries = self.wire_entries(&key);
+        if entries.is_empty() && !replica {
+            // A new primary may not have received its handoff yet, and a primary
+            // that just took over may have missed a write: ask the successor.
+            if let Some(s) = self.rt.successor().copied() {
+                if Some(s.addr) != requester {
+                    self.send_request(
+                        s.addr,
+                        Some(s.id),
+                        Body::Fetch { key, replica: true },
+                        Ctx::FetchFallback { key, reply },
+                        2,
+                    );
+                    return;
+                }
+            }
+        }
+        self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+    }
+
+    /// A key's entries as they travel, as many as fit in one reply.
+    fn wire_entries(&self, key: &Id) -> Vec<WireEntry> {
+        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 16);
+        let mut used = 0;
+        let mut out = Vec::new();
+        let mut entries = self.store.entries(key, self.now);
+        entries.sort_by(|a, b| b.version.cmp(&a.version));
+        for e in entries {
+            let w = e.to_wire(self.now);
+            let len = wire::replicate_item_len(&w);
+            if used + len > budget {
+                break;
+            }
+            used += len;
+            out.push(w);
+        }
+        out
+    }
+
+    fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
+        let now = self.now;
+        let mut status = Status::Ok;
+        let mut added = 0;
+        for (key, mut e) in items {
+            if e.lifetime_ms == 0 {
+                continue;
+            }
+            e.lifetime_ms = e.lifetime_ms.min(self.store.limits().max_lifetime_ms);
+            match self.store.put(key, Entry::from_wire(&key, &e, now)) {
+                Ok(PutOutcome::Stored) => added += 1,
+                Ok(_) => {}
+                Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => status = Status::TooLarge,
+                Err(_) => status = Status::Full,
+            }
+        }
+        if added > 0 {
+            self.events.push(Event::KeysIn(added));
+        }
+        status
+    }
+
+    /// Sends the entries of `keys` to `to` in datagram-sized Replicate batches.
+    fn push_keys(&mut self, to: NodeInfo, keys: &[Id], ctx: impl Fn() -> Ctx) -> usize {
+        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let mut batch: Vec<(Id, WireEntry)> = Vec::new();
+        let mut used = 0;
+        let mut sent = 0;
+        let now = self.now;
+        let mut all = Vec::new();
+        for k in keys {
+            for e in self.store.entries(k, now) {
+                all.push((*k, e.to_wire(now)));
+            }
+        }
+        for (k, w) in all {
+            let len = wire::replicate_item_len(&w);
+            if used + len > budget && !batch.is_empty() {
+                let items = std::mem::take(&mut batch);
+                sent += self.send_request(to.addr, Some(to.id), Body::Replicate { items }, ctx(), self.cfg.rpc_retries + 1) as usize;
+                used = 0;
+            }
+            used += len;
+            batch.push((k, w));
+        }
+        if !batch.is_empty() {
+            sent += self.send_request(to.addr, Some(to.id), Body::Replicate { items: batch }, ctx(), self.cfg.rpc_retries + 1) as usize;
+        }
+        sent
+    }
+
+    /// Sends summaries of what we hold in (lo, hi] so `peer` can pull what it lacks.
+    fn offer_range(&mut self, peer: NodeInfo, lo: Id, hi: Id) {
+        let summaries = self.store.range_summaries(&lo, &hi, self.now);
+        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let mut batch = Vec::new();
+        let mut used = 0;
+        for s in summaries {
+            let len = wire::summary_item_len(&s);
+            if (used + len > budget || batch.len() == u16::MAX as usize) && !batch.is_empty() {
+                let items = std::mem::take(&mut batch);
+                self.send_request(peer.addr, Some(peer.id), Body::SyncItems { items: items.clone() }, Ctx::SyncItems { peer, items }, 2);
+                used = 0;
+            }
+            used += len;
+            batch.push(s);
+        }
+        if !batch.is_empty() {
+            self.send_request(peer.addr, Some(peer.id), Body::SyncItems { items: batch.clone() }, Ctx::SyncItems { peer, items: batch }, 2);
+        }
+    }
+
+    // ----- responses -----------------------------------------------------
+
+    fn handle_response(&mut self, from: SocketAddr, msg: Message) {
+        let Some(rpc) = self.rpcs.get(&msg.request_id) else {
+            self.stats.dropped_unmatched += 1;
+            return;
+        };
+        // Only the peer we asked may answer (a forged source still needs the overlay key).
+        if rpc.to != from {
+            self.stats.dropped_unmatched += 1;
+            return;
+        }
+        let rpc = self.rpcs.remove(&msg.request_id).expect("present");
+        if rpc.attempts == 1 {
+            self.sample_rtt(from, self.now.saturating_sub(rpc.sent_at));
+        }
+        let sender = NodeInfo {
+            id: msg.sender,
+            addr: from,
+        };
+        if let Body::Error { status } = msg.body {
+            self.log(LogLevel::Debug, || format!("{from} answered {status:?}"));
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false);
+            return;
+        }
+        match (rpc.ctx, msg.body) {
+            (Ctx::LookupStep { lookup }, Body::FindReply { done, nodes }) => {
+                self.lookup_reply(lookup, sender, done, nodes)
+            }
+            (Ctx::Stabilize { succ }, Body::Neighbors { preds, succs }) => {
+                self.stabilize_reply(succ, preds, succs)
+            }
+            (Ctx::CheckPred { pred }, Body::Neighbors { preds, .. }) => {
+                if self.rt.predecessor().map(|p| p.id) == Some(pred.id) {
+                    let mut list = vec![pred];
+                    list.extend(preds);
+                    self.rt.set_predecessors(list);
+                }
+            }
+            (Ctx::Notify, Body::NotifyAck) => {}
+            (Ctx::Store(job), Body::StoreReply { status, copies }) => {
+                self.store_reply(job, sender, status, copies)
+            }
+            (Ctx::Fetch(job), Body::FetchReply { status, entries }) => {
+                self.fetch_reply(job, sender, status, entries)
+            }
+            (Ctx::FetchFallback { key, reply }, Body::FetchReply { entries, .. }) => {
+                let items = entries.into_iter().map(|e| (key, e)).collect();
+                self.accept_items(items);
+                let entries = self.wire_entries(&key);
+                self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+            }
+            (Ctx::ReplicateFor { pending }, Body::ReplicateAck { status }) => {
+                self.replication_done(pending, status == Status::Ok)
+            }
+            (Ctx::Push, Body::ReplicateAck { .. }) => {}
+            (Ctx::Handoff { keys }, Body::ReplicateAck { status }) => {
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+                if status == Status::Ok {
+                    let mut gone = 0;
+                    for k in keys {
+                        if self.rt.is_holder(&k, self.cfg.replicas) == Some(false) {
+                            gone += self.store.remove_key(&k);
+                        }
+                    }
+                    if gone > 0 {
+                        self.events.push(Event::KeysOut(gone));
+                    }
+                }
+            }
+            (Ctx::SyncDigest { peer, lo, hi }, Body::SyncDigestReply { in_sync }) => {
+                if !in_sync {
+                    self.offer_range(peer, lo, hi);
+                }
+            }
+            (Ctx::SyncItems { peer, items }, Body::SyncNeed { indices }) => {
+                let now = self.now;
+                let mut push = Vec::new();
+                for i in indices {
+                    if let Some(it) = items.get(i as usize) {
+                        if let Some(e) = self.store.entry(&it.key, &it.writer, now) {
+                            push.push((it.key, e.to_wire(now)));
+                        }
+                    }
+                }
+                self.push_items(peer, push);
+            }
+            (Ctx::LeaveStep, _) => self.leave_step_done(true),
+            (Ctx::Ping { op }, Body::Pong) => {
+                let rtt = Duration::from_micros(self.now.saturating_sub(rpc.sent_at));
+                self.complete(op, OpResult::Ping(Ok(rtt)));
+            }
+            (ctx, body) => {
+                self.stats.dropped_malformed += 1;
+                self.log(LogLevel::Debug, || format!("reply {} does not fit {ctx:?}", body.name()));
+                self.rpc_failed(rpc.to, rpc.to_id, ctx, false);
+            }
+        }
+    }
+
+    fn push_items(&mut self, to: NodeInfo, items: Vec<(Id, WireEntry)>) {
+        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let mut batch = Vec::new();
+        let mut used = 0;
+        for (k, w) in items {
+            let len = wire::replicate_item_len(&w);
+            if used + len > budget && !batch.is_empty() {
+                let items = std::mem::take(&mut batch);
+                self.send_request(to.addr, Some(to.id), Body::Replicate { items }, Ctx::Push, 2);
+                used = 0;
+            }
+            used += len;
+            batch.push((k, w));
+        }
+        if !batch.is_empty() {
+            self.send_request(to.addr, Some(to.id), Body::Replicate { items: batch }, Ctx::Push, 2);
+        }
+    }
+
+    fn sample_rtt(&mut self, addr: SocketAddr, sample: u64) {
+        if self.rtt.len() > 4096 && !self.rtt.contains_key(&addr) {
+            self.rtt.clear();
+        }
+        let r = self.rtt.entry(addr).or_default();
+        if r.srtt == 0 {
+            r.srtt = sample.max(1);
+            r.rttvar = sample / 2;
+        } else {
+            let err = r.srtt.abs_diff(sample);
+            r.rttvar = (3 * r.rttvar + err) / 4;
+            r.srtt = (7 * r.srtt + sample) / 8;
+        }
+    }
+
+    /// A request failed: `timed_out` when the peer never answered (it is then
+    /// treated as failed), otherwise it answered with an error or could not be sent.
+    fn rpc_failed(&mut self, to: SocketAddr, to_id: Option<Id>, ctx: Ctx, timed_out: bool) {
+        if timed_out {
+            self.peer_failed(to, to_id);
+        }
+        match ctx {
+            Ctx::LookupStep { lookup } => {
+                if let Some(mut l) = self.lookups.remove(&lookup) {
+                    l.tried.insert(to);
+                    self.lookup_next(lookup, l);
+                }
+            }
+            Ctx::Stabilize { .. } => {
+                // Try the next successor right away.
+                self.next_stabilize = self.now;
+            }
+            Ctx::CheckPred { pred } => {
+                if timed_out && self.rt.predecessor().map(|p| p.id) == Some(pred.id) {
+                    self.rt.remove(&pred.id);
+                }
+            }
+            Ctx::Notify | Ctx::Push => {}
+            Ctx::Store(job) => self.retry_put(job, Some(to)),
+            Ctx::Fetch(job) => self.retry_get(job, Some(to)),
+            Ctx::FetchFallback { key, reply } => {
+                let entries = self.wire_entries(&key);
+                self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+            }
+            Ctx::ReplicateFor { pending } => self.replication_done(pending, false),
+            Ctx::Handoff { .. } => {
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+            }
+            Ctx::SyncDigest { .. } | Ctx::SyncItems { .. } => {}
+            Ctx::LeaveStep => self.leave_step_done(false),
+            Ctx::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),
+        }
+    }
+
+    // ----- lookups -------------------------------------------------------
+
+    fn start_lookup(&mut self, key: Id, purpose: Purpose, timeout: Duration) {
+        let usable = |n: &NodeInfo| self.usable(n);
+        match self.rt.answer(&key, usable, FANOUT) {
+            Answer::Done(nodes) => {
+                let l = Lookup {
+                    key,
+                    purpose,
+                    started: self.now,
+                    hops: 0,
+                    candidates: Vec::new(),
+                    tried: HashSet::new(),
+                };
+                self.lookup_done(l, nodes);
+            }
+            Answer::Next(nodes) => {
+                let mut cands: Vec<Candidate> = nodes
+                    .into_iter()
+                    .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+                    .collect();
+                if cands.is_empty() {
+                    if let Some(s) = self.rt.successor() {
+                        cands.push(Candidate { addr: s.addr, id: Some(s.id) });
+                    }
+                }
+                self.start_lookup_via(key, purpose, cands, timeout);
+            }
+        }
+    }
+
+    fn start_lookup_via(&mut self, key: Id, purpose: Purpose, candidates: Vec<Candidate>, timeout: Duration) {
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
+        let l = Lookup {
+            key,
+            purpose,
+            started: self.now,
+            hops: 0,
+            candidates,
+            tried: HashSet::new(),
+        };
+        self.lookup_next(id, l);
+    }
+
+    /// Asks the best untried candidate, or fails when none is left.
+    fn lookup_next(&mut self, id: u64, mut l: Lookup) {
+        if let Purpose::User(op) | Purpose::Put(PutJob { op, .. }) | Purpose::Get(GetJob { op, .. }) = &l.purpose {
+            if !self.op_live(*op) {
+                return;
+            }
+        }
+        while let Some(c) = (!l.candidates.is_empty()).then(|| l.candidates.remove(0)) {
+            if l.tried.contains(&c.addr) {
+                continue;
+            }
+            if let Some(cid) = c.id {
+                if !self.usable(&NodeInfo { id: cid, addr: c.addr }) {
+                    continue;
+                }
+            }
+            l.tried.insert(c.addr);
+            let key = l.key;
+            let attempts = self.cfg.rpc_retries.min(1) + 1;
+            self.lookups.insert(id, l);
+            self.send_request(c.addr, c.id, Body::FindSuccessor { key }, Ctx::LookupStep { lookup: id }, attempts);
+            return;
+        }
+        self.lookup_failed(l, Error::NoRoute);
+    }
+
+    fn lookup_reply(&mut self, id: u64, from: NodeInfo, done: bool, nodes: Vec<NodeInfo>) {
+        let Some(mut l) = self.lookups.remove(&id) else {
+            return;
+        };
+        l.hops += 1;
+        if done && !nodes.is_empty() {
+            self.lookup_done(l, nodes);
+            return;
+        }
+        // Only nodes strictly closer to the key than the one that answered count as progress.
+        let mut closer: Vec<Candidate> = nodes
+            .into_iter()
+            .filter(|n| n.id.in_open(&from.id, &l.key) && n.id != self.me.id)
+            .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+            .collect();
+        closer.extend(l.candidates.drain(..));
+        let key = l.key;
+        closer.sort_by_key(|c| c.id.map(|i| i.distance_to(&key)).unwrap_or(Id::MAX));
+        l.candidates = closer;
+        self.lookup_next(id, l);
+    }
+
+    fn lookup_done(&mut self, l: Lookup, nodes: Vec<NodeInfo>) {
+        let latency = self.now.saturating_sub(l.started);
+        match l.purpose {
+            Purpose::User(op) => {
+                if self.op_live(op) {
+                    self.record_lookup(l.hops, latency);
+                    self.complete(
+                        op,
+                        OpResult::Lookup(Ok(LookupOutcome {
+                            node: nodes[0],
+                            hops: l.hops,
+                            latency: Duration::from_micros(latency),
+                        })),
+                    );
+                }
+            }
+            Purpose::Join { op, rest } => self.join_found(op, rest, nodes),
+            Purpose::Finger(i) => self.finger_found(i, nodes[0]),
+            Purpose::Put(job) => {
+                if !self.op_live(job.op) {
+                    return;
+                }
+                self.record_lookup(l.hops, latency);
+                let node = nodes[0];
+                if node.id == self.me.id {
+                    let (key, entry) = (job.key, job.entry.clone());
+                    self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
+                } else {
+                    let body = Body::Store { key: job.key, entry: job.entry.clone() };
+                    self.send_request(node.addr, Some(node.id), body, Ctx::Store(job), self.cfg.rpc_retries + 1);
+                }
+            }
+            Purpose::Get(job) => {
+                if !self.op_live(job.op) {
+                    return;
+                }
+                self.record_lookup(l.hops, latency);
+                let node = nodes[0];
+                if node.id == self.me.id {
+                    let key = job.key;
+                    self.primary_fetch(key, false, None, ReplyTo::LocalGet(job));
+                } else {
+                    let body = Body::Fetch { key: job.key, replica: false };
+                    self.send_request(node.addr, Some(node.id), body, Ctx::Fetch(job), self.cfg.rpc_retries + 1);
+                }
+            }
+            Purpose::Handoff(key) => {
+                let node = nodes[0];
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+                if node.id != self.me.id {
+                    let items: Vec<(Id, WireEntry)> = self
+                        .store
+                        .entries(&key, self.now)
+                        .into_iter()
+                        .map(|e| (key, e.to_wire(self.now)))
+                        .collect();
+                    if !items.is_empty() {
+                        self.handoffs_in_flight += 1;
+                        self.send_request(node.addr, Some(node.id), Body::Replicate { items }, Ctx::Handoff { keys: vec![key] }, 2);
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_lookup(&mut self, hops: u32, latency_us: u64) {
+        self.stats.lookups_ok += 1;
+        self.stats.hops.record(hops as u64);
+        self.stats.lookup_latency_us.record(latency_us);
+    }
+
+    fn lookup_failed(&mut self, l: Lookup, e: Error) {
+        match l.purpose {
+            Purpose::User(op) => {
+                if self.op_live(op) {
+                    self.stats.lookups_failed += 1;
+                    self.complete(op, OpResult::Lookup(Err(e)));
+                }
+            }
+            Purpose::Join { op, mut rest } => {
+                if rest.is_empty() || !self.op_live(op) {
+                    self.phase = Phase::Idle;
+                    self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+                } else {
+                    let next = rest.remove(0);
+                    let remaining = self.op_remaining(op);
+                    self.start_lookup_via(
+                        self.me.id,
+                        Purpose::Join { op, rest },
+                        vec![Candidate { addr: next, id: None }],
+                        remaining,
+                    );
+                }
+            }
+            Purpose::Finger(_) => {}
+            Purpose::Put(job) => {
+                if self.op_live(job.op) {
+                    self.stats.puts_failed += 1;
+                    self.complete(job.op, OpResult::Put(Err(e)));
+                }
+            }
+            Purpose::Get(job) => {
+                if self.op_live(job.op) {
+                    self.stats.gets_failed += 1;
+                    self.complete(job.op, OpResult::Get(Err(e)));
+                }
+            }
+            Purpose::Handoff(_) => {
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    fn join_found(&mut self, op: OpId, rest: Vec<SocketAddr>, nodes: Vec<NodeInfo>) {
+        if !self.op_live(op) {
+            return;
+        }
+        if nodes.iter().any(|n| n.id == self.me.id && n.addr != self.me.addr) {
+            self.phase = Phase::Idle;
+            self.complete(op, OpResult::Join(Err(Error::IdCollision)));
+            return;
+        }
+        let _ = rest;
+        // A stale entry for this very node (restart at the same address) is skipped.
+        self.rt.set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
+        if self.rt.successor().is_none() {
+            self.phase = Phase::Idle;
+            self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+            return;
+        }
+        self.become_joined(self.now);
+        let succ = *self.rt.successor().expect("set above");
+        self.log(LogLevel::Info, || format!("joined; successor {}", succ.addr));
+        self.send_request(succ.addr, Some(succ.id), Body::Notify, Ctx::Notify, 2);
+        self.complete(op, OpResult::Join(Ok(())));
+    }
+
+    // ----- storage operation replies -------------------------------------
+
+    fn store_reply(&mut self, job: PutJob, from: NodeInfo, status: Status, copies: u8) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        match status {
+            Status::Ok => {
+                self.stats.puts_ok += 1;
+                self.complete(job.op, OpResult::Put(Ok(StoreReceipt { copies })));
+            }
+            Status::NotResponsible | Status::Leaving => {
+                if status == Status::Leaving {
+                    self.suspects.insert(from.id, self.now + SUSPECT_US);
+                    self.rt.remove(&from.id);
+                    self.repair_successor();
+                }
+                self.retry_put(job, None);
+            }
+            other => {
+                self.stats.puts_failed += 1;
+                let e = match other {
+                    Status::Stale => Error::Stale,
+                    Status::TooLarge => Error::TooLarge,
+                    Status::Full => Error::Full,
+                    s => Error::Refused(format!("{s:?}")),
+                };
+                self.complete(job.op, OpResult::Put(Err(e)));
+            }
+        }
+    }
+
+    fn retry_put(&mut self, mut job: PutJob, _failed: Option<SocketAddr>) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        job.attempts += 1;
+        if job.attempts >= MAX_ATTEMPTS {
+            self.stats.puts_failed += 1;
+            self.complete(job.op, OpResult::Put(Err(Error::NoRoute)));
+            return;
+        }
+        let remaining = self.op_remaining(job.op);
+        self.start_lookup(job.key, Purpose::Put(job), remaining);
+    }
+
+    fn fetch_reply(&mut self, job: GetJob, _from: NodeInfo, status: Status, entries: Vec<WireEntry>) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        if status == Status::Ok {
+            self.stats.gets_ok += 1;
+            let values = entries
+                .into_iter()
+                .filter(|e| !e.tombstone && e.lifetime_ms > 0)
+                .map(|e| Value {
+                    writer: e.writer,
+                    data: e.data,
+                    version: e.version,
+                    lifetime: Duration::from_millis(e.lifetime_ms as u64),
+                })
+                .collect();
+            self.complete(job.op, OpResult::Get(Ok(values)));
+        } else {
+            self.retry_get(job, None);
+        }
+    }
+
+    fn retry_get(&mut self, mut job: GetJob, _failed: Option<SocketAddr>) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        job.attempts += 1;
+        if job.attempts >= MAX_ATTEMPTS {
+            self.stats.gets_failed += 1;
+            self.complete(job.op, OpResult::Get(Err(Error::NoRoute)));
+            return;
+        }
+        let remaining = self.op_remaining(job.op);
+        self.start_lookup(job.key, Purpose::Get(job), remaining);
+    }
+
+    // ----- ring maintenance ---------------------------------------------
+
+    fn stabilize(&mut self) {
+        if self.rt.successor().is_none() {
+            // Alone, or every successor failed: a known predecessor closes the ring.
+            if let Some(p) = self.rt.predecessor().copied() {
+                self.rt.set_successors([p]);
+            } else {
+                self.repair_successor();
+            }
+        }
+        let Some(succ) = self.rt.successor().copied() else {
+            return;
+        };
+        self.send_request(succ.addr, Some(succ.id), Body::GetNeighbors, Ctx::Stabilize { succ }, self.cfg.rpc_retries + 1);
+    }
+
+    fn stabilize_reply(&mut self, succ: NodeInfo, preds: Vec<NodeInfo>, succs: Vec<NodeInfo>) {
+        if self.rt.successor().map(|s| s.id) != Some(succ.id) {
+            return;
+        }
+        let mut list = Vec::with_capacity(succs.len() + 2);
+        if let Some(x) = preds.first() {
+            if x.id.in_open(&self.me.id, &succ.id) && self.usable(x) {
+                list.push(*x);
+            }
+        }
+        list.push(succ);
+        list.extend(succs.into_iter().filter(|n| self.usable(n)));
+        self.rt.set_successors(list);
+        let target = *self.rt.successor().expect("non-empty");
+        self.send_request(target.addr, Some(target.id), Body::Notify, Ctx::Notify, 2);
+    }
+
+    fn check_predecessor(&mut self) {
+        if let Some(pred) = self.rt.predecessor().copied() {
+            self.send_request(pred.addr, Some(pred.id), Body::GetNeighbors, Ctx::CheckPred { pred }, self.cfg.rpc_retries + 1);
+        }
+    }
+
+    fn fix_next_finger(&mut self) {
+        let Some(succ) = self.rt.successor().copied() else {
+            return;
+        };
+        // Fingers whose start lies before the successor are the successor itself.
+        let mut i = self.next_finger;
+        let mut scanned = 0;
+        while scanned < ID_BITS {
+            let start = self.rt.finger_start(i);
+            if start.in_open_closed(&self.me.id, &succ.id) {
+                self.rt.set_finger(i, Some(succ));
+                i = (i + 1) % ID_BITS;
+                scanned += 1;
+            } else {
+                break;
+            }
+        }
+        if scanned == ID_BITS {
+            return;
+        }
+        self.next_finger = (i + 1) % ID_BITS;
+        let start = self.rt.finger_start(i);
+        let timeout = self.cfg.op_timeout;
+        self.start_lookup(start, Purpose::Finger(i), timeout);
+    }
+
+    fn finger_found(&mut self, i: usize, node: NodeInfo) {
+        let start = self.rt.finger_start(i);
+        self.rt.set_finger(i, Some(node));
+        // Following fingers whose start also precedes `node` point at it too.
+        let mut j = i + 1;
+        while j < ID_BITS {
+            let s = self.rt.finger_start(j);
+            if s.in_open_closed(&start, &node.id) {
+                self.rt.set_finger(j, Some(node));
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if j > i + 1 {
+            self.next_finger = j % ID_BITS;
+        }
+    }
+
+    fn sync_replicas(&mut self) {
+        if let Some(pred) = self.rt.predecessor().copied() {
+            let (lo, hi) = (pred.id, self.me.id);
+            let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
+            let holders: Vec<NodeInfo> = self
+                .rt
+                .successors()
+                .iter()
+                .take(self.cfg.replicas.saturating_sub(1))
+                .copied()
+                .collect();
+            for s in holders {
+                self.send_request(s.addr, Some(s.id), Body::SyncDigest { lo, hi, digest, count }, Ctx::SyncDigest { peer: s, lo, hi }, 2);
+            }
+        }
+        // Keys this node no longer holds a copy of go to their primary, then are dropped.
+        if self.handoffs_in_flight == 0 {
+            let preds = self.rt.predecessors();
+            if preds.len() >= self.cfg.replicas {
+                let far = preds[self.cfg.replicas - 1].id;
+                let keys = self.store.keys_outside(&far, &self.me.id, HANDOFF_BATCH);
+                let timeout = self.cfg.op_timeout;
+                for k in keys {
+                    self.handoffs_in_flight += 1;
+                    self.start_lookup(k, Purpose::Handoff(k), timeout);
+                }
+            }
+        }
+    }
+
+    // ----- leaving -------------------------------------------------------
+
+    fn leave_step_done(&mut self, ok: bool) {
+        if let Some(l) = self.leave.as_mut() {
+            l.outstanding = l.outstanding.saturating_sub(1);
+            l.failed |= !ok;
+        }
+        self.maybe_finish_leave();
+    }
+
+    fn maybe_finish_leave(&mut self) {
+        let done = self.leave.as_ref().map(|l| (l.outstanding == 0, l.failed));
+        if let Some((true, failed)) = done {
+            self.finish_leave(if failed { Err(Error::Timeout) } else { Ok(()) });
+        }
+    }
+
+    fn finish_leave(&mut self, result: Result<(), Error>) {
+        if let Some(l) = self.leave.take() {
+            self.phase = Phase::Left;
+            self.complete(l.op, OpResult::Leave(result));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn lone_node_serves_itself() {
+        let mut e = Engine::new(Config::default(), addr(7000), 1, 0);
+        e.join(0, 1, &[], Duration::from_secs(1));
+        assert_eq!(e.phase(), Phase::Joined);
+        e.put(10, 2, Id::from_name("k"), b"w", b"v", 1, Duration::from_secs(60), Duration::from_secs(1));
+        e.get(20, 3, Id::from_name("k"), Duration::from_secs(1));
+        let done: Vec<Completion> = e.drain_completions().collect();
+        assert_eq!(done.len(), 3);
+        assert_eq!(done[1].result, OpResult::Put(Ok(StoreReceipt { copies: 1 })));
+        match &done[2].result {
+            OpResult::Get(Ok(v)) => assert_eq!(v[0].data, b"v"),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.drain_transmits().next().is_none());
+    }
+
+    #[test]
+    fn operations_before_join_fail_clearly() {
+        let mut e = Engine::new(Config::default(), addr(7001), 1, 0);
+        e.get(0, 1, Id::ZERO, Duration::from_secs(1));
+        let done: Vec<Completion> = e.drain_completions().collect();
+        assert_eq!(done[0].result, OpResult::Get(Err(Error::NotJoined)));
+    }
+
+    #[test]
+    fn garbage_is_counted_not_fatal() {
+        let mut e = Engine::new(Config::default(), addr(7002), 1, 0);
+        e.join(0, 1, &[], Duration::from_secs(1));
+        e.handle_datagram(1, addr(9), b"hello");
+        e.handle_datagram(1, addr(9), &[]);
+        assert_eq!(e.stats().dropped_malformed, 2);
+    }
+
+    #[test]
+    fn join_to_silent_bootstrap_fails_by_deadline() {
+        let mut e = Engine::new(Config::default(), addr(7003), 1, 0);
+        e.join(0, 1, &[addr(9)], Duration::from_secs(3));
+        let mut now = 0;
+        while let Some(t) = e.next_timeout() {
+            now = t;
+            e.handle_timeout(now);
+            if e.has_output() && e.drain_completions().next().is_some() {
+                break;
+            }
+            let _ = e.drain_transmits().count();
+        }
+        assert!(now <= 3_000_000);
+        assert_eq!(e.phase(), Phase::Idle);
+    }
+}

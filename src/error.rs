@@ -1,0 +1,60 @@
+//! The one error type of the library. Each variant maps to a stable C result code.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The operation did not finish before its deadline.
+    Timeout,
+    /// No live node could be reached to route the request.
+    NoRoute,
+    /// The node is not part of a ring yet (or any more).
+    NotJoined,
+    /// None of the bootstrap peers answered.
+    JoinFailed,
+    /// Another live node already uses this node id.
+    IdCollision,
+    /// A value, writer or message exceeds a configured limit.
+    TooLarge,
+    /// A per-key or per-node storage limit is reached.
+    Full,
+    /// A newer version of the entry is already stored.
+    Stale,
+    /// The node is shutting down or has stopped.
+    Shutdown,
+    /// Bad argument supplied by the caller.
+    InvalidArgument(String),
+    /// A remote peer refused the request.
+    Refused(String),
+    /// Socket or system error.
+    Io(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("timed out"),
+            Error::NoRoute => f.write_str("no live node reachable for this key"),
+            Error::NotJoined => f.write_str("node has not joined an overlay"),
+            Error::JoinFailed => f.write_str("no bootstrap peer answered"),
+            Error::IdCollision => f.write_str("node id already in use by another live node"),
+            Error::TooLarge => f.write_str("value, writer or message too large"),
+            Error::Full => f.write_str("storage limit reached"),
+            Error::Stale => f.write_str("a newer version is already stored"),
+            Error::Shutdown => f.write_str("node is shutting down"),
+            Error::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
+            Error::Refused(s) => write!(f, "refused by peer: {s}"),
+            Error::Io(s) => write!(f, "I/O error: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,35 @@
+//! chordsip: a Chord overlay that replaces the central SIP registrar/location
+//! database. Every SIP server or user agent becomes a peer that joins the ring,
+//! stores address-of-record bindings in it and looks them up.
+//!
+//! Layers, from pure to I/O:
+//! - [`id`]: the 160-bit identifier space;
+//! - [`wire`]: the datagram format;
+//! - [`storage`]: versioned, expiring dictionaries;
+//! - [`routing`]: finger table, successor and predecessor lists;
+//! - [`engine`]: the sans-I/O protocol state machine of one node;
+//! - [`sim`]: an in-memory network that runs thousands of engines;
+//! - [`runtime`] and [`node`]: the shared thread pool and real UDP nodes.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod id;
+
+pub mod routing;
+
+
+pub mod stats;
+pub mod storage;
+pub mod wire;
+
+pub use config::{Config, LogLevel};
+pub use engine::{Event, LookupOutcome, StoreReceipt, Value};
+pub use error::{Error, Result};
+pub use id::Id;
+
+pub use stats::Stats;
+pub use wire::NodeInfo;
+
+/// The crate version, as reported by `chordsip_version()`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,329 @@
+//! Routing state of one Chord node: predecessor list, successor list, fingers.
+//!
+//! Pure data and decisions, no I/O: the engine feeds it what it learns from the
+//! network and asks it where a key should go next. Kept apart so routing rules
+//! can be tested exhaustively without sockets or timers.
+
+use crate::id::{Id, ID_BITS};
+use crate::wire::NodeInfo;
+
+/// What a node answers to "who is responsible for this key?"
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The first node is responsible; the rest are its successors.
+    Done(Vec<NodeInfo>),
+    /// Closer nodes to ask next, best first (may be empty if nothing is known).
+    Next(Vec<NodeInfo>),
+}
+
+/// A node's view of its neighbourhood on the ring.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    me: NodeInfo,
+    succ_len: usize,
+    pred_len: usize,
+    /// preds[0] is the predecessor, preds[1] its predecessor, and so on.
+    preds: Vec<NodeInfo>,
+    succs: Vec<NodeInfo>,
+    fingers: Vec<Option<NodeInfo>>,
+}
+
+impl RoutingTable {
+    pub fn new(me: NodeInfo, succ_len: usize, pred_len: usize) -> RoutingTable {
+        RoutingTable {
+            me,
+            succ_len: succ_len.max(1),
+            pred_len: pred_len.max(1),
+            preds: Vec::new(),
+            succs: Vec::new(),
+            fingers: vec![None; ID_BITS],
+        }
+    }
+
+    pub fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    pub fn predecessor(&self) -> Option<&NodeInfo> {
+        self.preds.first()
+    }
+
+    pub fn predecessors(&self) -> &[NodeInfo] {
+        &self.preds
+    }
+
+    pub fn successors(&self) -> &[NodeInfo] {
+        &self.succs
+    }
+
+    /// The successor, or None when this node believes it is alone.
+    pub fn successor(&self) -> Option<&NodeInfo> {
+        self.succs.first()
+    }
+
+    pub fn finger(&self, i: usize) -> Option<&NodeInfo> {
+        self.fingers.get(i).and_then(|f| f.as_ref())
+    }
+
+    /// Distinct finger nodes, lowest index first.
+    pub fn finger_nodes(&self) -> Vec<NodeInfo> {
+        let mut out: Vec<NodeInfo> = Vec::new();
+        for f in self.fingers.iter().flatten() {
+            if out.last().map(|l| l.id) != Some(f.id) && !out.iter().any(|o| o.id == f.id) {
+                out.push(*f);
+            }
+        }
+        out
+    }
+
+    /// Sets the successor list (dropping self and duplicates, keeping order).
+    pub fn set_successors(&mut self, list: impl IntoIterator<Item = NodeInfo>) -> bool {
+        let new = self.clean(list, self.succ_len);
+        let changed = new.first().map(|n| n.id) != self.succs.first().map(|n| n.id);
+        self.succs = new;
+        changed
+    }
+
+    /// Sets the predecessor list; returns whether the predecessor changed.
+    pub fn set_predecessors(&mut self, list: impl IntoIterator<Item = NodeInfo>) -> bool {
+        let new = self.clean(list, self.pred_len);
+        let changed = new.first().map(|n| n.id) != self.preds.first().map(|n| n.id);
+        self.preds = new;
+        changed
+    }
+
+    fn clean(&self, list: impl IntoIterator<Item = NodeInfo>, max: usize) -> Vec<NodeInfo> {
+        let mut out: Vec<NodeInfo> = Vec::with_capacity(max);
+        for n in list {
+            if n.id == self.me.id || out.iter().any(|o| o.id == n.id) {
+                continue;
+            }
+            out.push(n);
+            if out.len() == max {
+                break;
+            }
+        }
+        out
+    }
+
+    pub fn set_finger(&mut self, i: usize, node: Option<NodeInfo>) {
+        if i < ID_BITS {
+            self.fingers[i] = node.filter(|n| n.id != self.me.id);
+        }
+    }
+
+    /// Where finger i should point: me + 2^i.
+    pub fn finger_start(&self, i: usize) -> Id {
+        self.me.id.add_pow2(i)
+    }
+
+    /// Forgets a node everywhere (it failed or left). Returns (pred changed, succ changed).
+    pub fn remove(&mut self, id: &Id) -> (bool, bool) {
+        let pred_changed = self.preds.first().map(|p| p.id == *id).unwrap_or(false);
+        let succ_changed = self.succs.first().map(|s| s.id == *id).unwrap_or(false);
+        self.preds.retain(|n| n.id != *id);
+        self.succs.retain(|n| n.id != *id);
+        for f in self.fingers.iter_mut() {
+            if f.map(|n| n.id == *id).unwrap_or(false) {
+                *f = None;
+            }
+        }
+        (pred_changed, succ_changed)
+    }
+
+    /// Whether this node stores `key` as its primary copy: key in (pred, me].
+    /// Without a known predecessor a node claims everything not owned by its successor.
+    pub fn is_responsible(&self, key: &Id) -> bool {
+        match (self.preds.first(), self.succs.first()) {
+            (Some(p), _) => key.in_open_closed(&p.id, &self.me.id),
+            (None, None) => true,
+            (None, Some(s)) => !key.in_open_closed(&self.me.id, &s.id),
+        }
+    }
+
+    /// Whether this node is among the `replicas` holders of `key`:
+    /// key in (preds[replicas-1], me]. Unknown when too few predecessors are known.
+    pub fn is_holder(&self, key: &Id, replicas: usize) -> Option<bool> {
+        let idx = replicas.max(1) - 1;
+        let far = self.preds.get(idx)?;
+        if far.id == self.me.id {
+            return Some(true);
+        }
+        Some(key.in_open_closed(&far.id, &self.me.id))
+    }
+
+    /// Answers a lookup step using everything this node knows.
+    pub fn answer(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, fanout: usize) -> Answer {
+        let succs: Vec<NodeInfo> = self.succs.iter().copied().filter(&usable).collect();
+        if succs.is_empty() {
+            if self.preds.is_empty() {
+                return Answer::Done(vec![self.me]);
+            }
+        } else {
+            if let Some(p) = self.preds.first() {
+                if key.in_open_closed(&p.id, &self.me.id) {
+                    let mut list = vec![self.me];
+                    list.extend(succs.iter().copied());
+                    return Answer::Done(list);
+                }
+            }
+            let mut prev = self.me.id;
+            for (i, s) in succs.iter().enumerate() {
+                if key.in_open_closed(&prev, &s.id) {
+                    return Answer::Done(succs[i..].to_vec());
+                }
+                prev = s.id;
+            }
+        }
+        Answer::Next(self.closest_preceding(key, usable, fanout))
+    }
+
+    /// Known nodes in (me, key), closest to the key first.
+    pub fn closest_preceding(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, count: usize) -> Vec<NodeInfo> {
+        let mut best: Vec<(Id, NodeInfo)> = Vec::with_capacity(count + 1);
+        let mut consider = |n: &NodeInfo| {
+            if !n.id.in_open(&self.me.id, key) || !usable(n) {
+                return;
+            }
+            if best.iter().any(|(_, b)| b.id == n.id) {
+                return;
+            }
+            let dist = n.id.distance_to(key);
+            let pos = best.partition_point(|(d, _)| *d < dist);
+            if pos < count {
+                best.insert(pos, (dist, *n));
+                best.truncate(count);
+            }
+        };
+        let mut last: Option<Id> = None;
+        for f in self.fingers.iter().rev().flatten() {
+            if last == Some(f.id) {
+                continue;
+            }
+            last = Some(f.id);
+            consider(f);
+        }
+        for s in &self.succs {
+            consider(s);
+        }
+        for p in &self.preds {
+            consider(p);
+        }
+        best.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Every distinct node this table references.
+    pub fn known_nodes(&self) -> Vec<NodeInfo> {
+        let mut out: Vec<NodeInfo> = Vec::new();
+        for n in self
+            .preds
+            .iter()
+            .chain(self.succs.iter())
+            .chain(self.fingers.iter().flatten())
+        {
+            if !out.iter().any(|o| o.id == n.id) {
+                out.push(*n);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: u64) -> NodeInfo {
+        NodeInfo {
+            id: Id::from_u64(v),
+            addr: format!("127.0.0.1:{}", 1000 + v).parse().unwrap(),
+        }
+    }
+
+    fn table(me: u64, preds: &[u64], succs: &[u64]) -> RoutingTable {
+        let mut t = RoutingTable::new(n(me), 4, 3);
+        t.set_predecessors(preds.iter().map(|&v| n(v)));
+        t.set_successors(succs.iter().map(|&v| n(v)));
+        t
+    }
+
+    #[test]
+    fn alone_node_owns_everything() {
+        let t = RoutingTable::new(n(50), 4, 3);
+        assert!(t.is_responsible(&Id::from_u64(7)));
+        assert_eq!(t.answer(&Id::from_u64(7), |_| true, 3), Answer::Done(vec![n(50)]));
+    }
+
+    #[test]
+    fn responsibility_is_pred_exclusive_me_inclusive() {
+        let t = table(50, &[40, 30, 20], &[60, 70]);
+        assert!(t.is_responsible(&Id::from_u64(50)));
+        assert!(t.is_responsible(&Id::from_u64(41)));
+        assert!(!t.is_responsible(&Id::from_u64(40)));
+        assert!(!t.is_responsible(&Id::from_u64(51)));
+        assert_eq!(t.is_holder(&Id::from_u64(25), 3), Some(true));
+        assert_eq!(t.is_holder(&Id::from_u64(15), 3), Some(false));
+        assert_eq!(t.is_holder(&Id::from_u64(15), 5), None);
+    }
+
+    #[test]
+    fn answer_uses_pred_and_successor_list() {
+        let t = table(50, &[40], &[60, 70, 80]);
+        assert_eq!(
+            t.answer(&Id::from_u64(45), |_| true, 3),
+            Answer::Done(vec![n(50), n(60), n(70), n(80)])
+        );
+        assert_eq!(
+            t.answer(&Id::from_u64(55), |_| true, 3),
+            Answer::Done(vec![n(60), n(70), n(80)])
+        );
+        assert_eq!(
+            t.answer(&Id::from_u64(75), |_| true, 3),
+            Answer::Done(vec![n(80)])
+        );
+        // Beyond the successor list: ask the closest preceding node.
+        assert_eq!(
+            t.answer(&Id::from_u64(90), |_| true, 3),
+            Answer::Next(vec![n(80), n(70), n(60)])
+        );
+        // Wraps: key 10 lies between 80 and (next around the ring) 40.
+        assert_eq!(
+            t.answer(&Id::from_u64(10), |_| true, 2),
+            Answer::Next(vec![n(80), n(70)])
+        );
+    }
+
+    #[test]
+    fn dead_nodes_are_skipped() {
+        let t = table(50, &[40], &[60, 70, 80]);
+        let dead = Id::from_u64(60);
+        assert_eq!(
+            t.answer(&Id::from_u64(55), |x| x.id != dead, 3),
+            Answer::Done(vec![n(70), n(80)])
+        );
+    }
+
+    #[test]
+    fn fingers_give_long_jumps() {
+        let mut t = table(0, &[], &[1]);
+        t.set_finger(4, Some(n(16)));
+        t.set_finger(6, Some(n(64)));
+        t.set_finger(10, Some(n(1100)));
+        assert_eq!(
+            t.closest_preceding(&Id::from_u64(1000), |_| true, 2),
+            vec![n(64), n(16)]
+        );
+        t.remove(&Id::from_u64(64));
+        assert_eq!(t.closest_preceding(&Id::from_u64(1000), |_| true, 1), vec![n(16)]);
+    }
+
+    #[test]
+    fn lists_drop_self_and_duplicates() {
+        let mut t = RoutingTable::new(n(5), 3, 3);
+        t.set_successors([n(6), n(5), n(6), n(7), n(8), n(9)]);
+        assert_eq!(t.successors(), &[n(6), n(7), n(8)]);
+        let (p, s) = t.remove(&Id::from_u64(6));
+        assert!(s && !p);
+        assert_eq!(t.successor(), Some(&n(7)));
+    }
+}

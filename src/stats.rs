@@ -1,0 +1,165 @@
+//! Counters and latency/hop histograms a node keeps about itself.
+
+/// A log-linear histogram: 16 sub-buckets per power of two, so quantiles are
+/// within about 6% of the true value, in constant memory.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+const SUB: u32 = 16;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; 64 * SUB as usize],
+            count: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket_of(v: u64) -> usize {
+        if v < SUB as u64 {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros(); // >= 4
+        let shift = exp - 4;
+        let sub = ((v >> shift) as u32) - SUB; // 0..SUB
+        ((exp - 3) * SUB + sub) as usize
+    }
+
+    fn bucket_low(b: usize) -> u64 {
+        let b = b as u32;
+        if b < SUB {
+            return b as u64;
+        }
+        let exp = b / SUB + 3;
+        let sub = b % SUB;
+        ((SUB + sub) as u64) << (exp - 4)
+    }
+
+    pub fn record(&mut self, v: u64) {
+        self.buckets[Self::bucket_of(v)] += 1;
+        self.count += 1;
+        self.sum += v as u128;
+        self.max = self.max.max(v);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at quantile q (0..=1), reported as its bucket's lower bound.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::bucket_low(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// What a node counts about its own work.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub msgs_sent: u64,
+    pub msgs_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Datagrams that failed to decode (malformed, wrong version).
+    pub dropped_malformed: u64,
+    /// Datagrams with a missing or wrong authentication tag, or from another overlay.
+    pub dropped_unauthenticated: u64,
+    /// Responses that matched no outstanding request (late or forged).
+    pub dropped_unmatched: u64,
+    pub retransmits: u64,
+    pub rpc_timeouts: u64,
+    pub lookups_ok: u64,
+    pub lookups_failed: u64,
+    pub puts_ok: u64,
+    pub puts_failed: u64,
+    pub gets_ok: u64,
+    pub gets_failed: u64,
+    /// Lookup path length in hops (remote nodes asked).
+    pub hops: Histogram,
+    /// Lookup latency in microseconds.
+    pub lookup_latency_us: Histogram,
+    pub stored_keys: u64,
+    pub stored_entries: u64,
+    /// Entries of keys this node is primary for.
+    pub primary_entries: u64,
+    pub stored_value_bytes: u64,
+    pub nodes_failed_detected: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_close() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        let p99 = h.quantile(0.99) as f64;
+        assert!((p50 - 5000.0).abs() / 5000.0 < 0.07, "{p50}");
+        assert!((p99 - 9900.0).abs() / 9900.0 < 0.07, "{p99}");
+        assert_eq!(h.count(), 10_000);
+        assert!((h.mean() - 5000.5).abs() < 1e-6);
+        assert_eq!(h.quantile(0.0), 1);
+    }
+
+    #[test]
+    fn small_values_exact_and_buckets_monotonic() {
+        let mut h = Histogram::default();
+        for v in [0u64, 1, 2, 3] {
+            h.record(v);
+        }
+        assert_eq!(h.quantile(0.5), 1);
+        let mut last = 0;
+        for v in (0..1_000_000u64).step_by(997) {
+            let b = Histogram::bucket_of(v);
+            assert!(b >= last);
+            assert!(Histogram::bucket_low(b) <= v);
+            last = b;
+        }
+        h.record(u64::MAX);
+        assert_eq!(h.max(), u64::MAX);
+    }
+}

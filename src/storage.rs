@@ -1,0 +1,484 @@
+//! Local storage: key -> dictionary of entries, one entry per writer.
+//!
+//! Pure data structure with no I/O and no clock of its own: the caller passes
+//! `now` (microseconds on the node's monotonic clock). Versions order writes so
+//! that an older write never replaces a newer one, whatever order replicas
+//! receive them in; ties are broken deterministically so replicas converge.
+
+use crate::id::Id;
+use crate::wire::{ItemSummary, WireEntry};
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// One writer's slot in a key's dictionary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub writer: Box<[u8]>,
+    pub version: u64,
+    /// Monotonic microseconds at which the entry vanishes.
+    pub expires_at: u64,
+    pub tombstone: bool,
+    pub data: Box<[u8]>,
+    /// Hash of (key, writer, version, tombstone) for range digests.
+    fingerprint: u64,
+}
+
+impl Entry {
+    pub fn new(
+        key: &Id,
+        writer: &[u8],
+        version: u64,
+        expires_at: u64,
+        tombstone: bool,
+        data: &[u8],
+    ) -> Entry {
+        Entry {
+            writer: writer.into(),
+            version,
+            expires_at,
+            tombstone,
+            data: data.into(),
+            fingerprint: fingerprint(key, writer, version, tombstone),
+        }
+    }
+
+    pub fn from_wire(key: &Id, w: &WireEntry, now: u64) -> Entry {
+        Entry::new(
+            key,
+            &w.writer,
+            w.version,
+            now + w.lifetime_ms as u64 * 1000,
+            w.tombstone,
+            &w.data,
+        )
+    }
+
+    pub fn to_wire(&self, now: u64) -> WireEntry {
+        let remaining_ms = self.expires_at.saturating_sub(now) / 1000;
+        WireEntry {
+            writer: self.writer.to_vec(),
+            version: self.version,
+            lifetime_ms: remaining_ms.min(u32::MAX as u64) as u32,
+            tombstone: self.tombstone,
+            data: self.data.to_vec(),
+        }
+    }
+
+    pub fn is_live(&self, now: u64) -> bool {
+        self.expires_at > now
+    }
+
+    /// Total order used to pick the winner between two writes of one slot.
+    fn rank(&self) -> (u64, bool, &[u8]) {
+        (self.version, self.tombstone, &self.data)
+    }
+}
+
+fn fingerprint(key: &Id, writer: &[u8], version: u64, tombstone: bool) -> u64 {
+    let mut h = Sha1::new();
+    h.update(key.0);
+    h.update([writer.len() as u8]);
+    h.update(writer);
+    h.update(version.to_be_bytes());
+    h.update([tombstone as u8]);
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// Limits that protect a node's memory. Exceeding one is a clear error, never a drop.
+#[derive(Clone, Debug)]
+pub struct StoreLimits {
+    pub max_value_bytes: usize,
+    pub max_writer_bytes: usize,
+    pub max_entries_per_key: usize,
+    pub max_keys: usize,
+    /// Longest lifetime a write may ask for.
+    pub max_lifetime_ms: u32,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_value_bytes: 4096,
+            max_writer_bytes: 128,
+            max_entries_per_key: 64,
+            max_keys: 1_000_000,
+            max_lifetime_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The entry is new or newer than what was there.
+    Stored,
+    /// The very same version was already there (lifetime extended if longer).
+    Unchanged,
+    /// A newer version is stored; the write was refused.
+    Stale,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    ValueTooLarge,
+    WriterTooLarge,
+    KeyFull,
+    NodeFull,
+}
+
+/// The node's local share of the overlay's data (primary copies and replicas alike).
+#[derive(Debug)]
+pub struct Store {
+    keys: BTreeMap<Id, Vec<Entry>>,
+    limits: StoreLimits,
+    entries: usize,
+    value_bytes: usize,
+}
+
+impl Store {
+    pub fn new(limits: StoreLimits) -> Store {
+        Store {
+            keys: BTreeMap::new(),
+            limits,
+            entries: 0,
+            value_bytes: 0,
+        }
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries
+    }
+
+    pub fn value_bytes(&self) -> usize {
+        self.value_bytes
+    }
+
+    /// Checks a write against the limits without storing it.
+    pub fn check(&self, key: &Id, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
+        if data.len() > self.limits.max_value_bytes {
+            return Err(StoreError::ValueTooLarge);
+        }
+        if writer.len() > self.limits.max_writer_bytes {
+            return Err(StoreError::WriterTooLarge);
+        }
+        match self.keys.get(key) {
+            None if self.keys.len() >= self.limits.max_keys => Err(StoreError::NodeFull),
+            Some(dict)
+                if dict.len() >= self.limits.max_entries_per_key
+                    && !dict.iter().any(|e| *e.writer == *writer) =>
+            {
+                Err(StoreError::KeyFull)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores `entry` under `key` unless a newer version of the same writer's slot exists.
+    pub fn put(&mut self, key: Id, entry: Entry) -> Result<PutOutcome, StoreError> {
+        self.check(&key, &entry.writer, &entry.data)?;
+        let dict = self.keys.entry(key).or_default();
+        if let Some(slot) = dict.iter_mut().find(|e| e.writer == entry.writer) {
+            return Ok(match entry.rank().cmp(&slot.rank()) {
+                std::cmp::Ordering::Greater => {
+                    self.value_bytes = self.value_bytes - slot.data.len() + entry.data.len();
+                    *slot = entry;
+                    PutOutcome::Stored
+                }
+                std::cmp::Ordering::Equal => {
+                    slot.expires_at = slot.expires_at.max(entry.expires_at);
+                    PutOutcome::Unchanged
+                }
+                std::cmp::Ordering::Less => PutOutcome::Stale,
+            });
+        }
+        self.entries += 1;
+        self.value_bytes += entry.data.len();
+        dict.push(entry);
+        Ok(PutOutcome::Stored)
+    }
+
+    /// Every unexpired entry of a key, tombstones included (what replication copies).
+    pub fn entries(&self, key: &Id, now: u64) -> Vec<&Entry> {
+        self.keys
+            .get(key)
+            .map(|d| d.iter().filter(|e| e.is_live(now)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The values a reader sees: unexpired and not removed.
+    pub fn values(&self, key: &Id, now: u64) -> Vec<&Entry> {
+        self.keys
+            .get(key)
+            .map(|d| {
+                d.iter()
+                    .filter(|e| e.is_live(now) && !e.tombstone)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn contains_key(&self, key: &Id) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// Keys in the ring interval (lo, hi].
+    pub fn keys_in(&self, lo: &Id, hi: &Id) -> Vec<Id> {
+        self.range(lo, hi).map(|(k, _)| *k).collect()
+    }
+
+    /// Keys outside the ring interval (lo, hi].
+    pub fn keys_outside(&self, lo: &Id, hi: &Id, limit: usize) -> Vec<Id> {
+        // (hi, lo] is the complement of (lo, hi].
+        if lo == hi {
+            return Vec::new();
+        }
+        self.range(hi, lo).map(|(k, _)| *k).take(limit).collect()
+    }
+
+    pub fn all_keys(&self) -> impl Iterator<Item = &Id> {
+        self.keys.keys()
+    }
+
+    fn range<'a>(&'a self, lo: &Id, hi: &Id) -> Box<dyn Iterator<Item = (&'a Id, &'a Vec<Entry>)> + 'a> {
+        use Bound::{Excluded, Included, Unbounded};
+        if lo < hi {
+            Box::new(self.keys.range((Excluded(*lo), Included(*hi))))
+        } else {
+            // Wraps through zero (or, when lo == hi, the whole ring).
+            Box::new(
+                self.keys
+                    .range((Excluded(*lo), Unbounded))
+                    .chain(self.keys.range((Unbounded, Included(*hi)))),
+            )
+        }
+    }
+
+    /// XOR of fingerprints and count of the live entries in (lo, hi].
+    pub fn range_digest(&self, lo: &Id, hi: &Id, now: u64) -> (u64, u32) {
+        let mut digest = 0u64;
+        let mut count = 0u32;
+        for (_, dict) in self.range(lo, hi) {
+            for e in dict.iter().filter(|e| e.is_live(now)) {
+                digest ^= e.fingerprint;
+                count += 1;
+            }
+        }
+        (digest, count)
+    }
+
+    /// Summaries of the live entries in (lo, hi], for a sync exchange.
+    pub fn range_summaries(&self, lo: &Id, hi: &Id, now: u64) -> Vec<ItemSummary> {
+        let mut out = Vec::new();
+        for (k, dict) in self.range(lo, hi) {
+            for e in dict.iter().filter(|e| e.is_live(now)) {
+                out.push(ItemSummary {
+                    key: *k,
+                    writer: e.writer.to_vec(),
+                    version: e.version,
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether we lack this entry or hold an older version of it.
+    pub fn needs(&self, item: &ItemSummary, now: u64) -> bool {
+        match self.keys.get(&item.key) {
+            None => true,
+            Some(d) => match d.iter().find(|e| *e.writer == *item.writer) {
+                None => true,
+                Some(e) => !e.is_live(now) || e.version < item.version,
+            },
+        }
+    }
+
+    /// The entry of one writer, if live.
+    pub fn entry(&self, key: &Id, writer: &[u8], now: u64) -> Option<&Entry> {
+        self.keys
+            .get(key)?
+            .iter()
+            .find(|e| *e.writer == *writer && e.is_live(now))
+    }
+
+    pub fn remove_key(&mut self, key: &Id) -> usize {
+        match self.keys.remove(key) {
+            Some(d) => {
+                self.entries -= d.len();
+                self.value_bytes -= d.iter().map(|e| e.data.len()).sum::<usize>();
+                d.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// Drops expired entries; returns how many went.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let mut gone = 0;
+        let mut bytes = 0;
+        self.keys.retain(|_, dict| {
+            dict.retain(|e| {
+                let live = e.is_live(now);
+                if !live {
+                    gone += 1;
+                    bytes += e.data.len();
+                }
+                live
+            });
+            !dict.is_empty()
+        });
+        self.entries -= gone;
+        self.value_bytes -= bytes;
+        gone
+    }
+
+    /// Bytes of memory the stored data occupies, estimated from allocation sizes.
+    pub fn approx_heap_bytes(&self) -> usize {
+        let per_key = std::mem::size_of::<Id>() + std::mem::size_of::<Vec<Entry>>() + 16;
+        let per_entry = std::mem::size_of::<Entry>();
+        let mut total = self.keys.len() * per_key;
+        for dict in self.keys.values() {
+            total += dict.capacity() * per_entry;
+            for e in dict {
+                total += e.writer.len() + e.data.len();
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const S: u64 = 1_000_000;
+
+    fn e(key: &Id, writer: &str, version: u64, expires_s: u64, data: &str) -> Entry {
+        Entry::new(key, writer.as_bytes(), version, expires_s * S, false, data.as_bytes())
+    }
+
+    #[test]
+    fn newer_version_wins_whatever_the_order() {
+        let k = Id::from_name("sip:alice@example.com");
+        let mut a = Store::new(StoreLimits::default());
+        let mut b = Store::new(StoreLimits::default());
+        let old = e(&k, "phone", 1, 100, "old");
+        let new = e(&k, "phone", 2, 100, "new");
+        assert_eq!(a.put(k, old.clone()).unwrap(), PutOutcome::Stored);
+        assert_eq!(a.put(k, new.clone()).unwrap(), PutOutcome::Stored);
+        assert_eq!(b.put(k, new.clone()).unwrap(), PutOutcome::Stored);
+        assert_eq!(b.put(k, old).unwrap(), PutOutcome::Stale);
+        assert_eq!(&*a.values(&k, 0)[0].data, b"new");
+        assert_eq!(&*b.values(&k, 0)[0].data, b"new");
+        assert_eq!(b.put(k, new).unwrap(), PutOutcome::Unchanged);
+        assert_eq!(a.entry_count(), 1);
+    }
+
+    #[test]
+    fn writers_have_separate_slots() {
+        let k = Id::from_name("aor");
+        let mut s = Store::new(StoreLimits::default());
+        s.put(k, e(&k, "desk", 5, 100, "a")).unwrap();
+        s.put(k, e(&k, "mobile", 1, 100, "b")).unwrap();
+        assert_eq!(s.values(&k, 0).len(), 2);
+    }
+
+    #[test]
+    fn tombstone_hides_value_and_blocks_older_write() {
+        let k = Id::from_name("aor");
+        let mut s = Store::new(StoreLimits::default());
+        s.put(k, e(&k, "w", 1, 100, "v")).unwrap();
+        let tomb = Entry::new(&k, b"w", 2, 100 * S, true, b"");
+        assert_eq!(s.put(k, tomb).unwrap(), PutOutcome::Stored);
+        assert!(s.values(&k, 0).is_empty());
+        assert_eq!(s.entries(&k, 0).len(), 1);
+        assert_eq!(s.put(k, e(&k, "w", 1, 100, "v")).unwrap(), PutOutcome::Stale);
+    }
+
+    #[test]
+    fn expiry_removes_and_accounts() {
+        let k = Id::from_name("aor");
+        let mut s = Store::new(StoreLimits::default());
+        s.put(k, e(&k, "a", 1, 10, "xx")).unwrap();
+        s.put(k, e(&k, "b", 1, 20, "yyy")).unwrap();
+        assert_eq!(s.values(&k, 15 * S).len(), 1);
+        assert_eq!(s.expire(15 * S), 1);
+        assert_eq!((s.entry_count(), s.value_bytes()), (1, 3));
+        assert_eq!(s.expire(25 * S), 1);
+        assert_eq!((s.key_count(), s.entry_count(), s.value_bytes()), (0, 0, 0));
+    }
+
+    #[test]
+    fn limits_give_clear_errors() {
+        let limits = StoreLimits {
+            max_value_bytes: 4,
+            max_writer_bytes: 3,
+            max_entries_per_key: 2,
+            max_keys: 2,
+            ..StoreLimits::default()
+        };
+        let mut s = Store::new(limits);
+        let k = Id::from_u64(1);
+        assert_eq!(s.put(k, e(&k, "a", 1, 9, "12345")), Err(StoreError::ValueTooLarge));
+        assert_eq!(s.put(k, e(&k, "abcd", 1, 9, "1")), Err(StoreError::WriterTooLarge));
+        s.put(k, e(&k, "a", 1, 9, "1")).unwrap();
+        s.put(k, e(&k, "b", 1, 9, "1")).unwrap();
+        assert_eq!(s.put(k, e(&k, "c", 1, 9, "1")), Err(StoreError::KeyFull));
+        // Replacing an existing writer's slot is still allowed when the key is full.
+        s.put(k, e(&k, "b", 2, 9, "2")).unwrap();
+        let k2 = Id::from_u64(2);
+        s.put(k2, e(&k2, "a", 1, 9, "1")).unwrap();
+        let k3 = Id::from_u64(3);
+        assert_eq!(s.put(k3, e(&k3, "a", 1, 9, "1")), Err(StoreError::NodeFull));
+    }
+
+    #[test]
+    fn ranges_wrap_around() {
+        let mut s = Store::new(StoreLimits::default());
+        for i in [1u64, 5, 10, 20] {
+            let k = Id::from_u64(i);
+            s.put(k, e(&k, "w", 1, 100, "v")).unwrap();
+        }
+        assert_eq!(s.keys_in(&Id::from_u64(1), &Id::from_u64(10)).len(), 2);
+        assert_eq!(s.keys_in(&Id::from_u64(10), &Id::from_u64(1)).len(), 2);
+        assert_eq!(s.keys_in(&Id::from_u64(7), &Id::from_u64(7)).len(), 4);
+        assert_eq!(s.keys_outside(&Id::from_u64(1), &Id::from_u64(10), 99).len(), 2);
+    }
+
+    proptest! {
+        /// Replicas that receive the same writes in any order hold the same thing
+        /// and agree on the digest.
+        #[test]
+        fn replicas_converge(writes in prop::collection::vec((0u8..4, 0u8..3, 0u64..5, any::<bool>()), 1..40),
+                             seed in any::<u64>()) {
+            let mut a = Store::new(StoreLimits::default());
+            let mut b = Store::new(StoreLimits::default());
+            let items: Vec<(Id, Entry)> = writes.iter().map(|(k, w, v, t)| {
+                let key = Id::from_u64(*k as u64);
+                (key, Entry::new(&key, &[*w], *v, 100 * S, *t, &[*k, *w, *v as u8]))
+            }).collect();
+            for (k, en) in &items { a.put(*k, en.clone()).unwrap(); }
+            let mut shuffled = items.clone();
+            let n = shuffled.len();
+            for i in 0..n { shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % n); }
+            for (k, en) in shuffled { b.put(k, en).unwrap(); }
+            prop_assert_eq!(a.range_digest(&Id::ZERO, &Id::ZERO, 0), b.range_digest(&Id::ZERO, &Id::ZERO, 0));
+            for k in 0..4u64 {
+                let key = Id::from_u64(k);
+                let mut ea = a.entries(&key, 0);
+                let mut eb = b.entries(&key, 0);
+                ea.sort_by(|x, y| x.writer.cmp(&y.writer));
+                eb.sort_by(|x, y| x.writer.cmp(&y.writer));
+                prop_assert_eq!(ea, eb);
+            }
+        }
+    }
+}
