@@ -15,19 +15,20 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod id;
-
+pub mod node;
 pub mod routing;
-
-
+pub mod runtime;
+pub mod sim;
 pub mod stats;
 pub mod storage;
+pub mod testnet;
 pub mod wire;
 
 pub use config::{Config, LogLevel};
 pub use engine::{Event, LookupOutcome, StoreReceipt, Value};
 pub use error::{Error, Result};
 pub use id::Id;
-
+pub use node::{Node, RingInfo};
 pub use stats::Stats;
 pub use wire::NodeInfo;
 

@@ -167,12 +167,10 @@ impl RoutingTable {
                     return Answer::Done(list);
                 }
             }
-            let mut prev = self.me.id;
-            for (i, s) in succs.iter().enumerate() {
-                if key.in_open_closed(&prev, &s.id) {
-                    return Answer::Done(succs[i..].to_vec());
-                }
-                prev = s.id;
+            // Only the first successor link is authoritative; farther successor-list
+            // entries may be stale, so they serve as routing candidates instead.
+            if key.in_open_closed(&self.me.id, &succs[0].id) {
+                return Answer::Done(succs);
             }
         }
         Answer::Next(self.closest_preceding(key, usable, fanout))
@@ -277,9 +275,10 @@ mod tests {
             t.answer(&Id::from_u64(55), |_| true, 3),
             Answer::Done(vec![n(60), n(70), n(80)])
         );
+        // Farther successor-list entries are candidates, not answers.
         assert_eq!(
             t.answer(&Id::from_u64(75), |_| true, 3),
-            Answer::Done(vec![n(80)])
+            Answer::Next(vec![n(70), n(60)])
         );
         // Beyond the successor list: ask the closest preceding node.
         assert_eq!(
@@ -298,8 +297,8 @@ mod tests {
         let t = table(50, &[40], &[60, 70, 80]);
         let dead = Id::from_u64(60);
         assert_eq!(
-            t.answer(&Id::from_u64(55), |x| x.id != dead, 3),
-            Answer::Done(vec![n(70), n(80)])
+            t.answer(&Id::from_u64(75), |x| x.id != dead, 3),
+            Answer::Next(vec![n(70)])
         );
     }
 

@@ -1,0 +1,386 @@
+//! A real overlay node on UDP: the Rust API hosts and the C ABI build on.
+//!
+//! A [`Node`] binds its socket, hands its engine to the shared [`Runtime`], and
+//! turns API calls into tasks that run on the node's worker thread. Blocking
+//! calls wait on a channel with a hard deadline; asynchronous calls take a
+//! callback that runs on the worker thread.
+
+use crate::config::Config;
+use crate::engine::{Engine, LookupOutcome, OpResult, Phase, StoreReceipt, Value};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::runtime::{on_worker_thread, EventSink, Runtime};
+use crate::stats::Stats;
+use crate::wire::NodeInfo;
+use crate::Event;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A snapshot of a node's place on the ring.
+#[derive(Clone, Debug)]
+pub struct RingInfo {
+    pub me: NodeInfo,
+    pub joined: bool,
+    pub predecessors: Vec<NodeInfo>,
+    pub successors: Vec<NodeInfo>,
+    /// Distinct finger nodes with the lowest finger index pointing at each.
+    pub fingers: Vec<(usize, NodeInfo)>,
+    pub stored_keys: usize,
+    pub stored_entries: usize,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    worker: usize,
+    token: usize,
+    me: NodeInfo,
+    cfg: Config,
+    next_op: AtomicU64,
+    removed: AtomicBool,
+    pid: u32,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.pid {
+            self.runtime.remove_node(self.worker, self.token);
+        }
+    }
+}
+
+/// One peer of the overlay. Cloning gives another handle to the same node;
+/// the node stops (abruptly, without leaving) when the last handle is dropped.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("me", &self.inner.me).finish()
+    }
+}
+
+/// Versions default to the wall clock in microseconds, forced strictly
+/// increasing within the process so that a later write always wins.
+pub fn next_version() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+impl Node {
+    /// Binds the socket and starts servicing it. The node is not in a ring until [`Node::join`].
+    pub fn start(cfg: Config) -> Result<Node> {
+        Self::start_with_events(cfg, None)
+    }
+
+    /// Like [`Node::start`], with a sink that receives the node's events on a library thread.
+    pub fn start_with_events(cfg: Config, events: Option<EventSink>) -> Result<Node> {
+        cfg.validate()?;
+        let socket = UdpSocket::bind(cfg.listen)?;
+        let bound = socket.local_addr()?;
+        let advertise = cfg.advertise.unwrap_or(bound);
+        if advertise.ip().is_unspecified() {
+            return Err(Error::InvalidArgument(
+                "listening on a wildcard address needs an advertise address".into(),
+            ));
+        }
+        if advertise.port() == 0 {
+            return Err(Error::InvalidArgument("advertise address needs a port".into()));
+        }
+        let runtime = Runtime::shared()?;
+        let seed = next_version();
+        let engine = Engine::new(cfg.clone(), advertise, seed, runtime.wall_offset_ms());
+        let me = *engine.me();
+        let (worker, token) = runtime.add_node(engine, socket, events)?;
+        Ok(Node {
+            inner: Arc::new(Inner {
+                runtime,
+                worker,
+                token,
+                me,
+                cfg,
+                next_op: AtomicU64::new(1),
+                removed: AtomicBool::new(false),
+                pid: std::process::id(),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> Id {
+        self.inner.me.id
+    }
+
+    /// The address peers use to reach this node.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.me.addr
+    }
+
+    pub fn info(&self) -> NodeInfo {
+        self.inner.me
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if std::process::id() != self.inner.pid {
+            return Err(Error::InvalidArgument(
+                "node belongs to the parent process (called after fork)".into(),
+            ));
+        }
+        if self.inner.removed.load(Ordering::SeqCst) {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Starts an operation on the worker; `cb` receives its result there.
+    fn submit(
+        &self,
+        start: impl FnOnce(&mut Engine, u64, u64) + Send + 'static,
+        cb: impl FnOnce(OpResult) + Send + 'static,
+    ) -> Result<()> {
+        self.check_usable()?;
+        let op = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
+        self.inner.runtime.run(
+            self.inner.worker,
+            self.inner.token,
+            Box::new(move |slot, now| {
+                slot.on_complete(op, Box::new(cb));
+                start(&mut slot.engine, now, op);
+            }),
+        )
+    }
+
+    /// Runs an operation and waits for it, never longer than `timeout` plus a grace period.
+    fn blocking(&self, timeout: Duration, start: impl FnOnce(&mut Engine, u64, u64) + Send + 'static) -> Result<OpResult> {
+        if on_worker_thread() {
+            return Err(Error::InvalidArgument(
+                "blocking calls are not allowed from a library callback".into(),
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(start, move |r| {
+            let _ = tx.send(r);
+        })?;
+        match rx.recv_timeout(timeout + Duration::from_millis(500)) {
+            Ok(r) => Ok(r),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Shutdown),
+        }
+    }
+
+    /// Reads the engine's state on its worker thread.
+    fn query<T: Send + 'static>(&self, f: impl FnOnce(&Engine) -> T + Send + 'static) -> Result<T> {
+        self.check_usable()?;
+        if on_worker_thread() {
+            return Err(Error::InvalidArgument(
+                "blocking calls are not allowed from a library callback".into(),
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.runtime.run(
+            self.inner.worker,
+            self.inner.token,
+            Box::new(move |slot, _| {
+                let _ = tx.send(f(&slot.engine));
+            }),
+        )?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::Shutdown)
+    }
+
+    /// Joins the overlay through the first answering bootstrap peer; an empty
+    /// list starts a new ring.
+    pub fn join(&self, bootstrap: &[SocketAddr]) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout * 2;
+        let list = bootstrap.to_vec();
+        match self.blocking(timeout, move |e, now, op| e.join(now, op, &list, timeout))? {
+            OpResult::Join(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// The bare Chord lookup: the node responsible for `key`.
+    pub fn lookup(&self, key: Id) -> Result<LookupOutcome> {
+        self.lookup_timeout(key, self.inner.cfg.op_timeout)
+    }
+
+    pub fn lookup_timeout(&self, key: Id, timeout: Duration) -> Result<LookupOutcome> {
+        match self.blocking(timeout, move |e, now, op| e.lookup(now, op, key, timeout))? {
+            OpResult::Lookup(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// Asynchronous lookup; `cb` runs on a library thread and must not block.
+    pub fn lookup_async(
+        &self,
+        key: Id,
+        timeout: Duration,
+        cb: impl FnOnce(Result<LookupOutcome>) + Send + 'static,
+    ) -> Result<()> {
+        self.submit(
+            move |e, now, op| e.lookup(now, op, key, timeout),
+            move |r| {
+                if let OpResult::Lookup(r) = r {
+                    cb(r)
+                }
+            },
+        )
+    }
+
+    /// Stores `data` in the writer's slot of `key` with a fresh version.
+    pub fn put(&self, key: Id, writer: &[u8], data: &[u8], lifetime: Duration) -> Result<StoreReceipt> {
+        self.put_versioned(key, writer, data, next_version(), lifetime)
+    }
+
+    pub fn put_versioned(&self, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> Result<StoreReceipt> {
+        let timeout = self.inner.cfg.op_timeout;
+        let (writer, data) = (writer.to_vec(), data.to_vec());
+        match self.blocking(timeout, move |e, now, op| {
+            e.put(now, op, key, &writer, &data, version, lifetime, timeout)
+        })? {
+            OpResult::Put(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// Asynchronous put; `cb` runs on a library thread.
+    pub fn put_async(
+        &self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+        cb: impl FnOnce(Result<StoreReceipt>) + Send + 'static,
+    ) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout;
+        let version = next_version();
+        let (writer, data) = (writer.to_vec(), data.to_vec());
+        self.submit(
+            move |e, now, op| e.put(now, op, key, &writer, &data, version, lifetime, timeout),
+            move |r| {
+                if let OpResult::Put(r) = r {
+                    cb(r)
+                }
+            },
+        )
+    }
+
+    /// Every live value stored under `key`.
+    pub fn get(&self, key: Id) -> Result<Vec<Value>> {
+        let timeout = self.inner.cfg.op_timeout;
+        match self.blocking(timeout, move |e, now, op| e.get(now, op, key, timeout))? {
+            OpResult::Get(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// Asynchronous get; `cb` runs on a library thread.
+    pub fn get_async(&self, key: Id, cb: impl FnOnce(Result<Vec<Value>>) + Send + 'static) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout;
+        self.submit(
+            move |e, now, op| e.get(now, op, key, timeout),
+            move |r| {
+                if let OpResult::Get(r) = r {
+                    cb(r)
+                }
+            },
+        )
+    }
+
+    /// Removes the writer's entry of `key`.
+    pub fn remove(&self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
+        let timeout = self.inner.cfg.op_timeout;
+        let version = next_version();
+        let writer = writer.to_vec();
+        match self.blocking(timeout, move |e, now, op| e.remove(now, op, key, &writer, version, timeout))? {
+            OpResult::Put(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// Round-trip time to a peer.
+    pub fn ping(&self, addr: SocketAddr) -> Result<Duration> {
+        let timeout = self.inner.cfg.op_timeout;
+        match self.blocking(timeout, move |e, now, op| e.ping(now, op, addr, timeout))? {
+            OpResult::Ping(r) => r,
+            _ => Err(Error::Io("unexpected result".into())),
+        }
+    }
+
+    /// Graceful leave (data handed to the successor, neighbours told), bounded
+    /// by `timeout`; the node is stopped afterwards whatever the outcome.
+    pub fn leave(&self, timeout: Duration) -> Result<()> {
+        let r = match self.blocking(timeout, move |e, now, op| e.leave(now, op, timeout)) {
+            Ok(OpResult::Leave(r)) => r,
+            Ok(_) => Err(Error::Io("unexpected result".into())),
+            Err(e) => Err(e),
+        };
+        self.stop();
+        r
+    }
+
+    /// Stops the node at once, as if it crashed (no leave). Idempotent.
+    pub fn stop(&self) {
+        if !self.inner.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.inner.pid {
+            self.inner.runtime.remove_node(self.inner.worker, self.inner.token);
+        }
+    }
+
+    pub fn is_joined(&self) -> bool {
+        self.query(|e| e.phase() == Phase::Joined).unwrap_or(false)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        self.query(|e| e.stats())
+    }
+
+    pub fn ring(&self) -> Result<RingInfo> {
+        self.query(|e| {
+            let rt = e.routing();
+            let mut fingers: Vec<(usize, NodeInfo)> = Vec::new();
+            for i in 0..crate::id::ID_BITS {
+                if let Some(f) = rt.finger(i) {
+                    if !fingers.iter().any(|(_, n)| n.id == f.id) {
+                        fingers.push((i, *f));
+                    }
+                }
+            }
+            RingInfo {
+                me: *e.me(),
+                joined: e.phase() == Phase::Joined,
+                predecessors: rt.predecessors().to_vec(),
+                successors: rt.successors().to_vec(),
+                fingers,
+                stored_keys: e.store().key_count(),
+                stored_entries: e.store().entry_count(),
+            }
+        })
+    }
+
+    /// The keys this node stores (primary copies and replicas).
+    pub fn stored_keys(&self) -> Result<Vec<Id>> {
+        self.query(|e| e.store().all_keys().copied().collect())
+    }
+
+    /// Wraps a closure as an event sink.
+    pub fn event_sink(f: impl Fn(&Event) + Send + Sync + 'static) -> EventSink {
+        Arc::new(f)
+    }
+}

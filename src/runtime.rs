@@ -1,0 +1,371 @@
+//! The shared runtime: a small pool of worker threads that service every
+//! node of the process. Each worker owns some nodes (engine + UDP socket),
+//! waits on their sockets with one `mio::Poll`, fires their timers, and runs
+//! commands sent to it over a crossbeam channel. 64 nodes in a process still
+//! mean only the configured number of threads; no thread sleeps per timer or
+//! blocks per request.
+
+use crate::engine::{Completion, Engine, Event, OpResult};
+use crate::error::{Error, Result};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const WAKER: Token = Token(usize::MAX);
+/// Datagrams read from one socket before giving the other nodes a turn.
+const READ_BUDGET: usize = 256;
+
+/// Receives a node's events (membership changes, keys moved, log lines).
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+/// Receives the result of one asynchronous operation.
+pub type Callback = Box<dyn FnOnce(OpResult) + Send>;
+/// Work run on the worker thread with access to a node.
+pub type NodeTask = Box<dyn FnOnce(&mut NodeSlot, u64) + Send>;
+
+/// Hooks run on every library thread as it starts and before it exits
+/// (a host registers its threads with its own runtime, e.g. PJSIP).
+#[derive(Clone, Default)]
+pub struct ThreadHooks {
+    pub on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// A node as its worker holds it.
+pub struct NodeSlot {
+    pub engine: Engine,
+    socket: UdpSocket,
+    callbacks: HashMap<u64, Callback>,
+    events: Option<EventSink>,
+    send_errors: u64,
+}
+
+impl NodeSlot {
+    /// Registers the callback for operation `op` before the engine is asked to run it.
+    pub fn on_complete(&mut self, op: u64, cb: Callback) {
+        self.callbacks.insert(op, cb);
+    }
+
+    pub fn send_errors(&self) -> u64 {
+        self.send_errors
+    }
+}
+
+enum Command {
+    Add {
+        token: usize,
+        slot: Box<NodeSlot>,
+        done: Sender<Result<()>>,
+    },
+    Remove {
+        token: usize,
+        done: Option<Sender<()>>,
+    },
+    Run {
+        token: usize,
+        task: NodeTask,
+    },
+    Shutdown,
+}
+
+struct Worker {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+    nodes: AtomicUsize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The process-wide pool of worker threads.
+pub struct Runtime {
+    workers: Vec<Worker>,
+    epoch: Instant,
+    wall_offset_ms: u64,
+    next_token: AtomicUsize,
+}
+
+static SHARED: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
+static HOOKS: Mutex<Option<ThreadHooks>> = Mutex::new(None);
+
+thread_local! {
+    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the runtime's workers (blocking there would deadlock).
+pub fn on_worker_thread() -> bool {
+    ON_WORKER.with(|c| c.get())
+}
+
+impl Runtime {
+    /// Sets the thread hooks used by workers started from now on.
+    pub fn set_thread_hooks(hooks: ThreadHooks) {
+        *HOOKS.lock() = Some(hooks);
+    }
+
+    /// The runtime shared by all nodes of the process, started on first use and
+    /// stopped when the last node using it is gone.
+    pub fn shared() -> Result<Arc<Runtime>> {
+        let mut guard = SHARED.lock();
+        if let Some(rt) = guard.upgrade() {
+            return Ok(rt);
+        }
+        let threads = std::env::var("CHORDSIP_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4))
+            .clamp(1, 64);
+        let rt = Arc::new(Runtime::start(threads)?);
+        *guard = Arc::downgrade(&rt);
+        Ok(rt)
+    }
+
+    fn start(threads: usize) -> Result<Runtime> {
+        let epoch = Instant::now();
+        let wall_offset_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let hooks = HOOKS.lock().clone().unwrap_or_default();
+        let mut workers = Vec::with_capacity(threads);
+        for n in 0..threads {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = unbounded();
+            let hooks = hooks.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("chordsip-{n}"))
+                .spawn(move || {
+                    block_signals();
+                    ON_WORKER.with(|c| c.set(true));
+                    if let Some(h) = &hooks.on_start {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h()));
+                    }
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker_loop(poll, rx, epoch)
+                    }));
+                    if let Some(h) = &hooks.on_stop {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h()));
+                    }
+                })?;
+            workers.push(Worker {
+                tx,
+                waker,
+                nodes: AtomicUsize::new(0),
+                thread: Mutex::new(Some(handle)),
+            });
+        }
+        Ok(Runtime {
+            workers,
+            epoch,
+            wall_offset_ms,
+            next_token: AtomicUsize::new(1),
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Microseconds on the runtime's monotonic clock.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    pub fn wall_offset_ms(&self) -> u64 {
+        self.wall_offset_ms
+    }
+
+    /// Hands a node to the least loaded worker. Returns (worker index, token).
+    pub fn add_node(&self, engine: Engine, socket: std::net::UdpSocket, events: Option<EventSink>) -> Result<(usize, usize)> {
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket);
+        let w = (0..self.workers.len())
+            .min_by_key(|&i| self.workers[i].nodes.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let slot = Box::new(NodeSlot {
+            engine,
+            socket,
+            callbacks: HashMap::new(),
+            events,
+            send_errors: 0,
+        });
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        self.send(w, Command::Add { token, slot, done: done_tx })?;
+        done_rx.recv().map_err(|_| Error::Shutdown)??;
+        self.workers[w].nodes.fetch_add(1, Ordering::Relaxed);
+        Ok((w, token))
+    }
+
+    /// Removes a node; when called off the worker, waits until the worker dropped it,
+    /// so no callback of that node runs afterwards.
+    pub fn remove_node(&self, worker: usize, token: usize) {
+        let wait = !on_worker_thread();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let cmd = Command::Remove {
+            token,
+            done: wait.then_some(tx),
+        };
+        if self.send(worker, cmd).is_ok() && wait {
+            let _ = rx.recv();
+        }
+        self.workers[worker].nodes.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs `task` on the node's worker thread.
+    pub fn run(&self, worker: usize, token: usize, task: NodeTask) -> Result<()> {
+        self.send(worker, Command::Run { token, task })
+    }
+
+    fn send(&self, worker: usize, cmd: Command) -> Result<()> {
+        let w = &self.workers[worker];
+        w.tx.send(cmd).map_err(|_| Error::Shutdown)?;
+        w.waker.wake().map_err(Error::from)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            let _ = w.tx.send(Command::Shutdown);
+            let _ = w.waker.wake();
+        }
+        if on_worker_thread() {
+            return; // the last node was dropped from a callback: workers exit on their own
+        }
+        for w in &self.workers {
+            if let Some(h) = w.thread.lock().take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Library threads never run the host's signal handlers.
+fn block_signals() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
+}
+
+fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
+    let mut events = Events::with_capacity(256);
+    let mut nodes: HashMap<usize, Box<NodeSlot>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut readable: Vec<usize> = Vec::new();
+    let mut pending_read: Vec<usize> = Vec::new();
+    loop {
+        let now = epoch.elapsed().as_micros() as u64;
+        let next = nodes.values().filter_map(|n| n.engine.next_timeout()).min();
+        let timeout = if !pending_read.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            next.map(|t| Duration::from_micros(t.saturating_sub(now)))
+        };
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != ErrorKind::Interrupted {
+                return;
+            }
+        }
+        readable.clear();
+        readable.append(&mut pending_read);
+        for ev in events.iter() {
+            if ev.token() != WAKER && !readable.contains(&ev.token().0) {
+                readable.push(ev.token().0);
+            }
+        }
+        // Commands first: additions, API calls, removals.
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Add { token, mut slot, done } => {
+                    let r = poll
+                        .registry()
+                        .register(&mut slot.socket, Token(token), Interest::READABLE)
+                        .map_err(Error::from);
+                    if r.is_ok() {
+                        nodes.insert(token, slot);
+                        readable.push(token);
+                    }
+                    let _ = done.send(r);
+                }
+                Command::Remove { token, done } => {
+                    if let Some(mut slot) = nodes.remove(&token) {
+                        let _ = poll.registry().deregister(&mut slot.socket);
+                        drop(slot);
+                    }
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                }
+                Command::Run { token, task } => {
+                    if let Some(slot) = nodes.get_mut(&token) {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        task(slot, now);
+                        flush(slot);
+                    }
+                    // A task for a node that is gone is dropped: its callback sender
+                    // disconnects and a blocking caller sees Shutdown.
+                }
+                Command::Shutdown => return,
+            }
+        }
+        for token in readable.iter().copied() {
+            let Some(slot) = nodes.get_mut(&token) else { continue };
+            let mut budget = READ_BUDGET;
+            loop {
+                if budget == 0 {
+                    pending_read.push(token);
+                    break;
+                }
+                match slot.socket.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        slot.engine.handle_datagram(now, from, &buf[..n]);
+                        if slot.engine.has_output() {
+                            flush(slot);
+                        }
+                        budget -= 1;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // ICMP errors and the like: nothing to read right now.
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = epoch.elapsed().as_micros() as u64;
+        for slot in nodes.values_mut() {
+            if slot.engine.next_timeout().is_some_and(|t| t <= now) {
+                slot.engine.handle_timeout(now);
+                flush(slot);
+            }
+        }
+    }
+}
+
+/// Sends a node's datagrams and delivers its completions and events.
+fn flush(slot: &mut NodeSlot) {
+    let transmits: Vec<_> = slot.engine.drain_transmits().collect();
+    for t in transmits {
+        if slot.socket.send_to(&t.data, t.to).is_err() {
+            // UDP semantics: a datagram that cannot be sent is lost; retransmission covers it.
+            slot.send_errors += 1;
+        }
+    }
+    let done: Vec<Completion> = slot.engine.drain_completions().collect();
+    for c in done {
+        if let Some(cb) = slot.callbacks.remove(&c.op) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(c.result)));
+        }
+    }
+    let events: Vec<Event> = slot.engine.drain_events().collect();
+    if let Some(sink) = &slot.events {
+        for e in &events {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(e)));
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! An in-memory network on virtual time that runs many [`Engine`]s.
+//!
+//! The engines are the same code the UDP runtime drives; only the transport
+//! and the clock differ. Delivery delay, loss and partitions come from a seeded
+//! generator, so every run with the same seed is identical, and thousands of
+//! nodes fit in one process because idle virtual time costs nothing.
+
+use crate::config::Config;
+use crate::engine::{Engine, LookupOutcome, OpId, OpResult, Phase, StoreReceipt, Value};
+use crate::error::Error;
+use crate::id::Id;
+use crate::wire::NodeInfo;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Network conditions of the simulated links.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            loss: 0.0,
+            delay_min: Duration::from_micros(200),
+            delay_max: Duration::from_micros(2000),
+        }
+    }
+}
+
+enum Ev {
+    Deliver {
+        to: SocketAddr,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Wake(usize),
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct SimNode {
+    engine: Engine,
+    alive: bool,
+    scheduled: Option<u64>,
+    group: u32,
+}
+
+/// Result of comparing every live node's neighbours with the true ring.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RingCheck {
+    pub live: usize,
+    pub wrong_successor: usize,
+    pub wrong_predecessor: usize,
+}
+
+impl RingCheck {
+    pub fn is_correct(&self) -> bool {
+        self.wrong_successor == 0 && self.wrong_predecessor == 0
+    }
+}
+
+/// The simulated network and its nodes.
+pub struct SimNet {
+    cfg: SimConfig,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    rng: ChaCha8Rng,
+    results: HashMap<(usize, OpId), OpResult>,
+    next_op: OpId,
+    pub delivered: u64,
+    pub lost: u64,
+}
+
+impl SimNet {
+    pub fn new(cfg: SimConfig) -> SimNet {
+        SimNet {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            results: HashMap::new(),
+            next_op: 1,
+            delivered: 0,
+            lost: 0,
+        }
+    }
+
+    /// Virtual time in microseconds.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn set_loss(&mut self, loss: f64) {
+        self.cfg.loss = loss;
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn engine(&self, i: usize) -> &Engine {
+        &self.nodes[i].engine
+    }
+
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].alive
+    }
+
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect()
+    }
+
+    /// The simulated address of node `i` (loopback-range, never a real socket).
+    pub fn addr_of(i: usize) -> SocketAddr {
+        let i = i as u32 + 1;
+        SocketAddr::from((Ipv4Addr::new(127, 10 + (i >> 16) as u8, (i >> 8) as u8, i as u8), 5060))
+    }
+
+    /// Adds a node (not yet joined). Its id derives from its address unless `cfg` fixes one.
+    pub fn add_node(&mut self, cfg: Config) -> usize {
+        let i = self.nodes.len();
+        let addr = Self::addr_of(i);
+        let seed = self.rng.gen();
+        self.nodes.push(SimNode {
+            engine: Engine::new(cfg, addr, seed, 1_700_000_000_000),
+            alive: true,
+            scheduled: None,
+            group: 0,
+        });
+        self.by_addr.insert(addr, i);
+        i
+    }
+
+    fn op_id(&mut self) -> OpId {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    /// Starts node `i`'s join through `bootstrap` (a new ring when empty).
+    pub fn start_join(&mut self, i: usize, bootstrap: &[usize]) -> OpId {
+        let op = self.op_id();
+        let addrs: Vec<SocketAddr> = bootstrap.iter().map(|&b| Self::addr_of(b)).collect();
+        let now = self.now;
+        self.nodes[i].engine.join(now, op, &addrs, Duration::from_secs(10));
+        self.after(i);
+        op
+    }
+
+    pub fn join(&mut self, i: usize, bootstrap: &[usize]) -> Result<(), Error> {
+        let op = self.start_join(i, bootstrap);
+        match self.wait(i, op, Duration::from_secs(15)) {
+            Some(OpResult::Join(r)) => r,
+            other => panic!("join finished with {other:?}"),
+        }
+    }
+
+    pub fn start_lookup(&mut self, i: usize, key: Id) -> OpId {
+        let op = self.op_id();
+        let now = self.now;
+        self.nodes[i].engine.lookup(now, op, key, Duration::from_secs(5));
+        self.after(i);
+        op
+    }
+
+    pub fn lookup(&mut self, i: usize, key: Id) -> Result<LookupOutcome, Error> {
+        let op = self.start_lookup(i, key);
+        match self.wait(i, op, Duration::from_secs(10)) {
+            Some(OpResult::Lookup(r)) => r,
+            other => panic!("lookup finished with {other:?}"),
+        }
+    }
+
+    pub fn start_put(&mut self, i: usize, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> OpId {
+        let op = self.op_id();
+        let now = self.now;
+        self.nodes[i]
+            .engine
+            .put(now, op, key, writer, data, version, lifetime, Duration::from_secs(5));
+        self.after(i);
+        op
+    }
+
+    pub fn put(&mut self, i: usize, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> Result<StoreReceipt, Error> {
+        let op = self.start_put(i, key, writer, data, version, lifetime);
+        match self.wait(i, op, Duration::from_secs(10)) {
+            Some(OpResult::Put(r)) => r,
+            other => panic!("put finished with {other:?}"),
+        }
+    }
+
+    pub fn start_get(&mut self, i: usize, key: Id) -> OpId {
+        let op = self.op_id();
+        let now = self.now;
+        self.nodes[i].engine.get(now, op, key, Duration::from_secs(5));
+        self.after(i);
+        op
+    }
+
+    pub fn get(&mut self, i: usize, key: Id) -> Result<Vec<Value>, Error> {
+        let op = self.start_get(i, key);
+        match self.wait(i, op, Duration::from_secs(10)) {
+            Some(OpResult::Get(r)) => r,
+            other => panic!("get finished with {other:?}"),
+        }
+    }
+
+    pub fn remove(&mut self, i: usize, key: Id, writer: &[u8], version: u64) -> Result<StoreReceipt, Error> {
+        let op = self.op_id();
+        let now = self.now;
+        self.nodes[i].engine.remove(now, op, key, writer, version, Duration::from_secs(5));
+        self.after(i);
+        match self.wait(i, op, Duration::from_secs(10)) {
+            Some(OpResult::Put(r)) => r,
+            other => panic!("remove finished with {other:?}"),
+        }
+    }
+
+    /// Graceful leave; the node is stopped afterwards.
+    pub fn leave(&mut self, i: usize) -> Result<(), Error> {
+        let op = self.op_id();
+        let now = self.now;
+        self.nodes[i].engine.leave(now, op, Duration::from_secs(5));
+        self.after(i);
+        let r = match self.wait(i, op, Duration::from_secs(10)) {
+            Some(OpResult::Leave(r)) => r,
+            other => panic!("leave finished with {other:?}"),
+        };
+        self.nodes[i].alive = false;
+        r
+    }
+
+    /// Abrupt failure: the node stops answering, its state is gone.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+    }
+
+    /// Assigns every node to a partition group; datagrams between groups are dropped.
+    pub fn partition(&mut self, group_of: impl Fn(usize) -> u32) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].group = group_of(i);
+        }
+    }
+
+    pub fn heal(&mut self) {
+        for n in &mut self.nodes {
+            n.group = 0;
+        }
+    }
+
+    /// Result of an operation started with a `start_*` call, once it completed.
+    pub fn take_result(&mut self, i: usize, op: OpId) -> Option<OpResult> {
+        self.results.remove(&(i, op))
+    }
+
+    /// Runs until the operation completes or `max` virtual time passes.
+    pub fn wait(&mut self, i: usize, op: OpId, max: Duration) -> Option<OpResult> {
+        let end = self.now + max.as_micros() as u64;
+        loop {
+            if let Some(r) = self.results.remove(&(i, op)) {
+                return Some(r);
+            }
+            if !self.step(end) {
+                return self.results.remove(&(i, op));
+            }
+        }
+    }
+
+    /// Runs the network for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d.as_micros() as u64;
+        while self.step(end) {}
+        self.now = self.now.max(end);
+    }
+
+    /// Runs until `cond` holds (checked every `every`) or `max` passes; returns whether it held.
+    pub fn run_until(&mut self, max: Duration, every: Duration, mut cond: impl FnMut(&SimNet) -> bool) -> bool {
+        let end = self.now + max.as_micros() as u64;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if self.now >= end {
+                return false;
+            }
+            let d = every.min(Duration::from_micros(end - self.now));
+            self.run_for(d);
+        }
+    }
+
+    /// Processes the next event if it is due by `end`. Returns false when none is.
+    fn step(&mut self, end: u64) -> bool {
+        let Some(Reverse(q)) = self.queue.peek() else {
+            return false;
+        };
+        if q.at > end {
+            return false;
+        }
+        let Reverse(q) = self.queue.pop().expect("peeked");
+        self.now = self.now.max(q.at);
+        match q.ev {
+            Ev::Deliver { to, from, data } => {
+                let Some(&i) = self.by_addr.get(&to) else {
+                    return true;
+                };
+                let from_group = self.by_addr.get(&from).map(|&f| self.nodes[f].group);
+                if !self.nodes[i].alive || from_group.is_some_and(|g| g != self.nodes[i].group) {
+                    self.lost += 1;
+                    return true;
+                }
+                self.delivered += 1;
+                let now = self.now;
+                self.nodes[i].engine.handle_datagram(now, from, &data);
+                self.after(i);
+            }
+            Ev::Wake(i) => {
+                if !self.nodes[i].alive || self.nodes[i].scheduled != Some(q.at) {
+                    return true;
+                }
+                self.nodes[i].scheduled = None;
+                let now = self.now;
+                self.nodes[i].engine.handle_timeout(now);
+                self.after(i);
+            }
+        }
+        true
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+    }
+
+    /// Moves a node's outputs into the network and schedules its next wake-up.
+    fn after(&mut self, i: usize) {
+        let from = Self::addr_of(i);
+        let transmits: Vec<_> = self.nodes[i].engine.drain_transmits().collect();
+        for t in transmits {
+            if self.cfg.loss > 0.0 && self.rng.gen_bool(self.cfg.loss.min(1.0)) {
+                self.lost += 1;
+                continue;
+            }
+            let (lo, hi) = (self.cfg.delay_min.as_micros() as u64, self.cfg.delay_max.as_micros() as u64);
+            let delay = if hi > lo { self.rng.gen_range(lo..=hi) } else { lo };
+            let at = self.now + delay;
+            self.push(at, Ev::Deliver { to: t.to, from, data: t.data });
+        }
+        let done: Vec<_> = self.nodes[i].engine.drain_completions().collect();
+        for c in done {
+            self.results.insert((i, c.op), c.result);
+        }
+        self.nodes[i].engine.drain_events().for_each(drop);
+        if let Some(t) = self.nodes[i].engine.next_timeout() {
+            let t = t.max(self.now);
+            if self.nodes[i].scheduled.is_none_or(|s| t < s || s < self.now) {
+                self.nodes[i].scheduled = Some(t);
+                self.push(t, Ev::Wake(i));
+            }
+        }
+    }
+
+    /// Compares every live, joined node's successor and predecessor with the true ring.
+    pub fn check_ring(&self) -> RingCheck {
+        let mut live: Vec<(Id, usize)> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive && self.nodes[i].engine.phase() == Phase::Joined)
+            .map(|i| (self.nodes[i].engine.me().id, i))
+            .collect();
+        live.sort();
+        let n = live.len();
+        let mut check = RingCheck {
+            live: n,
+            ..RingCheck::default()
+        };
+        for (pos, (_, i)) in live.iter().enumerate() {
+            let rt = self.nodes[*i].engine.routing();
+            let true_succ = live[(pos + 1) % n].0;
+            let true_pred = live[(pos + n - 1) % n].0;
+            let succ_ok = if n == 1 {
+                rt.successor().is_none()
+            } else {
+                rt.successor().map(|s| s.id) == Some(true_succ)
+            };
+            let pred_ok = if n == 1 {
+                rt.predecessor().is_none()
+            } else {
+                rt.predecessor().map(|p| p.id) == Some(true_pred)
+            };
+            check.wrong_successor += !succ_ok as usize;
+            check.wrong_predecessor += !pred_ok as usize;
+        }
+        check
+    }
+
+    /// The live node truly responsible for `key` (oracle for tests).
+    pub fn responsible(&self, key: &Id) -> Option<NodeInfo> {
+        let mut best: Option<NodeInfo> = None;
+        for n in self.nodes.iter().filter(|n| n.alive && n.engine.phase() == Phase::Joined) {
+            let me = *n.engine.me();
+            let d = key.distance_to(&me.id);
+            if best.is_none_or(|b| d < key.distance_to(&b.id)) {
+                best = Some(me);
+            }
+        }
+        best
+    }
+
+    /// How many live nodes hold a live entry of `writer` under `key`.
+    pub fn copies(&self, key: &Id, writer: &[u8]) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive && n.engine.store().entry(key, writer, self.now).is_some())
+            .count()
+    }
+
+    /// Builds a ring of `n` nodes, each joining through a random earlier node,
+    /// `gap` apart, then waits until the ring is correct (or `settle` passes).
+    pub fn build_ring(&mut self, n: usize, cfg: &Config, gap: Duration, settle: Duration) -> bool {
+        let first = self.add_node(cfg.clone());
+        self.join(first, &[]).expect("first node starts a ring");
+        for _ in 1..n {
+            let live = self.live_nodes();
+            let boot = live[self.rng.gen_range(0..live.len())];
+            let i = self.add_node(cfg.clone());
+            let op = self.start_join(i, &[boot]);
+            self.run_for(gap);
+            let _ = op;
+        }
+        self.run_until(settle, Duration::from_millis(500), |s| s.check_ring().is_correct())
+    }
+
+    /// Random number shared with tests so a whole scenario derives from one seed.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+}

@@ -1,0 +1,69 @@
+//! Starts N real UDP nodes on loopback in this process, joined into one ring:
+//! for tests, benchmarks and the demo.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::node::Node;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct Testnet {
+    pub nodes: Vec<Node>,
+}
+
+impl Testnet {
+    /// Starts `n` nodes on 127.0.0.1 with `cfg` (its listen address is ignored)
+    /// and joins each through the first, then waits until every node's successor
+    /// and predecessor are the true ones, or `settle` passes.
+    pub fn new(n: usize, cfg: &Config, settle: Duration) -> Result<Testnet> {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut c = cfg.clone();
+            c.listen = "127.0.0.1:0".parse().expect("valid");
+            let node = Node::start(c)?;
+            if i == 0 {
+                node.join(&[])?;
+            } else {
+                let boot: Vec<SocketAddr> = nodes.iter().take(3).map(|x: &Node| x.addr()).collect();
+                node.join(&boot)?;
+            }
+            nodes.push(node);
+        }
+        let net = Testnet { nodes };
+        net.wait_converged(settle);
+        Ok(net)
+    }
+
+    pub fn bootstrap(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().take(3).map(|n| n.addr()).collect()
+    }
+
+    /// Whether every listed node's successor and predecessor are the true ones.
+    pub fn converged(&self) -> bool {
+        let mut ids: Vec<_> = self.nodes.iter().map(|n| n.id()).collect();
+        ids.sort();
+        let n = ids.len();
+        self.nodes.iter().all(|node| {
+            let Ok(r) = node.ring() else { return false };
+            let pos = ids.binary_search(&node.id()).expect("present");
+            if n == 1 {
+                return r.successors.is_empty();
+            }
+            r.successors.first().map(|s| s.id) == Some(ids[(pos + 1) % n])
+                && r.predecessors.first().map(|p| p.id) == Some(ids[(pos + n - 1) % n])
+        })
+    }
+
+    pub fn wait_converged(&self, max: Duration) -> bool {
+        let end = Instant::now() + max;
+        loop {
+            if self.converged() {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
