@@ -236,6 +236,10 @@ const MAX_ATTEMPTS: u8 = 4;
 /// Misplaced keys handed off per sync round.
 const HANDOFF_BATCH: usize = 64;
 const EXPIRE_EVERY_US: u64 = 1_000_000;
+/// Operation ids of requests run for client handles (never chosen by the API caller).
+const CLIENT_OP_BASE: u64 = 1 << 63;
+/// Client requests served at once; more are refused with `Full`.
+const MAX_CLIENT_OPS: usize = 4096;
 
 /// One Chord node's complete protocol state.
 pub struct Engine {
@@ -268,6 +272,10 @@ pub struct Engine {
     leave: Option<LeaveState>,
     last_pred: Option<Id>,
     last_succ: Option<Id>,
+    /// Operations run for client handles: op -> (client address, request id).
+    client_ops: HashMap<OpId, (SocketAddr, u64)>,
+    client_reqs: HashMap<(SocketAddr, u64), OpId>,
+    next_client_op: u64,
     stats: Stats,
     transmits: Vec<Transmit>,
     completions: Vec<Completion>,
@@ -312,6 +320,9 @@ impl Engine {
             leave: None,
             last_pred: None,
             last_succ: None,
+            client_ops: HashMap::new(),
+            client_reqs: HashMap::new(),
+            next_client_op: 0,
             stats: Stats::default(),
             transmits: Vec::new(),
             completions: Vec::new(),
@@ -729,9 +740,76 @@ impl Engine {
     }
 
     fn complete(&mut self, op: OpId, result: OpResult) {
-        if self.ops.remove(&op).is_some() {
-            self.completions.push(Completion { op, result });
+        if self.ops.remove(&op).is_none() {
+            return;
         }
+        if let Some((addr, rid)) = self.client_ops.remove(&op) {
+            self.client_reqs.remove(&(addr, rid));
+            let body = client_reply(result);
+            self.reply(addr, rid, body);
+            return;
+        }
+        self.completions.push(Completion { op, result });
+    }
+
+    /// Registers a client request as an operation; None for a retransmission
+    /// of one still running, or when too many are running.
+    fn client_op(&mut self, from: SocketAddr, rid: u64) -> Option<OpId> {
+        if self.client_reqs.contains_key(&(from, rid)) {
+            return None;
+        }
+        if self.client_ops.len() >= MAX_CLIENT_OPS {
+            self.reply(from, rid, Body::Error { status: Status::Full });
+            return None;
+        }
+        self.next_client_op += 1;
+        let op = CLIENT_OP_BASE | self.next_client_op;
+        self.client_ops.insert(op, (from, rid));
+        self.client_reqs.insert((from, rid), op);
+        Some(op)
+    }
+
+    /// A text report for `chordsip ring` / `chordsip stats`.
+    pub fn info_text(&self, what: u8) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let fmt_node = |n: &NodeInfo| format!("{} {}", n.id.to_hex(), n.addr);
+        if what == 0 {
+            let _ = writeln!(out, "node {}", fmt_node(&self.me));
+            let _ = writeln!(out, "phase {:?}", self.phase);
+            for (i, p) in self.rt.predecessors().iter().enumerate() {
+                let _ = writeln!(out, "predecessor[{i}] {}", fmt_node(p));
+            }
+            for (i, s) in self.rt.successors().iter().enumerate() {
+                let _ = writeln!(out, "successor[{i}] {}", fmt_node(s));
+            }
+            let mut last = None;
+            for i in 0..ID_BITS {
+                if let Some(f) = self.rt.finger(i) {
+                    if last != Some(f.id) {
+                        let _ = writeln!(out, "finger[{i}] {}", fmt_node(f));
+                        last = Some(f.id);
+                    }
+                }
+            }
+            let _ = writeln!(out, "stored_keys {}", self.store.key_count());
+            let _ = writeln!(out, "stored_entries {}", self.store.entry_count());
+            let mut keys: Vec<&Id> = self.store.all_keys().collect();
+            keys.truncate(50);
+            for k in keys {
+                let _ = writeln!(out, "key {}", k.to_hex());
+            }
+        } else {
+            let s = self.stats();
+            let _ = writeln!(out, "msgs_sent {}\nmsgs_received {}\nbytes_sent {}\nbytes_received {}", s.msgs_sent, s.msgs_received, s.bytes_sent, s.bytes_received);
+            let _ = writeln!(out, "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}", s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched);
+            let _ = writeln!(out, "retransmits {}\nrpc_timeouts {}\nnodes_failed_detected {}", s.retransmits, s.rpc_timeouts, s.nodes_failed_detected);
+            let _ = writeln!(out, "lookups_ok {}\nlookups_failed {}\nputs_ok {}\nputs_failed {}\ngets_ok {}\ngets_failed {}", s.lookups_ok, s.lookups_failed, s.puts_ok, s.puts_failed, s.gets_ok, s.gets_failed);
+            let _ = writeln!(out, "hops_mean {:.3}\nhops_p99 {}", s.hops.mean(), s.hops.quantile(0.99));
+            let _ = writeln!(out, "lookup_latency_p50_us {}\nlookup_latency_p99_us {}", s.lookup_latency_us.quantile(0.5), s.lookup_latency_us.quantile(0.99));
+            let _ = writeln!(out, "stored_keys {}\nstored_entries {}\nprimary_entries {}\nstored_value_bytes {}", s.stored_keys, s.stored_entries, s.primary_entries, s.stored_value_bytes);
+        }
+        out
     }
 
     fn count_failure(&mut self, kind: OpKind) {
@@ -1020,6 +1098,29 @@ impl Engine {
                     .map(|(i, _)| i as u16)
                     .collect();
                 self.reply(from, rid, Body::SyncNeed { indices });
+            }
+            Body::ClientLookup { key } => {
+                if let Some(op) = self.client_op(from, rid) {
+                    let timeout = self.cfg.op_timeout;
+                    self.lookup(self.now, op, key, timeout);
+                }
+            }
+            Body::ClientPut { key, entry } => {
+                if let Some(op) = self.client_op(from, rid) {
+                    let timeout = self.cfg.op_timeout;
+                    self.start_put(op, key, entry, timeout);
+                }
+            }
+            Body::ClientGet { key } => {
+                if let Some(op) = self.client_op(from, rid) {
+                    let timeout = self.cfg.op_timeout;
+                    self.get(self.now, op, key, timeout);
+                }
+            }
+            Body::ClientInfo { what } => {
+                let mut text = self.info_text(what).into_bytes();
+                text.truncate(self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4));
+                self.reply(from, rid, Body::ClientInfoReply { text });
             }
             other => {
                 self.stats.dropped_malformed += 1;
@@ -1762,6 +1863,7 @@ impl Engine {
 
     // ----- ring maintenance ---------------------------------------------
 
+
     fn stabilize(&mut self) {
         if self.rt.successor().is_none() {
             // Alone, or every successor failed: a known predecessor closes the ring.
@@ -1897,6 +1999,78 @@ impl Engine {
             self.phase = Phase::Left;
             self.complete(l.op, OpResult::Leave(result));
         }
+    }
+}
+
+/// Protocol status for an error reported to a client handle.
+pub fn status_of(e: &Error) -> Status {
+    match e {
+        Error::Timeout => Status::Timeout,
+        Error::NoRoute | Error::JoinFailed => Status::NoRoute,
+        Error::NotJoined => Status::NotJoined,
+        Error::TooLarge => Status::TooLarge,
+        Error::Full => Status::Full,
+        Error::Stale => Status::Stale,
+        Error::Shutdown => Status::Leaving,
+        _ => Status::BadRequest,
+    }
+}
+
+/// The error a client handle reports for a protocol status.
+pub fn error_of(s: Status) -> Error {
+    match s {
+        Status::Timeout => Error::Timeout,
+        Status::NoRoute | Status::NotResponsible => Error::NoRoute,
+        Status::NotJoined => Error::NotJoined,
+        Status::TooLarge => Error::TooLarge,
+        Status::Full => Error::Full,
+        Status::Stale => Error::Stale,
+        Status::Leaving => Error::Shutdown,
+        Status::BadRequest => Error::InvalidArgument("request refused by the peer".into()),
+        Status::NotFound | Status::Ok => Error::Refused(format!("{s:?}")),
+    }
+}
+
+fn client_reply(result: OpResult) -> Body {
+    match result {
+        OpResult::Lookup(Ok(o)) => Body::ClientLookupReply {
+            status: Status::Ok,
+            node: Some(o.node),
+            hops: o.hops.min(255) as u8,
+        },
+        OpResult::Lookup(Err(e)) => Body::ClientLookupReply {
+            status: status_of(&e),
+            node: None,
+            hops: 0,
+        },
+        OpResult::Put(Ok(r)) => Body::StoreReply {
+            status: Status::Ok,
+            copies: r.copies,
+        },
+        OpResult::Put(Err(e)) => Body::StoreReply {
+            status: status_of(&e),
+            copies: 0,
+        },
+        OpResult::Get(Ok(values)) => Body::FetchReply {
+            status: Status::Ok,
+            entries: values
+                .into_iter()
+                .map(|v| WireEntry {
+                    writer: v.writer,
+                    version: v.version,
+                    lifetime_ms: v.lifetime.as_millis().min(u32::MAX as u128) as u32,
+                    tombstone: false,
+                    data: v.data,
+                })
+                .collect(),
+        },
+        OpResult::Get(Err(e)) => Body::FetchReply {
+            status: status_of(&e),
+            entries: vec![],
+        },
+        OpResult::Join(_) | OpResult::Leave(_) | OpResult::Ping(_) => Body::Error {
+            status: Status::BadRequest,
+        },
     }
 }
 

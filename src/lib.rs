@@ -11,6 +11,7 @@
 //! - [`sim`]: an in-memory network that runs thousands of engines;
 //! - [`runtime`] and [`node`]: the shared thread pool and real UDP nodes.
 
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

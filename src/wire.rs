@@ -52,6 +52,12 @@ pub enum Status {
     NotFound = 6,
     /// The receiver is shutting down.
     Leaving = 7,
+    /// The operation run on the client's behalf timed out.
+    Timeout = 8,
+    /// No live node could be reached.
+    NoRoute = 9,
+    /// The receiver has not joined a ring.
+    NotJoined = 10,
 }
 
 impl Status {
@@ -65,6 +71,9 @@ impl Status {
             5 => Status::BadRequest,
             6 => Status::NotFound,
             7 => Status::Leaving,
+            8 => Status::Timeout,
+            9 => Status::NoRoute,
+            10 => Status::NotJoined,
             _ => return Err(DecodeError::BadValue("status")),
         })
     }
@@ -165,6 +174,31 @@ pub enum Body {
     Error {
         status: Status,
     },
+    /// From a client handle: run a whole lookup on the client's behalf.
+    ClientLookup {
+        key: Id,
+    },
+    ClientLookupReply {
+        status: Status,
+        node: Option<NodeInfo>,
+        hops: u8,
+    },
+    /// From a client handle: a whole put (answered with StoreReply).
+    ClientPut {
+        key: Id,
+        entry: WireEntry,
+    },
+    /// From a client handle: a whole get (answered with FetchReply).
+    ClientGet {
+        key: Id,
+    },
+    /// From a client handle: a text report (0 = ring neighbours, 1 = statistics).
+    ClientInfo {
+        what: u8,
+    },
+    ClientInfoReply {
+        text: Vec<u8>,
+    },
 }
 
 impl Body {
@@ -191,6 +225,12 @@ impl Body {
             Body::SyncItems { .. } => 19,
             Body::SyncNeed { .. } => 20,
             Body::Error { .. } => 21,
+            Body::ClientLookup { .. } => 22,
+            Body::ClientLookupReply { .. } => 23,
+            Body::ClientPut { .. } => 24,
+            Body::ClientGet { .. } => 25,
+            Body::ClientInfo { .. } => 26,
+            Body::ClientInfoReply { .. } => 27,
         }
     }
 
@@ -218,6 +258,12 @@ impl Body {
             Body::SyncItems { .. } => "sync_items",
             Body::SyncNeed { .. } => "sync_need",
             Body::Error { .. } => "error",
+            Body::ClientLookup { .. } => "client_lookup",
+            Body::ClientLookupReply { .. } => "client_lookup_reply",
+            Body::ClientPut { .. } => "client_put",
+            Body::ClientGet { .. } => "client_get",
+            Body::ClientInfo { .. } => "client_info",
+            Body::ClientInfoReply { .. } => "client_info_reply",
         }
     }
 
@@ -236,6 +282,8 @@ impl Body {
                 | Body::SyncDigestReply { .. }
                 | Body::SyncNeed { .. }
                 | Body::Error { .. }
+                | Body::ClientLookupReply { .. }
+                | Body::ClientInfoReply { .. }
         )
     }
 }
@@ -555,6 +603,27 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
                 w.u16(*i);
             }
         }
+        Body::ClientLookup { key } | Body::ClientGet { key } => w.id(key),
+        Body::ClientLookupReply { status, node, hops } => {
+            w.u8(*status as u8);
+            w.u8(*hops);
+            match node {
+                Some(n) => {
+                    w.u8(1);
+                    w.node(n);
+                }
+                None => w.u8(0),
+            }
+        }
+        Body::ClientPut { key, entry } => {
+            w.id(key);
+            w.entry(entry)?;
+        }
+        Body::ClientInfo { what } => w.u8(*what),
+        Body::ClientInfoReply { text } => {
+            w.count(text.len())?;
+            w.bytes(text);
+        }
     }
     Ok(())
 }
@@ -733,6 +802,25 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
         21 => Body::Error {
             status: Status::from_u8(r.u8()?)?,
         },
+        22 => Body::ClientLookup { key: r.id()? },
+        23 => {
+            let status = Status::from_u8(r.u8()?)?;
+            let hops = r.u8()?;
+            let node = if r.bool()? { Some(r.node()?) } else { None };
+            Body::ClientLookupReply { status, node, hops }
+        }
+        24 => Body::ClientPut {
+            key: r.id()?,
+            entry: r.entry()?,
+        },
+        25 => Body::ClientGet { key: r.id()? },
+        26 => Body::ClientInfo { what: r.u8()? },
+        27 => {
+            let n = r.count(1)?;
+            Body::ClientInfoReply {
+                text: r.take(n)?.to_vec(),
+            }
+        }
         k => return Err(DecodeError::UnknownKind(k)),
     })
 }
@@ -831,6 +919,26 @@ mod tests {
             Body::Error {
                 status: Status::BadRequest,
             },
+            Body::ClientLookup { key: Id::from_u64(9) },
+            Body::ClientLookupReply {
+                status: Status::Ok,
+                node: Some(node(4)),
+                hops: 3,
+            },
+            Body::ClientLookupReply {
+                status: Status::NotFound,
+                node: None,
+                hops: 0,
+            },
+            Body::ClientPut {
+                key: Id::from_u64(2),
+                entry: entry(5),
+            },
+            Body::ClientGet { key: Id::from_u64(2) },
+            Body::ClientInfo { what: 1 },
+            Body::ClientInfoReply {
+                text: b"successor 127.0.0.1:5000".to_vec(),
+            },
         ]
     }
 
@@ -927,7 +1035,7 @@ mod tests {
 
         #[test]
         fn decoder_survives_mutated_valid_datagrams(
-            which in 0usize..21,
+            which in 0usize..28,
             edits in prop::collection::vec((any::<u16>(), any::<u8>()), 1..8),
         ) {
             let codec = Codec::new("test", None, 8192);

@@ -1,1 +1,397 @@
-fn main() {}
+//! `chordsip`: run an overlay node, talk to a running overlay, or run a local demo.
+
+use chordsip::client::Client;
+use chordsip::stats::Histogram;
+use chordsip::testnet::Testnet;
+use chordsip::{Config, Event, Id, LogLevel, Node};
+use clap::{Args, Parser, Subcommand};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "chordsip", version, about = "Chord overlay for SIP location: node, client and demo")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an overlay node until SIGINT/SIGTERM, then leave gracefully.
+    Node(NodeArgs),
+    /// Store a value under a key (through a running node).
+    Put(PutArgs),
+    /// Print the values stored under a key.
+    Get(KeyArgs),
+    /// Remove this writer's value of a key.
+    Remove(RemoveArgs),
+    /// Print the node responsible for a key and the hops taken.
+    Lookup(KeyArgs),
+    /// Print a node's predecessors, successors, fingers and stored keys.
+    Ring(ViaArgs),
+    /// Print a node's statistics.
+    Stats(ViaArgs),
+    /// Start a local overlay on loopback, store values, kill a quarter of the
+    /// nodes one after another, and show that every value is still found.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct OverlayArgs {
+    /// Overlay name; nodes of other overlays are ignored.
+    #[arg(long, default_value = "chordsip")]
+    overlay: String,
+    /// File holding the overlay key (its bytes, trailing newline stripped).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl OverlayArgs {
+    fn key(&self) -> Result<Option<Vec<u8>>, String> {
+        match &self.key_file {
+            None => Ok(None),
+            Some(p) => {
+                let mut k = std::fs::read(p).map_err(|e| format!("cannot read key file {}: {e}", p.display()))?;
+                while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    k.pop();
+                }
+                if k.is_empty() {
+                    return Err(format!("key file {} is empty", p.display()));
+                }
+                Ok(Some(k))
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    listen: String,
+    /// Address peers use to reach this node (when listening on a wildcard).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Bootstrap peers (comma-separated or repeated); none starts a new ring.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    #[command(flatten)]
+    overlay: OverlayArgs,
+    /// Copies of each value.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Length of the successor list.
+    #[arg(long, default_value_t = 8)]
+    successors: usize,
+    /// Keep retrying the bootstrap peers this long before giving up.
+    #[arg(long, default_value_t = 30)]
+    join_timeout_secs: u64,
+    /// Log level on stderr: off, error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[derive(Args)]
+struct ViaArgs {
+    /// Address of a running node to ask.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    via: String,
+    #[command(flatten)]
+    overlay: OverlayArgs,
+    /// Hard deadline in milliseconds.
+    #[arg(long, default_value_t = 6000)]
+    timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// Resource name (hashed with SHA-1), or 40 hex digits with --hex.
+    key: String,
+    /// The key is given as 40 hex digits.
+    #[arg(long)]
+    hex: bool,
+}
+
+#[derive(Args)]
+struct PutArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The value to store.
+    value: String,
+    /// Dictionary slot (one per writer/device).
+    #[arg(long, default_value = "cli")]
+    writer: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    lifetime: u64,
+}
+
+#[derive(Args)]
+struct RemoveArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    #[arg(long, default_value = "cli")]
+    writer: String,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Nodes in the overlay.
+    #[arg(long, default_value_t = 16)]
+    nodes: usize,
+    /// Values stored.
+    #[arg(long, default_value_t = 200)]
+    values: usize,
+    /// Copies of each value.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Fraction of nodes killed, one after another.
+    #[arg(long, default_value_t = 0.25)]
+    kill_fraction: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Node(a) => run_node(a),
+        Cmd::Put(a) => run_put(a),
+        Cmd::Get(a) => run_get(a),
+        Cmd::Remove(a) => run_remove(a),
+        Cmd::Lookup(a) => run_lookup(a),
+        Cmd::Ring(a) => client(&a).and_then(|mut c| c.ring_text().map_err(|e| e.to_string())).map(|t| print!("{t}")),
+        Cmd::Stats(a) => client(&a).and_then(|mut c| c.stats_text().map_err(|e| e.to_string())).map(|t| print!("{t}")),
+        Cmd::Demo(a) => run_demo(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chordsip: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("bad address {s}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {s} resolves to nothing"))
+}
+
+fn parse_level(s: &str) -> Result<LogLevel, String> {
+    Ok(match s {
+        "off" => LogLevel::Off,
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => return Err(format!("unknown log level {s}")),
+    })
+}
+
+fn run_node(a: NodeArgs) -> Result<(), String> {
+    let cfg = Config {
+        listen: resolve(&a.listen)?,
+        advertise: a.advertise.as_deref().map(resolve).transpose()?,
+        overlay: a.overlay.overlay.clone(),
+        overlay_key: a.overlay.key()?,
+        replicas: a.replicas,
+        successors: a.successors,
+        log_level: parse_level(&a.log)?,
+        ..Config::default()
+    };
+    let bootstrap = a.bootstrap.iter().map(|b| resolve(b)).collect::<Result<Vec<_>, _>>()?;
+    let sink = Node::event_sink(|e| match e {
+        Event::Log(level, msg) => eprintln!("[{level:?}] {msg}"),
+        Event::PredecessorChanged(Some(p)) => eprintln!("[Info] predecessor {}", p.addr),
+        Event::SuccessorChanged(Some(s)) => eprintln!("[Info] successor {}", s.addr),
+        _ => {}
+    });
+    let node = Node::start_with_events(cfg, Some(sink)).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let give_up = Instant::now() + Duration::from_secs(a.join_timeout_secs);
+    loop {
+        match node.join(&bootstrap) {
+            Ok(()) => break,
+            Err(e) if Instant::now() < give_up && !stop.load(Ordering::Relaxed) => {
+                eprintln!("[Warn] join failed ({e}); retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(format!("join failed: {e}")),
+        }
+    }
+    println!("node {} listening on {} joined", node.id(), node.addr());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("[Info] leaving");
+    let r = node.leave(Duration::from_secs(5));
+    match r {
+        Ok(()) => {
+            eprintln!("[Info] left the ring");
+            Ok(())
+        }
+        Err(e) => Err(format!("leave incomplete: {e}")),
+    }
+}
+
+fn client(a: &ViaArgs) -> Result<Client, String> {
+    let mut c = Client::connect(resolve(&a.via)?, &a.overlay.overlay, a.overlay.key()?.as_deref()).map_err(|e| e.to_string())?;
+    c.set_timeout(Duration::from_millis(a.timeout_ms));
+    Ok(c)
+}
+
+fn key_of(a: &KeyArgs) -> Result<Id, String> {
+    if a.hex {
+        Id::from_hex(&a.key).ok_or_else(|| "key must be 40 hex digits".to_string())
+    } else {
+        Ok(Id::from_name(&a.key))
+    }
+}
+
+fn run_put(a: PutArgs) -> Result<(), String> {
+    let key = key_of(&a.key)?;
+    let mut c = client(&a.key.via)?;
+    let r = c
+        .put(key, a.writer.as_bytes(), a.value.as_bytes(), Duration::from_secs(a.lifetime))
+        .map_err(|e| e.to_string())?;
+    println!("stored {} copies={}", key, r.copies);
+    Ok(())
+}
+
+fn run_get(a: KeyArgs) -> Result<(), String> {
+    let key = key_of(&a)?;
+    let mut c = client(&a.via)?;
+    let values = c.get(key).map_err(|e| e.to_string())?;
+    if values.is_empty() {
+        return Err(format!("no value stored under {key}"));
+    }
+    for v in values {
+        println!(
+            "{}\t{}\tversion={} expires_in={}s",
+            String::from_utf8_lossy(&v.writer),
+            String::from_utf8_lossy(&v.data),
+            v.version,
+            v.lifetime.as_secs()
+        );
+    }
+    Ok(())
+}
+
+fn run_remove(a: RemoveArgs) -> Result<(), String> {
+    let key = key_of(&a.key)?;
+    let mut c = client(&a.key.via)?;
+    c.remove(key, a.writer.as_bytes()).map_err(|e| e.to_string())?;
+    println!("removed {key}");
+    Ok(())
+}
+
+fn run_lookup(a: KeyArgs) -> Result<(), String> {
+    let key = key_of(&a)?;
+    let mut c = client(&a.via)?;
+    let (node, hops) = c.lookup(key).map_err(|e| e.to_string())?;
+    println!("{} responsible {} {} hops={}", key, node.id, node.addr, hops);
+    Ok(())
+}
+
+fn run_demo(a: DemoArgs) -> Result<(), String> {
+    if a.nodes < 2 || a.nodes > 512 {
+        return Err("--nodes must be 2..=512".into());
+    }
+    if !(0.0..0.9).contains(&a.kill_fraction) {
+        return Err("--kill-fraction must be in [0, 0.9)".into());
+    }
+    let cfg = Config {
+        replicas: a.replicas,
+        ..Config::default()
+    };
+    cfg.validate().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    println!("starting {} nodes on 127.0.0.1 ...", a.nodes);
+    let mut net = Testnet::new(a.nodes, &cfg, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    println!(
+        "ring formed in {:.1}s (converged: {})",
+        t0.elapsed().as_secs_f64(),
+        net.converged()
+    );
+    let keys: Vec<(Id, String)> = (0..a.values)
+        .map(|i| (Id::from_name(&format!("sip:user{i}@demo.example")), format!("sip:user{i}@127.0.0.1:{}", 5060 + i)))
+        .collect();
+    let mut stored = 0;
+    for (i, (k, v)) in keys.iter().enumerate() {
+        let n = &net.nodes[i % net.nodes.len()];
+        if n.put(*k, b"demo", v.as_bytes(), Duration::from_secs(3600)).is_ok() {
+            stored += 1;
+        }
+    }
+    println!("stored {stored}/{} values with {} copies each", a.values, a.replicas);
+    let (hops, lat, found) = measure(&net, &keys);
+    report("before failures", &hops, &lat, found, keys.len());
+    let kills = ((a.nodes as f64) * a.kill_fraction).round() as usize;
+    println!("killing {kills} nodes abruptly, one after another ...");
+    for k in 0..kills {
+        let victim = 1 + (k * 7919) % (net.nodes.len() - 1);
+        let node = net.nodes.remove(victim);
+        let addr = node.addr();
+        node.stop();
+        drop(node);
+        let t = Instant::now();
+        let ok = net.wait_converged(Duration::from_secs(15));
+        let repaired = t.elapsed();
+        // Let replica synchronisation restore the copies the victim held.
+        std::thread::sleep(cfg.sync_interval * 2);
+        println!("  killed {addr}; ring repaired in {:.2}s (converged: {ok})", repaired.as_secs_f64());
+    }
+    let (hops, lat, found) = measure(&net, &keys);
+    report(&format!("after killing {kills} of {} nodes", a.nodes), &hops, &lat, found, keys.len());
+    if found != keys.len() {
+        return Err(format!("{} values lost", keys.len() - found));
+    }
+    println!("every value still found; total {:.1}s", t0.elapsed().as_secs_f64());
+    for n in &net.nodes {
+        let _ = n.leave(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+fn measure(net: &Testnet, keys: &[(Id, String)]) -> (Histogram, Histogram, usize) {
+    let mut hops = Histogram::default();
+    let mut lat = Histogram::default();
+    let mut found = 0;
+    for (i, (k, v)) in keys.iter().enumerate() {
+        let n = &net.nodes[(i * 31 + 7) % net.nodes.len()];
+        if let Ok(o) = n.lookup(*k) {
+            hops.record(o.hops as u64);
+            lat.record(o.latency.as_micros() as u64);
+        }
+        if let Ok(vals) = n.get(*k) {
+            if vals.iter().any(|x| x.data == v.as_bytes()) {
+                found += 1;
+            }
+        }
+    }
+    (hops, lat, found)
+}
+
+fn report(when: &str, hops: &Histogram, lat: &Histogram, found: usize, total: usize) {
+    println!(
+        "{when}: found {found}/{total} ({:.1}%), hops mean {:.2} p99 {}, lookup latency p50 {:.3} ms p99 {:.3} ms",
+        100.0 * found as f64 / total.max(1) as f64,
+        hops.mean(),
+        hops.quantile(0.99),
+        lat.quantile(0.5) as f64 / 1000.0,
+        lat.quantile(0.99) as f64 / 1000.0
+    );
+}

@@ -1,0 +1,199 @@
+//! The client handle: reaches the overlay through one peer, with no place on
+//! the ring and no threads of its own. Every call blocks with a hard timeout.
+//! This is how forked SIP workers, hosts behind NAT and the CLI use an overlay.
+
+use crate::engine::{error_of, StoreReceipt, Value};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::node::next_version;
+use crate::wire::{Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE};
+use rand::Rng;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A connection-less handle to one peer of an overlay.
+pub struct Client {
+    socket: UdpSocket,
+    peer: SocketAddr,
+    codec: Codec,
+    id: Id,
+    next_request: u64,
+    timeout: Duration,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("peer", &self.peer).finish()
+    }
+}
+
+/// Initial retransmission interval toward the peer; doubled on each retry.
+const FIRST_RTO: Duration = Duration::from_millis(100);
+
+impl Client {
+    /// A handle to the peer at `peer` of overlay `overlay` (with its key, if any).
+    pub fn connect(peer: SocketAddr, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
+        if overlay.is_empty() || overlay.len() > 255 {
+            return Err(Error::InvalidArgument("overlay name must be 1..=255 bytes".into()));
+        }
+        if key.is_some_and(|k| k.is_empty()) {
+            return Err(Error::InvalidArgument("overlay key must not be empty".into()));
+        }
+        let bind: SocketAddr = if peer.is_ipv4() {
+            if peer.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" }
+        } else if peer.ip().is_loopback() {
+            "[::1]:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .expect("valid");
+        let socket = UdpSocket::bind(bind)?;
+        let mut rng = rand::thread_rng();
+        let mut id = [0u8; 20];
+        rng.fill(&mut id);
+        Ok(Client {
+            socket,
+            peer,
+            codec: Codec::new(overlay, key, crate::wire::MAX_DATAGRAM),
+            id: Id(id),
+            next_request: rng.gen::<u64>() >> 1,
+            timeout: Duration::from_secs(6),
+            buf: vec![0; 65_536],
+        })
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The hard deadline of every call.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout.max(Duration::from_millis(1));
+    }
+
+    fn call(&mut self, body: Body) -> Result<Body> {
+        self.next_request = self.next_request.wrapping_add(1);
+        let rid = self.next_request;
+        let msg = Message {
+            flags: FLAG_CLIENT,
+            overlay: self.codec.overlay(),
+            request_id: rid,
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            sender: self.id,
+            body,
+        };
+        let data = self.codec.encode(&msg).map_err(|_| Error::TooLarge)?;
+        let deadline = Instant::now() + self.timeout;
+        let mut rto = FIRST_RTO;
+        loop {
+            self.socket.send_to(&data, self.peer)?;
+            let resend_at = (Instant::now() + rto).min(deadline);
+            rto = (rto * 2).min(Duration::from_secs(1));
+            loop {
+                let now = Instant::now();
+                if now >= resend_at {
+                    break;
+                }
+                self.socket.set_read_timeout(Some(resend_at - now))?;
+                match self.socket.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        if from != self.peer {
+                            continue;
+                        }
+                        let Ok(reply) = self.codec.decode(&self.buf[..n]) else {
+                            continue;
+                        };
+                        if reply.request_id == rid && reply.flags & FLAG_RESPONSE != 0 {
+                            return Ok(reply.body);
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // ICMP port unreachable surfaces as ConnectionRefused: keep trying until the deadline.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        std::thread::sleep((resend_at - Instant::now().min(resend_at)).min(Duration::from_millis(20)));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// The node responsible for `key` and the hops the peer needed.
+    pub fn lookup(&mut self, key: Id) -> Result<(NodeInfo, u32)> {
+        match self.call(Body::ClientLookup { key })? {
+            Body::ClientLookupReply { status: Status::Ok, node: Some(n), hops } => Ok((n, hops as u32)),
+            Body::ClientLookupReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+
+    pub fn put(&mut self, key: Id, writer: &[u8], data: &[u8], lifetime: Duration) -> Result<StoreReceipt> {
+        self.put_entry(key, writer, data, next_version(), lifetime, false)
+    }
+
+    pub fn remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
+        self.put_entry(key, writer, &[], next_version(), Duration::from_secs(600), true)
+    }
+
+    pub fn put_entry(&mut self, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration, tombstone: bool) -> Result<StoreReceipt> {
+        if writer.len() > crate::wire::MAX_WRITER_LEN {
+            return Err(Error::TooLarge);
+        }
+        let entry = WireEntry {
+            writer: writer.to_vec(),
+            version,
+            lifetime_ms: lifetime.as_millis().min(u32::MAX as u128) as u32,
+            tombstone,
+            data: data.to_vec(),
+        };
+        match self.call(Body::ClientPut { key, entry })? {
+            Body::StoreReply { status: Status::Ok, copies } => Ok(StoreReceipt { copies }),
+            Body::StoreReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+
+    pub fn get(&mut self, key: Id) -> Result<Vec<Value>> {
+        match self.call(Body::ClientGet { key })? {
+            Body::FetchReply { status: Status::Ok, entries } => Ok(entries
+                .into_iter()
+                .filter(|e| !e.tombstone)
+                .map(|e| Value {
+                    writer: e.writer,
+                    data: e.data,
+                    version: e.version,
+                    lifetime: Duration::from_millis(e.lifetime_ms as u64),
+                })
+                .collect()),
+            Body::FetchReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+
+    /// The peer's ring neighbours and stored keys, as text.
+    pub fn ring_text(&mut self) -> Result<String> {
+        self.info(0)
+    }
+
+    /// The peer's statistics, as `name value` lines.
+    pub fn stats_text(&mut self) -> Result<String> {
+        self.info(1)
+    }
+
+    fn info(&mut self, what: u8) -> Result<String> {
+        match self.call(Body::ClientInfo { what })? {
+            Body::ClientInfoReply { text } => Ok(String::from_utf8_lossy(&text).into_owned()),
+            Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+}
