@@ -75,7 +75,7 @@ impl Default for Config {
             rpc_timeout_min: Duration::from_millis(40),
             rpc_timeout_initial: Duration::from_millis(200),
             rpc_timeout_max: Duration::from_millis(1000),
-            rpc_retries: 2,
+            rpc_retries: 3,
             op_timeout: Duration::from_secs(5),
             max_datagram: 32 * 1024,
             limits: StoreLimits::default(),

@@ -166,6 +166,8 @@ struct Lookup {
     hops: u32,
     candidates: Vec<Candidate>,
     tried: HashSet<SocketAddr>,
+    restarts: u8,
+    deadline: u64,
 }
 
 /// What to do when a request is answered or given up on.
@@ -211,6 +213,7 @@ struct PendingReplication {
 enum Timer {
     Rpc(u64),
     Lookup(u64),
+    LookupRetry(u64),
     Op(OpId),
 }
 
@@ -229,6 +232,13 @@ struct LeaveState {
 
 /// How long a node that failed to answer is avoided unless it speaks again.
 const SUSPECT_US: u64 = 30_000_000;
+/// How long a peer that missed one lookup step is avoided by new lookups.
+const SOFT_SUSPECT_US: u64 = 2_000_000;
+/// A peer is declared failed only after this many unanswered transmissions of one request.
+const HARD_FAILURE_ATTEMPTS: u32 = 3;
+/// Fresh starts of a lookup whose candidates all failed, and the first pause before one.
+const MAX_LOOKUP_RESTARTS: u8 = 8;
+const RETRY_BASE_US: u64 = 100_000;
 /// Candidates returned per lookup step.
 const FANOUT: usize = 3;
 /// Storage operations re-route this many times when the ring moves under them.
@@ -368,6 +378,11 @@ impl Engine {
             None => s.stored_entries,
         };
         s
+    }
+
+    /// Whether the engine currently avoids this peer.
+    pub fn is_suspected(&self, id: &Id) -> bool {
+        self.suspects.get(id).is_some_and(|u| *u > self.now)
     }
 
     /// Requests outstanding, lookups in progress (a leak check for tests).
@@ -660,6 +675,26 @@ impl Engine {
                         self.lookup_failed(l, Error::Timeout);
                     }
                 }
+                Timer::LookupRetry(id) => {
+                    if let Some(mut l) = self.lookups.remove(&id) {
+                        l.tried.clear();
+                        let mut cands: Vec<Candidate> = self
+                            .rt
+                            .closest_preceding(&l.key, |n| self.usable(n), FANOUT)
+                            .into_iter()
+                            .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+                            .collect();
+                        if let Some(s) = self.rt.successor() {
+                            cands.push(Candidate { addr: s.addr, id: Some(s.id) });
+                        }
+                        if let Answer::Done(nodes) = self.rt.answer(&l.key, |n| self.usable(n), FANOUT) {
+                            self.lookup_done(l, nodes);
+                            continue;
+                        }
+                        l.candidates = cands;
+                        self.lookup_next(id, l);
+                    }
+                }
                 Timer::Op(op) => {
                     if let Some(kind) = self.ops.get(&op).copied() {
                         if kind == OpKind::Leave {
@@ -907,7 +942,7 @@ impl Engine {
             Ok(d) => d,
             Err(e) => {
                 self.log(LogLevel::Warn, || format!("cannot encode request: {e:?}"));
-                self.rpc_failed(to, to_id, ctx, false);
+                self.rpc_failed(to, to_id, ctx, false, 0);
                 return false;
             }
         };
@@ -986,7 +1021,7 @@ impl Engine {
             self.timers.push(Reverse((due, Timer::Rpc(id))));
         } else if let Some(rpc) = self.rpcs.remove(&id) {
             self.stats.rpc_timeouts += 1;
-            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, true);
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, true, rpc.attempts);
         }
     }
 
@@ -1396,7 +1431,7 @@ impl Engine {
         };
         if let Body::Error { status } = msg.body {
             self.log(LogLevel::Debug, || format!("{from} answered {status:?}"));
-            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false);
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false, rpc.attempts);
             return;
         }
         match (rpc.ctx, msg.body) {
@@ -1469,7 +1504,7 @@ impl Engine {
             (ctx, body) => {
                 self.stats.dropped_malformed += 1;
                 self.log(LogLevel::Debug, || format!("reply {} does not fit {ctx:?}", body.name()));
-                self.rpc_failed(rpc.to, rpc.to_id, ctx, false);
+                self.rpc_failed(rpc.to, rpc.to_id, ctx, false, rpc.attempts);
             }
         }
     }
@@ -1510,9 +1545,19 @@ impl Engine {
 
     /// A request failed: `timed_out` when the peer never answered (it is then
     /// treated as failed), otherwise it answered with an error or could not be sent.
-    fn rpc_failed(&mut self, to: SocketAddr, to_id: Option<Id>, ctx: Ctx, timed_out: bool) {
+    fn rpc_failed(&mut self, to: SocketAddr, to_id: Option<Id>, ctx: Ctx, timed_out: bool, attempts: u32) {
         if timed_out {
-            self.peer_failed(to, to_id);
+            if attempts < HARD_FAILURE_ATTEMPTS {
+                // A request that gives up fast (lookup steps, notifications) is no
+                // proof of death under packet loss: the peer is only avoided for a moment.
+                if let Some(id) = to_id {
+                    let until = self.now + SOFT_SUSPECT_US;
+                    let e = self.suspects.entry(id).or_insert(until);
+                    *e = (*e).max(until);
+                }
+            } else {
+                self.peer_failed(to, to_id);
+            }
         }
         match ctx {
             Ctx::LookupStep { lookup } => {
@@ -1560,6 +1605,8 @@ impl Engine {
                     hops: 0,
                     candidates: Vec::new(),
                     tried: HashSet::new(),
+                    restarts: 0,
+                    deadline: self.now,
                 };
                 self.lookup_done(l, nodes);
             }
@@ -1590,6 +1637,8 @@ impl Engine {
             hops: 0,
             candidates,
             tried: HashSet::new(),
+            restarts: 0,
+            deadline,
         };
         self.lookup_next(id, l);
     }
@@ -1615,6 +1664,18 @@ impl Engine {
             let attempts = self.cfg.rpc_retries.min(1) + 1;
             self.lookups.insert(id, l);
             self.send_request(c.addr, c.id, Body::FindSuccessor { key }, Ctx::LookupStep { lookup: id }, attempts);
+            return;
+        }
+        // Every candidate failed: under loss or churn that is usually transient, so
+        // try again from the local table after a pause, until the deadline.
+        let delay = RETRY_BASE_US << l.restarts.min(4);
+        if l.restarts < MAX_LOOKUP_RESTARTS
+            && self.now + delay < l.deadline
+            && !matches!(l.purpose, Purpose::Join { .. })
+        {
+            l.restarts += 1;
+            self.timers.push(Reverse((self.now + delay, Timer::LookupRetry(id))));
+            self.lookups.insert(id, l);
             return;
         }
         self.lookup_failed(l, Error::NoRoute);

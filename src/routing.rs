@@ -154,7 +154,9 @@ impl RoutingTable {
 
     /// Answers a lookup step using everything this node knows.
     pub fn answer(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, fanout: usize) -> Answer {
-        let succs: Vec<NodeInfo> = self.succs.iter().copied().filter(&usable).collect();
+        // Failed successors are removed from the list by the engine; a merely
+        // suspected one stays authoritative for the interval it closes.
+        let succs: Vec<NodeInfo> = self.succs.clone();
         if succs.is_empty() {
             if self.preds.is_empty() {
                 return Answer::Done(vec![self.me]);

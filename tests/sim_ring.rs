@@ -1,0 +1,256 @@
+//! The Chord engine on the in-memory network: convergence, routing, hop counts,
+//! mass failure with replica repair, and churn with packet loss. Seeded and
+//! run on virtual time, so every run is identical.
+
+use chordsip::sim::{SimConfig, SimNet};
+use chordsip::{Config, Id};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+fn key(i: usize) -> Id {
+    Id::from_name(&format!("sip:user{i}@example.com"))
+}
+
+fn build(n: usize, cfg: &Config, seed: u64) -> SimNet {
+    let mut net = SimNet::new(SimConfig {
+        seed,
+        ..SimConfig::default()
+    });
+    let ok = net.build_ring(n, cfg, Duration::from_millis(20), Duration::from_secs(300));
+    assert!(ok, "ring of {n} did not converge: {:?}", net.check_ring());
+    net
+}
+
+#[test]
+fn thousand_nodes_converge_and_route_correctly() {
+    let mut net = build(1000, &Config::default(), 7);
+    let check = net.check_ring();
+    assert_eq!(check.live, 1000);
+    assert!(check.is_correct(), "{check:?}");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..2000 {
+        let from = rng.gen_range(0..1000);
+        let k = key(i);
+        let r = net.lookup(from, k).expect("lookup succeeds");
+        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i} from node {from}");
+    }
+}
+
+/// Mean hops for lookups from random nodes to random keys on a converged ring of n.
+fn mean_hops(n: usize, seed: u64) -> f64 {
+    let mut net = build(n, &Config::default(), seed);
+    // Let the finger tables fill in (one finger per 100 ms per node).
+    net.run_for(Duration::from_secs(20));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let lookups = 2000;
+    let mut total = 0u64;
+    for i in 0..lookups {
+        let from = rng.gen_range(0..n);
+        let k = Id::from_name(&format!("hop-key-{seed}-{i}"));
+        let r = net.lookup(from, k).expect("lookup succeeds");
+        assert_eq!(Some(r.node), net.responsible(&k));
+        total += r.hops as u64;
+    }
+    total as f64 / lookups as f64
+}
+
+#[test]
+fn hops_grow_like_half_log2_n() {
+    let sizes = [64usize, 256, 1024, 4096];
+    let means: Vec<f64> = sizes.iter().map(|&n| mean_hops(n, n as u64)).collect();
+    for (n, m) in sizes.iter().zip(&means) {
+        let chord = 0.5 * (*n as f64).log2();
+        println!("N={n:5} mean hops {m:.3}  (1/2 log2 N = {chord:.2})");
+        // Never worse than Chord's 1/2 log2 N (the product target allows +0.5).
+        assert!(*m <= chord * 1.15, "N={n}: {m} hops, Chord gives {chord}");
+    }
+    // Each quadrupling of N adds one hop, like 1/2 log2 N: the slope matches within 15%.
+    let slope = (means[3] - means[0]) / 3.0;
+    println!("hops added per 4x nodes: {slope:.3} (Chord: 1.0)");
+    assert!((0.85..=1.15).contains(&slope), "slope {slope}");
+}
+
+/// Stores `values` entries, crashes `fraction` of the nodes at once, and returns
+/// (values that kept a copy, values found after repair, values back at full copies, lost).
+fn crash_and_repair(n: usize, values: usize, replicas: usize, fraction: f64, seed: u64) -> (usize, usize, usize, usize) {
+    let cfg = Config {
+        replicas,
+        successors: replicas.max(8),
+        ..Config::default()
+    };
+    let mut net = build(n, &cfg, seed);
+    for i in 0..values {
+        let r = net.put(i % n, key(i), b"dev", format!("contact-{i}").as_bytes(), 1, Duration::from_secs(3600));
+        assert_eq!(r.expect("put succeeds").copies as usize, replicas, "value {i}");
+    }
+    for i in 0..values {
+        assert_eq!(net.copies(&key(i), b"dev"), replicas);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut victims: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        victims.swap(i, rng.gen_range(0..=i));
+    }
+    victims.truncate((n as f64 * fraction).round() as usize);
+    for &v in &victims {
+        net.kill(v);
+    }
+    let survivors: Vec<bool> = (0..values).map(|i| net.copies(&key(i), b"dev") > 0).collect();
+    let kept = survivors.iter().filter(|s| **s).count();
+    let repaired = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| s.check_ring().is_correct());
+    assert!(repaired, "ring not repaired: {:?}", net.check_ring());
+    // Replica synchronisation restores the copy count.
+    net.run_until(Duration::from_secs(60), Duration::from_secs(1), |s| {
+        (0..values).all(|i| !survivors[i] || s.copies(&key(i), b"dev") >= replicas)
+    });
+    let live = net.live_nodes();
+    let mut found = 0;
+    let mut full = 0;
+    for i in 0..values {
+        let from = live[i % live.len()];
+        let got = net.get(from, key(i)).expect("get succeeds");
+        let ok = got.iter().any(|v| v.data == format!("contact-{i}").as_bytes());
+        if ok {
+            found += 1;
+        }
+        if survivors[i] {
+            assert!(ok, "value {i} kept a live copy but was not found");
+        }
+        if net.copies(&key(i), b"dev") >= replicas {
+            full += 1;
+        }
+    }
+    (kept, found, full, values - kept)
+}
+
+#[test]
+fn thirty_percent_crash_with_eight_copies_loses_nothing() {
+    let (kept, found, full, lost) = crash_and_repair(300, 600, 8, 0.3, 11);
+    println!("8 copies: kept {kept} found {found} full {full} lost {lost}");
+    assert_eq!(lost, 0);
+    assert_eq!(found, 600);
+    assert_eq!(full, 600);
+}
+
+#[test]
+fn thirty_percent_crash_with_three_copies_loses_only_the_p_cubed_share() {
+    let values = 1000;
+    let (kept, found, full, lost) = crash_and_repair(300, values, 3, 0.3, 13);
+    // A value is lost only when all three holders die: about 0.3^3 = 2.7% of values.
+    let expected = values as f64 * 0.3f64.powi(3);
+    let sd = (expected * (1.0 - 0.027)).sqrt();
+    println!("3 copies: kept {kept} found {found} full {full} lost {lost} (p^3 expects {expected:.1} +- {sd:.1})");
+    assert!((lost as f64) <= expected + 4.0 * sd, "lost {lost}, p^3 bound {expected}");
+    assert_eq!(found, kept, "every value with a surviving copy is found");
+    assert_eq!(full, kept, "every surviving value is back at 3 copies");
+}
+
+#[test]
+fn churn_with_five_percent_loss_keeps_lookups_succeeding() {
+    let mut net = build(200, &Config::default(), 21);
+    net.set_loss(0.05);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (mut ok, mut total, mut correct) = (0u32, 0u32, 0u32);
+    let mut events = 0;
+    for second in 0..120 {
+        // One churn event per second: a crash or a new node joining.
+        let live = net.live_nodes();
+        if second % 2 == 0 && live.len() > 150 {
+            let v = live[rng.gen_range(0..live.len())];
+            net.kill(v);
+        } else {
+            let boot = live[rng.gen_range(0..live.len())];
+            let i = net.add_node(Config::default());
+            net.start_join(i, &[boot]);
+        }
+        events += 1;
+        // Ten lookups in flight during the second.
+        let mut ops = Vec::new();
+        for _ in 0..10 {
+            let live = net.live_nodes();
+            let from = live[rng.gen_range(0..live.len())];
+            if net.engine(from).phase() != chordsip::engine::Phase::Joined {
+                continue;
+            }
+            let k = Id::from_name(&format!("churn-{second}-{}", rng.gen::<u32>()));
+            ops.push((from, k, net.start_lookup(from, k)));
+        }
+        net.run_for(Duration::from_secs(1));
+        for (from, k, op) in ops {
+            let r = net.wait(from, op, Duration::from_secs(10));
+            total += 1;
+            match r {
+                Some(chordsip::engine::OpResult::Lookup(Ok(o))) => {
+                    ok += 1;
+                    if Some(o.node) == net.responsible(&k) {
+                        correct += 1;
+                    }
+                }
+                other => println!("lookup from {from} failed: {other:?} (alive {})", net.is_alive(from)),
+            }
+        }
+    }
+    let rate = ok as f64 / total as f64;
+    println!("churn: {events} events, {ok}/{total} lookups succeeded ({:.2}%), {correct} reached the true responsible node", rate * 100.0);
+    assert!(rate >= 0.99, "success {rate}");
+    assert!(correct as f64 / total as f64 >= 0.95);
+}
+
+#[test]
+fn graceful_leaves_lose_nothing() {
+    let mut net = build(40, &Config::default(), 31);
+    for i in 0..300 {
+        net.put(i % 40, key(i), b"dev", b"x", 1, Duration::from_secs(3600)).unwrap();
+    }
+    // Half the nodes leave one after another, with no time for replica repair in between.
+    for v in 0..20 {
+        net.leave(v).expect("leave acknowledged");
+        net.run_for(Duration::from_millis(300));
+    }
+    assert!(net.run_until(Duration::from_secs(30), Duration::from_millis(500), |s| s.check_ring().is_correct()));
+    for i in 0..300 {
+        let got = net.get(20 + i % 20, key(i)).unwrap();
+        assert_eq!(got.len(), 1, "value {i}");
+    }
+}
+
+#[test]
+fn versions_and_removal_across_the_overlay() {
+    let mut net = build(20, &Config::default(), 41);
+    let k = key(1);
+    net.put(0, k, b"phone", b"new", 10, Duration::from_secs(60)).unwrap();
+    assert_eq!(net.put(5, k, b"phone", b"old", 9, Duration::from_secs(60)), Err(chordsip::Error::Stale));
+    net.put(7, k, b"laptop", b"second", 1, Duration::from_secs(60)).unwrap();
+    let mut got = net.get(3, k).unwrap();
+    got.sort_by(|a, b| a.writer.cmp(&b.writer));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].data, b"new");
+    net.remove(9, k, b"phone", 11).unwrap();
+    let got = net.get(12, k).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].writer, b"laptop");
+    // Values expire everywhere.
+    net.run_for(Duration::from_secs(62));
+    assert!(net.get(4, k).unwrap().is_empty());
+    assert_eq!(net.copies(&k, b"laptop"), 0);
+}
+
+#[test]
+fn a_new_node_takes_over_its_keys() {
+    let mut net = build(30, &Config::default(), 51);
+    for i in 0..500 {
+        net.put(i % 30, key(i), b"dev", b"v", 1, Duration::from_secs(3600)).unwrap();
+    }
+    let newcomer = net.add_node(Config::default());
+    net.join(newcomer, &[3]).unwrap();
+    assert!(net.run_until(Duration::from_secs(30), Duration::from_millis(200), |s| s.check_ring().is_correct()));
+    net.run_for(Duration::from_secs(3));
+    let me = *net.engine(newcomer).me();
+    let mine: Vec<usize> = (0..500).filter(|&i| net.responsible(&key(i)) == Some(me)).collect();
+    for &i in &mine {
+        assert!(net.engine(newcomer).store().entry(&key(i), b"dev", net.now()).is_some(), "key {i} not handed over");
+        assert_eq!(net.get(0, key(i)).unwrap().len(), 1);
+    }
+    println!("newcomer holds {} primary keys", mine.len());
+}
