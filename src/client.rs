@@ -35,13 +35,21 @@ impl Client {
     /// A handle to the peer at `peer` of overlay `overlay` (with its key, if any).
     pub fn connect(peer: SocketAddr, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
         if overlay.is_empty() || overlay.len() > 255 {
-            return Err(Error::InvalidArgument("overlay name must be 1..=255 bytes".into()));
+            return Err(Error::InvalidArgument(
+                "overlay name must be 1..=255 bytes".into(),
+            ));
         }
         if key.is_some_and(|k| k.is_empty()) {
-            return Err(Error::InvalidArgument("overlay key must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "overlay key must not be empty".into(),
+            ));
         }
         let bind: SocketAddr = if peer.is_ipv4() {
-            if peer.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" }
+            if peer.ip().is_loopback() {
+                "127.0.0.1:0"
+            } else {
+                "0.0.0.0:0"
+            }
         } else if peer.ip().is_loopback() {
             "[::1]:0"
         } else {
@@ -112,11 +120,18 @@ impl Client {
                             return Ok(reply.body);
                         }
                     }
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     // ICMP port unreachable surfaces as ConnectionRefused: keep trying until the deadline.
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        std::thread::sleep((resend_at - Instant::now().min(resend_at)).min(Duration::from_millis(20)));
+                        std::thread::sleep(
+                            (resend_at - Instant::now().min(resend_at))
+                                .min(Duration::from_millis(20)),
+                        );
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -130,21 +145,48 @@ impl Client {
     /// The node responsible for `key` and the hops the peer needed.
     pub fn lookup(&mut self, key: Id) -> Result<(NodeInfo, u32)> {
         match self.call(Body::ClientLookup { key })? {
-            Body::ClientLookupReply { status: Status::Ok, node: Some(n), hops } => Ok((n, hops as u32)),
-            Body::ClientLookupReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            Body::ClientLookupReply {
+                status: Status::Ok,
+                node: Some(n),
+                hops,
+            } => Ok((n, hops as u32)),
+            Body::ClientLookupReply { status, .. } | Body::Error { status } => {
+                Err(error_of(status))
+            }
             _ => Err(Error::Refused("unexpected reply".into())),
         }
     }
 
-    pub fn put(&mut self, key: Id, writer: &[u8], data: &[u8], lifetime: Duration) -> Result<StoreReceipt> {
+    pub fn put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> Result<StoreReceipt> {
         self.put_entry(key, writer, data, next_version(), lifetime, false)
     }
 
     pub fn remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
-        self.put_entry(key, writer, &[], next_version(), Duration::from_secs(600), true)
+        self.put_entry(
+            key,
+            writer,
+            &[],
+            next_version(),
+            Duration::from_secs(600),
+            true,
+        )
     }
 
-    pub fn put_entry(&mut self, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration, tombstone: bool) -> Result<StoreReceipt> {
+    pub fn put_entry(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+        tombstone: bool,
+    ) -> Result<StoreReceipt> {
         if writer.len() > crate::wire::MAX_WRITER_LEN {
             return Err(Error::TooLarge);
         }
@@ -156,7 +198,10 @@ impl Client {
             data: data.to_vec(),
         };
         match self.call(Body::ClientPut { key, entry })? {
-            Body::StoreReply { status: Status::Ok, copies } => Ok(StoreReceipt { copies }),
+            Body::StoreReply {
+                status: Status::Ok,
+                copies,
+            } => Ok(StoreReceipt { copies }),
             Body::StoreReply { status, .. } | Body::Error { status } => Err(error_of(status)),
             _ => Err(Error::Refused("unexpected reply".into())),
         }
@@ -164,7 +209,10 @@ impl Client {
 
     pub fn get(&mut self, key: Id) -> Result<Vec<Value>> {
         match self.call(Body::ClientGet { key })? {
-            Body::FetchReply { status: Status::Ok, entries } => Ok(entries
+            Body::FetchReply {
+                status: Status::Ok,
+                entries,
+            } => Ok(entries
                 .into_iter()
                 .filter(|e| !e.tombstone)
                 .map(|e| Value {

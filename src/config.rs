@@ -114,7 +114,10 @@ impl Config {
         }
         for (name, d) in [
             ("stabilize_interval", self.stabilize_interval),
-            ("check_predecessor_interval", self.check_predecessor_interval),
+            (
+                "check_predecessor_interval",
+                self.check_predecessor_interval,
+            ),
             ("fix_fingers_interval", self.fix_fingers_interval),
             ("sync_interval", self.sync_interval),
             ("rpc_timeout_min", self.rpc_timeout_min),

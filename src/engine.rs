@@ -173,20 +173,42 @@ struct Lookup {
 /// What to do when a request is answered or given up on.
 #[derive(Debug)]
 enum Ctx {
-    LookupStep { lookup: u64 },
-    Stabilize { succ: NodeInfo },
-    CheckPred { pred: NodeInfo },
+    LookupStep {
+        lookup: u64,
+    },
+    Stabilize {
+        succ: NodeInfo,
+    },
+    CheckPred {
+        pred: NodeInfo,
+    },
     Notify,
     Store(PutJob),
     Fetch(GetJob),
-    FetchFallback { key: Id, reply: ReplyTo },
-    ReplicateFor { pending: u64 },
+    FetchFallback {
+        key: Id,
+        reply: ReplyTo,
+    },
+    ReplicateFor {
+        pending: u64,
+    },
     Push,
-    Handoff { keys: Vec<Id> },
-    SyncDigest { peer: NodeInfo, lo: Id, hi: Id },
-    SyncItems { peer: NodeInfo, items: Vec<ItemSummary> },
+    Handoff {
+        keys: Vec<Id>,
+    },
+    SyncDigest {
+        peer: NodeInfo,
+        lo: Id,
+        hi: Id,
+    },
+    SyncItems {
+        peer: NodeInfo,
+        items: Vec<ItemSummary>,
+    },
     LeaveStep,
-    Ping { op: OpId },
+    Ping {
+        op: OpId,
+    },
 }
 
 #[derive(Debug)]
@@ -435,9 +457,12 @@ impl Engine {
             return;
         }
         if !matches!(self.phase, Phase::Idle | Phase::Left) {
-            self.complete(op, OpResult::Join(Err(Error::InvalidArgument(
-                "node already joined or joining".into(),
-            ))));
+            self.complete(
+                op,
+                OpResult::Join(Err(Error::InvalidArgument(
+                    "node already joined or joining".into(),
+                ))),
+            );
             return;
         }
         let mut rest: Vec<SocketAddr> = bootstrap
@@ -499,12 +524,24 @@ impl Engine {
     }
 
     /// Removes the writer's entry of `key` (a tombstone with a newer version).
-    pub fn remove(&mut self, now: u64, op: OpId, key: Id, writer: &[u8], version: u64, timeout: Duration) {
+    pub fn remove(
+        &mut self,
+        now: u64,
+        op: OpId,
+        key: Id,
+        writer: &[u8],
+        version: u64,
+        timeout: Duration,
+    ) {
         self.now = now;
         let entry = WireEntry {
             writer: writer.to_vec(),
             version,
-            lifetime_ms: self.cfg.tombstone_lifetime.as_millis().min(u32::MAX as u128) as u32,
+            lifetime_ms: self
+                .cfg
+                .tombstone_lifetime
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
             tombstone: true,
             data: Vec::new(),
         };
@@ -525,7 +562,9 @@ impl Engine {
         } else if entry.lifetime_ms == 0 {
             Some(Error::InvalidArgument("lifetime must be positive".into()))
         } else if entry.lifetime_ms > limits.max_lifetime_ms {
-            Some(Error::InvalidArgument("lifetime exceeds the configured maximum".into()))
+            Some(Error::InvalidArgument(
+                "lifetime exceeds the configured maximum".into(),
+            ))
         } else {
             None
         };
@@ -563,7 +602,13 @@ impl Engine {
     pub fn ping(&mut self, now: u64, op: OpId, addr: SocketAddr, timeout: Duration) {
         self.now = now;
         if self.begin_op(op, OpKind::Ping, timeout) {
-            self.send_request(addr, None, Body::Ping, Ctx::Ping { op }, self.cfg.rpc_retries + 1);
+            self.send_request(
+                addr,
+                None,
+                Body::Ping,
+                Ctx::Ping { op },
+                self.cfg.rpc_retries + 1,
+            );
         }
         self.after_step();
     }
@@ -641,7 +686,9 @@ impl Engine {
             }
             Err(e) => {
                 self.stats.dropped_malformed += 1;
-                self.log(LogLevel::Debug, || format!("dropped datagram from {from}: {e}"));
+                self.log(LogLevel::Debug, || {
+                    format!("dropped datagram from {from}: {e}")
+                });
                 return;
             }
         };
@@ -682,12 +729,20 @@ impl Engine {
                             .rt
                             .closest_preceding(&l.key, |n| self.usable(n), FANOUT)
                             .into_iter()
-                            .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+                            .map(|n| Candidate {
+                                addr: n.addr,
+                                id: Some(n.id),
+                            })
                             .collect();
                         if let Some(s) = self.rt.successor() {
-                            cands.push(Candidate { addr: s.addr, id: Some(s.id) });
+                            cands.push(Candidate {
+                                addr: s.addr,
+                                id: Some(s.id),
+                            });
                         }
-                        if let Answer::Done(nodes) = self.rt.answer(&l.key, |n| self.usable(n), FANOUT) {
+                        if let Answer::Done(nodes) =
+                            self.rt.answer(&l.key, |n| self.usable(n), FANOUT)
+                        {
                             self.lookup_done(l, nodes);
                             continue;
                         }
@@ -794,7 +849,13 @@ impl Engine {
             return None;
         }
         if self.client_ops.len() >= MAX_CLIENT_OPS {
-            self.reply(from, rid, Body::Error { status: Status::Full });
+            self.reply(
+                from,
+                rid,
+                Body::Error {
+                    status: Status::Full,
+                },
+            );
             return None;
         }
         self.next_client_op += 1;
@@ -836,13 +897,39 @@ impl Engine {
             }
         } else {
             let s = self.stats();
-            let _ = writeln!(out, "msgs_sent {}\nmsgs_received {}\nbytes_sent {}\nbytes_received {}", s.msgs_sent, s.msgs_received, s.bytes_sent, s.bytes_received);
-            let _ = writeln!(out, "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}", s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched);
-            let _ = writeln!(out, "retransmits {}\nrpc_timeouts {}\nnodes_failed_detected {}", s.retransmits, s.rpc_timeouts, s.nodes_failed_detected);
+            let _ = writeln!(
+                out,
+                "msgs_sent {}\nmsgs_received {}\nbytes_sent {}\nbytes_received {}",
+                s.msgs_sent, s.msgs_received, s.bytes_sent, s.bytes_received
+            );
+            let _ = writeln!(
+                out,
+                "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}",
+                s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched
+            );
+            let _ = writeln!(
+                out,
+                "retransmits {}\nrpc_timeouts {}\nnodes_failed_detected {}",
+                s.retransmits, s.rpc_timeouts, s.nodes_failed_detected
+            );
             let _ = writeln!(out, "lookups_ok {}\nlookups_failed {}\nputs_ok {}\nputs_failed {}\ngets_ok {}\ngets_failed {}", s.lookups_ok, s.lookups_failed, s.puts_ok, s.puts_failed, s.gets_ok, s.gets_failed);
-            let _ = writeln!(out, "hops_mean {:.3}\nhops_p99 {}", s.hops.mean(), s.hops.quantile(0.99));
-            let _ = writeln!(out, "lookup_latency_p50_us {}\nlookup_latency_p99_us {}", s.lookup_latency_us.quantile(0.5), s.lookup_latency_us.quantile(0.99));
-            let _ = writeln!(out, "stored_keys {}\nstored_entries {}\nprimary_entries {}\nstored_value_bytes {}", s.stored_keys, s.stored_entries, s.primary_entries, s.stored_value_bytes);
+            let _ = writeln!(
+                out,
+                "hops_mean {:.3}\nhops_p99 {}",
+                s.hops.mean(),
+                s.hops.quantile(0.99)
+            );
+            let _ = writeln!(
+                out,
+                "lookup_latency_p50_us {}\nlookup_latency_p99_us {}",
+                s.lookup_latency_us.quantile(0.5),
+                s.lookup_latency_us.quantile(0.99)
+            );
+            let _ = writeln!(
+                out,
+                "stored_keys {}\nstored_entries {}\nprimary_entries {}\nstored_value_bytes {}",
+                s.stored_keys, s.stored_entries, s.primary_entries, s.stored_value_bytes
+            );
         }
         out
     }
@@ -1031,7 +1118,9 @@ impl Engine {
         if id == self.me.id {
             return;
         }
-        self.log(LogLevel::Info, || format!("peer {} at {addr} is not answering", id.to_hex()));
+        self.log(LogLevel::Info, || {
+            format!("peer {} at {addr} is not answering", id.to_hex())
+        });
         self.stats.nodes_failed_detected += 1;
         self.suspects.insert(id, self.now + SUSPECT_US);
         if self.suspects.len() > 4096 {
@@ -1076,7 +1165,13 @@ impl Engine {
             Body::Ping => self.reply(from, rid, Body::Pong),
             Body::FindSuccessor { key } => {
                 if !joined {
-                    self.reply(from, rid, Body::Error { status: Status::NotResponsible });
+                    self.reply(
+                        from,
+                        rid,
+                        Body::Error {
+                            status: Status::NotResponsible,
+                        },
+                    );
                     return;
                 }
                 let body = match self.rt.answer(&key, |n| self.usable(n), FANOUT) {
@@ -1106,16 +1201,36 @@ impl Engine {
                 self.reply(from, rid, Body::LeavingAck);
             }
             Body::Store { key, entry } => {
-                self.primary_store(key, entry, ReplyTo::Remote { addr: from, request_id: rid });
+                self.primary_store(
+                    key,
+                    entry,
+                    ReplyTo::Remote {
+                        addr: from,
+                        request_id: rid,
+                    },
+                );
             }
             Body::Fetch { key, replica } => {
-                self.primary_fetch(key, replica, Some(from), ReplyTo::Remote { addr: from, request_id: rid });
+                self.primary_fetch(
+                    key,
+                    replica,
+                    Some(from),
+                    ReplyTo::Remote {
+                        addr: from,
+                        request_id: rid,
+                    },
+                );
             }
             Body::Replicate { items } => {
                 let status = self.accept_items(items);
                 self.reply(from, rid, Body::ReplicateAck { status });
             }
-            Body::SyncDigest { lo, hi, digest, count } => {
+            Body::SyncDigest {
+                lo,
+                hi,
+                digest,
+                count,
+            } => {
                 let mine = self.store.range_digest(&lo, &hi, self.now);
                 let in_sync = mine == (digest, count);
                 self.reply(from, rid, Body::SyncDigestReply { in_sync });
@@ -1154,12 +1269,18 @@ impl Engine {
             }
             Body::ClientInfo { what } => {
                 let mut text = self.info_text(what).into_bytes();
-                text.truncate(self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4));
+                text.truncate(
+                    self.cfg
+                        .max_datagram
+                        .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4),
+                );
                 self.reply(from, rid, Body::ClientInfoReply { text });
             }
             other => {
                 self.stats.dropped_malformed += 1;
-                self.log(LogLevel::Debug, || format!("unexpected request {}", other.name()));
+                self.log(LogLevel::Debug, || {
+                    format!("unexpected request {}", other.name())
+                });
             }
         }
     }
@@ -1181,7 +1302,9 @@ impl Engine {
                 }
             }
             self.rt.set_predecessors(list);
-            self.log(LogLevel::Debug, || format!("predecessor is now {}", cand.addr));
+            self.log(LogLevel::Debug, || {
+                format!("predecessor is now {}", cand.addr)
+            });
             // Hand the newcomer the keys it is now primary for: (old pred, cand].
             if let Some(p) = old {
                 if cand.id.in_open(&p.id, &self.me.id) {
@@ -1204,7 +1327,13 @@ impl Engine {
         }
         if self.rt.successor().map(|s| s.id) == Some(who.id) {
             let mut list: Vec<NodeInfo> = succs.into_iter().filter(|n| n.id != who.id).collect();
-            list.extend(self.rt.successors().iter().copied().filter(|n| n.id != who.id));
+            list.extend(
+                self.rt
+                    .successors()
+                    .iter()
+                    .copied()
+                    .filter(|n| n.id != who.id),
+            );
             self.rt.set_successors(list);
         }
         self.rt.remove(&who.id);
@@ -1251,7 +1380,13 @@ impl Engine {
             .copied()
             .collect();
         if holders.is_empty() {
-            self.answer(reply, Body::StoreReply { status: Status::Ok, copies: 1 });
+            self.answer(
+                reply,
+                Body::StoreReply {
+                    status: Status::Ok,
+                    copies: 1,
+                },
+            );
             return;
         }
         let pending = self.next_pending;
@@ -1287,15 +1422,34 @@ impl Engine {
         }
         if p.outstanding == 0 {
             let p = self.replications.remove(&pending).expect("present");
-            self.answer(p.reply, Body::StoreReply { status: Status::Ok, copies: p.copies });
+            self.answer(
+                p.reply,
+                Body::StoreReply {
+                    status: Status::Ok,
+                    copies: p.copies,
+                },
+            );
         }
     }
 
-    fn primary_fetch(&mut self, key: Id, replica: bool, requester: Option<SocketAddr>, reply: ReplyTo) {
+    fn primary_fetch(
+        &mut self,
+        key: Id,
+        replica: bool,
+        requester: Option<SocketAddr>,
+        reply: ReplyTo,
+    ) {
         if !replica
-            && (!matches!(self.phase, Phase::Joined | Phase::Leaving) || !self.rt.is_responsible(&key))
+            && (!matches!(self.phase, Phase::Joined | Phase::Leaving)
+                || !self.rt.is_responsible(&key))
         {
-            self.answer(reply, Body::FetchReply { status: Status::NotResponsible, entries: vec![] });
+            self.answer(
+                reply,
+                Body::FetchReply {
+                    status: Status::NotResponsible,
+                    entries: vec![],
+                },
+            );
             return;
         }
         let entries = self.wire_entries(&key);
@@ -1315,16 +1469,25 @@ impl Engine {
                 }
             }
         }
-        self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+        self.answer(
+            reply,
+            Body::FetchReply {
+                status: Status::Ok,
+                entries,
+            },
+        );
     }
 
     /// A key's entries as they travel, as many as fit in one reply.
     fn wire_entries(&self, key: &Id) -> Vec<WireEntry> {
-        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 16);
+        let budget = self
+            .cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 16);
         let mut used = 0;
         let mut out = Vec::new();
         let mut entries = self.store.entries(key, self.now);
-        entries.sort_by(|a, b| b.version.cmp(&a.version));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.version));
         for e in entries {
             let w = e.to_wire(self.now);
             let len = wire::replicate_item_len(&w);
@@ -1349,7 +1512,9 @@ impl Engine {
             match self.store.put(key, Entry::from_wire(&key, &e, now)) {
                 Ok(PutOutcome::Stored) => added += 1,
                 Ok(_) => {}
-                Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => status = Status::TooLarge,
+                Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => {
+                    status = Status::TooLarge
+                }
                 Err(_) => status = Status::Full,
             }
         }
@@ -1361,7 +1526,10 @@ impl Engine {
 
     /// Sends the entries of `keys` to `to` in datagram-sized Replicate batches.
     fn push_keys(&mut self, to: NodeInfo, keys: &[Id], ctx: impl Fn() -> Ctx) -> usize {
-        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let budget = self
+            .cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
         let mut batch: Vec<(Id, WireEntry)> = Vec::new();
         let mut used = 0;
         let mut sent = 0;
@@ -1376,14 +1544,26 @@ impl Engine {
             let len = wire::replicate_item_len(&w);
             if used + len > budget && !batch.is_empty() {
                 let items = std::mem::take(&mut batch);
-                sent += self.send_request(to.addr, Some(to.id), Body::Replicate { items }, ctx(), self.cfg.rpc_retries + 1) as usize;
+                sent += self.send_request(
+                    to.addr,
+                    Some(to.id),
+                    Body::Replicate { items },
+                    ctx(),
+                    self.cfg.rpc_retries + 1,
+                ) as usize;
                 used = 0;
             }
             used += len;
             batch.push((k, w));
         }
         if !batch.is_empty() {
-            sent += self.send_request(to.addr, Some(to.id), Body::Replicate { items: batch }, ctx(), self.cfg.rpc_retries + 1) as usize;
+            sent += self.send_request(
+                to.addr,
+                Some(to.id),
+                Body::Replicate { items: batch },
+                ctx(),
+                self.cfg.rpc_retries + 1,
+            ) as usize;
         }
         sent
     }
@@ -1391,21 +1571,40 @@ impl Engine {
     /// Sends summaries of what we hold in (lo, hi] so `peer` can pull what it lacks.
     fn offer_range(&mut self, peer: NodeInfo, lo: Id, hi: Id) {
         let summaries = self.store.range_summaries(&lo, &hi, self.now);
-        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let budget = self
+            .cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
         let mut batch = Vec::new();
         let mut used = 0;
         for s in summaries {
             let len = wire::summary_item_len(&s);
             if (used + len > budget || batch.len() == u16::MAX as usize) && !batch.is_empty() {
                 let items = std::mem::take(&mut batch);
-                self.send_request(peer.addr, Some(peer.id), Body::SyncItems { items: items.clone() }, Ctx::SyncItems { peer, items }, 2);
+                self.send_request(
+                    peer.addr,
+                    Some(peer.id),
+                    Body::SyncItems {
+                        items: items.clone(),
+                    },
+                    Ctx::SyncItems { peer, items },
+                    2,
+                );
                 used = 0;
             }
             used += len;
             batch.push(s);
         }
         if !batch.is_empty() {
-            self.send_request(peer.addr, Some(peer.id), Body::SyncItems { items: batch.clone() }, Ctx::SyncItems { peer, items: batch }, 2);
+            self.send_request(
+                peer.addr,
+                Some(peer.id),
+                Body::SyncItems {
+                    items: batch.clone(),
+                },
+                Ctx::SyncItems { peer, items: batch },
+                2,
+            );
         }
     }
 
@@ -1459,7 +1658,13 @@ impl Engine {
                 let items = entries.into_iter().map(|e| (key, e)).collect();
                 self.accept_items(items);
                 let entries = self.wire_entries(&key);
-                self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+                self.answer(
+                    reply,
+                    Body::FetchReply {
+                        status: Status::Ok,
+                        entries,
+                    },
+                );
             }
             (Ctx::ReplicateFor { pending }, Body::ReplicateAck { status }) => {
                 self.replication_done(pending, status == Status::Ok)
@@ -1503,28 +1708,45 @@ impl Engine {
             }
             (ctx, body) => {
                 self.stats.dropped_malformed += 1;
-                self.log(LogLevel::Debug, || format!("reply {} does not fit {ctx:?}", body.name()));
+                self.log(LogLevel::Debug, || {
+                    format!("reply {} does not fit {ctx:?}", body.name())
+                });
                 self.rpc_failed(rpc.to, rpc.to_id, ctx, false, rpc.attempts);
             }
         }
     }
 
     fn push_items(&mut self, to: NodeInfo, items: Vec<(Id, WireEntry)>) {
-        let budget = self.cfg.max_datagram.saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
+        let budget = self
+            .cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
         let mut batch = Vec::new();
         let mut used = 0;
         for (k, w) in items {
             let len = wire::replicate_item_len(&w);
             if used + len > budget && !batch.is_empty() {
                 let items = std::mem::take(&mut batch);
-                self.send_request(to.addr, Some(to.id), Body::Replicate { items }, Ctx::Push, 2);
+                self.send_request(
+                    to.addr,
+                    Some(to.id),
+                    Body::Replicate { items },
+                    Ctx::Push,
+                    2,
+                );
                 used = 0;
             }
             used += len;
             batch.push((k, w));
         }
         if !batch.is_empty() {
-            self.send_request(to.addr, Some(to.id), Body::Replicate { items: batch }, Ctx::Push, 2);
+            self.send_request(
+                to.addr,
+                Some(to.id),
+                Body::Replicate { items: batch },
+                Ctx::Push,
+                2,
+            );
         }
     }
 
@@ -1545,7 +1767,14 @@ impl Engine {
 
     /// A request failed: `timed_out` when the peer never answered (it is then
     /// treated as failed), otherwise it answered with an error or could not be sent.
-    fn rpc_failed(&mut self, to: SocketAddr, to_id: Option<Id>, ctx: Ctx, timed_out: bool, attempts: u32) {
+    fn rpc_failed(
+        &mut self,
+        to: SocketAddr,
+        to_id: Option<Id>,
+        ctx: Ctx,
+        timed_out: bool,
+        attempts: u32,
+    ) {
         if timed_out {
             if attempts < HARD_FAILURE_ATTEMPTS {
                 // A request that gives up fast (lookup steps, notifications) is no
@@ -1580,7 +1809,13 @@ impl Engine {
             Ctx::Fetch(job) => self.retry_get(job, Some(to)),
             Ctx::FetchFallback { key, reply } => {
                 let entries = self.wire_entries(&key);
-                self.answer(reply, Body::FetchReply { status: Status::Ok, entries });
+                self.answer(
+                    reply,
+                    Body::FetchReply {
+                        status: Status::Ok,
+                        entries,
+                    },
+                );
             }
             Ctx::ReplicateFor { pending } => self.replication_done(pending, false),
             Ctx::Handoff { .. } => {
@@ -1613,11 +1848,17 @@ impl Engine {
             Answer::Next(nodes) => {
                 let mut cands: Vec<Candidate> = nodes
                     .into_iter()
-                    .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+                    .map(|n| Candidate {
+                        addr: n.addr,
+                        id: Some(n.id),
+                    })
                     .collect();
                 if cands.is_empty() {
                     if let Some(s) = self.rt.successor() {
-                        cands.push(Candidate { addr: s.addr, id: Some(s.id) });
+                        cands.push(Candidate {
+                            addr: s.addr,
+                            id: Some(s.id),
+                        });
                     }
                 }
                 self.start_lookup_via(key, purpose, cands, timeout);
@@ -1625,7 +1866,13 @@ impl Engine {
         }
     }
 
-    fn start_lookup_via(&mut self, key: Id, purpose: Purpose, candidates: Vec<Candidate>, timeout: Duration) {
+    fn start_lookup_via(
+        &mut self,
+        key: Id,
+        purpose: Purpose,
+        candidates: Vec<Candidate>,
+        timeout: Duration,
+    ) {
         let id = self.next_lookup;
         self.next_lookup += 1;
         let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
@@ -1645,7 +1892,10 @@ impl Engine {
 
     /// Asks the best untried candidate, or fails when none is left.
     fn lookup_next(&mut self, id: u64, mut l: Lookup) {
-        if let Purpose::User(op) | Purpose::Put(PutJob { op, .. }) | Purpose::Get(GetJob { op, .. }) = &l.purpose {
+        if let Purpose::User(op)
+        | Purpose::Put(PutJob { op, .. })
+        | Purpose::Get(GetJob { op, .. }) = &l.purpose
+        {
             if !self.op_live(*op) {
                 return;
             }
@@ -1655,7 +1905,10 @@ impl Engine {
                 continue;
             }
             if let Some(cid) = c.id {
-                if !self.usable(&NodeInfo { id: cid, addr: c.addr }) {
+                if !self.usable(&NodeInfo {
+                    id: cid,
+                    addr: c.addr,
+                }) {
                     continue;
                 }
             }
@@ -1663,7 +1916,13 @@ impl Engine {
             let key = l.key;
             let attempts = self.cfg.rpc_retries.min(1) + 1;
             self.lookups.insert(id, l);
-            self.send_request(c.addr, c.id, Body::FindSuccessor { key }, Ctx::LookupStep { lookup: id }, attempts);
+            self.send_request(
+                c.addr,
+                c.id,
+                Body::FindSuccessor { key },
+                Ctx::LookupStep { lookup: id },
+                attempts,
+            );
             return;
         }
         // Every candidate failed: under loss or churn that is usually transient, so
@@ -1674,7 +1933,8 @@ impl Engine {
             && !matches!(l.purpose, Purpose::Join { .. })
         {
             l.restarts += 1;
-            self.timers.push(Reverse((self.now + delay, Timer::LookupRetry(id))));
+            self.timers
+                .push(Reverse((self.now + delay, Timer::LookupRetry(id))));
             self.lookups.insert(id, l);
             return;
         }
@@ -1694,9 +1954,12 @@ impl Engine {
         let mut closer: Vec<Candidate> = nodes
             .into_iter()
             .filter(|n| n.id.in_open(&from.id, &l.key) && n.id != self.me.id)
-            .map(|n| Candidate { addr: n.addr, id: Some(n.id) })
+            .map(|n| Candidate {
+                addr: n.addr,
+                id: Some(n.id),
+            })
             .collect();
-        closer.extend(l.candidates.drain(..));
+        closer.append(&mut l.candidates);
         let key = l.key;
         closer.sort_by_key(|c| c.id.map(|i| i.distance_to(&key)).unwrap_or(Id::MAX));
         l.candidates = closer;
@@ -1731,8 +1994,17 @@ impl Engine {
                     let (key, entry) = (job.key, job.entry.clone());
                     self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
                 } else {
-                    let body = Body::Store { key: job.key, entry: job.entry.clone() };
-                    self.send_request(node.addr, Some(node.id), body, Ctx::Store(job), self.cfg.rpc_retries + 1);
+                    let body = Body::Store {
+                        key: job.key,
+                        entry: job.entry.clone(),
+                    };
+                    self.send_request(
+                        node.addr,
+                        Some(node.id),
+                        body,
+                        Ctx::Store(job),
+                        self.cfg.rpc_retries + 1,
+                    );
                 }
             }
             Purpose::Get(job) => {
@@ -1745,8 +2017,17 @@ impl Engine {
                     let key = job.key;
                     self.primary_fetch(key, false, None, ReplyTo::LocalGet(job));
                 } else {
-                    let body = Body::Fetch { key: job.key, replica: false };
-                    self.send_request(node.addr, Some(node.id), body, Ctx::Fetch(job), self.cfg.rpc_retries + 1);
+                    let body = Body::Fetch {
+                        key: job.key,
+                        replica: false,
+                    };
+                    self.send_request(
+                        node.addr,
+                        Some(node.id),
+                        body,
+                        Ctx::Fetch(job),
+                        self.cfg.rpc_retries + 1,
+                    );
                 }
             }
             Purpose::Handoff(key) => {
@@ -1761,7 +2042,13 @@ impl Engine {
                         .collect();
                     if !items.is_empty() {
                         self.handoffs_in_flight += 1;
-                        self.send_request(node.addr, Some(node.id), Body::Replicate { items }, Ctx::Handoff { keys: vec![key] }, 2);
+                        self.send_request(
+                            node.addr,
+                            Some(node.id),
+                            Body::Replicate { items },
+                            Ctx::Handoff { keys: vec![key] },
+                            2,
+                        );
                     }
                 }
             }
@@ -1792,7 +2079,10 @@ impl Engine {
                     self.start_lookup_via(
                         self.me.id,
                         Purpose::Join { op, rest },
-                        vec![Candidate { addr: next, id: None }],
+                        vec![Candidate {
+                            addr: next,
+                            id: None,
+                        }],
                         remaining,
                     );
                 }
@@ -1820,14 +2110,18 @@ impl Engine {
         if !self.op_live(op) {
             return;
         }
-        if nodes.iter().any(|n| n.id == self.me.id && n.addr != self.me.addr) {
+        if nodes
+            .iter()
+            .any(|n| n.id == self.me.id && n.addr != self.me.addr)
+        {
             self.phase = Phase::Idle;
             self.complete(op, OpResult::Join(Err(Error::IdCollision)));
             return;
         }
         let _ = rest;
         // A stale entry for this very node (restart at the same address) is skipped.
-        self.rt.set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
+        self.rt
+            .set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
         if self.rt.successor().is_none() {
             self.phase = Phase::Idle;
             self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
@@ -1835,7 +2129,9 @@ impl Engine {
         }
         self.become_joined(self.now);
         let succ = *self.rt.successor().expect("set above");
-        self.log(LogLevel::Info, || format!("joined; successor {}", succ.addr));
+        self.log(LogLevel::Info, || {
+            format!("joined; successor {}", succ.addr)
+        });
         self.send_request(succ.addr, Some(succ.id), Body::Notify, Ctx::Notify, 2);
         self.complete(op, OpResult::Join(Ok(())));
     }
@@ -1886,7 +2182,13 @@ impl Engine {
         self.start_lookup(job.key, Purpose::Put(job), remaining);
     }
 
-    fn fetch_reply(&mut self, job: GetJob, _from: NodeInfo, status: Status, entries: Vec<WireEntry>) {
+    fn fetch_reply(
+        &mut self,
+        job: GetJob,
+        _from: NodeInfo,
+        status: Status,
+        entries: Vec<WireEntry>,
+    ) {
         if !self.op_live(job.op) {
             return;
         }
@@ -1924,7 +2226,6 @@ impl Engine {
 
     // ----- ring maintenance ---------------------------------------------
 
-
     fn stabilize(&mut self) {
         if self.rt.successor().is_none() {
             // Alone, or every successor failed: a known predecessor closes the ring.
@@ -1937,7 +2238,13 @@ impl Engine {
         let Some(succ) = self.rt.successor().copied() else {
             return;
         };
-        self.send_request(succ.addr, Some(succ.id), Body::GetNeighbors, Ctx::Stabilize { succ }, self.cfg.rpc_retries + 1);
+        self.send_request(
+            succ.addr,
+            Some(succ.id),
+            Body::GetNeighbors,
+            Ctx::Stabilize { succ },
+            self.cfg.rpc_retries + 1,
+        );
     }
 
     fn stabilize_reply(&mut self, succ: NodeInfo, preds: Vec<NodeInfo>, succs: Vec<NodeInfo>) {
@@ -1959,7 +2266,13 @@ impl Engine {
 
     fn check_predecessor(&mut self) {
         if let Some(pred) = self.rt.predecessor().copied() {
-            self.send_request(pred.addr, Some(pred.id), Body::GetNeighbors, Ctx::CheckPred { pred }, self.cfg.rpc_retries + 1);
+            self.send_request(
+                pred.addr,
+                Some(pred.id),
+                Body::GetNeighbors,
+                Ctx::CheckPred { pred },
+                self.cfg.rpc_retries + 1,
+            );
         }
     }
 
@@ -2020,7 +2333,18 @@ impl Engine {
                 .copied()
                 .collect();
             for s in holders {
-                self.send_request(s.addr, Some(s.id), Body::SyncDigest { lo, hi, digest, count }, Ctx::SyncDigest { peer: s, lo, hi }, 2);
+                self.send_request(
+                    s.addr,
+                    Some(s.id),
+                    Body::SyncDigest {
+                        lo,
+                        hi,
+                        digest,
+                        count,
+                    },
+                    Ctx::SyncDigest { peer: s, lo, hi },
+                    2,
+                );
             }
         }
         // Keys this node no longer holds a copy of go to their primary, then are dropped.
@@ -2148,11 +2472,23 @@ mod tests {
         let mut e = Engine::new(Config::default(), addr(7000), 1, 0);
         e.join(0, 1, &[], Duration::from_secs(1));
         assert_eq!(e.phase(), Phase::Joined);
-        e.put(10, 2, Id::from_name("k"), b"w", b"v", 1, Duration::from_secs(60), Duration::from_secs(1));
+        e.put(
+            10,
+            2,
+            Id::from_name("k"),
+            b"w",
+            b"v",
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
         e.get(20, 3, Id::from_name("k"), Duration::from_secs(1));
         let done: Vec<Completion> = e.drain_completions().collect();
         assert_eq!(done.len(), 3);
-        assert_eq!(done[1].result, OpResult::Put(Ok(StoreReceipt { copies: 1 })));
+        assert_eq!(
+            done[1].result,
+            OpResult::Put(Ok(StoreReceipt { copies: 1 }))
+        );
         match &done[2].result {
             OpResult::Get(Ok(v)) => assert_eq!(v[0].data, b"v"),
             other => panic!("{other:?}"),

@@ -99,7 +99,9 @@ impl Node {
             ));
         }
         if advertise.port() == 0 {
-            return Err(Error::InvalidArgument("advertise address needs a port".into()));
+            return Err(Error::InvalidArgument(
+                "advertise address needs a port".into(),
+            ));
         }
         let runtime = Runtime::shared()?;
         let seed = next_version();
@@ -168,7 +170,11 @@ impl Node {
     }
 
     /// Runs an operation and waits for it, never longer than `timeout` plus a grace period.
-    fn blocking(&self, timeout: Duration, start: impl FnOnce(&mut Engine, u64, u64) + Send + 'static) -> Result<OpResult> {
+    fn blocking(
+        &self,
+        timeout: Duration,
+        start: impl FnOnce(&mut Engine, u64, u64) + Send + 'static,
+    ) -> Result<OpResult> {
         if on_worker_thread() {
             return Err(Error::InvalidArgument(
                 "blocking calls are not allowed from a library callback".into(),
@@ -201,7 +207,8 @@ impl Node {
                 let _ = tx.send(f(&slot.engine));
             }),
         )?;
-        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| Error::Shutdown)
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| Error::Shutdown)
     }
 
     /// Joins the overlay through the first answering bootstrap peer; an empty
@@ -245,11 +252,24 @@ impl Node {
     }
 
     /// Stores `data` in the writer's slot of `key` with a fresh version.
-    pub fn put(&self, key: Id, writer: &[u8], data: &[u8], lifetime: Duration) -> Result<StoreReceipt> {
+    pub fn put(
+        &self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> Result<StoreReceipt> {
         self.put_versioned(key, writer, data, next_version(), lifetime)
     }
 
-    pub fn put_versioned(&self, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> Result<StoreReceipt> {
+    pub fn put_versioned(
+        &self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+    ) -> Result<StoreReceipt> {
         let timeout = self.inner.cfg.op_timeout;
         let (writer, data) = (writer.to_vec(), data.to_vec());
         match self.blocking(timeout, move |e, now, op| {
@@ -292,7 +312,11 @@ impl Node {
     }
 
     /// Asynchronous get; `cb` runs on a library thread.
-    pub fn get_async(&self, key: Id, cb: impl FnOnce(Result<Vec<Value>>) + Send + 'static) -> Result<()> {
+    pub fn get_async(
+        &self,
+        key: Id,
+        cb: impl FnOnce(Result<Vec<Value>>) + Send + 'static,
+    ) -> Result<()> {
         let timeout = self.inner.cfg.op_timeout;
         self.submit(
             move |e, now, op| e.get(now, op, key, timeout),
@@ -309,7 +333,9 @@ impl Node {
         let timeout = self.inner.cfg.op_timeout;
         let version = next_version();
         let writer = writer.to_vec();
-        match self.blocking(timeout, move |e, now, op| e.remove(now, op, key, &writer, version, timeout))? {
+        match self.blocking(timeout, move |e, now, op| {
+            e.remove(now, op, key, &writer, version, timeout)
+        })? {
             OpResult::Put(r) => r,
             _ => Err(Error::Io("unexpected result".into())),
         }
@@ -338,8 +364,11 @@ impl Node {
 
     /// Stops the node at once, as if it crashed (no leave). Idempotent.
     pub fn stop(&self) {
-        if !self.inner.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.inner.pid {
-            self.inner.runtime.remove_node(self.inner.worker, self.inner.token);
+        if !self.inner.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.inner.pid
+        {
+            self.inner
+                .runtime
+                .remove_node(self.inner.worker, self.inner.token);
         }
     }
 

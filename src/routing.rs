@@ -179,7 +179,12 @@ impl RoutingTable {
     }
 
     /// Known nodes in (me, key), closest to the key first.
-    pub fn closest_preceding(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, count: usize) -> Vec<NodeInfo> {
+    pub fn closest_preceding(
+        &self,
+        key: &Id,
+        usable: impl Fn(&NodeInfo) -> bool,
+        count: usize,
+    ) -> Vec<NodeInfo> {
         let mut best: Vec<(Id, NodeInfo)> = Vec::with_capacity(count + 1);
         let mut consider = |n: &NodeInfo| {
             if !n.id.in_open(&self.me.id, key) || !usable(n) {
@@ -251,7 +256,10 @@ mod tests {
     fn alone_node_owns_everything() {
         let t = RoutingTable::new(n(50), 4, 3);
         assert!(t.is_responsible(&Id::from_u64(7)));
-        assert_eq!(t.answer(&Id::from_u64(7), |_| true, 3), Answer::Done(vec![n(50)]));
+        assert_eq!(
+            t.answer(&Id::from_u64(7), |_| true, 3),
+            Answer::Done(vec![n(50)])
+        );
     }
 
     #[test]
@@ -315,7 +323,10 @@ mod tests {
             vec![n(64), n(16)]
         );
         t.remove(&Id::from_u64(64));
-        assert_eq!(t.closest_preceding(&Id::from_u64(1000), |_| true, 1), vec![n(16)]);
+        assert_eq!(
+            t.closest_preceding(&Id::from_u64(1000), |_| true, 1),
+            vec![n(16)]
+        );
     }
 
     #[test]

@@ -117,7 +117,12 @@ impl Runtime {
         let threads = std::env::var("CHORDSIP_THREADS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+                    .min(4)
+            })
             .clamp(1, 64);
         let rt = Arc::new(Runtime::start(threads)?);
         *guard = Arc::downgrade(&rt);
@@ -181,7 +186,12 @@ impl Runtime {
     }
 
     /// Hands a node to the least loaded worker. Returns (worker index, token).
-    pub fn add_node(&self, engine: Engine, socket: std::net::UdpSocket, events: Option<EventSink>) -> Result<(usize, usize)> {
+    pub fn add_node(
+        &self,
+        engine: Engine,
+        socket: std::net::UdpSocket,
+        events: Option<EventSink>,
+    ) -> Result<(usize, usize)> {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket);
         let w = (0..self.workers.len())
@@ -196,7 +206,14 @@ impl Runtime {
             send_errors: 0,
         });
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        self.send(w, Command::Add { token, slot, done: done_tx })?;
+        self.send(
+            w,
+            Command::Add {
+                token,
+                slot,
+                done: done_tx,
+            },
+        )?;
         done_rx.recv().map_err(|_| Error::Shutdown)??;
         self.workers[w].nodes.fetch_add(1, Ordering::Relaxed);
         Ok((w, token))
@@ -281,7 +298,11 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
         // Commands first: additions, API calls, removals.
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
-                Command::Add { token, mut slot, done } => {
+                Command::Add {
+                    token,
+                    mut slot,
+                    done,
+                } => {
                     let r = poll
                         .registry()
                         .register(&mut slot.socket, Token(token), Interest::READABLE)
@@ -314,7 +335,9 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
             }
         }
         for token in readable.iter().copied() {
-            let Some(slot) = nodes.get_mut(&token) else { continue };
+            let Some(slot) = nodes.get_mut(&token) else {
+                continue;
+            };
             let mut budget = READ_BUDGET;
             loop {
                 if budget == 0 {

@@ -149,13 +149,18 @@ impl SimNet {
     }
 
     pub fn live_nodes(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect()
     }
 
     /// The simulated address of node `i` (loopback-range, never a real socket).
     pub fn addr_of(i: usize) -> SocketAddr {
         let i = i as u32 + 1;
-        SocketAddr::from((Ipv4Addr::new(127, 10 + (i >> 16) as u8, (i >> 8) as u8, i as u8), 5060))
+        SocketAddr::from((
+            Ipv4Addr::new(127, 10 + (i >> 16) as u8, (i >> 8) as u8, i as u8),
+            5060,
+        ))
     }
 
     /// Adds a node (not yet joined). Its id derives from its address unless `cfg` fixes one.
@@ -183,7 +188,9 @@ impl SimNet {
         let op = self.op_id();
         let addrs: Vec<SocketAddr> = bootstrap.iter().map(|&b| Self::addr_of(b)).collect();
         let now = self.now;
-        self.nodes[i].engine.join(now, op, &addrs, Duration::from_secs(10));
+        self.nodes[i]
+            .engine
+            .join(now, op, &addrs, Duration::from_secs(10));
         self.after(i);
         op
     }
@@ -199,7 +206,9 @@ impl SimNet {
     pub fn start_lookup(&mut self, i: usize, key: Id) -> OpId {
         let op = self.op_id();
         let now = self.now;
-        self.nodes[i].engine.lookup(now, op, key, Duration::from_secs(5));
+        self.nodes[i]
+            .engine
+            .lookup(now, op, key, Duration::from_secs(5));
         self.after(i);
         op
     }
@@ -212,17 +221,40 @@ impl SimNet {
         }
     }
 
-    pub fn start_put(&mut self, i: usize, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> OpId {
+    pub fn start_put(
+        &mut self,
+        i: usize,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+    ) -> OpId {
         let op = self.op_id();
         let now = self.now;
-        self.nodes[i]
-            .engine
-            .put(now, op, key, writer, data, version, lifetime, Duration::from_secs(5));
+        self.nodes[i].engine.put(
+            now,
+            op,
+            key,
+            writer,
+            data,
+            version,
+            lifetime,
+            Duration::from_secs(5),
+        );
         self.after(i);
         op
     }
 
-    pub fn put(&mut self, i: usize, key: Id, writer: &[u8], data: &[u8], version: u64, lifetime: Duration) -> Result<StoreReceipt, Error> {
+    pub fn put(
+        &mut self,
+        i: usize,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+    ) -> Result<StoreReceipt, Error> {
         let op = self.start_put(i, key, writer, data, version, lifetime);
         match self.wait(i, op, Duration::from_secs(10)) {
             Some(OpResult::Put(r)) => r,
@@ -233,7 +265,9 @@ impl SimNet {
     pub fn start_get(&mut self, i: usize, key: Id) -> OpId {
         let op = self.op_id();
         let now = self.now;
-        self.nodes[i].engine.get(now, op, key, Duration::from_secs(5));
+        self.nodes[i]
+            .engine
+            .get(now, op, key, Duration::from_secs(5));
         self.after(i);
         op
     }
@@ -246,10 +280,18 @@ impl SimNet {
         }
     }
 
-    pub fn remove(&mut self, i: usize, key: Id, writer: &[u8], version: u64) -> Result<StoreReceipt, Error> {
+    pub fn remove(
+        &mut self,
+        i: usize,
+        key: Id,
+        writer: &[u8],
+        version: u64,
+    ) -> Result<StoreReceipt, Error> {
         let op = self.op_id();
         let now = self.now;
-        self.nodes[i].engine.remove(now, op, key, writer, version, Duration::from_secs(5));
+        self.nodes[i]
+            .engine
+            .remove(now, op, key, writer, version, Duration::from_secs(5));
         self.after(i);
         match self.wait(i, op, Duration::from_secs(10)) {
             Some(OpResult::Put(r)) => r,
@@ -315,7 +357,12 @@ impl SimNet {
     }
 
     /// Runs until `cond` holds (checked every `every`) or `max` passes; returns whether it held.
-    pub fn run_until(&mut self, max: Duration, every: Duration, mut cond: impl FnMut(&SimNet) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        max: Duration,
+        every: Duration,
+        mut cond: impl FnMut(&SimNet) -> bool,
+    ) -> bool {
         let end = self.now + max.as_micros() as u64;
         loop {
             if cond(self) {
@@ -369,7 +416,11 @@ impl SimNet {
 
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     /// Moves a node's outputs into the network and schedules its next wake-up.
@@ -381,10 +432,24 @@ impl SimNet {
                 self.lost += 1;
                 continue;
             }
-            let (lo, hi) = (self.cfg.delay_min.as_micros() as u64, self.cfg.delay_max.as_micros() as u64);
-            let delay = if hi > lo { self.rng.gen_range(lo..=hi) } else { lo };
+            let (lo, hi) = (
+                self.cfg.delay_min.as_micros() as u64,
+                self.cfg.delay_max.as_micros() as u64,
+            );
+            let delay = if hi > lo {
+                self.rng.gen_range(lo..=hi)
+            } else {
+                lo
+            };
             let at = self.now + delay;
-            self.push(at, Ev::Deliver { to: t.to, from, data: t.data });
+            self.push(
+                at,
+                Ev::Deliver {
+                    to: t.to,
+                    from,
+                    data: t.data,
+                },
+            );
         }
         let done: Vec<_> = self.nodes[i].engine.drain_completions().collect();
         for c in done {
@@ -393,7 +458,10 @@ impl SimNet {
         self.nodes[i].engine.drain_events().for_each(drop);
         if let Some(t) = self.nodes[i].engine.next_timeout() {
             let t = t.max(self.now);
-            if self.nodes[i].scheduled.is_none_or(|s| t < s || s < self.now) {
+            if self.nodes[i]
+                .scheduled
+                .is_none_or(|s| t < s || s < self.now)
+            {
                 self.nodes[i].scheduled = Some(t);
                 self.push(t, Ev::Wake(i));
             }
@@ -435,7 +503,11 @@ impl SimNet {
     /// The live node truly responsible for `key` (oracle for tests).
     pub fn responsible(&self, key: &Id) -> Option<NodeInfo> {
         let mut best: Option<NodeInfo> = None;
-        for n in self.nodes.iter().filter(|n| n.alive && n.engine.phase() == Phase::Joined) {
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.engine.phase() == Phase::Joined)
+        {
             let me = *n.engine.me();
             let d = key.distance_to(&me.id);
             if best.is_none_or(|b| d < key.distance_to(&b.id)) {
@@ -466,7 +538,9 @@ impl SimNet {
             self.run_for(gap);
             let _ = op;
         }
-        self.run_until(settle, Duration::from_millis(500), |s| s.check_ring().is_correct())
+        self.run_until(settle, Duration::from_millis(500), |s| {
+            s.check_ring().is_correct()
+        })
     }
 
     /// Random number shared with tests so a whole scenario derives from one seed.

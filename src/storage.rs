@@ -247,7 +247,11 @@ impl Store {
         self.keys.keys()
     }
 
-    fn range<'a>(&'a self, lo: &Id, hi: &Id) -> Box<dyn Iterator<Item = (&'a Id, &'a Vec<Entry>)> + 'a> {
+    fn range<'a>(
+        &'a self,
+        lo: &Id,
+        hi: &Id,
+    ) -> Box<dyn Iterator<Item = (&'a Id, &'a Vec<Entry>)> + 'a> {
         use Bound::{Excluded, Included, Unbounded};
         if lo < hi {
             Box::new(self.keys.range((Excluded(*lo), Included(*hi))))
@@ -362,7 +366,14 @@ mod tests {
     const S: u64 = 1_000_000;
 
     fn e(key: &Id, writer: &str, version: u64, expires_s: u64, data: &str) -> Entry {
-        Entry::new(key, writer.as_bytes(), version, expires_s * S, false, data.as_bytes())
+        Entry::new(
+            key,
+            writer.as_bytes(),
+            version,
+            expires_s * S,
+            false,
+            data.as_bytes(),
+        )
     }
 
     #[test]
@@ -400,7 +411,10 @@ mod tests {
         assert_eq!(s.put(k, tomb).unwrap(), PutOutcome::Stored);
         assert!(s.values(&k, 0).is_empty());
         assert_eq!(s.entries(&k, 0).len(), 1);
-        assert_eq!(s.put(k, e(&k, "w", 1, 100, "v")).unwrap(), PutOutcome::Stale);
+        assert_eq!(
+            s.put(k, e(&k, "w", 1, 100, "v")).unwrap(),
+            PutOutcome::Stale
+        );
     }
 
     #[test]
@@ -427,8 +441,14 @@ mod tests {
         };
         let mut s = Store::new(limits);
         let k = Id::from_u64(1);
-        assert_eq!(s.put(k, e(&k, "a", 1, 9, "12345")), Err(StoreError::ValueTooLarge));
-        assert_eq!(s.put(k, e(&k, "abcd", 1, 9, "1")), Err(StoreError::WriterTooLarge));
+        assert_eq!(
+            s.put(k, e(&k, "a", 1, 9, "12345")),
+            Err(StoreError::ValueTooLarge)
+        );
+        assert_eq!(
+            s.put(k, e(&k, "abcd", 1, 9, "1")),
+            Err(StoreError::WriterTooLarge)
+        );
         s.put(k, e(&k, "a", 1, 9, "1")).unwrap();
         s.put(k, e(&k, "b", 1, 9, "1")).unwrap();
         assert_eq!(s.put(k, e(&k, "c", 1, 9, "1")), Err(StoreError::KeyFull));
@@ -450,7 +470,11 @@ mod tests {
         assert_eq!(s.keys_in(&Id::from_u64(1), &Id::from_u64(10)).len(), 2);
         assert_eq!(s.keys_in(&Id::from_u64(10), &Id::from_u64(1)).len(), 2);
         assert_eq!(s.keys_in(&Id::from_u64(7), &Id::from_u64(7)).len(), 4);
-        assert_eq!(s.keys_outside(&Id::from_u64(1), &Id::from_u64(10), 99).len(), 2);
+        assert_eq!(
+            s.keys_outside(&Id::from_u64(1), &Id::from_u64(10), 99)
+                .len(),
+            2
+        );
     }
 
     proptest! {

@@ -843,7 +843,9 @@ mod tests {
     fn node(i: u64) -> NodeInfo {
         NodeInfo {
             id: Id::from_u64(i),
-            addr: format!("127.0.0.{}:{}", i % 250 + 1, 4000 + i).parse().unwrap(),
+            addr: format!("127.0.0.{}:{}", i % 250 + 1, 4000 + i)
+                .parse()
+                .unwrap(),
         }
     }
 
@@ -865,7 +867,13 @@ mod tests {
             Body::FindSuccessor { key: Id::MAX },
             Body::FindReply {
                 done: true,
-                nodes: vec![node(1), NodeInfo { id: Id::ZERO, addr: v6 }],
+                nodes: vec![
+                    node(1),
+                    NodeInfo {
+                        id: Id::ZERO,
+                        addr: v6,
+                    },
+                ],
             },
             Body::GetNeighbors,
             Body::Neighbors {
@@ -919,7 +927,9 @@ mod tests {
             Body::Error {
                 status: Status::BadRequest,
             },
-            Body::ClientLookup { key: Id::from_u64(9) },
+            Body::ClientLookup {
+                key: Id::from_u64(9),
+            },
             Body::ClientLookupReply {
                 status: Status::Ok,
                 node: Some(node(4)),
@@ -934,7 +944,9 @@ mod tests {
                 key: Id::from_u64(2),
                 entry: entry(5),
             },
-            Body::ClientGet { key: Id::from_u64(2) },
+            Body::ClientGet {
+                key: Id::from_u64(2),
+            },
             Body::ClientInfo { what: 1 },
             Body::ClientInfoReply {
                 text: b"successor 127.0.0.1:5000".to_vec(),

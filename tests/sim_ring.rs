@@ -33,7 +33,11 @@ fn thousand_nodes_converge_and_route_correctly() {
         let from = rng.gen_range(0..1000);
         let k = key(i);
         let r = net.lookup(from, k).expect("lookup succeeds");
-        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i} from node {from}");
+        assert_eq!(
+            Some(r.node),
+            net.responsible(&k),
+            "lookup {i} from node {from}"
+        );
     }
 }
 
@@ -73,7 +77,13 @@ fn hops_grow_like_half_log2_n() {
 
 /// Stores `values` entries, crashes `fraction` of the nodes at once, and returns
 /// (values that kept a copy, values found after repair, values back at full copies, lost).
-fn crash_and_repair(n: usize, values: usize, replicas: usize, fraction: f64, seed: u64) -> (usize, usize, usize, usize) {
+fn crash_and_repair(
+    n: usize,
+    values: usize,
+    replicas: usize,
+    fraction: f64,
+    seed: u64,
+) -> (usize, usize, usize, usize) {
     let cfg = Config {
         replicas,
         successors: replicas.max(8),
@@ -81,8 +91,19 @@ fn crash_and_repair(n: usize, values: usize, replicas: usize, fraction: f64, see
     };
     let mut net = build(n, &cfg, seed);
     for i in 0..values {
-        let r = net.put(i % n, key(i), b"dev", format!("contact-{i}").as_bytes(), 1, Duration::from_secs(3600));
-        assert_eq!(r.expect("put succeeds").copies as usize, replicas, "value {i}");
+        let r = net.put(
+            i % n,
+            key(i),
+            b"dev",
+            format!("contact-{i}").as_bytes(),
+            1,
+            Duration::from_secs(3600),
+        );
+        assert_eq!(
+            r.expect("put succeeds").copies as usize,
+            replicas,
+            "value {i}"
+        );
     }
     for i in 0..values {
         assert_eq!(net.copies(&key(i), b"dev"), replicas);
@@ -96,9 +117,13 @@ fn crash_and_repair(n: usize, values: usize, replicas: usize, fraction: f64, see
     for &v in &victims {
         net.kill(v);
     }
-    let survivors: Vec<bool> = (0..values).map(|i| net.copies(&key(i), b"dev") > 0).collect();
+    let survivors: Vec<bool> = (0..values)
+        .map(|i| net.copies(&key(i), b"dev") > 0)
+        .collect();
     let kept = survivors.iter().filter(|s| **s).count();
-    let repaired = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| s.check_ring().is_correct());
+    let repaired = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+        s.check_ring().is_correct()
+    });
     assert!(repaired, "ring not repaired: {:?}", net.check_ring());
     // Replica synchronisation restores the copy count.
     net.run_until(Duration::from_secs(60), Duration::from_secs(1), |s| {
@@ -110,7 +135,9 @@ fn crash_and_repair(n: usize, values: usize, replicas: usize, fraction: f64, see
     for i in 0..values {
         let from = live[i % live.len()];
         let got = net.get(from, key(i)).expect("get succeeds");
-        let ok = got.iter().any(|v| v.data == format!("contact-{i}").as_bytes());
+        let ok = got
+            .iter()
+            .any(|v| v.data == format!("contact-{i}").as_bytes());
         if ok {
             found += 1;
         }
@@ -141,7 +168,10 @@ fn thirty_percent_crash_with_three_copies_loses_only_the_p_cubed_share() {
     let expected = values as f64 * 0.3f64.powi(3);
     let sd = (expected * (1.0 - 0.027)).sqrt();
     println!("3 copies: kept {kept} found {found} full {full} lost {lost} (p^3 expects {expected:.1} +- {sd:.1})");
-    assert!((lost as f64) <= expected + 4.0 * sd, "lost {lost}, p^3 bound {expected}");
+    assert!(
+        (lost as f64) <= expected + 4.0 * sd,
+        "lost {lost}, p^3 bound {expected}"
+    );
     assert_eq!(found, kept, "every value with a surviving copy is found");
     assert_eq!(full, kept, "every surviving value is back at 3 copies");
 }
@@ -187,7 +217,10 @@ fn churn_with_five_percent_loss_keeps_lookups_succeeding() {
                         correct += 1;
                     }
                 }
-                other => println!("lookup from {from} failed: {other:?} (alive {})", net.is_alive(from)),
+                other => println!(
+                    "lookup from {from} failed: {other:?} (alive {})",
+                    net.is_alive(from)
+                ),
             }
         }
     }
@@ -201,14 +234,19 @@ fn churn_with_five_percent_loss_keeps_lookups_succeeding() {
 fn graceful_leaves_lose_nothing() {
     let mut net = build(40, &Config::default(), 31);
     for i in 0..300 {
-        net.put(i % 40, key(i), b"dev", b"x", 1, Duration::from_secs(3600)).unwrap();
+        net.put(i % 40, key(i), b"dev", b"x", 1, Duration::from_secs(3600))
+            .unwrap();
     }
     // Half the nodes leave one after another, with no time for replica repair in between.
     for v in 0..20 {
         net.leave(v).expect("leave acknowledged");
         net.run_for(Duration::from_millis(300));
     }
-    assert!(net.run_until(Duration::from_secs(30), Duration::from_millis(500), |s| s.check_ring().is_correct()));
+    assert!(
+        net.run_until(Duration::from_secs(30), Duration::from_millis(500), |s| s
+            .check_ring()
+            .is_correct())
+    );
     for i in 0..300 {
         let got = net.get(20 + i % 20, key(i)).unwrap();
         assert_eq!(got.len(), 1, "value {i}");
@@ -219,9 +257,14 @@ fn graceful_leaves_lose_nothing() {
 fn versions_and_removal_across_the_overlay() {
     let mut net = build(20, &Config::default(), 41);
     let k = key(1);
-    net.put(0, k, b"phone", b"new", 10, Duration::from_secs(60)).unwrap();
-    assert_eq!(net.put(5, k, b"phone", b"old", 9, Duration::from_secs(60)), Err(chordsip::Error::Stale));
-    net.put(7, k, b"laptop", b"second", 1, Duration::from_secs(60)).unwrap();
+    net.put(0, k, b"phone", b"new", 10, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        net.put(5, k, b"phone", b"old", 9, Duration::from_secs(60)),
+        Err(chordsip::Error::Stale)
+    );
+    net.put(7, k, b"laptop", b"second", 1, Duration::from_secs(60))
+        .unwrap();
     let mut got = net.get(3, k).unwrap();
     got.sort_by(|a, b| a.writer.cmp(&b.writer));
     assert_eq!(got.len(), 2);
@@ -240,16 +283,29 @@ fn versions_and_removal_across_the_overlay() {
 fn a_new_node_takes_over_its_keys() {
     let mut net = build(30, &Config::default(), 51);
     for i in 0..500 {
-        net.put(i % 30, key(i), b"dev", b"v", 1, Duration::from_secs(3600)).unwrap();
+        net.put(i % 30, key(i), b"dev", b"v", 1, Duration::from_secs(3600))
+            .unwrap();
     }
     let newcomer = net.add_node(Config::default());
     net.join(newcomer, &[3]).unwrap();
-    assert!(net.run_until(Duration::from_secs(30), Duration::from_millis(200), |s| s.check_ring().is_correct()));
+    assert!(
+        net.run_until(Duration::from_secs(30), Duration::from_millis(200), |s| s
+            .check_ring()
+            .is_correct())
+    );
     net.run_for(Duration::from_secs(3));
     let me = *net.engine(newcomer).me();
-    let mine: Vec<usize> = (0..500).filter(|&i| net.responsible(&key(i)) == Some(me)).collect();
+    let mine: Vec<usize> = (0..500)
+        .filter(|&i| net.responsible(&key(i)) == Some(me))
+        .collect();
     for &i in &mine {
-        assert!(net.engine(newcomer).store().entry(&key(i), b"dev", net.now()).is_some(), "key {i} not handed over");
+        assert!(
+            net.engine(newcomer)
+                .store()
+                .entry(&key(i), b"dev", net.now())
+                .is_some(),
+            "key {i} not handed over"
+        );
         assert_eq!(net.get(0, key(i)).unwrap().len(), 1);
     }
     println!("newcomer holds {} primary keys", mine.len());

@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "chordsip", version, about = "Chord overlay for SIP location: node, client and demo")]
+#[command(
+    name = "chordsip",
+    version,
+    about = "Chord overlay for SIP location: node, client and demo"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -55,7 +59,8 @@ impl OverlayArgs {
         match &self.key_file {
             None => Ok(None),
             Some(p) => {
-                let mut k = std::fs::read(p).map_err(|e| format!("cannot read key file {}: {e}", p.display()))?;
+                let mut k = std::fs::read(p)
+                    .map_err(|e| format!("cannot read key file {}: {e}", p.display()))?;
                 while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     k.pop();
                 }
@@ -164,8 +169,12 @@ fn main() -> ExitCode {
         Cmd::Get(a) => run_get(a),
         Cmd::Remove(a) => run_remove(a),
         Cmd::Lookup(a) => run_lookup(a),
-        Cmd::Ring(a) => client(&a).and_then(|mut c| c.ring_text().map_err(|e| e.to_string())).map(|t| print!("{t}")),
-        Cmd::Stats(a) => client(&a).and_then(|mut c| c.stats_text().map_err(|e| e.to_string())).map(|t| print!("{t}")),
+        Cmd::Ring(a) => client(&a)
+            .and_then(|mut c| c.ring_text().map_err(|e| e.to_string()))
+            .map(|t| print!("{t}")),
+        Cmd::Stats(a) => client(&a)
+            .and_then(|mut c| c.stats_text().map_err(|e| e.to_string()))
+            .map(|t| print!("{t}")),
         Cmd::Demo(a) => run_demo(a),
     };
     match r {
@@ -207,7 +216,11 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         log_level: parse_level(&a.log)?,
         ..Config::default()
     };
-    let bootstrap = a.bootstrap.iter().map(|b| resolve(b)).collect::<Result<Vec<_>, _>>()?;
+    let bootstrap = a
+        .bootstrap
+        .iter()
+        .map(|b| resolve(b))
+        .collect::<Result<Vec<_>, _>>()?;
     let sink = Node::event_sink(|e| match e {
         Event::Log(level, msg) => eprintln!("[{level:?}] {msg}"),
         Event::PredecessorChanged(Some(p)) => eprintln!("[Info] predecessor {}", p.addr),
@@ -248,7 +261,12 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
 }
 
 fn client(a: &ViaArgs) -> Result<Client, String> {
-    let mut c = Client::connect(resolve(&a.via)?, &a.overlay.overlay, a.overlay.key()?.as_deref()).map_err(|e| e.to_string())?;
+    let mut c = Client::connect(
+        resolve(&a.via)?,
+        &a.overlay.overlay,
+        a.overlay.key()?.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
     c.set_timeout(Duration::from_millis(a.timeout_ms));
     Ok(c)
 }
@@ -265,7 +283,12 @@ fn run_put(a: PutArgs) -> Result<(), String> {
     let key = key_of(&a.key)?;
     let mut c = client(&a.key.via)?;
     let r = c
-        .put(key, a.writer.as_bytes(), a.value.as_bytes(), Duration::from_secs(a.lifetime))
+        .put(
+            key,
+            a.writer.as_bytes(),
+            a.value.as_bytes(),
+            Duration::from_secs(a.lifetime),
+        )
         .map_err(|e| e.to_string())?;
     println!("stored {} copies={}", key, r.copies);
     Ok(())
@@ -293,7 +316,8 @@ fn run_get(a: KeyArgs) -> Result<(), String> {
 fn run_remove(a: RemoveArgs) -> Result<(), String> {
     let key = key_of(&a.key)?;
     let mut c = client(&a.key.via)?;
-    c.remove(key, a.writer.as_bytes()).map_err(|e| e.to_string())?;
+    c.remove(key, a.writer.as_bytes())
+        .map_err(|e| e.to_string())?;
     println!("removed {key}");
     Ok(())
 }
@@ -302,7 +326,10 @@ fn run_lookup(a: KeyArgs) -> Result<(), String> {
     let key = key_of(&a)?;
     let mut c = client(&a.via)?;
     let (node, hops) = c.lookup(key).map_err(|e| e.to_string())?;
-    println!("{} responsible {} {} hops={}", key, node.id, node.addr, hops);
+    println!(
+        "{} responsible {} {} hops={}",
+        key, node.id, node.addr, hops
+    );
     Ok(())
 }
 
@@ -320,23 +347,34 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
     cfg.validate().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     println!("starting {} nodes on 127.0.0.1 ...", a.nodes);
-    let mut net = Testnet::new(a.nodes, &cfg, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let mut net =
+        Testnet::new(a.nodes, &cfg, Duration::from_secs(30)).map_err(|e| e.to_string())?;
     println!(
         "ring formed in {:.1}s (converged: {})",
         t0.elapsed().as_secs_f64(),
         net.converged()
     );
     let keys: Vec<(Id, String)> = (0..a.values)
-        .map(|i| (Id::from_name(&format!("sip:user{i}@demo.example")), format!("sip:user{i}@127.0.0.1:{}", 5060 + i)))
+        .map(|i| {
+            (
+                Id::from_name(&format!("sip:user{i}@demo.example")),
+                format!("sip:user{i}@127.0.0.1:{}", 5060 + i),
+            )
+        })
         .collect();
     let mut stored = 0;
     for (i, (k, v)) in keys.iter().enumerate() {
         let n = &net.nodes[i % net.nodes.len()];
-        if n.put(*k, b"demo", v.as_bytes(), Duration::from_secs(3600)).is_ok() {
+        if n.put(*k, b"demo", v.as_bytes(), Duration::from_secs(3600))
+            .is_ok()
+        {
             stored += 1;
         }
     }
-    println!("stored {stored}/{} values with {} copies each", a.values, a.replicas);
+    println!(
+        "stored {stored}/{} values with {} copies each",
+        a.values, a.replicas
+    );
     let (hops, lat, found) = measure(&net, &keys);
     report("before failures", &hops, &lat, found, keys.len());
     let kills = ((a.nodes as f64) * a.kill_fraction).round() as usize;
@@ -352,14 +390,26 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
         let repaired = t.elapsed();
         // Let replica synchronisation restore the copies the victim held.
         std::thread::sleep(cfg.sync_interval * 2);
-        println!("  killed {addr}; ring repaired in {:.2}s (converged: {ok})", repaired.as_secs_f64());
+        println!(
+            "  killed {addr}; ring repaired in {:.2}s (converged: {ok})",
+            repaired.as_secs_f64()
+        );
     }
     let (hops, lat, found) = measure(&net, &keys);
-    report(&format!("after killing {kills} of {} nodes", a.nodes), &hops, &lat, found, keys.len());
+    report(
+        &format!("after killing {kills} of {} nodes", a.nodes),
+        &hops,
+        &lat,
+        found,
+        keys.len(),
+    );
     if found != keys.len() {
         return Err(format!("{} values lost", keys.len() - found));
     }
-    println!("every value still found; total {:.1}s", t0.elapsed().as_secs_f64());
+    println!(
+        "every value still found; total {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     for n in &net.nodes {
         let _ = n.leave(Duration::from_secs(2));
     }

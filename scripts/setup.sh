@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing chordsip needs on a fresh Debian machine.
+# Idempotent: skips what is already there.
+set -euo pipefail
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v make >/dev/null || need_apt+=(make)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo (Rust stable) is required; install it with rustup" >&2
+    exit 1
+fi

@@ -1,0 +1,155 @@
+//! Eight `chordsip node` processes on loopback: join, store, graceful leave on
+//! SIGTERM, kill -9 of three, restart and rejoin; no value lost.
+
+use chordsip::client::Client;
+use chordsip::Id;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
+    cmd.args(["node", "--listen", &addr.to_string(), "--log", "warn"]);
+    if !bootstrap.is_empty() {
+        let list: Vec<String> = bootstrap.iter().map(|a| a.to_string()).collect();
+        cmd.args(["--bootstrap", &list.join(",")]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("node reports it joined");
+    assert!(line.contains("joined"), "unexpected output: {line}");
+    Proc { child }
+}
+
+fn key(i: usize) -> Id {
+    Id::from_name(&format!("sip:proc{i}@example.com"))
+}
+
+fn client(addr: SocketAddr) -> Client {
+    let mut c = Client::connect(addr, "chordsip", None).unwrap();
+    c.set_timeout(Duration::from_secs(3));
+    c
+}
+
+/// Every value readable through every listed node, within `max`.
+fn all_found(addrs: &[SocketAddr], values: usize, max: Duration) -> bool {
+    let end = Instant::now() + max;
+    loop {
+        let mut missing = 0;
+        for i in 0..values {
+            let mut c = client(addrs[i % addrs.len()]);
+            match c.get(key(i)) {
+                Ok(v) if v.len() == 1 && v[0].data == format!("contact{i}").as_bytes() => {}
+                _ => missing += 1,
+            }
+        }
+        if missing == 0 {
+            return true;
+        }
+        if Instant::now() > end {
+            eprintln!("{missing} values missing");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn eight_processes_survive_leave_crash_and_restart() {
+    let addrs: Vec<SocketAddr> = (0..8).map(|_| free_port()).collect();
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    procs.push(Some(spawn(addrs[0], &[])));
+    for a in &addrs[1..] {
+        procs.push(Some(spawn(*a, &addrs[..2])));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let values = 120;
+    for i in 0..values {
+        let mut c = client(addrs[i % 8]);
+        let r = c
+            .put(
+                key(i),
+                b"ua",
+                format!("contact{i}").as_bytes(),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert!(r.copies >= 2, "value {i} copies {}", r.copies);
+    }
+    assert!(all_found(&addrs, values, Duration::from_secs(10)));
+
+    // Graceful leave: SIGTERM, the node hands its data over and exits 0.
+    let mut p = procs[7].take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let status = p.child.wait().unwrap();
+    assert!(status.success(), "graceful leave exits 0");
+    let live: Vec<SocketAddr> = addrs[..7].to_vec();
+    assert!(
+        all_found(&live, values, Duration::from_secs(10)),
+        "after graceful leave"
+    );
+
+    // kill -9 of three processes.
+    for i in [2usize, 4, 5] {
+        let mut p = procs[i].take().unwrap();
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+    }
+    let live: Vec<SocketAddr> = [0usize, 1, 3, 6].iter().map(|&i| addrs[i]).collect();
+    assert!(
+        all_found(&live, values, Duration::from_secs(20)),
+        "after kill -9 of 3"
+    );
+
+    // Restart the killed and the departed at their old addresses; they rejoin.
+    for i in [2usize, 4, 5, 7] {
+        procs[i] = Some(spawn(addrs[i], &[addrs[0], addrs[1]]));
+    }
+    for &a in &addrs {
+        let mut c = client(a);
+        let ring = c.ring_text().unwrap();
+        assert!(
+            ring.contains("phase Joined") && ring.contains("successor[0]"),
+            "{ring}"
+        );
+    }
+    assert!(
+        all_found(&addrs, values, Duration::from_secs(20)),
+        "after restart"
+    );
+}

@@ -1,0 +1,244 @@
+//! Real UDP nodes on loopback in one process: join, store, graceful leave,
+//! abrupt stop, restart and rejoin; the overlay key keeps strangers out.
+
+use chordsip::client::Client;
+use chordsip::testnet::Testnet;
+use chordsip::wire::{Body, Codec, Message};
+use chordsip::{Config, Error, Id, Node};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+fn key(i: usize) -> Id {
+    Id::from_name(&format!("sip:udp{i}@example.com"))
+}
+
+fn wait_for(max: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + max;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn sixteen_nodes_store_leave_stop_and_rejoin() {
+    let cfg = Config::default();
+    let mut net = Testnet::new(16, &cfg, Duration::from_secs(30)).unwrap();
+    assert!(net.converged(), "ring of 16 converged");
+    for i in 0..200 {
+        let r = net.nodes[i % 16]
+            .put(
+                key(i),
+                b"dev",
+                format!("v{i}").as_bytes(),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert_eq!(r.copies, 3);
+    }
+    // Four graceful leaves, back to back.
+    for _ in 0..4 {
+        let n = net.nodes.remove(5);
+        n.leave(Duration::from_secs(5)).expect("leave acknowledged");
+    }
+    assert!(net.wait_converged(Duration::from_secs(20)));
+    for i in 0..200 {
+        let v = net.nodes[(i + 3) % 12].get(key(i)).unwrap();
+        assert_eq!(v.len(), 1, "value {i} after leaves");
+        assert_eq!(v[0].data, format!("v{i}").as_bytes());
+    }
+    // Two abrupt stops, then repair.
+    let stopped: Vec<Node> = vec![net.nodes.remove(2), net.nodes.remove(7)];
+    let addrs: Vec<_> = stopped.iter().map(|n| n.addr()).collect();
+    for n in &stopped {
+        n.stop();
+    }
+    drop(stopped);
+    assert!(net.wait_converged(Duration::from_secs(20)));
+    for i in 0..200 {
+        let v = net.nodes[i % 10].get(key(i)).unwrap();
+        assert_eq!(v.len(), 1, "value {i} after crashes");
+    }
+    // Restart at the same addresses (same ids) and rejoin.
+    for a in addrs {
+        let c = Config {
+            listen: a,
+            ..Config::default()
+        };
+        let n = Node::start(c).unwrap();
+        n.join(&net.bootstrap()).unwrap();
+        net.nodes.push(n);
+    }
+    assert!(net.wait_converged(Duration::from_secs(20)));
+    for i in 0..200 {
+        assert_eq!(net.nodes[i % 12].get(key(i)).unwrap().len(), 1);
+    }
+    let total_entries: usize = net
+        .nodes
+        .iter()
+        .map(|n| n.ring().unwrap().stored_entries)
+        .sum();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            net.nodes
+                .iter()
+                .map(|n| n.ring().unwrap().stored_entries)
+                .sum::<usize>()
+                >= 600
+        }),
+        "replicas back to 3 copies ({total_entries} entries)"
+    );
+}
+
+#[test]
+fn client_handle_and_async_calls() {
+    let net = Testnet::new(5, &Config::default(), Duration::from_secs(20)).unwrap();
+    let mut c = Client::connect(net.nodes[2].addr(), "chordsip", None).unwrap();
+    c.set_timeout(Duration::from_secs(3));
+    c.put(
+        key(1),
+        b"phone",
+        b"sip:a@127.0.0.1",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let v = net.nodes[4].get(key(1)).unwrap();
+    assert_eq!(v[0].data, b"sip:a@127.0.0.1");
+    let (node, _) = c.lookup(key(1)).unwrap();
+    assert_eq!(node, net.nodes[0].lookup(key(1)).unwrap().node);
+    c.remove(key(1), b"phone").unwrap();
+    assert!(c.get(key(1)).unwrap().is_empty());
+    assert!(c.stats_text().unwrap().contains("lookups_ok"));
+    assert!(c.ring_text().unwrap().contains("successor[0]"));
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..50 {
+        let tx = tx.clone();
+        net.nodes[i % 5]
+            .lookup_async(key(i), Duration::from_secs(2), move |r| {
+                let _ = tx.send(r.is_ok());
+            })
+            .unwrap();
+    }
+    for _ in 0..50 {
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+    }
+    // A client pointed at nothing fails by its deadline.
+    let dead = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = Client::connect(dead, "chordsip", None).unwrap();
+    c.set_timeout(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(c.get(key(1)), Err(Error::Timeout));
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn overlay_key_keeps_strangers_out() {
+    let keyed = Config {
+        overlay_key: Some(b"s3cret".to_vec()),
+        ..Config::default()
+    };
+    let net = Testnet::new(4, &keyed, Duration::from_secs(20)).unwrap();
+    net.nodes[0]
+        .put(key(9), b"dev", b"secret-binding", Duration::from_secs(60))
+        .unwrap();
+
+    // A node with the wrong key cannot join.
+    let wrong = Node::start(Config {
+        overlay_key: Some(b"guess".to_vec()),
+        op_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .unwrap();
+    assert_eq!(wrong.join(&net.bootstrap()), Err(Error::JoinFailed));
+    // Nor can one without a key, nor a client without it.
+    let open = Node::start(Config {
+        op_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .unwrap();
+    assert_eq!(open.join(&net.bootstrap()), Err(Error::JoinFailed));
+    let mut c = Client::connect(net.nodes[1].addr(), "chordsip", Some(b"guess")).unwrap();
+    c.set_timeout(Duration::from_millis(500));
+    assert_eq!(c.get(key(9)), Err(Error::Timeout));
+
+    // Forged datagrams (a Store with a bad tag, garbage, truncated) change nothing.
+    let target = net.nodes[1].addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let forger = Codec::new("chordsip", Some(b"guess"), 65_507);
+    let forged = forger
+        .encode(&Message {
+            flags: 0,
+            overlay: forger.overlay(),
+            request_id: 1,
+            timestamp_ms: 0,
+            sender: Id::from_name("mallory"),
+            body: Body::Replicate {
+                items: vec![(
+                    key(9),
+                    chordsip::wire::WireEntry {
+                        writer: b"dev".to_vec(),
+                        version: u64::MAX,
+                        lifetime_ms: 60_000,
+                        tombstone: true,
+                        data: vec![],
+                    },
+                )],
+            },
+        })
+        .unwrap();
+    let before = net.nodes[1].stats().unwrap();
+    for _ in 0..20 {
+        sock.send_to(&forged, target).unwrap();
+        sock.send_to(b"garbage", target).unwrap();
+        sock.send_to(&forged[..forged.len() / 2], target).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(5), || {
+        let s = net.nodes[1].stats().unwrap();
+        s.dropped_unauthenticated + s.dropped_malformed
+            >= before.dropped_unauthenticated + before.dropped_malformed + 60
+    }));
+    let v = net.nodes[3].get(key(9)).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].data, b"secret-binding");
+    // The members still work together.
+    assert!(net.converged());
+}
+
+#[test]
+fn bad_configuration_and_calls_give_clear_errors() {
+    assert!(matches!(
+        Node::start(Config {
+            replicas: 0,
+            ..Config::default()
+        }),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Node::start(Config {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            ..Config::default()
+        }),
+        Err(Error::InvalidArgument(_))
+    ));
+    let n = Node::start(Config::default()).unwrap();
+    assert_eq!(n.get(key(1)), Err(Error::NotJoined));
+    n.join(&[]).unwrap();
+    let big = vec![0u8; 10_000];
+    assert_eq!(
+        n.put(key(1), b"w", &big, Duration::from_secs(1)),
+        Err(Error::TooLarge)
+    );
+    assert!(matches!(
+        n.put(key(1), b"w", b"x", Duration::ZERO),
+        Err(Error::InvalidArgument(_))
+    ));
+    n.stop();
+    assert_eq!(n.get(key(1)), Err(Error::Shutdown));
+}
