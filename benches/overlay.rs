@@ -1,0 +1,264 @@
+//! Overlay benchmarks: `cargo bench --bench overlay` (numbers go to docs/PERFORMANCE.md).
+//!
+//! 1. hops vs N on the in-memory network, against 1/2 log2 N;
+//! 2. 64 real UDP nodes on loopback: lookup latency, lookups/s with 32 in flight, put/get latency;
+//! 3. memory per idle node and per stored 200-byte value (RSS deltas);
+//! 4. time for a new node to join a 64-node overlay and hold its share of the keys.
+
+use chordsip::sim::{SimConfig, SimNet};
+use chordsip::stats::Histogram;
+use chordsip::testnet::Testnet;
+use chordsip::{Config, Id, Node};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn hops_vs_n(max_n: usize) {
+    println!("## hops vs N (in-memory network, 2000 lookups from random nodes to random keys)");
+    println!("| N | mean hops | p99 | 1/2 log2 N |");
+    println!("|---|---|---|---|");
+    let mut n = 16;
+    while n <= max_n {
+        let mut net = SimNet::new(SimConfig {
+            seed: n as u64,
+            ..SimConfig::default()
+        });
+        assert!(net.build_ring(
+            n,
+            &Config::default(),
+            Duration::from_millis(20),
+            Duration::from_secs(600)
+        ));
+        net.run_for(Duration::from_secs(20));
+        let mut h = Histogram::default();
+        for i in 0..2000 {
+            let from = (i * 7919) % n;
+            let r = net
+                .lookup(from, Id::from_name(&format!("bench-{i}")))
+                .unwrap();
+            h.record(r.hops as u64);
+        }
+        println!(
+            "| {n} | {:.2} | {} | {:.2} |",
+            h.mean(),
+            h.quantile(0.99),
+            0.5 * (n as f64).log2()
+        );
+        n *= 4;
+    }
+}
+
+fn udp_64() {
+    println!(
+        "\n## 64 nodes on loopback UDP, one process ({} worker threads)",
+        chordsip::runtime::Runtime::shared().unwrap().threads()
+    );
+    let net = Testnet::new(64, &Config::default(), Duration::from_secs(60)).unwrap();
+    // Let the fingers settle.
+    std::thread::sleep(Duration::from_secs(8));
+    let mut lat = Histogram::default();
+    let mut hops = Histogram::default();
+    for i in 0..5000 {
+        let t = Instant::now();
+        let r = net.nodes[i % 64]
+            .lookup(Id::from_name(&format!("lat-{i}")))
+            .unwrap();
+        lat.record(t.elapsed().as_micros() as u64);
+        hops.record(r.hops as u64);
+    }
+    println!(
+        "sequential lookups: p50 {:.3} ms, p99 {:.3} ms, mean hops {:.2}",
+        ms(lat.quantile(0.5)),
+        ms(lat.quantile(0.99)),
+        hops.mean()
+    );
+
+    // Throughput: keep 32 lookups in flight for 3 seconds.
+    let done = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
+    let start = Instant::now();
+    let run_for = Duration::from_secs(3);
+    let mut issued = 0u64;
+    for _ in 0..32 {
+        let tx = tx.clone();
+        let d = done.clone();
+        net.nodes[(issued % 64) as usize]
+            .lookup_async(
+                Id::from_name(&format!("tp-{issued}")),
+                Duration::from_secs(2),
+                move |r| {
+                    if r.is_ok() {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = tx.send(());
+                },
+            )
+            .unwrap();
+        issued += 1;
+    }
+    let mut completed = 0u64;
+    while start.elapsed() < run_for {
+        if rx.recv_timeout(Duration::from_secs(2)).is_err() {
+            break;
+        }
+        completed += 1;
+        let tx = tx.clone();
+        let d = done.clone();
+        net.nodes[(issued % 64) as usize]
+            .lookup_async(
+                Id::from_name(&format!("tp-{issued}")),
+                Duration::from_secs(2),
+                move |r| {
+                    if r.is_ok() {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = tx.send(());
+                },
+            )
+            .unwrap();
+        issued += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    while completed < issued && rx.recv_timeout(Duration::from_secs(3)).is_ok() {
+        completed += 1;
+    }
+    println!(
+        "throughput, 32 in flight: {:.0} lookups/s ({} ok of {} issued)",
+        completed as f64 / secs,
+        done.load(Ordering::Relaxed),
+        issued
+    );
+
+    let mut put = Histogram::default();
+    let mut get = Histogram::default();
+    let value = vec![b'x'; 200];
+    for i in 0..2000 {
+        let k = Id::from_name(&format!("pg-{i}"));
+        let t = Instant::now();
+        net.nodes[i % 64]
+            .put(k, b"bench", &value, Duration::from_secs(600))
+            .unwrap();
+        put.record(t.elapsed().as_micros() as u64);
+        let t = Instant::now();
+        let v = net.nodes[(i + 17) % 64].get(k).unwrap();
+        get.record(t.elapsed().as_micros() as u64);
+        assert_eq!(v.len(), 1);
+    }
+    println!(
+        "put (3 copies): p50 {:.3} ms, p99 {:.3} ms; get: p50 {:.3} ms, p99 {:.3} ms",
+        ms(put.quantile(0.5)),
+        ms(put.quantile(0.99)),
+        ms(get.quantile(0.5)),
+        ms(get.quantile(0.99))
+    );
+
+    // Join: a new node enters the loaded overlay and takes over its share.
+    for i in 0..3000 {
+        net.nodes[i % 64]
+            .put(
+                Id::from_name(&format!("share-{i}")),
+                b"bench",
+                &value,
+                Duration::from_secs(600),
+            )
+            .unwrap();
+    }
+    let t = Instant::now();
+    let newcomer = Node::start(Config::default()).unwrap();
+    newcomer.join(&net.bootstrap()).unwrap();
+    let joined = t.elapsed();
+    let mut all = net.nodes.clone();
+    all.push(newcomer.clone());
+    let held_at = loop {
+        let r = newcomer.ring().unwrap();
+        if let Some(p) = r.predecessors.first() {
+            let mine: Vec<Id> = (0..3000)
+                .map(|i| Id::from_name(&format!("share-{i}")))
+                .chain((0..2000).map(|i| Id::from_name(&format!("pg-{i}"))))
+                .filter(|k| k.in_open_closed(&p.id, &newcomer.id()))
+                .collect();
+            let stored = newcomer.stored_keys().unwrap();
+            if !mine.is_empty() && mine.iter().all(|k| stored.contains(k)) {
+                println!("join of a 65th node: join() returned after {:.1} ms; it held all {} keys it is primary for after {:.1} ms", joined.as_secs_f64() * 1000.0, mine.len(), t.elapsed().as_secs_f64() * 1000.0);
+                break t.elapsed();
+            }
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            println!("join: share not complete after 20 s");
+            break t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = held_at;
+    for n in &all {
+        n.stop();
+    }
+}
+
+fn memory() {
+    println!("\n## memory");
+    let before = rss_bytes();
+    let idle = Testnet::new(64, &Config::default(), Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_bytes();
+    println!(
+        "64 idle joined nodes: {:.1} KB RSS per node",
+        (after.saturating_sub(before)) as f64 / 64.0 / 1024.0
+    );
+    for n in &idle.nodes {
+        n.stop();
+    }
+    drop(idle);
+    let net = Testnet::new(8, &Config::default(), Duration::from_secs(30)).unwrap();
+    let value = vec![b'v'; 200];
+    let values = 20_000;
+    let before = rss_bytes();
+    for i in 0..values {
+        net.nodes[i % 8]
+            .put(
+                Id::from_name(&format!("mem-{i}")),
+                b"sip:device-1",
+                &value,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_bytes();
+    let copies: usize = net
+        .nodes
+        .iter()
+        .map(|n| n.ring().unwrap().stored_entries)
+        .sum();
+    println!(
+        "{values} values of 200 bytes, {copies} stored copies: {:.0} bytes RSS per copy",
+        (after.saturating_sub(before)) as f64 / copies as f64
+    );
+    for n in &net.nodes {
+        n.stop();
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a quick mode keeps the in-memory sweep short.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let t = Instant::now();
+    hops_vs_n(if quick { 256 } else { 4096 });
+    udp_64();
+    memory();
+    println!("\n(total {:.0} s)", t.elapsed().as_secs_f64());
+}
