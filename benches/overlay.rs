@@ -93,12 +93,12 @@ fn udp_64() {
     let start = Instant::now();
     let run_for = Duration::from_secs(3);
     let mut issued = 0u64;
-    for _ in 0..32 {
+    let issue = |n: u64| {
         let tx = tx.clone();
         let d = done.clone();
-        net.nodes[(issued % 64) as usize]
+        net.nodes[(n % 64) as usize]
             .lookup_async(
-                Id::from_name(&format!("tp-{issued}")),
+                Id::from_name(&format!("tp-{n}")),
                 Duration::from_secs(2),
                 move |r| {
                     if r.is_ok() {
@@ -108,6 +108,9 @@ fn udp_64() {
                 },
             )
             .unwrap();
+    };
+    for _ in 0..32 {
+        issue(issued);
         issued += 1;
     }
     let mut completed = 0u64;
@@ -116,20 +119,7 @@ fn udp_64() {
             break;
         }
         completed += 1;
-        let tx = tx.clone();
-        let d = done.clone();
-        net.nodes[(issued % 64) as usize]
-            .lookup_async(
-                Id::from_name(&format!("tp-{issued}")),
-                Duration::from_secs(2),
-                move |r| {
-                    if r.is_ok() {
-                        d.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = tx.send(());
-                },
-            )
-            .unwrap();
+        issue(issued);
         issued += 1;
     }
     let secs = start.elapsed().as_secs_f64();

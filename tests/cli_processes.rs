@@ -85,6 +85,30 @@ fn all_found(addrs: &[SocketAddr], values: usize, max: Duration) -> bool {
     }
 }
 
+/// Waits until the listed nodes together hold at least `want` entries.
+fn copies_restored(addrs: &[SocketAddr], want: usize, max: Duration) -> bool {
+    let end = Instant::now() + max;
+    loop {
+        let total: usize = addrs
+            .iter()
+            .filter_map(|a| client(*a).ring_text().ok())
+            .filter_map(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("stored_entries "))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            })
+            .sum();
+        if total >= want {
+            return true;
+        }
+        if Instant::now() > end {
+            eprintln!("only {total} of {want} entries held");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn eight_processes_survive_leave_crash_and_restart() {
     let addrs: Vec<SocketAddr> = (0..8).map(|_| free_port()).collect();
@@ -93,7 +117,16 @@ fn eight_processes_survive_leave_crash_and_restart() {
     for a in &addrs[1..] {
         procs.push(Some(spawn(*a, &addrs[..2])));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait (bounded) until every node has both neighbours.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !addrs.iter().all(|a| {
+        client(*a)
+            .ring_text()
+            .is_ok_and(|t| t.contains("successor[0]") && t.contains("predecessor[0]"))
+    }) {
+        assert!(Instant::now() < end, "ring of 8 processes did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let values = 120;
     for i in 0..values {
         let mut c = client(addrs[i % 8]);
@@ -124,17 +157,26 @@ fn eight_processes_survive_leave_crash_and_restart() {
         "after graceful leave"
     );
 
-    // kill -9 of three processes.
+    // kill -9 of three processes, one after another; before each kill the
+    // overlay must be back at three copies of everything (3 copies survive any
+    // 2 simultaneous failures, not 3).
+    let mut live: Vec<usize> = (0..7).collect();
     for i in [2usize, 4, 5] {
+        let addrs_live: Vec<SocketAddr> = live.iter().map(|&j| addrs[j]).collect();
+        assert!(
+            copies_restored(&addrs_live, 3 * values, Duration::from_secs(20)),
+            "replicas before killing {i}"
+        );
         let mut p = procs[i].take().unwrap();
         p.child.kill().unwrap();
         p.child.wait().unwrap();
+        live.retain(|&j| j != i);
+        let addrs_live: Vec<SocketAddr> = live.iter().map(|&j| addrs[j]).collect();
+        assert!(
+            all_found(&addrs_live, values, Duration::from_secs(20)),
+            "after kill -9 of node {i}"
+        );
     }
-    let live: Vec<SocketAddr> = [0usize, 1, 3, 6].iter().map(|&i| addrs[i]).collect();
-    assert!(
-        all_found(&live, values, Duration::from_secs(20)),
-        "after kill -9 of 3"
-    );
 
     // Restart the killed and the departed at their old addresses; they rejoin.
     for i in [2usize, 4, 5, 7] {
