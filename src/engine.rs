@@ -61,6 +61,36 @@ pub enum OpResult {
     Ping(Result<Duration, Error>),
 }
 
+/// `OpResult::into_put()` and friends: the result of an operation of a known kind.
+/// A result of another kind cannot happen (operation ids are unique per node);
+/// should it, it reads as an error instead of being dropped.
+macro_rules! result_of_kind {
+    ($($method:ident => $variant:ident: $t:ty),* $(,)?) => {
+        impl OpResult {
+            $(
+                pub fn $method(self) -> Result<$t, Error> {
+                    match self {
+                        OpResult::$variant(r) => r,
+                        other => Err(Error::Io(format!(
+                            "{} expected, got {other:?}",
+                            stringify!($variant)
+                        ))),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+result_of_kind! {
+    into_lookup => Lookup: LookupOutcome,
+    into_put => Put: StoreReceipt,
+    into_get => Get: Vec<Value>,
+    into_join => Join: (),
+    into_leave => Leave: (),
+    into_ping => Ping: Duration,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
     pub op: OpId,

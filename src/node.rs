@@ -216,10 +216,8 @@ impl Node {
     pub fn join(&self, bootstrap: &[SocketAddr]) -> Result<()> {
         let timeout = self.inner.cfg.op_timeout * 2;
         let list = bootstrap.to_vec();
-        match self.blocking(timeout, move |e, now, op| e.join(now, op, &list, timeout))? {
-            OpResult::Join(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        self.blocking(timeout, move |e, now, op| e.join(now, op, &list, timeout))?
+            .into_join()
     }
 
     /// The bare Chord lookup: the node responsible for `key`.
@@ -228,10 +226,8 @@ impl Node {
     }
 
     pub fn lookup_timeout(&self, key: Id, timeout: Duration) -> Result<LookupOutcome> {
-        match self.blocking(timeout, move |e, now, op| e.lookup(now, op, key, timeout))? {
-            OpResult::Lookup(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        self.blocking(timeout, move |e, now, op| e.lookup(now, op, key, timeout))?
+            .into_lookup()
     }
 
     /// Asynchronous lookup; `cb` runs on a library thread and must not block.
@@ -243,11 +239,7 @@ impl Node {
     ) -> Result<()> {
         self.submit(
             move |e, now, op| e.lookup(now, op, key, timeout),
-            move |r| {
-                if let OpResult::Lookup(r) = r {
-                    cb(r)
-                }
-            },
+            move |r| cb(r.into_lookup()),
         )
     }
 
@@ -272,12 +264,10 @@ impl Node {
     ) -> Result<StoreReceipt> {
         let timeout = self.inner.cfg.op_timeout;
         let (writer, data) = (writer.to_vec(), data.to_vec());
-        match self.blocking(timeout, move |e, now, op| {
+        self.blocking(timeout, move |e, now, op| {
             e.put(now, op, key, &writer, &data, version, lifetime, timeout)
-        })? {
-            OpResult::Put(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        })?
+        .into_put()
     }
 
     /// Asynchronous put; `cb` runs on a library thread.
@@ -294,21 +284,15 @@ impl Node {
         let (writer, data) = (writer.to_vec(), data.to_vec());
         self.submit(
             move |e, now, op| e.put(now, op, key, &writer, &data, version, lifetime, timeout),
-            move |r| {
-                if let OpResult::Put(r) = r {
-                    cb(r)
-                }
-            },
+            move |r| cb(r.into_put()),
         )
     }
 
     /// Every live value stored under `key`.
     pub fn get(&self, key: Id) -> Result<Vec<Value>> {
         let timeout = self.inner.cfg.op_timeout;
-        match self.blocking(timeout, move |e, now, op| e.get(now, op, key, timeout))? {
-            OpResult::Get(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        self.blocking(timeout, move |e, now, op| e.get(now, op, key, timeout))?
+            .into_get()
     }
 
     /// Asynchronous get; `cb` runs on a library thread.
@@ -320,11 +304,7 @@ impl Node {
         let timeout = self.inner.cfg.op_timeout;
         self.submit(
             move |e, now, op| e.get(now, op, key, timeout),
-            move |r| {
-                if let OpResult::Get(r) = r {
-                    cb(r)
-                }
-            },
+            move |r| cb(r.into_get()),
         )
     }
 
@@ -333,31 +313,25 @@ impl Node {
         let timeout = self.inner.cfg.op_timeout;
         let version = next_version();
         let writer = writer.to_vec();
-        match self.blocking(timeout, move |e, now, op| {
+        self.blocking(timeout, move |e, now, op| {
             e.remove(now, op, key, &writer, version, timeout)
-        })? {
-            OpResult::Put(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        })?
+        .into_put()
     }
 
     /// Round-trip time to a peer.
     pub fn ping(&self, addr: SocketAddr) -> Result<Duration> {
         let timeout = self.inner.cfg.op_timeout;
-        match self.blocking(timeout, move |e, now, op| e.ping(now, op, addr, timeout))? {
-            OpResult::Ping(r) => r,
-            _ => Err(Error::Io("unexpected result".into())),
-        }
+        self.blocking(timeout, move |e, now, op| e.ping(now, op, addr, timeout))?
+            .into_ping()
     }
 
     /// Graceful leave (data handed to the successor, neighbours told), bounded
     /// by `timeout`; the node is stopped afterwards whatever the outcome.
     pub fn leave(&self, timeout: Duration) -> Result<()> {
-        let r = match self.blocking(timeout, move |e, now, op| e.leave(now, op, timeout)) {
-            Ok(OpResult::Leave(r)) => r,
-            Ok(_) => Err(Error::Io("unexpected result".into())),
-            Err(e) => Err(e),
-        };
+        let r = self
+            .blocking(timeout, move |e, now, op| e.leave(now, op, timeout))
+            .and_then(OpResult::into_leave);
         self.stop();
         r
     }

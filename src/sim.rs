@@ -17,6 +17,11 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+/// Deadline of the operations the helpers below start.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longer than any operation deadline (joins get 10 s).
+const OP_WAIT: Duration = Duration::from_secs(15);
+
 /// Network conditions of the simulated links.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -183,67 +188,42 @@ impl SimNet {
         self.next_op
     }
 
-    /// Starts node `i`'s join through `bootstrap` (a new ring when empty).
-    pub fn start_join(&mut self, i: usize, bootstrap: &[usize]) -> OpId {
+    /// Starts an operation on node `i` and returns its id.
+    fn start(&mut self, i: usize, run: impl FnOnce(&mut Engine, u64, OpId)) -> OpId {
         let op = self.op_id();
-        let addrs: Vec<SocketAddr> = bootstrap.iter().map(|&b| Self::addr_of(b)).collect();
         let now = self.now;
-        self.nodes[i]
-            .engine
-            .join(now, op, &addrs, Duration::from_secs(10));
+        run(&mut self.nodes[i].engine, now, op);
         self.after(i);
         op
+    }
+
+    /// Runs until the operation completes. Every engine operation ends by its
+    /// deadline (at most 10 s here), so one that does not is a bug.
+    fn finish(&mut self, i: usize, op: OpId) -> OpResult {
+        self.wait(i, op, OP_WAIT)
+            .unwrap_or_else(|| panic!("operation {op} of node {i} never completed"))
+    }
+
+    /// Starts node `i`'s join through `bootstrap` (a new ring when empty).
+    pub fn start_join(&mut self, i: usize, bootstrap: &[usize]) -> OpId {
+        let addrs: Vec<SocketAddr> = bootstrap.iter().map(|&b| Self::addr_of(b)).collect();
+        self.start(i, |e, now, op| {
+            e.join(now, op, &addrs, Duration::from_secs(10))
+        })
     }
 
     pub fn join(&mut self, i: usize, bootstrap: &[usize]) -> Result<(), Error> {
         let op = self.start_join(i, bootstrap);
-        match self.wait(i, op, Duration::from_secs(15)) {
-            Some(OpResult::Join(r)) => r,
-            other => panic!("join finished with {other:?}"),
-        }
+        self.finish(i, op).into_join()
     }
 
     pub fn start_lookup(&mut self, i: usize, key: Id) -> OpId {
-        let op = self.op_id();
-        let now = self.now;
-        self.nodes[i]
-            .engine
-            .lookup(now, op, key, Duration::from_secs(5));
-        self.after(i);
-        op
+        self.start(i, |e, now, op| e.lookup(now, op, key, OP_TIMEOUT))
     }
 
     pub fn lookup(&mut self, i: usize, key: Id) -> Result<LookupOutcome, Error> {
         let op = self.start_lookup(i, key);
-        match self.wait(i, op, Duration::from_secs(10)) {
-            Some(OpResult::Lookup(r)) => r,
-            other => panic!("lookup finished with {other:?}"),
-        }
-    }
-
-    pub fn start_put(
-        &mut self,
-        i: usize,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        version: u64,
-        lifetime: Duration,
-    ) -> OpId {
-        let op = self.op_id();
-        let now = self.now;
-        self.nodes[i].engine.put(
-            now,
-            op,
-            key,
-            writer,
-            data,
-            version,
-            lifetime,
-            Duration::from_secs(5),
-        );
-        self.after(i);
-        op
+        self.finish(i, op).into_lookup()
     }
 
     pub fn put(
@@ -255,29 +235,15 @@ impl SimNet {
         version: u64,
         lifetime: Duration,
     ) -> Result<StoreReceipt, Error> {
-        let op = self.start_put(i, key, writer, data, version, lifetime);
-        match self.wait(i, op, Duration::from_secs(10)) {
-            Some(OpResult::Put(r)) => r,
-            other => panic!("put finished with {other:?}"),
-        }
-    }
-
-    pub fn start_get(&mut self, i: usize, key: Id) -> OpId {
-        let op = self.op_id();
-        let now = self.now;
-        self.nodes[i]
-            .engine
-            .get(now, op, key, Duration::from_secs(5));
-        self.after(i);
-        op
+        let op = self.start(i, |e, now, op| {
+            e.put(now, op, key, writer, data, version, lifetime, OP_TIMEOUT)
+        });
+        self.finish(i, op).into_put()
     }
 
     pub fn get(&mut self, i: usize, key: Id) -> Result<Vec<Value>, Error> {
-        let op = self.start_get(i, key);
-        match self.wait(i, op, Duration::from_secs(10)) {
-            Some(OpResult::Get(r)) => r,
-            other => panic!("get finished with {other:?}"),
-        }
+        let op = self.start(i, |e, now, op| e.get(now, op, key, OP_TIMEOUT));
+        self.finish(i, op).into_get()
     }
 
     pub fn remove(
@@ -287,28 +253,16 @@ impl SimNet {
         writer: &[u8],
         version: u64,
     ) -> Result<StoreReceipt, Error> {
-        let op = self.op_id();
-        let now = self.now;
-        self.nodes[i]
-            .engine
-            .remove(now, op, key, writer, version, Duration::from_secs(5));
-        self.after(i);
-        match self.wait(i, op, Duration::from_secs(10)) {
-            Some(OpResult::Put(r)) => r,
-            other => panic!("remove finished with {other:?}"),
-        }
+        let op = self.start(i, |e, now, op| {
+            e.remove(now, op, key, writer, version, OP_TIMEOUT)
+        });
+        self.finish(i, op).into_put()
     }
 
     /// Graceful leave; the node is stopped afterwards.
     pub fn leave(&mut self, i: usize) -> Result<(), Error> {
-        let op = self.op_id();
-        let now = self.now;
-        self.nodes[i].engine.leave(now, op, Duration::from_secs(5));
-        self.after(i);
-        let r = match self.wait(i, op, Duration::from_secs(10)) {
-            Some(OpResult::Leave(r)) => r,
-            other => panic!("leave finished with {other:?}"),
-        };
+        let op = self.start(i, |e, now, op| e.leave(now, op, OP_TIMEOUT));
+        let r = self.finish(i, op).into_leave();
         self.nodes[i].alive = false;
         r
     }
@@ -329,11 +283,6 @@ impl SimNet {
         for n in &mut self.nodes {
             n.group = 0;
         }
-    }
-
-    /// Result of an operation started with a `start_*` call, once it completed.
-    pub fn take_result(&mut self, i: usize, op: OpId) -> Option<OpResult> {
-        self.results.remove(&(i, op))
     }
 
     /// Runs until the operation completes or `max` virtual time passes.
@@ -541,10 +490,5 @@ impl SimNet {
         self.run_until(settle, Duration::from_millis(500), |s| {
             s.check_ring().is_correct()
         })
-    }
-
-    /// Random number shared with tests so a whole scenario derives from one seed.
-    pub fn rng(&mut self) -> &mut ChaCha8Rng {
-        &mut self.rng
     }
 }
