@@ -120,19 +120,17 @@ impl Client {
                             return Ok(reply.body);
                         }
                     }
+                    // Timeouts and interruptions just mean "no answer yet"; an ICMP
+                    // "port unreachable" comes once per datagram sent, and the peer may
+                    // be restarting: keep waiting until the deadline.
                     Err(e)
                         if matches!(
                             e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                                | std::io::ErrorKind::ConnectionRefused
                         ) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    // ICMP port unreachable surfaces as ConnectionRefused: keep trying until the deadline.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        std::thread::sleep(
-                            (resend_at - Instant::now().min(resend_at))
-                                .min(Duration::from_millis(20)),
-                        );
-                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -212,16 +210,7 @@ impl Client {
             Body::FetchReply {
                 status: Status::Ok,
                 entries,
-            } => Ok(entries
-                .into_iter()
-                .filter(|e| !e.tombstone)
-                .map(|e| Value {
-                    writer: e.writer,
-                    data: e.data,
-                    version: e.version,
-                    lifetime: Duration::from_millis(e.lifetime_ms as u64),
-                })
-                .collect()),
+            } => Ok(entries.into_iter().filter_map(Value::from_wire).collect()),
             Body::FetchReply { status, .. } | Body::Error { status } => Err(error_of(status)),
             _ => Err(Error::Refused("unexpected reply".into())),
         }

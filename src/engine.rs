@@ -34,6 +34,28 @@ pub struct Value {
     pub lifetime: Duration,
 }
 
+impl Value {
+    /// The value a reader sees in a stored entry; None for removals and expired entries.
+    pub fn from_wire(e: WireEntry) -> Option<Value> {
+        (!e.tombstone && e.lifetime_ms > 0).then(|| Value {
+            writer: e.writer,
+            data: e.data,
+            version: e.version,
+            lifetime: Duration::from_millis(e.lifetime_ms as u64),
+        })
+    }
+
+    pub fn to_wire(&self) -> WireEntry {
+        WireEntry {
+            writer: self.writer.clone(),
+            version: self.version,
+            lifetime_ms: self.lifetime.as_millis().min(u32::MAX as u128) as u32,
+            tombstone: false,
+            data: self.data.clone(),
+        }
+    }
+}
+
 /// Result of the bare Chord lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupOutcome {
@@ -188,6 +210,15 @@ struct Candidate {
     id: Option<Id>,
 }
 
+impl From<&NodeInfo> for Candidate {
+    fn from(n: &NodeInfo) -> Candidate {
+        Candidate {
+            addr: n.addr,
+            id: Some(n.id),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Lookup {
     key: Id,
@@ -319,7 +350,8 @@ pub struct Engine {
     next_pending: u64,
     rpcs: HashMap<u64, Rpc>,
     lookups: HashMap<u64, Lookup>,
-    ops: HashMap<OpId, OpKind>,
+    /// Live API operations: kind and absolute deadline.
+    ops: HashMap<OpId, (OpKind, u64)>,
     replications: HashMap<u64, PendingReplication>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     suspects: HashMap<Id, u64>,
@@ -432,16 +464,6 @@ impl Engine {
         s
     }
 
-    /// Whether the engine currently avoids this peer.
-    pub fn is_suspected(&self, id: &Id) -> bool {
-        self.suspects.get(id).is_some_and(|u| *u > self.now)
-    }
-
-    /// Requests outstanding, lookups in progress (a leak check for tests).
-    pub fn in_flight(&self) -> (usize, usize) {
-        (self.rpcs.len(), self.lookups.len())
-    }
-
     // ----- outputs -------------------------------------------------------
 
     pub fn drain_transmits(&mut self) -> std::vec::Drain<'_, Transmit> {
@@ -454,6 +476,11 @@ impl Engine {
 
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain(..)
+    }
+
+    /// Counts a datagram the transport could not send.
+    pub fn record_send_error(&mut self) {
+        self.stats.send_errors += 1;
     }
 
     pub fn has_output(&self) -> bool {
@@ -584,8 +611,7 @@ impl Engine {
             return;
         }
         let limits = self.store.limits();
-        let err = if entry.data.len() > limits.max_value_bytes
-            || entry.writer.len() > limits.max_writer_bytes
+        let err = if limits.check_sizes(&entry.writer, &entry.data).is_err()
             || entry.writer.len() > wire::MAX_WRITER_LEN
         {
             Some(Error::TooLarge)
@@ -755,33 +781,17 @@ impl Engine {
                 Timer::LookupRetry(id) => {
                     if let Some(mut l) = self.lookups.remove(&id) {
                         l.tried.clear();
-                        let mut cands: Vec<Candidate> = self
-                            .rt
-                            .closest_preceding(&l.key, |n| self.usable(n), FANOUT)
-                            .into_iter()
-                            .map(|n| Candidate {
-                                addr: n.addr,
-                                id: Some(n.id),
-                            })
-                            .collect();
-                        if let Some(s) = self.rt.successor() {
-                            cands.push(Candidate {
-                                addr: s.addr,
-                                id: Some(s.id),
-                            });
+                        match self.local_route(&l.key) {
+                            Ok(nodes) => self.lookup_done(l, nodes),
+                            Err(candidates) => {
+                                l.candidates = candidates;
+                                self.lookup_next(id, l);
+                            }
                         }
-                        if let Answer::Done(nodes) =
-                            self.rt.answer(&l.key, |n| self.usable(n), FANOUT)
-                        {
-                            self.lookup_done(l, nodes);
-                            continue;
-                        }
-                        l.candidates = cands;
-                        self.lookup_next(id, l);
                     }
                 }
                 Timer::Op(op) => {
-                    if let Some(kind) = self.ops.get(&op).copied() {
+                    if let Some((kind, _)) = self.ops.get(&op).copied() {
                         if kind == OpKind::Leave {
                             self.finish_leave(Err(Error::Timeout));
                         } else {
@@ -831,8 +841,8 @@ impl Engine {
             });
             return false;
         }
-        self.ops.insert(op, kind);
         let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.ops.insert(op, (kind, deadline));
         self.timers.push(Reverse((deadline, Timer::Op(op))));
         true
     }
@@ -851,12 +861,8 @@ impl Engine {
     }
 
     fn op_remaining(&self, op: OpId) -> Duration {
-        for Reverse((t, timer)) in self.timers.iter() {
-            if *timer == Timer::Op(op) {
-                return Duration::from_micros(t.saturating_sub(self.now));
-            }
-        }
-        self.cfg.op_timeout
+        let deadline = self.ops.get(&op).map_or(self.now, |(_, d)| *d);
+        Duration::from_micros(deadline.saturating_sub(self.now))
     }
 
     fn complete(&mut self, op: OpId, result: OpResult) {
@@ -909,14 +915,8 @@ impl Engine {
             for (i, s) in self.rt.successors().iter().enumerate() {
                 let _ = writeln!(out, "successor[{i}] {}", fmt_node(s));
             }
-            let mut last = None;
-            for i in 0..ID_BITS {
-                if let Some(f) = self.rt.finger(i) {
-                    if last != Some(f.id) {
-                        let _ = writeln!(out, "finger[{i}] {}", fmt_node(f));
-                        last = Some(f.id);
-                    }
-                }
+            for (i, f) in self.rt.distinct_fingers() {
+                let _ = writeln!(out, "finger[{i}] {}", fmt_node(&f));
             }
             let _ = writeln!(out, "stored_keys {}", self.store.key_count());
             let _ = writeln!(out, "stored_entries {}", self.store.entry_count());
@@ -939,8 +939,8 @@ impl Engine {
             );
             let _ = writeln!(
                 out,
-                "retransmits {}\nrpc_timeouts {}\nnodes_failed_detected {}",
-                s.retransmits, s.rpc_timeouts, s.nodes_failed_detected
+                "retransmits {}\nsend_errors {}\nrpc_timeouts {}\nnodes_failed_detected {}",
+                s.retransmits, s.send_errors, s.rpc_timeouts, s.nodes_failed_detected
             );
             let _ = writeln!(out, "lookups_ok {}\nlookups_failed {}\nputs_ok {}\nputs_failed {}\ngets_ok {}\ngets_failed {}", s.lookups_ok, s.lookups_failed, s.puts_ok, s.puts_failed, s.gets_ok, s.gets_failed);
             let _ = writeln!(
@@ -1112,8 +1112,7 @@ impl Engine {
             }
             ReplyTo::LocalGet(job) => {
                 if let Body::FetchReply { status, entries } = body {
-                    let me = self.me;
-                    self.fetch_reply(job, me, status, entries);
+                    self.fetch_reply(job, status, entries);
                 }
             }
         }
@@ -1375,7 +1374,7 @@ impl Engine {
         self.next_stabilize = self.now;
     }
 
-    fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
+    fn primary_store(&mut self, key: Id, entry: WireEntry, reply: ReplyTo) {
         let status = if self.phase == Phase::Leaving {
             Some(Status::Leaving)
         } else if self.phase != Phase::Joined || !self.rt.is_responsible(&key) {
@@ -1389,14 +1388,10 @@ impl Engine {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
             return;
         }
-        entry.lifetime_ms = entry.lifetime_ms.min(self.store.limits().max_lifetime_ms);
-        let now = self.now;
-        let result = self.store.put(key, Entry::from_wire(&key, &entry, now));
-        let status = match result {
-            Ok(PutOutcome::Stored) | Ok(PutOutcome::Unchanged) => Status::Ok,
+        let status = match self.store_entry(key, &entry) {
+            Ok(PutOutcome::Stored | PutOutcome::Unchanged) => Status::Ok,
             Ok(PutOutcome::Stale) => Status::Stale,
-            Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => Status::TooLarge,
-            Err(StoreError::KeyFull | StoreError::NodeFull) => Status::Full,
+            Err(e) => store_status(e),
         };
         if status != Status::Ok {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
@@ -1530,22 +1525,25 @@ impl Engine {
         out
     }
 
+    /// Stores a received entry, its lifetime capped at the configured maximum.
+    fn store_entry(&mut self, key: Id, e: &WireEntry) -> Result<PutOutcome, StoreError> {
+        let max_lifetime_us = self.store.limits().max_lifetime_ms as u64 * 1000;
+        let mut entry = Entry::from_wire(&key, e, self.now);
+        entry.expires_at = entry.expires_at.min(self.now + max_lifetime_us);
+        self.store.put(key, entry)
+    }
+
     fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
-        let now = self.now;
         let mut status = Status::Ok;
         let mut added = 0;
-        for (key, mut e) in items {
+        for (key, e) in items {
             if e.lifetime_ms == 0 {
                 continue;
             }
-            e.lifetime_ms = e.lifetime_ms.min(self.store.limits().max_lifetime_ms);
-            match self.store.put(key, Entry::from_wire(&key, &e, now)) {
+            match self.store_entry(key, &e) {
                 Ok(PutOutcome::Stored) => added += 1,
                 Ok(_) => {}
-                Err(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => {
-                    status = Status::TooLarge
-                }
-                Err(_) => status = Status::Full,
+                Err(e) => status = store_status(e),
             }
         }
         if added > 0 {
@@ -1556,44 +1554,33 @@ impl Engine {
 
     /// Sends the entries of `keys` to `to` in datagram-sized Replicate batches.
     fn push_keys(&mut self, to: NodeInfo, keys: &[Id], ctx: impl Fn() -> Ctx) -> usize {
-        let budget = self
-            .cfg
-            .max_datagram
-            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
-        let mut batch: Vec<(Id, WireEntry)> = Vec::new();
-        let mut used = 0;
-        let mut sent = 0;
         let now = self.now;
-        let mut all = Vec::new();
-        for k in keys {
-            for e in self.store.entries(k, now) {
-                all.push((*k, e.to_wire(now)));
-            }
-        }
-        for (k, w) in all {
-            let len = wire::replicate_item_len(&w);
-            if used + len > budget && !batch.is_empty() {
-                let items = std::mem::take(&mut batch);
-                sent += self.send_request(
-                    to.addr,
-                    Some(to.id),
-                    Body::Replicate { items },
-                    ctx(),
-                    self.cfg.rpc_retries + 1,
-                ) as usize;
-                used = 0;
-            }
-            used += len;
-            batch.push((k, w));
-        }
-        if !batch.is_empty() {
-            sent += self.send_request(
-                to.addr,
-                Some(to.id),
-                Body::Replicate { items: batch },
-                ctx(),
-                self.cfg.rpc_retries + 1,
-            ) as usize;
+        let items: Vec<(Id, WireEntry)> = keys
+            .iter()
+            .flat_map(|k| {
+                self.store
+                    .entries(k, now)
+                    .into_iter()
+                    .map(move |e| (*k, e.to_wire(now)))
+            })
+            .collect();
+        self.push_items(to, items, ctx, self.cfg.rpc_retries + 1)
+    }
+
+    /// Sends `items` to `to` in datagram-sized Replicate batches; returns the requests sent.
+    fn push_items(
+        &mut self,
+        to: NodeInfo,
+        items: Vec<(Id, WireEntry)>,
+        ctx: impl Fn() -> Ctx,
+        attempts: u32,
+    ) -> usize {
+        let mut sent = 0;
+        for batch in batches(self.body_budget(), items, |(_, e)| {
+            wire::replicate_item_len(e)
+        }) {
+            let body = Body::Replicate { items: batch };
+            sent += self.send_request(to.addr, Some(to.id), body, ctx(), attempts) as usize;
         }
         sent
     }
@@ -1601,41 +1588,25 @@ impl Engine {
     /// Sends summaries of what we hold in (lo, hi] so `peer` can pull what it lacks.
     fn offer_range(&mut self, peer: NodeInfo, lo: Id, hi: Id) {
         let summaries = self.store.range_summaries(&lo, &hi, self.now);
-        let budget = self
-            .cfg
-            .max_datagram
-            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
-        let mut batch = Vec::new();
-        let mut used = 0;
-        for s in summaries {
-            let len = wire::summary_item_len(&s);
-            if (used + len > budget || batch.len() == u16::MAX as usize) && !batch.is_empty() {
-                let items = std::mem::take(&mut batch);
-                self.send_request(
-                    peer.addr,
-                    Some(peer.id),
-                    Body::SyncItems {
-                        items: items.clone(),
-                    },
-                    Ctx::SyncItems { peer, items },
-                    2,
-                );
-                used = 0;
-            }
-            used += len;
-            batch.push(s);
-        }
-        if !batch.is_empty() {
+        for items in batches(self.body_budget(), summaries, wire::summary_item_len) {
+            let body = Body::SyncItems {
+                items: items.clone(),
+            };
             self.send_request(
                 peer.addr,
                 Some(peer.id),
-                Body::SyncItems {
-                    items: batch.clone(),
-                },
-                Ctx::SyncItems { peer, items: batch },
+                body,
+                Ctx::SyncItems { peer, items },
                 2,
             );
         }
+    }
+
+    /// Bytes a message body may take in one datagram.
+    fn body_budget(&self) -> usize {
+        self.cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8)
     }
 
     // ----- responses -----------------------------------------------------
@@ -1682,7 +1653,7 @@ impl Engine {
                 self.store_reply(job, sender, status, copies)
             }
             (Ctx::Fetch(job), Body::FetchReply { status, entries }) => {
-                self.fetch_reply(job, sender, status, entries)
+                self.fetch_reply(job, status, entries)
             }
             (Ctx::FetchFallback { key, reply }, Body::FetchReply { entries, .. }) => {
                 let items = entries.into_iter().map(|e| (key, e)).collect();
@@ -1729,7 +1700,7 @@ impl Engine {
                         }
                     }
                 }
-                self.push_items(peer, push);
+                self.push_items(peer, push, || Ctx::Push, 2);
             }
             (Ctx::LeaveStep, _) => self.leave_step_done(true),
             (Ctx::Ping { op }, Body::Pong) => {
@@ -1743,40 +1714,6 @@ impl Engine {
                 });
                 self.rpc_failed(rpc.to, rpc.to_id, ctx, false, rpc.attempts);
             }
-        }
-    }
-
-    fn push_items(&mut self, to: NodeInfo, items: Vec<(Id, WireEntry)>) {
-        let budget = self
-            .cfg
-            .max_datagram
-            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8);
-        let mut batch = Vec::new();
-        let mut used = 0;
-        for (k, w) in items {
-            let len = wire::replicate_item_len(&w);
-            if used + len > budget && !batch.is_empty() {
-                let items = std::mem::take(&mut batch);
-                self.send_request(
-                    to.addr,
-                    Some(to.id),
-                    Body::Replicate { items },
-                    Ctx::Push,
-                    2,
-                );
-                used = 0;
-            }
-            used += len;
-            batch.push((k, w));
-        }
-        if !batch.is_empty() {
-            self.send_request(
-                to.addr,
-                Some(to.id),
-                Body::Replicate { items: batch },
-                Ctx::Push,
-                2,
-            );
         }
     }
 
@@ -1835,8 +1772,8 @@ impl Engine {
                 }
             }
             Ctx::Notify | Ctx::Push => {}
-            Ctx::Store(job) => self.retry_put(job, Some(to)),
-            Ctx::Fetch(job) => self.retry_get(job, Some(to)),
+            Ctx::Store(job) => self.retry_put(job),
+            Ctx::Fetch(job) => self.retry_get(job),
             Ctx::FetchFallback { key, reply } => {
                 let entries = self.wire_entries(&key);
                 self.answer(
@@ -1859,10 +1796,26 @@ impl Engine {
 
     // ----- lookups -------------------------------------------------------
 
+    /// What this node's own table says about `key`: the responsible node and its
+    /// successors, or the first candidates to ask (the successor as a last resort).
+    fn local_route(&self, key: &Id) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
+        match self.rt.answer(key, |n| self.usable(n), FANOUT) {
+            Answer::Done(nodes) => Ok(nodes),
+            Answer::Next(nodes) => {
+                let mut cands: Vec<Candidate> = nodes.iter().map(Candidate::from).collect();
+                if let Some(s) = self.rt.successor() {
+                    if !nodes.iter().any(|n| n.id == s.id) {
+                        cands.push(Candidate::from(s));
+                    }
+                }
+                Err(cands)
+            }
+        }
+    }
+
     fn start_lookup(&mut self, key: Id, purpose: Purpose, timeout: Duration) {
-        let usable = |n: &NodeInfo| self.usable(n);
-        match self.rt.answer(&key, usable, FANOUT) {
-            Answer::Done(nodes) => {
+        match self.local_route(&key) {
+            Ok(nodes) => {
                 let l = Lookup {
                     key,
                     purpose,
@@ -1875,24 +1828,7 @@ impl Engine {
                 };
                 self.lookup_done(l, nodes);
             }
-            Answer::Next(nodes) => {
-                let mut cands: Vec<Candidate> = nodes
-                    .into_iter()
-                    .map(|n| Candidate {
-                        addr: n.addr,
-                        id: Some(n.id),
-                    })
-                    .collect();
-                if cands.is_empty() {
-                    if let Some(s) = self.rt.successor() {
-                        cands.push(Candidate {
-                            addr: s.addr,
-                            id: Some(s.id),
-                        });
-                    }
-                }
-                self.start_lookup_via(key, purpose, cands, timeout);
-            }
+            Err(candidates) => self.start_lookup_via(key, purpose, candidates, timeout),
         }
     }
 
@@ -1984,10 +1920,7 @@ impl Engine {
         let mut closer: Vec<Candidate> = nodes
             .into_iter()
             .filter(|n| n.id.in_open(&from.id, &l.key) && n.id != self.me.id)
-            .map(|n| Candidate {
-                addr: n.addr,
-                id: Some(n.id),
-            })
+            .map(|n| Candidate::from(&n))
             .collect();
         closer.append(&mut l.candidates);
         let key = l.key;
@@ -2012,7 +1945,7 @@ impl Engine {
                     );
                 }
             }
-            Purpose::Join { op, rest } => self.join_found(op, rest, nodes),
+            Purpose::Join { op, .. } => self.join_found(op, nodes),
             Purpose::Finger(i) => self.finger_found(i, nodes[0]),
             Purpose::Put(job) => {
                 if !self.op_live(job.op) {
@@ -2136,7 +2069,7 @@ impl Engine {
         }
     }
 
-    fn join_found(&mut self, op: OpId, rest: Vec<SocketAddr>, nodes: Vec<NodeInfo>) {
+    fn join_found(&mut self, op: OpId, nodes: Vec<NodeInfo>) {
         if !self.op_live(op) {
             return;
         }
@@ -2148,7 +2081,6 @@ impl Engine {
             self.complete(op, OpResult::Join(Err(Error::IdCollision)));
             return;
         }
-        let _ = rest;
         // A stale entry for this very node (restart at the same address) is skipped.
         self.rt
             .set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
@@ -2183,22 +2115,16 @@ impl Engine {
                     self.rt.remove(&from.id);
                     self.repair_successor();
                 }
-                self.retry_put(job, None);
+                self.retry_put(job);
             }
             other => {
                 self.stats.puts_failed += 1;
-                let e = match other {
-                    Status::Stale => Error::Stale,
-                    Status::TooLarge => Error::TooLarge,
-                    Status::Full => Error::Full,
-                    s => Error::Refused(format!("{s:?}")),
-                };
-                self.complete(job.op, OpResult::Put(Err(e)));
+                self.complete(job.op, OpResult::Put(Err(error_of(other))));
             }
         }
     }
 
-    fn retry_put(&mut self, mut job: PutJob, _failed: Option<SocketAddr>) {
+    fn retry_put(&mut self, mut job: PutJob) {
         if !self.op_live(job.op) {
             return;
         }
@@ -2212,35 +2138,20 @@ impl Engine {
         self.start_lookup(job.key, Purpose::Put(job), remaining);
     }
 
-    fn fetch_reply(
-        &mut self,
-        job: GetJob,
-        _from: NodeInfo,
-        status: Status,
-        entries: Vec<WireEntry>,
-    ) {
+    fn fetch_reply(&mut self, job: GetJob, status: Status, entries: Vec<WireEntry>) {
         if !self.op_live(job.op) {
             return;
         }
         if status == Status::Ok {
             self.stats.gets_ok += 1;
-            let values = entries
-                .into_iter()
-                .filter(|e| !e.tombstone && e.lifetime_ms > 0)
-                .map(|e| Value {
-                    writer: e.writer,
-                    data: e.data,
-                    version: e.version,
-                    lifetime: Duration::from_millis(e.lifetime_ms as u64),
-                })
-                .collect();
+            let values = entries.into_iter().filter_map(Value::from_wire).collect();
             self.complete(job.op, OpResult::Get(Ok(values)));
         } else {
-            self.retry_get(job, None);
+            self.retry_get(job);
         }
     }
 
-    fn retry_get(&mut self, mut job: GetJob, _failed: Option<SocketAddr>) {
+    fn retry_get(&mut self, mut job: GetJob) {
         if !self.op_live(job.op) {
             return;
         }
@@ -2417,6 +2328,26 @@ impl Engine {
     }
 }
 
+/// Splits `items` into runs whose encoded sizes fit `budget` (and a u16 count).
+fn batches<T>(budget: usize, items: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let l = len(&item);
+        if (used + l > budget || batch.len() == u16::MAX as usize) && !batch.is_empty() {
+            out.push(std::mem::take(&mut batch));
+            used = 0;
+        }
+        used += l;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
 /// Protocol status for an error reported to a client handle.
 pub fn status_of(e: &Error) -> Status {
     match e {
@@ -2428,6 +2359,13 @@ pub fn status_of(e: &Error) -> Status {
         Error::Stale => Status::Stale,
         Error::Shutdown => Status::Leaving,
         _ => Status::BadRequest,
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::ValueTooLarge | StoreError::WriterTooLarge => Status::TooLarge,
+        StoreError::KeyFull | StoreError::NodeFull => Status::Full,
     }
 }
 
@@ -2468,16 +2406,7 @@ fn client_reply(result: OpResult) -> Body {
         },
         OpResult::Get(Ok(values)) => Body::FetchReply {
             status: Status::Ok,
-            entries: values
-                .into_iter()
-                .map(|v| WireEntry {
-                    writer: v.writer,
-                    version: v.version,
-                    lifetime_ms: v.lifetime.as_millis().min(u32::MAX as u128) as u32,
-                    tombstone: false,
-                    data: v.data,
-                })
-                .collect(),
+            entries: values.iter().map(Value::to_wire).collect(),
         },
         OpResult::Get(Err(e)) => Body::FetchReply {
             status: status_of(&e),

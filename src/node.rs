@@ -42,11 +42,19 @@ struct Inner {
     pid: u32,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
+impl Inner {
+    /// Takes the node off its worker, once. In a forked child the worker does
+    /// not exist, so there is nothing to remove.
+    fn remove(&self) {
         if !self.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.pid {
             self.runtime.remove_node(self.worker, self.token);
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -338,12 +346,7 @@ impl Node {
 
     /// Stops the node at once, as if it crashed (no leave). Idempotent.
     pub fn stop(&self) {
-        if !self.inner.removed.swap(true, Ordering::SeqCst) && std::process::id() == self.inner.pid
-        {
-            self.inner
-                .runtime
-                .remove_node(self.inner.worker, self.inner.token);
-        }
+        self.inner.remove();
     }
 
     pub fn is_joined(&self) -> bool {
@@ -357,20 +360,12 @@ impl Node {
     pub fn ring(&self) -> Result<RingInfo> {
         self.query(|e| {
             let rt = e.routing();
-            let mut fingers: Vec<(usize, NodeInfo)> = Vec::new();
-            for i in 0..crate::id::ID_BITS {
-                if let Some(f) = rt.finger(i) {
-                    if !fingers.iter().any(|(_, n)| n.id == f.id) {
-                        fingers.push((i, *f));
-                    }
-                }
-            }
             RingInfo {
                 me: *e.me(),
                 joined: e.phase() == Phase::Joined,
                 predecessors: rt.predecessors().to_vec(),
                 successors: rt.successors().to_vec(),
-                fingers,
+                fingers: rt.distinct_fingers(),
                 stored_keys: e.store().key_count(),
                 stored_entries: e.store().entry_count(),
             }

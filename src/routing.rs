@@ -65,12 +65,14 @@ impl RoutingTable {
         self.fingers.get(i).and_then(|f| f.as_ref())
     }
 
-    /// Distinct finger nodes, lowest index first.
-    pub fn finger_nodes(&self) -> Vec<NodeInfo> {
-        let mut out: Vec<NodeInfo> = Vec::new();
-        for f in self.fingers.iter().flatten() {
-            if out.last().map(|l| l.id) != Some(f.id) && !out.iter().any(|o| o.id == f.id) {
-                out.push(*f);
+    /// Distinct finger nodes, each with the lowest finger index pointing at it.
+    pub fn distinct_fingers(&self) -> Vec<(usize, NodeInfo)> {
+        let mut out: Vec<(usize, NodeInfo)> = Vec::new();
+        for (i, f) in self.fingers.iter().enumerate() {
+            if let Some(f) = f {
+                if !out.iter().any(|(_, o)| o.id == f.id) {
+                    out.push((i, *f));
+                }
             }
         }
         out
@@ -318,6 +320,11 @@ mod tests {
         t.set_finger(4, Some(n(16)));
         t.set_finger(6, Some(n(64)));
         t.set_finger(10, Some(n(1100)));
+        t.set_finger(11, Some(n(1100)));
+        assert_eq!(
+            t.distinct_fingers(),
+            vec![(4, n(16)), (6, n(64)), (10, n(1100))]
+        );
         assert_eq!(
             t.closest_preceding(&Id::from_u64(1000), |_| true, 2),
             vec![n(64), n(16)]

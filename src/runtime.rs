@@ -5,7 +5,7 @@
 //! mean only the configured number of threads; no thread sleeps per timer or
 //! blocks per request.
 
-use crate::engine::{Completion, Engine, Event, OpResult};
+use crate::engine::{Engine, Event, OpResult};
 use crate::error::{Error, Result};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use mio::net::UdpSocket;
@@ -43,17 +43,12 @@ pub struct NodeSlot {
     socket: UdpSocket,
     callbacks: HashMap<u64, Callback>,
     events: Option<EventSink>,
-    send_errors: u64,
 }
 
 impl NodeSlot {
     /// Registers the callback for operation `op` before the engine is asked to run it.
     pub fn on_complete(&mut self, op: u64, cb: Callback) {
         self.callbacks.insert(op, cb);
-    }
-
-    pub fn send_errors(&self) -> u64 {
-        self.send_errors
     }
 }
 
@@ -203,7 +198,6 @@ impl Runtime {
             socket,
             callbacks: HashMap::new(),
             events,
-            send_errors: 0,
         });
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.send(
@@ -372,23 +366,30 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
 
 /// Sends a node's datagrams and delivers its completions and events.
 fn flush(slot: &mut NodeSlot) {
-    let transmits: Vec<_> = slot.engine.drain_transmits().collect();
-    for t in transmits {
-        if slot.socket.send_to(&t.data, t.to).is_err() {
+    let NodeSlot {
+        engine,
+        socket,
+        callbacks,
+        events,
+    } = slot;
+    let mut send_errors = 0;
+    for t in engine.drain_transmits() {
+        if socket.send_to(&t.data, t.to).is_err() {
             // UDP semantics: a datagram that cannot be sent is lost; retransmission covers it.
-            slot.send_errors += 1;
+            send_errors += 1;
         }
     }
-    let done: Vec<Completion> = slot.engine.drain_completions().collect();
-    for c in done {
-        if let Some(cb) = slot.callbacks.remove(&c.op) {
+    for _ in 0..send_errors {
+        engine.record_send_error();
+    }
+    for c in engine.drain_completions() {
+        if let Some(cb) = callbacks.remove(&c.op) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(c.result)));
         }
     }
-    let events: Vec<Event> = slot.engine.drain_events().collect();
-    if let Some(sink) = &slot.events {
-        for e in &events {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(e)));
+    for e in engine.drain_events() {
+        if let Some(sink) = events {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&e)));
         }
     }
 }

@@ -82,15 +82,6 @@ impl Histogram {
         }
         self.max
     }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.max = self.max.max(other.max);
-    }
 }
 
 /// What a node counts about its own work.
@@ -107,6 +98,8 @@ pub struct Stats {
     /// Responses that matched no outstanding request (late or forged).
     pub dropped_unmatched: u64,
     pub retransmits: u64,
+    /// Datagrams the socket refused to send (counted by the runtime).
+    pub send_errors: u64,
     pub rpc_timeouts: u64,
     pub lookups_ok: u64,
     pub lookups_failed: u64,

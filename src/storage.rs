@@ -108,6 +108,20 @@ impl Default for StoreLimits {
     }
 }
 
+impl StoreLimits {
+    /// The size rules a write must meet anywhere (the writer's node checks them
+    /// before routing, the responsible node again before storing).
+    pub fn check_sizes(&self, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
+        if data.len() > self.max_value_bytes {
+            return Err(StoreError::ValueTooLarge);
+        }
+        if writer.len() > self.max_writer_bytes {
+            return Err(StoreError::WriterTooLarge);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
     /// The entry is new or newer than what was there.
@@ -163,12 +177,7 @@ impl Store {
 
     /// Checks a write against the limits without storing it.
     pub fn check(&self, key: &Id, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
-        if data.len() > self.limits.max_value_bytes {
-            return Err(StoreError::ValueTooLarge);
-        }
-        if writer.len() > self.limits.max_writer_bytes {
-            return Err(StoreError::WriterTooLarge);
-        }
+        self.limits.check_sizes(writer, data)?;
         match self.keys.get(key) {
             None if self.keys.len() >= self.limits.max_keys => Err(StoreError::NodeFull),
             Some(dict)
@@ -223,10 +232,6 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    pub fn contains_key(&self, key: &Id) -> bool {
-        self.keys.contains_key(key)
     }
 
     /// Keys in the ring interval (lo, hi].
@@ -341,20 +346,6 @@ impl Store {
         self.entries -= gone;
         self.value_bytes -= bytes;
         gone
-    }
-
-    /// Bytes of memory the stored data occupies, estimated from allocation sizes.
-    pub fn approx_heap_bytes(&self) -> usize {
-        let per_key = std::mem::size_of::<Id>() + std::mem::size_of::<Vec<Entry>>() + 16;
-        let per_entry = std::mem::size_of::<Entry>();
-        let mut total = self.keys.len() * per_key;
-        for dict in self.keys.values() {
-            total += dict.capacity() * per_entry;
-            for e in dict {
-                total += e.writer.len() + e.data.len();
-            }
-        }
-        total
     }
 }
 
