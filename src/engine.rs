@@ -2193,9 +2193,16 @@ impl Engine {
             return;
         }
         let mut list = Vec::with_capacity(succs.len() + 2);
-        if let Some(x) = preds.first() {
-            if x.id.in_open(&self.me.id, &succ.id) && self.usable(x) {
-                list.push(*x);
+        if let Some(x) = preds.first().copied() {
+            if x.id.in_open(&self.me.id, &succ.id) {
+                if self.usable(&x) {
+                    list.push(x);
+                } else {
+                    // Our successor hears from a node we think failed (it may have
+                    // restarted): probe it. An answer clears the suspicion, and the
+                    // next round adopts it.
+                    self.send_request(x.addr, Some(x.id), Body::Notify, Ctx::Notify, 2);
+                }
             }
         }
         list.push(succ);
