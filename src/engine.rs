@@ -2484,15 +2484,18 @@ mod tests {
         let mut e = Engine::new(Config::default(), addr(7003), 1, 0);
         e.join(0, 1, &[addr(9)], Duration::from_secs(3));
         let mut now = 0;
-        while let Some(t) = e.next_timeout() {
-            now = t;
-            e.handle_timeout(now);
-            if e.has_output() && e.drain_completions().next().is_some() {
-                break;
+        let mut sent = 0;
+        let done = loop {
+            sent += e.drain_transmits().count();
+            if let Some(c) = e.drain_completions().next() {
+                break c;
             }
-            let _ = e.drain_transmits().count();
-        }
-        assert!(now <= 3_000_000);
+            now = e.next_timeout().expect("a join in progress has a timer");
+            e.handle_timeout(now);
+        };
+        assert_eq!(done.result, OpResult::Join(Err(Error::JoinFailed)));
+        assert!(now <= 3_000_000, "gave up at {now} us");
+        assert!(sent >= 2, "the request was retransmitted");
         assert_eq!(e.phase(), Phase::Idle);
     }
 }

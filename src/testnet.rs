@@ -3,7 +3,9 @@
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::id::Id;
 use crate::node::Node;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -55,15 +57,38 @@ impl Testnet {
     }
 
     pub fn wait_converged(&self, max: Duration) -> bool {
-        let end = Instant::now() + max;
-        loop {
-            if self.converged() {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        wait_until(max, || self.converged())
+    }
+
+    /// The fewest copies any of `keys` has on the listed nodes.
+    pub fn min_copies(&self, keys: &[Id]) -> usize {
+        let held: Vec<HashSet<Id>> = self
+            .nodes
+            .iter()
+            .map(|n| n.stored_keys().unwrap_or_default().into_iter().collect())
+            .collect();
+        keys.iter()
+            .map(|k| held.iter().filter(|h| h.contains(k)).count())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Waits until every one of `keys` has at least `copies` copies, or `max` passes.
+    pub fn wait_copies(&self, keys: &[Id], copies: usize, max: Duration) -> bool {
+        wait_until(max, || self.min_copies(keys) >= copies)
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds (true) or `max` passes (false).
+pub fn wait_until(max: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + max;
+    loop {
+        if cond() {
+            return true;
         }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

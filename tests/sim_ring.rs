@@ -294,11 +294,23 @@ fn a_new_node_takes_over_its_keys() {
             .check_ring()
             .is_correct())
     );
-    net.run_for(Duration::from_secs(3));
     let me = *net.engine(newcomer).me();
     let mine: Vec<usize> = (0..500)
         .filter(|&i| net.responsible(&key(i)) == Some(me))
         .collect();
+    assert!(
+        !mine.is_empty(),
+        "the newcomer is responsible for some keys"
+    );
+    // The handoff is pushed when the successor adopts the newcomer; allow 3 s.
+    net.run_until(Duration::from_secs(3), Duration::from_millis(100), |s| {
+        mine.iter().all(|&i| {
+            s.engine(newcomer)
+                .store()
+                .entry(&key(i), b"dev", s.now())
+                .is_some()
+        })
+    });
     for &i in &mine {
         assert!(
             net.engine(newcomer)

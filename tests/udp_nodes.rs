@@ -2,7 +2,7 @@
 //! abrupt stop, restart and rejoin; the overlay key keeps strangers out.
 
 use chordsip::client::Client;
-use chordsip::testnet::Testnet;
+use chordsip::testnet::{wait_until, Testnet};
 use chordsip::wire::{Body, Codec, Message};
 use chordsip::{Config, Error, Id, Node};
 use std::net::UdpSocket;
@@ -10,17 +10,6 @@ use std::time::{Duration, Instant};
 
 fn key(i: usize) -> Id {
     Id::from_name(&format!("sip:udp{i}@example.com"))
-}
-
-fn wait_for(max: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + max;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 #[test]
@@ -76,20 +65,11 @@ fn sixteen_nodes_store_leave_stop_and_rejoin() {
     for i in 0..200 {
         assert_eq!(net.nodes[i % 12].get(key(i)).unwrap().len(), 1);
     }
-    let total_entries: usize = net
-        .nodes
-        .iter()
-        .map(|n| n.ring().unwrap().stored_entries)
-        .sum();
+    let keys: Vec<Id> = (0..200).map(key).collect();
     assert!(
-        wait_for(Duration::from_secs(10), || {
-            net.nodes
-                .iter()
-                .map(|n| n.ring().unwrap().stored_entries)
-                .sum::<usize>()
-                >= 600
-        }),
-        "replicas back to 3 copies ({total_entries} entries)"
+        net.wait_copies(&keys, 3, Duration::from_secs(10)),
+        "every value back at 3 copies (fewest: {})",
+        net.min_copies(&keys)
     );
 }
 
@@ -199,7 +179,7 @@ fn overlay_key_keeps_strangers_out() {
         sock.send_to(b"garbage", target).unwrap();
         sock.send_to(&forged[..forged.len() / 2], target).unwrap();
     }
-    assert!(wait_for(Duration::from_secs(5), || {
+    assert!(wait_until(Duration::from_secs(5), || {
         let s = net.nodes[1].stats().unwrap();
         s.dropped_unauthenticated + s.dropped_malformed
             >= before.dropped_unauthenticated + before.dropped_malformed + 60

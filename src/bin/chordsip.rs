@@ -362,6 +362,7 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
             )
         })
         .collect();
+    let ids: Vec<Id> = keys.iter().map(|(k, _)| *k).collect();
     let mut stored = 0;
     for (i, (k, v)) in keys.iter().enumerate() {
         let n = &net.nodes[i % net.nodes.len()];
@@ -388,11 +389,15 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
         let t = Instant::now();
         let ok = net.wait_converged(Duration::from_secs(15));
         let repaired = t.elapsed();
-        // Let replica synchronisation restore the copies the victim held.
-        std::thread::sleep(cfg.sync_interval * 2);
+        // Before the next failure, replica synchronisation must have restored
+        // every copy the victim held.
+        let full = net.wait_copies(&ids, a.replicas, Duration::from_secs(15));
         println!(
-            "  killed {addr}; ring repaired in {:.2}s (converged: {ok})",
-            repaired.as_secs_f64()
+            "  killed {addr}; ring repaired in {:.2}s (converged: {ok}), all values back at {} copies after {:.2}s ({})",
+            repaired.as_secs_f64(),
+            a.replicas,
+            t.elapsed().as_secs_f64(),
+            if full { "ok" } else { "NOT restored" }
         );
     }
     let (hops, lat, found) = measure(&net, &keys);
