@@ -158,23 +158,23 @@ impl RoutingTable {
     pub fn answer(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, fanout: usize) -> Answer {
         // Failed successors are removed from the list by the engine; a merely
         // suspected one stays authoritative for the interval it closes.
-        let succs: Vec<NodeInfo> = self.succs.clone();
-        if succs.is_empty() {
-            if self.preds.is_empty() {
-                return Answer::Done(vec![self.me]);
-            }
-        } else {
-            if let Some(p) = self.preds.first() {
-                if key.in_open_closed(&p.id, &self.me.id) {
-                    let mut list = vec![self.me];
-                    list.extend(succs.iter().copied());
-                    return Answer::Done(list);
+        match self.succs.first() {
+            None if self.preds.is_empty() => return Answer::Done(vec![self.me]),
+            None => {}
+            Some(first) => {
+                if let Some(p) = self.preds.first() {
+                    if key.in_open_closed(&p.id, &self.me.id) {
+                        let mut list = Vec::with_capacity(self.succs.len() + 1);
+                        list.push(self.me);
+                        list.extend_from_slice(&self.succs);
+                        return Answer::Done(list);
+                    }
                 }
-            }
-            // Only the first successor link is authoritative; farther successor-list
-            // entries may be stale, so they serve as routing candidates instead.
-            if key.in_open_closed(&self.me.id, &succs[0].id) {
-                return Answer::Done(succs);
+                // Only the first successor link is authoritative; farther successor-list
+                // entries may be stale, so they serve as routing candidates instead.
+                if key.in_open_closed(&self.me.id, &first.id) {
+                    return Answer::Done(self.succs.clone());
+                }
             }
         }
         Answer::Next(self.closest_preceding(key, usable, fanout))
