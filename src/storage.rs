@@ -193,7 +193,11 @@ impl Store {
     /// Stores `entry` under `key` unless a newer version of the same writer's slot exists.
     pub fn put(&mut self, key: Id, entry: Entry) -> Result<PutOutcome, StoreError> {
         self.check(&key, &entry.writer, &entry.data)?;
-        let dict = self.keys.entry(key).or_default();
+        // Most keys hold one entry (one device per AOR): a Vec would reserve four.
+        let dict = self
+            .keys
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1));
         if let Some(slot) = dict.iter_mut().find(|e| e.writer == entry.writer) {
             return Ok(match entry.rank().cmp(&slot.rank()) {
                 std::cmp::Ordering::Greater => {
