@@ -199,20 +199,23 @@ fn udp_64() {
     }
 }
 
-fn memory() {
-    println!("\n## memory");
+/// Memory of 64 idle joined nodes, measured in a fresh process so that memory
+/// freed by earlier phases cannot hide the growth.
+fn memory_idle_nodes() {
     let before = rss_bytes();
     let idle = Testnet::new(64, &Config::default(), Duration::from_secs(60)).unwrap();
+    // A few maintenance rounds so tables, timers and RTT state reach steady state.
     std::thread::sleep(Duration::from_secs(3));
     let after = rss_bytes();
     println!(
-        "64 idle joined nodes: {:.1} KB RSS per node",
-        (after.saturating_sub(before)) as f64 / 64.0 / 1024.0
+        "64 idle joined nodes: {:.1} KB RSS per node (runtime threads included)",
+        after.saturating_sub(before) as f64 / 64.0 / 1024.0
     );
-    for n in &idle.nodes {
-        n.stop();
-    }
-    drop(idle);
+    assert!(idle.converged(), "the 64 nodes stayed one ring");
+}
+
+/// Memory per stored copy of a 200-byte value, in a fresh process.
+fn memory_per_value() {
     let net = Testnet::new(8, &Config::default(), Duration::from_secs(30)).unwrap();
     let value = vec![b'v'; 200];
     let values = 20_000;
@@ -227,7 +230,10 @@ fn memory() {
             )
             .unwrap();
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let ids: Vec<Id> = (0..values)
+        .map(|i| Id::from_name(&format!("mem-{i}")))
+        .collect();
+    assert!(net.wait_copies(&ids, 3, Duration::from_secs(30)));
     let after = rss_bytes();
     let copies: usize = net
         .nodes
@@ -236,19 +242,41 @@ fn memory() {
         .sum();
     println!(
         "{values} values of 200 bytes, {copies} stored copies: {:.0} bytes RSS per copy",
-        (after.saturating_sub(before)) as f64 / copies as f64
+        after.saturating_sub(before) as f64 / copies as f64
     );
-    for n in &net.nodes {
-        n.stop();
-    }
+}
+
+/// Runs one measurement in a child process of this benchmark binary.
+fn in_child(name: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--child", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a quick mode keeps the in-memory sweep short.
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        match args.get(pos + 1).map(String::as_str) {
+            Some("memory-idle") => memory_idle_nodes(),
+            Some("memory-values") => memory_per_value(),
+            other => panic!("unknown child {other:?}"),
+        }
+        return;
+    }
+    // `cargo bench` passes --bench; --quick keeps the in-memory sweep short.
+    let quick = args.iter().any(|a| a == "--quick");
     let t = Instant::now();
     hops_vs_n(if quick { 256 } else { 4096 });
     udp_64();
-    memory();
+    println!("\n## memory (each in a fresh process)");
+    in_child("memory-idle");
+    in_child("memory-values");
     println!("\n(total {:.0} s)", t.elapsed().as_secs_f64());
 }
