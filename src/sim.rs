@@ -474,21 +474,35 @@ impl SimNet {
             .count()
     }
 
-    /// Builds a ring of `n` nodes, each joining through a random earlier node,
-    /// `gap` apart, then waits until the ring is correct (or `settle` passes).
+    /// Builds a ring of `n` nodes, each joining through a random node that has
+    /// already joined, `gap` apart. Returns true once every join succeeded and
+    /// all `n` nodes form a correct ring, false if that does not happen within
+    /// `settle`.
     pub fn build_ring(&mut self, n: usize, cfg: &Config, gap: Duration, settle: Duration) -> bool {
         let first = self.add_node(cfg.clone());
-        self.join(first, &[]).expect("first node starts a ring");
+        if self.join(first, &[]).is_err() {
+            return false;
+        }
+        let mut joins = Vec::with_capacity(n);
         for _ in 1..n {
-            let live = self.live_nodes();
-            let boot = live[self.rng.gen_range(0..live.len())];
+            let joined: Vec<usize> = self
+                .live_nodes()
+                .into_iter()
+                .filter(|&i| self.nodes[i].engine.phase() == Phase::Joined)
+                .collect();
+            let boot = joined[self.rng.gen_range(0..joined.len())];
             let i = self.add_node(cfg.clone());
-            let op = self.start_join(i, &[boot]);
+            joins.push((i, self.start_join(i, &[boot])));
             self.run_for(gap);
-            let _ = op;
+        }
+        for (i, op) in joins {
+            if !matches!(self.wait(i, op, OP_WAIT), Some(OpResult::Join(Ok(())))) {
+                return false;
+            }
         }
         self.run_until(settle, Duration::from_millis(500), |s| {
-            s.check_ring().is_correct()
+            let check = s.check_ring();
+            check.live == n && check.is_correct()
         })
     }
 }
