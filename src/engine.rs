@@ -2193,17 +2193,32 @@ impl Engine {
             return;
         }
         let mut list = Vec::with_capacity(succs.len() + 2);
-        if let Some(x) = preds.first().copied() {
-            if x.id.in_open(&self.me.id, &succ.id) {
-                if self.usable(&x) {
-                    list.push(x);
-                } else {
+        // Any of the successor's predecessors that lies between us and it is a
+        // closer successor (Zave's rule). Taking the closest one, and stabilizing
+        // with it at once instead of next round, lets a node that joined with a
+        // far successor (many concurrent joins) walk back in round trips, not
+        // in stabilize intervals.
+        let me = self.me.id;
+        let mut closer: Option<NodeInfo> = None;
+        let mut probed = false;
+        for x in preds.iter().filter(|x| x.id.in_open(&me, &succ.id)) {
+            if !self.usable(x) {
+                if !probed {
                     // Our successor hears from a node we think failed (it may have
                     // restarted): probe it. An answer clears the suspicion, and the
                     // next round adopts it.
                     self.send_request(x.addr, Some(x.id), Body::Notify, Ctx::Notify, 2);
+                    probed = true;
                 }
+                continue;
             }
+            if closer.is_none_or(|c| me.distance_to(&x.id) < me.distance_to(&c.id)) {
+                closer = Some(*x);
+            }
+        }
+        if let Some(x) = closer {
+            list.push(x);
+            self.next_stabilize = self.now;
         }
         list.push(succ);
         list.extend(succs.into_iter().filter(|n| self.usable(n)));
