@@ -61,7 +61,7 @@ fn mean_hops(n: usize, seed: u64) -> f64 {
 
 #[test]
 fn hops_grow_like_half_log2_n() {
-    let sizes = [64usize, 256, 1024, 2048];
+    let sizes = [64usize, 256, 1024, 4096];
     let means: Vec<f64> = sizes.iter().map(|&n| mean_hops(n, n as u64)).collect();
     for (n, m) in sizes.iter().zip(&means) {
         let chord = 0.5 * (*n as f64).log2();
