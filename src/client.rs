@@ -9,12 +9,78 @@ use crate::node::next_version;
 use crate::wire::{Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE};
 use rand::Rng;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Where a client's peer is: a UDP address, or the node's local UNIX socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerAddr {
+    Udp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Udp(a) => write!(f, "{a}"),
+            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = Error;
+
+    /// `host:port` (IPv6 as `[addr]:port`) or `unix:/path/to/socket`.
+    fn from_str(s: &str) -> Result<PeerAddr> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(Error::InvalidArgument("empty UNIX socket path".into()));
+            }
+            return Ok(PeerAddr::Unix(PathBuf::from(path)));
+        }
+        s.parse()
+            .map(PeerAddr::Udp)
+            .map_err(|_| Error::InvalidArgument(format!("bad peer address {s:?}")))
+    }
+}
+
+enum Transport {
+    Udp(UdpSocket, SocketAddr),
+    /// Connected to the node's socket; bound to an abstract name so the node can answer.
+    Unix(UnixDatagram),
+}
+
+impl Transport {
+    fn send(&self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Udp(s, peer) => s.send_to(data, peer).map(|_| ()),
+            Transport::Unix(s) => s.send(data).map(|_| ()),
+        }
+    }
+
+    /// One datagram from the peer, or None for one from anywhere else.
+    fn recv(&self, buf: &mut [u8], timeout: Duration) -> std::io::Result<Option<usize>> {
+        match self {
+            Transport::Udp(s, peer) => {
+                s.set_read_timeout(Some(timeout))?;
+                let (n, from) = s.recv_from(buf)?;
+                Ok((from == *peer).then_some(n))
+            }
+            Transport::Unix(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.recv(buf).map(Some)
+            }
+        }
+    }
+}
 
 /// A connection-less handle to one peer of an overlay.
 pub struct Client {
-    socket: UdpSocket,
-    peer: SocketAddr,
+    transport: Transport,
+    peer: PeerAddr,
+    pid: u32,
     codec: Codec,
     id: Id,
     next_request: u64,
@@ -34,6 +100,15 @@ const FIRST_RTO: Duration = Duration::from_millis(100);
 impl Client {
     /// A handle to the peer at `peer` of overlay `overlay` (with its key, if any).
     pub fn connect(peer: SocketAddr, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
+        Self::connect_to(&PeerAddr::Udp(peer), overlay, key)
+    }
+
+    /// A handle to a node's local UNIX socket (see `Config::client_socket`).
+    pub fn connect_unix(path: &Path, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
+        Self::connect_to(&PeerAddr::Unix(path.to_path_buf()), overlay, key)
+    }
+
+    pub fn connect_to(peer: &PeerAddr, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
         if overlay.is_empty() || overlay.len() > 255 {
             return Err(Error::InvalidArgument(
                 "overlay name must be 1..=255 bytes".into(),
@@ -44,26 +119,40 @@ impl Client {
                 "overlay key must not be empty".into(),
             ));
         }
-        let bind: SocketAddr = if peer.is_ipv4() {
-            if peer.ip().is_loopback() {
-                "127.0.0.1:0"
-            } else {
-                "0.0.0.0:0"
-            }
-        } else if peer.ip().is_loopback() {
-            "[::1]:0"
-        } else {
-            "[::]:0"
-        }
-        .parse()
-        .expect("valid");
-        let socket = UdpSocket::bind(bind)?;
         let mut rng = rand::thread_rng();
+        let transport = match peer {
+            PeerAddr::Udp(peer) => {
+                let bind: SocketAddr = match (peer.is_ipv4(), peer.ip().is_loopback()) {
+                    (true, true) => "127.0.0.1:0",
+                    (true, false) => "0.0.0.0:0",
+                    (false, true) => "[::1]:0",
+                    (false, false) => "[::]:0",
+                }
+                .parse()
+                .expect("valid");
+                Transport::Udp(UdpSocket::bind(bind)?, *peer)
+            }
+            PeerAddr::Unix(path) => {
+                use std::os::linux::net::SocketAddrExt;
+                let name = format!(
+                    "chordsip-client-{}-{:016x}",
+                    std::process::id(),
+                    rng.gen::<u64>()
+                );
+                let local = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                let socket = UnixDatagram::bind_addr(&local)?;
+                socket.connect(path).map_err(|e| {
+                    Error::Io(format!("cannot reach node socket {}: {e}", path.display()))
+                })?;
+                Transport::Unix(socket)
+            }
+        };
         let mut id = [0u8; 20];
         rng.fill(&mut id);
         Ok(Client {
-            socket,
-            peer,
+            transport,
+            peer: peer.clone(),
+            pid: std::process::id(),
             codec: Codec::new(overlay, key, crate::wire::MAX_DATAGRAM),
             id: Id(id),
             next_request: rng.gen::<u64>() >> 1,
@@ -72,8 +161,8 @@ impl Client {
         })
     }
 
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    pub fn peer(&self) -> &PeerAddr {
+        &self.peer
     }
 
     /// The hard deadline of every call.
@@ -82,6 +171,10 @@ impl Client {
     }
 
     fn call(&mut self, body: Body) -> Result<Body> {
+        if std::process::id() != self.pid {
+            // The socket is shared with the parent: answers could reach either process.
+            return Err(Error::Forked);
+        }
         self.next_request = self.next_request.wrapping_add(1);
         let rid = self.next_request;
         let msg = Message {
@@ -99,7 +192,18 @@ impl Client {
         let deadline = Instant::now() + self.timeout;
         let mut rto = FIRST_RTO;
         loop {
-            self.socket.send_to(&data, self.peer)?;
+            match self.transport.send(&data) {
+                Ok(()) => {}
+                // The node may be restarting; retransmission covers it until the deadline.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::NotFound
+                            | std::io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
             let resend_at = (Instant::now() + rto).min(deadline);
             rto = (rto * 2).min(Duration::from_secs(1));
             loop {
@@ -107,12 +211,9 @@ impl Client {
                 if now >= resend_at {
                     break;
                 }
-                self.socket.set_read_timeout(Some(resend_at - now))?;
-                match self.socket.recv_from(&mut self.buf) {
-                    Ok((n, from)) => {
-                        if from != self.peer {
-                            continue;
-                        }
+                match self.transport.recv(&mut self.buf, resend_at - now) {
+                    Ok(None) => continue,
+                    Ok(Some(n)) => {
                         let Ok(reply) = self.codec.decode(&self.buf[..n]) else {
                             continue;
                         };

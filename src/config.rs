@@ -24,6 +24,9 @@ pub struct Config {
     /// Address other peers use to reach this node, when it differs from `listen`
     /// (e.g. a wildcard bind). Defaults to the bound address.
     pub advertise: Option<SocketAddr>,
+    /// A UNIX datagram socket path on which the node also serves client handles
+    /// of the same host (e.g. forked SIP workers). A stale socket file is replaced.
+    pub client_socket: Option<std::path::PathBuf>,
     /// Fixed node id; by default SHA-1 of the advertised address.
     pub node_id: Option<Id>,
     /// Overlay name: datagrams of other overlays are dropped.
@@ -63,6 +66,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             advertise: None,
+            client_socket: None,
             node_id: None,
             overlay: "chordsip".into(),
             overlay_key: None,
@@ -131,5 +135,142 @@ impl Config {
             return Err(Bad("rpc_timeout_min exceeds rpc_timeout_max".into()));
         }
         Ok(())
+    }
+
+    /// Sets one option by name from text, the form hosts use for module
+    /// parameters and the C/Python `set` calls. Durations are in
+    /// milliseconds (`*_ms`) or seconds (`*_s`). `validate` still checks the
+    /// combination when the node starts.
+    pub fn set(&mut self, name: &str, value: &str) -> crate::Result<()> {
+        use crate::Error::InvalidArgument as Bad;
+        fn num<T: std::str::FromStr>(name: &str, v: &str) -> crate::Result<T> {
+            v.trim()
+                .parse()
+                .map_err(|_| Bad(format!("{name}: {v:?} is not a valid number")))
+        }
+        let ms = |v: &str| num::<u64>(name, v).map(Duration::from_millis);
+        let addr = |v: &str| {
+            v.trim().parse::<SocketAddr>().map_err(|_| {
+                Bad(format!(
+                    "{name}: {v:?} is not an address like 127.0.0.1:5000 or [::1]:5000"
+                ))
+            })
+        };
+        match name {
+            "listen" => self.listen = addr(value)?,
+            "advertise" => {
+                self.advertise = if value.is_empty() {
+                    None
+                } else {
+                    Some(addr(value)?)
+                }
+            }
+            "client_socket" => {
+                self.client_socket = (!value.is_empty()).then(|| value.into());
+            }
+            "overlay" => self.overlay = value.to_string(),
+            "node_id" => {
+                self.node_id = if value.is_empty() {
+                    None
+                } else {
+                    Some(
+                        Id::from_hex(value)
+                            .ok_or_else(|| Bad("node_id: 40 hex digits expected".into()))?,
+                    )
+                }
+            }
+            "successors" => self.successors = num(name, value)?,
+            "replicas" => self.replicas = num(name, value)?,
+            "stabilize_ms" => self.stabilize_interval = ms(value)?,
+            "check_predecessor_ms" => self.check_predecessor_interval = ms(value)?,
+            "fix_fingers_ms" => self.fix_fingers_interval = ms(value)?,
+            "sync_ms" => self.sync_interval = ms(value)?,
+            "rpc_timeout_min_ms" => self.rpc_timeout_min = ms(value)?,
+            "rpc_timeout_initial_ms" => self.rpc_timeout_initial = ms(value)?,
+            "rpc_timeout_max_ms" => self.rpc_timeout_max = ms(value)?,
+            "rpc_retries" => self.rpc_retries = num(name, value)?,
+            "op_timeout_ms" => self.op_timeout = ms(value)?,
+            "max_datagram" => self.max_datagram = num(name, value)?,
+            "max_value_bytes" => self.limits.max_value_bytes = num(name, value)?,
+            "max_writer_bytes" => self.limits.max_writer_bytes = num(name, value)?,
+            "max_entries_per_key" => self.limits.max_entries_per_key = num(name, value)?,
+            "max_keys" => self.limits.max_keys = num(name, value)?,
+            "max_lifetime_s" => {
+                let s: u32 = num(name, value)?;
+                self.limits.max_lifetime_ms = s.saturating_mul(1000);
+            }
+            "tombstone_lifetime_s" => {
+                self.tombstone_lifetime = Duration::from_secs(num(name, value)?)
+            }
+            "log_level" => self.log_level = LogLevel::parse(value)?,
+            _ => return Err(Bad(format!("unknown option {name:?}"))),
+        }
+        Ok(())
+    }
+}
+
+impl LogLevel {
+    /// `off`, `error`, `warn`, `info`, `debug`, `trace`, or 0..=5.
+    pub fn parse(s: &str) -> crate::Result<LogLevel> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" => LogLevel::Off,
+            "error" | "1" => LogLevel::Error,
+            "warn" | "warning" | "2" => LogLevel::Warn,
+            "info" | "3" => LogLevel::Info,
+            "debug" | "4" => LogLevel::Debug,
+            "trace" | "5" => LogLevel::Trace,
+            _ => {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "log level {s:?}: off, error, warn, info, debug or trace"
+                )))
+            }
+        })
+    }
+
+    pub fn from_u32(v: u32) -> Option<LogLevel> {
+        [
+            LogLevel::Off,
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+        ]
+        .get(v as usize)
+        .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_by_name() {
+        let mut c = Config::default();
+        c.set("listen", "127.0.0.1:5060").unwrap();
+        c.set("replicas", "5").unwrap();
+        c.set("op_timeout_ms", "1500").unwrap();
+        c.set("log_level", "debug").unwrap();
+        c.set("client_socket", "/tmp/x.sock").unwrap();
+        assert_eq!(c.listen.port(), 5060);
+        assert_eq!(c.replicas, 5);
+        assert_eq!(c.op_timeout, Duration::from_millis(1500));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert!(c.client_socket.is_some());
+        for (n, v) in [
+            ("listen", "nowhere"),
+            ("replicas", "-1"),
+            ("nope", "1"),
+            ("node_id", "12"),
+            ("log_level", "loud"),
+        ] {
+            assert!(
+                matches!(c.set(n, v), Err(crate::Error::InvalidArgument(_))),
+                "{n}={v}"
+            );
+        }
+        c.set("replicas", "100").unwrap();
+        assert!(c.validate().is_err());
     }
 }

@@ -28,6 +28,12 @@ pub enum Error {
     Refused(String),
     /// Socket or system error.
     Io(String),
+    /// The object belongs to the parent process: it was used after `fork()`.
+    Forked,
+    /// A blocking call was made from a library callback, where it would deadlock.
+    InCallback,
+    /// The node was stopped or freed before the operation finished.
+    Cancelled,
 }
 
 impl fmt::Display for Error {
@@ -45,6 +51,13 @@ impl fmt::Display for Error {
             Error::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
             Error::Refused(s) => write!(f, "refused by peer: {s}"),
             Error::Io(s) => write!(f, "I/O error: {s}"),
+            Error::Forked => f.write_str("object belongs to the parent process (used after fork)"),
+            Error::Cancelled => {
+                f.write_str("cancelled: the node stopped before the operation finished")
+            }
+            Error::InCallback => {
+                f.write_str("blocking call from a library callback would deadlock")
+            }
         }
     }
 }

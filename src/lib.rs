@@ -9,12 +9,15 @@
 //! - [`routing`]: finger table, successor and predecessor lists;
 //! - [`engine`]: the sans-I/O protocol state machine of one node;
 //! - [`sim`]: an in-memory network that runs thousands of engines;
-//! - [`runtime`] and [`node`]: the shared thread pool and real UDP nodes.
+//! - [`runtime`] and [`node`]: the shared thread pool and real UDP nodes;
+//! - [`client`]: the thread-free client handle;
+//! - [`ffi`]: the C ABI (the only `unsafe` code).
 
 pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod id;
 pub mod node;
 pub mod routing;

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::{Engine, LookupOutcome, OpResult, Phase, StoreReceipt, Value};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::runtime::{on_worker_thread, EventSink, Runtime};
+use crate::runtime::{on_worker_thread, EventSink, Runtime, UnixEndpoint};
 use crate::stats::Stats;
 use crate::wire::NodeInfo;
 use crate::Event;
@@ -111,11 +111,15 @@ impl Node {
                 "advertise address needs a port".into(),
             ));
         }
+        let unix = match &cfg.client_socket {
+            Some(path) => Some(UnixEndpoint::bind(path.clone())?),
+            None => None,
+        };
         let runtime = Runtime::shared()?;
         let seed = next_version();
         let engine = Engine::new(cfg.clone(), advertise, seed, runtime.wall_offset_ms());
         let me = *engine.me();
-        let (worker, token) = runtime.add_node(engine, socket, events)?;
+        let (worker, token) = runtime.add_node(engine, socket, unix, events)?;
         Ok(Node {
             inner: Arc::new(Inner {
                 runtime,
@@ -149,9 +153,7 @@ impl Node {
 
     fn check_usable(&self) -> Result<()> {
         if std::process::id() != self.inner.pid {
-            return Err(Error::InvalidArgument(
-                "node belongs to the parent process (called after fork)".into(),
-            ));
+            return Err(Error::Forked);
         }
         if self.inner.removed.load(Ordering::SeqCst) {
             return Err(Error::Shutdown);
@@ -184,9 +186,7 @@ impl Node {
         start: impl FnOnce(&mut Engine, u64, u64) + Send + 'static,
     ) -> Result<OpResult> {
         if on_worker_thread() {
-            return Err(Error::InvalidArgument(
-                "blocking calls are not allowed from a library callback".into(),
-            ));
+            return Err(Error::InCallback);
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.submit(start, move |r| {
@@ -203,9 +203,7 @@ impl Node {
     fn query<T: Send + 'static>(&self, f: impl FnOnce(&Engine) -> T + Send + 'static) -> Result<T> {
         self.check_usable()?;
         if on_worker_thread() {
-            return Err(Error::InvalidArgument(
-                "blocking calls are not allowed from a library callback".into(),
-            ));
+            return Err(Error::InCallback);
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.runtime.run(
@@ -325,6 +323,28 @@ impl Node {
             e.remove(now, op, key, &writer, version, timeout)
         })?
         .into_put()
+    }
+
+    /// Asynchronous remove; `cb` runs on a library thread.
+    pub fn remove_async(
+        &self,
+        key: Id,
+        writer: &[u8],
+        cb: impl FnOnce(Result<StoreReceipt>) + Send + 'static,
+    ) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout;
+        let version = next_version();
+        let writer = writer.to_vec();
+        self.submit(
+            move |e, now, op| e.remove(now, op, key, &writer, version, timeout),
+            move |r| cb(r.into_put()),
+        )
+    }
+
+    /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,
+    /// the same text a client handle gets from its peer.
+    pub fn info_text(&self, what: u8) -> Result<String> {
+        self.query(move |e| e.info_text(what))
     }
 
     /// Round-trip time to a peer.

@@ -13,6 +13,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -41,8 +45,137 @@ pub struct ThreadHooks {
 pub struct NodeSlot {
     pub engine: Engine,
     socket: UdpSocket,
+    unix: Option<UnixEndpoint>,
     callbacks: HashMap<u64, Callback>,
     events: Option<EventSink>,
+}
+
+/// Most UNIX-socket clients a node remembers; the least recently heard is forgotten first.
+const MAX_UNIX_CLIENTS: usize = 4096;
+
+/// A node's local datagram socket for client handles on the same host.
+///
+/// The engine speaks in IP socket addresses, so each UNIX client gets an alias
+/// in the discard-only prefix `100::/64` (RFC 6666), which no real peer can
+/// have; replies to an alias leave through this socket.
+pub struct UnixEndpoint {
+    socket: UnixDatagram,
+    path: PathBuf,
+    aliases: HashMap<SocketAddr, (UnixAddr, u64)>,
+    by_name: HashMap<Vec<u8>, SocketAddr>,
+    next_alias: u64,
+    clock: u64,
+}
+
+/// Whether `addr` stands for a UNIX-socket client.
+pub fn is_unix_alias(addr: &SocketAddr) -> bool {
+    matches!(addr.ip(), IpAddr::V6(ip) if ip.segments()[..4] == [0x100, 0, 0, 0])
+}
+
+fn unix_name(addr: &UnixAddr) -> Option<Vec<u8>> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(name) = addr.as_abstract_name() {
+        let mut v = vec![0u8];
+        v.extend_from_slice(name);
+        Some(v)
+    } else {
+        addr.as_pathname().map(|p| {
+            let mut v = vec![1u8];
+            v.extend_from_slice(p.as_os_str().as_bytes());
+            v
+        })
+    }
+}
+
+impl UnixEndpoint {
+    /// Binds `path`, replacing a stale socket file left by a crashed process.
+    pub fn bind(path: PathBuf) -> Result<UnixEndpoint> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} exists and is not a socket",
+                    path.display()
+                )));
+            }
+            if std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.connect(&path))
+                .is_ok()
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is in use by another node",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(&path)?;
+        }
+        let socket = UnixDatagram::bind(&path)?;
+        socket.set_nonblocking(true)?;
+        Ok(UnixEndpoint {
+            socket,
+            path,
+            aliases: HashMap::new(),
+            by_name: HashMap::new(),
+            next_alias: 1,
+            clock: 0,
+        })
+    }
+
+    /// The alias of a client, assigned on first contact.
+    fn alias_of(&mut self, from: UnixAddr) -> Option<SocketAddr> {
+        let name = unix_name(&from)?; // an unbound client cannot receive replies
+        self.clock += 1;
+        if let Some(a) = self.by_name.get(&name).copied() {
+            if let Some(e) = self.aliases.get_mut(&a) {
+                e.1 = self.clock;
+            }
+            return Some(a);
+        }
+        if self.aliases.len() >= MAX_UNIX_CLIENTS {
+            if let Some(old) = self
+                .aliases
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(a, _)| *a)
+            {
+                if let Some((addr, _)) = self.aliases.remove(&old) {
+                    if let Some(n) = unix_name(&addr) {
+                        self.by_name.remove(&n);
+                    }
+                }
+            }
+        }
+        let n = self.next_alias;
+        self.next_alias += 1;
+        let ip = Ipv6Addr::new(
+            0x100,
+            0,
+            0,
+            0,
+            (n >> 48) as u16,
+            (n >> 32) as u16,
+            (n >> 16) as u16,
+            n as u16,
+        );
+        let alias = SocketAddr::new(IpAddr::V6(ip), 1);
+        self.aliases.insert(alias, (from, self.clock));
+        self.by_name.insert(name, alias);
+        Some(alias)
+    }
+
+    fn send(&self, data: &[u8], alias: &SocketAddr) -> bool {
+        match self.aliases.get(alias) {
+            Some((addr, _)) => self.socket.send_to_addr(data, addr).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for UnixEndpoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl NodeSlot {
@@ -79,6 +212,8 @@ struct Worker {
 /// The process-wide pool of worker threads.
 pub struct Runtime {
     workers: Vec<Worker>,
+    /// The process that started the workers; a forked child has none of them.
+    pid: u32,
     epoch: Instant,
     wall_offset_ms: u64,
     next_token: AtomicUsize,
@@ -100,6 +235,11 @@ impl Runtime {
     /// Sets the thread hooks used by workers started from now on.
     pub fn set_thread_hooks(hooks: ThreadHooks) {
         *HOOKS.lock() = Some(hooks);
+    }
+
+    /// Whether the shared worker threads are running (hooks set now would not reach them).
+    pub fn running() -> bool {
+        SHARED.lock().strong_count() > 0
     }
 
     /// The runtime shared by all nodes of the process, started on first use and
@@ -161,6 +301,7 @@ impl Runtime {
         }
         Ok(Runtime {
             workers,
+            pid: std::process::id(),
             epoch,
             wall_offset_ms,
             next_token: AtomicUsize::new(1),
@@ -185,6 +326,7 @@ impl Runtime {
         &self,
         engine: Engine,
         socket: std::net::UdpSocket,
+        unix: Option<UnixEndpoint>,
         events: Option<EventSink>,
     ) -> Result<(usize, usize)> {
         socket.set_nonblocking(true)?;
@@ -196,6 +338,7 @@ impl Runtime {
         let slot = Box::new(NodeSlot {
             engine,
             socket,
+            unix,
             callbacks: HashMap::new(),
             events,
         });
@@ -242,6 +385,11 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A forked child: the workers live only in the parent, and joining
+            // or waking them here would hang or disturb the parent's.
+            return;
+        }
         for w in &self.workers {
             let _ = w.tx.send(Command::Shutdown);
             let _ = w.waker.wake();
@@ -297,19 +445,38 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
                     mut slot,
                     done,
                 } => {
-                    let r = poll
+                    let mut r = poll
                         .registry()
-                        .register(&mut slot.socket, Token(token), Interest::READABLE)
+                        .register(&mut slot.socket, Token(token << 1), Interest::READABLE)
                         .map_err(Error::from);
+                    if let (Ok(()), Some(u)) = (&r, &slot.unix) {
+                        let fd = u.socket.as_raw_fd();
+                        r = poll
+                            .registry()
+                            .register(
+                                &mut mio::unix::SourceFd(&fd),
+                                Token(token << 1 | 1),
+                                Interest::READABLE,
+                            )
+                            .map_err(Error::from);
+                        if r.is_err() {
+                            let _ = poll.registry().deregister(&mut slot.socket);
+                        }
+                    }
                     if r.is_ok() {
                         nodes.insert(token, slot);
-                        readable.push(token);
+                        readable.push(token << 1);
+                        readable.push(token << 1 | 1);
                     }
                     let _ = done.send(r);
                 }
                 Command::Remove { token, done } => {
                     if let Some(mut slot) = nodes.remove(&token) {
                         let _ = poll.registry().deregister(&mut slot.socket);
+                        if let Some(u) = &slot.unix {
+                            let fd = u.socket.as_raw_fd();
+                            let _ = poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
+                        }
                         drop(slot);
                     }
                     if let Some(d) = done {
@@ -328,18 +495,19 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
                 Command::Shutdown => return,
             }
         }
-        for token in readable.iter().copied() {
-            let Some(slot) = nodes.get_mut(&token) else {
+        for source in readable.iter().copied() {
+            let Some(slot) = nodes.get_mut(&(source >> 1)) else {
                 continue;
             };
             let mut budget = READ_BUDGET;
             loop {
                 if budget == 0 {
-                    pending_read.push(token);
+                    pending_read.push(source);
                     break;
                 }
-                match slot.socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
+                match receive(slot, source & 1 == 1, &mut buf) {
+                    Ok(None) => budget -= 1,
+                    Ok(Some((n, from))) => {
                         let now = epoch.elapsed().as_micros() as u64;
                         slot.engine.handle_datagram(now, from, &buf[..n]);
                         if slot.engine.has_output() {
@@ -364,17 +532,46 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
     }
 }
 
+/// Reads one datagram from the node's UDP or UNIX socket. `Ok(None)`: one
+/// was read and dropped (a UNIX datagram that is not a client request, or
+/// from an unnamed socket that could not receive the answer).
+fn receive(
+    slot: &mut NodeSlot,
+    unix: bool,
+    buf: &mut [u8],
+) -> std::io::Result<Option<(usize, SocketAddr)>> {
+    if !unix {
+        return slot.socket.recv_from(buf).map(Some);
+    }
+    let Some(u) = slot.unix.as_mut() else {
+        return Err(ErrorKind::WouldBlock.into());
+    };
+    let (n, from) = u.socket.recv_from(buf)?;
+    // Only client requests come in locally: a peer message with an alias
+    // address must never reach the routing table.
+    if crate::wire::peek_flags(&buf[..n]).is_none_or(|f| f & crate::wire::FLAG_CLIENT == 0) {
+        return Ok(None);
+    }
+    Ok(u.alias_of(from).map(|alias| (n, alias)))
+}
+
 /// Sends a node's datagrams and delivers its completions and events.
 fn flush(slot: &mut NodeSlot) {
     let NodeSlot {
         engine,
         socket,
+        unix,
         callbacks,
         events,
     } = slot;
     let mut send_errors = 0;
     for t in engine.drain_transmits() {
-        if socket.send_to(&t.data, t.to).is_err() {
+        let sent = if is_unix_alias(&t.to) {
+            unix.as_ref().is_some_and(|u| u.send(&t.data, &t.to))
+        } else {
+            socket.send_to(&t.data, t.to).is_ok()
+        };
+        if !sent {
             // UDP semantics: a datagram that cannot be sent is lost; retransmission covers it.
             send_errors += 1;
         }

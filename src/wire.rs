@@ -29,6 +29,12 @@ pub const FLAG_TAGGED: u8 = 0x02;
 /// Sent by a client handle (no place on the ring): never adopt the sender as a neighbour.
 pub const FLAG_CLIENT: u8 = 0x04;
 
+/// The flags byte of a datagram that at least looks like one of ours, before
+/// it is decoded (used to route local datagrams; decoding still decides).
+pub fn peek_flags(data: &[u8]) -> Option<u8> {
+    (data.len() >= HEADER_LEN && data[..2] == MAGIC).then(|| data[4])
+}
+
 /// A peer on the ring: its id and where to reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NodeInfo {

@@ -1,0 +1,321 @@
+//! Event delivery to the host, both ways: callbacks straight on library
+//! threads, or a queue drained by `chordsip_node_process()` on the host's own
+//! thread, signalled through one end of a socketpair (PJSIP's ioqueue can only
+//! `recv()`, so the fd must be a socket).
+
+use super::lists::chordsip_peer;
+use super::UserData;
+use crate::engine::Event;
+use crate::runtime::EventSink;
+use parking_lot::Mutex;
+use std::ffi::{c_char, c_void, CString};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a `chordsip_event` reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum chordsip_event_kind {
+    /// The node's predecessor changed; `peer` is the new one (absent: none known).
+    CHORDSIP_EVENT_PREDECESSOR = 1,
+    /// The node's immediate successor changed; `peer` is the new one.
+    CHORDSIP_EVENT_SUCCESSOR = 2,
+    /// `count` entries arrived that this node now holds (join handoff, replication, repair).
+    CHORDSIP_EVENT_KEYS_IN = 3,
+    /// `count` entries were handed away and dropped here (a newcomer took over their keys).
+    CHORDSIP_EVENT_KEYS_OUT = 4,
+}
+
+/// A membership or storage event, valid only during the callback.
+#[repr(C)]
+pub struct chordsip_event {
+    pub kind: chordsip_event_kind,
+    /// 1 when `peer` is set (predecessor/successor events with a known node).
+    pub has_peer: u32,
+    pub peer: chordsip_peer,
+    /// Number of entries, for the KEYS events.
+    pub count: u64,
+}
+
+/// Receives membership and storage events.
+pub type chordsip_event_cb =
+    Option<unsafe extern "C" fn(event: *const chordsip_event, user_data: *mut c_void)>;
+
+/// Receives one log line: `level` 1 error .. 5 trace; `message` is valid only
+/// during the call.
+pub type chordsip_log_cb =
+    Option<unsafe extern "C" fn(level: u32, message: *const c_char, user_data: *mut c_void)>;
+
+/// Events queued beyond this many (in fd mode, when the host does not call
+/// `chordsip_node_process`) are dropped and counted; completions never are.
+const MAX_QUEUED_EVENTS: usize = 65_536;
+
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+struct Queue {
+    jobs: Vec<(bool, Job)>,
+    events: usize,
+}
+
+/// Routes one node's completions and events to the host.
+pub(crate) struct Dispatcher {
+    fd_mode: bool,
+    event_cb: Option<(chordsip_event_cb, UserData)>,
+    log_cb: Option<(chordsip_log_cb, UserData)>,
+    queue: Mutex<Queue>,
+    /// (library end, host end) of the socketpair, in fd mode.
+    notify: Option<(UnixStream, UnixStream)>,
+    /// Set when the node is freed: nothing more reaches the host.
+    closed: AtomicBool,
+    pub dropped_events: AtomicU64,
+}
+
+impl Dispatcher {
+    pub fn new(
+        fd_mode: bool,
+        event_cb: Option<(chordsip_event_cb, UserData)>,
+        log_cb: Option<(chordsip_log_cb, UserData)>,
+    ) -> std::io::Result<Dispatcher> {
+        let notify = if fd_mode {
+            let (lib, host) = UnixStream::pair()?;
+            lib.set_nonblocking(true)?;
+            host.set_nonblocking(true)?;
+            Some((lib, host))
+        } else {
+            None
+        };
+        Ok(Dispatcher {
+            fd_mode,
+            event_cb,
+            log_cb,
+            queue: Mutex::new(Queue {
+                jobs: Vec::new(),
+                events: 0,
+            }),
+            notify,
+            closed: AtomicBool::new(false),
+            dropped_events: AtomicU64::new(0),
+        })
+    }
+
+    /// The fd the host polls for readability (fd mode only).
+    pub fn fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.notify.as_ref().map(|(_, host)| host.as_raw_fd())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Hands a job to the host: runs it now (thread mode) or queues it (fd mode).
+    pub fn deliver(&self, completion: bool, job: Job) {
+        if self.is_closed() {
+            return;
+        }
+        if !self.fd_mode {
+            let _ = catch_unwind(AssertUnwindSafe(job));
+            return;
+        }
+        let was_empty = {
+            let mut q = self.queue.lock();
+            if !completion {
+                if q.events >= MAX_QUEUED_EVENTS {
+                    self.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                q.events += 1;
+            }
+            q.jobs.push((completion, job));
+            q.jobs.len() == 1
+        };
+        if was_empty {
+            if let Some((lib, _)) = &self.notify {
+                // A full socket buffer already means "readable": nothing lost.
+                let _ = (&*lib).write(&[1]);
+            }
+        }
+    }
+
+    /// Runs the queued jobs on the calling thread; returns how many ran. Jobs
+    /// queued meanwhile make the fd readable again.
+    pub fn process(&self) -> usize {
+        if let Some((_, host)) = &self.notify {
+            let mut buf = [0u8; 256];
+            while matches!((&*host).read(&mut buf), Ok(n) if n > 0) {}
+        }
+        let jobs = {
+            let mut q = self.queue.lock();
+            q.events = 0;
+            std::mem::take(&mut q.jobs)
+        };
+        let mut ran = 0;
+        for (_, job) in jobs {
+            if self.is_closed() {
+                break; // the node was freed from one of these callbacks
+            }
+            let _ = catch_unwind(AssertUnwindSafe(job));
+            ran += 1;
+        }
+        ran
+    }
+
+    /// Runs the queued completions (so their user_data can be released) and
+    /// drops queued events; used when the node is freed.
+    pub fn finish_completions(&self) {
+        let jobs = std::mem::take(&mut self.queue.lock().jobs);
+        for (completion, job) in jobs {
+            if completion {
+                let _ = catch_unwind(AssertUnwindSafe(job));
+            }
+        }
+    }
+
+    /// The engine's event sink, when the host asked for events or logs.
+    pub fn sink(self: &Arc<Self>) -> Option<EventSink> {
+        if self.event_cb.is_none() && self.log_cb.is_none() {
+            return None;
+        }
+        let me = Arc::clone(self);
+        Some(Arc::new(move |e: &Event| me.on_event(e)))
+    }
+
+    fn on_event(&self, e: &Event) {
+        match e {
+            Event::Log(level, text) => {
+                let Some((Some(cb), ud)) = self.log_cb else {
+                    return;
+                };
+                let level = *level as u32;
+                let msg = CString::new(text.replace('\0', " ")).unwrap_or_default();
+                self.deliver(
+                    false,
+                    Box::new(move || {
+                        // SAFETY: cb is the host's log function; msg lives until it returns.
+                        unsafe { cb(level, msg.as_ptr(), ud.get()) }
+                    }),
+                );
+            }
+            other => {
+                let Some((Some(cb), ud)) = self.event_cb else {
+                    return;
+                };
+                let (kind, peer, count) = match other {
+                    Event::PredecessorChanged(p) => {
+                        (chordsip_event_kind::CHORDSIP_EVENT_PREDECESSOR, *p, 0)
+                    }
+                    Event::SuccessorChanged(p) => {
+                        (chordsip_event_kind::CHORDSIP_EVENT_SUCCESSOR, *p, 0)
+                    }
+                    Event::KeysIn(n) => (chordsip_event_kind::CHORDSIP_EVENT_KEYS_IN, None, *n),
+                    Event::KeysOut(n) => (chordsip_event_kind::CHORDSIP_EVENT_KEYS_OUT, None, *n),
+                    Event::Log(..) => return,
+                };
+                let ev = chordsip_event {
+                    kind,
+                    has_peer: peer.is_some() as u32,
+                    peer: peer
+                        .as_ref()
+                        .map_or_else(chordsip_peer::empty, chordsip_peer::from),
+                    count: count as u64,
+                };
+                self.deliver(
+                    false,
+                    Box::new(move || {
+                        // SAFETY: cb is the host's event function; ev lives until it returns.
+                        unsafe { cb(&ev, ud.get()) }
+                    }),
+                );
+            }
+        }
+    }
+}
+
+/// The single completion of one asynchronous operation. If the library drops
+/// the operation unfinished (node stopped or freed), the host still gets
+/// exactly one callback, with `CHORDSIP_ERR_CANCELLED`; if the operation could
+/// not even be started, the call fails and the host gets none.
+pub(crate) struct Completion<T: Send + 'static> {
+    dispatcher: Arc<Dispatcher>,
+    slot: Arc<Mutex<Slot<T>>>,
+}
+
+pub(crate) struct Slot<T> {
+    deliver: Option<Box<dyn FnOnce(crate::Result<T>) + Send>>,
+    /// The starting call returned: a drop now means "cancelled".
+    submitted: bool,
+    /// Dropped while the starting call had not returned yet.
+    dropped_early: bool,
+}
+
+impl<T: Send + 'static> Completion<T> {
+    pub fn new(
+        dispatcher: Arc<Dispatcher>,
+        f: impl FnOnce(crate::Result<T>) + Send + 'static,
+    ) -> Completion<T> {
+        Completion {
+            dispatcher,
+            slot: Arc::new(Mutex::new(Slot {
+                deliver: Some(Box::new(f)),
+                submitted: false,
+                dropped_early: false,
+            })),
+        }
+    }
+
+    /// Starts the operation with `submit`, which hands the completion to the library.
+    pub fn start(
+        self,
+        submit: impl FnOnce(Completion<T>) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        let slot = Arc::clone(&self.slot);
+        let dispatcher = Arc::clone(&self.dispatcher);
+        let r = submit(self);
+        let mut s = slot.lock();
+        match &r {
+            // Never started: withdraw the callback.
+            Err(_) => drop(s.deliver.take()),
+            Ok(()) => {
+                s.submitted = true;
+                if s.dropped_early {
+                    if let Some(f) = s.deliver.take() {
+                        drop(s);
+                        dispatcher.deliver(true, Box::new(move || f(Err(crate::Error::Cancelled))));
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    pub fn complete(self, r: crate::Result<T>) {
+        let f = self.slot.lock().deliver.take();
+        if let Some(f) = f {
+            self.dispatcher.deliver(true, Box::new(move || f(r)));
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Completion<T> {
+    fn drop(&mut self) {
+        let f = {
+            let mut s = self.slot.lock();
+            if !s.submitted {
+                s.dropped_early = true;
+                return;
+            }
+            s.deliver.take()
+        };
+        if let Some(f) = f {
+            self.dispatcher
+                .deliver(true, Box::new(move || f(Err(crate::Error::Cancelled))));
+        }
+    }
+}

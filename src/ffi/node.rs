@@ -1,0 +1,843 @@
+//! `chordsip_node`: one peer of the overlay.
+
+use super::chordsip_result::*;
+use super::config::{chordsip_config, chordsip_delivery, write_truncated, ThreadHooksC};
+use super::events::{Completion, Dispatcher};
+use super::lists::{chordsip_lookup_info, chordsip_peers, chordsip_values};
+use super::{
+    bytes_arg, chordsip_result, code, guard, guard_void, key_arg, opt_str_arg, str_arg,
+    timeout_arg, write_opt, write_out, write_str, FfiResult, UserData,
+};
+use crate::config::Config;
+use crate::id::Id;
+use crate::node::Node;
+use crate::runtime::{on_worker_thread, Runtime, ThreadHooks};
+use parking_lot::Mutex;
+use std::ffi::{c_char, c_int, c_void};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:
+/// `info` is NULL unless `result` is `CHORDSIP_OK`, and valid only during the call.
+pub type chordsip_lookup_cb = Option<
+    unsafe extern "C" fn(
+        result: chordsip_result,
+        info: *const chordsip_lookup_info,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// Completion of a put or remove: `copies` is the number of nodes known to
+/// hold the write when it was acknowledged (0 on error).
+pub type chordsip_store_cb =
+    Option<unsafe extern "C" fn(result: chordsip_result, copies: u32, user_data: *mut c_void)>;
+
+/// Completion of a get: `values` is NULL unless `result` is `CHORDSIP_OK`; it
+/// is lent for the duration of the call (copy what you keep, never free it).
+pub type chordsip_get_cb = Option<
+    unsafe extern "C" fn(
+        result: chordsip_result,
+        values: *const chordsip_values,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// Which neighbours `chordsip_node_neighbours` lists.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum chordsip_neighbours {
+    CHORDSIP_PREDECESSORS = 0,
+    CHORDSIP_SUCCESSORS = 1,
+    /// Distinct finger-table nodes, nearest finger first.
+    CHORDSIP_FINGERS = 2,
+}
+
+/// A node's counters (`chordsip_node_stats`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct chordsip_stats {
+    /// 1 while the node is a member of a ring.
+    pub joined: u32,
+    pub msgs_sent: u64,
+    pub msgs_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Datagrams that failed to decode.
+    pub dropped_malformed: u64,
+    /// Datagrams with a missing or wrong tag, or of another overlay.
+    pub dropped_unauthenticated: u64,
+    /// Responses matching no outstanding request.
+    pub dropped_unmatched: u64,
+    pub retransmits: u64,
+    pub send_errors: u64,
+    pub rpc_timeouts: u64,
+    pub lookups_ok: u64,
+    pub lookups_failed: u64,
+    pub puts_ok: u64,
+    pub puts_failed: u64,
+    pub gets_ok: u64,
+    pub gets_failed: u64,
+    /// Mean lookup path length in hops.
+    pub hops_mean: f64,
+    pub hops_max: u64,
+    pub lookup_p50_us: u64,
+    pub lookup_p99_us: u64,
+    pub stored_keys: u64,
+    pub stored_entries: u64,
+    /// Entries of keys this node is responsible for (the rest are replicas).
+    pub primary_entries: u64,
+    pub stored_value_bytes: u64,
+    /// Peers this node found dead.
+    pub nodes_failed_detected: u64,
+    /// Events dropped because the host did not drain the event fd (fd mode).
+    pub events_dropped: u64,
+}
+
+/// One peer of the overlay. Create with `chordsip_node_new`, free with
+/// `chordsip_node_free`. All functions may be called from any thread of the
+/// process that created it, concurrently.
+pub struct chordsip_node {
+    cfg: Config,
+    hooks: Option<ThreadHooksC>,
+    dispatcher: Arc<Dispatcher>,
+    node: Mutex<Option<Node>>,
+    pid: u32,
+}
+
+/// Hooks of the threads that run now, to refuse a node that wants others.
+static RUNNING_HOOKS: Mutex<Option<(usize, usize, usize)>> = Mutex::new(None);
+
+/// # Safety
+/// `p` is NULL or a live node.
+unsafe fn node_ref<'a>(p: *const chordsip_node) -> FfiResult<&'a chordsip_node> {
+    // SAFETY: NULL or a live node by the caller's contract.
+    let n = unsafe { p.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+    if std::process::id() != n.pid {
+        return Err(CHORDSIP_ERR_FORKED);
+    }
+    Ok(n)
+}
+
+impl chordsip_node {
+    /// The running node, or `CHORDSIP_ERR_BAD_STATE` before `chordsip_node_start`.
+    fn started(&self) -> FfiResult<Node> {
+        self.node.lock().clone().ok_or(CHORDSIP_ERR_BAD_STATE)
+    }
+
+    fn start(&self) -> FfiResult<Node> {
+        let mut slot = self.node.lock();
+        if let Some(n) = slot.as_ref() {
+            return Ok(n.clone());
+        }
+        if let Some(h) = &self.hooks {
+            let mut running = RUNNING_HOOKS.lock();
+            if Runtime::running() {
+                if *running != Some(h.identity()) {
+                    return Err(CHORDSIP_ERR_BAD_STATE);
+                }
+            } else {
+                let (start, stop, ud) = (h.start, h.stop, h.user_data);
+                Runtime::set_thread_hooks(ThreadHooks {
+                    on_start: start.map(|f| {
+                        Arc::new(move || {
+                            // SAFETY: a host function registered as a thread hook.
+                            unsafe { f(ud.get()) }
+                        }) as Arc<dyn Fn() + Send + Sync>
+                    }),
+                    on_stop: stop.map(|f| {
+                        Arc::new(move || {
+                            // SAFETY: a host function registered as a thread hook.
+                            unsafe { f(ud.get()) }
+                        }) as Arc<dyn Fn() + Send + Sync>
+                    }),
+                });
+                *running = Some(h.identity());
+            }
+        } else if !Runtime::running() {
+            Runtime::set_thread_hooks(ThreadHooks::default());
+            *RUNNING_HOOKS.lock() = None;
+        }
+        let node = code(Node::start_with_events(
+            self.cfg.clone(),
+            self.dispatcher.sink(),
+        ))?;
+        *slot = Some(node.clone());
+        Ok(node)
+    }
+}
+
+/// Creates a node from `cfg` (copied). No thread starts and no socket is
+/// bound until `chordsip_node_start` or `chordsip_node_join`. On
+/// `CHORDSIP_ERR_INVALID_ARGUMENT` the reason goes to `err_buf` (may be NULL).
+///
+/// # Safety
+/// `cfg` NULL or live; `out` NULL or writable; `err_buf` NULL or writable for `err_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_new(
+    cfg: *const chordsip_config,
+    out: *mut *mut chordsip_node,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live config by the caller's contract.
+        let cfg = unsafe { cfg.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        cfg.cfg.validate().map_err(|e| {
+            // SAFETY: err_buf is NULL or writable for err_len bytes.
+            unsafe { write_truncated(&e.to_string(), err_buf, err_len) };
+            CHORDSIP_ERR_INVALID_ARGUMENT
+        })?;
+        let dispatcher = Dispatcher::new(
+            cfg.delivery == chordsip_delivery::CHORDSIP_DELIVER_FD,
+            cfg.event_cb,
+            cfg.log_cb,
+        )
+        .map_err(|_| CHORDSIP_ERR_IO)?;
+        let node = Box::new(chordsip_node {
+            cfg: cfg.cfg.clone(),
+            hooks: cfg.hooks,
+            dispatcher: Arc::new(dispatcher),
+            node: Mutex::new(None),
+            pid: std::process::id(),
+        });
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, Box::into_raw(node)) }
+    })
+}
+
+/// Binds the node's socket and starts servicing it on the library's shared
+/// threads (started with the first node). The node is not in a ring yet.
+/// Calling it again on a started node returns `CHORDSIP_ERR_BAD_STATE`.
+///
+/// # Safety
+/// `node` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_start(node: *mut chordsip_node) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        if n.node.lock().is_some() {
+            return Err(CHORDSIP_ERR_BAD_STATE);
+        }
+        n.start().map(|_| ())
+    })
+}
+
+/// Joins an overlay through the first answering peer of `bootstrap`, a list of
+/// addresses separated by commas or spaces (`"127.0.0.1:5000,[::1]:5001"`).
+/// NULL or an empty list starts a new ring. Starts the node if needed. Blocks
+/// up to twice the operation timeout. Fails with `CHORDSIP_ERR_JOIN_FAILED`
+/// when no bootstrap peer answers.
+///
+/// # Safety
+/// `node` NULL or live; `bootstrap` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_join(
+    node: *mut chordsip_node,
+    bootstrap: *const c_char,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let list = unsafe { opt_str_arg(bootstrap) }?.unwrap_or("");
+        let peers = parse_addr_list(list)?;
+        if on_worker_thread() {
+            return Err(CHORDSIP_ERR_IN_CALLBACK);
+        }
+        let node = n.start()?;
+        code(node.join(&peers))
+    })
+}
+
+fn parse_addr_list(list: &str) -> FfiResult<Vec<SocketAddr>> {
+    let peers = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<SocketAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
+    if peers.len() > 64 {
+        return Err(CHORDSIP_ERR_TOO_LARGE);
+    }
+    Ok(peers)
+}
+
+/// Leaves the overlay gracefully: hands this node's keys to its successor and
+/// tells both neighbours, waiting at most `timeout_ms` (0: the operation
+/// timeout). The node is stopped afterwards whatever the outcome; free it
+/// with `chordsip_node_free`. Pending operations complete with
+/// `CHORDSIP_ERR_CANCELLED`.
+///
+/// # Safety
+/// `node` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_leave(
+    node: *mut chordsip_node,
+    timeout_ms: u32,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        let node = n.started()?;
+        code(node.leave(timeout_arg(timeout_ms, n.cfg.op_timeout)))
+    })
+}
+
+/// Stops the node at once (no graceful leave: call `chordsip_node_leave`
+/// first for that) and frees it. NULL is a no-op. Operations still pending
+/// complete with `CHORDSIP_ERR_CANCELLED` before this returns (on a library
+/// thread, or on this thread in fd mode); no callback of this node runs after
+/// it returns. Freeing a node from one of its own callbacks is allowed: the
+/// callbacks still pending are then dropped without being called. In a
+/// forked child it only releases memory.
+///
+/// # Safety
+/// `node` is NULL or live, and no other thread uses it during or after the call.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_free(node: *mut chordsip_node) {
+    guard_void(|| {
+        if node.is_null() {
+            return;
+        }
+        // SAFETY: created by Box::into_raw in chordsip_node_new, freed once.
+        let n = unsafe { Box::from_raw(node) };
+        if std::process::id() != n.pid {
+            return; // memory only: the threads and the node live in the parent
+        }
+        let running = n.node.lock().take();
+        let d = Arc::clone(&n.dispatcher);
+        if on_worker_thread() {
+            d.close();
+            drop(running);
+        } else {
+            if let Some(node) = running {
+                node.stop();
+            }
+            d.finish_completions();
+            d.close();
+        }
+    })
+}
+
+/// Writes the node's address (`ip:port`) into `buf` with a NUL; 64 bytes always suffice.
+///
+/// # Safety
+/// `node` NULL or live; `buf` NULL or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_addr(
+    node: *const chordsip_node,
+    buf: *mut c_char,
+    len: usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or writable for len bytes by the caller's contract.
+        unsafe { write_str(&n.addr().to_string(), buf, len, None) }
+    })
+}
+
+/// Writes the node's ring id (40 hex digits) into `buf` with a NUL (41 bytes).
+///
+/// # Safety
+/// `node` NULL or live; `buf` NULL or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_id(
+    node: *const chordsip_node,
+    buf: *mut c_char,
+    len: usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or writable for len bytes by the caller's contract.
+        unsafe { write_str(&n.id().to_hex(), buf, len, None) }
+    })
+}
+
+/// The key, writer and data arguments of a write.
+///
+/// # Safety
+/// As the exported functions that take them.
+pub(crate) unsafe fn write_args<'a>(
+    key: *const c_char,
+    writer: *const c_char,
+    data: *const u8,
+    data_len: usize,
+) -> FfiResult<(Id, &'a str, &'a [u8])> {
+    // SAFETY: forwarded caller contract.
+    let key = unsafe { key_arg(key) }?;
+    // SAFETY: forwarded caller contract.
+    let writer = unsafe { str_arg(writer) }?;
+    if writer.is_empty() {
+        return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
+    }
+    if writer.len() > crate::wire::MAX_WRITER_LEN {
+        return Err(CHORDSIP_ERR_TOO_LARGE);
+    }
+    // SAFETY: forwarded caller contract.
+    let data = unsafe { bytes_arg(data, data_len) }?;
+    if data.len() > crate::wire::MAX_DATAGRAM {
+        return Err(CHORDSIP_ERR_TOO_LARGE);
+    }
+    Ok((Id::from_name(key), writer, data))
+}
+
+pub(crate) fn lifetime_arg(seconds: u32) -> FfiResult<Duration> {
+    if seconds == 0 {
+        return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
+    }
+    Ok(Duration::from_secs(seconds as u64))
+}
+
+/// Stores `data` as `writer`'s entry under `key` (a NUL-terminated UTF-8
+/// name, hashed onto the ring) for `lifetime_s` seconds, replacing that
+/// writer's older entry. Blocks until the responsible node acknowledged it
+/// (at most the operation timeout). `copies` (may be NULL) receives the number
+/// of nodes known to hold it.
+///
+/// # Safety
+/// `node` NULL or live; strings NULL or NUL-terminated; `data` NULL or
+/// readable for `data_len` bytes; `copies` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_put(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    writer: *const c_char,
+    data: *const u8,
+    data_len: usize,
+    lifetime_s: u32,
+    copies: *mut u32,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: forwarded caller contract.
+        let (key, writer, data) = unsafe { write_args(key, writer, data, data_len) }?;
+        let lifetime = lifetime_arg(lifetime_s)?;
+        let r = code(n.put(key, writer.as_bytes(), data, lifetime))?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(copies, r.copies as u32) };
+        Ok(())
+    })
+}
+
+/// Removes `writer`'s entry under `key`. Blocks like `chordsip_node_put`.
+///
+/// # Safety
+/// As `chordsip_node_put`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_remove(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    writer: *const c_char,
+    copies: *mut u32,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: forwarded caller contract.
+        let (key, writer, _) = unsafe { write_args(key, writer, std::ptr::null(), 0) }?;
+        let r = code(n.remove(key, writer.as_bytes()))?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(copies, r.copies as u32) };
+        Ok(())
+    })
+}
+
+/// Reads every live value stored under `key` (one per writer) into a new list
+/// in `*out`, which the caller frees with `chordsip_values_free`. A key with
+/// no values gives an empty list. Blocks at most the operation timeout.
+///
+/// # Safety
+/// `node` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_get(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    out: *mut *mut chordsip_values,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let key = Id::from_name(unsafe { key_arg(key) }?);
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let values = code(n.get(key))?;
+        let list = Box::into_raw(Box::new(chordsip_values::new(values)));
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, list) }
+    })
+}
+
+/// The bare Chord lookup: the node responsible for `key`, with the hops it
+/// took, within `timeout_ms` (0: the operation timeout).
+///
+/// # Safety
+/// `node` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_lookup(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    timeout_ms: u32,
+    out: *mut chordsip_lookup_info,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let nref = unsafe { node_ref(node) }?;
+        let n = nref.started()?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let key = Id::from_name(unsafe { key_arg(key) }?);
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let o = code(n.lookup_timeout(key, timeout_arg(timeout_ms, nref.cfg.op_timeout)))?;
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, chordsip_lookup_info::from(&o)) }
+    })
+}
+
+/// Starts an asynchronous operation: when the call returns `CHORDSIP_OK` the
+/// callback runs exactly once; on any other result it never runs.
+fn start_async<T: Send + 'static>(
+    n: &chordsip_node,
+    deliver: impl FnOnce(crate::Result<T>) + Send + 'static,
+    submit: impl FnOnce(&Node, Completion<T>) -> crate::Result<()>,
+) -> FfiResult<()> {
+    let node = n.started()?;
+    code(Completion::new(Arc::clone(&n.dispatcher), deliver).start(|c| submit(&node, c)))
+}
+
+/// Asynchronous `chordsip_node_lookup`: `cb` receives the result, on a library
+/// thread or from `chordsip_node_process` (see `chordsip_config_set_delivery`).
+///
+/// # Safety
+/// `node` NULL or live; `key` NULL or NUL-terminated; `cb` a valid function;
+/// `user_data` valid until the callback ran.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_lookup_async(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    timeout_ms: u32,
+    cb: super::node::chordsip_lookup_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let key = Id::from_name(unsafe { key_arg(key) }?);
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let ud = UserData(user_data);
+        let timeout = timeout_arg(timeout_ms, n.cfg.op_timeout);
+        start_async(
+            n,
+            move |r: crate::Result<crate::LookupOutcome>| {
+                let ud = ud;
+                match r {
+                    Ok(o) => {
+                        let info = chordsip_lookup_info::from(&o);
+                        // SAFETY: the host's callback; info lives until it returns.
+                        unsafe { cb(CHORDSIP_OK, &info, ud.get()) }
+                    }
+                    // SAFETY: the host's callback; NULL info on error as documented.
+                    Err(e) => unsafe { cb(e.into(), std::ptr::null(), ud.get()) },
+                }
+            },
+            |node, c| node.lookup_async(key, timeout, move |r| c.complete(r)),
+        )
+    })
+}
+
+fn store_deliver(
+    cb: unsafe extern "C" fn(chordsip_result, u32, *mut c_void),
+    ud: UserData,
+) -> impl FnOnce(crate::Result<crate::StoreReceipt>) + Send + 'static {
+    move |r| {
+        let ud = ud;
+        let (res, copies) = match r {
+            Ok(rc) => (CHORDSIP_OK, rc.copies as u32),
+            Err(e) => (e.into(), 0),
+        };
+        // SAFETY: the host's callback with the documented arguments.
+        unsafe { cb(res, copies, ud.get()) }
+    }
+}
+
+/// Asynchronous `chordsip_node_put`; `cb` receives the result.
+///
+/// # Safety
+/// As `chordsip_node_put` and `chordsip_node_lookup_async`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_put_async(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    writer: *const c_char,
+    data: *const u8,
+    data_len: usize,
+    lifetime_s: u32,
+    cb: chordsip_store_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: forwarded caller contract.
+        let (key, writer, data) = unsafe { write_args(key, writer, data, data_len) }?;
+        let lifetime = lifetime_arg(lifetime_s)?;
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        start_async(n, store_deliver(cb, UserData(user_data)), |node, c| {
+            node.put_async(key, writer.as_bytes(), data, lifetime, move |r| {
+                c.complete(r)
+            })
+        })
+    })
+}
+
+/// Asynchronous `chordsip_node_remove`; `cb` receives the result.
+///
+/// # Safety
+/// As `chordsip_node_remove` and `chordsip_node_lookup_async`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_remove_async(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    writer: *const c_char,
+    cb: chordsip_store_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: forwarded caller contract.
+        let (key, writer, _) = unsafe { write_args(key, writer, std::ptr::null(), 0) }?;
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        start_async(n, store_deliver(cb, UserData(user_data)), |node, c| {
+            node.remove_async(key, writer.as_bytes(), move |r| c.complete(r))
+        })
+    })
+}
+
+/// Asynchronous `chordsip_node_get`; `cb` receives the values, lent for the call.
+///
+/// # Safety
+/// As `chordsip_node_get` and `chordsip_node_lookup_async`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_get_async(
+    node: *mut chordsip_node,
+    key: *const c_char,
+    cb: chordsip_get_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let key = Id::from_name(unsafe { key_arg(key) }?);
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let ud = UserData(user_data);
+        start_async(
+            n,
+            move |r: crate::Result<Vec<crate::Value>>| {
+                let ud = ud;
+                match r {
+                    Ok(v) => {
+                        let list = chordsip_values::new(v);
+                        // SAFETY: the host's callback; the list lives until it returns.
+                        unsafe { cb(CHORDSIP_OK, &list, ud.get()) }
+                    }
+                    // SAFETY: the host's callback; NULL values on error as documented.
+                    Err(e) => unsafe { cb(e.into(), std::ptr::null(), ud.get()) },
+                }
+            },
+            |node, c| node.get_async(key, move |r| c.complete(r)),
+        )
+    })
+}
+
+/// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
+///
+/// # Safety
+/// `node` NULL or live; `addr` NULL or NUL-terminated; `rtt_us` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_ping(
+    node: *mut chordsip_node,
+    addr: *const c_char,
+    rtt_us: *mut u64,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let addr: SocketAddr = unsafe { str_arg(addr) }?
+            .parse()
+            .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
+        let rtt = code(n.ping(addr))?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(rtt_us, rtt.as_micros() as u64) };
+        Ok(())
+    })
+}
+
+/// Copies the node's counters into `out`.
+///
+/// # Safety
+/// `node` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_stats(
+    node: *mut chordsip_node,
+    out: *mut chordsip_stats,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let nref = unsafe { node_ref(node) }?;
+        let n = nref.started()?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let s = code(n.stats())?;
+        let st = chordsip_stats {
+            joined: n.is_joined() as u32,
+            msgs_sent: s.msgs_sent,
+            msgs_received: s.msgs_received,
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            dropped_malformed: s.dropped_malformed,
+            dropped_unauthenticated: s.dropped_unauthenticated,
+            dropped_unmatched: s.dropped_unmatched,
+            retransmits: s.retransmits,
+            send_errors: s.send_errors,
+            rpc_timeouts: s.rpc_timeouts,
+            lookups_ok: s.lookups_ok,
+            lookups_failed: s.lookups_failed,
+            puts_ok: s.puts_ok,
+            puts_failed: s.puts_failed,
+            gets_ok: s.gets_ok,
+            gets_failed: s.gets_failed,
+            hops_mean: s.hops.mean(),
+            hops_max: s.hops.max(),
+            lookup_p50_us: s.lookup_latency_us.quantile(0.5),
+            lookup_p99_us: s.lookup_latency_us.quantile(0.99),
+            stored_keys: s.stored_keys,
+            stored_entries: s.stored_entries,
+            primary_entries: s.primary_entries,
+            stored_value_bytes: s.stored_value_bytes,
+            nodes_failed_detected: s.nodes_failed_detected,
+            events_dropped: nref
+                .dispatcher
+                .dropped_events
+                .load(std::sync::atomic::Ordering::Relaxed),
+        };
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, st) }
+    })
+}
+
+/// Writes a human-readable report into `buf`: `what` 0 gives the ring
+/// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
+/// is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
+/// (may be NULL) always receives the size needed, NUL included.
+///
+/// # Safety
+/// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_info(
+    node: *mut chordsip_node,
+    what: u32,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        if what > 1 {
+            return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
+        }
+        let text = code(n.info_text(what as u8))?;
+        // SAFETY: buf/needed NULL or writable by the caller's contract.
+        unsafe { write_str(&text, buf, len, Some(needed)) }
+    })
+}
+
+/// Lists the node's predecessors, successors or fingers (`which` is a
+/// `chordsip_neighbours` value) in a new list the caller frees with
+/// `chordsip_peers_free`.
+///
+/// # Safety
+/// `node` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_neighbours(
+    node: *mut chordsip_node,
+    which: u32,
+    out: *mut *mut chordsip_peers,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let ring = code(n.ring())?;
+        let items = match which {
+            0 => ring.predecessors.iter().map(Into::into).collect(),
+            1 => ring.successors.iter().map(Into::into).collect(),
+            2 => ring.fingers.iter().map(|(_, n)| n.into()).collect(),
+            _ => return Err(CHORDSIP_ERR_INVALID_ARGUMENT),
+        };
+        let list = Box::into_raw(Box::new(chordsip_peers { items }));
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, list) }
+    })
+}
+
+/// In fd mode (`CHORDSIP_DELIVER_FD`), gives the socket that becomes readable
+/// when callbacks are waiting; poll it and call `chordsip_node_process`. The
+/// node owns the fd: never read, write or close it. Works before the node starts.
+///
+/// # Safety
+/// `node` NULL or live; `fd` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_event_fd(
+    node: *const chordsip_node,
+    fd: *mut c_int,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        let f = n.dispatcher.fd().ok_or(CHORDSIP_ERR_BAD_STATE)?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_out(fd, f) }
+    })
+}
+
+/// In fd mode, runs the waiting callbacks (completions, events, log lines) on
+/// the calling thread and clears the fd's readability. `ran` (may be NULL)
+/// receives how many ran. Callbacks may call any function of the node,
+/// including blocking ones and `chordsip_node_free`. In thread mode it does
+/// nothing and reports 0.
+///
+/// # Safety
+/// `node` NULL or live; `ran` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_process(
+    node: *mut chordsip_node,
+    ran: *mut usize,
+) -> chordsip_result {
+    guard(|| {
+        // The node may be freed by a callback: keep only the dispatcher.
+        // SAFETY: NULL or a live node by the caller's contract.
+        let d = Arc::clone(&unsafe { node_ref(node) }?.dispatcher);
+        let count = d.process();
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(ran, count) };
+        Ok(())
+    })
+}
