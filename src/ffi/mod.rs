@@ -178,7 +178,11 @@ pub(crate) fn code<T>(r: crate::Result<T>) -> FfiResult<T> {
 }
 
 /// Longest key string accepted (a SIP AOR is far shorter).
-pub const MAX_KEY_LEN: usize = 1024;
+pub const CHORDSIP_MAX_KEY_LEN: usize = 1024;
+
+/// Longest writer string accepted (the node's `max_writer_bytes` may be lower).
+pub const CHORDSIP_MAX_WRITER_LEN: usize = 255;
+const _: () = assert!(CHORDSIP_MAX_WRITER_LEN == crate::wire::MAX_WRITER_LEN);
 
 /// A NUL-terminated UTF-8 string argument.
 ///
@@ -206,7 +210,7 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char) -> FfiResult<Option<&'a s
     }
 }
 
-/// A key: non-empty UTF-8, at most [`MAX_KEY_LEN`] bytes.
+/// A key: non-empty UTF-8, at most [`CHORDSIP_MAX_KEY_LEN`] bytes.
 ///
 /// # Safety
 /// As [`str_arg`].
@@ -216,7 +220,7 @@ pub(crate) unsafe fn key_arg<'a>(p: *const c_char) -> FfiResult<&'a str> {
     if k.is_empty() {
         return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
     }
-    if k.len() > MAX_KEY_LEN {
+    if k.len() > CHORDSIP_MAX_KEY_LEN {
         return Err(CHORDSIP_ERR_TOO_LARGE);
     }
     Ok(k)

@@ -377,7 +377,7 @@ pub(crate) unsafe fn write_args<'a>(
     if writer.is_empty() {
         return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
     }
-    if writer.len() > crate::wire::MAX_WRITER_LEN {
+    if writer.len() > super::CHORDSIP_MAX_WRITER_LEN {
         return Err(CHORDSIP_ERR_TOO_LARGE);
     }
     // SAFETY: forwarded caller contract.
