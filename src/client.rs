@@ -48,15 +48,16 @@ impl std::str::FromStr for PeerAddr {
 
 enum Transport {
     Udp(UdpSocket, SocketAddr),
-    /// Connected to the node's socket; bound to an abstract name so the node can answer.
-    Unix(UnixDatagram),
+    /// Bound to an abstract name so the node can answer; not connected, so a
+    /// node restarted at the same path is reached again.
+    Unix(UnixDatagram, PathBuf),
 }
 
 impl Transport {
     fn send(&self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Transport::Udp(s, peer) => s.send_to(data, peer).map(|_| ()),
-            Transport::Unix(s) => s.send(data).map(|_| ()),
+            Transport::Unix(s, path) => s.send_to(data, path).map(|_| ()),
         }
     }
 
@@ -68,9 +69,10 @@ impl Transport {
                 let (n, from) = s.recv_from(buf)?;
                 Ok((from == *peer).then_some(n))
             }
-            Transport::Unix(s) => {
+            Transport::Unix(s, path) => {
                 s.set_read_timeout(Some(timeout))?;
-                s.recv(buf).map(Some)
+                let (n, from) = s.recv_from(buf)?;
+                Ok((from.as_pathname() == Some(path.as_path())).then_some(n))
             }
         }
     }
@@ -140,11 +142,7 @@ impl Client {
                     rng.gen::<u64>()
                 );
                 let local = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-                let socket = UnixDatagram::bind_addr(&local)?;
-                socket.connect(path).map_err(|e| {
-                    Error::Io(format!("cannot reach node socket {}: {e}", path.display()))
-                })?;
-                Transport::Unix(socket)
+                Transport::Unix(UnixDatagram::bind_addr(&local)?, path.clone())
             }
         };
         let mut id = [0u8; 20];

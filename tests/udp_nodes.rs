@@ -222,3 +222,90 @@ fn bad_configuration_and_calls_give_clear_errors() {
     n.stop();
     assert_eq!(n.get(key(1)), Err(Error::Shutdown));
 }
+
+/// A forked SIP worker reaches the node through its UNIX socket: the same
+/// calls as over UDP, a stale socket file is replaced, and only client
+/// requests are accepted there (a peer message could smuggle an alias address
+/// into the routing table).
+#[test]
+fn client_handle_over_unix_socket() {
+    use chordsip::client::PeerAddr;
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("chordsip-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.sock");
+    // A socket file left behind by a crashed process.
+    drop(UnixDatagram::bind(&path).unwrap());
+    assert!(path.exists());
+    let cfg = Config {
+        client_socket: Some(path.clone()),
+        ..Config::default()
+    };
+    let node = Node::start(cfg.clone()).unwrap();
+    node.join(&[]).unwrap();
+    let second = Node::start(Config::default()).unwrap();
+    second.join(&[node.addr()]).unwrap();
+    // A second node may not steal a live socket.
+    assert!(matches!(Node::start(cfg), Err(Error::InvalidArgument(_))));
+
+    let peer: PeerAddr = format!("unix:{}", path.display()).parse().unwrap();
+    let mut c = Client::connect_to(&peer, "chordsip", None).unwrap();
+    c.set_timeout(Duration::from_secs(3));
+    for i in 0..50 {
+        assert!(
+            c.put(key(i), b"ua", b"sip:ua@127.0.0.1", Duration::from_secs(60))
+                .unwrap()
+                .copies
+                >= 1
+        );
+    }
+    for i in 0..50 {
+        let v = c.get(key(i)).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].data, b"sip:ua@127.0.0.1");
+        let (n, _) = c.lookup(key(i)).unwrap();
+        assert_eq!(n, second.lookup(key(i)).unwrap().node);
+    }
+    assert!(c.stats_text().unwrap().contains("msgs_received"));
+    assert!(c.remove(key(0), b"ua").is_ok());
+    assert!(c.get(key(0)).unwrap().is_empty());
+
+    // A peer (non-client) datagram on the local socket gets no answer.
+    let codec = Codec::new("chordsip", None, 65_507);
+    let ping = codec
+        .encode(&Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: 7,
+            timestamp_ms: 0,
+            sender: Id::from_u64(99),
+            body: Body::Ping,
+        })
+        .unwrap();
+    let raw = UnixDatagram::unbound().unwrap();
+    let me = dir.join("peer.sock");
+    let raw_bound = UnixDatagram::bind(&me).unwrap();
+    raw_bound.send_to(&ping, &path).unwrap();
+    raw.send_to(b"garbage", &path).unwrap();
+    raw_bound
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        raw_bound.recv(&mut buf).is_err(),
+        "peer message answered on the client socket"
+    );
+    let ring = node.ring().unwrap();
+    assert!(ring
+        .predecessors
+        .iter()
+        .chain(&ring.successors)
+        .all(|n| n.addr == second.addr()));
+
+    // The socket file goes away with the node.
+    node.stop();
+    assert!(!path.exists());
+    c.set_timeout(Duration::from_millis(300));
+    assert_eq!(c.get(key(1)), Err(Error::Timeout));
+    let _ = std::fs::remove_dir_all(&dir);
+}

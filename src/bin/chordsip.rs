@@ -1,6 +1,6 @@
 //! `chordsip`: run an overlay node, talk to a running overlay, or run a local demo.
 
-use chordsip::client::Client;
+use chordsip::client::{Client, PeerAddr};
 use chordsip::stats::Histogram;
 use chordsip::testnet::Testnet;
 use chordsip::{Config, Event, Id, LogLevel, Node};
@@ -98,11 +98,15 @@ struct NodeArgs {
     /// Log level on stderr: off, error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Also serve client handles on this UNIX datagram socket path
+    /// (clients then use `--via unix:PATH`).
+    #[arg(long)]
+    client_socket: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct ViaArgs {
-    /// Address of a running node to ask.
+    /// A running node to ask: `host:port`, or `unix:PATH` for its client socket.
     #[arg(long, default_value = "127.0.0.1:4000")]
     via: String,
     #[command(flatten)]
@@ -193,18 +197,6 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {s} resolves to nothing"))
 }
 
-fn parse_level(s: &str) -> Result<LogLevel, String> {
-    Ok(match s {
-        "off" => LogLevel::Off,
-        "error" => LogLevel::Error,
-        "warn" => LogLevel::Warn,
-        "info" => LogLevel::Info,
-        "debug" => LogLevel::Debug,
-        "trace" => LogLevel::Trace,
-        _ => return Err(format!("unknown log level {s}")),
-    })
-}
-
 fn run_node(a: NodeArgs) -> Result<(), String> {
     let cfg = Config {
         listen: resolve(&a.listen)?,
@@ -213,7 +205,8 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         overlay_key: a.overlay.key()?,
         replicas: a.replicas,
         successors: a.successors,
-        log_level: parse_level(&a.log)?,
+        log_level: LogLevel::parse(&a.log).map_err(|e| e.to_string())?,
+        client_socket: a.client_socket.clone(),
         ..Config::default()
     };
     let bootstrap = a
@@ -261,12 +254,13 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
 }
 
 fn client(a: &ViaArgs) -> Result<Client, String> {
-    let mut c = Client::connect(
-        resolve(&a.via)?,
-        &a.overlay.overlay,
-        a.overlay.key()?.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
+    let peer = if a.via.starts_with("unix:") {
+        a.via.parse().map_err(|e: chordsip::Error| e.to_string())?
+    } else {
+        PeerAddr::Udp(resolve(&a.via)?)
+    };
+    let mut c = Client::connect_to(&peer, &a.overlay.overlay, a.overlay.key()?.as_deref())
+        .map_err(|e| e.to_string())?;
     c.set_timeout(Duration::from_millis(a.timeout_ms));
     Ok(c)
 }
