@@ -298,6 +298,8 @@ enum Timer {
     Lookup(u64),
     LookupRetry(u64),
     Op(OpId),
+    /// A put or get that met a node not (yet) responsible tries again.
+    OpRetry(OpId),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -325,7 +327,11 @@ const RETRY_BASE_US: u64 = 100_000;
 /// Candidates returned per lookup step.
 const FANOUT: usize = 3;
 /// Storage operations re-route this many times when the ring moves under them.
-const MAX_ATTEMPTS: u8 = 4;
+/// Routings of one put/get; after the first, each waits twice as long as the
+/// one before (from 50 ms), so a ring still settling after a join or failure
+/// (responsibility moves within a stabilize round) gets time to agree.
+const MAX_ATTEMPTS: u8 = 8;
+const OP_RETRY_BASE_US: u64 = 50_000;
 /// Misplaced keys handed off per sync round.
 const HANDOFF_BATCH: usize = 64;
 const EXPIRE_EVERY_US: u64 = 1_000_000;
@@ -350,6 +356,8 @@ pub struct Engine {
     next_pending: u64,
     rpcs: HashMap<u64, Rpc>,
     lookups: HashMap<u64, Lookup>,
+    /// Puts and gets waiting to be routed again.
+    op_retries: HashMap<OpId, Purpose>,
     /// Live API operations: kind and absolute deadline.
     ops: HashMap<OpId, (OpKind, u64)>,
     replications: HashMap<u64, PendingReplication>,
@@ -399,6 +407,7 @@ impl Engine {
             next_pending: 1,
             rpcs: HashMap::new(),
             lookups: HashMap::new(),
+            op_retries: HashMap::new(),
             ops: HashMap::new(),
             replications: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -790,7 +799,21 @@ impl Engine {
                         }
                     }
                 }
+                Timer::OpRetry(op) => {
+                    if let Some(purpose) = self.op_retries.remove(&op) {
+                        if self.op_live(op) {
+                            let key = match &purpose {
+                                Purpose::Put(j) => j.key,
+                                Purpose::Get(j) => j.key,
+                                _ => continue,
+                            };
+                            let remaining = self.op_remaining(op);
+                            self.start_lookup(key, purpose, remaining);
+                        }
+                    }
+                }
                 Timer::Op(op) => {
+                    self.op_retries.remove(&op);
                     if let Some((kind, _)) = self.ops.get(&op).copied() {
                         if kind == OpKind::Leave {
                             self.finish_leave(Err(Error::Timeout));
@@ -2134,8 +2157,25 @@ impl Engine {
             self.complete(job.op, OpResult::Put(Err(Error::NoRoute)));
             return;
         }
-        let remaining = self.op_remaining(job.op);
-        self.start_lookup(job.key, Purpose::Put(job), remaining);
+        let (op, attempts) = (job.op, job.attempts);
+        self.route_again(op, attempts, Purpose::Put(job));
+    }
+
+    /// Routes a put/get again: at once the first time, later after a growing pause.
+    fn route_again(&mut self, op: OpId, attempts: u8, purpose: Purpose) {
+        if attempts <= 1 {
+            let (key, remaining) = match &purpose {
+                Purpose::Put(j) => (j.key, self.op_remaining(op)),
+                Purpose::Get(j) => (j.key, self.op_remaining(op)),
+                _ => return,
+            };
+            self.start_lookup(key, purpose, remaining);
+            return;
+        }
+        let delay = OP_RETRY_BASE_US << (attempts - 2).min(10);
+        self.op_retries.insert(op, purpose);
+        self.timers
+            .push(Reverse((self.now + delay, Timer::OpRetry(op))));
     }
 
     fn fetch_reply(&mut self, job: GetJob, status: Status, entries: Vec<WireEntry>) {
@@ -2161,8 +2201,8 @@ impl Engine {
             self.complete(job.op, OpResult::Get(Err(Error::NoRoute)));
             return;
         }
-        let remaining = self.op_remaining(job.op);
-        self.start_lookup(job.key, Purpose::Get(job), remaining);
+        let (op, attempts) = (job.op, job.attempts);
+        self.route_again(op, attempts, Purpose::Get(job));
     }
 
     // ----- ring maintenance ---------------------------------------------
