@@ -1,0 +1,130 @@
+"""chordsip: a Chord overlay for SIP location services (ctypes binding).
+
+    import chordsip
+
+    with chordsip.Node({"listen": "127.0.0.1:0"}) as a, chordsip.Node() as b:
+        a.join()                      # a new ring
+        b.join(a.addr)
+        a.put("sip:alice@example.org", "phone-1", b"sip:alice@10.0.0.7", 3600)
+        print(b.get("sip:alice@example.org"))
+
+Importing this package has no side effects: libchordsip.so is loaded on the
+first call that needs it (``$CHORDSIP_LIBRARY``, then the system loader,
+then ``target/release`` of the checkout), and no thread starts before a node
+starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from . import _lib
+from ._types import Delivery, Event, EventKind, InfoKind, LogLevel, LookupInfo, Neighbours, Peer, Value
+from ._util import check, cstr
+from .client import Client
+from .errors import (
+    RESULT_NAMES,
+    BadState,
+    BadUtf8,
+    BufferTooSmall,
+    Cancelled,
+    ChordsipError,
+    ChordsipTimeout,
+    Closed,
+    Forked,
+    IdCollision,
+    InCallback,
+    InvalidArgument,
+    IoError,
+    JoinFailed,
+    LibraryNotFound,
+    NoRoute,
+    NotJoined,
+    NullPointer,
+    OutOfRange,
+    Panic,
+    Refused,
+    Shutdown,
+    Stale,
+    StorageFull,
+    TooLarge,
+    error_for,
+)
+from .node import Node
+
+__version__ = "0.1.0"
+
+#: Longest key accepted, in UTF-8 bytes.
+MAX_KEY_LEN = _lib.CHORDSIP_MAX_KEY_LEN
+#: Longest writer accepted, in UTF-8 bytes (a node's ``max_writer_bytes`` may be lower).
+MAX_WRITER_LEN = _lib.CHORDSIP_MAX_WRITER_LEN
+
+__all__ = [
+    "Node",
+    "Client",
+    "Value",
+    "LookupInfo",
+    "Peer",
+    "Event",
+    "EventKind",
+    "Delivery",
+    "Neighbours",
+    "InfoKind",
+    "LogLevel",
+    "version",
+    "key_id",
+    "result_str",
+    "library_path",
+    "MAX_KEY_LEN",
+    "MAX_WRITER_LEN",
+    "RESULT_NAMES",
+    "error_for",
+    "ChordsipError",
+    "LibraryNotFound",
+    "ChordsipTimeout",
+    "NoRoute",
+    "NotJoined",
+    "JoinFailed",
+    "IdCollision",
+    "TooLarge",
+    "StorageFull",
+    "Stale",
+    "Shutdown",
+    "InvalidArgument",
+    "NullPointer",
+    "BadUtf8",
+    "Refused",
+    "IoError",
+    "Forked",
+    "Cancelled",
+    "InCallback",
+    "BufferTooSmall",
+    "BadState",
+    "OutOfRange",
+    "Panic",
+    "Closed",
+]
+
+
+def version() -> str:
+    """The library's version, e.g. ``"0.1.0"`` (loads the library)."""
+    return _lib.get().chordsip_version().decode()
+
+
+def key_id(key: str) -> str:
+    """The 40-hex-digit ring id of ``key`` (SHA-1 of its UTF-8 bytes)."""
+    k = cstr(key, "key")
+    buf = ctypes.create_string_buffer(41)
+    check(_lib.get().chordsip_key_id(k, buf, len(buf)), "key_id")
+    return buf.value.decode()
+
+
+def result_str(code: int) -> str:
+    """The library's description of a ``chordsip_result`` code."""
+    return _lib.result_str(code)
+
+
+def library_path() -> str:
+    """Where libchordsip.so was loaded from (loads it if needed)."""
+    _lib.get()
+    return _lib.path() or ""

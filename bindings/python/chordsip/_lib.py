@@ -1,0 +1,348 @@
+"""ctypes mirror of include/chordsip.h and the lazy loader of libchordsip.
+
+Nothing here touches the file system or loads a library at import time: the
+library is found and loaded by :func:`get` on first use.
+
+Search order:
+
+1. ``$CHORDSIP_LIBRARY`` (full path of libchordsip.so); if set it must load.
+2. The system loader: ``ctypes.util.find_library("chordsip")``, then
+   ``libchordsip.so.0`` (an installed library, ``make install``).
+3. ``target/release/libchordsip.so`` of the checkout this package sits in
+   (``bindings/python/chordsip`` -> repository root).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_int,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import LibraryNotFound
+
+ENV_VAR = "CHORDSIP_LIBRARY"
+SONAME = "libchordsip.so.0"
+
+# ---------------------------------------------------------------------------
+# Constants of the header
+# ---------------------------------------------------------------------------
+
+CHORDSIP_MAX_KEY_LEN = 1024
+CHORDSIP_MAX_WRITER_LEN = 255
+
+CHORDSIP_OK = 0
+CHORDSIP_ERR_BUFFER_TOO_SMALL = 18
+CHORDSIP_ERR_CANCELLED = 16
+
+CHORDSIP_DELIVER_THREAD = 0
+CHORDSIP_DELIVER_FD = 1
+
+# ---------------------------------------------------------------------------
+# Structs (field for field as in chordsip.h)
+# ---------------------------------------------------------------------------
+
+
+class chordsip_peer(Structure):
+    _fields_ = [
+        ("id", c_char * 41),
+        ("addr", c_char * 64),
+    ]
+
+
+class chordsip_lookup_info(Structure):
+    _fields_ = [
+        ("node", chordsip_peer),
+        ("hops", c_uint32),
+        ("latency_us", c_uint64),
+    ]
+
+
+class chordsip_event(Structure):
+    _fields_ = [
+        ("kind", c_int),  # chordsip_event_kind (a C enum: int)
+        ("has_peer", c_uint32),
+        ("peer", chordsip_peer),
+        ("count", c_uint64),
+    ]
+
+
+class chordsip_value(Structure):
+    _fields_ = [
+        ("writer", POINTER(c_char)),
+        ("writer_len", c_size_t),
+        ("data", POINTER(c_uint8)),
+        ("data_len", c_size_t),
+        ("version", c_uint64),
+        ("expires_in_ms", c_uint64),
+    ]
+
+
+class chordsip_stats(Structure):
+    _fields_ = [
+        ("joined", c_uint32),
+        ("msgs_sent", c_uint64),
+        ("msgs_received", c_uint64),
+        ("bytes_sent", c_uint64),
+        ("bytes_received", c_uint64),
+        ("dropped_malformed", c_uint64),
+        ("dropped_unauthenticated", c_uint64),
+        ("dropped_unmatched", c_uint64),
+        ("retransmits", c_uint64),
+        ("send_errors", c_uint64),
+        ("rpc_timeouts", c_uint64),
+        ("lookups_ok", c_uint64),
+        ("lookups_failed", c_uint64),
+        ("puts_ok", c_uint64),
+        ("puts_failed", c_uint64),
+        ("gets_ok", c_uint64),
+        ("gets_failed", c_uint64),
+        ("hops_mean", c_double),
+        ("hops_max", c_uint64),
+        ("lookup_p50_us", c_uint64),
+        ("lookup_p99_us", c_uint64),
+        ("stored_keys", c_uint64),
+        ("stored_entries", c_uint64),
+        ("primary_entries", c_uint64),
+        ("stored_value_bytes", c_uint64),
+        ("nodes_failed_detected", c_uint64),
+        ("events_dropped", c_uint64),
+    ]
+
+
+#: The structs mirrored from the header, by C name (used by the layout test).
+STRUCTS: Dict[str, Any] = {
+    "chordsip_peer": chordsip_peer,
+    "chordsip_lookup_info": chordsip_lookup_info,
+    "chordsip_event": chordsip_event,
+    "chordsip_value": chordsip_value,
+    "chordsip_stats": chordsip_stats,
+}
+
+# ---------------------------------------------------------------------------
+# Callback types. user_data is passed as c_void_p: the binding hands the
+# library a small integer token, never a pointer to a Python object.
+# ---------------------------------------------------------------------------
+
+chordsip_event_cb = CFUNCTYPE(None, POINTER(chordsip_event), c_void_p)
+chordsip_log_cb = CFUNCTYPE(None, c_uint32, c_char_p, c_void_p)
+chordsip_thread_cb = CFUNCTYPE(None, c_void_p)
+chordsip_lookup_cb = CFUNCTYPE(None, c_int, POINTER(chordsip_lookup_info), c_void_p)
+chordsip_store_cb = CFUNCTYPE(None, c_int, c_uint32, c_void_p)
+chordsip_get_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
+
+CALLBACK_TYPES: Dict[str, Any] = {
+    "chordsip_event_cb": chordsip_event_cb,
+    "chordsip_log_cb": chordsip_log_cb,
+    "chordsip_thread_cb": chordsip_thread_cb,
+    "chordsip_lookup_cb": chordsip_lookup_cb,
+    "chordsip_store_cb": chordsip_store_cb,
+    "chordsip_get_cb": chordsip_get_cb,
+}
+
+# ---------------------------------------------------------------------------
+# Prototypes: (restype, argtypes) of every function in chordsip.h.
+# Opaque handles (chordsip_node *, chordsip_config *, ...) are c_void_p;
+# chordsip_result is c_int; `const uint8_t *` buffers take bytes (c_char_p);
+# `char *` output buffers are POINTER(c_char) (a create_string_buffer).
+# tests/test_header.py checks this table against the header.
+# ---------------------------------------------------------------------------
+
+_R = c_int  # chordsip_result
+_H = c_void_p  # any opaque handle pointer
+_HH = POINTER(c_void_p)  # handle out-parameter (chordsip_x **)
+_BUF = POINTER(c_char)  # char * output buffer
+_BYTES = c_char_p  # const uint8_t * input buffer
+
+PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
+    "chordsip_version": (c_char_p, []),
+    "chordsip_result_str": (c_char_p, [c_int]),
+    "chordsip_key_id": (_R, [c_char_p, _BUF, c_size_t]),
+    # client
+    "chordsip_client_new": (_R, [c_char_p, c_char_p, _BYTES, c_size_t, c_uint32, _HH]),
+    "chordsip_client_free": (None, [_H]),
+    "chordsip_client_set_timeout": (_R, [_H, c_uint32]),
+    "chordsip_client_put": (
+        _R,
+        [_H, c_char_p, c_char_p, _BYTES, c_size_t, c_uint32, POINTER(c_uint32)],
+    ),
+    "chordsip_client_remove": (_R, [_H, c_char_p, c_char_p, POINTER(c_uint32)]),
+    "chordsip_client_get": (_R, [_H, c_char_p, _HH]),
+    "chordsip_client_lookup": (_R, [_H, c_char_p, POINTER(chordsip_lookup_info)]),
+    "chordsip_client_info": (_R, [_H, c_uint32, _BUF, c_size_t, POINTER(c_size_t)]),
+    # config
+    "chordsip_config_new": (_R, [_HH]),
+    "chordsip_config_free": (None, [_H]),
+    "chordsip_config_set": (_R, [_H, c_char_p, c_char_p, _BUF, c_size_t]),
+    "chordsip_config_check": (_R, [_H, _BUF, c_size_t]),
+    "chordsip_config_set_overlay_key": (_R, [_H, _BYTES, c_size_t]),
+    "chordsip_config_set_delivery": (_R, [_H, c_uint32]),
+    "chordsip_config_set_event_callback": (_R, [_H, chordsip_event_cb, c_void_p]),
+    "chordsip_config_set_log_callback": (_R, [_H, c_uint32, chordsip_log_cb, c_void_p]),
+    "chordsip_config_set_thread_hooks": (
+        _R,
+        [_H, chordsip_thread_cb, chordsip_thread_cb, c_void_p],
+    ),
+    # lists
+    "chordsip_peers_len": (c_size_t, [_H]),
+    "chordsip_peers_get": (_R, [_H, c_size_t, POINTER(chordsip_peer)]),
+    "chordsip_peers_free": (None, [_H]),
+    "chordsip_values_len": (c_size_t, [_H]),
+    "chordsip_values_get": (_R, [_H, c_size_t, POINTER(chordsip_value)]),
+    "chordsip_values_free": (None, [_H]),
+    # node
+    "chordsip_node_new": (_R, [_H, _HH, _BUF, c_size_t]),
+    "chordsip_node_start": (_R, [_H]),
+    "chordsip_node_join": (_R, [_H, c_char_p]),
+    "chordsip_node_leave": (_R, [_H, c_uint32]),
+    "chordsip_node_free": (None, [_H]),
+    "chordsip_node_addr": (_R, [_H, _BUF, c_size_t]),
+    "chordsip_node_id": (_R, [_H, _BUF, c_size_t]),
+    "chordsip_node_put": (
+        _R,
+        [_H, c_char_p, c_char_p, _BYTES, c_size_t, c_uint32, POINTER(c_uint32)],
+    ),
+    "chordsip_node_remove": (_R, [_H, c_char_p, c_char_p, POINTER(c_uint32)]),
+    "chordsip_node_get": (_R, [_H, c_char_p, _HH]),
+    "chordsip_node_lookup": (_R, [_H, c_char_p, c_uint32, POINTER(chordsip_lookup_info)]),
+    "chordsip_node_lookup_async": (_R, [_H, c_char_p, c_uint32, chordsip_lookup_cb, c_void_p]),
+    "chordsip_node_put_async": (
+        _R,
+        [_H, c_char_p, c_char_p, _BYTES, c_size_t, c_uint32, chordsip_store_cb, c_void_p],
+    ),
+    "chordsip_node_remove_async": (_R, [_H, c_char_p, c_char_p, chordsip_store_cb, c_void_p]),
+    "chordsip_node_get_async": (_R, [_H, c_char_p, chordsip_get_cb, c_void_p]),
+    "chordsip_node_ping": (_R, [_H, c_char_p, POINTER(c_uint64)]),
+    "chordsip_node_stats": (_R, [_H, POINTER(chordsip_stats)]),
+    "chordsip_node_info": (_R, [_H, c_uint32, _BUF, c_size_t, POINTER(c_size_t)]),
+    "chordsip_node_neighbours": (_R, [_H, c_uint32, _HH]),
+    "chordsip_node_event_fd": (_R, [_H, POINTER(c_int)]),
+    "chordsip_node_process": (_R, [_H, POINTER(c_size_t)]),
+}
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_path: Optional[str] = None
+
+
+def _checkout_library() -> Path:
+    # bindings/python/chordsip/_lib.py -> repository root
+    return Path(__file__).resolve().parents[3] / "target" / "release" / "libchordsip.so"
+
+
+def candidates() -> List[str]:
+    """Where :func:`get` looks, in order (for messages and tests)."""
+    out: List[str] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        out.append(env)
+    out.append("find_library('chordsip')")
+    out.append(SONAME)
+    out.append(str(_checkout_library()))
+    return out
+
+
+def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
+    missing = []
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    if missing:
+        raise LibraryNotFound(
+            "%s lacks functions this binding needs (an older library?): %s"
+            % (getattr(lib, "_name", "libchordsip"), ", ".join(missing))
+        )
+    return lib
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    errors: List[str] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        try:
+            return ctypes.CDLL(env), env
+        except OSError as e:
+            raise LibraryNotFound(
+                "%s=%r could not be loaded: %s" % (ENV_VAR, env, e)
+            ) from e
+    found = ctypes.util.find_library("chordsip")
+    for name in ([found] if found else []) + [SONAME]:
+        try:
+            return ctypes.CDLL(name), name
+        except OSError as e:
+            errors.append("%s: %s" % (name, e))
+    local = _checkout_library()
+    if local.is_file():
+        try:
+            return ctypes.CDLL(str(local)), str(local)
+        except OSError as e:
+            errors.append("%s: %s" % (local, e))
+    else:
+        errors.append("%s: no such file" % local)
+    raise LibraryNotFound(
+        "libchordsip.so not found. Set %s to its full path, install it "
+        "(`make install`), or build it in the checkout (`cargo build --release "
+        "--lib`). Tried: %s" % (ENV_VAR, "; ".join(errors))
+    )
+
+
+def get() -> ctypes.CDLL:
+    """The loaded and configured library (loaded on the first call)."""
+    global _lib, _path
+    lib = _lib
+    if lib is not None:
+        return lib
+    with _lock:
+        if _lib is None:
+            lib, path = _load()
+            _lib = _configure(lib)
+            _path = path
+        return _lib
+
+
+def loaded() -> Optional[ctypes.CDLL]:
+    """The library if it is loaded already, else None (never loads it)."""
+    return _lib
+
+
+def path() -> Optional[str]:
+    """What the library was loaded from (None before the first use)."""
+    return _path
+
+
+_FALLBACK_TEXT = "chordsip error"
+
+
+def result_str(code: int) -> str:
+    """``chordsip_result_str(code)``; a generic text if the library is absent."""
+    try:
+        lib = get()
+    except ImportError:
+        return _FALLBACK_TEXT
+    raw = lib.chordsip_result_str(int(code))
+    return raw.decode("utf-8", "replace") if raw else _FALLBACK_TEXT

@@ -1,0 +1,103 @@
+"""Plain Python values returned by the binding (copies; nothing borrows C memory)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+
+class Delivery(str, enum.Enum):
+    """How a node delivers completions and events (``chordsip_delivery``)."""
+
+    #: Callbacks run on library threads as soon as results arrive.
+    THREAD = "thread"
+    #: Callbacks are queued; :meth:`Node.event_fd` becomes readable and
+    #: :meth:`Node.process` runs them on the caller's thread.
+    FD = "fd"
+
+
+class EventKind(enum.IntEnum):
+    """What an :class:`Event` reports (``chordsip_event_kind``)."""
+
+    PREDECESSOR = 1
+    SUCCESSOR = 2
+    KEYS_IN = 3
+    KEYS_OUT = 4
+
+
+class Neighbours(enum.IntEnum):
+    """Which neighbours :meth:`Node.neighbours` lists (``chordsip_neighbours``)."""
+
+    PREDECESSORS = 0
+    SUCCESSORS = 1
+    FINGERS = 2
+
+
+class InfoKind(enum.IntEnum):
+    """What :meth:`Node.info` / :meth:`Client.info` reports."""
+
+    RING = 0
+    STATS = 1
+
+
+class LogLevel(enum.IntEnum):
+    """Log levels of the log callback (1 error .. 5 trace; 0 off)."""
+
+    OFF = 0
+    ERROR = 1
+    WARN = 2
+    INFO = 3
+    DEBUG = 4
+    TRACE = 5
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A node of the overlay."""
+
+    #: Ring id, 40 hex digits.
+    id: str
+    #: ``ip:port`` or ``[ipv6]:port``.
+    addr: str
+
+
+@dataclass(frozen=True)
+class Value:
+    """One stored value (one per writer under a key)."""
+
+    writer: str
+    data: bytes
+    #: Writer-chosen version: a larger one replaces a smaller one.
+    version: int
+    #: Remaining lifetime when read, in milliseconds.
+    expires_in_ms: int
+
+
+@dataclass(frozen=True)
+class LookupInfo:
+    """The answer of the bare Chord lookup."""
+
+    #: Ring id of the node responsible for the key.
+    node_id: str
+    #: Its address.
+    addr: str
+    #: Remote nodes asked on the way (0: the asking node is responsible).
+    hops: int
+    #: Time the lookup took, in microseconds.
+    latency_us: int
+
+    @property
+    def peer(self) -> Peer:
+        return Peer(self.node_id, self.addr)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A membership or storage event of a node."""
+
+    kind: EventKind
+    #: The new predecessor/successor (None for KEYS events or "none known").
+    peer: Optional[Peer]
+    #: Number of entries, for the KEYS events.
+    count: int

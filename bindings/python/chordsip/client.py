@@ -1,0 +1,150 @@
+"""``chordsip.Client``: a handle to one peer of an overlay (no local node)."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import List, Optional, Union
+
+from . import _callbacks, _lib
+from ._handle import Handle
+from ._types import InfoKind, LookupInfo, Value
+from ._util import check, cstr, data_bytes, read_text, track, u32
+from .node import _INFO, _enum_arg
+
+
+class Client:
+    """Talks to the node at ``peer``: ``"ip:port"`` (UDP) or
+    ``"unix:/path"`` (the node's ``client_socket``), in overlay ``overlay``
+    with overlay key ``key`` (bytes or None). Every call gives up after
+    ``timeout_ms``. Starts no thread; owns one socket; sends nothing until
+    the first call. Calls from several threads are serialised. A Client
+    belongs to the process that created it (create it after ``fork()``).
+    """
+
+    def __init__(
+        self,
+        peer: str,
+        overlay: Optional[str] = "chordsip",
+        key: Optional[bytes] = None,
+        timeout_ms: int = 5000,
+    ) -> None:
+        self._h: Optional[Handle] = None
+        p = cstr(peer, "peer")
+        o = None if overlay is None else cstr(overlay, "overlay")
+        k = b"" if key is None else data_bytes(key, "key")
+        t = u32(timeout_ms, "timeout_ms")
+        lib = _lib.get()
+        self._lib = lib
+        out = ctypes.c_void_p()
+        check(
+            lib.chordsip_client_new(p, o, k or None, len(k), t, ctypes.byref(out)),
+            "client for %s" % peer,
+        )
+        self._peer = peer
+        self._timeout_ms = t or 5000
+        self._h = Handle(out.value, lib.chordsip_client_free, "the Client")
+        track(self)
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the socket and frees the handle; idempotent. Waits for calls
+        other threads are making to return (each at most the timeout)."""
+        h = getattr(self, "_h", None)
+        if h is not None:
+            h.close(defer=_callbacks.in_library_thread())
+
+    @property
+    def closed(self) -> bool:
+        h = self._h
+        return h is None or h.closed
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # noqa: B036 - never raise from __del__
+            pass
+
+    def __repr__(self) -> str:
+        return "<chordsip.Client %s%s>" % (self._peer, " closed" if self.closed else "")
+
+    def _use(self) -> Handle:
+        h = self._h
+        if h is None:
+            from .errors import Closed
+
+            raise Closed(detail="the Client is closed")
+        return h
+
+    # -- settings -----------------------------------------------------------
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def timeout_ms(self) -> int:
+        return self._timeout_ms
+
+    @timeout_ms.setter
+    def timeout_ms(self, value: int) -> None:
+        self.set_timeout(value)
+
+    def set_timeout(self, timeout_ms: int) -> None:
+        """Changes the hard timeout of every later call (0: 5000 ms)."""
+        t = u32(timeout_ms, "timeout_ms")
+        with self._use() as p:
+            check(self._lib.chordsip_client_set_timeout(p, t), "set_timeout")
+        self._timeout_ms = t or 5000
+
+    # -- calls --------------------------------------------------------------
+
+    def put(self, key: str, writer: str, data: bytes, lifetime_s: int) -> int:
+        """As :meth:`Node.put`, through the peer."""
+        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
+        lt = u32(lifetime_s, "lifetime_s")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._lib.chordsip_client_put(p, k, w, d, len(d), lt, ctypes.byref(copies)), "put")
+        return copies.value
+
+    def get(self, key: str) -> List[Value]:
+        """As :meth:`Node.get`, through the peer."""
+        k = cstr(key, "key")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_client_get(p, k, ctypes.byref(out)), "get")
+        try:
+            return _callbacks.values_list(self._lib, out)
+        finally:
+            self._lib.chordsip_values_free(out)
+
+    def remove(self, key: str, writer: str) -> int:
+        """As :meth:`Node.remove`, through the peer."""
+        k, w = cstr(key, "key"), cstr(writer, "writer")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._lib.chordsip_client_remove(p, k, w, ctypes.byref(copies)), "remove")
+        return copies.value
+
+    def lookup(self, key: str) -> LookupInfo:
+        """The bare Chord lookup run by the peer (latency measured here)."""
+        k = cstr(key, "key")
+        info = _lib.chordsip_lookup_info()
+        with self._use() as p:
+            check(self._lib.chordsip_client_lookup(p, k, ctypes.byref(info)), "lookup")
+        return _callbacks.lookup_info(info)
+
+    def info(self, what: Union[int, str, InfoKind] = InfoKind.RING) -> str:
+        """The peer's report: ``"ring"`` (0) or ``"stats"`` (1)."""
+        w = _enum_arg(what, _INFO, "what")
+        with self._use() as p:
+            return read_text(
+                lambda buf, n, needed: self._lib.chordsip_client_info(p, w, buf, n, needed), "info"
+            )

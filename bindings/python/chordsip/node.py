@@ -1,0 +1,469 @@
+"""``chordsip.Node``: one peer of the overlay, running in this process."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from concurrent.futures import Future
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Set, Union
+
+from . import _callbacks, _lib
+from ._handle import Handle
+from ._types import Delivery, Event, InfoKind, LogLevel, LookupInfo, Neighbours, Peer, Value
+from ._util import addr_list, check, cstr, data_bytes, read_text, track, u32
+from .errors import InvalidArgument
+
+OptionValue = Union[str, int, "os.PathLike[str]"]
+Outcome = Any  # the result of an async operation, or a ChordsipError instance
+
+_LOG_NAMES = {
+    "off": LogLevel.OFF,
+    "error": LogLevel.ERROR,
+    "warn": LogLevel.WARN,
+    "warning": LogLevel.WARN,
+    "info": LogLevel.INFO,
+    "debug": LogLevel.DEBUG,
+    "trace": LogLevel.TRACE,
+}
+
+_NEIGHBOURS = {
+    "predecessors": Neighbours.PREDECESSORS,
+    "successors": Neighbours.SUCCESSORS,
+    "fingers": Neighbours.FINGERS,
+}
+
+_INFO = {"ring": InfoKind.RING, "stats": InfoKind.STATS, "statistics": InfoKind.STATS}
+
+
+def _option_text(name: str, value: Any) -> bytes:
+    if isinstance(value, bool):
+        raise TypeError("option %s: bool is not an option value" % name)
+    if isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError("option %s must be str or int, not %s" % (name, type(value).__name__))
+    return cstr(value, "option %s" % name)
+
+
+def _log_level(level: Union[None, int, str]) -> int:
+    if level is None:
+        return int(LogLevel.INFO)
+    if isinstance(level, str):
+        try:
+            return int(_LOG_NAMES[level.lower()])
+        except KeyError:
+            raise InvalidArgument(detail="log_level %r: one of %s" % (level, ", ".join(_LOG_NAMES))) from None
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
+        raise InvalidArgument(detail="log_level %r: 0..5 or a name" % (level,))
+    return int(level)
+
+
+def _enum_arg(value: Any, names: Mapping[str, int], what: str) -> int:
+    if isinstance(value, str):
+        try:
+            return int(names[value.lower()])
+        except KeyError:
+            raise InvalidArgument(detail="%s %r: one of %s" % (what, value, ", ".join(names))) from None
+    return u32(value, what)
+
+
+class Node:
+    """One peer of a chordsip overlay in this process.
+
+    ``options`` are the library's options by name (``chordsip_config_set``:
+    ``listen``, ``client_socket``, ``overlay``, ``replicas``,
+    ``op_timeout_ms``, ...); keyword arguments not named below are options
+    too. ``overlay_key`` (bytes) admits members by HMAC. ``delivery`` is
+    ``"thread"`` (callbacks on library threads) or ``"fd"`` (callbacks run
+    inside :meth:`process` when :meth:`event_fd` is readable).
+    ``on_event(Event)`` receives membership/storage events;
+    ``on_log(level, message)`` log lines at ``log_level`` (1 error .. 5
+    trace, or a name; default ``"info"``) and more severe.
+
+    Creating a Node binds nothing and starts no thread: :meth:`start` or
+    :meth:`join` does. A Node belongs to the process that created it (create
+    it after ``fork()``). Close it with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        options: Optional[Mapping[str, OptionValue]] = None,
+        *,
+        overlay_key: Optional[bytes] = None,
+        delivery: Union[str, Delivery] = "thread",
+        on_event: Optional[Callable[[Event], None]] = None,
+        on_log: Optional[Callable[[int, str], None]] = None,
+        log_level: Union[None, int, str] = None,
+        **more_options: OptionValue,
+    ) -> None:
+        self._h: Optional[Handle] = None
+        self._cb_token: Optional[int] = None
+        self._pending: Set[int] = set()
+        #: Exceptions raised by this node's Python callbacks (newest last, at most 64).
+        self.callback_errors: Deque[BaseException] = _callbacks.new_errors()
+
+        opts: Dict[str, Any] = dict(options or {})
+        opts.update(more_options)
+        try:
+            mode = Delivery(delivery.value if isinstance(delivery, Delivery) else delivery)
+        except ValueError:
+            raise InvalidArgument(detail="delivery %r: 'thread' or 'fd'" % (delivery,)) from None
+        if on_event is not None and not callable(on_event):
+            raise TypeError("on_event must be callable")
+        if on_log is not None and not callable(on_log):
+            raise TypeError("on_log must be callable")
+        if log_level is not None and on_log is None:
+            raise InvalidArgument(detail="log_level needs an on_log callback")
+        key = None if overlay_key is None else data_bytes(overlay_key, "overlay_key")
+        encoded = [(cstr(str(k), "option name"), _option_text(str(k), v)) for k, v in opts.items()]
+        level = _log_level(log_level)
+
+        lib = _lib.get()
+        self._lib = lib
+        self._delivery = mode
+        thread_mode = mode is Delivery.THREAD
+        self._thread_mode = thread_mode
+
+        cfg = ctypes.c_void_p()
+        check(lib.chordsip_config_new(ctypes.byref(cfg)), "chordsip_config_new")
+        err = ctypes.create_string_buffer(512)
+        try:
+            for name, value in encoded:
+                rc = lib.chordsip_config_set(cfg, name, value, err, len(err))
+                check(rc, err.value.decode("utf-8", "replace") or "option %s" % name.decode())
+            if key is not None:
+                check(lib.chordsip_config_set_overlay_key(cfg, key, len(key)), "overlay_key")
+            check(
+                lib.chordsip_config_set_delivery(
+                    cfg, _lib.CHORDSIP_DELIVER_THREAD if thread_mode else _lib.CHORDSIP_DELIVER_FD
+                ),
+                "delivery",
+            )
+            if on_event is not None or on_log is not None:
+                self._cb_token = _callbacks.register_node(
+                    _callbacks.NodeCallbacks(on_event, on_log, thread_mode, self.callback_errors)
+                )
+                if on_event is not None:
+                    check(
+                        lib.chordsip_config_set_event_callback(
+                            cfg, _callbacks.EVENT_TRAMPOLINE, self._cb_token
+                        ),
+                        "on_event",
+                    )
+                if on_log is not None:
+                    check(
+                        lib.chordsip_config_set_log_callback(
+                            cfg, level, _callbacks.LOG_TRAMPOLINE, self._cb_token
+                        ),
+                        "on_log",
+                    )
+            out = ctypes.c_void_p()
+            err.value = b""
+            rc = lib.chordsip_node_new(cfg, ctypes.byref(out), err, len(err))
+            check(rc, err.value.decode("utf-8", "replace") or "chordsip_node_new")
+        except BaseException:
+            _callbacks.unregister_node(self._cb_token)
+            self._cb_token = None
+            raise
+        finally:
+            lib.chordsip_config_free(cfg)
+
+        token, pending = self._cb_token, self._pending
+
+        def after_free(same_process: bool) -> None:
+            _callbacks.node_freed(token, pending, same_process)
+
+        self._h = Handle(out.value, lib.chordsip_node_free, "the Node", after_free)
+        track(self)
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the node at once (no graceful leave) and frees it; idempotent.
+
+        Pending asynchronous operations complete with ``Cancelled`` before
+        this returns (in fd mode on this thread); no callback of this node
+        runs afterwards. Waits for calls other threads are making on the node
+        to return. Called from one of the node's own thread-delivered
+        callbacks it does not wait (pending completions are then cancelled by
+        the binding).
+        """
+        h = getattr(self, "_h", None)
+        if h is not None:
+            h.close(defer=_callbacks.in_library_thread())
+
+    @property
+    def closed(self) -> bool:
+        h = self._h
+        return h is None or h.closed
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # noqa: B036 - never raise from __del__
+            pass
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<chordsip.Node closed>"
+        try:
+            return "<chordsip.Node %s>" % self.addr
+        except Exception:
+            return "<chordsip.Node not started>"
+
+    def _use(self) -> Handle:
+        h = self._h
+        if h is None:  # __init__ failed half-way
+            from .errors import Closed
+
+            raise Closed(detail="the Node is closed")
+        return h
+
+    # -- membership ---------------------------------------------------------
+
+    def start(self) -> "Node":
+        """Binds the socket and starts servicing it (not in a ring yet)."""
+        with self._use() as p:
+            check(self._lib.chordsip_node_start(p), "start")
+        return self
+
+    def join(self, bootstrap: Union[None, str, Iterable[str]] = None) -> None:
+        """Joins through the first answering peer of ``bootstrap`` (an address,
+        a comma/space-separated list, or a list); None or empty starts a new
+        ring. Starts the node if needed. Blocks up to twice the op timeout."""
+        boot = addr_list(bootstrap)
+        with self._use() as p:
+            check(self._lib.chordsip_node_join(p, boot), "join")
+
+    def leave(self, timeout_ms: int = 0) -> None:
+        """Hands this node's keys to its successor and tells its neighbours
+        (at most ``timeout_ms``; 0: the op timeout). The node is stopped
+        afterwards whatever the outcome; :meth:`close` it."""
+        t = u32(timeout_ms, "timeout_ms")
+        with self._use() as p:
+            check(self._lib.chordsip_node_leave(p, t), "leave")
+
+    # -- identity -----------------------------------------------------------
+
+    @property
+    def addr(self) -> str:
+        """The node's ``ip:port`` (after :meth:`start`)."""
+        buf = ctypes.create_string_buffer(64)
+        with self._use() as p:
+            check(self._lib.chordsip_node_addr(p, buf, len(buf)), "addr")
+        return buf.value.decode()
+
+    @property
+    def id(self) -> str:
+        """The node's ring id, 40 hex digits (after :meth:`start`)."""
+        buf = ctypes.create_string_buffer(41)
+        with self._use() as p:
+            check(self._lib.chordsip_node_id(p, buf, len(buf)), "id")
+        return buf.value.decode()
+
+    @property
+    def delivery(self) -> Delivery:
+        return self._delivery
+
+    # -- storage ------------------------------------------------------------
+
+    def put(self, key: str, writer: str, data: bytes, lifetime_s: int) -> int:
+        """Stores ``data`` (copied) as ``writer``'s entry under ``key`` for
+        ``lifetime_s`` seconds; returns the number of copies acknowledged."""
+        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
+        lt = u32(lifetime_s, "lifetime_s")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._lib.chordsip_node_put(p, k, w, d, len(d), lt, ctypes.byref(copies)), "put")
+        return copies.value
+
+    def get(self, key: str) -> List[Value]:
+        """Every live value under ``key`` (one per writer; [] if none)."""
+        k = cstr(key, "key")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_node_get(p, k, ctypes.byref(out)), "get")
+        try:
+            return _callbacks.values_list(self._lib, out)
+        finally:
+            self._lib.chordsip_values_free(out)
+
+    def remove(self, key: str, writer: str) -> int:
+        """Removes ``writer``'s entry under ``key``; returns the copies acknowledged."""
+        k, w = cstr(key, "key"), cstr(writer, "writer")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._lib.chordsip_node_remove(p, k, w, ctypes.byref(copies)), "remove")
+        return copies.value
+
+    def lookup(self, key: str, timeout_ms: int = 0) -> LookupInfo:
+        """The node responsible for ``key`` and the hops it took."""
+        k, t = cstr(key, "key"), u32(timeout_ms, "timeout_ms")
+        info = _lib.chordsip_lookup_info()
+        with self._use() as p:
+            check(self._lib.chordsip_node_lookup(p, k, t, ctypes.byref(info)), "lookup")
+        return _callbacks.lookup_info(info)
+
+    # -- asynchronous storage -----------------------------------------------
+
+    def _start_async(
+        self,
+        what: str,
+        callback: Optional[Callable[[Outcome], None]],
+        submit: Callable[[int, int], int],
+    ) -> "Future[Any]":
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable")
+        fut: "Future[Any]" = Future()
+        op = _callbacks.Op(what, callback, fut, self._pending, self._thread_mode, self.callback_errors)
+        with self._use() as p:
+            token = _callbacks.register_op(op)
+            try:
+                rc = submit(p, token)
+            except BaseException:
+                _callbacks.take_op(token)
+                raise
+            if rc != _lib.CHORDSIP_OK:
+                # The library never calls back for an operation it did not start.
+                _callbacks.take_op(token)
+                check(rc, what)
+        return fut
+
+    def lookup_async(
+        self,
+        key: str,
+        callback: Optional[Callable[[Outcome], None]] = None,
+        timeout_ms: int = 0,
+    ) -> "Future[LookupInfo]":
+        """Starts :meth:`lookup`. ``callback`` receives a :class:`LookupInfo`
+        or a :class:`ChordsipError` exactly once (on a library thread, or in
+        :meth:`process` in fd mode); the returned Future resolves likewise."""
+        k, t = cstr(key, "key"), u32(timeout_ms, "timeout_ms")
+        lib = self._lib
+        return self._start_async(
+            "lookup",
+            callback,
+            lambda p, tok: lib.chordsip_node_lookup_async(p, k, t, _callbacks.LOOKUP_TRAMPOLINE, tok),
+        )
+
+    def put_async(
+        self,
+        key: str,
+        writer: str,
+        data: bytes,
+        lifetime_s: int,
+        callback: Optional[Callable[[Outcome], None]] = None,
+    ) -> "Future[int]":
+        """Starts :meth:`put`; ``callback`` receives the copies (int) or an error."""
+        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
+        lt = u32(lifetime_s, "lifetime_s")
+        lib = self._lib
+        return self._start_async(
+            "put",
+            callback,
+            lambda p, tok: lib.chordsip_node_put_async(
+                p, k, w, d, len(d), lt, _callbacks.STORE_TRAMPOLINE, tok
+            ),
+        )
+
+    def get_async(
+        self, key: str, callback: Optional[Callable[[Outcome], None]] = None
+    ) -> "Future[List[Value]]":
+        """Starts :meth:`get`; ``callback`` receives a list of :class:`Value` or an error."""
+        k = cstr(key, "key")
+        lib = self._lib
+        return self._start_async(
+            "get",
+            callback,
+            lambda p, tok: lib.chordsip_node_get_async(p, k, _callbacks.GET_TRAMPOLINE, tok),
+        )
+
+    def remove_async(
+        self, key: str, writer: str, callback: Optional[Callable[[Outcome], None]] = None
+    ) -> "Future[int]":
+        """Starts :meth:`remove`; ``callback`` receives the copies (int) or an error."""
+        k, w = cstr(key, "key"), cstr(writer, "writer")
+        lib = self._lib
+        return self._start_async(
+            "remove",
+            callback,
+            lambda p, tok: lib.chordsip_node_remove_async(p, k, w, _callbacks.STORE_TRAMPOLINE, tok),
+        )
+
+    # -- fd delivery --------------------------------------------------------
+
+    def event_fd(self) -> int:
+        """In fd mode, the socket that becomes readable when callbacks wait
+        (poll it for reading, then call :meth:`process`). The node owns it:
+        never read, write or close it. Raises BadState in thread mode."""
+        fd = ctypes.c_int(-1)
+        with self._use() as p:
+            check(self._lib.chordsip_node_event_fd(p, ctypes.byref(fd)), "event_fd")
+        return fd.value
+
+    def fileno(self) -> int:
+        """:meth:`event_fd`, so a fd-mode Node can be passed to select()/selectors."""
+        return self.event_fd()
+
+    def process(self) -> int:
+        """In fd mode, runs the waiting callbacks on this thread; returns how
+        many ran (0 in thread mode). Callbacks may call any method, including
+        blocking ones and :meth:`close`."""
+        ran = ctypes.c_size_t(0)
+        with self._use() as p:
+            check(self._lib.chordsip_node_process(p, ctypes.byref(ran)), "process")
+        return ran.value
+
+    # -- introspection ------------------------------------------------------
+
+    def ping(self, addr: str) -> int:
+        """Round trip to the peer at ``addr`` (``ip:port``), in microseconds."""
+        a = cstr(addr, "addr")
+        rtt = ctypes.c_uint64(0)
+        with self._use() as p:
+            check(self._lib.chordsip_node_ping(p, a, ctypes.byref(rtt)), "ping")
+        return rtt.value
+
+    def stats(self) -> Dict[str, Union[int, float, bool]]:
+        """The node's counters (``chordsip_stats``) by field name."""
+        s = _lib.chordsip_stats()
+        with self._use() as p:
+            check(self._lib.chordsip_node_stats(p, ctypes.byref(s)), "stats")
+        out: Dict[str, Union[int, float, bool]] = {}
+        for name, _ in _lib.chordsip_stats._fields_:
+            out[name] = getattr(s, name)
+        out["joined"] = bool(s.joined)
+        return out
+
+    @property
+    def joined(self) -> bool:
+        """True while the node is a member of a ring."""
+        return bool(self.stats()["joined"])
+
+    def info(self, what: Union[int, str, InfoKind] = InfoKind.RING) -> str:
+        """A human-readable report: ``"ring"`` (0: neighbours and fingers)
+        or ``"stats"`` (1: statistics as ``name value`` lines)."""
+        w = _enum_arg(what, _INFO, "what")
+        with self._use() as p:
+            return read_text(
+                lambda buf, n, needed: self._lib.chordsip_node_info(p, w, buf, n, needed), "info"
+            )
+
+    def neighbours(self, kind: Union[int, str, Neighbours] = Neighbours.SUCCESSORS) -> List[Peer]:
+        """The node's ``"predecessors"``, ``"successors"`` or ``"fingers"``."""
+        k = _enum_arg(kind, _NEIGHBOURS, "kind")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_node_neighbours(p, k, ctypes.byref(out)), "neighbours")
+        try:
+            return _callbacks.peers_list(self._lib, out)
+        finally:
+            self._lib.chordsip_peers_free(out)
