@@ -1,0 +1,133 @@
+"""Client handles against a node running in another process (UDP and UNIX socket)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import chordsip
+from conftest import FAST, cli_path, subprocess_env, wait_until
+
+# A node in a child process: prints its address, serves until stdin closes.
+CHILD = r"""
+import json, sys
+import chordsip
+opts = json.loads(sys.argv[1])
+with chordsip.Node(opts) as n:
+    n.join()
+    n.put("sip:child@example.org", "child", b"from the child", 60)
+    print(n.addr, flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def child_node(tmp_path):
+    import json
+
+    sock = str(tmp_path / "node.sock")
+    opts = dict(FAST)
+    opts["client_socket"] = sock
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(opts)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=subprocess_env(),
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line, "child node did not start (exit code %s)" % proc.poll()
+        yield line, sock
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def _exercise(client: chordsip.Client, node_addr: str) -> None:
+    assert [v.data for v in client.get("sip:child@example.org")] == [b"from the child"]
+    assert client.put("sip:carol@example.org", "laptop", b"\x00\x01binary\xff", 30) >= 1
+    (value,) = client.get("sip:carol@example.org")
+    assert value == chordsip.Value("laptop", b"\x00\x01binary\xff", value.version, value.expires_in_ms)
+    assert 0 < value.expires_in_ms <= 30_000
+    info = client.lookup("sip:carol@example.org")
+    assert info.addr == node_addr and info.hops == 0
+    assert "phase Joined" in client.info("ring")
+    assert "puts_ok" in client.info("stats")
+    assert client.remove("sip:carol@example.org", "laptop") >= 1
+    assert client.get("sip:carol@example.org") == []
+
+
+def test_client_udp(child_node):
+    addr, _ = child_node
+    with chordsip.Client(addr, timeout_ms=3000) as c:
+        assert c.peer == addr and c.timeout_ms == 3000
+        _exercise(c, addr)
+        c.set_timeout(0)
+        assert c.timeout_ms == 5000
+    assert c.closed
+
+
+def test_client_unix_socket(child_node):
+    addr, sock = child_node
+    with chordsip.Client("unix:" + sock, overlay="chordsip") as c:
+        _exercise(c, addr)
+
+
+def test_client_wrong_overlay_times_out(child_node):
+    addr, _ = child_node
+    with chordsip.Client(addr, overlay="other", timeout_ms=300) as c:
+        t0 = time.monotonic()
+        with pytest.raises(chordsip.ChordsipTimeout) as e:
+            c.get("sip:child@example.org")
+        assert time.monotonic() - t0 < 3
+        assert e.value.code == 1 and e.value.name == "CHORDSIP_ERR_TIMEOUT"
+        assert isinstance(e.value, TimeoutError)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(cli_path() is None, reason="target/release/chordsip not built")
+def test_client_against_cli_node(tmp_path):
+    sock = str(tmp_path / "cli.sock")
+    for _attempt in range(3):
+        addr = "127.0.0.1:%d" % _free_port()
+        proc = subprocess.Popen(
+            [str(cli_path()), "node", "--listen", addr, "--client-socket", sock, "--log", "off"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with chordsip.Client(addr, timeout_ms=500) as c:
+                try:
+                    wait_until(lambda: "phase Joined" in c.info("ring"), 5, "the CLI node")
+                except AssertionError:
+                    if proc.poll() is not None:
+                        continue  # the port was taken meanwhile: try another
+                    raise
+                assert c.put("sip:dave@example.org", "cli", b"v", 10) >= 1
+            with chordsip.Client("unix:" + sock) as u:
+                assert [v.data for v in u.get("sip:dave@example.org")] == [b"v"]
+            return
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    pytest.fail("the CLI node did not start")
