@@ -103,3 +103,11 @@ def subprocess_env() -> Dict[str, str]:
 
 def cli_path() -> Optional[Path]:
     return CLI if CLI.is_file() and os.access(CLI, os.X_OK) else None
+
+
+def pytest_report_header(config):
+    try:
+        lib = chordsip.library_path()
+    except ImportError as e:
+        lib = "NOT FOUND (%s)" % e
+    return ["chordsip package: %s" % Path(chordsip.__file__).parent, "libchordsip: %s" % lib]

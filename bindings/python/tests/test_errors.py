@@ -207,6 +207,7 @@ def test_calls_after_close():
         c.set_timeout(10)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_use_in_forked_child():
     if not hasattr(os, "fork"):
         pytest.skip("no fork")

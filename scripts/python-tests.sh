@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Tests the Python binding (bindings/python) against the freshly built library:
+# builds libchordsip.so and the chordsip CLI (cargo, incremental), creates or
+# reuses a venv in target/pyenv, installs pytest and the binding itself
+# (non-editable, proving the package installs), runs pytest -q.
+# Works unattended (CI=true, no stdin) on a fresh Debian machine; may install
+# python3-venv with apt-get when the venv module is missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR=never PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/target/pyenv"
+
+step() { echo; echo "=== $* ==="; }
+
+if ! command -v "$PYTHON" >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq python3 python3-venv </dev/null
+    else
+        echo "python-tests: $PYTHON not found" >&2
+        exit 1
+    fi
+fi
+
+step "build libchordsip.so and the chordsip CLI"
+cargo build --release --lib --bin chordsip
+LIB="$ROOT/target/release/libchordsip.so"
+test -f "$LIB" || { echo "python-tests: $LIB was not built" >&2; exit 1; }
+
+step "venv in target/pyenv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
+    rm -rf "$VENV"
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        # Debian splits ensurepip out of the interpreter.
+        rm -rf "$VENV"
+        if command -v apt-get >/dev/null; then
+            ver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq "python$ver-venv" </dev/null \
+                || apt-get install -y -qq python3-venv </dev/null
+        fi
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip </dev/null
+"$PY" -m pip install -q pytest </dev/null
+# Non-editable install from a copy, so the source tree gets no build/ or egg-info.
+"$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/bindings/python" </dev/null
+rm -rf "$ROOT/bindings/python/build" "$ROOT/bindings/python/chordsip.egg-info"
+
+step "pytest (installed package, CHORDSIP_LIBRARY=$LIB)"
+export CHORDSIP_LIBRARY="$LIB"
+# Run from outside the source tree so `import chordsip` is the installed copy.
+cd "$VENV"
+start=$(date +%s)
+"$PY" -m pytest -q -p no:cacheprovider "$ROOT/bindings/python/tests" </dev/null
+echo "python binding tests passed in $(( $(date +%s) - start )) s"
+
+step "example"
+timeout 60 "$PY" "$ROOT/bindings/python/examples/two_nodes.py" </dev/null
