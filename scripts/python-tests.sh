@@ -24,6 +24,8 @@ if ! command -v "$PYTHON" >/dev/null; then
     fi
 fi
 
+./scripts/setup.sh </dev/null
+
 step "build libchordsip.so and the chordsip CLI"
 cargo build --release --lib --bin chordsip
 LIB="$ROOT/target/release/libchordsip.so"
@@ -46,7 +48,6 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/nu
     fi
 fi
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --upgrade pip </dev/null
 "$PY" -m pip install -q pytest </dev/null
 # Non-editable install from a copy, so the source tree gets no build/ or egg-info.
 "$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/bindings/python" </dev/null
