@@ -6,6 +6,13 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null || need_apt+=(make)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+# C API tests run under valgrind; AddressSanitizer's runtime comes with gcc.
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+# Python binding tests use a venv of the python3 on PATH.
+command -v python3 >/dev/null || need_apt+=(python3)
+if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    need_apt+=(python3-venv)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
