@@ -108,7 +108,8 @@ __all__ = [
 
 def version() -> str:
     """The library's version, e.g. ``"0.1.0"`` (loads the library)."""
-    return _lib.get().chordsip_version().decode()
+    raw: bytes = _lib.get().chordsip_version()
+    return raw.decode()
 
 
 def key_id(key: str) -> str:

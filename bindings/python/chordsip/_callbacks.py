@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 from concurrent.futures import Future
-from typing import Any, Callable, Deque, Dict, List, Optional, Set
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from . import _lib
 from ._types import Event, EventKind, LookupInfo, Peer, Value
@@ -52,7 +52,9 @@ class _UnraisableArgs:
         self.object = obj
 
 
-def report(exc: BaseException, msg: str, obj: Any = None, errors: Optional[Deque] = None) -> None:
+def report(
+    exc: BaseException, msg: str, obj: Any = None, errors: Optional[Deque[BaseException]] = None
+) -> None:
     """Reports an exception a callback raised; never raises."""
     try:
         if errors is not None:
@@ -70,7 +72,13 @@ def report(exc: BaseException, msg: str, obj: Any = None, errors: Optional[Deque
         pass
 
 
-def _run(fn: Callable[..., Any], args: tuple, thread_mode: bool, msg: str, errors: Optional[Deque]) -> None:
+def _run(
+    fn: Callable[..., Any],
+    args: Tuple[Any, ...],
+    thread_mode: bool,
+    msg: str,
+    errors: Optional[Deque[BaseException]],
+) -> None:
     if thread_mode:
         _tls.lib_depth = getattr(_tls, "lib_depth", 0) + 1
     try:
@@ -96,10 +104,10 @@ class Op:
         self,
         what: str,
         callback: Optional[Callable[[Any], None]],
-        future: Future,
+        future: "Future[Any]",
         pending: Set[int],
         thread_mode: bool,
-        errors: Deque,
+        errors: Deque[BaseException],
     ) -> None:
         self.what = what
         self.callback = callback
@@ -206,7 +214,7 @@ class NodeCallbacks:
         on_event: Optional[Callable[[Event], None]],
         on_log: Optional[Callable[[int, str], None]],
         thread_mode: bool,
-        errors: Deque,
+        errors: Deque[BaseException],
     ) -> None:
         self.on_event = on_event
         self.on_log = on_log

@@ -287,9 +287,7 @@ def _load() -> Tuple[ctypes.CDLL, str]:
         try:
             return ctypes.CDLL(env), env
         except OSError as e:
-            raise LibraryNotFound(
-                "%s=%r could not be loaded: %s" % (ENV_VAR, env, e)
-            ) from e
+            raise LibraryNotFound("%s=%r could not be loaded: %s" % (ENV_VAR, env, e)) from e
     found = ctypes.util.find_library("chordsip")
     for name in ([found] if found else []) + [SONAME]:
         try:

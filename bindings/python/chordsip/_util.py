@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import operator
 import threading
 import weakref
 from typing import Any, Iterable, Optional, Union
@@ -12,6 +13,13 @@ from . import _lib
 from .errors import BadUtf8, InvalidArgument, error_for
 
 U32_MAX = 0xFFFFFFFF
+
+
+def handle_out(out: ctypes.c_void_p, what: str) -> int:
+    """The pointer a successful ``_new`` wrote (a NULL would be a library bug)."""
+    if not out.value:
+        raise error_for(21, "%s returned OK without an object" % what)
+    return int(out.value)
 
 
 def check(rc: int, detail: Optional[str] = None) -> None:
@@ -48,14 +56,15 @@ def data_bytes(value: Any, what: str = "data") -> bytes:
 
 def u32(value: Any, what: str) -> int:
     """A non-negative integer that fits the C uint32_t parameter."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(value.__index__())
-        except (AttributeError, TypeError):
-            raise TypeError("%s must be an int, not %s" % (what, type(value).__name__)) from None
-    if not 0 <= value <= U32_MAX:
-        raise InvalidArgument(detail="%s must be within 0..%d, got %d" % (what, U32_MAX, value))
-    return value
+    if isinstance(value, bool):
+        raise TypeError("%s must be an int, not bool" % what)
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError("%s must be an int, not %s" % (what, type(value).__name__)) from None
+    if not 0 <= n <= U32_MAX:
+        raise InvalidArgument(detail="%s must be within 0..%d, got %d" % (what, U32_MAX, n))
+    return n
 
 
 def addr_list(bootstrap: Union[None, str, Iterable[str]]) -> Optional[bytes]:

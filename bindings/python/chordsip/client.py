@@ -8,7 +8,7 @@ from typing import List, Optional, Union
 from . import _callbacks, _lib
 from ._handle import Handle
 from ._types import InfoKind, LookupInfo, Value
-from ._util import check, cstr, data_bytes, read_text, track, u32
+from ._util import check, cstr, data_bytes, handle_out, read_text, track, u32
 from .node import _INFO, _enum_arg
 
 
@@ -42,7 +42,7 @@ class Client:
         )
         self._peer = peer
         self._timeout_ms = t or 5000
-        self._h = Handle(out.value, lib.chordsip_client_free, "the Client")
+        self._h = Handle(handle_out(out, "chordsip_client_new"), lib.chordsip_client_free, "the Client")
         track(self)
 
     # -- lifetime -----------------------------------------------------------

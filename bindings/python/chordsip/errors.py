@@ -7,7 +7,7 @@ and the library's own description (``chordsip_result_str``).
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 __all__ = [
     "RESULT_NAMES",
@@ -107,7 +107,9 @@ class ChordsipError(Exception):
             text = "%s: %s" % (detail, text)
         super().__init__(text)
 
-    def __reduce__(self):  # keep pickling (e.g. across processes) working
+    def __reduce__(
+        self,
+    ) -> Tuple[Any, Tuple[int, Optional[str], str]]:  # keep pickling (e.g. across processes) working
         return (type(self), (self.code, self.detail, self.description))
 
 

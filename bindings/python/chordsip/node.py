@@ -10,7 +10,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 from . import _callbacks, _lib
 from ._handle import Handle
 from ._types import Delivery, Event, InfoKind, LogLevel, LookupInfo, Neighbours, Peer, Value
-from ._util import addr_list, check, cstr, data_bytes, read_text, track, u32
+from ._util import addr_list, check, cstr, data_bytes, handle_out, read_text, track, u32
 from .errors import InvalidArgument
 
 OptionValue = Union[str, int, "os.PathLike[str]"]
@@ -175,7 +175,7 @@ class Node:
         def after_free(same_process: bool) -> None:
             _callbacks.node_freed(token, pending, same_process)
 
-        self._h = Handle(out.value, lib.chordsip_node_free, "the Node", after_free)
+        self._h = Handle(handle_out(out, "chordsip_node_new"), lib.chordsip_node_free, "the Node", after_free)
         track(self)
 
     # -- lifetime -----------------------------------------------------------
@@ -438,8 +438,8 @@ class Node:
         with self._use() as p:
             check(self._lib.chordsip_node_stats(p, ctypes.byref(s)), "stats")
         out: Dict[str, Union[int, float, bool]] = {}
-        for name, _ in _lib.chordsip_stats._fields_:
-            out[name] = getattr(s, name)
+        for field in _lib.chordsip_stats._fields_:
+            out[field[0]] = getattr(s, field[0])
         out["joined"] = bool(s.joined)
         return out
 

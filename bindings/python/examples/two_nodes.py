@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two chordsip nodes on loopback: register a contact on one, find it from the other.
 
-    CHORDSIP_LIBRARY=target/release/libchordsip.so python3 bindings/python/examples/two_nodes.py
+CHORDSIP_LIBRARY=target/release/libchordsip.so python3 bindings/python/examples/two_nodes.py
 """
 
 import time
@@ -11,9 +11,10 @@ import chordsip
 AOR = "sip:alice@example.org"
 
 print("libchordsip", chordsip.version())
-with chordsip.Node({"listen": "127.0.0.1:0", "stabilize_ms": 50}) as a, chordsip.Node(
-    {"stabilize_ms": 50}
-) as b:
+with (
+    chordsip.Node({"listen": "127.0.0.1:0", "stabilize_ms": 50}) as a,
+    chordsip.Node({"stabilize_ms": 50}) as b,
+):
     a.join()  # a new ring
     b.join(a.addr)  # b joins through a
     print("node a", a.addr, a.id[:8], "| node b", b.addr, b.id[:8])
@@ -22,7 +23,10 @@ with chordsip.Node({"listen": "127.0.0.1:0", "stabilize_ms": 50}) as a, chordsip
     print("registered %s (%d copies)" % (AOR, copies))
 
     for value in b.get(AOR):
-        print("b sees %s -> %s (expires in %d s)" % (value.writer, value.data.decode(), value.expires_in_ms // 1000))
+        print(
+            "b sees %s -> %s (expires in %d s)"
+            % (value.writer, value.data.decode(), value.expires_in_ms // 1000)
+        )
 
     info = b.lookup(AOR)
     print("responsible node %s, %d hops, %d us" % (info.addr, info.hops, info.latency_us))

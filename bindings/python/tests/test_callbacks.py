@@ -198,7 +198,9 @@ def test_events_and_logs_fd_mode():
 
 def test_log_callback_thread_mode():
     lines: List[Any] = []
-    with chordsip.Node(FAST, on_log=lambda lvl, m: lines.append((lvl, m)), log_level=chordsip.LogLevel.DEBUG) as a:
+    with chordsip.Node(
+        FAST, on_log=lambda lvl, m: lines.append((lvl, m)), log_level=chordsip.LogLevel.DEBUG
+    ) as a:
         a.join()
         with chordsip.Node(FAST) as b:
             b.join(a.addr)

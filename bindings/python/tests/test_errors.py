@@ -107,6 +107,10 @@ def test_bad_keys_writers_values(node):
         node.put("k", "w", b"v", -1)
     with pytest.raises(chordsip.InvalidArgument):
         node.put("k", "w", b"v", 2**32)
+    with pytest.raises(TypeError):
+        node.put("k", "w", b"v", True)
+    with pytest.raises(TypeError):
+        node.lookup("k", timeout_ms=1.5)
     with pytest.raises(chordsip.InvalidArgument):
         node.put_async("k", "w", b"v", 0, lambda r: None)
     # NUL and non-UTF-8-encodable strings.
@@ -147,7 +151,7 @@ def test_bad_keys_writers_values(node):
 def test_state_errors():
     n = chordsip.Node(FAST)
     with pytest.raises(chordsip.BadState):
-        n.addr  # not started
+        _ = n.addr  # not started
     with pytest.raises(chordsip.BadState):
         n.event_fd()  # thread delivery has no fd
     n.start()
@@ -242,10 +246,11 @@ def test_use_in_forked_child():
         c.close()
 
 
-def _run_child(code: str, env=None) -> subprocess.CompletedProcess:
+def _run_child(code: str, env=None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code],
         env=env or subprocess_env(),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=30,
@@ -285,3 +290,36 @@ def test_import_has_no_side_effects():
         "print('ok')\n"
     )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_discovery_without_env(tmp_path):
+    """No CHORDSIP_LIBRARY: the checkout's target/release is found from the
+    source tree; a copy of the package elsewhere finds nothing and says so."""
+    import ctypes.util
+    import shutil as sh
+    from pathlib import Path
+
+    if ctypes.util.find_library("chordsip"):
+        pytest.skip("a system-wide libchordsip is installed")
+    env = subprocess_env()
+    env.pop("CHORDSIP_LIBRARY", None)
+    env.pop("LD_LIBRARY_PATH", None)
+    code = (
+        "import chordsip\n"
+        "try:\n"
+        "    print(chordsip.library_path())\n"
+        "except chordsip.LibraryNotFound as e:\n"
+        "    print('NOTFOUND', e)\n"
+    )
+    src = Path(__file__).resolve().parents[1]  # bindings/python
+    checkout_lib = src.parents[1] / "target" / "release" / "libchordsip.so"
+    if checkout_lib.is_file():
+        env["PYTHONPATH"] = str(src)
+        r = _run_child(code, env, cwd=tmp_path)
+        assert r.stdout.strip() == str(checkout_lib), r.stderr
+    sh.copytree(src / "chordsip", tmp_path / "chordsip")
+    env["PYTHONPATH"] = str(tmp_path)
+    r = _run_child(code, env, cwd=tmp_path)
+    out = r.stdout.strip()
+    assert out.startswith("NOTFOUND"), (out, r.stderr)
+    assert "CHORDSIP_LIBRARY" in out and "libchordsip.so.0" in out

@@ -166,3 +166,50 @@ def test_dropping_the_last_reference_cancels():
     gc.collect()
     calls, outcomes = tally.snapshot()
     assert len(calls) == n and set(calls.values()) == {1}
+
+
+def test_close_while_other_threads_call(ring_factory):
+    a, b = ring_factory(2)
+    stop = threading.Event()
+    errors: List[BaseException] = []
+    counts = collections.Counter()
+    completions = collections.Counter()
+    lock = threading.Lock()
+
+    def on_done(_outcome):
+        with lock:
+            completions["done"] += 1
+
+    def worker(i: int) -> None:
+        while not stop.is_set():
+            try:
+                if i % 2:
+                    a.get("sip:k%d@example.org" % i)
+                else:
+                    # One operation in flight per thread.
+                    done = threading.Event()
+                    a.lookup_async("sip:k%d@example.org" % i, lambda r, d=done: (on_done(r), d.set()))
+                    with lock:
+                        completions["started"] += 1
+                    assert done.wait(10)
+                counts[i] += 1
+            except chordsip.Closed:
+                return
+            except BaseException as e:  # anything else is a failure
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: errors or all(counts[i] > 5 for i in range(4)), 10, "workers running")
+    assert errors == []
+    a.close()
+    stop.set()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    assert errors == []
+    with lock:
+        assert completions["done"] == completions["started"] > 0
+    assert b.stats()["joined"]  # the other node is unaffected

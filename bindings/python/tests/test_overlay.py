@@ -24,16 +24,14 @@ def test_five_nodes_agree(ring_factory):
         owners = set()
         for reader in nodes:
             values = reader.get(key)
-            assert [(v.writer, v.data) for v in values] == [
-                ("dev-%d" % i, ("contact-%d" % i).encode())
-            ]
+            assert [(v.writer, v.data) for v in values] == [("dev-%d" % i, ("contact-%d" % i).encode())]
             assert values[0].expires_in_ms > 50_000
             info = reader.lookup(key)
             assert isinstance(info, chordsip.LookupInfo)
             assert info.hops <= 5
             owners.add((info.node_id, info.addr))
         assert len(owners) == 1, owners
-        (owner_id, owner_addr), = owners
+        ((owner_id, owner_addr),) = owners
         assert owner_addr in {n.addr for n in nodes}
         # The owner is the key's successor on the ring.
         kid = chordsip.key_id(key)
