@@ -94,8 +94,8 @@ typedef enum {
   CHORDSIP_ERR_IN_CALLBACK = 17,
   // The caller's buffer is too small; the needed size is reported where the call allows.
   CHORDSIP_ERR_BUFFER_TOO_SMALL = 18,
-  // The call does not fit the object's state (e.g. starting a node twice,
-  // asking for the event fd of a node that delivers on library threads).
+  // The call does not fit the object's state (e.g. starting or joining a
+  // node twice, asking for the event fd of a node that delivers on library threads).
   CHORDSIP_ERR_BAD_STATE = 19,
   // An index is past the end of a list.
   CHORDSIP_ERR_OUT_OF_RANGE = 20,
@@ -166,7 +166,8 @@ typedef struct {
 typedef struct {
   // The node responsible for the key.
   chordsip_peer node;
-  // Remote nodes asked on the way (0: the asking node is responsible).
+  // Remote nodes asked on the way (0: the asking node's own links answered,
+  // i.e. it or its immediate successor is responsible).
   uint32_t hops;
   // Time the lookup took, in microseconds.
   uint64_t latency_us;

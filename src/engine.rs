@@ -525,7 +525,7 @@ impl Engine {
         if !matches!(self.phase, Phase::Idle | Phase::Left) {
             self.complete(
                 op,
-                OpResult::Join(Err(Error::InvalidArgument(
+                OpResult::Join(Err(Error::BadState(
                     "node already joined or joining".into(),
                 ))),
             );

@@ -34,6 +34,8 @@ pub enum Error {
     InCallback,
     /// The node was stopped or freed before the operation finished.
     Cancelled,
+    /// The call does not fit the node's state (e.g. joining twice).
+    BadState(String),
 }
 
 impl fmt::Display for Error {
@@ -52,6 +54,7 @@ impl fmt::Display for Error {
             Error::Refused(s) => write!(f, "refused by peer: {s}"),
             Error::Io(s) => write!(f, "I/O error: {s}"),
             Error::Forked => f.write_str("object belongs to the parent process (used after fork)"),
+            Error::BadState(s) => write!(f, "bad state: {s}"),
             Error::Cancelled => {
                 f.write_str("cancelled: the node stopped before the operation finished")
             }

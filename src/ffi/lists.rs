@@ -49,7 +49,8 @@ impl chordsip_peer {
 pub struct chordsip_lookup_info {
     /// The node responsible for the key.
     pub node: chordsip_peer,
-    /// Remote nodes asked on the way (0: the asking node is responsible).
+    /// Remote nodes asked on the way (0: the asking node's own links answered,
+    /// i.e. it or its immediate successor is responsible).
     pub hops: u32,
     /// Time the lookup took, in microseconds.
     pub latency_us: u64,

@@ -60,8 +60,8 @@ pub enum chordsip_result {
     CHORDSIP_ERR_IN_CALLBACK = 17,
     /// The caller's buffer is too small; the needed size is reported where the call allows.
     CHORDSIP_ERR_BUFFER_TOO_SMALL = 18,
-    /// The call does not fit the object's state (e.g. starting a node twice,
-    /// asking for the event fd of a node that delivers on library threads).
+    /// The call does not fit the object's state (e.g. starting or joining a
+    /// node twice, asking for the event fd of a node that delivers on library threads).
     CHORDSIP_ERR_BAD_STATE = 19,
     /// An index is past the end of a list.
     CHORDSIP_ERR_OUT_OF_RANGE = 20,
@@ -89,6 +89,7 @@ impl From<&Error> for chordsip_result {
             Error::Forked => CHORDSIP_ERR_FORKED,
             Error::InCallback => CHORDSIP_ERR_IN_CALLBACK,
             Error::Cancelled => CHORDSIP_ERR_CANCELLED,
+            Error::BadState(_) => CHORDSIP_ERR_BAD_STATE,
         }
     }
 }
