@@ -82,7 +82,7 @@ class LookupInfo:
     node_id: str
     #: Its address.
     addr: str
-    #: Remote nodes asked on the way (0: the asking node is responsible).
+    #: Remote nodes asked on the way (0: the asking node or its successor is responsible).
     hops: int
     #: Time the lookup took, in microseconds.
     latency_us: int
