@@ -4,6 +4,8 @@
 #   2. checks that tests/c/test_api.c calls every function chordsip.h declares
 #   3. builds the tests with -fsanitize=address,undefined and runs each
 #   4. builds them plainly and runs each under valgrind (tests/c/valgrind.supp)
+# With CHORDSIP_CTEST_KNOWN_BUGS=1 it also runs tests/c/test_known_bugs, the
+# reproductions of open library bugs (expected to fail until they are fixed).
 # Every step runs even after a failure; the exit status is non-zero if any failed.
 # Build products and logs go to target/c-tests/.
 set -uo pipefail
@@ -77,6 +79,12 @@ if make -s -C tests/c BUILD="$OUT/plain"; then
     done
 else
     failed+=("plain-build")
+fi
+
+if [ "${CHORDSIP_CTEST_KNOWN_BUGS:-0}" = 1 ]; then
+    echo "== open library bugs (tests/c/test_known_bugs.c; fails while any reproduces)"
+    run "known-bugs" "$OUT/plain/test_known_bugs"
+    cat "$OUT/logs/known-bugs.log" | grep -E '^(BUG|fixed)' | sed 's/^/      /'
 fi
 
 printf '== total %.1f s\n' "$(elapsed "$T_START")"
