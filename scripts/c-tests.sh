@@ -4,6 +4,7 @@
 #   2. checks that tests/c/test_api.c calls every function chordsip.h declares
 #   3. builds the tests with -fsanitize=address,undefined and runs each
 #   4. builds them plainly and runs each under valgrind (tests/c/valgrind.supp)
+#   5. scripts/c-examples.sh: the C examples, plainly and under valgrind
 # With CHORDSIP_CTEST_KNOWN_BUGS=1 it also runs tests/c/test_known_bugs, the
 # reproductions of open library bugs (expected to fail until they are fixed).
 # Every step runs even after a failure; the exit status is non-zero if any failed.
@@ -86,6 +87,9 @@ if [ "${CHORDSIP_CTEST_KNOWN_BUGS:-0}" = 1 ]; then
     run "known-bugs" "$OUT/plain/test_known_bugs"
     cat "$OUT/logs/known-bugs.log" | grep -E '^(BUG|fixed)' | sed 's/^/      /'
 fi
+
+echo "== C examples"
+CHORDSIP_STAGED=1 "$ROOT/scripts/c-examples.sh" || failed+=("c-examples")
 
 printf '== total %.1f s\n' "$(elapsed "$T_START")"
 if [ ${#failed[@]} -gt 0 ]; then
