@@ -85,7 +85,7 @@ fi
 if [ "${CHORDSIP_CTEST_KNOWN_BUGS:-0}" = 1 ]; then
     echo "== open library bugs (tests/c/test_known_bugs.c; fails while any reproduces)"
     run "known-bugs" "$OUT/plain/test_known_bugs"
-    cat "$OUT/logs/known-bugs.log" | grep -E '^(BUG|fixed)' | sed 's/^/      /'
+    grep -E '^(BUG|fixed)' "$OUT/logs/known-bugs.log" | sed 's/^/      /'
 fi
 
 echo "== C examples"
