@@ -266,7 +266,11 @@ enum Ctx {
         peer: NodeInfo,
         items: Vec<ItemSummary>,
     },
-    LeaveStep,
+    /// Part of a graceful leave; `successor` names the handoff target, whose
+    /// failure moves the handoff to the next successor.
+    LeaveStep {
+        successor: Option<Id>,
+    },
     Ping {
         op: OpId,
     },
@@ -701,37 +705,22 @@ impl Engine {
         let preds = self.rt.predecessors().to_vec();
         let succs = self.rt.successors().to_vec();
         let mut sent = 0;
-        if let Some(succ) = succs.first().copied() {
-            let keys: Vec<Id> = self.store.all_keys().copied().collect();
-            sent += self.push_keys(succ, &keys, || Ctx::LeaveStep);
-            sent += self.send_request(
-                succ.addr,
-                Some(succ.id),
-                Body::Leaving {
-                    preds: preds.clone(),
-                    succs: succs.clone(),
-                },
-                Ctx::LeaveStep,
-                self.cfg.rpc_retries + 1,
-            ) as usize;
-        }
         if let Some(pred) = preds.first().copied() {
             if Some(pred.id) != succs.first().map(|s| s.id) {
+                // A courtesy: a dead predecessor does not fail the leave.
                 sent += self.send_request(
                     pred.addr,
                     Some(pred.id),
-                    Body::Leaving {
-                        preds: preds.clone(),
-                        succs: succs.clone(),
-                    },
-                    Ctx::LeaveStep,
+                    Body::Leaving { preds, succs },
+                    Ctx::LeaveStep { successor: None },
                     self.cfg.rpc_retries + 1,
                 ) as usize;
             }
         }
         if let Some(l) = self.leave.as_mut() {
-            l.outstanding = sent;
+            l.outstanding += sent;
         }
+        self.leave_handoff();
         self.maybe_finish_leave();
         self.after_step();
     }
@@ -1725,7 +1714,7 @@ impl Engine {
                 }
                 self.push_items(peer, push, || Ctx::Push, 2);
             }
-            (Ctx::LeaveStep, _) => self.leave_step_done(true),
+            (Ctx::LeaveStep { .. }, _) => self.leave_step_done(None),
             (Ctx::Ping { op }, Body::Pong) => {
                 let rtt = Duration::from_micros(self.now.saturating_sub(rpc.sent_at));
                 self.complete(op, OpResult::Ping(Ok(rtt)));
@@ -1812,7 +1801,7 @@ impl Engine {
                 self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
             }
             Ctx::SyncDigest { .. } | Ctx::SyncItems { .. } => {}
-            Ctx::LeaveStep => self.leave_step_done(false),
+            Ctx::LeaveStep { successor } => self.leave_step_done(successor),
             Ctx::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),
         }
     }
@@ -1936,6 +1925,13 @@ impl Engine {
         };
         l.hops += 1;
         if done && !nodes.is_empty() {
+            let mut nodes = nodes;
+            if matches!(l.purpose, Purpose::Join { .. }) && nodes.iter().all(|n| n.id != from.id) {
+                // The answerer precedes the joiner: as the last successor-list
+                // entry it keeps the joiner attached to the ring even if every
+                // successor it was given has just died.
+                nodes.push(from);
+            }
             self.lookup_done(l, nodes);
             return;
         }
@@ -2367,18 +2363,63 @@ impl Engine {
 
     // ----- leaving -------------------------------------------------------
 
-    fn leave_step_done(&mut self, ok: bool) {
+    /// Hands every stored entry to the first successor and tells it we leave;
+    /// returns the requests sent (0: no successor left to hand to).
+    fn leave_handoff(&mut self) -> usize {
+        let Some(succ) = self.rt.successor().copied() else {
+            return 0;
+        };
+        let preds = self.rt.predecessors().to_vec();
+        let succs = self.rt.successors().to_vec();
+        let ctx = || Ctx::LeaveStep {
+            successor: Some(succ.id),
+        };
+        let keys: Vec<Id> = self.store.all_keys().copied().collect();
+        let mut sent = self.push_keys(succ, &keys, ctx);
+        sent += self.send_request(
+            succ.addr,
+            Some(succ.id),
+            Body::Leaving { preds, succs },
+            ctx(),
+            self.cfg.rpc_retries + 1,
+        ) as usize;
+        if let Some(l) = self.leave.as_mut() {
+            l.outstanding += sent;
+        }
+        sent
+    }
+
+    /// One leave message answered (`failed` None) or given up on.
+    fn leave_step_done(&mut self, failed: Option<Id>) {
         if let Some(l) = self.leave.as_mut() {
             l.outstanding = l.outstanding.saturating_sub(1);
-            l.failed |= !ok;
+            if let Some(id) = failed {
+                l.failed = true;
+                // The handoff target died: the next successor takes over.
+                self.rt.remove(&id);
+            }
         }
         self.maybe_finish_leave();
     }
 
     fn maybe_finish_leave(&mut self) {
         let done = self.leave.as_ref().map(|l| (l.outstanding == 0, l.failed));
-        if let Some((true, failed)) = done {
-            self.finish_leave(if failed { Err(Error::Timeout) } else { Ok(()) });
+        match done {
+            Some((true, false)) => self.finish_leave(Ok(())),
+            Some((true, true)) => {
+                if let Some(l) = self.leave.as_mut() {
+                    l.failed = false;
+                }
+                if self.leave_handoff() == 0 {
+                    let r = if self.store.entry_count() == 0 {
+                        Ok(()) // nothing to hand over, nobody left to tell
+                    } else {
+                        Err(Error::NoRoute)
+                    };
+                    self.finish_leave(r);
+                }
+            }
+            _ => {}
         }
     }
 

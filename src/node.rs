@@ -357,6 +357,10 @@ impl Node {
     /// Graceful leave (data handed to the successor, neighbours told), bounded
     /// by `timeout`; the node is stopped afterwards whatever the outcome.
     pub fn leave(&self, timeout: Duration) -> Result<()> {
+        if on_worker_thread() {
+            // Refused, and the node keeps running: a callback cannot wait for the leave.
+            return Err(Error::InCallback);
+        }
         let r = self
             .blocking(timeout, move |e, now, op| e.leave(now, op, timeout))
             .and_then(OpResult::into_leave);

@@ -277,9 +277,14 @@ impl Runtime {
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = unbounded();
             let hooks = hooks.clone();
+            // The thread keeps its waker open: if the runtime is dropped from a
+            // callback (not joined), closing the waker could lose the wake-up
+            // that tells the worker to shut down.
+            let own_waker = Arc::clone(&waker);
             let handle = std::thread::Builder::new()
                 .name(format!("chordsip-{n}"))
                 .spawn(move || {
+                    let _waker = own_waker;
                     block_signals();
                     ON_WORKER.with(|c| c.set(true));
                     if let Some(h) = &hooks.on_start {
