@@ -297,7 +297,7 @@ chordsip_result chordsip_client_new(const char *peer,
                                     chordsip_client **out);
 
 // Frees a handle and closes its socket. NULL is a no-op. In a forked child
-// it only releases memory (the parent's socket stays open there).
+// it releases the child's copy only (the parent's socket stays open there).
 //
 // # Safety
 // `client` is NULL or live, and no other thread uses it during or after the call.

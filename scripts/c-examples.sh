@@ -31,7 +31,7 @@ run() {
     rc=$?
     end=$(date +%s.%N)
     if [ $rc -eq 0 ]; then
-        printf 'PASS  %-32s %6.2f s\n' "$label" "$(echo "$end - $start" | bc)"
+        printf 'PASS  %-32s %6.2f s\n' "$label" "$(awk -v a="$end" -v b="$start" 'BEGIN { printf "%.2f", a - b }')"
     else
         printf 'FAIL  %-32s exit %d (log: %s)\n' "$label" $rc "$OUT/$label.log"
         tail -n 20 "$OUT/$label.log" | sed 's/^/      /'

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit/property tests, the in-memory
-# network suite, real UDP nodes, node processes, and a demo run.
+# network suite, real UDP nodes, node processes, the C header drift check,
+# the C API tests (ASan+UBSan, valgrind) and examples, the Python binding's
+# tests, and a demo run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -12,6 +14,12 @@ step "clippy"
 cargo clippy --all-targets --release --quiet -- -D warnings
 step "tests (release build: the network suites run thousands of nodes)"
 cargo test --release -- --test-threads 2
+step "C header matches src/ffi (cbindgen drift check)"
+./scripts/gen-header.sh --verify
+step "C API tests under ASan+UBSan and valgrind; C examples"
+./scripts/c-tests.sh
+step "Python binding (pytest)"
+./scripts/python-tests.sh
 step "demo smoke run"
 ./target/release/chordsip demo --nodes 12 --values 100
 echo

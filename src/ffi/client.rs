@@ -84,7 +84,7 @@ pub unsafe extern "C" fn chordsip_client_new(
 }
 
 /// Frees a handle and closes its socket. NULL is a no-op. In a forked child
-/// it only releases memory (the parent's socket stays open there).
+/// it releases the child's copy only (the parent's socket stays open there).
 ///
 /// # Safety
 /// `client` is NULL or live, and no other thread uses it during or after the call.
@@ -93,11 +93,9 @@ pub unsafe extern "C" fn chordsip_client_free(client: *mut chordsip_client) {
     guard_void(|| {
         if !client.is_null() {
             // SAFETY: created by Box::into_raw in chordsip_client_new, freed once.
-            let c = unsafe { Box::from_raw(client) };
-            if std::process::id() != c.pid {
-                // The lock may have been held at fork time: leak rather than hang.
-                std::mem::forget(c);
-            }
+            // Dropping takes no lock, so this is safe in a forked child too,
+            // where it closes only the child's copy of the socket.
+            drop(unsafe { Box::from_raw(client) });
         }
     })
 }

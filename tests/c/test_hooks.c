@@ -7,7 +7,7 @@
  *  - a node with other hooks cannot start while the threads run;
  *  - after the last node is freed, stop calls == start calls;
  *  - the next node starts fresh threads with its own hooks.
- * (A last node freed from its own callback: see test_known_bugs.c.)
+ * (A last node freed from its own callback: see test_regressions.c.)
  */
 #include "testutil.h"
 
