@@ -43,6 +43,7 @@ def main():
         ):
             break
         time.sleep(0.1)
+    time.sleep(10)  # the same settle time in all three harnesses: finger tables complete
     data = b"x" * 100
     key = "sip:user{}@bench.example".format
     report("Python", "put", *measure(ops, lambda i: nodes[i % NODES].put(key(i), "dev", data, 600)))
@@ -52,6 +53,8 @@ def main():
 
     report("Python", "get", *measure(ops, get))
     report("Python", "lookup", *measure(ops, lambda i: nodes[(i + 9) % NODES].lookup(key(i))))
+    report("Python", "stats", *measure(ops, lambda i: nodes[i % NODES].stats()))
+    report("Python", "key_id", *measure(ops * 20, lambda i: chordsip.key_id(key(i))))
     with chordsip.Client(nodes[0].addr) as c:
         report("Python client UDP", "get", *measure(ops, lambda i: c.get(key(i))))
     for n in nodes:

@@ -39,6 +39,8 @@ fn main() {
         .unwrap_or(5000);
     let net = Testnet::new(16, &Config::default(), Duration::from_secs(30)).expect("overlay");
     assert!(net.wait_converged(Duration::from_secs(30)));
+    // The same settle time in all three harnesses: finger tables complete.
+    std::thread::sleep(Duration::from_secs(10));
     let key = |i: usize| Id::from_name(&format!("sip:user{i}@bench.example"));
     let data = vec![b'x'; 100];
     let nodes = &net.nodes;
@@ -56,6 +58,15 @@ fn main() {
         nodes[(i + 9) % 16].lookup(key(i)).expect("lookup");
     });
     row("Rust", "lookup", &h, t);
+    // No network: a query answered by the node's worker thread, and pure hashing.
+    let (h, t) = measure(ops, |i| {
+        nodes[i % 16].stats().expect("stats");
+    });
+    row("Rust", "stats", &h, t);
+    let (h, t) = measure(ops * 20, |i| {
+        std::hint::black_box(Id::from_name(&format!("sip:user{i}@bench.example")).to_hex());
+    });
+    row("Rust", "key_id", &h, t);
 
     // Client handles to a local peer (one more node, serving a UNIX socket too).
     let path = std::env::temp_dir().join(format!("chordsip-bench-{}.sock", std::process::id()));
@@ -67,7 +78,10 @@ fn main() {
     peer.join(&net.bootstrap()).expect("join");
     let mut udp = Client::connect(peer.addr(), "chordsip", None).expect("client");
     let mut unix = Client::connect_unix(&path, "chordsip", None).expect("client");
-    for (name, c) in [("client UDP", &mut udp), ("client UNIX", &mut unix)] {
+    for (name, c) in [
+        ("Rust client UDP", &mut udp),
+        ("Rust client UNIX", &mut unix),
+    ] {
         let (h, t) = measure(ops, |i| {
             assert_eq!(c.get(key(i)).expect("client get").len(), 1);
         });

@@ -462,6 +462,7 @@ impl Engine {
     /// Statistics, with the storage gauges filled in.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
+        s.joined = self.phase == Phase::Joined;
         s.stored_keys = self.store.key_count() as u64;
         s.stored_entries = self.store.entry_count() as u64;
         s.stored_value_bytes = self.store.value_bytes() as u64;

@@ -87,6 +87,8 @@ impl Histogram {
 /// What a node counts about its own work.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// A member of a ring (not idle, joining, leaving or gone).
+    pub joined: bool,
     pub msgs_sent: u64,
     pub msgs_received: u64,
     pub bytes_sent: u64,

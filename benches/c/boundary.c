@@ -64,6 +64,9 @@ int main(int argc, char **argv) {
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
+  /* The same settle time in all three harnesses: finger tables complete. */
+  struct timespec settle = {10, 0};
+  nanosleep(&settle, NULL);
   char data[100];
   memset(data, 'x', sizeof data);
   char key[64];
@@ -97,6 +100,29 @@ int main(int argc, char **argv) {
     lat[i] = now_us() - t;
   }
   report("C", "lookup", lat, ops, now_us() - t0);
+  /* No network: a query answered by the node's worker thread, and pure hashing. */
+  t0 = now_us();
+  for (int i = 0; i < ops; i++) {
+    chordsip_stats st;
+    double t = now_us();
+    if ((r = chordsip_node_stats(nodes[i % NODES], &st))) die("stats", r);
+    lat[i] = now_us() - t;
+  }
+  report("C", "stats", lat, ops, now_us() - t0);
+  {
+    int n = ops * 20;
+    double *l2 = calloc(n, sizeof *l2);
+    char hex[41];
+    t0 = now_us();
+    for (int i = 0; i < n; i++) {
+      snprintf(key, sizeof key, "sip:user%d@bench.example", i);
+      double t = now_us();
+      if ((r = chordsip_key_id(key, hex, sizeof hex))) die("key_id", r);
+      l2[i] = now_us() - t;
+    }
+    report("C", "key_id", l2, n, now_us() - t0);
+    free(l2);
+  }
 
   chordsip_client *c;
   if ((r = chordsip_client_new(boot, NULL, NULL, 0, 5000, &c))) die("client", r);

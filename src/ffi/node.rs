@@ -704,7 +704,7 @@ pub unsafe extern "C" fn chordsip_node_stats(
         }
         let s = code(n.stats())?;
         let st = chordsip_stats {
-            joined: n.is_joined() as u32,
+            joined: s.joined as u32,
             msgs_sent: s.msgs_sent,
             msgs_received: s.msgs_received,
             bytes_sent: s.bytes_sent,
