@@ -23,6 +23,7 @@ pub mod node;
 pub mod routing;
 pub mod runtime;
 pub mod sim;
+pub mod sip;
 pub mod stats;
 pub mod storage;
 pub mod testnet;

@@ -1,0 +1,662 @@
+//! Registrar bindings (RFC 3261 §10.3, RFC 5626) as dictionary entries: one
+//! entry per binding under the key of the canonical AOR, so bindings of
+//! different devices never overwrite each other, and storage expiry makes an
+//! expired binding vanish on every replica.
+//!
+//! Pure logic: [`plan`] turns a REGISTER into puts and removals against the
+//! bindings currently stored; the I/O lives in [`super::registrar`].
+
+use super::uri::{Uri, UriError};
+use sha1::{Digest, Sha1};
+use std::fmt;
+
+/// One contact binding of an AOR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI as registered.
+    pub contact: String,
+    /// q-value in thousandths (RFC 3261 `q=0.5` is 500); default 1000.
+    pub q: u16,
+    /// `+sip.instance` (RFC 5626), without the angle brackets' quoting.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626): with the instance, identifies one flow.
+    pub reg_id: Option<u32>,
+    /// Path header values (RFC 3327), in order.
+    pub path: Vec<String>,
+    /// Source address the REGISTER came from, when it differs from the contact.
+    pub received: Option<String>,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+/// Why a REGISTER was refused; maps to a SIP status (400, 403, 423, 500...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Malformed request (SIP 400).
+    Bad(String),
+    /// A binding with the same Call-ID already has this or a newer CSeq (SIP 500 per §10.3 step 7).
+    OutOfOrder,
+    /// More bindings than the AOR may hold (SIP 403 in Kamailio's registrar).
+    TooManyBindings(usize),
+    /// Expires shorter than the minimum (SIP 423 Interval Too Brief); carries the minimum.
+    IntervalTooBrief(u32),
+}
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegisterError::Bad(s) => write!(f, "bad REGISTER: {s}"),
+            RegisterError::OutOfOrder => f.write_str("CSeq not newer than the stored binding's"),
+            RegisterError::TooManyBindings(n) => write!(f, "more than {n} bindings for this AOR"),
+            RegisterError::IntervalTooBrief(m) => write!(f, "expires below the minimum of {m} s"),
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+impl From<UriError> for RegisterError {
+    fn from(e: UriError) -> Self {
+        RegisterError::Bad(e.to_string())
+    }
+}
+
+/// Registrar limits and defaults.
+#[derive(Clone, Debug)]
+pub struct RegistrarLimits {
+    pub max_bindings: usize,
+    pub default_expires: u32,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub max_contact_len: usize,
+    pub max_path_len: usize,
+}
+
+impl Default for RegistrarLimits {
+    fn default() -> Self {
+        RegistrarLimits {
+            max_bindings: 16,
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 86_400,
+            max_contact_len: 512,
+            max_path_len: 1024,
+        }
+    }
+}
+
+/// A contact of a REGISTER, as parsed from its Contact header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactSpec {
+    pub uri: String,
+    /// The contact's `expires` parameter.
+    pub expires: Option<u32>,
+    /// The `q` parameter as written (`0.5`).
+    pub q: Option<String>,
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+}
+
+/// What a REGISTER asks for.
+#[derive(Clone, Debug, Default)]
+pub struct RegisterRequest {
+    /// The To URI (the AOR).
+    pub to: String,
+    pub call_id: String,
+    pub cseq: u32,
+    /// `Contact: *` (remove all; only with `Expires: 0`).
+    pub star: bool,
+    pub contacts: Vec<ContactSpec>,
+    /// The Expires header.
+    pub expires: Option<u32>,
+    pub path: Vec<String>,
+    pub received: Option<String>,
+}
+
+/// A stored binding as read back, with its dictionary slot and remaining life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBinding {
+    pub writer: Vec<u8>,
+    pub binding: Binding,
+    pub expires_in_s: u32,
+    pub version: u64,
+}
+
+/// One storage step of a REGISTER.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Put {
+        writer: Vec<u8>,
+        binding: Binding,
+        expires: u32,
+    },
+    Remove {
+        writer: Vec<u8>,
+    },
+}
+
+/// The storage steps of a REGISTER and the bindings that hold afterwards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// (binding, expires in s) after the request, highest q first.
+    pub result: Vec<(Binding, u32)>,
+    pub inserted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+}
+
+/// Parses a q-value (`0`, `0.5`, `1.000`) into thousandths.
+pub fn parse_q(q: &str) -> Result<u16, RegisterError> {
+    let bad = || RegisterError::Bad(format!("bad q-value {q:?}"));
+    let (int, frac) = q.trim().split_once('.').unwrap_or((q.trim(), ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole = match int {
+        "0" => 0u16,
+        "1" => 1000,
+        _ => return Err(bad()),
+    };
+    let mut f = 0u16;
+    for (i, d) in frac.bytes().enumerate() {
+        f += (d - b'0') as u16 * [100, 10, 1][i];
+    }
+    if whole == 1000 && f != 0 {
+        return Err(bad());
+    }
+    Ok(whole + f)
+}
+
+/// Formats thousandths as a q-value (`0.5`, `1`).
+pub fn format_q(q: u16) -> String {
+    if q >= 1000 {
+        return "1".into();
+    }
+    let s = format!("0.{q:03}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The dictionary slot of a binding: one flow of one instance (RFC 5626),
+/// one instance, or else the contact URI under §19.1.4 comparison. Long
+/// identities are hashed to stay within the writer limit.
+pub fn binding_writer(contact: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> Vec<u8> {
+    let identity = match (instance, reg_id) {
+        (Some(i), Some(r)) => format!("i:{i};reg-id={r}"),
+        (Some(i), None) => format!("i:{i}"),
+        _ => format!("c:{}", contact.contact_identity()),
+    };
+    if identity.len() <= 100 {
+        identity.into_bytes()
+    } else {
+        let d = Sha1::digest(identity.as_bytes());
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        format!("h:{hex}").into_bytes()
+    }
+}
+
+/// Decides the storage steps of `req` given the AOR's `current` bindings.
+pub fn plan(
+    req: &RegisterRequest,
+    current: &[StoredBinding],
+    limits: &RegistrarLimits,
+) -> Result<Plan, RegisterError> {
+    if req.call_id.is_empty() || req.call_id.len() > 256 {
+        return Err(RegisterError::Bad("Call-ID missing or too long".into()));
+    }
+    let path_len: usize = req.path.iter().map(|p| p.len()).sum();
+    if path_len > limits.max_path_len {
+        return Err(RegisterError::Bad("Path too long".into()));
+    }
+    let mut plan = Plan::default();
+    // Working view of the AOR: writer -> (binding, expires).
+    let mut view: Vec<(Vec<u8>, Binding, u32)> = current
+        .iter()
+        .map(|s| (s.writer.clone(), s.binding.clone(), s.expires_in_s))
+        .collect();
+    if req.star {
+        // §10.3 step 6: "*" only alone and with Expires: 0.
+        if !req.contacts.is_empty() || req.expires != Some(0) {
+            return Err(RegisterError::Bad(
+                "Contact: * needs Expires: 0 and no other contact".into(),
+            ));
+        }
+        for (writer, b, _) in &view {
+            if b.call_id == req.call_id && req.cseq <= b.cseq {
+                return Err(RegisterError::OutOfOrder);
+            }
+            plan.changes.push(Change::Remove {
+                writer: writer.clone(),
+            });
+            plan.deleted += 1;
+        }
+        return Ok(plan);
+    }
+    for c in &req.contacts {
+        if c.uri.len() > limits.max_contact_len {
+            return Err(RegisterError::Bad("contact URI too long".into()));
+        }
+        let uri = Uri::parse(&c.uri)?;
+        let expires = c
+            .expires
+            .or(req.expires)
+            .unwrap_or(limits.default_expires)
+            .min(limits.max_expires);
+        if expires != 0 && expires < limits.min_expires {
+            return Err(RegisterError::IntervalTooBrief(limits.min_expires));
+        }
+        let q = match &c.q {
+            Some(q) => parse_q(q)?,
+            None => 1000,
+        };
+        if c.reg_id.is_some() && c.instance.is_none() {
+            return Err(RegisterError::Bad("reg-id without +sip.instance".into()));
+        }
+        let writer = binding_writer(&uri, c.instance.as_deref(), c.reg_id);
+        let existing = view.iter().position(|(w, _, _)| *w == writer);
+        if let Some(i) = existing {
+            let b = &view[i].1;
+            if b.call_id == req.call_id && req.cseq <= b.cseq {
+                return Err(RegisterError::OutOfOrder);
+            }
+        }
+        if expires == 0 {
+            if let Some(i) = existing {
+                view.remove(i);
+                plan.changes.push(Change::Remove { writer });
+                plan.deleted += 1;
+            }
+            continue;
+        }
+        let binding = Binding {
+            contact: c.uri.clone(),
+            q,
+            instance: c.instance.clone(),
+            reg_id: c.reg_id,
+            path: req.path.clone(),
+            received: req.received.clone(),
+            call_id: req.call_id.clone(),
+            cseq: req.cseq,
+        };
+        match existing {
+            Some(i) => {
+                view[i] = (writer.clone(), binding.clone(), expires);
+                plan.updated += 1;
+            }
+            None => {
+                if view.len() >= limits.max_bindings {
+                    return Err(RegisterError::TooManyBindings(limits.max_bindings));
+                }
+                view.push((writer.clone(), binding.clone(), expires));
+                plan.inserted += 1;
+            }
+        }
+        plan.changes.push(Change::Put {
+            writer,
+            binding,
+            expires,
+        });
+    }
+    plan.result = order(view.into_iter().map(|(_, b, e)| (b, e)).collect());
+    Ok(plan)
+}
+
+/// Highest q first; equal q keep their order (stable sort).
+pub fn order(mut bindings: Vec<(Binding, u32)>) -> Vec<(Binding, u32)> {
+    bindings.sort_by_key(|b| std::cmp::Reverse(b.0.q));
+    bindings
+}
+
+// ----- value encoding ------------------------------------------------------
+
+const FORMAT: u8 = 1;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let n = b.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&b[..n]);
+}
+
+impl Binding {
+    /// The stored form: format byte, q u16, cseq u32, reg-id u32 (all-ones:
+    /// none), then length-prefixed contact, instance, call-id, received, and
+    /// a path count with its entries.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.contact.len() + self.call_id.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&self.q.to_be_bytes());
+        out.extend_from_slice(&self.cseq.to_be_bytes());
+        out.extend_from_slice(&self.reg_id.unwrap_or(u32::MAX).to_be_bytes());
+        put_str(&mut out, &self.contact);
+        put_str(&mut out, self.instance.as_deref().unwrap_or(""));
+        put_str(&mut out, &self.call_id);
+        put_str(&mut out, self.received.as_deref().unwrap_or(""));
+        out.push(self.path.len().min(255) as u8);
+        for p in self.path.iter().take(255) {
+            put_str(&mut out, p);
+        }
+        out
+    }
+
+    /// Reads [`encode`](Self::encode)'s form; None for anything else.
+    pub fn decode(data: &[u8]) -> Option<Binding> {
+        let mut r = Reader(data);
+        if r.u8()? != FORMAT {
+            return None;
+        }
+        let q = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+        let cseq = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+        let reg = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+        let contact = r.string()?;
+        let instance = r.string()?;
+        let call_id = r.string()?;
+        let received = r.string()?;
+        let n = r.u8()?;
+        let path = (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
+        if !r.0.is_empty() || q > 1000 {
+            return None;
+        }
+        Some(Binding {
+            contact,
+            q,
+            instance: (!instance.is_empty()).then_some(instance),
+            reg_id: (reg != u32::MAX).then_some(reg),
+            path,
+            received: (!received.is_empty()).then_some(received),
+            call_id,
+            cseq,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = u16::from_be_bytes(self.take(2)?.try_into().ok()?) as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(uri: &str) -> ContactSpec {
+        ContactSpec {
+            uri: uri.into(),
+            ..ContactSpec::default()
+        }
+    }
+
+    fn req(call_id: &str, cseq: u32, contacts: Vec<ContactSpec>) -> RegisterRequest {
+        RegisterRequest {
+            to: "sip:alice@example.com".into(),
+            call_id: call_id.into(),
+            cseq,
+            contacts,
+            ..RegisterRequest::default()
+        }
+    }
+
+    /// Applies a plan to a stored view, as the storage would.
+    fn apply(current: &mut Vec<StoredBinding>, plan: &Plan) {
+        for c in &plan.changes {
+            match c {
+                Change::Put {
+                    writer,
+                    binding,
+                    expires,
+                } => {
+                    current.retain(|s| s.writer != *writer);
+                    current.push(StoredBinding {
+                        writer: writer.clone(),
+                        binding: binding.clone(),
+                        expires_in_s: *expires,
+                        version: 0,
+                    });
+                }
+                Change::Remove { writer } => current.retain(|s| s.writer != *writer),
+            }
+        }
+    }
+
+    #[test]
+    fn q_values() {
+        assert_eq!(parse_q("1").unwrap(), 1000);
+        assert_eq!(parse_q("0.5").unwrap(), 500);
+        assert_eq!(parse_q("0.055").unwrap(), 55);
+        assert_eq!(parse_q("1.000").unwrap(), 1000);
+        for bad in ["", "2", "1.1", "0.1234", "-0.1", "0.a", ".5"] {
+            assert!(parse_q(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_q(500), "0.5");
+        assert_eq!(format_q(1000), "1");
+        assert_eq!(format_q(55), "0.055");
+        assert_eq!(format_q(0), "0");
+    }
+
+    #[test]
+    fn register_refresh_and_unregister_one() {
+        let l = RegistrarLimits::default();
+        let mut store = Vec::new();
+        let p = plan(
+            &req("c1", 1, vec![contact("sip:alice@10.0.0.1:5060")]),
+            &store,
+            &l,
+        )
+        .unwrap();
+        assert_eq!((p.inserted, p.updated), (1, 0));
+        apply(&mut store, &p);
+        // Refresh: an equivalent URI (host case, extra parameter) is the same binding.
+        let p = plan(
+            &req("c1", 2, vec![contact("sip:alice@10.0.0.1:5060;ob")]),
+            &store,
+            &l,
+        )
+        .unwrap();
+        assert_eq!((p.inserted, p.updated), (0, 1));
+        apply(&mut store, &p);
+        // A second device.
+        let p = plan(
+            &req("c2", 1, vec![contact("sip:alice@10.0.0.2")]),
+            &store,
+            &l,
+        )
+        .unwrap();
+        apply(&mut store, &p);
+        assert_eq!(store.len(), 2);
+        assert_eq!(p.result.len(), 2);
+        // Unregister one contact.
+        let mut c = contact("sip:alice@10.0.0.2");
+        c.expires = Some(0);
+        let p = plan(&req("c2", 2, vec![c]), &store, &l).unwrap();
+        assert_eq!(p.deleted, 1);
+        apply(&mut store, &p);
+        assert_eq!(store.len(), 1);
+        assert_eq!(p.result.len(), 1);
+    }
+
+    #[test]
+    fn star_removes_all_and_needs_expires_zero() {
+        let l = RegistrarLimits::default();
+        let mut store = Vec::new();
+        for (i, u) in ["sip:a@1.1.1.1", "sip:a@2.2.2.2"].iter().enumerate() {
+            let p = plan(&req(&format!("c{i}"), 1, vec![contact(u)]), &store, &l).unwrap();
+            apply(&mut store, &p);
+        }
+        let mut r = req("x", 1, vec![]);
+        r.star = true;
+        assert!(matches!(plan(&r, &store, &l), Err(RegisterError::Bad(_))));
+        r.expires = Some(0);
+        let p = plan(&r, &store, &l).unwrap();
+        assert_eq!(p.deleted, 2);
+        apply(&mut store, &p);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn older_cseq_never_replaces_newer() {
+        let l = RegistrarLimits::default();
+        let mut store = Vec::new();
+        let p = plan(&req("c1", 10, vec![contact("sip:a@1.1.1.1")]), &store, &l).unwrap();
+        apply(&mut store, &p);
+        for cseq in [10, 9, 1] {
+            assert_eq!(
+                plan(&req("c1", cseq, vec![contact("sip:a@1.1.1.1")]), &store, &l),
+                Err(RegisterError::OutOfOrder)
+            );
+        }
+        // Another Call-ID is another registration: it replaces.
+        assert!(plan(&req("c9", 1, vec![contact("sip:a@1.1.1.1")]), &store, &l).is_ok());
+        let mut star = req("c1", 5, vec![]);
+        star.star = true;
+        star.expires = Some(0);
+        assert_eq!(plan(&star, &store, &l), Err(RegisterError::OutOfOrder));
+    }
+
+    #[test]
+    fn new_flow_of_same_instance_replaces_old_binding() {
+        let l = RegistrarLimits::default();
+        let mut store = Vec::new();
+        let inst = Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>".to_string());
+        let mut c = contact("sip:alice@192.0.2.1:5060;transport=tcp");
+        c.instance = inst.clone();
+        c.reg_id = Some(1);
+        let p = plan(&req("c1", 1, vec![c]), &store, &l).unwrap();
+        apply(&mut store, &p);
+        // The same flow reconnects from another address (new Call-ID after a reboot).
+        let mut c = contact("sip:alice@192.0.2.99:40000;transport=tcp");
+        c.instance = inst.clone();
+        c.reg_id = Some(1);
+        let p = plan(&req("c2", 1, vec![c]), &store, &l).unwrap();
+        assert_eq!((p.inserted, p.updated), (0, 1));
+        apply(&mut store, &p);
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            store[0].binding.contact,
+            "sip:alice@192.0.2.99:40000;transport=tcp"
+        );
+        // Another reg-id of the same instance is a second flow.
+        let mut c = contact("sip:alice@192.0.2.99:40001;transport=tcp");
+        c.instance = inst;
+        c.reg_id = Some(2);
+        let p = plan(&req("c2", 2, vec![c]), &store, &l).unwrap();
+        apply(&mut store, &p);
+        assert_eq!(store.len(), 2);
+        // reg-id without an instance is malformed.
+        let mut c = contact("sip:alice@192.0.2.5");
+        c.reg_id = Some(1);
+        assert!(matches!(
+            plan(&req("c3", 1, vec![c]), &store, &l),
+            Err(RegisterError::Bad(_))
+        ));
+    }
+
+    #[test]
+    fn q_order_and_limits() {
+        let l = RegistrarLimits {
+            max_bindings: 3,
+            ..RegistrarLimits::default()
+        };
+        let mut store = Vec::new();
+        for (i, q) in ["0.1", "1", "0.5"].iter().enumerate() {
+            let mut c = contact(&format!("sip:a@10.0.0.{i}"));
+            c.q = Some(q.to_string());
+            let p = plan(&req(&format!("c{i}"), 1, vec![c]), &store, &l).unwrap();
+            apply(&mut store, &p);
+            if i == 2 {
+                let qs: Vec<u16> = p.result.iter().map(|(b, _)| b.q).collect();
+                assert_eq!(qs, vec![1000, 500, 100]);
+            }
+        }
+        assert_eq!(
+            plan(&req("c9", 1, vec![contact("sip:a@10.0.0.9")]), &store, &l),
+            Err(RegisterError::TooManyBindings(3))
+        );
+        let mut c = contact("sip:a@10.0.0.9");
+        c.expires = Some(5);
+        assert_eq!(
+            plan(&req("c9", 1, vec![c]), &store, &RegistrarLimits::default()),
+            Err(RegisterError::IntervalTooBrief(60))
+        );
+        let long = contact(&format!("sip:{}@x.org", "a".repeat(600)));
+        assert!(matches!(
+            plan(&req("c9", 1, vec![long]), &store, &l),
+            Err(RegisterError::Bad(_))
+        ));
+        let mut c = contact("sip:a@10.0.0.9");
+        c.q = Some("7".into());
+        assert!(matches!(
+            plan(&req("c9", 1, vec![c]), &[], &l),
+            Err(RegisterError::Bad(_))
+        ));
+    }
+
+    #[test]
+    fn expires_defaults_and_caps() {
+        let l = RegistrarLimits::default();
+        let p = plan(&req("c", 1, vec![contact("sip:a@1.1.1.1")]), &[], &l).unwrap();
+        assert_eq!(p.result[0].1, 3600);
+        let mut r = req("c", 1, vec![contact("sip:a@1.1.1.1")]);
+        r.expires = Some(10_000_000);
+        assert_eq!(plan(&r, &[], &l).unwrap().result[0].1, 86_400);
+        let mut c = contact("sip:a@1.1.1.1");
+        c.expires = Some(120);
+        r.contacts = vec![c];
+        assert_eq!(plan(&r, &[], &l).unwrap().result[0].1, 120);
+    }
+
+    #[test]
+    fn binding_encoding_round_trips_and_rejects_garbage() {
+        let b = Binding {
+            contact: "sip:alice@192.0.2.1:5060;transport=tcp".into(),
+            q: 500,
+            instance: Some("<urn:uuid:1>".into()),
+            reg_id: Some(3),
+            path: vec!["<sip:proxy1.example.com;lr>".into(), "<sip:p2;lr>".into()],
+            received: Some("sip:198.51.100.7:40123".into()),
+            call_id: "abc@host".into(),
+            cseq: 42,
+        };
+        assert_eq!(Binding::decode(&b.encode()), Some(b.clone()));
+        let mut plain = b.clone();
+        plain.instance = None;
+        plain.reg_id = None;
+        plain.path.clear();
+        plain.received = None;
+        assert_eq!(Binding::decode(&plain.encode()), Some(plain));
+        let e = b.encode();
+        for n in 0..e.len() {
+            assert_eq!(Binding::decode(&e[..n]), None, "truncated at {n}");
+        }
+        assert_eq!(Binding::decode(b"hello"), None);
+    }
+
+    #[test]
+    fn writer_is_bounded() {
+        let u = Uri::parse(&format!("sip:{}@example.com", "x".repeat(300))).unwrap();
+        let w = binding_writer(&u, None, None);
+        assert!(w.len() <= 100);
+        assert!(w.starts_with(b"h:"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Binding::decode(&data);
+        }
+    }
+}

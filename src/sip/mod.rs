@@ -1,0 +1,6 @@
+//! SIP location service semantics on top of the overlay: URIs and AOR
+//! canonicalisation, registrar bindings, REGISTER processing and lookup.
+
+pub mod binding;
+pub mod registrar;
+pub mod uri;

@@ -1,0 +1,166 @@
+//! The registrar on top of the overlay: REGISTER processing and AOR lookup
+//! against any dictionary store (a [`Node`] or a [`Client`]).
+
+use super::binding::{
+    plan, Binding, Change, Plan, RegisterError, RegisterRequest, RegistrarLimits, StoredBinding,
+};
+use super::uri::Uri;
+use crate::client::Client;
+use crate::engine::{StoreReceipt, Value};
+use crate::error::Error;
+use crate::id::Id;
+use crate::node::Node;
+use std::time::Duration;
+
+/// The dictionary operations a registrar needs; implemented by nodes and client handles.
+pub trait DictStore {
+    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>>;
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> crate::Result<StoreReceipt>;
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt>;
+}
+
+impl DictStore for &Node {
+    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>> {
+        self.get(key)
+    }
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> crate::Result<StoreReceipt> {
+        self.put(key, writer, data, lifetime)
+    }
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
+        self.remove(key, writer)
+    }
+}
+
+impl DictStore for Client {
+    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>> {
+        self.get(key)
+    }
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> crate::Result<StoreReceipt> {
+        self.put(key, writer, data, lifetime)
+    }
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
+        self.remove(key, writer)
+    }
+}
+
+/// Why a register or lookup failed: the request, or the overlay.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegistrarError {
+    Request(RegisterError),
+    Overlay(Error),
+}
+
+impl std::fmt::Display for RegistrarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistrarError::Request(e) => e.fmt(f),
+            RegistrarError::Overlay(e) => write!(f, "overlay: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistrarError {}
+
+impl From<RegisterError> for RegistrarError {
+    fn from(e: RegisterError) -> Self {
+        RegistrarError::Request(e)
+    }
+}
+
+impl From<Error> for RegistrarError {
+    fn from(e: Error) -> Self {
+        RegistrarError::Overlay(e)
+    }
+}
+
+/// The ring key of an AOR: SHA-1 of its canonical form.
+pub fn aor_key(aor: &str) -> Result<(String, Id), RegisterError> {
+    let canonical = Uri::parse(aor)?.aor();
+    let key = Id::from_name(&canonical);
+    Ok((canonical, key))
+}
+
+fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
+    values
+        .into_iter()
+        .filter_map(|v| {
+            Binding::decode(&v.data).map(|b| StoredBinding {
+                writer: v.writer,
+                binding: b,
+                expires_in_s: v.lifetime.as_secs().min(u32::MAX as u64) as u32,
+                version: v.version,
+            })
+        })
+        .collect()
+}
+
+/// Processes a REGISTER: reads the AOR's bindings, applies RFC 3261 §10.3
+/// and RFC 5626, stores the changes and returns the plan (its `result` is
+/// what the 200 OK lists).
+pub fn register(
+    store: &mut impl DictStore,
+    req: &RegisterRequest,
+    limits: &RegistrarLimits,
+) -> Result<Plan, RegistrarError> {
+    let (_, key) = aor_key(&req.to)?;
+    let current = stored(store.dict_get(key)?);
+    let p = plan(req, &current, limits)?;
+    for c in &p.changes {
+        match c {
+            Change::Put {
+                writer,
+                binding,
+                expires,
+            } => {
+                store.dict_put(
+                    key,
+                    writer,
+                    &binding.encode(),
+                    Duration::from_secs(*expires as u64),
+                )?;
+            }
+            Change::Remove { writer } => {
+                store.dict_remove(key, writer)?;
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// The live bindings of an AOR, highest q first (ties: most recently written first).
+pub fn lookup(
+    store: &mut impl DictStore,
+    aor: &str,
+) -> Result<Vec<(Binding, u32)>, RegistrarError> {
+    let (_, key) = aor_key(aor)?;
+    let mut list = stored(store.dict_get(key)?);
+    list.retain(|s| s.expires_in_s > 0);
+    list.sort_by(|a, b| {
+        b.binding
+            .q
+            .cmp(&a.binding.q)
+            .then(b.version.cmp(&a.version))
+    });
+    Ok(list
+        .into_iter()
+        .map(|s| (s.binding, s.expires_in_s))
+        .collect())
+}
