@@ -54,6 +54,9 @@
 // Longest writer string accepted (the node's `max_writer_bytes` may be lower).
 #define CHORDSIP_MAX_WRITER_LEN 255
 
+// Longest URI accepted (a SIP URI is rarely over 256 bytes).
+#define MAX_URI_LEN 1024
+
 // Result of every fallible call. The numbers are stable across releases;
 // new codes are only ever added.
 typedef enum {
@@ -101,6 +104,11 @@ typedef enum {
   CHORDSIP_ERR_OUT_OF_RANGE = 20,
   // A bug in chordsip: a Rust panic was caught at the boundary.
   CHORDSIP_ERR_PANIC = 21,
+  // A REGISTER's CSeq is not newer than the stored binding's of the same
+  // Call-ID (SIP 500 per RFC 3261 §10.3).
+  CHORDSIP_ERR_OUT_OF_ORDER = 22,
+  // A REGISTER's expires is below the registrar's minimum (SIP 423).
+  CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23,
 } chordsip_result;
 
 // What a `chordsip_event` reports.
@@ -131,6 +139,9 @@ typedef enum {
   // Distinct finger-table nodes, nearest finger first.
   CHORDSIP_FINGERS = 2,
 } chordsip_neighbours;
+
+// The bindings of an AOR, highest q first. Free with `chordsip_bindings_free`.
+typedef struct chordsip_bindings chordsip_bindings;
 
 // A handle to one peer of an overlay. It starts no threads and owns one
 // socket. Calls from several threads are serialised; each blocks at most
@@ -263,6 +274,70 @@ typedef struct {
   // Events dropped because the host did not drain the event fd (fd mode).
   uint64_t events_dropped;
 } chordsip_stats;
+
+// One binding, borrowed from its `chordsip_bindings` list.
+typedef struct {
+  const char *contact;
+  // q in thousandths (1000 is q=1).
+  uint32_t q;
+  // Remaining lifetime in seconds.
+  uint32_t expires;
+  // NULL when absent.
+  const char *instance;
+  // -1 when absent.
+  int64_t reg_id;
+  // NULL when absent.
+  const char *received;
+  const char *call_id;
+  uint32_t cseq;
+  size_t path_len;
+} chordsip_binding;
+
+// One Contact of a REGISTER.
+typedef struct {
+  // The contact URI (`sip:alice@192.0.2.1:5060;transport=tcp`), required.
+  const char *uri;
+  // The contact's `expires` parameter in seconds, or -1 when absent.
+  int64_t expires;
+  // The `q` parameter as written (`"0.5"`), or NULL (q = 1).
+  const char *q;
+  // `+sip.instance` (RFC 5626), or NULL.
+  const char *instance;
+  // `reg-id` (RFC 5626), or -1 when absent (requires `instance`).
+  int64_t reg_id;
+} chordsip_contact;
+
+// A REGISTER request as the registrar needs it.
+typedef struct {
+  // The To URI: the address-of-record (canonicalised per RFC 3261 §10.3).
+  const char *aor;
+  const char *call_id;
+  uint32_t cseq;
+  // Non-zero for `Contact: *` (remove every binding; needs `expires` 0 and no contacts).
+  uint32_t star;
+  // The Expires header in seconds, or -1 when absent.
+  int64_t expires;
+  const chordsip_contact *contacts;
+  size_t contacts_len;
+  // Path header values in order (may be NULL when `path_len` is 0).
+  const char *const *path;
+  size_t path_len;
+  // Where the REGISTER came from, when it differs from the contact, or NULL.
+  const char *received;
+} chordsip_register;
+
+// What a REGISTER changed (mirrors registrar's `save()` outcomes).
+typedef struct {
+  uint32_t inserted;
+  uint32_t updated;
+  uint32_t deleted;
+} chordsip_register_outcome;
+
+// Completion of `chordsip_node_lookup_aor_async`: `bindings` is NULL unless
+// `result` is `CHORDSIP_OK`; lent for the duration of the call.
+typedef void (*chordsip_bindings_cb)(chordsip_result result,
+                                     const chordsip_bindings *bindings,
+                                     void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -705,6 +780,86 @@ chordsip_result chordsip_node_event_fd(const chordsip_node *node, int *fd);
 // # Safety
 // `node` NULL or live; `ran` NULL or writable.
 chordsip_result chordsip_node_process(chordsip_node *node, size_t *ran);
+
+// Number of bindings; 0 for NULL.
+//
+// # Safety
+// `list` is NULL or a live list.
+size_t chordsip_bindings_len(const chordsip_bindings *list);
+
+// Describes binding `index` in `out`; its strings borrow from the list.
+//
+// # Safety
+// `list` NULL or live; `out` NULL or writable.
+chordsip_result chordsip_bindings_get(const chordsip_bindings *list,
+                                      size_t index,
+                                      chordsip_binding *out);
+
+// Path entry `path_index` of binding `index`, or NULL when out of range
+// (borrowed from the list).
+//
+// # Safety
+// `list` is NULL or a live list.
+const char *chordsip_bindings_path(const chordsip_bindings *list, size_t index, size_t path_index);
+
+// Frees a binding list. NULL is a no-op.
+//
+// # Safety
+// `list` is NULL or a list from this library not yet freed (never one lent to a callback).
+void chordsip_bindings_free(chordsip_bindings *list);
+
+// Processes a REGISTER (RFC 3261 §10.3, RFC 5626 flows): bindings are
+// stored per device under the canonical AOR, `Expires: 0` removes one,
+// `Contact: *` all; an older CSeq of the same Call-ID gives
+// `CHORDSIP_ERR_OUT_OF_ORDER`, too many bindings `CHORDSIP_ERR_FULL`, a too
+// short expires `CHORDSIP_ERR_INTERVAL_TOO_BRIEF`, a malformed request
+// `CHORDSIP_ERR_INVALID_ARGUMENT`. On success `*bindings` (if `bindings` is
+// not NULL) receives the AOR's bindings for the 200 OK (free it), and
+// `outcome` (may be NULL) what changed. Blocks at most a few operation timeouts.
+//
+// # Safety
+// `node` NULL or live; `req` NULL or valid; `bindings`, `outcome` NULL or writable.
+chordsip_result chordsip_node_register(chordsip_node *node,
+                                       const chordsip_register *req,
+                                       chordsip_bindings **bindings,
+                                       chordsip_register_outcome *outcome);
+
+// `chordsip_node_register` through a client handle.
+//
+// # Safety
+// As `chordsip_node_register`, with `client` NULL or live.
+chordsip_result chordsip_client_register(chordsip_client *client,
+                                         const chordsip_register *req,
+                                         chordsip_bindings **bindings,
+                                         chordsip_register_outcome *outcome);
+
+// The live bindings of `aor` (any spelling of it: it is canonicalised),
+// highest q first, in a new list the caller frees; an unknown AOR gives an
+// empty list.
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated; `out` NULL or writable.
+chordsip_result chordsip_node_lookup_aor(chordsip_node *node,
+                                         const char *aor,
+                                         chordsip_bindings **out);
+
+// `chordsip_node_lookup_aor` through a client handle.
+//
+// # Safety
+// As `chordsip_node_lookup_aor`, with `client` NULL or live.
+chordsip_result chordsip_client_lookup_aor(chordsip_client *client,
+                                           const char *aor,
+                                           chordsip_bindings **out);
+
+// Asynchronous `chordsip_node_lookup_aor`; `cb` runs exactly once when this
+// returns `CHORDSIP_OK` (see `chordsip_node_lookup_async`).
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated; `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_lookup_aor_async(chordsip_node *node,
+                                               const char *aor,
+                                               chordsip_bindings_cb cb,
+                                               void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 /// forked child every call returns `CHORDSIP_ERR_FORKED` (create handles after
 /// the fork, e.g. in Kamailio's `child_init`).
 pub struct chordsip_client {
-    inner: Mutex<Client>,
+    pub(crate) inner: Mutex<Client>,
     pid: u32,
 }
 
 /// # Safety
 /// `p` is NULL or a live client.
-unsafe fn client_ref<'a>(p: *const chordsip_client) -> FfiResult<&'a chordsip_client> {
+pub(crate) unsafe fn client_ref<'a>(p: *const chordsip_client) -> FfiResult<&'a chordsip_client> {
     // SAFETY: NULL or a live client by the caller's contract.
     let c = unsafe { p.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
     if std::process::id() != c.pid {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod events;
 pub mod lists;
 pub mod node;
+pub mod registrar;
 
 use crate::error::Error;
 use std::ffi::{c_char, c_int, CStr};
@@ -67,6 +68,11 @@ pub enum chordsip_result {
     CHORDSIP_ERR_OUT_OF_RANGE = 20,
     /// A bug in chordsip: a Rust panic was caught at the boundary.
     CHORDSIP_ERR_PANIC = 21,
+    /// A REGISTER's CSeq is not newer than the stored binding's of the same
+    /// Call-ID (SIP 500 per RFC 3261 §10.3).
+    CHORDSIP_ERR_OUT_OF_ORDER = 22,
+    /// A REGISTER's expires is below the registrar's minimum (SIP 423).
+    CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23,
 }
 
 use chordsip_result::*;
@@ -133,6 +139,8 @@ pub extern "C" fn chordsip_result_str(result: c_int) -> *const c_char {
         19 => "call does not fit the object's state\0",
         20 => "index out of range\0",
         21 => "internal error (panic caught)\0",
+        22 => "CSeq not newer than the stored binding's\0",
+        23 => "expires below the registrar's minimum\0",
         _ => "unknown result code\0",
     };
     s.as_ptr().cast()

@@ -100,7 +100,7 @@ pub struct chordsip_stats {
 pub struct chordsip_node {
     cfg: Config,
     hooks: Option<ThreadHooksC>,
-    dispatcher: Arc<Dispatcher>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     node: Mutex<Option<Node>>,
     pid: u32,
 }
@@ -110,7 +110,7 @@ static RUNNING_HOOKS: Mutex<Option<(usize, usize, usize)>> = Mutex::new(None);
 
 /// # Safety
 /// `p` is NULL or a live node.
-unsafe fn node_ref<'a>(p: *const chordsip_node) -> FfiResult<&'a chordsip_node> {
+pub(crate) unsafe fn node_ref<'a>(p: *const chordsip_node) -> FfiResult<&'a chordsip_node> {
     // SAFETY: NULL or a live node by the caller's contract.
     let n = unsafe { p.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
     if std::process::id() != n.pid {
@@ -121,7 +121,7 @@ unsafe fn node_ref<'a>(p: *const chordsip_node) -> FfiResult<&'a chordsip_node> 
 
 impl chordsip_node {
     /// The running node, or `CHORDSIP_ERR_BAD_STATE` before `chordsip_node_start`.
-    fn started(&self) -> FfiResult<Node> {
+    pub(crate) fn started(&self) -> FfiResult<Node> {
         self.node.lock().clone().ok_or(CHORDSIP_ERR_BAD_STATE)
     }
 

@@ -151,7 +151,12 @@ pub fn lookup(
     aor: &str,
 ) -> Result<Vec<(Binding, u32)>, RegistrarError> {
     let (_, key) = aor_key(aor)?;
-    let mut list = stored(store.dict_get(key)?);
+    Ok(live_bindings(store.dict_get(key)?))
+}
+
+/// The bindings among an AOR's stored values, ordered as [`lookup`] returns them.
+pub fn live_bindings(values: Vec<Value>) -> Vec<(Binding, u32)> {
+    let mut list = stored(values);
     list.retain(|s| s.expires_in_s > 0);
     list.sort_by(|a, b| {
         b.binding
@@ -159,8 +164,7 @@ pub fn lookup(
             .cmp(&a.binding.q)
             .then(b.version.cmp(&a.version))
     });
-    Ok(list
-        .into_iter()
+    list.into_iter()
         .map(|s| (s.binding, s.expires_in_s))
-        .collect())
+        .collect()
 }
