@@ -8,6 +8,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 # C API tests run under valgrind; AddressSanitizer's runtime comes with gcc.
 command -v valgrind >/dev/null || need_apt+=(valgrind)
+# SIP tests drive real SIP software: SIPp.
+command -v sipp >/dev/null || need_apt+=(sip-tester)
 # Python binding tests use a venv of the python3 on PATH.
 command -v python3 >/dev/null || need_apt+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
