@@ -35,6 +35,10 @@ enum Cmd {
     Remove(RemoveArgs),
     /// Print the node responsible for a key and the hops taken.
     Lookup(KeyArgs),
+    /// Register a SIP contact for an address-of-record (like a REGISTER).
+    Register(RegisterArgs),
+    /// Print the live SIP bindings of an address-of-record, highest q first.
+    Locate(LocateArgs),
     /// Print a node's predecessors, successors, fingers and stored keys.
     Ring(ViaArgs),
     /// Print a node's statistics.
@@ -102,6 +106,39 @@ struct NodeArgs {
     /// (clients then use `--via unix:PATH`).
     #[arg(long)]
     client_socket: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// The address-of-record, e.g. sip:alice@example.com.
+    aor: String,
+    /// The contact URI; none with --expires 0 and --all removes every binding.
+    contact: Option<String>,
+    /// Seconds the binding lives; 0 unregisters.
+    #[arg(long, default_value_t = 3600)]
+    expires: u32,
+    /// q-value, e.g. 0.5.
+    #[arg(long)]
+    q: Option<String>,
+    /// +sip.instance of the device.
+    #[arg(long)]
+    instance: Option<String>,
+    /// reg-id of the flow (needs --instance).
+    #[arg(long)]
+    reg_id: Option<u32>,
+    /// Remove all bindings of the AOR (Contact: *; needs --expires 0).
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+struct LocateArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// The address-of-record, e.g. sip:alice@example.com.
+    aor: String,
 }
 
 #[derive(Args)]
@@ -173,6 +210,8 @@ fn main() -> ExitCode {
         Cmd::Get(a) => run_get(a),
         Cmd::Remove(a) => run_remove(a),
         Cmd::Lookup(a) => run_lookup(a),
+        Cmd::Register(a) => run_register(a),
+        Cmd::Locate(a) => run_locate(a),
         Cmd::Ring(a) => client(&a)
             .and_then(|mut c| c.ring_text().map_err(|e| e.to_string()))
             .map(|t| print!("{t}")),
@@ -285,6 +324,70 @@ fn run_put(a: PutArgs) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     println!("stored {} copies={}", key, r.copies);
+    Ok(())
+}
+
+fn print_bindings(list: &[(chordsip::sip::binding::Binding, u32)]) {
+    for (b, expires) in list {
+        println!(
+            "{}\tq={}\texpires={}s{}",
+            b.contact,
+            chordsip::sip::binding::format_q(b.q),
+            expires,
+            b.instance
+                .as_deref()
+                .map(|i| format!("\tinstance={i}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn run_register(a: RegisterArgs) -> Result<(), String> {
+    use chordsip::sip::binding::{ContactSpec, RegisterRequest, RegistrarLimits};
+    let mut c = client(&a.via)?;
+    let req = RegisterRequest {
+        to: a.aor.clone(),
+        call_id: format!(
+            "cli-{}-{}",
+            std::process::id(),
+            chordsip::node::next_version()
+        ),
+        cseq: 1,
+        star: a.all,
+        contacts: a
+            .contact
+            .iter()
+            .map(|uri| ContactSpec {
+                uri: uri.clone(),
+                expires: Some(a.expires),
+                q: a.q.clone(),
+                instance: a.instance.clone(),
+                reg_id: a.reg_id,
+            })
+            .collect(),
+        expires: Some(a.expires),
+        ..RegisterRequest::default()
+    };
+    if req.contacts.is_empty() && !req.star {
+        return Err("give a contact URI, or --all --expires 0".into());
+    }
+    let p = chordsip::sip::registrar::register(&mut c, &req, &RegistrarLimits::default())
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "inserted {}, updated {}, deleted {}",
+        p.inserted, p.updated, p.deleted
+    );
+    print_bindings(&p.result);
+    Ok(())
+}
+
+fn run_locate(a: LocateArgs) -> Result<(), String> {
+    let mut c = client(&a.via)?;
+    let list = chordsip::sip::registrar::lookup(&mut c, &a.aor).map_err(|e| e.to_string())?;
+    if list.is_empty() {
+        return Err(format!("{} is not registered", a.aor));
+    }
+    print_bindings(&list);
     Ok(())
 }
 
