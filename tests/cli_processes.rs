@@ -27,8 +27,14 @@ fn free_port() -> SocketAddr {
 }
 
 fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
+    spawn_with(addr, bootstrap, &[])
+}
+
+/// Starts a node process and waits until it reports that it joined.
+fn spawn_with(addr: SocketAddr, bootstrap: &[SocketAddr], extra: &[&std::ffi::OsStr]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
     cmd.args(["node", "--listen", &addr.to_string(), "--log", "warn"]);
+    cmd.args(extra);
     if !bootstrap.is_empty() {
         let list: Vec<String> = bootstrap.iter().map(|a| a.to_string()).collect();
         cmd.args(["--bootstrap", &list.join(",")]);
@@ -194,4 +200,96 @@ fn eight_processes_survive_leave_crash_and_restart() {
         all_found(&addrs, values, Duration::from_secs(20)),
         "after restart"
     );
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chordsip"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The operator commands for SIP bindings against two node processes, one
+/// reached over its UNIX client socket.
+#[test]
+fn register_and_locate_from_the_command_line() {
+    let a = free_port();
+    let _first = spawn(a, &[]);
+    let b = free_port();
+    let dir = std::env::temp_dir().join(format!("chordsip-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("b.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
+    cmd.args(["node", "--listen", &b.to_string(), "--log", "off"]);
+    cmd.args(["--bootstrap", &a.to_string(), "--client-socket"]);
+    cmd.arg(&sock);
+    let _second = Proc {
+        child: cmd.stdout(Stdio::null()).spawn().unwrap(),
+    };
+    let via_unix = format!("unix:{}", sock.display());
+    assert!(chordsip::testnet::wait_until(
+        Duration::from_secs(10),
+        || sock.exists()
+    ));
+    let (ok, _) = cli(&[
+        "register",
+        "--via",
+        &a.to_string(),
+        "sip:Carol@Example.com",
+        "sip:carol@192.0.2.7:5060",
+        "--q",
+        "0.5",
+    ]);
+    assert!(ok);
+    let (ok, _) = cli(&[
+        "register",
+        "--via",
+        &via_unix,
+        "sips:Carol@example.com:5061",
+        "sip:carol@192.0.2.8",
+        "--expires",
+        "300",
+    ]);
+    assert!(ok);
+    let (ok, out) = cli(&[
+        "locate",
+        "--via",
+        &via_unix,
+        "sip:Carol@EXAMPLE.com;transport=tcp",
+    ]);
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("sip:carol@192.0.2.8\tq=1\texpires="),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("sip:carol@192.0.2.7:5060\tq=0.5"),
+        "{out}"
+    );
+    let (ok, _) = cli(&[
+        "register",
+        "--via",
+        &a.to_string(),
+        "sip:Carol@example.com",
+        "--all",
+        "--expires",
+        "0",
+    ]);
+    assert!(ok);
+    let (ok, _) = cli(&["locate", "--via", &a.to_string(), "sip:Carol@example.com"]);
+    assert!(!ok, "unregistered AOR must not be found");
+    let (ok, _) = cli(&[
+        "locate",
+        "--via",
+        &a.to_string(),
+        "mailto:carol@example.com",
+    ]);
+    assert!(!ok);
+    let _ = std::fs::remove_dir_all(&dir);
 }
