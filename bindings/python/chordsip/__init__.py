@@ -41,6 +41,8 @@ from .errors import (
     NoRoute,
     NotJoined,
     NullPointer,
+    IntervalTooBrief,
+    OutOfOrder,
     OutOfRange,
     Panic,
     Refused,
@@ -102,6 +104,8 @@ __all__ = [
     "BadState",
     "OutOfRange",
     "Panic",
+    "OutOfOrder",
+    "IntervalTooBrief",
     "Closed",
 ]
 

@@ -26,6 +26,7 @@ from ctypes import (
     c_char_p,
     c_double,
     c_int,
+    c_int64,
     c_size_t,
     c_uint8,
     c_uint32,
@@ -50,6 +51,8 @@ CHORDSIP_MAX_WRITER_LEN = 255
 CHORDSIP_OK = 0
 CHORDSIP_ERR_BUFFER_TOO_SMALL = 18
 CHORDSIP_ERR_CANCELLED = 16
+CHORDSIP_ERR_OUT_OF_ORDER = 22
+CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23
 
 CHORDSIP_DELIVER_THREAD = 0
 CHORDSIP_DELIVER_FD = 1
@@ -126,6 +129,59 @@ class chordsip_stats(Structure):
     ]
 
 
+class chordsip_binding(Structure):
+    """One binding, borrowed from its ``chordsip_bindings`` list."""
+
+    _fields_ = [
+        ("contact", c_char_p),
+        ("q", c_uint32),  # thousandths
+        ("expires", c_uint32),  # remaining seconds
+        ("instance", c_char_p),  # NULL when absent
+        ("reg_id", c_int64),  # -1 when absent
+        ("received", c_char_p),  # NULL when absent
+        ("call_id", c_char_p),
+        ("cseq", c_uint32),
+        ("path_len", c_size_t),
+    ]
+
+
+class chordsip_contact(Structure):
+    """One Contact of a REGISTER (the strings are kept alive by the caller)."""
+
+    _fields_ = [
+        ("uri", c_char_p),
+        ("expires", c_int64),  # -1 when absent
+        ("q", c_char_p),  # as written ("0.5"), or NULL
+        ("instance", c_char_p),
+        ("reg_id", c_int64),  # -1 when absent
+    ]
+
+
+class chordsip_register(Structure):
+    """A REGISTER request as the registrar needs it."""
+
+    _fields_ = [
+        ("aor", c_char_p),
+        ("call_id", c_char_p),
+        ("cseq", c_uint32),
+        ("star", c_uint32),
+        ("expires", c_int64),  # -1 when absent
+        ("contacts", POINTER(chordsip_contact)),
+        ("contacts_len", c_size_t),
+        ("path", POINTER(c_char_p)),  # const char *const *
+        ("path_len", c_size_t),
+        ("received", c_char_p),
+    ]
+
+
+class chordsip_register_outcome(Structure):
+    _fields_ = [
+        ("inserted", c_uint32),
+        ("updated", c_uint32),
+        ("deleted", c_uint32),
+    ]
+
+
 #: The structs mirrored from the header, by C name (used by the layout test).
 STRUCTS: Dict[str, Any] = {
     "chordsip_peer": chordsip_peer,
@@ -133,6 +189,10 @@ STRUCTS: Dict[str, Any] = {
     "chordsip_event": chordsip_event,
     "chordsip_value": chordsip_value,
     "chordsip_stats": chordsip_stats,
+    "chordsip_binding": chordsip_binding,
+    "chordsip_contact": chordsip_contact,
+    "chordsip_register": chordsip_register,
+    "chordsip_register_outcome": chordsip_register_outcome,
 }
 
 # ---------------------------------------------------------------------------
@@ -146,6 +206,7 @@ chordsip_thread_cb = CFUNCTYPE(None, c_void_p)
 chordsip_lookup_cb = CFUNCTYPE(None, c_int, POINTER(chordsip_lookup_info), c_void_p)
 chordsip_store_cb = CFUNCTYPE(None, c_int, c_uint32, c_void_p)
 chordsip_get_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
+chordsip_bindings_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
 
 CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_event_cb": chordsip_event_cb,
@@ -154,6 +215,7 @@ CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_lookup_cb": chordsip_lookup_cb,
     "chordsip_store_cb": chordsip_store_cb,
     "chordsip_get_cb": chordsip_get_cb,
+    "chordsip_bindings_cb": chordsip_bindings_cb,
 }
 
 # ---------------------------------------------------------------------------
@@ -186,6 +248,11 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_client_get": (_R, [_H, c_char_p, _HH]),
     "chordsip_client_lookup": (_R, [_H, c_char_p, POINTER(chordsip_lookup_info)]),
     "chordsip_client_info": (_R, [_H, c_uint32, _BUF, c_size_t, POINTER(c_size_t)]),
+    "chordsip_client_register": (
+        _R,
+        [_H, POINTER(chordsip_register), _HH, POINTER(chordsip_register_outcome)],
+    ),
+    "chordsip_client_lookup_aor": (_R, [_H, c_char_p, _HH]),
     # config
     "chordsip_config_new": (_R, [_HH]),
     "chordsip_config_free": (None, [_H]),
@@ -234,6 +301,17 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_node_neighbours": (_R, [_H, c_uint32, _HH]),
     "chordsip_node_event_fd": (_R, [_H, POINTER(c_int)]),
     "chordsip_node_process": (_R, [_H, POINTER(c_size_t)]),
+    # registrar
+    "chordsip_bindings_len": (c_size_t, [_H]),
+    "chordsip_bindings_get": (_R, [_H, c_size_t, POINTER(chordsip_binding)]),
+    "chordsip_bindings_path": (c_char_p, [_H, c_size_t, c_size_t]),
+    "chordsip_bindings_free": (None, [_H]),
+    "chordsip_node_register": (
+        _R,
+        [_H, POINTER(chordsip_register), _HH, POINTER(chordsip_register_outcome)],
+    ),
+    "chordsip_node_lookup_aor": (_R, [_H, c_char_p, _HH]),
+    "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
 }
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,8 @@ __all__ = [
     "BadState",
     "OutOfRange",
     "Panic",
+    "OutOfOrder",
+    "IntervalTooBrief",
     "Closed",
     "error_for",
 ]
@@ -62,6 +64,8 @@ RESULT_NAMES: Dict[int, str] = {
     19: "CHORDSIP_ERR_BAD_STATE",
     20: "CHORDSIP_ERR_OUT_OF_RANGE",
     21: "CHORDSIP_ERR_PANIC",
+    22: "CHORDSIP_ERR_OUT_OF_ORDER",
+    23: "CHORDSIP_ERR_INTERVAL_TOO_BRIEF",
 }
 
 
@@ -239,6 +243,24 @@ class Panic(ChordsipError):
     default_code = 21
 
 
+class OutOfOrder(ChordsipError):
+    """CHORDSIP_ERR_OUT_OF_ORDER: a REGISTER's CSeq is not newer than the
+    stored binding's of the same Call-ID (a registrar answers SIP 500,
+    RFC 3261 §10.3 step 7). Nothing was changed."""
+
+    default_code = 22
+
+
+class IntervalTooBrief(ChordsipError):
+    """CHORDSIP_ERR_INTERVAL_TOO_BRIEF: a REGISTER's expires is below the
+    registrar's minimum (a registrar answers SIP 423 with ``Min-Expires``;
+    chordsip's minimum is :attr:`min_expires` seconds). Nothing was changed."""
+
+    default_code = 23
+    #: The registrar's minimum expires in seconds (docs/SIP.md).
+    min_expires = 60
+
+
 class Closed(BadState):
     """The Node or Client was closed; raised by the binding without calling C."""
 
@@ -269,6 +291,8 @@ _BY_CODE: Dict[int, Type[ChordsipError]] = {
         BadState,
         OutOfRange,
         Panic,
+        OutOfOrder,
+        IntervalTooBrief,
     )
 }
 

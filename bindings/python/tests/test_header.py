@@ -107,6 +107,7 @@ def _expected(ctype: str):
         "chordsip_config",
         "chordsip_peers",
         "chordsip_values",
+        "chordsip_bindings",
     ):
         return ctypes.c_void_p  # opaque handle
     raise AssertionError("no ctypes mapping for C type %r: extend the binding" % ctype)
