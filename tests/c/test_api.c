@@ -1,7 +1,8 @@
 /*
  * Lifecycle and argument checking of every exported function: NULL
  * pointers, invalid UTF-8, oversized keys/writers/values, bad addresses and
- * option names, out-of-range indexes, small buffers, calls before start.
+ * option names, malformed REGISTER requests and AORs, out-of-range indexes,
+ * small buffers, calls before start.
  * Out-parameters are pre-filled with sentinels and must survive a failure.
  *
  * scripts/c-tests.sh checks that every chordsip_ function declared in
@@ -17,6 +18,9 @@ static char max_key[CHORDSIP_MAX_KEY_LEN + 1];      /* exactly the limit */
 static char long_writer[CHORDSIP_MAX_WRITER_LEN + 2];
 static uint8_t *big_data;                           /* above any datagram */
 static const size_t BIG_DATA_LEN = 70000;
+
+/* The highest result code the header defines. */
+#define LAST_RESULT CHORDSIP_ERR_INTERVAL_TOO_BRIEF
 
 /* Sentinel objects: a failed call must leave an out-pointer pointing here. */
 static char sentinel_obj;
@@ -35,9 +39,34 @@ static void get_cb(chordsip_result r, const chordsip_values *v, void *ud) {
     (void)r, (void)v, (void)ud;
     __atomic_add_fetch(&never_called, 1, __ATOMIC_SEQ_CST);
 }
+static void bindings_cb(chordsip_result r, const chordsip_bindings *b, void *ud) {
+    (void)r, (void)b, (void)ud;
+    __atomic_add_fetch(&never_called, 1, __ATOMIC_SEQ_CST);
+}
 static void event_cb(const chordsip_event *e, void *ud) { (void)e, (void)ud; }
 static void log_cb(uint32_t level, const char *m, void *ud) { (void)level, (void)m, (void)ud; }
 static void hook_cb(void *ud) { (void)ud; }
+
+/* A valid one-contact REGISTER of `aor`. */
+static chordsip_contact good_contact(void) {
+    chordsip_contact c = {"sip:api@192.0.2.1:5060", -1, NULL, NULL, -1};
+    return c;
+}
+static chordsip_register good_register(const char *aor, const chordsip_contact *c) {
+    chordsip_register r;
+    memset(&r, 0, sizeof r);
+    r.aor = aor;
+    r.call_id = "api-call-1";
+    r.cseq = 1;
+    r.star = 0;
+    r.expires = -1;
+    r.contacts = c;
+    r.contacts_len = 1;
+    r.path = NULL;
+    r.path_len = 0;
+    r.received = NULL;
+    return r;
+}
 
 static void test_version_and_results(void) {
     CHECK(chordsip_version() != NULL);
@@ -49,11 +78,11 @@ static void test_version_and_results(void) {
 
     const char *unknown = chordsip_result_str(-1);
     CHECK(unknown != NULL && strcmp(unknown, "unknown result code") == 0);
-    CHECK(strcmp(chordsip_result_str(CHORDSIP_ERR_PANIC + 1), unknown) == 0);
+    CHECK(strcmp(chordsip_result_str(LAST_RESULT + 1), unknown) == 0);
     CHECK(strcmp(chordsip_result_str(1000000), unknown) == 0);
     CHECK(strcmp(chordsip_result_str(INT32_MIN), unknown) == 0);
     /* Every code from CHORDSIP_OK to the last has its own, known text. */
-    for (int a = CHORDSIP_OK; a <= CHORDSIP_ERR_PANIC; a++) {
+    for (int a = CHORDSIP_OK; a <= LAST_RESULT; a++) {
         const char *s = chordsip_result_str(a);
         CHECK(s != NULL && s[0] != 0);
         CHECK(strcmp(s, unknown) != 0);
@@ -63,6 +92,10 @@ static void test_version_and_results(void) {
     CHECK(strcmp(chordsip_result_str(CHORDSIP_OK), "ok") == 0);
     /* Stable numbers, as the header promises. */
     CHECK(CHORDSIP_ERR_TIMEOUT == 1 && CHORDSIP_ERR_FORKED == 15 && CHORDSIP_ERR_PANIC == 21);
+    CHECK(CHORDSIP_ERR_OUT_OF_ORDER == 22 && CHORDSIP_ERR_INTERVAL_TOO_BRIEF == 23);
+    /* The registrar's codes say what they are about. */
+    CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
+    CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_INTERVAL_TOO_BRIEF), "expires") != NULL);
 }
 
 static void test_key_id(void) {
@@ -283,6 +316,20 @@ static void test_unstarted(void) {
     chordsip_peers *p = SENTINEL;
     CHECK_RC(chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, &p), CHORDSIP_ERR_BAD_STATE);
     CHECK(p == SENTINEL);
+    {
+        chordsip_contact c = good_contact();
+        chordsip_register r = good_register("sip:api@example.com", &c);
+        chordsip_bindings *b = SENTINEL;
+        chordsip_register_outcome o, o0;
+        memset(&o, 0xA5, sizeof o);
+        o0 = o;
+        CHECK_RC(chordsip_node_register(n, &r, &b, &o), CHORDSIP_ERR_BAD_STATE);
+        CHECK(b == SENTINEL && memcmp(&o, &o0, sizeof o) == 0);
+        CHECK_RC(chordsip_node_lookup_aor(n, "sip:api@example.com", &b), CHORDSIP_ERR_BAD_STATE);
+        CHECK(b == SENTINEL);
+        CHECK_RC(chordsip_node_lookup_aor_async(n, "sip:api@example.com", bindings_cb, NULL),
+                 CHORDSIP_ERR_BAD_STATE);
+    }
     /* Thread delivery: no event fd, processing does nothing. */
     int fd = -77;
     CHECK_RC(chordsip_node_event_fd(n, &fd), CHORDSIP_ERR_BAD_STATE);
@@ -317,6 +364,352 @@ static void test_unstarted(void) {
     CHECK(ran == 0);
     chordsip_node_free(n);
     chordsip_config_free(cfg);
+}
+
+/* ----- the registrar: chordsip_*_register, chordsip_*_lookup_aor, chordsip_bindings ----- */
+
+/* The register and lookup calls of a node and of a client, through one signature. */
+typedef chordsip_result (*register_fn)(void *h, const chordsip_register *req,
+                                       chordsip_bindings **b, chordsip_register_outcome *o);
+typedef chordsip_result (*lookup_aor_fn)(void *h, const char *aor, chordsip_bindings **out);
+static chordsip_result node_reg(void *h, const chordsip_register *req, chordsip_bindings **b,
+                                chordsip_register_outcome *o) {
+    return chordsip_node_register(h, req, b, o);
+}
+static chordsip_result client_reg(void *h, const chordsip_register *req, chordsip_bindings **b,
+                                  chordsip_register_outcome *o) {
+    return chordsip_client_register(h, req, b, o);
+}
+static chordsip_result node_lookup_aor(void *h, const char *aor, chordsip_bindings **out) {
+    return chordsip_node_lookup_aor(h, aor, out);
+}
+static chordsip_result client_lookup_aor(void *h, const char *aor, chordsip_bindings **out) {
+    return chordsip_client_lookup_aor(h, aor, out);
+}
+
+/*
+ * Every malformed request through `reg`: each refused with its code, and
+ * neither out-parameter written. The statements after `want` edit a valid
+ * request `r` with its one contact `c`.
+ */
+static void check_register_args(register_fn reg, void *h, const char *aor) {
+    chordsip_bindings *b = SENTINEL;
+    chordsip_register_outcome o, o0;
+    memset(&o, 0xA5, sizeof o);
+    o0 = o;
+    static char long_uri[700], long_aor[1100], long_path[1100];
+    memcpy(long_uri, "sip:", 4);
+    memset(long_uri + 4, 'u', sizeof long_uri - 5); /* 699 bytes: over the 512 of a contact */
+    memcpy(long_aor, "sip:", 4);
+    memset(long_aor + 4, 'a', sizeof long_aor - 5); /* over the 1024 of a URI */
+    memset(long_path, 'p', sizeof long_path - 1);   /* over the 1024 of all Path values */
+    const char *path2[2] = {"<sip:proxy1.example.com;lr>", "<sip:proxy2.example.com;lr>"};
+    const char *path_null[1] = {NULL};
+    const char *path_bad[1] = {BAD_UTF8};
+    const char *path_long[1] = {long_path};
+    static chordsip_contact many[65];
+    static char many_uris[65][40];
+    for (int i = 0; i < 65; i++) {
+        snprintf(many_uris[i], sizeof many_uris[i], "sip:many%d@192.0.2.2", i);
+        many[i] = good_contact();
+        many[i].uri = many_uris[i];
+    }
+    static const char *many_path[33];
+    for (int i = 0; i < 33; i++)
+        many_path[i] = "<sip:p.example.com;lr>";
+
+#define TRY(want, ...)                                                         \
+    do {                                                                       \
+        chordsip_contact c = good_contact();                                   \
+        chordsip_register r = good_register(aor, &c);                          \
+        (void)c;                                                               \
+        __VA_ARGS__;                                                           \
+        CHECK_RC(reg(h, &r, &b, &o), want);                                    \
+        CHECK(b == SENTINEL);                                                  \
+        CHECK(memcmp(&o, &o0, sizeof o) == 0);                                 \
+    } while (0)
+
+    CHECK_RC(reg(h, NULL, &b, &o), CHORDSIP_ERR_NULL_POINTER);
+    /* NULL pointers */
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.aor = NULL);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.call_id = NULL);
+    TRY(CHORDSIP_ERR_NULL_POINTER, c.uri = NULL);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.contacts = NULL);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.contacts = NULL, r.contacts_len = 3);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.path = NULL, r.path_len = 1);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.path = path_null, r.path_len = 1);
+    TRY(CHORDSIP_ERR_NULL_POINTER, r.path = path2, r.path_len = 2, path2[1] = NULL);
+    path2[1] = "<sip:proxy2.example.com;lr>";
+    /* invalid UTF-8 in every string */
+    TRY(CHORDSIP_ERR_BAD_UTF8, r.aor = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, r.call_id = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, r.received = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, c.uri = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, c.q = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, c.instance = BAD_UTF8);
+    TRY(CHORDSIP_ERR_BAD_UTF8, r.path = path_bad, r.path_len = 1);
+    /* malformed AORs */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "mailto:x");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "mailto:alice@example.com");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "sip:");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "alice@example.com");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "sip:alice@exa mple.com");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "sip:alice@example.com:99999");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "sip:@example.com");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = "tel:555-0123"); /* local, no phone-context */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.aor = long_aor);
+    /* malformed contacts */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "mailto:x");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "sip:");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "192.0.2.1:5060");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "sip:api@192.0.2.1:0");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = "sip:api@192.0.2.1;transport=udp;transport=tcp");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.uri = long_uri);
+    /* reg-id needs +sip.instance */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.reg_id = 1);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.reg_id = 0);
+    /* Contact: * only alone and with Expires: 0 */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.star = 1, r.expires = 0);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.star = 1, r.expires = 0, c.expires = 0);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.star = 1, r.contacts_len = 0, r.expires = -1);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.star = 1, r.contacts_len = 0, r.expires = 3600);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.star = 1, r.contacts = NULL, r.contacts_len = 0,
+        r.expires = 60);
+    /* bad q-values */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "2");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "1.5");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "0.1234");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "-0.5");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "high");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.q = "");
+    /* numbers out of range: -1 is "absent", the rest must fit a u32 */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.expires = -2);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.expires = INT64_MIN);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.expires = (int64_t)1 << 32);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.expires = -7);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.expires = INT64_MAX);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.instance = "<urn:uuid:api>", c.reg_id = -2);
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, c.instance = "<urn:uuid:api>", c.reg_id = INT64_MAX);
+    /* Call-ID and Path */
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.call_id = "");
+    TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.path = path_long, r.path_len = 1);
+    /* too many contacts or Path entries for one request */
+    TRY(CHORDSIP_ERR_TOO_LARGE, r.contacts = many, r.contacts_len = 65);
+    TRY(CHORDSIP_ERR_TOO_LARGE, r.path = many_path, r.path_len = 33);
+    /* expires 1..59 */
+    TRY(CHORDSIP_ERR_INTERVAL_TOO_BRIEF, c.expires = 59);
+    TRY(CHORDSIP_ERR_INTERVAL_TOO_BRIEF, r.expires = 1);
+#undef TRY
+
+    /* The same request made valid: both out-parameters are optional. */
+    chordsip_contact c = good_contact();
+    chordsip_register r = good_register(aor, &c);
+    r.path = path2;
+    r.path_len = 2;
+    CHECK_OK(reg(h, &r, NULL, NULL));
+    r.cseq = 2;
+    CHECK_OK(reg(h, &r, NULL, &o));
+    CHECK(o.inserted == 0 && o.updated == 1 && o.deleted == 0);
+    r.cseq = 3;
+    CHECK_OK(reg(h, &r, &b, NULL));
+    CHECK(b != NULL && b != SENTINEL && chordsip_bindings_len(b) == 1);
+    chordsip_bindings_free(b);
+    /* A REGISTER without contacts only asks for the bindings. */
+    r.contacts = NULL;
+    r.contacts_len = 0;
+    r.cseq = 4;
+    b = SENTINEL;
+    memset(&o, 0xA5, sizeof o);
+    CHECK_OK(reg(h, &r, &b, &o));
+    CHECK(o.inserted == 0 && o.updated == 0 && o.deleted == 0);
+    CHECK(b != NULL && b != SENTINEL && chordsip_bindings_len(b) == 1);
+    chordsip_bindings_free(b);
+    /* Clean up: Contact: * with Expires: 0 (contacts may be NULL or not, length 0). */
+    r.star = 1;
+    r.expires = 0;
+    r.contacts = &c;
+    r.cseq = 5;
+    b = SENTINEL;
+    CHECK_OK(reg(h, &r, &b, &o));
+    CHECK(o.inserted == 0 && o.updated == 0 && o.deleted == 1);
+    CHECK(b != NULL && b != SENTINEL && chordsip_bindings_len(b) == 0);
+    chordsip_bindings_free(b);
+}
+
+/* Argument checks of an AOR lookup through `lookup`; `out` untouched on failure. */
+static void check_lookup_aor_args(lookup_aor_fn lookup, void *h) {
+    chordsip_bindings *b = SENTINEL;
+    CHECK_RC(lookup(h, NULL, &b), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(lookup(h, "sip:api@example.com", NULL), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(lookup(h, BAD_UTF8, &b), CHORDSIP_ERR_BAD_UTF8);
+    CHECK_RC(lookup(h, "mailto:x", &b), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(lookup(h, "", &b), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(lookup(h, "sip:", &b), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(lookup(h, "sip:alice@exa mple.com", &b), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(lookup(h, long_key, &b), CHORDSIP_ERR_INVALID_ARGUMENT); /* no scheme either */
+    CHECK(b == SENTINEL);
+    /* An AOR nobody registered: an empty list, not an error. */
+    CHECK_OK(lookup(h, "sip:never-registered@example.com", &b));
+    CHECK(b != NULL && b != SENTINEL && chordsip_bindings_len(b) == 0);
+    chordsip_binding x;
+    CHECK_RC(chordsip_bindings_get(b, 0, &x), CHORDSIP_ERR_OUT_OF_RANGE);
+    CHECK(chordsip_bindings_path(b, 0, 0) == NULL);
+    chordsip_bindings_free(b);
+}
+
+/* The binding list accessors on a list of two bindings, one with Path and received. */
+static void check_bindings_list(chordsip_node *n) {
+    const char *path[2] = {"<sip:edge.example.com;lr>", "<sip:core.example.com;lr>"};
+    chordsip_contact cs[2] = {
+        {"sip:list@192.0.2.10:5060", 3600, "0.5", NULL, -1},
+        {"sip:list@192.0.2.11:5070;transport=tcp", -1, NULL, "<urn:uuid:list-1>", 1},
+    };
+    chordsip_register r = good_register("sip:list@example.com", cs);
+    r.contacts_len = 2;
+    r.expires = 600;
+    r.path = path;
+    r.path_len = 2;
+    r.received = "sip:198.51.100.7:41234";
+    chordsip_bindings *b = NULL;
+    chordsip_register_outcome o;
+    CHECK_OK(chordsip_node_register(n, &r, &b, &o));
+    CHECK(o.inserted == 2 && o.updated == 0 && o.deleted == 0);
+    CHECK(chordsip_bindings_len(NULL) == 0);
+    CHECK(chordsip_bindings_len(b) == 2);
+
+    chordsip_binding x, x0;
+    memset(&x, 0xA5, sizeof x);
+    x0 = x;
+    CHECK_RC(chordsip_bindings_get(NULL, 0, &x), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_bindings_get(b, 0, NULL), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_bindings_get(b, 2, &x), CHORDSIP_ERR_OUT_OF_RANGE);
+    CHECK_RC(chordsip_bindings_get(b, SIZE_MAX, &x), CHORDSIP_ERR_OUT_OF_RANGE);
+    CHECK(memcmp(&x, &x0, sizeof x) == 0);
+
+    /* highest q first: the instance's binding (q 1), then q 0.5 */
+    CHECK_OK(chordsip_bindings_get(b, 0, &x));
+    CHECK(strcmp(x.contact, cs[1].uri) == 0);
+    CHECK(x.q == 1000 && x.reg_id == 1);
+    CHECK(x.instance != NULL && strcmp(x.instance, "<urn:uuid:list-1>") == 0);
+    CHECK(x.expires >= 590 && x.expires <= 600); /* the Expires header's 600 */
+    CHECK(x.received != NULL && strcmp(x.received, r.received) == 0);
+    CHECK(x.call_id != NULL && strcmp(x.call_id, "api-call-1") == 0 && x.cseq == 1);
+    CHECK(x.path_len == 2);
+    CHECK_OK(chordsip_bindings_get(b, 1, &x));
+    CHECK(strcmp(x.contact, cs[0].uri) == 0);
+    CHECK(x.q == 500 && x.reg_id == -1 && x.instance == NULL);
+    CHECK(x.expires >= 3590 && x.expires <= 3600); /* its own expires parameter */
+    CHECK(x.path_len == 2);
+
+    /* chordsip_bindings_path: NULL whenever either index is out of range */
+    for (size_t i = 0; i < 2; i++) {
+        const char *p0 = chordsip_bindings_path(b, i, 0), *p1 = chordsip_bindings_path(b, i, 1);
+        CHECK(p0 != NULL && strcmp(p0, path[0]) == 0);
+        CHECK(p1 != NULL && strcmp(p1, path[1]) == 0);
+        CHECK(chordsip_bindings_path(b, i, 2) == NULL);
+        CHECK(chordsip_bindings_path(b, i, SIZE_MAX) == NULL);
+    }
+    CHECK(chordsip_bindings_path(b, 2, 0) == NULL);
+    CHECK(chordsip_bindings_path(b, SIZE_MAX, 0) == NULL);
+    CHECK(chordsip_bindings_path(NULL, 0, 0) == NULL);
+    chordsip_bindings_free(b);
+    chordsip_bindings_free(NULL);
+
+    /* The same, read back by lookup. */
+    b = NULL;
+    CHECK_OK(chordsip_node_lookup_aor(n, "sip:list@EXAMPLE.com", &b));
+    CHECK(chordsip_bindings_len(b) == 2);
+    CHECK_OK(chordsip_bindings_get(b, 1, &x));
+    CHECK(x.q == 500 && x.path_len == 2);
+    CHECK(strcmp(chordsip_bindings_path(b, 1, 1), path[1]) == 0);
+    chordsip_bindings_free(b);
+    r.star = 1;
+    r.expires = 0;
+    r.contacts_len = 0;
+    r.cseq = 2;
+    CHECK_OK(chordsip_node_register(n, &r, NULL, &o));
+    CHECK(o.deleted == 2);
+}
+
+static pthread_mutex_t aor_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t aor_cv = PTHREAD_COND_INITIALIZER;
+static int aor_calls, aor_result = -1;
+static size_t aor_len;
+static void aor_done_cb(chordsip_result r, const chordsip_bindings *b, void *ud) {
+    CHECK(ud == &aor_calls);
+    CHECK((r == CHORDSIP_OK) == (b != NULL));
+    pthread_mutex_lock(&aor_mu);
+    aor_calls++;
+    aor_result = r;
+    aor_len = chordsip_bindings_len(b);
+    pthread_cond_broadcast(&aor_cv);
+    pthread_mutex_unlock(&aor_mu);
+}
+
+/* Registrar argument checks on a started, joined node. */
+static void test_node_registrar_args(chordsip_node *n) {
+    chordsip_contact c = good_contact();
+    chordsip_register r = good_register("sip:api@example.com", &c);
+    chordsip_bindings *b = SENTINEL;
+    chordsip_register_outcome o, o0;
+    memset(&o, 0xA5, sizeof o);
+    o0 = o;
+    CHECK_RC(chordsip_node_register(NULL, &r, &b, &o), CHORDSIP_ERR_NULL_POINTER);
+    CHECK(b == SENTINEL && memcmp(&o, &o0, sizeof o) == 0);
+    check_register_args(node_reg, n, "sip:api@example.com");
+
+    CHECK_RC(chordsip_node_lookup_aor(NULL, "sip:api@example.com", &b),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK(b == SENTINEL);
+    check_lookup_aor_args(node_lookup_aor, n);
+    check_bindings_list(n);
+
+    /* chordsip_node_lookup_aor_async: on failure the callback never runs */
+    CHECK_RC(chordsip_node_lookup_aor_async(NULL, "sip:a@example.com", bindings_cb, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, NULL, bindings_cb, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, "sip:a@example.com", NULL, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, BAD_UTF8, bindings_cb, NULL),
+             CHORDSIP_ERR_BAD_UTF8);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, "mailto:x", bindings_cb, NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, "", bindings_cb, NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_lookup_aor_async(n, long_key, bindings_cb, NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    /* and on success it runs exactly once (an unknown AOR: an empty list) */
+    CHECK_OK(chordsip_node_lookup_aor_async(n, "sip:nobody@example.com", aor_done_cb,
+                                            &aor_calls));
+    pthread_mutex_lock(&aor_mu);
+    struct timespec until = deadline_ms(scaled(5) * 1000);
+    while (aor_calls == 0)
+        CHECK(pthread_cond_timedwait(&aor_cv, &aor_mu, &until) == 0);
+    pthread_mutex_unlock(&aor_mu);
+    sleep_ms(50);
+    pthread_mutex_lock(&aor_mu);
+    CHECK(aor_calls == 1 && aor_result == CHORDSIP_OK && aor_len == 0);
+    pthread_mutex_unlock(&aor_mu);
+}
+
+/* Registrar argument checks through a client handle. */
+static void test_client_registrar_args(chordsip_client *cl) {
+    chordsip_contact c = good_contact();
+    chordsip_register r = good_register("sip:api-client@example.com", &c);
+    chordsip_bindings *b = SENTINEL;
+    chordsip_register_outcome o, o0;
+    memset(&o, 0xA5, sizeof o);
+    o0 = o;
+    CHECK_RC(chordsip_client_register(NULL, &r, &b, &o), CHORDSIP_ERR_NULL_POINTER);
+    CHECK(b == SENTINEL && memcmp(&o, &o0, sizeof o) == 0);
+    check_register_args(client_reg, cl, "sip:api-client@example.com");
+    CHECK_RC(chordsip_client_lookup_aor(NULL, "sip:api@example.com", &b),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK(b == SENTINEL);
+    check_lookup_aor_args(client_lookup_aor, cl);
 }
 
 /* Argument checks of every node call on a started, joined node. */
@@ -718,6 +1111,8 @@ static void test_client_args(chordsip_node *n) {
     for (size_t i = 0; i < sizeof buf; i++)
         CHECK(buf[i] == 'X');
 
+    test_client_registrar_args(c);
+
     chordsip_client_free(c);
     chordsip_client_free(NULL);
 
@@ -745,6 +1140,7 @@ static void test_lifecycle(void) {
     CHECK(wait_ring(n, 3, scaled(10) * 1000));
 
     test_node_args(n[0], n[1]);
+    test_node_registrar_args(n[2]);
     test_client_args(n[1]);
 
     /* Graceful leave of each; afterwards the node is stopped. */
@@ -752,6 +1148,18 @@ static void test_lifecycle(void) {
         CHECK_OK(chordsip_node_leave(n[i], 2000));
         int rc = chordsip_node_put(n[i], "k", "w", (const uint8_t *)"v", 1, 60, NULL);
         CHECK(rc == CHORDSIP_ERR_SHUTDOWN || rc == CHORDSIP_ERR_NOT_JOINED);
+        {
+            chordsip_contact c = good_contact();
+            chordsip_register r = good_register("sip:api@example.com", &c);
+            chordsip_bindings *b = SENTINEL;
+            rc = chordsip_node_register(n[i], &r, &b, NULL);
+            CHECK(rc == CHORDSIP_ERR_SHUTDOWN || rc == CHORDSIP_ERR_NOT_JOINED);
+            rc = chordsip_node_lookup_aor(n[i], "sip:api@example.com", &b);
+            CHECK(rc == CHORDSIP_ERR_SHUTDOWN || rc == CHORDSIP_ERR_NOT_JOINED);
+            rc = chordsip_node_lookup_aor_async(n[i], "sip:api@example.com", bindings_cb, NULL);
+            CHECK(rc == CHORDSIP_ERR_SHUTDOWN || rc == CHORDSIP_ERR_NOT_JOINED);
+            CHECK(b == SENTINEL);
+        }
         chordsip_node_free(n[i]);
         if (i > 0) /* the others close the gap before the next one leaves */
             CHECK(wait_ring(n, (size_t)i, scaled(10) * 1000));
