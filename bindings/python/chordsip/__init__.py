@@ -19,7 +19,20 @@ from __future__ import annotations
 import ctypes
 
 from . import _lib
-from ._types import Delivery, Event, EventKind, InfoKind, LogLevel, LookupInfo, Neighbours, Peer, Value
+from ._types import (
+    Binding,
+    Contact,
+    Delivery,
+    Event,
+    EventKind,
+    InfoKind,
+    LogLevel,
+    LookupInfo,
+    Neighbours,
+    Peer,
+    RegisterResult,
+    Value,
+)
 from ._util import check, cstr
 from .client import Client
 from .errors import (
@@ -65,6 +78,9 @@ __all__ = [
     "Node",
     "Client",
     "Value",
+    "Contact",
+    "Binding",
+    "RegisterResult",
     "LookupInfo",
     "Peer",
     "Event",

@@ -197,9 +197,29 @@ def _get_trampoline(result: int, values: Optional[int], token: Optional[int]) ->
         report(e, "Exception ignored in the chordsip get trampoline")
 
 
+def _bindings_trampoline(result: int, bindings: Optional[int], token: Optional[int]) -> None:
+    try:
+        op = take_op(token)
+        if op is None:
+            return
+        if result == _lib.CHORDSIP_OK and bindings:
+            from ._registrar import bindings_list
+
+            try:
+                outcome: Any = bindings_list(_lib.get(), bindings)
+            except ChordsipError as e:
+                outcome = e
+        else:
+            outcome = error_for(result or 21, op.what)
+        op.finish(outcome)
+    except BaseException as e:  # noqa: B036
+        report(e, "Exception ignored in the chordsip bindings trampoline")
+
+
 LOOKUP_TRAMPOLINE = _lib.chordsip_lookup_cb(_lookup_trampoline)
 STORE_TRAMPOLINE = _lib.chordsip_store_cb(_store_trampoline)
 GET_TRAMPOLINE = _lib.chordsip_get_cb(_get_trampoline)
+BINDINGS_TRAMPOLINE = _lib.chordsip_bindings_cb(_bindings_trampoline)
 
 # ---------------------------------------------------------------------------
 # Node events and logs

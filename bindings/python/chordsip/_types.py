@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple, Union
 
 
 class Delivery(str, enum.Enum):
@@ -101,3 +101,55 @@ class Event:
     peer: Optional[Peer]
     #: Number of entries, for the KEYS events.
     count: int
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One Contact of a REGISTER (``chordsip_contact``)."""
+
+    #: The contact URI, e.g. ``"sip:alice@192.0.2.1:5060;transport=tcp"``.
+    uri: str
+    #: The contact's ``expires`` parameter in seconds (None: the request's
+    #: ``expires``, else 3600). 0 removes the binding.
+    expires: Optional[int] = None
+    #: The ``q`` parameter: a number (``0.5``) or the text as written
+    #: (``"0.5"``); None is q=1.
+    q: Union[None, float, str] = None
+    #: ``+sip.instance`` (RFC 5626), e.g. ``"<urn:uuid:...>"``.
+    instance: Optional[str] = None
+    #: ``reg-id`` (RFC 5626); needs ``instance``.
+    reg_id: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One binding of an address-of-record (``chordsip_binding``)."""
+
+    #: The contact URI to reach the device.
+    contact: str
+    #: The q-value, 0.0 .. 1.0 (e.g. 0.5).
+    q: float
+    #: Remaining lifetime in seconds.
+    expires: int
+    #: ``+sip.instance``, or None.
+    instance: Optional[str]
+    #: ``reg-id``, or None.
+    reg_id: Optional[int]
+    #: Where the REGISTER came from, when given, or None.
+    received: Optional[str]
+    #: Call-ID and CSeq of the REGISTER that stored it.
+    call_id: str
+    cseq: int
+    #: Path header values, in order.
+    path: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """What a REGISTER did: the AOR's bindings afterwards (for the 200 OK,
+    highest q first) and how many bindings it inserted, updated and deleted."""
+
+    bindings: List[Binding] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-from typing import List, Optional, Union
+from typing import Iterable, List, Optional, Union
 
-from . import _callbacks, _lib
+from . import _callbacks, _lib, _registrar
 from ._handle import Handle
-from ._types import InfoKind, LookupInfo, Value
+from ._types import Binding, Contact, InfoKind, LookupInfo, RegisterResult, Value
 from ._util import check, cstr, data_bytes, handle_out, read_text, track, u32
 from .node import _INFO, _enum_arg
 
@@ -148,3 +148,36 @@ class Client:
             return read_text(
                 lambda buf, n, needed: self._lib.chordsip_client_info(p, w, buf, n, needed), "info"
             )
+
+    # -- SIP registrar ------------------------------------------------------
+
+    def register(
+        self,
+        aor: str,
+        call_id: str,
+        cseq: int,
+        contacts: Iterable[Union[Contact, str]],
+        expires: Optional[int] = None,
+        star: bool = False,
+        path: Iterable[str] = (),
+        received: Optional[str] = None,
+    ) -> RegisterResult:
+        """As :meth:`Node.register`, through the peer (the REGISTER is
+        processed here; the peer stores and reads the bindings)."""
+        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
+        out = ctypes.c_void_p()
+        outcome = _lib.chordsip_register_outcome()
+        with self._use() as p:
+            check(
+                self._lib.chordsip_client_register(p, req.ref(), ctypes.byref(out), ctypes.byref(outcome)),
+                "register %s" % aor,
+            )
+        return _registrar.register_result(self._lib, out, outcome)
+
+    def lookup_aor(self, aor: str) -> List[Binding]:
+        """As :meth:`Node.lookup_aor`, through the peer."""
+        a = cstr(aor, "aor")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_client_lookup_aor(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
+        return _registrar.take_bindings(self._lib, out)

@@ -7,9 +7,21 @@ import os
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Set, Union
 
-from . import _callbacks, _lib
+from . import _callbacks, _lib, _registrar
 from ._handle import Handle
-from ._types import Delivery, Event, InfoKind, LogLevel, LookupInfo, Neighbours, Peer, Value
+from ._types import (
+    Binding,
+    Contact,
+    Delivery,
+    Event,
+    InfoKind,
+    LogLevel,
+    LookupInfo,
+    Neighbours,
+    Peer,
+    RegisterResult,
+    Value,
+)
 from ._util import addr_list, check, cstr, data_bytes, handle_out, read_text, track, u32
 from .errors import InvalidArgument
 
@@ -396,6 +408,65 @@ class Node:
             "remove",
             callback,
             lambda p, tok: lib.chordsip_node_remove_async(p, k, w, _callbacks.STORE_TRAMPOLINE, tok),
+        )
+
+    # -- SIP registrar ------------------------------------------------------
+
+    def register(
+        self,
+        aor: str,
+        call_id: str,
+        cseq: int,
+        contacts: Iterable[Union[Contact, str]],
+        expires: Optional[int] = None,
+        star: bool = False,
+        path: Iterable[str] = (),
+        received: Optional[str] = None,
+    ) -> RegisterResult:
+        """Processes a REGISTER for ``aor`` (the To URI; any spelling, it is
+        canonicalised) as a registrar would (RFC 3261 §10.3, RFC 5626 flows).
+
+        ``contacts`` are :class:`Contact` values (a str is a contact URI
+        with no parameters); ``expires`` is the Expires header (None:
+        absent); ``star=True`` is ``Contact: *`` (needs ``expires=0`` and no
+        contacts); ``path`` the Path header values; ``received`` where the
+        request came from. Returns the AOR's bindings afterwards (highest q
+        first) and the inserted/updated/deleted counts. Raises
+        :class:`OutOfOrder` (CSeq not newer for the same Call-ID),
+        :class:`StorageFull` (over 16 bindings), :class:`IntervalTooBrief`
+        (expires 1..59) or :class:`InvalidArgument` (malformed), changing
+        nothing then. Blocks at most a few operation timeouts."""
+        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
+        out = ctypes.c_void_p()
+        outcome = _lib.chordsip_register_outcome()
+        with self._use() as p:
+            check(
+                self._lib.chordsip_node_register(p, req.ref(), ctypes.byref(out), ctypes.byref(outcome)),
+                "register %s" % aor,
+            )
+        return _registrar.register_result(self._lib, out, outcome)
+
+    def lookup_aor(self, aor: str) -> List[Binding]:
+        """The live bindings of ``aor`` (any spelling), highest q first; []
+        for an unknown AOR."""
+        a = cstr(aor, "aor")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_node_lookup_aor(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
+        return _registrar.take_bindings(self._lib, out)
+
+    def lookup_aor_async(
+        self, aor: str, callback: Optional[Callable[[Outcome], None]] = None
+    ) -> "Future[List[Binding]]":
+        """Starts :meth:`lookup_aor`; ``callback`` receives a list of
+        :class:`Binding` or a :class:`ChordsipError` exactly once (on a library
+        thread, or in :meth:`process` in fd mode); the Future resolves likewise."""
+        a = cstr(aor, "aor")
+        lib = self._lib
+        return self._start_async(
+            "lookup_aor",
+            callback,
+            lambda p, tok: lib.chordsip_node_lookup_aor_async(p, a, _callbacks.BINDINGS_TRAMPOLINE, tok),
         )
 
     # -- fd delivery --------------------------------------------------------
