@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the Python binding (bindings/python) against the freshly built library:
 # builds libchordsip.so and the chordsip CLI (cargo, incremental), creates or
-# reuses a venv in target/pyenv, installs pytest and the binding itself
-# (non-editable, proving the package installs), runs pytest -q.
+# reuses a venv in target/pyenv, installs pytest, PJSUA2 (PyPI pjsua2-python,
+# for the peer-to-peer call test) and the binding itself (non-editable,
+# proving the package installs), runs pytest -q.
 # Works unattended (CI=true, no stdin) on a fresh Debian machine; may install
 # python3-venv with apt-get when the venv module is missing.
 set -euo pipefail
@@ -49,6 +50,32 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/nu
 fi
 PY="$VENV/bin/python"
 "$PY" -m pip install -q pytest </dev/null
+
+step "PJSUA2 (pjsua2-python) for tests/test_p2p_call.py"
+# A failed install fails this script (the test must not skip silently). Only
+# an interpreter or platform for which PyPI has no pjsua2-python wheel skips
+# that one test, with the reason in CHORDSIP_PJSUA2_SKIP. Wheels only: never
+# a build from source.
+PJSUA2_REQ="pjsua2-python>=2.15.1,<2.16"
+unset CHORDSIP_PJSUA2_SKIP
+if ! "$PY" -m pip install -q --only-binary=pjsua2-python "$PJSUA2_REQ" </dev/null; then
+    tag="$("$PY" -c 'import sys, sysconfig; print("cp%d%d on %s" % (sys.version_info[:2] + (sysconfig.get_platform(),)))')"
+    probe="$(mktemp -d)"
+    if "$PY" -m pip install -q --dry-run --no-deps --only-binary=:all: "$PJSUA2_REQ" </dev/null; then
+        echo "python-tests: a pjsua2-python wheel fits $tag, but installing it failed" >&2
+        exit 1
+    elif "$PY" -m pip install -q --dry-run --no-deps --only-binary=:all: --target "$probe" \
+            --implementation cp --python-version 3.11 --abi cp311 --platform manylinux2014_x86_64 \
+            "$PJSUA2_REQ" </dev/null; then
+        # PyPI answers and has wheels, just none for this interpreter.
+        export CHORDSIP_PJSUA2_SKIP="PyPI has no pjsua2-python wheel for $tag: the PJSUA2 call test cannot run"
+        echo "python-tests: WARNING: $CHORDSIP_PJSUA2_SKIP" >&2
+    else
+        echo "python-tests: pjsua2-python could not be installed (is PyPI reachable?)" >&2
+        exit 1
+    fi
+    rm -rf "$probe"
+fi
 # Non-editable install from a copy, so the source tree gets no build/ or egg-info.
 "$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/bindings/python" </dev/null
 rm -rf "$ROOT/bindings/python/build" "$ROOT/bindings/python/chordsip.egg-info"

@@ -91,9 +91,13 @@ def request(
 ) -> Request:
     """Checks and encodes the arguments of ``register()``."""
     if isinstance(contacts, (str, bytes, bytearray, Contact)):
-        raise TypeError("contacts must be a list of Contact (or str), not a single %s" % type(contacts).__name__)
+        raise TypeError(
+            "contacts must be a list of Contact (or str), not a single %s" % type(contacts).__name__
+        )
     if isinstance(path, (str, bytes, bytearray)):
-        raise TypeError("path must be a list of str (Path header values), not a single %s" % type(path).__name__)
+        raise TypeError(
+            "path must be a list of str (Path header values), not a single %s" % type(path).__name__
+        )
     if not isinstance(star, bool):
         raise TypeError("star must be a bool, not %s" % type(star).__name__)
     keep: List[Any] = []
