@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# SIP tests: real SIP traffic (SIPp) through c-examples/sip-proxy.
+#
+#   1. scripts/setup.sh, stage the library (make install), build sip-proxy
+#      plainly and with ASan+UBSan;
+#   2. three proxies on 127.0.0.1 form one overlay (A starts it, B and C join A);
+#   3. SIPp registers N users (1,000) at A, each contact pointing at a SIPp UAS;
+#   4. a SIPp UAC calls every user through B (INVITE/200/ACK/BYE/200);
+#   5. C is killed with SIGKILL; after 3 s the same N calls through B again;
+#   6. a call to an unregistered user gets 404 (and its ACK is absorbed);
+#   7. 100 users unregister (Expires: 0) through B; calls to them through A
+#      get 404, calls to the next 100 still complete;
+#   8. tests/sip/proxy_checks.py against a fourth proxy (the ASan build, its
+#      own ring): protocol checks, then garbage, truncated, oversized and
+#      mutated datagrams, then it must still answer correctly; it must leave
+#      cleanly on SIGTERM with no sanitizer report;
+#   9. A and B leave gracefully on SIGTERM (exit status 0).
+# Every process started here is stopped on exit, even after a failure or ^C.
+# Prints SIPp's statistics for each run; exits non-zero if any step failed.
+# Environment: SIP_TEST_USERS (1000), SIP_TEST_RATE (calls/s, 200),
+# SIP_TEST_PORT_BASE (picked at random among free ports when unset).
+# Logs and SIPp files go to target/sip-tests/.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+T_START=$(date +%s.%N)
+N_USERS=${SIP_TEST_USERS:-1000}
+RATE=${SIP_TEST_RATE:-200}
+DOMAIN=example.com
+STAGE=$ROOT/target/stage
+OUT=$ROOT/target/sip-tests
+SIP=$ROOT/tests/sip
+BIN=$OUT/bin
+failed=()
+pids=()
+
+elapsed() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
+
+# Stops every process started here: SIGTERM, then SIGKILL for the stubborn.
+cleanup() {
+    local p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for _ in $(seq 1 30); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+forget_pid() { # removes $1 from the cleanup list once it is reaped here
+    local p keep=()
+    for p in "${pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    pids=("${keep[@]}")
+}
+
+./scripts/setup.sh || exit 1
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+echo "== staging the library and building sip-proxy"
+make install PREFIX="$STAGE" >"$OUT/make-install.log" 2>&1 || {
+    tail -n 30 "$OUT/make-install.log"; echo "make install failed"; exit 1; }
+export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
+make -s -C c-examples/sip-proxy BUILD="$BIN" || exit 1
+make -s -C c-examples/sip-proxy BUILD="$BIN" SANITIZE=1 || exit 1
+echo "built $BIN/sip-proxy and $BIN/sip-proxy-asan; $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
+
+# ---- ports -------------------------------------------------------------------
+ports_free() { # base: are base..base+29 free UDP ports on 127.0.0.1?
+    python3 - "$1" <<'EOF'
+import socket, sys
+base = int(sys.argv[1])
+for p in range(base, base + 30):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+EOF
+}
+BASE=${SIP_TEST_PORT_BASE:-}
+if [ -z "$BASE" ]; then
+    for _ in $(seq 1 50); do
+        BASE=$((20000 + (RANDOM % 400) * 100))
+        ports_free "$BASE" && break
+        BASE=
+    done
+    [ -n "$BASE" ] || { echo "no free port range found"; exit 1; }
+fi
+A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2)) D_SIP=$((BASE + 3))
+A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12)) D_OVL=$((BASE + 13))
+UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
+echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL, UAS $UAS_PORT"
+
+# ---- users ---------------------------------------------------------------------
+users_csv() { # file first last
+    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf 'user%04d;%s;\n' "$i" "$DOMAIN"; done; } >"$1"
+}
+users_csv "$OUT/users.csv" 1 "$N_USERS"
+users_csv "$OUT/unreg.csv" 1 100
+users_csv "$OUT/still.csv" 101 200
+{ echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
+
+# ---- proxies -------------------------------------------------------------------
+# start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
+start_proxy() {
+    local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
+    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2)
+    [ -n "$boot" ] && args+=(--bootstrap "$boot")
+    "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
+    local pid=$!
+    pids+=("$pid")
+    printf -v "PID_$name" '%s' "$pid"
+    for _ in $(seq 1 200); do
+        if grep -q '^sip-proxy ready' "$OUT/proxy-$name.out" 2>/dev/null; then
+            echo "proxy $name (pid $pid): $(sed -n 's/^sip-proxy ready: //p' "$OUT/proxy-$name.out")"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "proxy $name did not come up:"; tail -n 20 "$OUT/proxy-$name.err"
+    return 1
+}
+
+# ---- SIPp ----------------------------------------------------------------------
+# stat_of FILE COLUMN: the column's value in the last line of a -trace_stat file.
+stat_of() {
+    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
+}
+
+# run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
+# $OUT/LABEL; passes when sipp exits 0 and exactly EXPECTED calls succeeded.
+run_sipp() {
+    local label=$1 want=$2; shift 2
+    local dir=$OUT/$label start rc
+    mkdir -p "$dir"
+    start=$(date +%s.%N)
+    (cd "$dir" && timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
+        -timeout 120s -timeout_error >sipp.log 2>&1)
+    rc=$?
+    local took ok bad retrans rate rt
+    took=$(elapsed "$start")
+    if [ ! -s "$dir/stat.csv" ]; then
+        fail "$label" "(sipp exit $rc, no statistics; log: $dir/sipp.log)"
+        tail -n 15 "$dir/sipp.log" | sed 's/^/      /'
+        return 1
+    fi
+    ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
+    bad=$(stat_of "$dir/stat.csv" 'FailedCall(C)')
+    retrans=$(stat_of "$dir/stat.csv" 'Retransmissions(C)')
+    rate=$(stat_of "$dir/stat.csv" 'CallRate(C)')
+    rt=$(head -1 "$dir/stat.csv" | tr ';' '\n' | grep -E '^ResponseTime[a-z0-9]+\(C\)$' | while read -r c; do
+        printf ' %s=%s' "${c%(C)}" "$(stat_of "$dir/stat.csv" "$c")"; done)
+    local line
+    line=$(printf '%-22s SuccessfulCall(C)=%s FailedCall(C)=%s Retransmissions(C)=%s CallRate(C)=%s%s, %s s' \
+        "$label" "$ok" "$bad" "$retrans" "$rate" "$rt" "$took")
+    if [ $rc -eq 0 ] && [ "$ok" = "$want" ] && [ "$bad" = 0 ]; then
+        pass "$line"
+    else
+        fail "$label" "$line (sipp exit $rc, expected $want successful; see $dir)"
+        cat "$dir"/*_errors.log 2>/dev/null | grep -v '^$' | head -n 8 | sed 's/^/      /'
+        return 1
+    fi
+}
+
+# ---- 1. the overlay ------------------------------------------------------------------
+echo "== three proxies, one overlay"
+start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
+start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
+start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
+sleep 2 # a few stabilisation rounds: every node knows its neighbours
+
+mkdir -p "$OUT/uas"
+(cd "$OUT/uas" && exec sipp -sf "$SIP/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin -trace_err \
+    -trace_stat -stf stat.csv -fd 1 >sipp.log 2>&1) &
+UAS_PID=$!
+pids+=("$UAS_PID")
+sleep 0.5
+kill -0 "$UAS_PID" 2>/dev/null || { echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; exit 1; }
+
+# ---- 2. registrations and calls --------------------------------------------------------
+echo "== SIPp: $N_USERS registrations at A, calls through B (rate $RATE/s)"
+run_sipp register "$N_USERS" -sf "$SIP/register.xml" -inf "$OUT/users.csv" \
+    -key contact_hostport "127.0.0.1:$UAS_PORT" -m "$N_USERS" -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
+run_sipp calls-via-B "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.csv" \
+    -m "$N_USERS" -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+
+echo "== proxy C killed (SIGKILL); 3 s for the ring to repair"
+{ kill -KILL "$PID_C"; wait "$PID_C"; } 2>/dev/null # (no "Killed" job notice)
+forget_pid "$PID_C"
+sleep 3
+run_sipp calls-after-kill "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.csv" \
+    -m "$N_USERS" -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+
+echo "== unknown and unregistered users"
+run_sipp unknown-user-404 1 -sf "$SIP/uac-404.xml" -inf "$OUT/nobody.csv" -m 1 \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+run_sipp unregister-100 100 -sf "$SIP/unregister.xml" -inf "$OUT/unreg.csv" \
+    -key contact_hostport "127.0.0.1:$UAS_PORT" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+run_sipp unregistered-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/unreg.csv" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
+run_sipp others-still-called 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
+
+# The UAS: SIGUSR1 makes SIPp finish its calls and write its statistics.
+kill -USR1 "$UAS_PID" 2>/dev/null
+for _ in $(seq 1 50); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$UAS_PID" 2>/dev/null && kill -KILL "$UAS_PID"
+wait "$UAS_PID" 2>/dev/null
+forget_pid "$UAS_PID"
+uas_ok=$(stat_of "$OUT/uas/stat.csv" 'SuccessfulCall(C)')
+uas_bad=$(stat_of "$OUT/uas/stat.csv" 'FailedCall(C)')
+uas_want=$((2 * N_USERS + 100))
+line="uas                    SuccessfulCall(C)=$uas_ok FailedCall(C)=$uas_bad (expected $uas_want answered)"
+if [ "$uas_ok" = "$uas_want" ] && [ "$uas_bad" = 0 ]; then pass "$line"; else fail uas "$line"; fi
+
+# ---- 3. malformed SIP against the ASan build -------------------------------------------
+echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+if start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
+    start=$(date +%s.%N)
+    if python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1; then
+        pass "proxy-checks           $(tail -n 1 "$OUT/proxy-checks.log")"
+    else
+        fail proxy-checks "$(tail -n 1 "$OUT/proxy-checks.log") (log: $OUT/proxy-checks.log)"
+        grep FAIL "$OUT/proxy-checks.log" | head -n 20 | sed 's/^/      /'
+    fi
+    kill -TERM "$PID_D"
+    wait "$PID_D"
+    rc=$?
+    forget_pid "$PID_D"
+    if [ $rc -eq 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$OUT/proxy-D.err"; then
+        pass "asan-proxy-exit        SIGTERM: exit 0, no sanitizer report"
+    else
+        fail asan-proxy-exit "exit $rc (log: $OUT/proxy-D.err)"
+        grep -E -A8 'AddressSanitizer|LeakSanitizer|runtime error' "$OUT/proxy-D.err" | head -n 30 | sed 's/^/      /'
+    fi
+else
+    fail asan-proxy-start "the ASan proxy did not start"
+fi
+
+# ---- 4. graceful leave ------------------------------------------------------------------
+echo "== A and B leave on SIGTERM"
+for name in B A; do
+    pid_var=PID_$name
+    pid=${!pid_var}
+    kill -TERM "$pid"
+    wait "$pid"
+    rc=$?
+    forget_pid "$pid"
+    if [ $rc -eq 0 ]; then pass "leave-$name                SIGTERM: exit 0"; else fail "leave-$name" "exit $rc"; fi
+done
+if grep -qE 'AddressSanitizer|panic' "$OUT"/proxy-*.err; then
+    fail proxy-logs "errors in $OUT/proxy-*.err"
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "SIP tests FAILED: ${failed[*]} ($(elapsed "$T_START") s)"
+    exit 1
+fi
+echo "SIP tests: all passed ($(elapsed "$T_START") s)"
