@@ -89,7 +89,8 @@ struct req {
     int is_ack;
 };
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal;   /* SIGINT/SIGTERM: leave and exit */
+static volatile sig_atomic_t dump_requested; /* SIGUSR1: statistics to stderr */
 static int sig_wr = -1;
 
 /* One datagram in, one out: static buffers, the proxy is single-threaded. */
@@ -1214,13 +1215,36 @@ static void handle_datagram(struct proxy *px, const char *buf, size_t len, const
 
 static void on_signal(int sig) {
     int saved = errno;
-    got_signal = sig;
+    if (sig == SIGUSR1)
+        dump_requested = 1;
+    else
+        got_signal = sig;
     if (sig_wr >= 0) {
         char c = 1;
         ssize_t w = write(sig_wr, &c, 1);
         (void)w;
     }
     errno = saved;
+}
+
+static void print_counters(const struct proxy *px) {
+    fprintf(stderr,
+            "sip-proxy[%s]: %" PRIu64 " datagrams (%" PRIu64 " malformed), %" PRIu64
+            " REGISTERs, %" PRIu64 " requests and %" PRIu64 " responses forwarded, %" PRIu64
+            " replies, %" PRIu64 " dropped\n",
+            px->self_hostport, px->n.received, px->n.malformed, px->n.registers,
+            px->n.forwarded_requests, px->n.forwarded_responses, px->n.replies, px->n.dropped);
+}
+
+/* SIGUSR1: the proxy's counters and the node's statistics on stderr. */
+static void dump_stats(struct proxy *px) {
+    print_counters(px);
+    size_t needed = 0;
+    chordsip_node_info(px->node, 1, NULL, 0, &needed);
+    char *buf = needed > 0 ? malloc(needed) : NULL;
+    if (buf != NULL && chordsip_node_info(px->node, 1, buf, needed, NULL) == CHORDSIP_OK)
+        fprintf(stderr, "%s%s", buf, (needed > 1 && buf[needed - 2] != '\n') ? "\n" : "");
+    free(buf);
 }
 
 static void usage(FILE *f, const char *prog) {
@@ -1233,7 +1257,8 @@ static void usage(FILE *f, const char *prog) {
             "  --overlay-key-file FILE     overlay key (file bytes, trailing newline stripped)\n"
             "  --overlay-set NAME=VALUE    any chordsip_config_set option (repeatable)\n"
             "  --join-timeout SECONDS      keep retrying the bootstrap nodes (default 30)\n"
-            "  --log[=LEVEL]               log to stderr: 1 error .. 4 debug (default 3)\n",
+            "  --log[=LEVEL]               log to stderr: 1 error .. 4 debug (default 3)\n"
+            "SIGINT/SIGTERM: leave the overlay and exit; SIGUSR1: statistics to stderr.\n",
             prog);
 }
 
@@ -1338,6 +1363,7 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* The SIP socket first: a busy port fails before the overlay is touched. */
@@ -1434,8 +1460,17 @@ int main(int argc, char **argv) {
             perror("sip-proxy: poll");
             goto out;
         }
-        if (fds[2].revents & POLLIN)
-            break;
+        if (fds[2].revents & POLLIN) {
+            char drain[64];
+            while (read(px.sig_rd, drain, sizeof drain) > 0)
+                ;
+            if (got_signal)
+                break;
+            if (dump_requested) {
+                dump_requested = 0;
+                dump_stats(&px);
+            }
+        }
         if (fds[1].revents & POLLIN)
             chordsip_node_process(px.node, NULL);
         if (fds[0].revents & POLLIN) {
@@ -1469,12 +1504,8 @@ int main(int argc, char **argv) {
 out:
     chordsip_node_process(px.node, NULL);
     chordsip_node_free(px.node);
-    logmsg(LOG_INFO,
-           "%" PRIu64 " datagrams (%" PRIu64 " malformed), %" PRIu64 " REGISTERs, %" PRIu64
-           " requests and %" PRIu64 " responses forwarded, %" PRIu64 " replies, %" PRIu64
-           " dropped",
-           px.n.received, px.n.malformed, px.n.registers, px.n.forwarded_requests,
-           px.n.forwarded_responses, px.n.replies, px.n.dropped);
+    if (px.log_level >= LOG_INFO)
+        print_counters(&px);
     close(px.sip_fd);
     close(px.sig_rd);
     close(sig_wr);
