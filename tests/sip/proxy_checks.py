@@ -266,9 +266,15 @@ def functional(proxy, domain):
               "200 copies Call-ID and CSeq and adds a To-tag")
         check(r.get("date") is not None, "200 has a Date")
 
-    # a retransmission (same CSeq, same Call-ID) is out of order: 500
+    # a retransmission (same Call-ID and CSeq) is answered 200 again...
     r = transact(ua, proxy, reg)
-    check(r is not None and r.status == 500, "same Call-ID, same CSeq: 500 (§10.3 step 7): %r" % r)
+    check(r is not None and r.status == 200 and len(r.all("contact")) == 3,
+          "retransmitted REGISTER: 200 with the bindings again: %r" % r)
+    # ...a lower CSeq of the same Call-ID is out of order: 500 (§10.3 step 7)
+    r = transact(ua, proxy, reg.replace("CSeq: 10 REGISTER", "CSeq: 9 REGISTER"))
+    check(r is not None and r.status == 500, "same Call-ID, lower CSeq: 500: %r" % r)
+    r = transact(ua, proxy, reg.replace("CSeq: 10 REGISTER", "CSeq: 11 REGISTER"))
+    check(r is not None and r.status == 200 and len(r.all("contact")) == 3, "higher CSeq: 200 (refresh)")
 
     # REGISTER errors
     def reg_status(extra, aor="sip:errors%s@%s" % (RUN, domain), **kw):
