@@ -42,6 +42,10 @@
 #define MAX_CONTACTS 64
 #define MAX_PATH 32
 #define MIN_EXPIRES 60
+/* Longest +sip.instance accepted (a urn:uuid is 47 bytes). The library does
+ * not bound it, and a binding too large to store fails half-way through a
+ * REGISTER, leaving its earlier contacts bound: refuse it up front. */
+#define MAX_INSTANCE 256
 #define DEFAULT_EXPIRES 3600
 #define MAX_FORWARDS_DEFAULT 70
 #define BRANCH_MAGIC "z9hG4bK"
@@ -677,7 +681,8 @@ static void handle_register(struct proxy *px, const struct req *r) {
             }
             c->instance = NULL;
             if (sip_param(params, "+sip.instance", &v) &&
-                (v.p == NULL || (c->instance = arena_cstr(sip_unquote(v))) == NULL)) {
+                (v.p == NULL || sip_unquote(v).n > MAX_INSTANCE ||
+                 (c->instance = arena_cstr(sip_unquote(v))) == NULL)) {
                 reply(px, r, 400, "Bad Request (+sip.instance)", NULL);
                 return;
             }

@@ -275,6 +275,9 @@ def functional(proxy, domain):
     check(r is not None and r.status == 500, "same Call-ID, lower CSeq: 500: %r" % r)
     r = transact(ua, proxy, reg.replace("CSeq: 10 REGISTER", "CSeq: 11 REGISTER"))
     check(r is not None and r.status == 200 and len(r.all("contact")) == 3, "higher CSeq: 200 (refresh)")
+    r = transact(ua, proxy, request("REGISTER", "sip:" + domain, ua, frm=alice, to=alice))
+    check(r is not None and r.status == 200 and len(r.all("contact")) == 3,
+          "REGISTER without Contact lists the bindings: %r" % (r and r.all("contact")))
 
     # REGISTER errors
     def reg_status(extra, aor="sip:errors%s@%s" % (RUN, domain), **kw):
@@ -294,6 +297,15 @@ def functional(proxy, domain):
     check(r is not None and r.status == 420 and "frobnicate" in (r.get("unsupported") or "")
           and "path" not in (r.get("unsupported") or ""),
           "Require: frobnicate: 420 with Unsupported: frobnicate: %r" % r)
+    # a REGISTER refused for one contact binds none of them (RFC 3261 §10.3)
+    half = "sip:half%s@%s" % (RUN, domain)
+    r = reg_status(["Contact: <sip:h1@127.0.0.1:9>, <sip:h2@127.0.0.1:9>;+sip.instance=\"<urn:%s>\""
+                    % ("x" * 4500)], aor=half)
+    check(r is not None and r.status == 400, "oversized +sip.instance: 400: %r" % r)
+    r = reg_status([], aor=half)
+    check(r is not None and r.status == 200 and not r.all("contact"),
+          "REGISTER without Contact (a query): 200, and the refused REGISTER bound nothing: %r"
+          % (r and r.all("contact")))
     many = ", ".join("<sip:m%d@127.0.0.1:9>" % i for i in range(17))
     r = reg_status(["Contact: " + many], aor="sip:many%s@%s" % (RUN, domain))
     check(r is not None and r.status == 403, "17 bindings: 403: %r" % r)
