@@ -151,9 +151,15 @@ run_sipp() {
     local dir=$OUT/$label start rc
     mkdir -p "$dir"
     start=$(date +%s.%N)
-    (cd "$dir" && timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
-        -timeout 120s -timeout_error >sipp.log 2>&1)
+    # in the background, so that a signal to this script reaches the trap
+    # (which stops it) at once
+    (cd "$dir" && exec timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
+        -timeout 120s -timeout_error >sipp.log 2>&1) &
+    local spid=$!
+    pids+=("$spid")
+    wait "$spid"
     rc=$?
+    forget_pid "$spid"
     local took ok bad retrans rate stray
     took=$(elapsed "$start")
     if [ ! -s "$dir/stat.csv" ]; then
@@ -238,7 +244,13 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
     start=$(date +%s.%N)
-    if python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1; then
+    python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1 &
+    cpid=$!
+    pids+=("$cpid")
+    wait "$cpid"
+    rc=$?
+    forget_pid "$cpid"
+    if [ $rc -eq 0 ]; then
         pass "proxy-checks           $(tail -n 1 "$OUT/proxy-checks.log")"
     else
         fail proxy-checks "$(tail -n 1 "$OUT/proxy-checks.log") (log: $OUT/proxy-checks.log)"
