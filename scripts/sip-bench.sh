@@ -45,6 +45,16 @@ cleanup() {
     wait 2>/dev/null
 }
 trap cleanup EXIT
+# run_tracked PID: waits for a background job the trap can stop; its status.
+run_tracked() {
+    local rc keep=() p
+    pids+=("$1")
+    wait "$1"
+    rc=$?
+    for p in "${pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    pids=("${keep[@]}")
+    return $rc
+}
 trap 'echo "interrupted"; exit 130' INT TERM
 
 ./scripts/setup.sh || exit 1
@@ -120,9 +130,10 @@ bench() {
     local label=$1 rate=$2 scen=$3 csv=$4 target=$5; shift 5
     local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE))
     mkdir -p "$dir"
-    (cd "$dir" && timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
+    (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
         -m "$m" -r "$rate" -i 127.0.0.1 -p "$UAC_PORT" -nostdin -trace_stat -stf stat.csv -fd 1 \
-        -trace_rtt -rtt_freq 1000 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1)
+        -trace_rtt -rtt_freq 1000 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
+    run_tracked $!
     local ok bad retrans achieved rtt line worst=0 p99
     ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
     bad=$(stat_of "$dir/stat.csv" 'FailedCall(C)')
@@ -161,9 +172,9 @@ done
 
 echo "== calls through proxy B to users registered at A, ${SECONDS_PER_RATE} s per rate"
 { echo SEQUENTIAL; for i in $(seq 1 $POOL); do printf 'pool%d;%s;\n' "$i" "$DOMAIN"; done; } >"$OUT/pool.csv"
-(cd "$OUT" && sipp -sf "$SIP/register.xml" -inf "$OUT/pool.csv" -key contact_hostport "127.0.0.1:$UAS_PORT" \
-    -m $POOL -r 500 -i 127.0.0.1 -p "$UAC_PORT" -nostdin -timeout 60s "127.0.0.1:$A_SIP" >pool.log 2>&1) ||
-    { echo "registering the call pool failed"; exit 1; }
+(cd "$OUT" && exec sipp -sf "$SIP/register.xml" -inf "$OUT/pool.csv" -key contact_hostport "127.0.0.1:$UAS_PORT" \
+    -m $POOL -r 500 -i 127.0.0.1 -p "$UAC_PORT" -nostdin -timeout 60s "127.0.0.1:$A_SIP" >pool.log 2>&1) &
+run_tracked $! || { echo "registering the call pool failed"; exit 1; }
 sleep 2
 best_call=0
 for r in $CALL_RATES; do
