@@ -980,7 +980,9 @@ static void handle_forward(struct proxy *px, const struct req *r) {
     /* The target: R-URI := contact (without URI headers); next hop: Path
      * (RFC 3327), else a remaining Route, else received / contact. */
     str_t target = {b.contact, strlen(b.contact)};
-    const char *q = memchr(target.p, '?', target.n);
+    const char *at = memchr(target.p, '@', target.n); /* a user part may hold '?' */
+    const char *hp = at != NULL ? at : target.p;
+    const char *q = memchr(hp, '?', target.n - (size_t)(hp - target.p));
     if (q != NULL)
         target.n = (size_t)(q - target.p);
     struct addr hop, contact_addr, recv_addr;
