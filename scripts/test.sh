@@ -20,6 +20,8 @@ step "C API tests under ASan+UBSan and valgrind; C examples"
 ./scripts/c-tests.sh
 step "Python binding (pytest)"
 ./scripts/python-tests.sh
+step "SIP: three sip-proxy processes driven by SIPp"
+./scripts/sip-tests.sh
 step "demo smoke run"
 ./target/release/chordsip demo --nodes 12 --values 100
 echo
