@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 
-from . import _lib
+from . import _lib, errors
 from ._types import (
     Binding,
     Contact,
@@ -35,36 +35,7 @@ from ._types import (
 )
 from ._util import check, cstr
 from .client import Client
-from .errors import (
-    RESULT_NAMES,
-    BadState,
-    BadUtf8,
-    BufferTooSmall,
-    Cancelled,
-    ChordsipError,
-    ChordsipTimeout,
-    Closed,
-    Forked,
-    IdCollision,
-    InCallback,
-    InvalidArgument,
-    IoError,
-    JoinFailed,
-    LibraryNotFound,
-    NoRoute,
-    NotJoined,
-    NullPointer,
-    IntervalTooBrief,
-    OutOfOrder,
-    OutOfRange,
-    Panic,
-    Refused,
-    Shutdown,
-    Stale,
-    StorageFull,
-    TooLarge,
-    error_for,
-)
+from .errors import *  # noqa: F403  (the exceptions, listed once in errors.__all__)
 from .node import Node
 
 __version__ = "0.1.0"
@@ -95,35 +66,8 @@ __all__ = [
     "library_path",
     "MAX_KEY_LEN",
     "MAX_WRITER_LEN",
-    "RESULT_NAMES",
-    "error_for",
-    "ChordsipError",
-    "LibraryNotFound",
-    "ChordsipTimeout",
-    "NoRoute",
-    "NotJoined",
-    "JoinFailed",
-    "IdCollision",
-    "TooLarge",
-    "StorageFull",
-    "Stale",
-    "Shutdown",
-    "InvalidArgument",
-    "NullPointer",
-    "BadUtf8",
-    "Refused",
-    "IoError",
-    "Forked",
-    "Cancelled",
-    "InCallback",
-    "BufferTooSmall",
-    "BadState",
-    "OutOfRange",
-    "Panic",
-    "OutOfOrder",
-    "IntervalTooBrief",
-    "Closed",
 ]
+__all__ += errors.__all__
 
 
 def version() -> str:

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Iterable, List, Optional, Union
+from typing import Optional, Union
 
-from . import _callbacks, _lib, _registrar
+from . import _callbacks, _lib
+from ._dict_calls import DictCalls
 from ._handle import Handle
-from ._types import Binding, Contact, InfoKind, LookupInfo, RegisterResult, Value
+from ._types import InfoKind, LookupInfo
 from ._util import check, cstr, data_bytes, handle_out, read_text, track, u32
 from .node import _INFO, _enum_arg
 
 
-class Client:
+class Client(DictCalls):
     """Talks to the node at ``peer``: ``"ip:port"`` (UDP) or
     ``"unix:/path"`` (the node's ``client_socket``), in overlay ``overlay``
     with overlay key ``key`` (bytes or None). Every call gives up after
     ``timeout_ms``. Starts no thread; owns one socket; sends nothing until
     the first call. Calls from several threads are serialised. A Client
     belongs to the process that created it (create it after ``fork()``).
+    put/get/remove/register/lookup_aor work as on a Node, through the peer.
     """
+
+    _PREFIX = "chordsip_client_"
 
     def __init__(
         self,
@@ -105,34 +109,6 @@ class Client:
 
     # -- calls --------------------------------------------------------------
 
-    def put(self, key: str, writer: str, data: bytes, lifetime_s: int) -> int:
-        """As :meth:`Node.put`, through the peer."""
-        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
-        lt = u32(lifetime_s, "lifetime_s")
-        copies = ctypes.c_uint32(0)
-        with self._use() as p:
-            check(self._lib.chordsip_client_put(p, k, w, d, len(d), lt, ctypes.byref(copies)), "put")
-        return copies.value
-
-    def get(self, key: str) -> List[Value]:
-        """As :meth:`Node.get`, through the peer."""
-        k = cstr(key, "key")
-        out = ctypes.c_void_p()
-        with self._use() as p:
-            check(self._lib.chordsip_client_get(p, k, ctypes.byref(out)), "get")
-        try:
-            return _callbacks.values_list(self._lib, out)
-        finally:
-            self._lib.chordsip_values_free(out)
-
-    def remove(self, key: str, writer: str) -> int:
-        """As :meth:`Node.remove`, through the peer."""
-        k, w = cstr(key, "key"), cstr(writer, "writer")
-        copies = ctypes.c_uint32(0)
-        with self._use() as p:
-            check(self._lib.chordsip_client_remove(p, k, w, ctypes.byref(copies)), "remove")
-        return copies.value
-
     def lookup(self, key: str) -> LookupInfo:
         """The bare Chord lookup run by the peer (latency measured here)."""
         k = cstr(key, "key")
@@ -148,36 +124,3 @@ class Client:
             return read_text(
                 lambda buf, n, needed: self._lib.chordsip_client_info(p, w, buf, n, needed), "info"
             )
-
-    # -- SIP registrar ------------------------------------------------------
-
-    def register(
-        self,
-        aor: str,
-        call_id: str,
-        cseq: int,
-        contacts: Iterable[Union[Contact, str]],
-        expires: Optional[int] = None,
-        star: bool = False,
-        path: Iterable[str] = (),
-        received: Optional[str] = None,
-    ) -> RegisterResult:
-        """As :meth:`Node.register`, through the peer (the REGISTER is
-        processed here; the peer stores and reads the bindings)."""
-        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
-        out = ctypes.c_void_p()
-        outcome = _lib.chordsip_register_outcome()
-        with self._use() as p:
-            check(
-                self._lib.chordsip_client_register(p, req.ref(), ctypes.byref(out), ctypes.byref(outcome)),
-                "register %s" % aor,
-            )
-        return _registrar.register_result(self._lib, out, outcome)
-
-    def lookup_aor(self, aor: str) -> List[Binding]:
-        """As :meth:`Node.lookup_aor`, through the peer."""
-        a = cstr(aor, "aor")
-        out = ctypes.c_void_p()
-        with self._use() as p:
-            check(self._lib.chordsip_client_lookup_aor(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
-        return _registrar.take_bindings(self._lib, out)

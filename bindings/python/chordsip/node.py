@@ -7,11 +7,11 @@ import os
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Set, Union
 
-from . import _callbacks, _lib, _registrar
+from . import _callbacks, _lib
+from ._dict_calls import DictCalls
 from ._handle import Handle
 from ._types import (
     Binding,
-    Contact,
     Delivery,
     Event,
     InfoKind,
@@ -19,7 +19,6 @@ from ._types import (
     LookupInfo,
     Neighbours,
     Peer,
-    RegisterResult,
     Value,
 )
 from ._util import addr_list, check, cstr, data_bytes, handle_out, read_text, track, u32
@@ -81,7 +80,7 @@ def _enum_arg(value: Any, names: Mapping[str, int], what: str) -> int:
     return u32(value, what)
 
 
-class Node:
+class Node(DictCalls):
     """One peer of a chordsip overlay in this process.
 
     ``options`` are the library's options by name (``chordsip_config_set``:
@@ -98,6 +97,8 @@ class Node:
     :meth:`join` does. A Node belongs to the process that created it (create
     it after ``fork()``). Close it with :meth:`close` or a ``with`` block.
     """
+
+    _PREFIX = "chordsip_node_"
 
     def __init__(
         self,
@@ -287,35 +288,6 @@ class Node:
 
     # -- storage ------------------------------------------------------------
 
-    def put(self, key: str, writer: str, data: bytes, lifetime_s: int) -> int:
-        """Stores ``data`` (copied) as ``writer``'s entry under ``key`` for
-        ``lifetime_s`` seconds; returns the number of copies acknowledged."""
-        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
-        lt = u32(lifetime_s, "lifetime_s")
-        copies = ctypes.c_uint32(0)
-        with self._use() as p:
-            check(self._lib.chordsip_node_put(p, k, w, d, len(d), lt, ctypes.byref(copies)), "put")
-        return copies.value
-
-    def get(self, key: str) -> List[Value]:
-        """Every live value under ``key`` (one per writer; [] if none)."""
-        k = cstr(key, "key")
-        out = ctypes.c_void_p()
-        with self._use() as p:
-            check(self._lib.chordsip_node_get(p, k, ctypes.byref(out)), "get")
-        try:
-            return _callbacks.values_list(self._lib, out)
-        finally:
-            self._lib.chordsip_values_free(out)
-
-    def remove(self, key: str, writer: str) -> int:
-        """Removes ``writer``'s entry under ``key``; returns the copies acknowledged."""
-        k, w = cstr(key, "key"), cstr(writer, "writer")
-        copies = ctypes.c_uint32(0)
-        with self._use() as p:
-            check(self._lib.chordsip_node_remove(p, k, w, ctypes.byref(copies)), "remove")
-        return copies.value
-
     def lookup(self, key: str, timeout_ms: int = 0) -> LookupInfo:
         """The node responsible for ``key`` and the hops it took."""
         k, t = cstr(key, "key"), u32(timeout_ms, "timeout_ms")
@@ -411,49 +383,6 @@ class Node:
         )
 
     # -- SIP registrar ------------------------------------------------------
-
-    def register(
-        self,
-        aor: str,
-        call_id: str,
-        cseq: int,
-        contacts: Iterable[Union[Contact, str]],
-        expires: Optional[int] = None,
-        star: bool = False,
-        path: Iterable[str] = (),
-        received: Optional[str] = None,
-    ) -> RegisterResult:
-        """Processes a REGISTER for ``aor`` (the To URI; any spelling, it is
-        canonicalised) as a registrar would (RFC 3261 §10.3, RFC 5626 flows).
-
-        ``contacts`` are :class:`Contact` values (a str is a contact URI
-        with no parameters); ``expires`` is the Expires header (None:
-        absent); ``star=True`` is ``Contact: *`` (needs ``expires=0`` and no
-        contacts); ``path`` the Path header values; ``received`` where the
-        request came from. Returns the AOR's bindings afterwards (highest q
-        first) and the inserted/updated/deleted counts. Raises
-        :class:`OutOfOrder` (CSeq not newer for the same Call-ID),
-        :class:`StorageFull` (over 16 bindings), :class:`IntervalTooBrief`
-        (expires 1..59) or :class:`InvalidArgument` (malformed), changing
-        nothing then. Blocks at most a few operation timeouts."""
-        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
-        out = ctypes.c_void_p()
-        outcome = _lib.chordsip_register_outcome()
-        with self._use() as p:
-            check(
-                self._lib.chordsip_node_register(p, req.ref(), ctypes.byref(out), ctypes.byref(outcome)),
-                "register %s" % aor,
-            )
-        return _registrar.register_result(self._lib, out, outcome)
-
-    def lookup_aor(self, aor: str) -> List[Binding]:
-        """The live bindings of ``aor`` (any spelling), highest q first; []
-        for an unknown AOR."""
-        a = cstr(aor, "aor")
-        out = ctypes.c_void_p()
-        with self._use() as p:
-            check(self._lib.chordsip_node_lookup_aor(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
-        return _registrar.take_bindings(self._lib, out)
 
     def lookup_aor_async(
         self, aor: str, callback: Optional[Callable[[Outcome], None]] = None

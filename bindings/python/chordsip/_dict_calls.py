@@ -1,0 +1,98 @@
+"""The storage and registrar calls that ``Node`` and ``Client`` share: the C
+functions differ only in their prefix (``chordsip_node_`` / ``chordsip_client_``)."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Iterable, List, Optional, Union
+
+from . import _callbacks, _lib, _registrar
+from ._handle import Handle
+from ._types import Binding, Contact, RegisterResult, Value
+from ._util import check, cstr, data_bytes, u32
+
+
+class DictCalls:
+    """put/get/remove and register/lookup_aor over ``self._lib`` and ``self._use()``."""
+
+    _PREFIX = ""
+    _lib: Any
+
+    def _use(self) -> Handle:  # pragma: no cover - provided by the class
+        raise NotImplementedError
+
+    def _c(self, name: str) -> Any:
+        return getattr(self._lib, self._PREFIX + name)
+
+    def put(self, key: str, writer: str, data: bytes, lifetime_s: int) -> int:
+        """Stores ``data`` (copied) as ``writer``'s entry under ``key`` for
+        ``lifetime_s`` seconds; returns the number of copies acknowledged."""
+        k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
+        lt = u32(lifetime_s, "lifetime_s")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._c("put")(p, k, w, d, len(d), lt, ctypes.byref(copies)), "put")
+        return copies.value
+
+    def get(self, key: str) -> List[Value]:
+        """Every live value under ``key`` (one per writer; [] if none)."""
+        k = cstr(key, "key")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._c("get")(p, k, ctypes.byref(out)), "get")
+        try:
+            return _callbacks.values_list(self._lib, out)
+        finally:
+            self._lib.chordsip_values_free(out)
+
+    def remove(self, key: str, writer: str) -> int:
+        """Removes ``writer``'s entry under ``key``; returns the copies acknowledged."""
+        k, w = cstr(key, "key"), cstr(writer, "writer")
+        copies = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._c("remove")(p, k, w, ctypes.byref(copies)), "remove")
+        return copies.value
+
+    def register(
+        self,
+        aor: str,
+        call_id: str,
+        cseq: int,
+        contacts: Iterable[Union[Contact, str]],
+        expires: Optional[int] = None,
+        star: bool = False,
+        path: Iterable[str] = (),
+        received: Optional[str] = None,
+    ) -> RegisterResult:
+        """Processes a REGISTER for ``aor`` (the To URI; any spelling, it is
+        canonicalised) as a registrar would (RFC 3261 §10.3, RFC 5626 flows).
+
+        ``contacts`` are :class:`Contact` values (a str is a contact URI
+        with no parameters); ``expires`` is the Expires header (None:
+        absent); ``star=True`` is ``Contact: *`` (needs ``expires=0`` and no
+        contacts); ``path`` the Path header values; ``received`` where the
+        request came from. Returns the AOR's bindings afterwards (highest q
+        first) and the inserted/updated/deleted counts. Raises
+        :class:`OutOfOrder` (CSeq not newer for the same Call-ID),
+        :class:`StorageFull` (over 16 bindings), :class:`IntervalTooBrief`
+        (expires 1..59) or :class:`InvalidArgument` (malformed). Blocks at
+        most a few operation timeouts. On a Client the REGISTER is processed
+        here and the peer stores and reads the bindings."""
+        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
+        out = ctypes.c_void_p()
+        outcome = _lib.chordsip_register_outcome()
+        with self._use() as p:
+            check(
+                self._c("register")(p, req.ref(), ctypes.byref(out), ctypes.byref(outcome)),
+                "register %s" % aor,
+            )
+        return _registrar.register_result(self._lib, out, outcome)
+
+    def lookup_aor(self, aor: str) -> List[Binding]:
+        """The live bindings of ``aor`` (any spelling), highest q first; []
+        for an unknown AOR."""
+        a = cstr(aor, "aor")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._c("lookup_aor")(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
+        return _registrar.take_bindings(self._lib, out)
