@@ -355,8 +355,10 @@ pub unsafe extern "C" fn chordsip_client_register(
     })
 }
 
-fn aor_arg(aor: *const c_char) -> FfiResult<crate::id::Id> {
-    // SAFETY: NULL or NUL-terminated by the callers' contract.
+/// # Safety
+/// `aor` is NULL or NUL-terminated.
+unsafe fn aor_arg(aor: *const c_char) -> FfiResult<crate::id::Id> {
+    // SAFETY: NULL or NUL-terminated by the caller's contract.
     let aor = unsafe { str_arg(aor) }?;
     registrar::aor_key(aor)
         .map(|(_, k)| k)
@@ -378,12 +380,13 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor(
     guard(|| {
         // SAFETY: NULL or a live node by the caller's contract.
         let n = unsafe { node_ref(node) }?.started()?;
-        let key = aor_arg(aor)?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
         if out.is_null() {
             return Err(CHORDSIP_ERR_NULL_POINTER);
         }
-        let values = super::code(n.get(key))?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(live_bindings(values))));
+        let found = registrar::lookup(&mut &n, aor).map_err(registrar_code)?;
+        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
         // SAFETY: non-NULL (checked) and writable.
         unsafe { write_out(out, list) }
     })
@@ -402,12 +405,13 @@ pub unsafe extern "C" fn chordsip_client_lookup_aor(
     guard(|| {
         // SAFETY: NULL or a live client by the caller's contract.
         let c = unsafe { client_ref(client) }?;
-        let key = aor_arg(aor)?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
         if out.is_null() {
             return Err(CHORDSIP_ERR_NULL_POINTER);
         }
-        let values = super::code(c.inner.lock().get(key))?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(live_bindings(values))));
+        let found = registrar::lookup(&mut *c.inner.lock(), aor).map_err(registrar_code)?;
+        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
         // SAFETY: non-NULL (checked) and writable.
         unsafe { write_out(out, list) }
     })
@@ -429,7 +433,8 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor_async(
         // SAFETY: NULL or a live node by the caller's contract.
         let nref = unsafe { node_ref(node) }?;
         let n = nref.started()?;
-        let key = aor_arg(aor)?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let key = unsafe { aor_arg(aor) }?;
         let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
         let ud = UserData(user_data);
         let deliver = move |r: crate::Result<Vec<crate::Value>>| {
