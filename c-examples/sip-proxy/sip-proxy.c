@@ -604,26 +604,6 @@ static void register_error(struct proxy *px, const struct req *r, chordsip_resul
     }
 }
 
-/* Is a REGISTER refused as out of order the retransmission of one already
- * applied, i.e. does a binding of the AOR carry its Call-ID and CSeq? On
- * yes, *list receives the AOR's bindings for the 200. */
-static int is_retransmission(struct proxy *px, const char *aor, const char *call_id, uint32_t cseq,
-                             chordsip_bindings **list) {
-    chordsip_bindings *l = NULL;
-    if (chordsip_node_lookup_aor(px->node, aor, &l) != CHORDSIP_OK)
-        return 0;
-    for (size_t i = 0; i < chordsip_bindings_len(l); i++) {
-        chordsip_binding b;
-        if (chordsip_bindings_get(l, i, &b) == CHORDSIP_OK && b.cseq == cseq &&
-            strcmp(b.call_id, call_id) == 0) {
-            *list = l;
-            return 1;
-        }
-    }
-    chordsip_bindings_free(l);
-    return 0;
-}
-
 static void handle_register(struct proxy *px, const struct req *r) {
     const struct sip_msg *m = r->m;
     static const char *const supported[] = {"path", "outbound", NULL};
@@ -735,13 +715,6 @@ static void handle_register(struct proxy *px, const struct req *r) {
     chordsip_bindings *list = NULL;
     chordsip_register_outcome outcome = {0, 0, 0};
     chordsip_result rc = chordsip_node_register(px->node, &req, &list, &outcome);
-    if (rc == CHORDSIP_ERR_OUT_OF_ORDER && is_retransmission(px, aor, call_id, r->cseq, &list)) {
-        /* A stateless registrar sees a retransmitted REGISTER again: its
-         * bindings already carry this very Call-ID and CSeq, so answer 200
-         * as the first time (a lower CSeq is really out of order: 500). */
-        logmsg(LOG_DEBUG, "REGISTER %s: retransmission (CSeq %u) answered again", aor, r->cseq);
-        rc = CHORDSIP_OK;
-    }
     if (rc != CHORDSIP_OK) {
         logmsg(LOG_INFO, "REGISTER %s from %s: %s", aor, received, chordsip_result_str(rc));
         register_error(px, r, rc);

@@ -34,7 +34,8 @@ pub struct Binding {
 pub enum RegisterError {
     /// Malformed request (SIP 400).
     Bad(String),
-    /// A binding with the same Call-ID already has this or a newer CSeq (SIP 500 per §10.3 step 7).
+    /// A binding with the same Call-ID already has this or a newer CSeq (SIP 500 per §10.3 step 7);
+    /// the same request again (a retransmission) is not refused but changes nothing.
     OutOfOrder,
     /// More bindings than the AOR may hold (SIP 403 in Kamailio's registrar).
     TooManyBindings(usize),
@@ -256,6 +257,16 @@ pub fn plan(
         let existing = view.iter().position(|(w, _, _)| *w == writer);
         if let Some(i) = existing {
             let b = &view[i].1;
+            if b.call_id == req.call_id
+                && req.cseq == b.cseq
+                && expires != 0
+                && b.contact == c.uri
+                && b.q == q
+            {
+                // A stateless registrar sees retransmissions: this very binding
+                // was stored by this request, so it stands unchanged (same 200).
+                continue;
+            }
             if b.call_id == req.call_id && req.cseq <= b.cseq {
                 return Err(RegisterError::OutOfOrder);
             }
@@ -513,7 +524,26 @@ mod tests {
         let mut store = Vec::new();
         let p = plan(&req("c1", 10, vec![contact("sip:a@1.1.1.1")]), &store, &l).unwrap();
         apply(&mut store, &p);
-        for cseq in [10, 9, 1] {
+        // The same request again is a retransmission: no change, the same answer.
+        let again = plan(&req("c1", 10, vec![contact("sip:a@1.1.1.1")]), &store, &l).unwrap();
+        assert!(again.changes.is_empty());
+        assert_eq!((again.inserted, again.updated, again.deleted), (0, 0, 0));
+        assert_eq!(again.result.len(), 1);
+        assert_eq!(again.result[0].0.cseq, 10);
+        // The same CSeq asking for something else is out of order.
+        let mut other = contact("sip:a@1.1.1.1");
+        other.q = Some("0.5".into());
+        assert_eq!(
+            plan(&req("c1", 10, vec![other]), &store, &l),
+            Err(RegisterError::OutOfOrder)
+        );
+        let mut gone = contact("sip:a@1.1.1.1");
+        gone.expires = Some(0);
+        assert_eq!(
+            plan(&req("c1", 10, vec![gone]), &store, &l),
+            Err(RegisterError::OutOfOrder)
+        );
+        for cseq in [9, 1] {
             assert_eq!(
                 plan(&req("c1", cseq, vec![contact("sip:a@1.1.1.1")]), &store, &l),
                 Err(RegisterError::OutOfOrder)
