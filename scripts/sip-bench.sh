@@ -29,94 +29,28 @@ STAGE=$ROOT/target/stage
 OUT=$ROOT/target/sip-bench
 SIP=$ROOT/tests/sip
 BIN=$OUT/bin
-pids=()
-
-cleanup() {
-    trap - EXIT INT TERM
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for _ in $(seq 1 50); do
-        local alive=0
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive -eq 0 ] && break
-        sleep 0.1
-    done
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
-}
-trap cleanup EXIT
-# run_tracked PID: waits for a background job the trap can stop; its status.
-run_tracked() {
-    local rc keep=() p
-    pids+=("$1")
-    wait "$1"
-    rc=$?
-    for p in "${pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-    pids=("${keep[@]}")
-    return $rc
-}
-trap 'echo "interrupted"; exit 130' INT TERM
+# shellcheck source=tests/sip/lib.sh
+. "$SIP/lib.sh"
 
 ./scripts/setup.sh || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
-make install PREFIX="$STAGE" >"$OUT/make-install.log" 2>&1 || {
-    tail -n 30 "$OUT/make-install.log"; exit 1; }
-export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
-make -s -C c-examples/sip-proxy BUILD="$BIN" || exit 1
+stage_and_build || exit 1
 
-ports_free() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-base = int(sys.argv[1])
-for p in range(base, base + 30):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        sys.exit(1)
-    finally:
-        s.close()
-EOF
-}
-BASE=${SIP_TEST_PORT_BASE:-}
-if [ -z "$BASE" ]; then
-    for _ in $(seq 1 50); do
-        BASE=$((20000 + (RANDOM % 400) * 100))
-        ports_free "$BASE" && break
-        BASE=
-    done
-    [ -n "$BASE" ] || { echo "no free port range found"; exit 1; }
-fi
+pick_ports || exit 1
 A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 
-start_proxy() {
-    local name=$1 sip=$2 ovl=$3 boot=${4:-}
-    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2)
-    [ -n "$boot" ] && args+=(--bootstrap "$boot")
-    "$BIN/sip-proxy" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
-    pids+=($!)
-    for _ in $(seq 1 200); do
-        grep -q '^sip-proxy ready' "$OUT/proxy-$name.out" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "proxy $name did not come up"; tail "$OUT/proxy-$name.err"; exit 1
-}
-start_proxy A "$A_SIP" "$A_OVL"
-start_proxy B "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL"
-start_proxy C "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL"
+start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
+start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
+start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
 sleep 2
 mkdir -p "$OUT/uas"
 (cd "$OUT/uas" && exec sipp -sf "$SIP/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin >sipp.log 2>&1) &
 pids+=($!)
 sleep 0.5
 
-stat_of() {
-    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
-}
 # pct FILE RTD P: the P-th percentile (nearest rank) of one RTD in a -trace_rtt file, in ms.
 pct() {
     awk -F';' -v r="$2" '$3 == r { print $2 }' "$1" | sort -n |

@@ -33,44 +33,19 @@ OUT=$ROOT/target/sip-tests
 SIP=$ROOT/tests/sip
 BIN=$OUT/bin
 failed=()
-pids=()
 
 elapsed() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
 pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
-
-# Stops every process started here: SIGTERM, then SIGKILL for the stubborn.
-cleanup() {
-    local p
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for _ in $(seq 1 30); do
-        local alive=0
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive -eq 0 ] && break
-        sleep 0.1
-    done
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
-
-forget_pid() { # removes $1 from the cleanup list once it is reaped here
-    local p keep=()
-    for p in "${pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-    pids=("${keep[@]}")
-}
+# shellcheck source=tests/sip/lib.sh
+. "$SIP/lib.sh"
 
 ./scripts/setup.sh || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
 echo "== staging the library and building sip-proxy"
-make install PREFIX="$STAGE" >"$OUT/make-install.log" 2>&1 || {
-    tail -n 30 "$OUT/make-install.log"; echo "make install failed"; exit 1; }
-export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
-make -s -C c-examples/sip-proxy BUILD="$BIN" || exit 1
+stage_and_build || exit 1
 make -s -C c-examples/sip-proxy BUILD="$BIN" SANITIZE=1 || exit 1
 cc -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined \
     -fno-sanitize-recover=all -Ic-examples/sip-proxy "$SIP/fuzz_sipmsg.c" c-examples/sip-proxy/sipmsg.c \
@@ -78,29 +53,7 @@ cc -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefi
 echo "built $BIN/sip-proxy and $BIN/sip-proxy-asan; $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
 
 # ---- ports -------------------------------------------------------------------
-ports_free() { # base: are base..base+29 free UDP ports on 127.0.0.1?
-    python3 - "$1" <<'EOF'
-import socket, sys
-base = int(sys.argv[1])
-for p in range(base, base + 30):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        sys.exit(1)
-    finally:
-        s.close()
-EOF
-}
-BASE=${SIP_TEST_PORT_BASE:-}
-if [ -z "$BASE" ]; then
-    for _ in $(seq 1 50); do
-        BASE=$((20000 + (RANDOM % 400) * 100))
-        ports_free "$BASE" && break
-        BASE=
-    done
-    [ -n "$BASE" ] || { echo "no free port range found"; exit 1; }
-fi
+pick_ports || exit 1
 A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2)) D_SIP=$((BASE + 3))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12)) D_OVL=$((BASE + 13))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
@@ -116,33 +69,8 @@ users_csv "$OUT/still.csv" 101 200
 { echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
 
 # ---- proxies -------------------------------------------------------------------
-# start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
-start_proxy() {
-    local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
-    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2)
-    [ -n "$boot" ] && args+=(--bootstrap "$boot")
-    "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
-    local pid=$!
-    pids+=("$pid")
-    printf -v "PID_$name" '%s' "$pid"
-    for _ in $(seq 1 200); do
-        if grep -q '^sip-proxy ready' "$OUT/proxy-$name.out" 2>/dev/null; then
-            echo "proxy $name (pid $pid): $(sed -n 's/^sip-proxy ready: //p' "$OUT/proxy-$name.out")"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "proxy $name did not come up:"; tail -n 20 "$OUT/proxy-$name.err"
-    return 1
-}
 
 # ---- SIPp ----------------------------------------------------------------------
-# stat_of FILE COLUMN: the column's value in the last line of a -trace_stat file.
-stat_of() {
-    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
-}
 
 # run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
 # $OUT/LABEL; passes when sipp exits 0 and exactly EXPECTED calls succeeded.
@@ -155,11 +83,8 @@ run_sipp() {
     # (which stops it) at once
     (cd "$dir" && exec timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
         -timeout 120s -timeout_error >sipp.log 2>&1) &
-    local spid=$!
-    pids+=("$spid")
-    wait "$spid"
+    run_tracked $!
     rc=$?
-    forget_pid "$spid"
     local took ok bad retrans rate stray
     took=$(elapsed "$start")
     if [ ! -s "$dir/stat.csv" ]; then
@@ -245,11 +170,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
     start=$(date +%s.%N)
     python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1 &
-    cpid=$!
-    pids+=("$cpid")
-    wait "$cpid"
+    run_tracked $!
     rc=$?
-    forget_pid "$cpid"
     if [ $rc -eq 0 ]; then
         pass "proxy-checks           $(tail -n 1 "$OUT/proxy-checks.log")"
     else

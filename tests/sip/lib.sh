@@ -1,0 +1,100 @@
+# Shared by scripts/sip-tests.sh and scripts/sip-bench.sh (sourced; needs
+# ROOT, OUT, STAGE, BIN set): process tracking and cleanup, staging and
+# building the proxy, a free port range, starting proxies, SIPp statistics.
+
+pids=()
+
+# Stops every process started here: SIGTERM, then SIGKILL for the stubborn.
+cleanup() {
+    local p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for _ in $(seq 1 50); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+forget_pid() { # removes $1 from the cleanup list once it is reaped here
+    local p keep=()
+    for p in "${pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    pids=("${keep[@]}")
+}
+
+# run_tracked PID: waits for a background job the trap can stop; its status.
+run_tracked() {
+    local rc
+    pids+=("$1")
+    wait "$1"
+    rc=$?
+    forget_pid "$1"
+    return $rc
+}
+
+# stage_and_build: the library in $STAGE, the proxy in $BIN.
+stage_and_build() {
+    make install PREFIX="$STAGE" >"$OUT/make-install.log" 2>&1 || {
+        tail -n 30 "$OUT/make-install.log"; echo "make install failed"; return 1; }
+    export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
+    make -s -C "$ROOT/c-examples/sip-proxy" BUILD="$BIN"
+}
+
+ports_free() { # base: are base..base+29 free UDP ports on 127.0.0.1?
+    python3 - "$1" <<'PY'
+import socket, sys
+base = int(sys.argv[1])
+for p in range(base, base + 30):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+PY
+}
+
+# pick_ports: sets BASE to SIP_TEST_PORT_BASE or a free range of 30 ports.
+pick_ports() {
+    BASE=${SIP_TEST_PORT_BASE:-}
+    [ -n "$BASE" ] && return 0
+    for _ in $(seq 1 50); do
+        BASE=$((20000 + (RANDOM % 400) * 100))
+        ports_free "$BASE" && return 0
+    done
+    echo "no free port range found"
+    return 1
+}
+
+# start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
+start_proxy() {
+    local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
+    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2)
+    [ -n "$boot" ] && args+=(--bootstrap "$boot")
+    "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
+    local pid=$!
+    pids+=("$pid")
+    printf -v "PID_$name" '%s' "$pid"
+    for _ in $(seq 1 200); do
+        if grep -q '^sip-proxy ready' "$OUT/proxy-$name.out" 2>/dev/null; then
+            echo "proxy $name (pid $pid): $(sed -n 's/^sip-proxy ready: //p' "$OUT/proxy-$name.out")"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "proxy $name did not come up:"; tail -n 20 "$OUT/proxy-$name.err"
+    return 1
+}
+
+# stat_of FILE COLUMN: the column's value in the last line of a -trace_stat file.
+stat_of() {
+    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
+}
