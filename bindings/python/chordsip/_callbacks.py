@@ -155,65 +155,48 @@ def take_op(token: Optional[int]) -> Optional[Op]:
     return op
 
 
-def _lookup_trampoline(result: int, info: Any, token: Optional[int]) -> None:
+def _finish(token: Optional[int], result: int, kind: str, convert: Callable[[Op], Any]) -> None:
+    """Completes the op of ``token`` once: ``convert(op)`` on success, the
+    error of ``result`` otherwise; nothing may propagate into C."""
     try:
         op = take_op(token)
         if op is None:
             return
-        if result == _lib.CHORDSIP_OK and info:
-            outcome: Any = lookup_info(info.contents)
+        if result == _lib.CHORDSIP_OK:
+            try:
+                outcome: Any = convert(op)
+            except ChordsipError as e:
+                outcome = e
         else:
-            outcome = error_for(result or 21, op.what)
+            outcome = error_for(result, op.what)
         op.finish(outcome)
     except BaseException as e:  # noqa: B036
-        report(e, "Exception ignored in the chordsip lookup trampoline")
+        report(e, "Exception ignored in the chordsip %s trampoline" % kind)
+
+
+def _present(pointer: Any, op: Op) -> Any:
+    """A result pointer the library promises on success (21: a library bug)."""
+    if not pointer:
+        raise error_for(21, op.what)
+    return pointer
+
+
+def _lookup_trampoline(result: int, info: Any, token: Optional[int]) -> None:
+    _finish(token, result, "lookup", lambda op: lookup_info(_present(info, op).contents))
 
 
 def _store_trampoline(result: int, copies: int, token: Optional[int]) -> None:
-    try:
-        op = take_op(token)
-        if op is None:
-            return
-        outcome: Any = int(copies) if result == _lib.CHORDSIP_OK else error_for(result, op.what)
-        op.finish(outcome)
-    except BaseException as e:  # noqa: B036
-        report(e, "Exception ignored in the chordsip store trampoline")
+    _finish(token, result, "store", lambda op: int(copies))
 
 
 def _get_trampoline(result: int, values: Optional[int], token: Optional[int]) -> None:
-    try:
-        op = take_op(token)
-        if op is None:
-            return
-        if result == _lib.CHORDSIP_OK and values:
-            try:
-                outcome: Any = values_list(_lib.get(), values)
-            except ChordsipError as e:
-                outcome = e
-        else:
-            outcome = error_for(result or 21, op.what)
-        op.finish(outcome)
-    except BaseException as e:  # noqa: B036
-        report(e, "Exception ignored in the chordsip get trampoline")
+    _finish(token, result, "get", lambda op: values_list(_lib.get(), _present(values, op)))
 
 
 def _bindings_trampoline(result: int, bindings: Optional[int], token: Optional[int]) -> None:
-    try:
-        op = take_op(token)
-        if op is None:
-            return
-        if result == _lib.CHORDSIP_OK and bindings:
-            from ._registrar import bindings_list
+    from ._registrar import bindings_list
 
-            try:
-                outcome: Any = bindings_list(_lib.get(), bindings)
-            except ChordsipError as e:
-                outcome = e
-        else:
-            outcome = error_for(result or 21, op.what)
-        op.finish(outcome)
-    except BaseException as e:  # noqa: B036
-        report(e, "Exception ignored in the chordsip bindings trampoline")
+    _finish(token, result, "bindings", lambda op: bindings_list(_lib.get(), _present(bindings, op)))
 
 
 LOOKUP_TRAMPOLINE = _lib.chordsip_lookup_cb(_lookup_trampoline)
