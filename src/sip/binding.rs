@@ -264,8 +264,18 @@ pub fn plan(
                 && b.q == q
             {
                 // A stateless registrar sees retransmissions: this very binding
-                // was stored by this request, so it stands unchanged (same 200).
-                continue;
+                // was stored by this request, which was applied (perhaps with
+                // changes made since): the whole request changes nothing and
+                // gets the current bindings, as its first answer did.
+                return Ok(Plan {
+                    result: order(
+                        current
+                            .iter()
+                            .map(|s| (s.binding.clone(), s.expires_in_s))
+                            .collect(),
+                    ),
+                    ..Plan::default()
+                });
             }
             if b.call_id == req.call_id && req.cseq <= b.cseq {
                 return Err(RegisterError::OutOfOrder);
@@ -530,6 +540,16 @@ mod tests {
         assert_eq!((again.inserted, again.updated, again.deleted), (0, 0, 0));
         assert_eq!(again.result.len(), 1);
         assert_eq!(again.result[0].0.cseq, 10);
+        // A late retransmission of a request whose other binding was removed
+        // since (CSeq 11) must not bring that binding back.
+        let two = req(
+            "c1",
+            10,
+            vec![contact("sip:a@1.1.1.1"), contact("sip:a@3.3.3.3")],
+        );
+        let late = plan(&two, &store, &l).unwrap();
+        assert!(late.changes.is_empty());
+        assert_eq!(late.result.len(), 1);
         // The same CSeq asking for something else is out of order.
         let mut other = contact("sip:a@1.1.1.1");
         other.q = Some("0.5".into());

@@ -228,8 +228,13 @@ def test_through_a_client(ring):
             assert contacts_of(n.lookup_aor(aor)) == contacts_of(r.bindings)
         r = c.register(aor, "dave-call", 2, [Contact("sip:dave@192.0.2.60", expires=0)])
         assert r.deleted == 1
-        with pytest.raises(chordsip.OutOfOrder):  # .61 was stored with CSeq 1
-            c.register(aor, "dave-call", 1, ["sip:dave@192.0.2.61"])
+        # The first REGISTER again (a retransmission: .61 carries its Call-ID
+        # and CSeq) changes nothing; in particular .60 does not come back.
+        again = c.register(aor, "dave-call", 1, [Contact("sip:dave@192.0.2.60", q=0.8), "sip:dave@192.0.2.61"])
+        assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+        assert contacts_of(again.bindings) == ["sip:dave@192.0.2.61"]
+        with pytest.raises(chordsip.OutOfOrder):  # CSeq 1 asking for something else
+            c.register(aor, "dave-call", 1, [Contact("sip:dave@192.0.2.61", q=0.5)])
         with pytest.raises(chordsip.IntervalTooBrief):
             c.register(aor, "dave-call", 3, ["sip:dave@192.0.2.61"], expires=1)
         assert contacts_of(ring[4].lookup_aor(aor)) == ["sip:dave@192.0.2.61"]
