@@ -792,13 +792,7 @@ impl Engine {
                 Timer::OpRetry(op) => {
                     if let Some(purpose) = self.op_retries.remove(&op) {
                         if self.op_live(op) {
-                            let key = match &purpose {
-                                Purpose::Put(j) => j.key,
-                                Purpose::Get(j) => j.key,
-                                _ => continue,
-                            };
-                            let remaining = self.op_remaining(op);
-                            self.start_lookup(key, purpose, remaining);
+                            self.reroute(op, purpose);
                         }
                     }
                 }
@@ -2161,18 +2155,24 @@ impl Engine {
     /// Routes a put/get again: at once the first time, later after a growing pause.
     fn route_again(&mut self, op: OpId, attempts: u8, purpose: Purpose) {
         if attempts <= 1 {
-            let (key, remaining) = match &purpose {
-                Purpose::Put(j) => (j.key, self.op_remaining(op)),
-                Purpose::Get(j) => (j.key, self.op_remaining(op)),
-                _ => return,
-            };
-            self.start_lookup(key, purpose, remaining);
+            self.reroute(op, purpose);
             return;
         }
         let delay = OP_RETRY_BASE_US << (attempts - 2).min(10);
         self.op_retries.insert(op, purpose);
         self.timers
             .push(Reverse((self.now + delay, Timer::OpRetry(op))));
+    }
+
+    /// Looks up the key of a put or get again, within what is left of its deadline.
+    fn reroute(&mut self, op: OpId, purpose: Purpose) {
+        let key = match &purpose {
+            Purpose::Put(j) => j.key,
+            Purpose::Get(j) => j.key,
+            _ => return,
+        };
+        let remaining = self.op_remaining(op);
+        self.start_lookup(key, purpose, remaining);
     }
 
     fn fetch_reply(&mut self, job: GetJob, status: Status, entries: Vec<WireEntry>) {
