@@ -45,7 +45,7 @@ UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
 start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
-sleep 2
+wait_ring "$A_OVL" "$B_OVL" "$C_OVL" || exit 1
 mkdir -p "$OUT/uas"
 (cd "$OUT/uas" && exec sipp -sf "$SIP/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin >sipp.log 2>&1) &
 pids+=($!)

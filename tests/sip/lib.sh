@@ -42,7 +42,25 @@ stage_and_build() {
     make install PREFIX="$STAGE" >"$OUT/make-install.log" 2>&1 || {
         tail -n 30 "$OUT/make-install.log"; echo "make install failed"; return 1; }
     export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
-    make -s -C "$ROOT/c-examples/sip-proxy" BUILD="$BIN"
+    make -s -C "$ROOT/c-examples/sip-proxy" BUILD="$BIN" &&
+        (cd "$ROOT" && cargo build --release --quiet --bin chordsip) # for wait_ring
+}
+
+# wait_ring OVERLAY_PORT...: until every node knows its predecessor and both
+# other nodes as successors (asked with `chordsip ring`), at most 10 s.
+wait_ring() {
+    local p t ok
+    for _ in $(seq 1 100); do
+        ok=1
+        for p in "$@"; do
+            t=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$p" --timeout-ms 500 2>/dev/null) || ok=0
+            grep -q '^predecessor\[0\]' <<<"$t" && grep -q "^successor\[$(($# - 2))\]" <<<"$t" || ok=0
+        done
+        [ $ok -eq 1 ] && return 0
+        sleep 0.1
+    done
+    echo "the overlay of ports $* did not form one ring within 10 s"
+    return 1
 }
 
 ports_free() { # base: are base..base+29 free UDP ports on 127.0.0.1?
