@@ -5,8 +5,6 @@
 #   3. builds the tests with -fsanitize=address,undefined and runs each
 #   4. builds them plainly and runs each under valgrind (tests/c/valgrind.supp)
 #   5. scripts/c-examples.sh: the C examples, plainly and under valgrind
-# With CHORDSIP_CTEST_KNOWN_BUGS=1 it also runs tests/c/test_known_bugs, the
-# reproductions of open library bugs (expected to fail until they are fixed).
 # Every step runs even after a failure; the exit status is non-zero if any failed.
 # Build products and logs go to target/c-tests/.
 set -uo pipefail
@@ -80,12 +78,6 @@ if make -s -C tests/c BUILD="$OUT/plain"; then
     done
 else
     failed+=("plain-build")
-fi
-
-if [ "${CHORDSIP_CTEST_KNOWN_BUGS:-0}" = 1 ]; then
-    echo "== open library bugs (tests/c/test_known_bugs.c; fails while any reproduces)"
-    run "known-bugs" "$OUT/plain/test_known_bugs"
-    grep -E '^(BUG|fixed)' "$OUT/logs/known-bugs.log" | sed 's/^/      /'
 fi
 
 echo "== C examples"

@@ -13,6 +13,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Pages a get reads before it gives up on a peer (each page holds at least
+/// one entry; a node keeps 64 entries per key unless configured otherwise).
+const MAX_PAGES: usize = 1024;
+
 /// Where a client's peer is: a UDP address, or the node's local UNIX socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAddr {
@@ -305,14 +309,38 @@ impl Client {
     }
 
     pub fn get(&mut self, key: Id) -> Result<Vec<Value>> {
-        match self.call(Body::ClientGet { key })? {
-            Body::FetchReply {
-                status: Status::Ok,
-                entries,
-            } => Ok(entries.into_iter().filter_map(Value::from_wire).collect()),
-            Body::FetchReply { status, .. } | Body::Error { status } => Err(error_of(status)),
-            _ => Err(Error::Refused("unexpected reply".into())),
+        let mut values = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        // Each page is one request; a key holds a bounded number of entries,
+        // so a peer that keeps paging is broken.
+        for _ in 0..MAX_PAGES {
+            let body = self.call(Body::ClientGet {
+                key,
+                after: after.clone(),
+            })?;
+            match body {
+                Body::FetchReply {
+                    status: Status::Ok,
+                    entries,
+                    next,
+                } => {
+                    values.extend(entries.into_iter().filter_map(Value::from_wire));
+                    match next {
+                        Some(n) if after.as_ref().is_none_or(|a| n > *a) => after = Some(n),
+                        Some(_) => return Err(Error::Refused("peer repeated a page".into())),
+                        None => {
+                            values.sort_by_key(|v| std::cmp::Reverse(v.version));
+                            return Ok(values);
+                        }
+                    }
+                }
+                Body::FetchReply { status, .. } | Body::Error { status } => {
+                    return Err(error_of(status))
+                }
+                _ => return Err(Error::Refused("unexpected reply".into())),
+            }
         }
+        Err(Error::Refused("peer sent too many pages".into()))
     }
 
     /// The peer's ring neighbours and stored keys, as text.

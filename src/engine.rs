@@ -192,6 +192,12 @@ struct GetJob {
     op: OpId,
     key: Id,
     attempts: u8,
+    /// Where the next page starts (None: at the first entry).
+    after: Option<Vec<u8>>,
+    /// The entries of the pages read so far.
+    got: Vec<WireEntry>,
+    /// A client handle pages through a key itself: answer after one page.
+    page_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +254,7 @@ enum Ctx {
     Fetch(GetJob),
     FetchFallback {
         key: Id,
+        after: Option<Vec<u8>>,
         reply: ReplyTo,
     },
     ReplicateFor {
@@ -654,18 +661,33 @@ impl Engine {
         self.after_step();
     }
 
-    /// Reads every live value of `key`.
+    /// Reads every live value of `key`, newest first, page by page when they
+    /// do not fit in one datagram.
     pub fn get(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
         self.now = now;
+        self.start_get(op, key, None, false, timeout);
+        self.after_step();
+    }
+
+    fn start_get(
+        &mut self,
+        op: OpId,
+        key: Id,
+        after: Option<Vec<u8>>,
+        page_only: bool,
+        timeout: Duration,
+    ) {
         if self.begin_op(op, OpKind::Get, timeout) && self.require_joined(op, OpKind::Get) {
             let job = GetJob {
                 op,
                 key,
                 attempts: 0,
+                after,
+                got: Vec::new(),
+                page_only,
             };
             self.start_lookup(key, Purpose::Get(job), timeout);
         }
-        self.after_step();
     }
 
     /// Measures the round trip to any peer address.
@@ -1118,8 +1140,14 @@ impl Engine {
                 }
             }
             ReplyTo::LocalGet(job) => {
-                if let Body::FetchReply { status, entries } = body {
-                    self.fetch_reply(job, status, entries);
+                if let Body::FetchReply {
+                    status,
+                    entries,
+                    next,
+                } = body
+                {
+                    let me = self.me;
+                    self.fetch_reply(job, me, status, entries, next);
                 }
             }
         }
@@ -1246,10 +1274,15 @@ impl Engine {
                     },
                 );
             }
-            Body::Fetch { key, replica } => {
+            Body::Fetch {
+                key,
+                replica,
+                after,
+            } => {
                 self.primary_fetch(
                     key,
                     replica,
+                    after,
                     Some(from),
                     ReplyTo::Remote {
                         addr: from,
@@ -1297,10 +1330,10 @@ impl Engine {
                     self.start_put(op, key, entry, timeout);
                 }
             }
-            Body::ClientGet { key } => {
+            Body::ClientGet { key, after } => {
                 if let Some(op) = self.client_op(from, rid) {
                     let timeout = self.cfg.op_timeout;
-                    self.get(self.now, op, key, timeout);
+                    self.start_get(op, key, after, true, timeout);
                 }
             }
             Body::ClientInfo { what } => {
@@ -1468,6 +1501,7 @@ impl Engine {
         &mut self,
         key: Id,
         replica: bool,
+        after: Option<Vec<u8>>,
         requester: Option<SocketAddr>,
         reply: ReplyTo,
     ) {
@@ -1480,11 +1514,12 @@ impl Engine {
                 Body::FetchReply {
                     status: Status::NotResponsible,
                     entries: vec![],
+                    next: None,
                 },
             );
             return;
         }
-        let entries = self.wire_entries(&key);
+        let (entries, next) = self.local_page(&key, after.as_deref());
         if entries.is_empty() && !replica {
             // A new primary may not have received its handoff yet, and a primary
             // that just took over may have missed a write: ask the successor.
@@ -1493,8 +1528,12 @@ impl Engine {
                     self.send_request(
                         s.addr,
                         Some(s.id),
-                        Body::Fetch { key, replica: true },
-                        Ctx::FetchFallback { key, reply },
+                        Body::Fetch {
+                            key,
+                            replica: true,
+                            after: after.clone(),
+                        },
+                        Ctx::FetchFallback { key, after, reply },
                         2,
                     );
                     return;
@@ -1506,30 +1545,28 @@ impl Engine {
             Body::FetchReply {
                 status: Status::Ok,
                 entries,
+                next,
             },
         );
     }
 
-    /// A key's entries as they travel, as many as fit in one reply.
-    fn wire_entries(&self, key: &Id) -> Vec<WireEntry> {
-        let budget = self
-            .cfg
+    /// One page of a key's stored entries (tombstones included, so replicas
+    /// learn of removals), after `after` in writer order.
+    fn local_page(&self, key: &Id, after: Option<&[u8]>) -> (Vec<WireEntry>, Option<Vec<u8>>) {
+        let entries = self
+            .store
+            .entries(key, self.now)
+            .into_iter()
+            .map(|e| e.to_wire(self.now))
+            .collect();
+        page(entries, after, self.page_budget())
+    }
+
+    /// Bytes the entries and cursor of a FetchReply may take.
+    fn page_budget(&self) -> usize {
+        self.cfg
             .max_datagram
-            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 16);
-        let mut used = 0;
-        let mut out = Vec::new();
-        let mut entries = self.store.entries(key, self.now);
-        entries.sort_by_key(|e| std::cmp::Reverse(e.version));
-        for e in entries {
-            let w = e.to_wire(self.now);
-            let len = wire::replicate_item_len(&w);
-            if used + len > budget {
-                break;
-            }
-            used += len;
-            out.push(w);
-        }
-        out
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN)
     }
 
     /// Stores a received entry, its lifetime capped at the configured maximum.
@@ -1659,18 +1696,27 @@ impl Engine {
             (Ctx::Store(job), Body::StoreReply { status, copies }) => {
                 self.store_reply(job, sender, status, copies)
             }
-            (Ctx::Fetch(job), Body::FetchReply { status, entries }) => {
-                self.fetch_reply(job, status, entries)
-            }
-            (Ctx::FetchFallback { key, reply }, Body::FetchReply { entries, .. }) => {
+            (
+                Ctx::Fetch(job),
+                Body::FetchReply {
+                    status,
+                    entries,
+                    next,
+                },
+            ) => self.fetch_reply(job, sender, status, entries, next),
+            (Ctx::FetchFallback { key, after, reply }, Body::FetchReply { entries, next, .. }) => {
                 let items = entries.into_iter().map(|e| (key, e)).collect();
                 self.accept_items(items);
-                let entries = self.wire_entries(&key);
+                let (entries, mine_next) = self.local_page(&key, after.as_deref());
+                // The successor's page decides whether more follow; ours may be
+                // cut shorter by what we already held.
+                let next = mine_next.or(next);
                 self.answer(
                     reply,
                     Body::FetchReply {
                         status: Status::Ok,
                         entries,
+                        next,
                     },
                 );
             }
@@ -1781,13 +1827,14 @@ impl Engine {
             Ctx::Notify | Ctx::Push => {}
             Ctx::Store(job) => self.retry_put(job),
             Ctx::Fetch(job) => self.retry_get(job),
-            Ctx::FetchFallback { key, reply } => {
-                let entries = self.wire_entries(&key);
+            Ctx::FetchFallback { key, after, reply } => {
+                let (entries, next) = self.local_page(&key, after.as_deref());
                 self.answer(
                     reply,
                     Body::FetchReply {
                         status: Status::Ok,
                         entries,
+                        next,
                     },
                 );
             }
@@ -1989,23 +2036,7 @@ impl Engine {
                     return;
                 }
                 self.record_lookup(l.hops, latency);
-                let node = nodes[0];
-                if node.id == self.me.id {
-                    let key = job.key;
-                    self.primary_fetch(key, false, None, ReplyTo::LocalGet(job));
-                } else {
-                    let body = Body::Fetch {
-                        key: job.key,
-                        replica: false,
-                    };
-                    self.send_request(
-                        node.addr,
-                        Some(node.id),
-                        body,
-                        Ctx::Fetch(job),
-                        self.cfg.rpc_retries + 1,
-                    );
-                }
+                self.fetch_page(job, nodes[0]);
             }
             Purpose::Handoff(key) => {
                 let node = nodes[0];
@@ -2175,17 +2206,81 @@ impl Engine {
         self.start_lookup(key, purpose, remaining);
     }
 
-    fn fetch_reply(&mut self, job: GetJob, status: Status, entries: Vec<WireEntry>) {
+    /// Asks `node` (the key's primary) for the job's next page.
+    fn fetch_page(&mut self, job: GetJob, node: NodeInfo) {
+        let (key, after) = (job.key, job.after.clone());
+        if node.id == self.me.id {
+            self.primary_fetch(key, false, after, None, ReplyTo::LocalGet(job));
+        } else {
+            let body = Body::Fetch {
+                key,
+                replica: false,
+                after,
+            };
+            let tries = self.cfg.rpc_retries + 1;
+            self.send_request(node.addr, Some(node.id), body, Ctx::Fetch(job), tries);
+        }
+    }
+
+    fn fetch_reply(
+        &mut self,
+        mut job: GetJob,
+        from: NodeInfo,
+        status: Status,
+        entries: Vec<WireEntry>,
+        next: Option<Vec<u8>>,
+    ) {
         if !self.op_live(job.op) {
             return;
         }
-        if status == Status::Ok {
-            self.stats.gets_ok += 1;
-            let values = entries.into_iter().filter_map(Value::from_wire).collect();
-            self.complete(job.op, OpResult::Get(Ok(values)));
-        } else {
+        // A cursor that does not move forward would page for ever.
+        let stuck = matches!((&next, &job.after), (Some(n), Some(a)) if n <= a);
+        if status != Status::Ok || stuck {
             self.retry_get(job);
+            return;
         }
+        job.got.extend(entries);
+        if job.page_only {
+            self.stats.gets_ok += 1;
+            self.complete_client_page(job.op, job.got, next);
+            return;
+        }
+        if let Some(n) = next {
+            job.after = Some(n);
+            self.fetch_page(job, from);
+            return;
+        }
+        self.stats.gets_ok += 1;
+        let mut values: Vec<Value> = job.got.into_iter().filter_map(Value::from_wire).collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.version));
+        self.complete(job.op, OpResult::Get(Ok(values)));
+    }
+
+    /// Answers a client's ClientGet with one page of live values.
+    fn complete_client_page(&mut self, op: OpId, entries: Vec<WireEntry>, next: Option<Vec<u8>>) {
+        if self.ops.remove(&op).is_none() {
+            return;
+        }
+        let Some((addr, rid)) = self.client_ops.remove(&op) else {
+            return;
+        };
+        self.client_reqs.remove(&(addr, rid));
+        let live = entries
+            .into_iter()
+            .filter(|e| !e.tombstone && e.lifetime_ms > 0)
+            .collect();
+        // Our datagrams may be smaller than the primary's: cut the page again.
+        let (entries, cut) = page(live, None, self.page_budget());
+        let next = cut.or(next);
+        self.reply(
+            addr,
+            rid,
+            Body::FetchReply {
+                status: Status::Ok,
+                entries,
+                next,
+            },
+        );
     }
 
     fn retry_get(&mut self, mut job: GetJob) {
@@ -2433,6 +2528,32 @@ impl Engine {
 }
 
 /// Splits `items` into runs whose encoded sizes fit `budget` (and a u16 count).
+/// The entries after `after` in writer order, as many as fit in `budget`
+/// bytes of a FetchReply, and the cursor of the next page when some are left.
+fn page(
+    mut entries: Vec<WireEntry>,
+    after: Option<&[u8]>,
+    budget: usize,
+) -> (Vec<WireEntry>, Option<Vec<u8>>) {
+    entries.retain(|e| after.is_none_or(|a| e.writer.as_slice() > a));
+    entries.sort_by(|a, b| a.writer.cmp(&b.writer));
+    // status, cursor flag and length, entry count
+    let mut used = 1 + 2 + 2;
+    let mut out = Vec::new();
+    let mut rest = entries.into_iter();
+    for e in rest.by_ref() {
+        // The cursor repeats the last writer.
+        let len = wire::fetch_entry_len(&e);
+        if used + len + e.writer.len() > budget && !out.is_empty() {
+            let last = out.last().map(|l: &WireEntry| l.writer.clone());
+            return (out, last);
+        }
+        used += len;
+        out.push(e);
+    }
+    (out, None)
+}
+
 fn batches<T>(budget: usize, items: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     let mut batch = Vec::new();
@@ -2511,10 +2632,12 @@ fn client_reply(result: OpResult) -> Body {
         OpResult::Get(Ok(values)) => Body::FetchReply {
             status: Status::Ok,
             entries: values.iter().map(Value::to_wire).collect(),
+            next: None,
         },
         OpResult::Get(Err(e)) => Body::FetchReply {
             status: status_of(&e),
             entries: vec![],
+            next: None,
         },
         OpResult::Join(_) | OpResult::Leave(_) | OpResult::Ping(_) => Body::Error {
             status: Status::BadRequest,
@@ -2525,6 +2648,33 @@ fn client_reply(result: OpResult) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_follow_writer_order_and_fit_the_budget() {
+        let entry = |w: &str| WireEntry {
+            writer: w.as_bytes().to_vec(),
+            version: 1,
+            lifetime_ms: 1000,
+            tombstone: false,
+            data: vec![0; 100],
+        };
+        let all: Vec<WireEntry> = ["d", "b", "a", "c", "e"].iter().map(|w| entry(w)).collect();
+        let one = wire::fetch_entry_len(&all[0]);
+        // Room for two entries and the cursor.
+        let budget = 5 + 2 * one + 1;
+        let (p1, next) = page(all.clone(), None, budget);
+        let names = |p: &[WireEntry]| p.iter().map(|e| e.writer[0]).collect::<Vec<_>>();
+        assert_eq!(names(&p1), b"ab");
+        assert_eq!(next.as_deref(), Some(&b"b"[..]));
+        let (p2, next) = page(all.clone(), next.as_deref(), budget);
+        assert_eq!(names(&p2), b"cd");
+        let (p3, next) = page(all.clone(), next.as_deref(), budget);
+        assert_eq!(names(&p3), b"e");
+        assert_eq!(next, None);
+        // Everything fits: one page, no cursor.
+        let (p, next) = page(all, None, 10_000);
+        assert_eq!((p.len(), next), (5, None));
+    }
 
     fn addr(p: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], p))

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const MAGIC: [u8; 2] = *b"CS";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 4 + 8 + 8 + ID_LEN;
 pub const TAG_LEN: usize = 16;
 /// Hard ceiling for a datagram, whatever the configuration says.
@@ -143,15 +143,19 @@ pub enum Body {
         status: Status,
         copies: u8,
     },
-    /// Read a key's dictionary. `replica`: answer from local data without the
-    /// responsibility check (used by a new primary to read its successor).
+    /// Read one page of a key's dictionary: the entries whose writer sorts after
+    /// `after` (all when None), as many as fit. `replica`: answer from local data
+    /// without the responsibility check (used by a new primary to read its successor).
     Fetch {
         key: Id,
         replica: bool,
+        after: Option<Vec<u8>>,
     },
+    /// `next`: the cursor for the following page, None when this page is the last.
     FetchReply {
         status: Status,
         entries: Vec<WireEntry>,
+        next: Option<Vec<u8>>,
     },
     /// Push copies (replication, handoff, repair); no responsibility check.
     Replicate {
@@ -194,9 +198,10 @@ pub enum Body {
         key: Id,
         entry: WireEntry,
     },
-    /// From a client handle: a whole get (answered with FetchReply).
+    /// From a client handle: one page of a get (answered with FetchReply).
     ClientGet {
         key: Id,
+        after: Option<Vec<u8>>,
     },
     /// From a client handle: a text report (0 = ring neighbours, 1 = statistics).
     ClientInfo {
@@ -518,6 +523,17 @@ impl Writer {
         self.bytes(v);
         Ok(())
     }
+    /// A page cursor: 0, or 1 and a writer.
+    fn cursor(&mut self, c: &Option<Vec<u8>>) -> Result<(), EncodeError> {
+        match c {
+            None => self.u8(0),
+            Some(w) => {
+                self.u8(1);
+                self.short_bytes(w)?;
+            }
+        }
+        Ok(())
+    }
     fn entry(&mut self, e: &WireEntry) -> Result<(), EncodeError> {
         self.short_bytes(&e.writer)?;
         self.u64(e.version);
@@ -564,12 +580,22 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
             w.u8(*status as u8);
             w.u8(*copies);
         }
-        Body::Fetch { key, replica } => {
+        Body::Fetch {
+            key,
+            replica,
+            after,
+        } => {
             w.id(key);
             w.u8(*replica as u8);
+            w.cursor(after)?;
         }
-        Body::FetchReply { status, entries } => {
+        Body::FetchReply {
+            status,
+            entries,
+            next,
+        } => {
             w.u8(*status as u8);
+            w.cursor(next)?;
             w.count(entries.len())?;
             for e in entries {
                 w.entry(e)?;
@@ -609,7 +635,11 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
                 w.u16(*i);
             }
         }
-        Body::ClientLookup { key } | Body::ClientGet { key } => w.id(key),
+        Body::ClientLookup { key } => w.id(key),
+        Body::ClientGet { key, after } => {
+            w.id(key);
+            w.cursor(after)?;
+        }
         Body::ClientLookupReply { status, node, hops } => {
             w.u8(*status as u8);
             w.u8(*hops);
@@ -704,6 +734,13 @@ impl<'a> Reader<'a> {
         let n = self.u8()? as usize;
         Ok(self.take(n)?.to_vec())
     }
+    fn cursor(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        Ok(if self.bool()? {
+            Some(self.short_bytes()?)
+        } else {
+            None
+        })
+    }
     fn entry(&mut self) -> Result<WireEntry, DecodeError> {
         let writer = self.short_bytes()?;
         let version = self.u64()?;
@@ -763,12 +800,18 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
         13 => Body::Fetch {
             key: r.id()?,
             replica: r.bool()?,
+            after: r.cursor()?,
         },
         14 => {
             let status = Status::from_u8(r.u8()?)?;
+            let next = r.cursor()?;
             let n = r.count(MIN_ENTRY)?;
             let entries = (0..n).map(|_| r.entry()).collect::<Result<_, _>>()?;
-            Body::FetchReply { status, entries }
+            Body::FetchReply {
+                status,
+                entries,
+                next,
+            }
         }
         15 => {
             let n = r.count(ID_LEN + MIN_ENTRY)?;
@@ -819,7 +862,10 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
             key: r.id()?,
             entry: r.entry()?,
         },
-        25 => Body::ClientGet { key: r.id()? },
+        25 => Body::ClientGet {
+            key: r.id()?,
+            after: r.cursor()?,
+        },
         26 => Body::ClientInfo { what: r.u8()? },
         27 => {
             let n = r.count(1)?;
@@ -834,6 +880,11 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
 /// Encoded size of an entry inside a Replicate item (for batching under the datagram limit).
 pub fn replicate_item_len(e: &WireEntry) -> usize {
     ID_LEN + MIN_ENTRY + e.writer.len() + e.data.len()
+}
+
+/// Encoded size of an entry in a FetchReply.
+pub fn fetch_entry_len(e: &WireEntry) -> usize {
+    MIN_ENTRY + e.writer.len() + e.data.len()
 }
 
 /// Encoded size of a sync summary item.
@@ -904,10 +955,22 @@ mod tests {
             Body::Fetch {
                 key: Id::from_u64(77),
                 replica: true,
+                after: None,
+            },
+            Body::Fetch {
+                key: Id::from_u64(77),
+                replica: false,
+                after: Some(b"dev-1".to_vec()),
             },
             Body::FetchReply {
                 status: Status::Ok,
                 entries: vec![entry(1), entry(2)],
+                next: None,
+            },
+            Body::FetchReply {
+                status: Status::Ok,
+                entries: vec![entry(1)],
+                next: Some(b"w".to_vec()),
             },
             Body::Replicate {
                 items: vec![(Id::from_u64(1), entry(3))],
@@ -952,6 +1015,11 @@ mod tests {
             },
             Body::ClientGet {
                 key: Id::from_u64(2),
+                after: None,
+            },
+            Body::ClientGet {
+                key: Id::from_u64(2),
+                after: Some(vec![0xff; 3]),
             },
             Body::ClientInfo { what: 1 },
             Body::ClientInfoReply {

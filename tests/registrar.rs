@@ -116,3 +116,164 @@ fn register_lookup_refresh_unregister_and_expire() {
         Err(RegistrarError::Request(RegisterError::Bad(_)))
     ));
 }
+
+/// A REGISTER whose later write the overlay refuses leaves the AOR as it was
+/// (RFC 3261 §10.3 step 8): checked up front on a node, undone on a client
+/// handle (which cannot know the node's value limit before writing).
+#[test]
+fn a_refused_register_changes_nothing() {
+    let mut cfg = Config {
+        max_datagram: 1400,
+        ..Config::default()
+    };
+    cfg.limits.max_value_bytes = 800;
+    let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
+    let limits = RegistrarLimits::default();
+    let mut client = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    let aor = "sip:carol@example.com";
+    let first = RegisterRequest {
+        to: aor.into(),
+        call_id: "c-1".into(),
+        cseq: 1,
+        contacts: vec![contact("sip:carol@192.0.2.1", Some("0.3"), Some(600))],
+        ..RegisterRequest::default()
+    };
+    register(&mut client, &first, &limits).unwrap();
+    let before = lookup(&mut client, aor).unwrap();
+    assert_eq!(before.len(), 1);
+
+    // Updates the first binding, adds a second, then a third too large to store.
+    let long = format!("sip:{}@192.0.2.3", "c".repeat(480));
+    let second = RegisterRequest {
+        cseq: 2,
+        contacts: vec![
+            contact("sip:carol@192.0.2.1", Some("0.9"), Some(600)),
+            contact("sip:carol@192.0.2.2", None, Some(600)),
+            contact(&long, None, Some(600)),
+        ],
+        path: vec![format!("<sip:{};lr>", "p".repeat(300))],
+        ..first.clone()
+    };
+    assert_eq!(
+        register(&mut client, &second, &limits),
+        Err(RegistrarError::Overlay(chordsip::Error::TooLarge))
+    );
+    let after = lookup(&mut client, aor).unwrap();
+    assert_eq!(after.len(), 1, "the second binding was undone");
+    assert_eq!(
+        after[0].0, before[0].0,
+        "the first binding is back as it was"
+    );
+
+    // A node knows its own limit and refuses before writing anything.
+    let node = &net.nodes[2];
+    assert!(matches!(
+        register(&mut &*node, &second, &limits),
+        Err(RegistrarError::Request(RegisterError::Bad(_)))
+    ));
+    assert_eq!(lookup(&mut &*node, aor).unwrap(), after);
+
+    // Fields the registrar bounds itself are refused on any store.
+    let mut big_instance = first.clone();
+    big_instance.cseq = 3;
+    big_instance.contacts[0].instance = Some(format!("<urn:uuid:{}>", "9".repeat(300)));
+    let mut big_received = first.clone();
+    big_received.cseq = 3;
+    big_received.received = Some(format!("sip:{}", "r".repeat(600)));
+    for bad in [big_instance, big_received] {
+        assert!(matches!(
+            register(&mut client, &bad, &limits),
+            Err(RegistrarError::Request(RegisterError::Bad(_)))
+        ));
+    }
+    assert_eq!(lookup(&mut client, aor).unwrap(), after);
+}
+
+/// Sixteen bindings near every size limit, and small datagrams: the registrar
+/// sees all bindings, so its limit, refresh and CSeq rules hold.
+#[test]
+fn large_aors_are_read_whole() {
+    let limits = RegistrarLimits::default();
+    let net = Testnet::new(3, &Config::default(), Duration::from_secs(20)).unwrap();
+    let node = &net.nodes[0];
+    let contacts: Vec<ContactSpec> = (0..17)
+        .map(|i| {
+            let uri = format!("sip:{}@192.0.2.{}", "u".repeat(490), i + 1);
+            contact(&uri, None, Some(600))
+        })
+        .collect();
+    let big = RegisterRequest {
+        to: "sip:big@example.com".into(),
+        call_id: "c".repeat(256),
+        cseq: 1,
+        contacts: contacts[..16].to_vec(),
+        path: vec![format!("<sip:{};lr>", "p".repeat(1010))],
+        received: Some(format!("sip:{}", "r".repeat(500))),
+        ..RegisterRequest::default()
+    };
+    assert_eq!(register(&mut &*node, &big, &limits).unwrap().inserted, 16);
+    assert_eq!(
+        lookup(&mut &net.nodes[1], "sip:big@example.com")
+            .unwrap()
+            .len(),
+        16
+    );
+    let seventeenth = RegisterRequest {
+        call_id: "another".into(),
+        contacts: contacts[16..].to_vec(),
+        ..big.clone()
+    };
+    assert_eq!(
+        register(&mut &*node, &seventeenth, &limits),
+        Err(RegistrarError::Request(RegisterError::TooManyBindings(16)))
+    );
+
+    let mut cfg = Config {
+        max_datagram: 1400,
+        ..Config::default()
+    };
+    cfg.limits.max_value_bytes = 800;
+    let small = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
+    let mut client = Client::connect(small.nodes[2].addr(), "chordsip", None).unwrap();
+    let eight = RegisterRequest {
+        to: "sip:alice@example.com".into(),
+        call_id: "a84b4c76e66710@pc33.atlanta.com".into(),
+        cseq: 1,
+        contacts: (0..8)
+            .map(|i| {
+                contact(
+                    &format!("sip:alice@192.0.2.{}:5060;transport=tcp", 10 + i),
+                    None,
+                    Some(3600),
+                )
+            })
+            .collect(),
+        path: vec!["<sip:edge-proxy-1.example.com;lr>".into()],
+        ..RegisterRequest::default()
+    };
+    assert_eq!(
+        register(&mut &small.nodes[0], &eight, &limits)
+            .unwrap()
+            .inserted,
+        8
+    );
+    assert_eq!(
+        lookup(&mut client, "sip:alice@example.com").unwrap().len(),
+        8
+    );
+    let refresh = RegisterRequest {
+        cseq: 2,
+        ..eight.clone()
+    };
+    let p = register(&mut client, &refresh, &limits).unwrap();
+    assert_eq!((p.inserted, p.updated), (0, 8));
+    let older = RegisterRequest {
+        cseq: 1,
+        contacts: eight.contacts[7..].to_vec(),
+        ..eight.clone()
+    };
+    assert_eq!(
+        register(&mut &small.nodes[1], &older, &limits),
+        Err(RegistrarError::Request(RegisterError::OutOfOrder))
+    );
+}

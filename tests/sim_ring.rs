@@ -280,6 +280,54 @@ fn versions_and_removal_across_the_overlay() {
     assert_eq!(net.copies(&k, b"laptop"), 0);
 }
 
+/// A key whose entries do not fit in one datagram is read page by page: every
+/// node sees all of them, newest first, also after its primary crashed.
+#[test]
+fn a_key_larger_than_a_datagram_is_read_whole() {
+    let mut cfg = Config {
+        max_datagram: 1400,
+        ..Config::default()
+    };
+    cfg.limits.max_value_bytes = 800;
+    let mut net = build(12, &cfg, 61);
+    let k = key(7);
+    let writers = 40;
+    for w in 0..writers {
+        let data = vec![b'a' + (w % 26) as u8; 700];
+        let r = net.put(
+            w % 12,
+            k,
+            format!("dev-{w:02}").as_bytes(),
+            &data,
+            1 + w as u64,
+            Duration::from_secs(600),
+        );
+        r.expect("put succeeds");
+    }
+    let check = |net: &mut SimNet, from: usize| {
+        let got = net.get(from, k).expect("get succeeds");
+        assert_eq!(got.len(), writers, "node {from} read {} entries", got.len());
+        let versions: Vec<u64> = got.iter().map(|v| v.version).collect();
+        let newest_first: Vec<u64> = (1..=writers as u64).rev().collect();
+        assert_eq!(versions, newest_first, "node {from}");
+    };
+    for from in 0..12 {
+        check(&mut net, from);
+    }
+    let primary = net.responsible(&k).expect("a primary");
+    let victim = (0..12)
+        .find(|&i| net.engine(i).me().id == primary.id)
+        .unwrap();
+    net.kill(victim);
+    let repaired = net.run_until(Duration::from_secs(60), Duration::from_secs(1), |s| {
+        s.check_ring().is_correct()
+    });
+    assert!(repaired, "{:?}", net.check_ring());
+    for from in net.live_nodes() {
+        check(&mut net, from);
+    }
+}
+
 #[test]
 fn a_new_node_takes_over_its_keys() {
     let mut net = build(30, &Config::default(), 51);

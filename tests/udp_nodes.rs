@@ -118,6 +118,40 @@ fn client_handle_and_async_calls() {
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
+/// Values that need several datagrams reach a client whole, page by page.
+#[test]
+fn client_reads_a_key_larger_than_a_datagram() {
+    let mut cfg = Config {
+        max_datagram: 1400,
+        ..Config::default()
+    };
+    cfg.limits.max_value_bytes = 800;
+    let net = Testnet::new(4, &cfg, Duration::from_secs(20)).unwrap();
+    let mut c = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    c.set_timeout(Duration::from_secs(3));
+    for w in 0..30u8 {
+        let writer = format!("device-{w:02}");
+        c.put(
+            key(9),
+            writer.as_bytes(),
+            &[b'a' + w % 26; 700],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    }
+    let got = c.get(key(9)).unwrap();
+    assert_eq!(got.len(), 30);
+    let mut writers: Vec<_> = got.iter().map(|v| v.writer.clone()).collect();
+    writers.sort();
+    writers.dedup();
+    assert_eq!(writers.len(), 30, "each device once");
+    assert!(
+        got.windows(2).all(|w| w[0].version >= w[1].version),
+        "newest first"
+    );
+    assert_eq!(net.nodes[3].get(key(9)).unwrap().len(), 30);
+}
+
 #[test]
 fn overlay_key_keeps_strangers_out() {
     let keyed = Config {

@@ -305,10 +305,18 @@ fn finish_register(
 /// stored per device under the canonical AOR, `Expires: 0` removes one,
 /// `Contact: *` all; an older CSeq of the same Call-ID gives
 /// `CHORDSIP_ERR_OUT_OF_ORDER`, too many bindings `CHORDSIP_ERR_FULL`, a too
-/// short expires `CHORDSIP_ERR_INTERVAL_TOO_BRIEF`, a malformed request
-/// `CHORDSIP_ERR_INVALID_ARGUMENT`. On success `*bindings` (if `bindings` is
-/// not NULL) receives the AOR's bindings for the 200 OK (free it), and
-/// `outcome` (may be NULL) what changed. Blocks at most a few operation timeouts.
+/// short expires `CHORDSIP_ERR_INTERVAL_TOO_BRIEF`, a malformed request or
+/// a field over its limit `CHORDSIP_ERR_INVALID_ARGUMENT` (contact URI 512
+/// bytes, all Path values 1024, `+sip.instance` 256, `received` 512,
+/// Call-ID 256, an encoded binding over the node's `max_value_bytes`), more
+/// than 64 contacts or 32 Path values `CHORDSIP_ERR_TOO_LARGE`; overlay
+/// failures give their own codes (`CHORDSIP_ERR_TIMEOUT`...). All or nothing:
+/// a refused request stores nothing, and when the overlay fails a later
+/// write the earlier ones are undone (best effort; through a client handle
+/// the node's value limit shows only as `CHORDSIP_ERR_TOO_LARGE` from that
+/// write). On success `*bindings` (if `bindings` is not NULL) receives the
+/// AOR's bindings for the 200 OK (free it), and `outcome` (may be NULL) what
+/// changed. Blocks at most a few operation timeouts.
 ///
 /// # Safety
 /// `node` NULL or live; `req` NULL or valid; `bindings`, `outcome` NULL or writable.

@@ -70,7 +70,10 @@ pub struct RegistrarLimits {
     pub min_expires: u32,
     pub max_expires: u32,
     pub max_contact_len: usize,
+    /// All Path values together.
     pub max_path_len: usize,
+    pub max_instance_len: usize,
+    pub max_received_len: usize,
 }
 
 impl Default for RegistrarLimits {
@@ -82,6 +85,8 @@ impl Default for RegistrarLimits {
             max_expires: 86_400,
             max_contact_len: 512,
             max_path_len: 1024,
+            max_instance_len: 256,
+            max_received_len: 512,
         }
     }
 }
@@ -209,6 +214,9 @@ pub fn plan(
     if path_len > limits.max_path_len {
         return Err(RegisterError::Bad("Path too long".into()));
     }
+    if req.received.as_ref().map_or(0, |r| r.len()) > limits.max_received_len {
+        return Err(RegisterError::Bad("received address too long".into()));
+    }
     let mut plan = Plan::default();
     // Working view of the AOR: writer -> (binding, expires).
     let mut view: Vec<(Vec<u8>, Binding, u32)> = current
@@ -250,6 +258,9 @@ pub fn plan(
             Some(q) => parse_q(q)?,
             None => 1000,
         };
+        if c.instance.as_ref().map_or(0, |i| i.len()) > limits.max_instance_len {
+            return Err(RegisterError::Bad("+sip.instance too long".into()));
+        }
         if c.reg_id.is_some() && c.instance.is_none() {
             return Err(RegisterError::Bad("reg-id without +sip.instance".into()));
         }

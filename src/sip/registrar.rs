@@ -23,6 +23,10 @@ pub trait DictStore {
         lifetime: Duration,
     ) -> crate::Result<StoreReceipt>;
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt>;
+    /// The largest value the store takes, when known before writing.
+    fn value_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl DictStore for &Node {
@@ -40,6 +44,9 @@ impl DictStore for &Node {
     }
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
         self.remove(key, writer)
+    }
+    fn value_limit(&self) -> Option<usize> {
+        Some(self.config().limits.max_value_bytes)
     }
 }
 
@@ -115,6 +122,11 @@ fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
 /// Processes a REGISTER: reads the AOR's bindings, applies RFC 3261 §10.3
 /// and RFC 5626, stores the changes and returns the plan (its `result` is
 /// what the 200 OK lists).
+///
+/// All or nothing (§10.3 step 8): the request is checked whole before the
+/// first write, and when the overlay refuses or loses a later write, the
+/// writes already made are undone (best effort: an overlay that fails the
+/// undo too leaves what it took) and that error is returned.
 pub fn register(
     store: &mut impl DictStore,
     req: &RegisterRequest,
@@ -123,26 +135,62 @@ pub fn register(
     let (_, key) = aor_key(&req.to)?;
     let current = stored(store.dict_get(key)?);
     let p = plan(req, &current, limits)?;
-    for c in &p.changes {
-        match c {
-            Change::Put {
-                writer,
-                binding,
-                expires,
-            } => {
-                store.dict_put(
-                    key,
-                    writer,
-                    &binding.encode(),
-                    Duration::from_secs(*expires as u64),
-                )?;
-            }
-            Change::Remove { writer } => {
-                store.dict_remove(key, writer)?;
-            }
+    let encoded: Vec<Option<Vec<u8>>> = p
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Put { binding, .. } => Some(binding.encode()),
+            Change::Remove { .. } => None,
+        })
+        .collect();
+    if let Some(limit) = store.value_limit() {
+        if encoded.iter().flatten().any(|e| e.len() > limit) {
+            return Err(RegisterError::Bad(format!(
+                "a binding is larger than the overlay's {limit}-byte values"
+            ))
+            .into());
+        }
+    }
+    for (done, (c, data)) in p.changes.iter().zip(&encoded).enumerate() {
+        let result = match (c, data) {
+            (
+                Change::Put {
+                    writer, expires, ..
+                },
+                Some(data),
+            ) => store
+                .dict_put(key, writer, data, Duration::from_secs(*expires as u64))
+                .map(drop),
+            (Change::Remove { writer }, _) => store.dict_remove(key, writer).map(drop),
+            (Change::Put { .. }, None) => unreachable!("every put was encoded"),
+        };
+        if let Err(e) = result {
+            undo(store, key, &current, &p.changes[..done]);
+            return Err(e.into());
         }
     }
     Ok(p)
+}
+
+/// Restores the bindings that `applied` changed to what `before` held.
+fn undo(store: &mut impl DictStore, key: Id, before: &[StoredBinding], applied: &[Change]) {
+    for c in applied.iter().rev() {
+        let writer = match c {
+            Change::Put { writer, .. } | Change::Remove { writer } => writer,
+        };
+        let old = before.iter().find(|s| s.writer == *writer);
+        let _ = match old {
+            Some(s) if s.expires_in_s > 0 => store
+                .dict_put(
+                    key,
+                    writer,
+                    &s.binding.encode(),
+                    Duration::from_secs(s.expires_in_s as u64),
+                )
+                .map(drop),
+            _ => store.dict_remove(key, writer).map(drop),
+        };
+    }
 }
 
 /// The live bindings of an AOR, highest q first (ties: most recently written first).

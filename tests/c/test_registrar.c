@@ -800,6 +800,107 @@ static void test_clients(void) {
     CHECK(res.n == 0);
 }
 
+static size_t lookup_len(chordsip_node *n, const char *aor) {
+    chordsip_bindings *b = NULL;
+    CHECK_OK(chordsip_node_lookup_aor(n, aor, &b));
+    size_t len = chordsip_bindings_len(b);
+    chordsip_bindings_free(b);
+    return len;
+}
+
+/* Sixteen bindings near every size limit take more than one datagram: the
+ * registrar reads them all (page by page), so lookup lists 16 and a 17th is
+ * refused. */
+static void test_large_aor(void) {
+    static char contacts[17][520], path[1000], received[300], call_id[256];
+    memset(path, 'p', sizeof path - 1);
+    memcpy(path, "<sip:", 5);
+    memset(received, 'r', sizeof received - 1);
+    memcpy(received, "sip:", 4);
+    memset(call_id, 'c', sizeof call_id - 1);
+    const char *pp[1] = {path};
+    chordsip_contact cs[17];
+    for (int i = 0; i < 17; i++) {
+        memset(contacts[i], 'u', 500);
+        memcpy(contacts[i], "sip:", 4);
+        snprintf(contacts[i] + 480, 40, "@192.0.2.%d", i + 1);
+        cs[i] = (chordsip_contact){contacts[i], -1, NULL, NULL, -1};
+    }
+    chordsip_register r = {"sip:big@example.com", call_id, 1, 0, 600, cs, 16, pp, 1, received};
+    chordsip_register_outcome o;
+    chordsip_bindings *b = NULL;
+    CHECK_OK(chordsip_node_register(node_a, &r, &b, &o));
+    CHECK(o.inserted == 16 && chordsip_bindings_len(b) == 16);
+    chordsip_bindings_free(b);
+    CHECK(lookup_len(node_b, "sip:big@example.com") == 16);
+    r.contacts = &cs[16];
+    r.contacts_len = 1;
+    r.call_id = "another";
+    CHECK(chordsip_node_register(node_a, &r, NULL, &o) == CHORDSIP_ERR_FULL);
+    CHECK(lookup_len(node_b, "sip:big@example.com") == 16);
+    r = (chordsip_register){"sip:big@example.com", "another", 2, 1, 0, NULL, 0, NULL, 0, NULL};
+    CHECK_OK(chordsip_node_register(node_a, &r, NULL, &o));
+    CHECK(o.deleted == 16);
+    CHECK(lookup_len(node_b, "sip:big@example.com") == 0);
+    note("16 bindings of ~2 KB each: all listed, a 17th refused, '*' removed 16");
+}
+
+/* With the smallest datagrams the configuration allows, 8 ordinary bindings
+ * span several pages: all listed, a refresh updates all 8, an older CSeq of
+ * any of them is refused. */
+static void test_small_datagrams(void) {
+    chordsip_config *cfg = fast_config();
+    char err[128];
+    CHECK_OK(chordsip_config_set(cfg, "max_datagram", "1200", err, sizeof err));
+    CHECK_OK(chordsip_config_set(cfg, "max_value_bytes", "600", err, sizeof err));
+    chordsip_node *n[3];
+    make_ring(cfg, n, 3);
+    chordsip_config_free(cfg);
+    char uris[8][64];
+    chordsip_contact cs[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(uris[i], sizeof uris[i], "sip:alice@192.0.2.%d:5060;transport=tcp", 10 + i);
+        cs[i] = (chordsip_contact){uris[i], -1, NULL, NULL, -1};
+    }
+    const char *path[1] = {"<sip:edge-proxy-1.example.com;lr>"};
+    chordsip_register r = {"sip:alice@example.com", "a84b4c76e66710@pc33.atlanta.com", 1, 0, 3600,
+                           cs, 8, path, 1, NULL};
+    chordsip_register_outcome o;
+    CHECK_OK(chordsip_node_register(n[0], &r, NULL, &o));
+    CHECK(o.inserted == 8);
+    CHECK(lookup_len(n[1], "sip:alice@example.com") == 8);
+    r.cseq = 2;
+    CHECK_OK(chordsip_node_register(n[2], &r, NULL, &o));
+    CHECK(o.inserted == 0 && o.updated == 8);
+    r.cseq = 1;
+    r.contacts = &cs[7];
+    r.contacts_len = 1;
+    CHECK(chordsip_node_register(n[1], &r, NULL, &o) == CHORDSIP_ERR_OUT_OF_ORDER);
+    leave_all(n, 3);
+    note("max_datagram 1200: 8 bindings listed, refreshed and CSeq-checked whole");
+}
+
+/* A REGISTER is all or nothing: one contact too large refuses the request
+ * before anything is stored. */
+static void test_all_or_nothing(void) {
+    static char instance[5000];
+    memset(instance, 'i', sizeof instance - 1);
+    memcpy(instance, "<urn:uuid:", 10);
+    chordsip_contact cs[2] = {{"sip:p@192.0.2.1", -1, NULL, NULL, -1},
+                              {"sip:p@192.0.2.2", -1, NULL, instance, -1}};
+    chordsip_register r = {"sip:partial@example.com", "p-1", 1, 0, 600, cs, 2, NULL, 0, NULL};
+    CHECK(chordsip_node_register(node_a, &r, NULL, NULL) == CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK(lookup_len(node_b, "sip:partial@example.com") == 0);
+    static char received[600];
+    memset(received, 'r', sizeof received - 1);
+    memcpy(received, "sip:", 4);
+    cs[1].instance = NULL;
+    r.received = received;
+    CHECK(chordsip_client_register(udp_client, &r, NULL, NULL) == CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK(lookup_len(node_b, "sip:partial@example.com") == 0);
+    note("a REGISTER with one oversized contact stores nothing");
+}
+
 int main(void) {
     test_begin("test_registrar", 40);
     double t_start = now_s();
@@ -843,6 +944,9 @@ int main(void) {
     test_expires_limits();
     test_async();
     test_clients();
+    test_large_aor();
+    test_small_datagrams();
+    test_all_or_nothing();
     note("registrar scenarios took %.2f s", now_s() - t0);
 
     chordsip_client_free(udp_client);
