@@ -34,9 +34,6 @@ SIP=$ROOT/tests/sip
 BIN=$OUT/bin
 failed=()
 
-elapsed() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
-pass() { printf 'PASS  %s\n' "$*"; }
-fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
 # shellcheck source=tests/sip/lib.sh
 . "$SIP/lib.sh"
 
@@ -60,55 +57,10 @@ UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL, UAS $UAS_PORT"
 
 # ---- users ---------------------------------------------------------------------
-users_csv() { # file first last
-    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf 'user%04d;%s;\n' "$i" "$DOMAIN"; done; } >"$1"
-}
 users_csv "$OUT/users.csv" 1 "$N_USERS"
 users_csv "$OUT/unreg.csv" 1 100
 users_csv "$OUT/still.csv" 101 200
 { echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
-
-# ---- proxies -------------------------------------------------------------------
-
-# ---- SIPp ----------------------------------------------------------------------
-
-# run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
-# $OUT/LABEL; passes when sipp exits 0 and exactly EXPECTED calls succeeded.
-run_sipp() {
-    local label=$1 want=$2; shift 2
-    local dir=$OUT/$label start rc
-    mkdir -p "$dir"
-    start=$(date +%s.%N)
-    # in the background, so that a signal to this script reaches the trap
-    # (which stops it) at once
-    (cd "$dir" && exec timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
-        -timeout 120s -timeout_error >sipp.log 2>&1) &
-    run_tracked $!
-    rc=$?
-    local took ok bad retrans rate stray
-    took=$(elapsed "$start")
-    if [ ! -s "$dir/stat.csv" ]; then
-        fail "$label" "(sipp exit $rc, no statistics; log: $dir/sipp.log)"
-        tail -n 15 "$dir/sipp.log" | sed 's/^/      /'
-        return 1
-    fi
-    ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
-    bad=$(stat_of "$dir/stat.csv" 'FailedCall(C)')
-    retrans=$(stat_of "$dir/stat.csv" 'Retransmissions(C)')
-    rate=$(stat_of "$dir/stat.csv" 'CallRate(C)')
-    stray=$(awk -v a="$(stat_of "$dir/stat.csv" 'OutOfCallMsgs(C)')" \
-        -v b="$(stat_of "$dir/stat.csv" 'DeadCallMsgs(C)')" 'BEGIN { print a + b }')
-    local line
-    line=$(printf '%-22s SuccessfulCall(C)=%s FailedCall(C)=%s Retransmissions(C)=%s OutOfCall+DeadCallMsgs(C)=%s CallRate(C)=%s, %s s' \
-        "$label" "$ok" "$bad" "$retrans" "$stray" "$rate" "$took")
-    if [ $rc -eq 0 ] && [ "$ok" = "$want" ] && [ "$bad" = 0 ]; then
-        pass "$line"
-    else
-        fail "$label" "$line (sipp exit $rc, expected $want successful; see $dir)"
-        cat "$dir"/*_errors.log 2>/dev/null | grep -v '^$' | head -n 8 | sed 's/^/      /'
-        return 1
-    fi
-}
 
 # ---- 1. the overlay ------------------------------------------------------------------
 echo "== three proxies, one overlay"
@@ -117,13 +69,7 @@ start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
 wait_ring "$A_OVL" "$B_OVL" "$C_OVL" || exit 1
 
-mkdir -p "$OUT/uas"
-(cd "$OUT/uas" && exec sipp -sf "$SIP/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin -trace_err \
-    -trace_stat -stf stat.csv -fd 1 >sipp.log 2>&1) &
-UAS_PID=$!
-pids+=("$UAS_PID")
-sleep 0.5
-kill -0 "$UAS_PID" 2>/dev/null || { echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; exit 1; }
+start_uas "$UAS_PORT" || exit 1
 
 # ---- 2. registrations and calls --------------------------------------------------------
 echo "== SIPp: $N_USERS registrations at A, calls through B (rate $RATE/s)"
@@ -150,17 +96,7 @@ run_sipp unregistered-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/unreg.csv" -m 10
 run_sipp others-still-called 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 
-# The UAS: SIGUSR1 makes SIPp finish its calls and write its statistics.
-kill -USR1 "$UAS_PID" 2>/dev/null
-for _ in $(seq 1 50); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$UAS_PID" 2>/dev/null && kill -KILL "$UAS_PID"
-wait "$UAS_PID" 2>/dev/null
-forget_pid "$UAS_PID"
-uas_ok=$(stat_of "$OUT/uas/stat.csv" 'SuccessfulCall(C)')
-uas_bad=$(stat_of "$OUT/uas/stat.csv" 'FailedCall(C)')
-uas_want=$((2 * N_USERS + 100))
-line="uas                    SuccessfulCall(C)=$uas_ok FailedCall(C)=$uas_bad (expected $uas_want answered)"
-if [ "$uas_ok" = "$uas_want" ] && [ "$uas_bad" = 0 ]; then pass "$line"; else fail uas "$line"; fi
+stop_uas $((2 * N_USERS + 100))
 
 # ---- 3. malformed SIP against the ASan build -------------------------------------------
 echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"

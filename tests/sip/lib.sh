@@ -1,6 +1,11 @@
-# Shared by scripts/sip-tests.sh and scripts/sip-bench.sh (sourced; needs
-# ROOT, OUT, STAGE, BIN set): process tracking and cleanup, staging and
-# building the proxy, a free port range, starting proxies, SIPp statistics.
+# Shared by the SIP test and benchmark scripts (sip-tests, sip-bench,
+# kamailio-tests, kamailio-bench; sourced; needs ROOT, OUT, STAGE, BIN set):
+# process tracking and cleanup, staging and building the proxy, a free port
+# range, starting proxies, SIPp runs and statistics.
+
+elapsed() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
 
 pids=()
 
@@ -115,4 +120,73 @@ start_proxy() {
 stat_of() {
     awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
         { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
+}
+
+# users_csv FILE FIRST LAST: SIPp -inf users userFIRST..userLAST at $DOMAIN.
+users_csv() {
+    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf 'user%04d;%s;\n' "$i" "$DOMAIN"; done; } >"$1"
+}
+
+# run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
+# $OUT/LABEL; passes when sipp exits 0 and exactly EXPECTED calls succeeded.
+run_sipp() {
+    local label=$1 want=$2; shift 2
+    local dir=$OUT/$label start rc
+    mkdir -p "$dir"
+    start=$(date +%s.%N)
+    # in the background, so that a signal to this script reaches the trap
+    # (which stops it) at once
+    (cd "$dir" && exec timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
+        -timeout 120s -timeout_error >sipp.log 2>&1) &
+    run_tracked $!
+    rc=$?
+    local took ok bad retrans rate stray
+    took=$(elapsed "$start")
+    if [ ! -s "$dir/stat.csv" ]; then
+        fail "$label" "(sipp exit $rc, no statistics; log: $dir/sipp.log)"
+        tail -n 15 "$dir/sipp.log" | sed 's/^/      /'
+        return 1
+    fi
+    ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
+    bad=$(stat_of "$dir/stat.csv" 'FailedCall(C)')
+    retrans=$(stat_of "$dir/stat.csv" 'Retransmissions(C)')
+    rate=$(stat_of "$dir/stat.csv" 'CallRate(C)')
+    stray=$(awk -v a="$(stat_of "$dir/stat.csv" 'OutOfCallMsgs(C)')" \
+        -v b="$(stat_of "$dir/stat.csv" 'DeadCallMsgs(C)')" 'BEGIN { print a + b }')
+    local line
+    line=$(printf '%-22s SuccessfulCall(C)=%s FailedCall(C)=%s Retransmissions(C)=%s OutOfCall+DeadCallMsgs(C)=%s CallRate(C)=%s, %s s' \
+        "$label" "$ok" "$bad" "$retrans" "$stray" "$rate" "$took")
+    if [ $rc -eq 0 ] && [ "$ok" = "$want" ] && [ "$bad" = 0 ]; then
+        pass "$line"
+    else
+        fail "$label" "$line (sipp exit $rc, expected $want successful; see $dir)"
+        cat "$dir"/*_errors.log 2>/dev/null | grep -v '^$' | head -n 8 | sed 's/^/      /'
+        return 1
+    fi
+}
+
+# start_uas PORT: the SIPp UAS (tests/sip/uas.xml) in $OUT/uas; sets UAS_PID.
+start_uas() {
+    mkdir -p "$OUT/uas"
+    (cd "$OUT/uas" && exec sipp -sf "$ROOT/tests/sip/uas.xml" -i 127.0.0.1 -p "$1" -nostdin -trace_err \
+        -trace_stat -stf stat.csv -fd 1 >sipp.log 2>&1) &
+    UAS_PID=$!
+    pids+=("$UAS_PID")
+    sleep 0.5
+    kill -0 "$UAS_PID" 2>/dev/null || { echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; return 1; }
+}
+
+# stop_uas EXPECTED: stops the UAS (SIGUSR1 makes SIPp finish its calls and
+# write its statistics); passes when it answered exactly EXPECTED calls.
+stop_uas() {
+    kill -USR1 "$UAS_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$UAS_PID" 2>/dev/null && kill -KILL "$UAS_PID"
+    wait "$UAS_PID" 2>/dev/null
+    forget_pid "$UAS_PID"
+    local ok bad line
+    ok=$(stat_of "$OUT/uas/stat.csv" 'SuccessfulCall(C)')
+    bad=$(stat_of "$OUT/uas/stat.csv" 'FailedCall(C)')
+    line="uas                    SuccessfulCall(C)=$ok FailedCall(C)=$bad (expected $1 answered)"
+    if [ "$ok" = "$1" ] && [ "$bad" = 0 ]; then pass "$line"; else fail uas "$line"; fi
 }
