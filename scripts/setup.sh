@@ -10,6 +10,13 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 # SIP tests drive real SIP software: SIPp.
 command -v sipp >/dev/null || need_apt+=(sip-tester)
+# Kamailio tests: Debian's kamailio (5.6.3) with app_python3 for KEMI;
+# building the module needs dpkg-buildflags (dpkg-dev) and the archive keyring
+# (apt-get source).
+command -v kamailio >/dev/null || need_apt+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ] || need_apt+=(kamailio-python3-modules)
+command -v dpkg-buildflags >/dev/null || need_apt+=(dpkg-dev)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
 # Python binding tests use a venv of the python3 on PATH.
 command -v python3 >/dev/null || need_apt+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

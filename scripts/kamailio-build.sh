@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the Kamailio module bindings/kamailio/chordsip against Kamailio 5.6.3's
+# own source tree (Debian bookworm's source package, fetched with apt-get
+# source into target/kamailio/; nothing of Kamailio is committed) and the
+# staged libchordsip (make install PREFIX=target/stage).
+#
+#   scripts/kamailio-build.sh      -> target/kamailio/chordsip.so
+#
+# The module must match the core's version and flags strings exactly
+# (ksr_version_control), so the tree is configured like Debian's build:
+# FLAVOUR=kamailio, LIBSSL_SET_MUTEX_SHARED=1 and dpkg-buildflags' hardening.
+# The source is fetched once and reused; apt's own configuration is left alone
+# (a private deb-src list in target/kamailio/apt).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/target/kamailio
+STAGE=$ROOT/target/stage
+VERSION=5.6.3
+SRC=$OUT/kamailio-$VERSION
+mkdir -p "$OUT"
+
+fetch_source() {
+    [ -f "$SRC/src/Makefile" ] && return 0
+    local apt=$OUT/apt
+    mkdir -p "$apt/sources" "$apt/lists/partial" "$OUT/download"
+    cat >"$apt/sources/debian-src.sources" <<SRCS
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRCS
+    local opts=(-o "Dir::Etc::sourcelist=/dev/null" -o "Dir::Etc::sourceparts=$apt/sources"
+                -o "Dir::State::Lists=$apt/lists" -o "Debug::NoLocking=1")
+    echo "kamailio-build: fetching the kamailio $VERSION source package"
+    apt-get "${opts[@]}" update -qq >"$OUT/apt-update.log" 2>&1 || {
+        tail -n 20 "$OUT/apt-update.log"; return 1; }
+    (cd "$OUT/download" && apt-get "${opts[@]}" source --download-only kamailio \
+        >"$OUT/apt-source.log" 2>&1) || { tail -n 20 "$OUT/apt-source.log"; return 1; }
+    local orig
+    orig=$(ls "$OUT"/download/kamailio_"$VERSION"*.orig.tar.* | head -n 1)
+    tar -xf "$orig" -C "$OUT" "kamailio-$VERSION/src"
+}
+
+configure_tree() {
+    [ -f "$SRC/src/config.mak" ] && [ -f "$SRC/.configured" ] && return 0
+    local cppflags cflags ldflags
+    cppflags=$(dpkg-buildflags --get CPPFLAGS 2>/dev/null || true)
+    cflags=$(dpkg-buildflags --get CFLAGS 2>/dev/null || true)
+    ldflags=$(dpkg-buildflags --get LDFLAGS 2>/dev/null || true)
+    make -C "$SRC/src" cfg FLAVOUR=kamailio prefix=/usr cfg_target=/etc/kamailio/ \
+        LIBDIR=lib/x86_64-linux-gnu LIBSSL_SET_MUTEX_SHARED=1 \
+        CC_EXTRA_OPTS="$cppflags $cflags" LD_EXTRA_OPTS="$ldflags" >"$OUT/configure.log" 2>&1 || {
+        tail -n 20 "$OUT/configure.log"; return 1; }
+    touch "$SRC/.configured"
+}
+
+build_module() {
+    [ -f "$STAGE/lib/pkgconfig/chordsip.pc" ] || {
+        echo "kamailio-build: libchordsip is not staged (make install PREFIX=$STAGE)"; return 1; }
+    export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
+    local mod=$SRC/src/modules/chordsip
+    rm -rf "$mod"
+    mkdir -p "$mod"
+    cp "$ROOT"/bindings/kamailio/chordsip/*.c "$ROOT"/bindings/kamailio/chordsip/Makefile "$mod/"
+    make -C "$mod" >"$OUT/module.log" 2>&1 || { cat "$OUT/module.log"; return 1; }
+    cp "$mod/chordsip.so" "$OUT/chordsip.so"
+    echo "kamailio-build: $OUT/chordsip.so"
+}
+
+fetch_source
+configure_tree
+build_module
