@@ -190,3 +190,77 @@ stop_uas() {
     line="uas                    SuccessfulCall(C)=$ok FailedCall(C)=$bad (expected $1 answered)"
     if [ "$ok" = "$1" ] && [ "$bad" = 0 ]; then pass "$line"; else fail uas "$line"; fi
 }
+
+# pct FILE RTD P: the P-th percentile (nearest rank) of one RTD in a -trace_rtt file, in ms.
+pct() {
+    awk -F';' -v r="$2" '$3 == r { print $2 }' "$1" | sort -n |
+        awk -v p="$3" '{ v[NR] = $1 } END { if (NR == 0) { print "?"; exit }
+            k = int((p * NR + 99) / 100); if (k < 1) k = 1; print v[k] }'
+}
+
+# bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run of
+# SECONDS_PER_RATE seconds from UAC_PORT; prints a line and returns 0 when
+# the rate passes (<1% failed, SIPp kept >=95% of the rate, every p99 < 500 ms).
+bench() {
+    local label=$1 rate=$2 scen=$3 csv=$4 target=$5; shift 5
+    local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE))
+    mkdir -p "$dir"
+    (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
+        -m "$m" -r "$rate" -i 127.0.0.1 -p "$UAC_PORT" -nostdin -trace_stat -stf stat.csv -fd 1 \
+        -trace_rtt -rtt_freq 1000 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
+    run_tracked $!
+    local ok bad retrans achieved rtt line worst=0 p99
+    ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
+    bad=$(stat_of "$dir/stat.csv" 'FailedCall(C)')
+    retrans=$(stat_of "$dir/stat.csv" 'Retransmissions(C)')
+    achieved=$(stat_of "$dir/stat.csv" 'CallRate(C)')
+    rtt=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1)
+    line=$(printf '%-9s rate %5d/s: %6s ok %5s failed (%s retransmissions), SIPp rate %8s/s' \
+        "$label" "$rate" "$ok" "$bad" "$retrans" "$achieved")
+    local rtd
+    for rtd in reg setup bye; do
+        if [ -n "$rtt" ] && grep -q ";$rtd\$" "$rtt"; then
+            p99=$(pct "$rtt" "$rtd" 99)
+            line+=$(printf ', %s p50 %s ms p99 %s ms' "$rtd" "$(pct "$rtt" "$rtd" 50)" "$p99")
+            worst=$(awk -v a="$worst" -v b="$p99" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+        fi
+    done
+    echo "$line"
+    awk -v ok="$ok" -v bad="$bad" -v r="$rate" -v a="$achieved" -v w="$worst" \
+        'BEGIN { t = ok + bad; exit !(t > 0 && bad / t < 0.01 && a >= 0.95 * r && w < 500) }'
+}
+
+# register_series LABEL TARGET RATE...: REGISTERs of fresh users at TARGET
+# (contacts at the UAS), rate by rate until one fails; sets BEST_REG.
+register_series() {
+    local label=$1 target=$2 r; shift 2
+    BEST_REG=0
+    for r in "$@"; do
+        { echo SEQUENTIAL; for i in $(seq 1 $((r * SECONDS_PER_RATE))); do
+            printf '%sr%du%d;%s;\n' "$label" "$r" "$i" "$DOMAIN"; done; } >"$OUT/$label-reg-$r.csv"
+        bench "$label" "$r" register.xml "$OUT/$label-reg-$r.csv" "$target" \
+            -key contact_hostport "127.0.0.1:$UAS_PORT" || break
+        BEST_REG=$r
+        sleep 2
+    done
+}
+
+# call_series LABEL REGISTRAR PROXY RATE...: registers a pool of 2,000 users
+# at REGISTRAR, then calls them through PROXY, rate by rate until one fails;
+# sets BEST_CALL.
+call_series() {
+    local label=$1 registrar=$2 proxy=$3 r; shift 3
+    BEST_CALL=0
+    { echo SEQUENTIAL; for i in $(seq 1 2000); do printf '%spool%d;%s;\n' "$label" "$i" "$DOMAIN"; done; } \
+        >"$OUT/$label-pool.csv"
+    (cd "$OUT" && exec sipp -sf "$ROOT/tests/sip/register.xml" -inf "$OUT/$label-pool.csv" \
+        -key contact_hostport "127.0.0.1:$UAS_PORT" -m 2000 -r 500 -i 127.0.0.1 -p "$UAC_PORT" \
+        -nostdin -timeout 60s "$registrar" >"$label-pool.log" 2>&1) &
+    run_tracked $! || { echo "registering the call pool failed"; return 1; }
+    sleep 2
+    for r in "$@"; do
+        bench "$label" "$r" uac-call.xml "$OUT/$label-pool.csv" "$proxy" || break
+        BEST_CALL=$r
+        sleep 3
+    done
+}
