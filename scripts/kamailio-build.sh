@@ -64,7 +64,8 @@ build_module() {
     mkdir -p "$mod"
     cp "$ROOT"/bindings/kamailio/chordsip/*.c "$ROOT"/bindings/kamailio/chordsip/Makefile "$mod/"
     make -C "$mod" >"$OUT/module.log" 2>&1 || { cat "$OUT/module.log"; return 1; }
-    cp "$mod/chordsip.so" "$OUT/chordsip.so"
+    # a new file, not an overwrite: a running Kamailio may have the old one mapped
+    cp "$mod/chordsip.so" "$OUT/chordsip.so.new" && mv -f "$OUT/chordsip.so.new" "$OUT/chordsip.so"
     echo "kamailio-build: $OUT/chordsip.so"
 }
 

@@ -2,7 +2,8 @@
 # Runs every test: formatting, lints, unit/property tests, the in-memory
 # network suite, real UDP nodes, node processes, the C header drift check,
 # the C API tests (ASan+UBSan, valgrind) and examples, the Python binding's
-# tests, and a demo run.
+# tests, SIPp through the C SIP proxy and through Kamailio with the module
+# and with KEMI, and a demo run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -22,6 +23,8 @@ step "Python binding (pytest)"
 ./scripts/python-tests.sh
 step "SIP: three sip-proxy processes driven by SIPp"
 ./scripts/sip-tests.sh
+step "Kamailio: three servers with the chordsip module, and KEMI, driven by SIPp"
+./scripts/kamailio-tests.sh
 step "demo smoke run"
 ./target/release/chordsip demo --nodes 12 --values 100
 echo

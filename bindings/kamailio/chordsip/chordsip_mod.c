@@ -40,6 +40,7 @@
 #include "../../core/pt.h"
 #include "../../core/globals.h"
 #include "../../core/dset.h"
+#include "../../core/resolve.h"
 #include "../../core/counters.h"
 #include "../../core/rpc.h"
 #include "../../core/rpc_lookup.h"
@@ -76,9 +77,6 @@ static int p_replicas = 3;
 static int p_op_timeout = 1500;   /* ms: the node's lookups and storage calls */
 static int p_timeout = 2000;      /* ms: the longest a worker waits for one call */
 static int p_leave_timeout = 2000; /* ms: graceful leave at shutdown */
-/* 1: record the REGISTER's source address as `received`, so that requests
- * reach a UA behind NAT there (like nathelper's fix_nated_register). */
-static int p_save_received = 0;
 
 static param_export_t params[] = {
 	{"listen", PARAM_STRING, &p_listen},
@@ -92,7 +90,6 @@ static param_export_t params[] = {
 	{"lookup_timeout", PARAM_INT, &p_op_timeout},
 	{"timeout", PARAM_INT, &p_timeout},
 	{"leave_timeout", PARAM_INT, &p_leave_timeout},
-	{"save_received", PARAM_INT, &p_save_received},
 	{0, 0, 0}
 };
 
@@ -573,10 +570,7 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 	}
 	r->path = np ? rb->path_ptrs : NULL;
 	r->path_len = np;
-	r->received = NULL;
-	if(!p_save_received)
-		return 0;
-	/* Where the REGISTER came from: lookup sends there (NAT traversal). */
+	/* Where the REGISTER came from (lookup decides whether to send there). */
 	char *ip = ip_addr2a(&msg->rcv.src_ip);
 	if(msg->rcv.src_ip.af == AF_INET6)
 		snprintf(rb->received, sizeof rb->received, "sip:[%s]:%u", ip, msg->rcv.src_port);
@@ -704,6 +698,31 @@ static str join_path(const chordsip_bindings *list, size_t i, size_t len, char *
 	return out;
 }
 
+/* The numeric host of a URI, or -1 (a name, or not a URI). */
+static int uri_ip(const char *text, ip_addr_t *ip)
+{
+	struct sip_uri u;
+	if(text == NULL || parse_uri((char *)text, (int)strlen(text), &u) < 0)
+		return -1;
+	return str2ipxbuf(&u.host, ip) < 0 ? -1 : 0;
+}
+
+/* Whether requests for a binding go to its `received` address rather than
+ * to its contact, as c-examples/sip-proxy and the KEMI script decide: for an
+ * RFC 5626 flow (reg-id), or when the contact is not a numeric address or
+ * not the address the REGISTER came from (a UA behind NAT). */
+static int use_received(const chordsip_binding *b)
+{
+	if(b->received == NULL)
+		return 0;
+	if(b->reg_id >= 0)
+		return 1;
+	ip_addr_t contact, source;
+	if(uri_ip(b->contact, &contact) < 0 || uri_ip(b->received, &source) < 0)
+		return 1;
+	return !ip_addr_cmp(&contact, &source);
+}
+
 static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 {
 	char aor[FIELD_MAX];
@@ -738,7 +757,11 @@ static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 		if(chordsip_bindings_get(list, i, &b) != CHORDSIP_OK)
 			continue;
 		str uri = {(char *)b.contact, (int)strlen(b.contact)};
-		str dst = {(char *)b.received, b.received ? (int)strlen(b.received) : 0};
+		str dst = {NULL, 0};
+		if(use_received(&b)) {
+			dst.s = (char *)b.received;
+			dst.len = (int)strlen(b.received);
+		}
 		str path = join_path(list, i, b.path_len, path_buf, sizeof path_buf);
 		qvalue_t q = (qvalue_t)b.q;
 		if(i == 0) {

@@ -1,0 +1,570 @@
+"""chordsip registrar and proxy as a Kamailio KEMI script (app_python3).
+
+The Python counterpart of bindings/kamailio/kamailio.cfg with the native
+chordsip module: REGISTERs are processed by the chordsip registrar and the
+bindings stored in a chordsip overlay; other requests are forwarded to the
+contacts looked up there. It uses the ctypes binding (bindings/python,
+package ``chordsip``) and talks, through one ``chordsip.Client`` per Kamailio
+process, to an overlay node run as a separate process:
+
+    chordsip node --listen 127.0.0.1:5070 --client-socket /tmp/chordsip.sock
+
+Load it with bindings/kamailio/kemi/kamailio-kemi.cfg. Environment (Kamailio's
+environment is the embedded interpreter's ``os.environ``):
+
+    CHORDSIP_PEER         the node: "unix:/path" (its --client-socket) or
+                          "ip:port" (default unix:/tmp/kamailio-chordsip/chordsip.sock)
+    CHORDSIP_TIMEOUT_MS   the longest one call may block a SIP worker (2000)
+    CHORDSIP_OVERLAY      the overlay name (chordsip)
+    CHORDSIP_KEY_FILE     a file holding the overlay key (none)
+    CHORDSIP_LIBRARY      libchordsip.so to load (read by the binding)
+    CHORDSIP_PYTHON_PATH  the folder holding the ``chordsip`` package (default:
+                          bindings/python of the checkout this script is in)
+
+Semantics (as chordsip_save() / chordsip_lookup() of the module):
+  REGISTER: 200 OK with one Contact per binding; 400 malformed, 403 too many
+  bindings, 423 (Min-Expires: 60) interval too brief, 500 CSeq out of order
+  or the overlay failed.
+  Others: 483 after too many hops; CANCEL and in-dialog requests follow the
+  transaction / Route set; otherwise the Request-URI's AOR (scheme, user,
+  host: no port) is looked up: 404 when it has no binding (an ACK is
+  dropped), 500 when the overlay cannot answer, else the request is
+  forked to every binding (in parallel): to its Path when it has one
+  (RFC 3327), else to the address its REGISTER came from when that is needed
+  (an RFC 5626 flow, or a contact that is not that IP: NAT), else to the
+  contact itself.
+
+Kamailio 5.6's interpreter does not release the GIL while a worker is
+outside Python, so only blocking Client calls are used (no callbacks, no
+threads). The script is imported by Kamailio's main process before it forks
+the workers: nothing here touches the overlay or even loads libchordsip at
+import time; each process creates its own Client on first use.
+"""
+
+import ipaddress
+import os
+import sys
+import time
+
+import KSR
+
+
+def _binding_path():
+    """Where the ``chordsip`` package is: $CHORDSIP_PYTHON_PATH, else
+    bindings/python next to this script's folder (bindings/kamailio/kemi)."""
+    env = os.environ.get("CHORDSIP_PYTHON_PATH")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or "."))
+    return os.path.normpath(os.path.join(here, "..", "..", "python"))
+
+
+_path = _binding_path()
+if os.path.isdir(_path) and _path not in sys.path:
+    sys.path.insert(0, _path)
+
+import chordsip  # noqa: E402  (no side effect: the library loads on first use)
+
+# Limits of one REGISTER, as in the module.
+MAX_CONTACTS = 64
+MAX_PATH = 32
+MIN_EXPIRES = 60
+
+DEFAULT_PEER = "unix:/tmp/kamailio-chordsip/chordsip.sock"
+
+
+class BadRequest(Exception):
+    """A REGISTER the registrar refuses with 400 (the reason phrase)."""
+
+
+def _env_int(name, default):
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw.strip() else default
+    except ValueError:
+        KSR.warn("chordsip: %s=%r is not an integer; using %d\n" % (name, raw, default))
+        return default
+    return value if value > 0 else default
+
+
+def _read_key():
+    path = os.environ.get("CHORDSIP_KEY_FILE", "")
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        key = f.read(1025)
+    # A trailing newline from an editor or `echo` is not part of the key.
+    key = key.rstrip(b"\r\n")
+    if not 1 <= len(key) <= 1024:
+        raise ValueError("CHORDSIP_KEY_FILE %s must hold 1 to 1024 bytes" % path)
+    return key
+
+
+# ---- the Client of this process -------------------------------------------
+
+_client = None
+_client_pid = 0
+_settings = None
+
+
+def _config():
+    global _settings
+    if _settings is None:
+        _settings = {
+            "peer": os.environ.get("CHORDSIP_PEER") or DEFAULT_PEER,
+            "overlay": os.environ.get("CHORDSIP_OVERLAY") or "chordsip",
+            "timeout_ms": _env_int("CHORDSIP_TIMEOUT_MS", 2000),
+        }
+    return _settings
+
+
+def get_client():
+    """This process's Client (created on first use, after the fork), or None."""
+    global _client, _client_pid
+    pid = os.getpid()
+    if _client is not None and _client_pid == pid:
+        return _client
+    # A Client inherited through a fork belongs to the parent: leave it be
+    # (dropping the reference only frees memory in a child).
+    _client = None
+    cfg = _config()
+    try:
+        _client = chordsip.Client(cfg["peer"], cfg["overlay"], _read_key(), cfg["timeout_ms"])
+    except Exception as e:  # LibraryNotFound, ChordsipError, OSError, ValueError
+        KSR.err("chordsip: cannot create a client for %s: %s\n" % (cfg["peer"], e))
+        _client = None
+        return None
+    _client_pid = pid
+    KSR.dbg("chordsip: process %d uses %r (library %s)\n" % (pid, _client, chordsip.library_path()))
+    return _client
+
+
+def _timed(what, started):
+    took = (time.monotonic() - started) * 1000.0
+    limit = _config()["timeout_ms"]
+    if took > limit:
+        KSR.warn("chordsip: %s took %.0f ms (timeout %d ms)\n" % (what, took, limit))
+
+
+# ---- header parsing ------------------------------------------------------
+
+
+def split_unquoted(text, sep):
+    """Splits at ``sep`` outside double quotes and <...> (RFC 3261 values)."""
+    parts, cur = [], []
+    quoted = escaped = False
+    angle = 0
+    for ch in text:
+        if quoted:
+            cur.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle += 1
+        elif ch == ">" and angle:
+            angle -= 1
+        elif ch == sep and not angle:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if quoted or angle:
+        raise BadRequest("Bad Request (unbalanced quotes or <>)")
+    parts.append("".join(cur))
+    return parts
+
+
+def _uint(text, what):
+    text = text.strip()
+    if not text.isdigit() or len(text) > 10 or int(text) > 0xFFFFFFFF:
+        raise BadRequest("Bad Request (%s)" % what)
+    return int(text)
+
+
+def _unquote(value):
+    value = value.strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def parse_contact(text):
+    """One contact-param: (uri, expires, q, instance, reg_id)."""
+    text = text.strip()
+    if not text:
+        raise BadRequest("Bad Request (Contact)")
+    lt = -1
+    # name-addr: [display-name] <uri> *(;param); a quoted display name may hold "<".
+    i, quoted = 0, False
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            lt = i
+            break
+        i += 1
+    if lt >= 0:
+        gt = text.find(">", lt + 1)
+        if gt < 0:
+            raise BadRequest("Bad Request (Contact)")
+        uri = text[lt + 1:gt].strip()
+        rest = text[gt + 1:]
+    else:
+        # addr-spec: the parameters after the first ";" are the contact's
+        first, _, rest = text.partition(";")
+        uri = first.strip()
+        rest = ";" + rest if rest else ""
+    if not uri or ":" not in uri or any(c in uri for c in " \t"):
+        raise BadRequest("Bad Request (Contact URI)")
+    expires = q = instance = reg_id = None
+    for param in split_unquoted(rest, ";")[1:] if rest.strip() else []:
+        name, eq, value = param.partition("=")
+        name = name.strip().lower()
+        if not name:
+            continue
+        if name == "expires":
+            expires = _uint(value, "expires")
+        elif name == "q":
+            q = value.strip()
+            if not q:
+                raise BadRequest("Bad Request (q)")
+        elif name == "+sip.instance":
+            instance = _unquote(value)
+        elif name == "reg-id":
+            reg_id = _uint(value, "reg-id")
+    return uri, expires, q, instance, reg_id
+
+
+def header_values(name):
+    """The bodies of every ``name`` header (compact forms included), in order."""
+    out = []
+    count = KSR.pv.get("$hdrc(%s)" % name) or 0
+    for i in range(int(count)):
+        v = KSR.hdr.get_idx(name, i)
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def _source_uri():
+    ip = KSR.pv.get("$si")
+    port = KSR.pv.get("$sp")
+    if ip is None or port is None:
+        return None
+    if ":" in ip and not ip.startswith("["):
+        ip = "[%s]" % ip
+    return "sip:%s:%s" % (ip, port)
+
+
+def read_register():
+    """The arguments of Client.register() taken from the REGISTER; raises
+    BadRequest."""
+    aor = KSR.pv.get("$tu")
+    call_id = KSR.pv.get("$ci")
+    cseq = KSR.pv.get("$cs")
+    if not aor or not call_id or cseq is None:
+        raise BadRequest("Bad Request (missing To, Call-ID or CSeq)")
+    cseq = _uint(str(cseq), "CSeq")
+    expires = None
+    exp_hdr = KSR.hdr.get("Expires")
+    if exp_hdr is not None:
+        expires = _uint(exp_hdr, "Expires")
+    star = False
+    contacts = []
+    for body in header_values("Contact"):
+        if body.strip() == "*":
+            star = True
+            continue
+        for item in split_unquoted(body, ","):
+            if not item.strip():
+                continue
+            if len(contacts) == MAX_CONTACTS:
+                raise BadRequest("Too Many Contacts")
+            uri, c_exp, q, instance, reg_id = parse_contact(item)
+            contacts.append(chordsip.Contact(uri, expires=c_exp, q=q, instance=instance, reg_id=reg_id))
+    path = []
+    for body in header_values("Path"):
+        for hop in split_unquoted(body, ","):
+            if hop.strip():
+                if len(path) == MAX_PATH:
+                    raise BadRequest("Bad Request (Path)")
+                path.append(hop.strip())
+    return {
+        "aor": aor,
+        "call_id": call_id,
+        "cseq": cseq,
+        "contacts": contacts,
+        "expires": expires,
+        "star": star,
+        "path": path,
+        "received": _source_uri(),
+    }
+
+
+def contact_header(b):
+    """A 200 OK Contact header for one Binding (RFC 3261 §10.3 step 8)."""
+    line = "Contact: <%s>;expires=%d" % (b.contact, b.expires)
+    milli = int(round(b.q * 1000))
+    if milli != 1000:
+        line += ";q=%d.%03d" % (milli // 1000, milli % 1000)
+    if b.instance:
+        line += ';+sip.instance="%s"' % b.instance
+    if b.reg_id is not None:
+        line += ";reg-id=%d" % b.reg_id
+    return line + "\r\n"
+
+
+# ---- chordsip_save() ------------------------------------------------------
+
+
+def save():
+    """Processes the REGISTER and sends the reply: 1 inserted, 2 updated,
+    3 deleted, 4 listed; -1 refused or failed."""
+    try:
+        req = read_register()
+    except BadRequest as e:
+        KSR.sl.send_reply(400, str(e))
+        return -1
+    client = get_client()
+    if client is None:
+        KSR.sl.send_reply(500, "Server Internal Error (no overlay)")
+        return -1
+    started = time.monotonic()
+    try:
+        result = client.register(**req)
+    except chordsip.IntervalTooBrief:
+        KSR.hdr.append_to_reply("Min-Expires: %d\r\n" % MIN_EXPIRES)
+        KSR.sl.send_reply(423, "Interval Too Brief")
+        return -1
+    except chordsip.OutOfOrder:
+        # RFC 3261 §10.3 step 7
+        KSR.sl.send_reply(500, "Server Internal Error (CSeq out of order)")
+        return -1
+    except chordsip.StorageFull:
+        KSR.sl.send_reply(403, "Forbidden (too many registered contacts)")
+        return -1
+    except (chordsip.InvalidArgument, TypeError) as e:
+        KSR.info("chordsip: REGISTER of %s refused: %s\n" % (req["aor"], e))
+        KSR.sl.send_reply(400, "Bad Request")
+        return -1
+    except Exception as e:  # ChordsipError: timeout, no route, ...
+        KSR.err("chordsip: storing bindings of %s: %s\n" % (req["aor"], e))
+        KSR.sl.send_reply(500, "Server Internal Error")
+        return -1
+    finally:
+        _timed("save", started)
+    for b in result.bindings:
+        KSR.hdr.append_to_reply(contact_header(b))
+    if KSR.sl.send_reply(200, "OK") < 0:
+        KSR.err("chordsip: cannot send the 200 reply\n")
+        return -1
+    if result.inserted:
+        return 1
+    if result.updated:
+        return 2
+    if result.deleted:
+        return 3
+    return 4
+
+
+# ---- chordsip_lookup() ----------------------------------------------------
+
+
+def ruri_aor():
+    """The lookup key of the Request-URI: scheme, user and host (no port)."""
+    scheme = (KSR.pv.get("$rz") or "sip").lower()
+    user = KSR.pv.get("$rU")
+    host = KSR.pv.get("$rd")
+    if scheme in ("tel", "tels"):
+        return "tel:%s" % user if user else None
+    if scheme not in ("sip", "sips") or not host:
+        return None
+    return "%s:%s@%s" % (scheme, user, host) if user else "%s:%s" % (scheme, host)
+
+
+def _route_uri(hop):
+    hop = hop.strip()
+    if hop.startswith("<"):
+        return hop[1:hop.find(">")] if ">" in hop else hop[1:]
+    return hop
+
+
+def _uri_ip(uri):
+    """The IP address in a SIP URI's host part, or None (a name, or not SIP)."""
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() not in ("sip", "sips") or not rest:
+        return None
+    for stop in ";?>":
+        rest = rest.split(stop, 1)[0]
+    host = rest.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def next_hop(b):
+    """The binding's ``received`` address when requests must go there rather
+    than to its contact: for an RFC 5626 flow (reg-id), or when the contact
+    is not a numeric address or not the IP the REGISTER came from (a UA behind
+    NAT). A UA registering from another port of its own IP (SIPp, or a phone
+    with separate sockets) keeps its contact. None: send to the contact."""
+    if not b.received:
+        return None
+    if b.reg_id is not None:
+        return b.received
+    contact_ip, received_ip = _uri_ip(b.contact), _uri_ip(b.received)
+    if contact_ip is None or received_ip is None or contact_ip != received_ip:
+        return b.received
+    return None
+
+
+def _set_sbranch(b, with_path=True):
+    """Fills the static branch ($sbranch) with a binding's target."""
+    KSR.pvx.sbranch_reset()
+    KSR.pv.sets("$sbranch(uri)", b.contact)
+    hop = next_hop(b)
+    if hop and not (with_path and b.path):
+        KSR.pv.sets("$sbranch(dst_uri)", hop)
+    if with_path and b.path:
+        KSR.pv.sets("$sbranch(path)", ",".join(b.path))
+    KSR.pv.seti("$sbranch(q)", int(round(b.q * 1000)))
+
+
+def lookup():
+    """Sets the Request-URI (and the branches) to the AOR's bindings: 1 found,
+    -1 not found, -3 internal error."""
+    aor = ruri_aor()
+    if aor is None:
+        KSR.err("chordsip: cannot take an AOR from %s\n" % KSR.pv.get("$ru"))
+        return -3
+    client = get_client()
+    if client is None:
+        return -3
+    started = time.monotonic()
+    try:
+        bindings = client.lookup_aor(aor)
+    except Exception as e:
+        KSR.err("chordsip: lookup of %s: %s\n" % (aor, e))
+        return -3
+    finally:
+        _timed("lookup", started)
+    if not bindings:
+        return -1
+    # Every binding is a parallel branch; the Request-URI is the first one
+    # without a Path (KEMI cannot set the Request-URI's path vector, while
+    # appended branches carry theirs). When all have one, the first's route
+    # set goes in as Route headers and only bindings with that same Path can
+    # be reached as well.
+    first = next((b for b in bindings if not b.path), bindings[0])
+    if not KSR.seturi(first.contact):
+        KSR.err("chordsip: cannot set the Request-URI to %s\n" % first.contact)
+        return -3
+    KSR.resetdsturi()
+    hop = next_hop(first)
+    if first.path:
+        KSR.hdr.insert("Route: %s\r\n" % ",".join(first.path))
+        if not KSR.setdsturi(_route_uri(first.path[0])):  # RFC 3327: the Path first
+            return -3
+    elif hop and not KSR.setdsturi(hop):
+        KSR.err("chordsip: cannot set the destination to %s\n" % hop)
+        return -3
+    for b in bindings:
+        if b is first:
+            continue
+        if first.path:
+            if b.path != first.path:
+                KSR.warn("chordsip: %s not forked to %s (another Path)\n" % (aor, b.contact))
+                continue
+            _set_sbranch(b, with_path=False)
+            KSR.pv.sets("$sbranch(dst_uri)", _route_uri(first.path[0]))
+        else:
+            _set_sbranch(b)
+        if KSR.pvx.sbranch_append() < 0:
+            KSR.err("chordsip: cannot append a branch for %s\n" % b.contact)
+            break
+    KSR.pvx.sbranch_reset()
+    return 1
+
+
+# ---- the routing script ------------------------------------------------------
+
+
+class kamailio:
+    """The KEMI handler object (request_route = ksr_request_route)."""
+
+    def __init__(self):
+        KSR.info("chordsip KEMI script loaded (binding %s, peer %s)\n"
+                 % (os.path.dirname(chordsip.__file__), _config()["peer"]))
+
+    def child_init(self, rank):
+        # The Client is created on first use in each process (after the fork).
+        return 0
+
+    def ksr_request_route(self, msg):
+        if KSR.maxfwd.process_maxfwd(10) < 0:
+            KSR.sl.send_reply(483, "Too Many Hops")
+            return 1
+        if KSR.sanity.sanity_check(17895, 7) < 0:
+            return 1
+        if KSR.is_REGISTER():
+            save()
+            return 1
+        if KSR.is_CANCEL():
+            if KSR.tm.t_check_trans() > 0:
+                KSR.tm.t_relay()
+            return 1
+        if KSR.siputils.has_totag() > 0:
+            if KSR.rr.loose_route() > 0:
+                KSR.tm.t_relay()
+                return 1
+            if KSR.is_ACK():
+                rc = KSR.tm.t_check_trans()
+                if rc > 0:
+                    KSR.tm.t_relay()
+                    return 1
+                if rc == 0:
+                    return 1
+        else:
+            # a retransmission is absorbed here (0: exit in native cfg)
+            if KSR.tm.t_check_trans() == 0:
+                return 1
+            if KSR.is_INVITE() or KSR.is_SUBSCRIBE():
+                KSR.rr.record_route()
+        return self.route_location()
+
+    def route_location(self):
+        rc = lookup()
+        if rc == -1:
+            if not KSR.is_ACK():
+                KSR.sl.send_reply(404, "Not Found")
+            return 1
+        if rc < 0:
+            if not KSR.is_ACK():
+                KSR.sl.send_reply(500, "Server Internal Error")
+            return 1
+        if KSR.tm.t_relay() < 0:
+            KSR.sl.sl_reply_error()
+        return 1
+
+
+def mod_init():
+    """Called by app_python3 in the main process: returns the handler."""
+    return kamailio()
