@@ -12,16 +12,18 @@
 #   scripts/kamailio-bench.sh
 #
 # Environment: BENCH_SECONDS, BENCH_SETUPS ("usrloc chordsip overlay3"),
-# BENCH_REG_RATES, BENCH_CALL_RATES, KAMAILIO_WORKERS (UDP workers, 4),
+# BENCH_REG_RATES, BENCH_CALL_RATES, KAMAILIO_WORKERS (UDP workers, 16: a
+# chordsip worker waits for each overlay round trip, so more workers keep the
+# cores busy; the same number for every setup),
 # SIP_TEST_PORT_BASE. Output in target/kamailio-bench/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 SECONDS_PER_RATE=${BENCH_SECONDS:-10}
 SETUPS=${BENCH_SETUPS:-"usrloc chordsip overlay3"}
-REG_RATES=${BENCH_REG_RATES-"1000 2000 3000 4000 6000 8000 10000 12000 14000"}
-CALL_RATES=${BENCH_CALL_RATES-"250 500 1000 1500 2000 2500"}
-WORKERS=${KAMAILIO_WORKERS:-4}
+REG_RATES=${BENCH_REG_RATES-"1000 2000 4000 6000 8000 9000 10000 11000 12000 14000"}
+CALL_RATES=${BENCH_CALL_RATES-"500 1000 1500 2000 2250 2500 2750"}
+WORKERS=${KAMAILIO_WORKERS:-16}
 DOMAIN=example.com
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/kamailio-bench
