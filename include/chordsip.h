@@ -273,6 +273,8 @@ typedef struct {
   uint64_t nodes_failed_detected;
   // Events dropped because the host did not drain the event fd (fd mode).
   uint64_t events_dropped;
+  // Requests dropped over the per-source rate limit (`max_requests_per_source`).
+  uint64_t dropped_rate_limited;
 } chordsip_stats;
 
 // One binding, borrowed from its `chordsip_bindings` list.
@@ -466,6 +468,8 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `max_value_bytes`, `max_writer_bytes`, `max_entries_per_key`, `max_keys` | storage limits | 4096, 128, 64, 1000000 |
 // | `max_lifetime_s`, `tombstone_lifetime_s` | longest value lifetime; removal marker lifetime | 604800, 600 |
 // | `log_level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `off` |
+// | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
+// | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
 //
 // On `CHORDSIP_ERR_INVALID_ARGUMENT` a description is written to `err_buf`
 // (NUL-terminated, truncated to `err_len`) when `err_buf` is not NULL.

@@ -59,6 +59,12 @@ pub struct Config {
     pub tombstone_lifetime: Duration,
     /// Log lines below this severity are never produced.
     pub log_level: LogLevel,
+    /// With an overlay key, datagrams whose (authenticated) timestamp is
+    /// further than this from the local clock are dropped as replays.
+    pub replay_window: Duration,
+    /// Requests per second one source address may send (a burst of as many
+    /// is allowed); more are dropped. 0: no limit.
+    pub max_requests_per_source: u32,
 }
 
 impl Default for Config {
@@ -85,6 +91,8 @@ impl Default for Config {
             limits: StoreLimits::default(),
             tombstone_lifetime: Duration::from_secs(600),
             log_level: LogLevel::Off,
+            replay_window: Duration::from_secs(30),
+            max_requests_per_source: 20_000,
         }
     }
 }
@@ -203,6 +211,8 @@ impl Config {
                 self.tombstone_lifetime = Duration::from_secs(num(name, value)?)
             }
             "log_level" => self.log_level = LogLevel::parse(value)?,
+            "replay_window_ms" => self.replay_window = ms(value)?,
+            "max_requests_per_source" => self.max_requests_per_source = num(name, value)?,
             _ => return Err(Bad(format!("unknown option {name:?}"))),
         }
         Ok(())

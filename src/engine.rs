@@ -185,6 +185,10 @@ struct PutJob {
     key: Id,
     entry: WireEntry,
     attempts: u8,
+    /// Who said the node we send to is responsible (distrusted if it is not).
+    vouched_by: Option<NodeInfo>,
+    /// A node named as responsible was not: check the next one first.
+    verify: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -198,13 +202,21 @@ struct GetJob {
     got: Vec<WireEntry>,
     /// A client handle pages through a key itself: answer after one page.
     page_only: bool,
+    /// Who said the node we read from is responsible.
+    vouched_by: Option<NodeInfo>,
+    verify: bool,
 }
 
 #[derive(Clone, Debug)]
 enum Purpose {
     User(OpId),
-    Join { op: OpId, rest: Vec<SocketAddr> },
+    Join {
+        op: OpId,
+        rest: Vec<SocketAddr>,
+    },
     Finger(usize),
+    /// Our successor as a remembered peer's ring sees it (merging after a split).
+    Merge,
     Put(PutJob),
     Get(GetJob),
     Handoff(Id),
@@ -235,6 +247,9 @@ struct Lookup {
     tried: HashSet<SocketAddr>,
     restarts: u8,
     deadline: u64,
+    /// The peer whose answer ended the lookup (and the lookup's id): its word
+    /// on who is responsible is checked before anyone relies on it.
+    vouched_by: Option<(NodeInfo, u64)>,
 }
 
 /// What to do when a request is answered or given up on.
@@ -280,6 +295,16 @@ enum Ctx {
     },
     Ping {
         op: OpId,
+    },
+    /// Asking the node a lookup ended at whether it is responsible.
+    Verify {
+        id: u64,
+        lookup: Box<Lookup>,
+        nodes: Vec<NodeInfo>,
+        vouched_by: NodeInfo,
+    },
+    MergeProbe {
+        node: NodeInfo,
     },
 }
 
@@ -346,6 +371,14 @@ const OP_RETRY_BASE_US: u64 = 50_000;
 /// Misplaced keys handed off per sync round.
 const HANDOFF_BATCH: usize = 64;
 const EXPIRE_EVERY_US: u64 = 1_000_000;
+/// How often a node probes one peer that stopped answering, to find the rest
+/// of the ring again after a network split heals, and how long it keeps such
+/// peers (at most MAX_REMEMBERED).
+const MERGE_EVERY_US: u64 = 2_000_000;
+const REMEMBER_US: u64 = 3_600_000_000;
+const MAX_REMEMBERED: usize = 64;
+/// Sources whose request rate is tracked at once.
+const MAX_BUCKETS: usize = 65_536;
 /// Operation ids of requests run for client handles (never chosen by the API caller).
 const CLIENT_OP_BASE: u64 = 1 << 63;
 /// Client requests served at once; more are refused with `Full`.
@@ -380,6 +413,15 @@ pub struct Engine {
     next_fix_finger: u64,
     next_sync: u64,
     next_expire: u64,
+    next_merge: u64,
+    /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
+    departed: HashMap<Id, (u64, u64)>,
+    /// Per-source request budgets: (tokens, last refill).
+    buckets: HashMap<SocketAddr, (f64, u64)>,
+    /// Peers that stopped answering (and when to forget them): after a split
+    /// heals they lead back to the other part of the ring.
+    remembered: Vec<(NodeInfo, u64)>,
+    merge_cursor: usize,
     next_finger: usize,
     handoffs_in_flight: usize,
     leave: Option<LeaveState>,
@@ -429,6 +471,11 @@ impl Engine {
             next_fix_finger: 0,
             next_sync: 0,
             next_expire: 0,
+            next_merge: 0,
+            buckets: HashMap::new(),
+            departed: HashMap::new(),
+            remembered: Vec::new(),
+            merge_cursor: 0,
             next_finger: 0,
             handoffs_in_flight: 0,
             leave: None,
@@ -518,6 +565,7 @@ impl Engine {
                 self.next_fix_finger,
                 self.next_sync,
                 self.next_expire,
+                self.next_merge,
             ] {
                 t = Some(t.map_or(p, |x| x.min(p)));
             }
@@ -654,6 +702,8 @@ impl Engine {
                 key,
                 entry,
                 attempts: 0,
+                vouched_by: None,
+                verify: false,
             };
             let remaining = self.op_remaining(op);
             self.start_lookup(key, Purpose::Put(job), remaining);
@@ -685,6 +735,8 @@ impl Engine {
                 after,
                 got: Vec::new(),
                 page_only,
+                vouched_by: None,
+                verify: false,
             };
             self.start_lookup(key, Purpose::Get(job), timeout);
         }
@@ -769,6 +821,14 @@ impl Engine {
                 return;
             }
         };
+        if self.codec.is_keyed() && !self.fresh(msg.timestamp_ms) {
+            // Authentic but old (or from a clock far off): a replay.
+            self.stats.dropped_unauthenticated += 1;
+            self.log(LogLevel::Debug, || {
+                format!("dropped a datagram from {from} outside the replay window")
+            });
+            return;
+        }
         if matches!(self.phase, Phase::Idle | Phase::Left) && msg.flags & FLAG_RESPONSE == 0 {
             return;
         }
@@ -778,10 +838,46 @@ impl Engine {
         }
         if msg.flags & FLAG_RESPONSE != 0 {
             self.handle_response(from, msg);
-        } else {
+        } else if self.admit(from) {
             self.handle_request(from, msg);
+        } else {
+            self.stats.dropped_rate_limited += 1;
         }
         self.after_step();
+    }
+
+    /// Per-source token bucket for requests: a flood from one address costs
+    /// that address its answers, not everyone else theirs.
+    fn admit(&mut self, from: SocketAddr) -> bool {
+        let rate = self.cfg.max_requests_per_source;
+        if rate == 0 {
+            return true;
+        }
+        let now = self.now;
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&from) {
+            // Forget sources idle for a second (their bucket is full again anyway).
+            self.buckets
+                .retain(|_, (_, last)| now.saturating_sub(*last) < 1_000_000);
+            if self.buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
+        let (tokens, last) = self.buckets.entry(from).or_insert((rate as f64, now));
+        let refill = now.saturating_sub(*last) as f64 * rate as f64 / 1e6;
+        *tokens = (*tokens + refill).min(rate as f64);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether a datagram's timestamp lies within the replay window of our clock.
+    fn fresh(&self, timestamp_ms: u64) -> bool {
+        let mine = self.wall_offset_ms + self.now / 1000;
+        mine.abs_diff(timestamp_ms) <= self.cfg.replay_window.as_millis() as u64
     }
 
     /// Runs every timer that is due.
@@ -855,6 +951,12 @@ impl Engine {
             if now >= self.next_expire {
                 self.next_expire = now + EXPIRE_EVERY_US;
                 self.store.expire(now);
+            }
+            if now >= self.next_merge {
+                self.next_merge = now + self.jitter(Duration::from_micros(MERGE_EVERY_US));
+                if self.phase == Phase::Joined {
+                    self.probe_remembered();
+                }
             }
         }
         self.after_step();
@@ -963,8 +1065,8 @@ impl Engine {
             );
             let _ = writeln!(
                 out,
-                "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}",
-                s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched
+                "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}\ndropped_rate_limited {}",
+                s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched, s.dropped_rate_limited
             );
             let _ = writeln!(
                 out,
@@ -1186,6 +1288,7 @@ impl Engine {
             format!("peer {} at {addr} is not answering", id.to_hex())
         });
         self.stats.nodes_failed_detected += 1;
+        self.remember(NodeInfo { id, addr });
         self.suspects.insert(id, self.now + SUSPECT_US);
         if self.suspects.len() > 4096 {
             let now = self.now;
@@ -1193,6 +1296,74 @@ impl Engine {
         }
         self.rt.remove(&id);
         self.repair_successor();
+    }
+
+    fn remember(&mut self, node: NodeInfo) {
+        let until = self.now + REMEMBER_US;
+        if let Some(r) = self.remembered.iter_mut().find(|(n, _)| n.id == node.id) {
+            *r = (node, until);
+            return;
+        }
+        if self.remembered.len() >= MAX_REMEMBERED {
+            self.remembered.remove(0);
+        }
+        self.remembered.push((node, until));
+    }
+
+    /// Pings one remembered peer that our routing state no longer knows. If it
+    /// answers, the network between us works again: [`Self::merge_via`] looks
+    /// for our successor in its ring, so two rings formed during a split
+    /// merge back into one (stabilize and notify do the rest).
+    fn probe_remembered(&mut self) {
+        let now = self.now;
+        let known: HashSet<Id> = self.rt.known_nodes().iter().map(|n| n.id).collect();
+        self.remembered
+            .retain(|(n, until)| *until > now && !known.contains(&n.id));
+        if self.remembered.is_empty() {
+            return;
+        }
+        self.merge_cursor = (self.merge_cursor + 1) % self.remembered.len();
+        let node = self.remembered[self.merge_cursor].0;
+        self.send_request(
+            node.addr,
+            Some(node.id),
+            Body::Ping,
+            Ctx::MergeProbe { node },
+            1,
+        );
+    }
+
+    /// A remembered peer answered: the first node after us in its view of the
+    /// ring may be a closer successor than ours (it is, when the two were
+    /// separate rings).
+    fn merge_via(&mut self, node: NodeInfo) {
+        let key = self.rt.finger_start(0);
+        let timeout = self.cfg.op_timeout;
+        self.start_lookup_via(key, Purpose::Merge, vec![Candidate::from(&node)], timeout);
+    }
+
+    fn merge_found(&mut self, node: NodeInfo) {
+        if node.id == self.me.id || !self.usable(&node) {
+            return;
+        }
+        let closer = match self.rt.successor() {
+            Some(s) => node.id.in_open(&self.me.id, &s.id),
+            None => true,
+        };
+        if closer {
+            self.log(LogLevel::Info, || {
+                format!(
+                    "merging with the ring of {} {}",
+                    node.id.to_hex(),
+                    node.addr
+                )
+            });
+            let mut list = vec![node];
+            list.extend(self.rt.successors().iter().copied());
+            self.rt.set_successors(list);
+            self.next_stabilize = self.now;
+            self.send_request(node.addr, Some(node.id), Body::Notify, Ctx::Notify, 2);
+        }
     }
 
     /// Keeps a successor whenever any other node is known, so the ring can heal.
@@ -1253,13 +1424,26 @@ impl Engine {
                 self.reply(from, rid, Body::Neighbors { preds, succs });
             }
             Body::Notify => {
-                if !is_client && joined && sender.id != self.me.id {
+                // A Notify sent before its sender left (a late retransmission)
+                // must not bring the departed node back.
+                let stale = self
+                    .departed
+                    .get(&sender.id)
+                    .is_some_and(|(left_at, _)| msg.timestamp_ms <= *left_at);
+                if !is_client && joined && sender.id != self.me.id && !stale {
                     self.notified(sender);
                 }
                 self.reply(from, rid, Body::NotifyAck);
             }
             Body::Leaving { preds, succs } => {
                 if !is_client {
+                    if self.departed.len() >= MAX_REMEMBERED {
+                        let now = self.now;
+                        self.departed
+                            .retain(|_, (_, seen)| now.saturating_sub(*seen) < SUSPECT_US);
+                    }
+                    self.departed
+                        .insert(sender.id, (msg.timestamp_ms, self.now));
                     self.neighbour_leaving(sender, preds, succs);
                 }
                 self.reply(from, rid, Body::LeavingAck);
@@ -1756,6 +1940,52 @@ impl Engine {
                 self.push_items(peer, push, || Ctx::Push, 2);
             }
             (Ctx::LeaveStep { .. }, _) => self.leave_step_done(None),
+            (Ctx::MergeProbe { node }, Body::Pong) => self.merge_via(node),
+            (
+                Ctx::Verify {
+                    id,
+                    lookup,
+                    nodes,
+                    vouched_by,
+                },
+                Body::Neighbors { preds, .. },
+            ) => {
+                let x = nodes[0];
+                let responsible = preds
+                    .first()
+                    .is_none_or(|p| lookup.key.in_open_closed(&p.id, &x.id));
+                if responsible {
+                    self.lookup_done(*lookup, nodes);
+                } else {
+                    self.log(LogLevel::Info, || {
+                        format!(
+                            "{} {} named {} as responsible for {}, which it is not",
+                            vouched_by.id.to_hex(),
+                            vouched_by.addr,
+                            x.addr,
+                            lookup.key.to_hex()
+                        )
+                    });
+                    self.distrust(Some(vouched_by));
+                    // The node named wrongly is honest: its predecessors show
+                    // who is responsible (checked in turn, like any claim).
+                    let mut chain = vec![x];
+                    chain.extend(preds);
+                    let key = lookup.key;
+                    let found = chain
+                        .windows(2)
+                        .find(|w| key.in_open_closed(&w[1].id, &w[0].id))
+                        .map(|w| w[0]);
+                    match found {
+                        Some(r) if r.id != x.id && self.usable(&r) => {
+                            let mut l = *lookup;
+                            l.vouched_by = Some((x, id));
+                            self.lookup_done(l, vec![r]);
+                        }
+                        _ => self.retry_lookup_now(id, *lookup),
+                    }
+                }
+            }
             (Ctx::Ping { op }, Body::Pong) => {
                 let rtt = Duration::from_micros(self.now.saturating_sub(rpc.sent_at));
                 self.complete(op, OpResult::Ping(Ok(rtt)));
@@ -1845,6 +2075,8 @@ impl Engine {
             Ctx::SyncDigest { .. } | Ctx::SyncItems { .. } => {}
             Ctx::LeaveStep { successor } => self.leave_step_done(successor),
             Ctx::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),
+            Ctx::MergeProbe { .. } => {}
+            Ctx::Verify { id, lookup, .. } => self.retry_lookup_now(id, *lookup),
         }
     }
 
@@ -1879,6 +2111,7 @@ impl Engine {
                     tried: HashSet::new(),
                     restarts: 0,
                     deadline: self.now,
+                    vouched_by: None,
                 };
                 self.lookup_done(l, nodes);
             }
@@ -1906,11 +2139,27 @@ impl Engine {
             tried: HashSet::new(),
             restarts: 0,
             deadline,
+            vouched_by: None,
         };
         self.lookup_next(id, l);
     }
 
     /// Asks the best untried candidate, or fails when none is left.
+    /// A peer pointed a lookup at the wrong node: avoid it for a while.
+    fn distrust(&mut self, peer: Option<NodeInfo>) {
+        if let Some(p) = peer.filter(|p| p.id != self.me.id) {
+            self.stats.wrong_answers += 1;
+            self.suspects.insert(p.id, self.now + SOFT_SUSPECT_US);
+        }
+    }
+
+    /// Starts a lookup again from the local table (same id and deadline).
+    fn retry_lookup_now(&mut self, id: u64, l: Lookup) {
+        self.lookups.insert(id, l);
+        self.timers
+            .push(Reverse((self.now, Timer::LookupRetry(id))));
+    }
+
     fn lookup_next(&mut self, id: u64, mut l: Lookup) {
         if let Purpose::User(op)
         | Purpose::Put(PutJob { op, .. })
@@ -1974,6 +2223,7 @@ impl Engine {
                 // successor it was given has just died.
                 nodes.push(from);
             }
+            l.vouched_by = Some((from, id));
             self.lookup_done(l, nodes);
             return;
         }
@@ -1990,7 +2240,34 @@ impl Engine {
         self.lookup_next(id, l);
     }
 
-    fn lookup_done(&mut self, l: Lookup, nodes: Vec<NodeInfo>) {
+    fn lookup_done(&mut self, mut l: Lookup, nodes: Vec<NodeInfo>) {
+        let vouched = l.vouched_by.take();
+        // Lookups the caller trusts are checked always; puts and gets once a
+        // node named for them turned out not to be responsible (the node
+        // itself refuses what is not its own, so trusting first costs nothing).
+        let check = match &l.purpose {
+            Purpose::User(_) => true,
+            Purpose::Put(j) => j.verify,
+            Purpose::Get(j) => j.verify,
+            _ => false,
+        };
+        if let (true, Some((v, id))) = (check, vouched) {
+            let x = nodes[0];
+            if v.id != x.id && x.id != self.me.id {
+                // A peer's word that x is responsible is not enough for a result
+                // the caller will trust: x itself must place the key between
+                // its predecessor and itself.
+                let ctx = Ctx::Verify {
+                    id,
+                    lookup: Box::new(l),
+                    nodes,
+                    vouched_by: v,
+                };
+                self.send_request(x.addr, Some(x.id), Body::GetNeighbors, ctx, 2);
+                return;
+            }
+        }
+        let vouched = vouched.map(|(v, _)| v);
         let latency = self.now.saturating_sub(l.started);
         match l.purpose {
             Purpose::User(op) => {
@@ -2008,10 +2285,12 @@ impl Engine {
             }
             Purpose::Join { op, .. } => self.join_found(op, nodes),
             Purpose::Finger(i) => self.finger_found(i, nodes[0]),
-            Purpose::Put(job) => {
+            Purpose::Merge => self.merge_found(nodes[0]),
+            Purpose::Put(mut job) => {
                 if !self.op_live(job.op) {
                     return;
                 }
+                job.vouched_by = vouched;
                 self.record_lookup(l.hops, latency);
                 let node = nodes[0];
                 if node.id == self.me.id {
@@ -2031,10 +2310,11 @@ impl Engine {
                     );
                 }
             }
-            Purpose::Get(job) => {
+            Purpose::Get(mut job) => {
                 if !self.op_live(job.op) {
                     return;
                 }
+                job.vouched_by = vouched;
                 self.record_lookup(l.hops, latency);
                 self.fetch_page(job, nodes[0]);
             }
@@ -2095,7 +2375,7 @@ impl Engine {
                     );
                 }
             }
-            Purpose::Finger(_) => {}
+            Purpose::Finger(_) | Purpose::Merge => {}
             Purpose::Put(job) => {
                 if self.op_live(job.op) {
                     self.stats.puts_failed += 1;
@@ -2145,7 +2425,7 @@ impl Engine {
 
     // ----- storage operation replies -------------------------------------
 
-    fn store_reply(&mut self, job: PutJob, from: NodeInfo, status: Status, copies: u8) {
+    fn store_reply(&mut self, mut job: PutJob, from: NodeInfo, status: Status, copies: u8) {
         if !self.op_live(job.op) {
             return;
         }
@@ -2159,6 +2439,9 @@ impl Engine {
                     self.suspects.insert(from.id, self.now + SUSPECT_US);
                     self.rt.remove(&from.id);
                     self.repair_successor();
+                } else {
+                    self.distrust(job.vouched_by.take());
+                    job.verify = true;
                 }
                 self.retry_put(job);
             }
@@ -2236,6 +2519,10 @@ impl Engine {
         // A cursor that does not move forward would page for ever.
         let stuck = matches!((&next, &job.after), (Some(n), Some(a)) if n <= a);
         if status != Status::Ok || stuck {
+            if status == Status::NotResponsible {
+                self.distrust(job.vouched_by.take());
+                job.verify = true;
+            }
             self.retry_get(job);
             return;
         }

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::{Engine, LookupOutcome, OpId, OpResult, Phase, StoreReceipt, Value};
 use crate::error::Error;
 use crate::id::Id;
-use crate::wire::NodeInfo;
+use crate::wire::{Body, Codec, Message, NodeInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::{Ordering, Reverse};
@@ -80,6 +80,10 @@ struct SimNode {
     alive: bool,
     scheduled: Option<u64>,
     group: u32,
+    /// A malicious node: its lookup answers name a wrong node as responsible.
+    liar: Option<Codec>,
+    /// The keys a liar was asked about, by (requester, request id).
+    asked: HashMap<(SocketAddr, u64), Id>,
 }
 
 /// Result of comparing every live node's neighbours with the true ring.
@@ -178,6 +182,8 @@ impl SimNet {
             alive: true,
             scheduled: None,
             group: 0,
+            liar: None,
+            asked: HashMap::new(),
         });
         self.by_addr.insert(addr, i);
         i
@@ -267,6 +273,50 @@ impl SimNet {
         r
     }
 
+    /// Makes node `i` lie: every FindSuccessor it answers gets "done" with a
+    /// node that is not responsible for the key (the responsible node's
+    /// successor), as a malicious peer would, to attract or lose requests.
+    pub fn make_liar(&mut self, i: usize) {
+        let cfg = self.nodes[i].engine.config().clone();
+        self.nodes[i].liar = Some(Codec::new(
+            &cfg.overlay,
+            cfg.overlay_key.as_deref(),
+            cfg.max_datagram,
+        ));
+    }
+
+    /// A liar's FindReply rewritten; other datagrams unchanged.
+    fn falsify(&mut self, i: usize, to: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+        let Some(codec) = self.nodes[i].liar.clone() else {
+            return data;
+        };
+        let Ok(mut msg) = codec.decode(&data) else {
+            return data;
+        };
+        let Body::FindReply { .. } = msg.body else {
+            return data;
+        };
+        let Some(key) = self.nodes[i].asked.remove(&(to, msg.request_id)) else {
+            return data;
+        };
+        let Some(right) = self.responsible(&key) else {
+            return data;
+        };
+        let wrong = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.engine.phase() == Phase::Joined)
+            .map(|n| *n.engine.me())
+            .filter(|n| n.id != right.id)
+            .min_by_key(|n| right.id.distance_to(&n.id));
+        let Some(wrong) = wrong else { return data };
+        msg.body = Body::FindReply {
+            done: true,
+            nodes: vec![wrong],
+        };
+        codec.encode(&msg).unwrap_or(data)
+    }
+
     /// Abrupt failure: the node stops answering, its state is gone.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
@@ -346,6 +396,16 @@ impl SimNet {
                     return true;
                 }
                 self.delivered += 1;
+                if let Some(codec) = &self.nodes[i].liar {
+                    if let Ok(Message {
+                        request_id,
+                        body: Body::FindSuccessor { key },
+                        ..
+                    }) = codec.decode(&data)
+                    {
+                        self.nodes[i].asked.insert((from, request_id), key);
+                    }
+                }
                 let now = self.now;
                 self.nodes[i].engine.handle_datagram(now, from, &data);
                 self.after(i);
@@ -376,7 +436,8 @@ impl SimNet {
     fn after(&mut self, i: usize) {
         let from = Self::addr_of(i);
         let transmits: Vec<_> = self.nodes[i].engine.drain_transmits().collect();
-        for t in transmits {
+        for mut t in transmits {
+            t.data = self.falsify(i, t.to, t.data);
             if self.cfg.loss > 0.0 && self.rng.gen_bool(self.cfg.loss.min(1.0)) {
                 self.lost += 1;
                 continue;

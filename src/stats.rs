@@ -99,6 +99,10 @@ pub struct Stats {
     pub dropped_unauthenticated: u64,
     /// Responses that matched no outstanding request (late or forged).
     pub dropped_unmatched: u64,
+    /// Requests over the per-source rate limit.
+    pub dropped_rate_limited: u64,
+    /// Lookup answers that named a node not responsible for the key.
+    pub wrong_answers: u64,
     pub retransmits: u64,
     /// Datagrams the socket refused to send (counted by the runtime).
     pub send_errors: u64,

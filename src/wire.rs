@@ -367,6 +367,11 @@ impl Codec {
         self.overlay
     }
 
+    /// Whether datagrams are authenticated (an overlay key is set).
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
     pub fn max_datagram(&self) -> usize {
         self.max_datagram
     }

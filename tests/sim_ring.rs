@@ -371,3 +371,114 @@ fn a_new_node_takes_over_its_keys() {
     }
     println!("newcomer holds {} primary keys", mine.len());
 }
+
+/// A network split into two halves with interleaved ids: each half repairs
+/// into a ring of its own and keeps taking writes; after the split heals the
+/// two rings merge into one correct ring, every value written on either side
+/// is found, and where both sides wrote the same entry the newest version wins.
+#[test]
+fn split_rings_merge_after_the_network_heals() {
+    let n = 24;
+    let mut net = build(n, &Config::default(), 71);
+    let life = Duration::from_secs(3600);
+    for i in 0..50 {
+        net.put(i % n, key(i), b"dev", b"before", 1, life).unwrap();
+    }
+    net.partition(|i| (i % 2) as u32);
+    // Each half finds the other half dead and closes its own ring.
+    net.run_for(Duration::from_secs(60));
+    let side = |i: usize| i % 2;
+    for i in 50..150 {
+        let from = if i < 100 {
+            2 * (i % 12)
+        } else {
+            2 * (i % 12) + 1
+        };
+        let r = net.put(
+            from,
+            key(i),
+            b"dev",
+            format!("side-{}", side(from)).as_bytes(),
+            1,
+            life,
+        );
+        r.unwrap_or_else(|e| panic!("write {i} during the split: {e:?}"));
+    }
+    // Both sides write the same entry; side 1 with the newer version.
+    let shared = Id::from_name("sip:both-sides@example.com");
+    net.put(0, shared, b"phone", b"older", 5, life).unwrap();
+    net.put(1, shared, b"phone", b"newer", 7, life).unwrap();
+
+    net.heal();
+    let merged = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+        s.check_ring().is_correct()
+    });
+    assert!(
+        merged,
+        "the two rings did not merge: {:?}",
+        net.check_ring()
+    );
+    // Replica sync moves each side's writes to the merged ring's holders.
+    net.run_for(Duration::from_secs(30));
+    let mut rng = ChaCha8Rng::seed_from_u64(71);
+    for i in 0..150 {
+        let from = rng.gen_range(0..n);
+        let got = net.get(from, key(i)).expect("get succeeds");
+        assert_eq!(got.len(), 1, "value {i} from node {from}");
+        let want: &[u8] = if i < 50 {
+            b"before"
+        } else if i < 100 {
+            b"side-0"
+        } else {
+            b"side-1"
+        };
+        assert_eq!(got[0].data, want, "value {i}");
+    }
+    for from in 0..n {
+        let got = net.get(from, shared).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].version, &got[0].data[..]),
+            (7, &b"newer"[..]),
+            "node {from}"
+        );
+    }
+}
+
+/// Peers that answer lookups with lies (a node not responsible for the key)
+/// are caught: lookups still end at the responsible node, and puts and gets
+/// still reach it.
+#[test]
+fn lookups_reach_the_right_node_despite_lying_peers() {
+    let n = 40;
+    let mut net = build(n, &Config::default(), 81);
+    net.run_for(Duration::from_secs(20));
+    let liars = [3, 17, 29];
+    for &l in &liars {
+        net.make_liar(l);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(81);
+    for i in 0..1000 {
+        let from = loop {
+            let f = rng.gen_range(0..n);
+            if !liars.contains(&f) {
+                break f;
+            }
+        };
+        let k = Id::from_name(&format!("liar-key-{i}"));
+        let r = net.lookup(from, k).expect("lookup succeeds");
+        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i} from {from}");
+    }
+    let caught: u64 = (0..n).map(|i| net.engine(i).stats().wrong_answers).sum();
+    assert!(caught > 0, "no lie was ever met: the test proves nothing");
+    for i in 0..200 {
+        let from = 2 * (i % 10) + 10;
+        net.put(from, key(i), b"dev", b"v", 1, Duration::from_secs(600))
+            .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
+    }
+    for i in 0..200 {
+        let got = net.get(i % 40 / 2 * 2, key(i)).expect("get succeeds");
+        assert_eq!(got.len(), 1, "value {i}");
+    }
+    println!("lies caught: {caught}");
+}

@@ -116,6 +116,8 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `max_value_bytes`, `max_writer_bytes`, `max_entries_per_key`, `max_keys` | storage limits | 4096, 128, 64, 1000000 |
 /// | `max_lifetime_s`, `tombstone_lifetime_s` | longest value lifetime; removal marker lifetime | 604800, 600 |
 /// | `log_level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `off` |
+/// | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
+/// | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
 ///
 /// On `CHORDSIP_ERR_INVALID_ARGUMENT` a description is written to `err_buf`
 /// (NUL-terminated, truncated to `err_len`) when `err_buf` is not NULL.

@@ -92,6 +92,8 @@ pub struct chordsip_stats {
     pub nodes_failed_detected: u64,
     /// Events dropped because the host did not drain the event fd (fd mode).
     pub events_dropped: u64,
+    /// Requests dropped over the per-source rate limit (`max_requests_per_source`).
+    pub dropped_rate_limited: u64,
 }
 
 /// One peer of the overlay. Create with `chordsip_node_new`, free with
@@ -734,6 +736,7 @@ pub unsafe extern "C" fn chordsip_node_stats(
                 .dispatcher
                 .dropped_events
                 .load(std::sync::atomic::Ordering::Relaxed),
+            dropped_rate_limited: s.dropped_rate_limited,
         };
         // SAFETY: out is non-NULL (checked) and writable.
         unsafe { write_out(out, st) }

@@ -78,11 +78,20 @@ fn unescape(s: &str) -> Result<String, UriError> {
     String::from_utf8(out).map_err(|_| bad("escape decodes to invalid UTF-8"))
 }
 
-/// Escapes what cannot appear literally in a user part or parameter of our output.
+/// Escapes what cannot appear literally in a user part of our output.
 fn escape(s: &str) -> String {
+    escape_except(s, "-_.!~*'()&=+$,;?/")
+}
+
+/// Escapes what cannot appear literally in a parameter value of our output.
+fn escape_param(s: &str) -> String {
+    escape_except(s, "-_.!~*'()+$,/:[]&")
+}
+
+fn escape_except(s: &str, literal: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c) {
+        if c.is_ascii_alphanumeric() || literal.contains(c) {
             out.push(c);
         } else {
             let mut buf = [0u8; 4];
@@ -108,11 +117,24 @@ fn valid_host(h: &str) -> bool {
 
 impl Uri {
     /// Parses `sip:`, `sips:` or `tel:` URIs (scheme case-insensitive); any
-    /// other input is an error, never a panic.
+    /// other input is an error, never a panic. URIs are ASCII (RFC 3261 §25:
+    /// other characters travel %-escaped), and the canonical AOR of an
+    /// accepted URI is itself within the length limit, so it parses again.
     pub fn parse(s: &str) -> Result<Uri, UriError> {
+        let uri = Self::parse_unchecked(s)?;
+        if uri.aor().len() > MAX_URI_LEN {
+            return Err(bad("too long once canonical"));
+        }
+        Ok(uri)
+    }
+
+    fn parse_unchecked(s: &str) -> Result<Uri, UriError> {
         let s = s.trim();
         if s.len() > MAX_URI_LEN {
             return Err(bad("too long"));
+        }
+        if !s.is_ascii() {
+            return Err(bad("non-ASCII characters (escape them as %XX)"));
         }
         if s.bytes().any(|c| c.is_ascii_control() || c == b' ') {
             return Err(bad("contains spaces or control characters"));
@@ -244,7 +266,11 @@ impl Uri {
             };
             params.push((n, v));
         }
-        if !global && !params.iter().any(|(n, _)| n == "phone-context") {
+        // RFC 3966: a local number is only meaningful with a (non-empty) context.
+        let context = params
+            .iter()
+            .any(|(n, v)| n == "phone-context" && v.as_deref().is_some_and(|v| !v.is_empty()));
+        if !global && !context {
             return Err(bad("a local tel number needs a phone-context"));
         }
         Ok(Uri {
@@ -329,7 +355,7 @@ impl Uri {
                 let mut s = format!("tel:{}", self.user.as_deref().unwrap_or(""));
                 if let Some(Some(ctx)) = self.param("phone-context") {
                     s.push_str(";phone-context=");
-                    s.push_str(&ctx.to_ascii_lowercase());
+                    s.push_str(&escape_param(&ctx.to_ascii_lowercase()));
                 }
                 s
             }

@@ -126,6 +126,7 @@ class chordsip_stats(Structure):
         ("stored_value_bytes", c_uint64),
         ("nodes_failed_detected", c_uint64),
         ("events_dropped", c_uint64),
+        ("dropped_rate_limited", c_uint64),
     ]
 
 
