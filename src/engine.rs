@@ -2526,6 +2526,14 @@ impl Engine {
             self.retry_get(job);
             return;
         }
+        let mut entries = entries;
+        let mut next = next;
+        if entries.is_empty() && self.rt.predecessor().is_some_and(|p| p.id == from.id) {
+            // Our predecessor is the primary and has nothing (it may have just
+            // joined, its handoff still on the way), and it does not ask us,
+            // its successor, back: our replica answers.
+            (entries, next) = self.local_page(&job.key, job.after.as_deref());
+        }
         job.got.extend(entries);
         if job.page_only {
             self.stats.gets_ok += 1;
