@@ -6,6 +6,9 @@ use crate::engine::{error_of, StoreReceipt, Value};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::node::next_version;
+use crate::sip::binding::{Plan, RegisterRequest};
+use crate::sip::registrar::RegistrarError;
+use crate::sip::remote::{decode_outcome, encode_request, Outcome};
 use crate::wire::{Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE};
 use rand::Rng;
 use std::net::{SocketAddr, UdpSocket};
@@ -341,6 +344,33 @@ impl Client {
             }
         }
         Err(Error::Refused("peer sent too many pages".into()))
+    }
+
+    /// Processes a REGISTER in one round trip: the peer reads the AOR, applies
+    /// the registrar's rules and writes the changes (all or nothing) itself.
+    /// Same result as [`crate::sip::registrar::register`] over this handle,
+    /// with one exchange instead of a read and a write per binding.
+    pub fn register(&mut self, req: &RegisterRequest) -> std::result::Result<Plan, RegistrarError> {
+        let request = encode_request(req);
+        match self.call(Body::ClientRegister { request })? {
+            Body::ClientRegisterReply {
+                status: Status::Ok,
+                outcome,
+            } => match decode_outcome(&outcome) {
+                Some(Outcome::Done { plan, listed: true }) => Ok(plan),
+                Some(Outcome::Done { mut plan, .. }) => {
+                    // Too many bindings for one reply: read them (paged).
+                    plan.result = crate::sip::registrar::lookup(self, &req.to)?;
+                    Ok(plan)
+                }
+                Some(Outcome::Refused(e)) => Err(RegistrarError::Request(e)),
+                None => Err(Error::Refused("malformed register reply".into()).into()),
+            },
+            Body::ClientRegisterReply { status, .. } | Body::Error { status } => {
+                Err(error_of(status).into())
+            }
+            _ => Err(Error::Refused("unexpected reply".into()).into()),
+        }
     }
 
     /// The peer's ring neighbours and stored keys, as text.

@@ -8,6 +8,11 @@ use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::{Id, ID_BITS};
 use crate::routing::{Answer, RoutingTable};
+use crate::sip::binding::{
+    plan, Change, Plan, RegisterError, RegisterRequest, RegistrarLimits, StoredBinding,
+};
+use crate::sip::registrar;
+use crate::sip::remote::{self, Outcome};
 use crate::stats::Stats;
 use crate::storage::{Entry, PutOutcome, Store, StoreError};
 use crate::wire::{
@@ -168,6 +173,24 @@ impl OpKind {
             OpKind::Ping => OpResult::Ping(Err(e)),
         }
     }
+}
+
+/// One binding slot's write in a REGISTER job: (writer, Some((data,
+/// lifetime in s))) stores, (writer, None) removes.
+type SlotWrite = (Vec<u8>, Option<(Vec<u8>, u32)>);
+
+/// A REGISTER a client handle asked this node to run (ClientRegister): the
+/// read of the AOR, then its writes in parallel, then (if one failed) the undo.
+#[derive(Debug)]
+struct RegisterJob {
+    client: (SocketAddr, u64),
+    key: Id,
+    req: RegisterRequest,
+    current: Vec<StoredBinding>,
+    plan: Plan,
+    pending: usize,
+    failed: Option<Error>,
+    undoing: bool,
 }
 
 /// Where the answer to a primary-side operation goes: a remote requester, or
@@ -414,6 +437,10 @@ pub struct Engine {
     next_sync: u64,
     next_expire: u64,
     next_merge: u64,
+    /// REGISTERs run for client handles, and which job each internal operation serves.
+    registers: HashMap<u64, RegisterJob>,
+    register_ops: HashMap<OpId, u64>,
+    last_version: u64,
     /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
     departed: HashMap<Id, (u64, u64)>,
     /// Per-source request budgets: (tokens, last refill).
@@ -474,6 +501,9 @@ impl Engine {
             next_merge: 0,
             buckets: HashMap::new(),
             departed: HashMap::new(),
+            registers: HashMap::new(),
+            register_ops: HashMap::new(),
+            last_version: 0,
             remembered: Vec::new(),
             merge_cursor: 0,
             next_finger: 0,
@@ -1000,6 +1030,10 @@ impl Engine {
         if self.ops.remove(&op).is_none() {
             return;
         }
+        if let Some(job) = self.register_ops.remove(&op) {
+            self.register_step(job, result);
+            return;
+        }
         if let Some((addr, rid)) = self.client_ops.remove(&op) {
             self.client_reqs.remove(&(addr, rid));
             let body = client_reply(result);
@@ -1007,6 +1041,209 @@ impl Engine {
             return;
         }
         self.completions.push(Completion { op, result });
+    }
+
+    /// An operation id for work this node starts on its own behalf.
+    fn internal_op(&mut self) -> OpId {
+        self.next_client_op += 1;
+        CLIENT_OP_BASE | self.next_client_op
+    }
+
+    /// A version for a write this node makes itself: wall-clock microseconds,
+    /// strictly increasing (like the Node API's).
+    fn next_version(&mut self) -> u64 {
+        let wall = self.wall_offset_ms.saturating_mul(1000) + self.now;
+        self.last_version = wall.max(self.last_version + 1);
+        self.last_version
+    }
+
+    /// Starts a REGISTER for a client handle: read the AOR's bindings first.
+    fn client_register(&mut self, from: SocketAddr, rid: u64, request: &[u8]) {
+        if self.client_reqs.contains_key(&(from, rid)) {
+            return; // a retransmission of one still running
+        }
+        if self.client_reqs.len() >= MAX_CLIENT_OPS {
+            self.reply(
+                from,
+                rid,
+                Body::Error {
+                    status: Status::Full,
+                },
+            );
+            return;
+        }
+        let Some(req) = remote::decode_request(request) else {
+            let status = Status::BadRequest;
+            self.reply(from, rid, Body::Error { status });
+            return;
+        };
+        let key = match registrar::aor_key(&req.to) {
+            Ok((_, key)) => key,
+            Err(e) => return self.register_answer((from, rid), Outcome::Refused(e)),
+        };
+        let job = self.internal_op();
+        self.client_reqs.insert((from, rid), job);
+        self.registers.insert(
+            job,
+            RegisterJob {
+                client: (from, rid),
+                key,
+                req,
+                current: Vec::new(),
+                plan: Plan::default(),
+                pending: 1,
+                failed: None,
+                undoing: false,
+            },
+        );
+        let op = self.internal_op();
+        self.register_ops.insert(op, job);
+        let timeout = self.cfg.op_timeout;
+        self.start_get(op, key, None, false, timeout);
+    }
+
+    /// One read, write or undo of a REGISTER job finished.
+    fn register_step(&mut self, id: u64, result: OpResult) {
+        let Some(mut job) = self.registers.remove(&id) else {
+            return;
+        };
+        job.pending = job.pending.saturating_sub(1);
+        match result {
+            OpResult::Get(Ok(values)) => {
+                job.current = registrar::stored(values);
+                match plan(&job.req, &job.current, &RegistrarLimits::default()) {
+                    Err(e) => self.register_answer(job.client, Outcome::Refused(e)),
+                    Ok(p) => {
+                        let limit = self.store.limits().max_value_bytes;
+                        let too_large = p.changes.iter().any(|c| {
+                            matches!(c, Change::Put { binding, .. } if binding.encode().len() > limit)
+                        });
+                        if too_large {
+                            let e = RegisterError::Bad(format!(
+                                "a binding is larger than the overlay's {limit}-byte values"
+                            ));
+                            return self.register_answer(job.client, Outcome::Refused(e));
+                        }
+                        job.plan = p;
+                        let writes: Vec<SlotWrite> = job
+                            .plan
+                            .changes
+                            .iter()
+                            .map(|c| match c {
+                                Change::Put {
+                                    writer,
+                                    binding,
+                                    expires,
+                                } => (writer.clone(), Some((binding.encode(), *expires))),
+                                Change::Remove { writer } => (writer.clone(), None),
+                            })
+                            .collect();
+                        self.register_writes(id, job, writes);
+                    }
+                }
+            }
+            OpResult::Get(Err(e)) => self.register_failed(job.client, e),
+            OpResult::Put(r) => {
+                if let Err(e) = r {
+                    job.failed.get_or_insert(e);
+                }
+                if job.pending > 0 {
+                    self.registers.insert(id, job);
+                } else if let Some(e) = job.failed.take() {
+                    if job.undoing {
+                        self.register_failed(job.client, e);
+                    } else {
+                        // All or nothing: put back what the AOR held before.
+                        let undo: Vec<SlotWrite> = job
+                            .plan
+                            .changes
+                            .iter()
+                            .map(|c| {
+                                let writer = match c {
+                                    Change::Put { writer, .. } | Change::Remove { writer } => {
+                                        writer
+                                    }
+                                };
+                                let old = job.current.iter().find(|s| s.writer == *writer);
+                                let value = old
+                                    .filter(|s| s.expires_in_s > 0)
+                                    .map(|s| (s.binding.encode(), s.expires_in_s));
+                                (writer.clone(), value)
+                            })
+                            .collect();
+                        job.undoing = true;
+                        job.failed = Some(e);
+                        self.register_writes(id, job, undo);
+                    }
+                } else if job.undoing {
+                    let e = job.failed.take().unwrap_or(Error::Timeout);
+                    self.register_failed(job.client, e);
+                } else {
+                    let plan = std::mem::take(&mut job.plan);
+                    self.register_answer(job.client, Outcome::Done { plan, listed: true });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Issues a job's writes (a value and lifetime, or a removal) in parallel.
+    fn register_writes(&mut self, id: u64, mut job: RegisterJob, writes: Vec<SlotWrite>) {
+        if writes.is_empty() {
+            let plan = std::mem::take(&mut job.plan);
+            return self.register_answer(job.client, Outcome::Done { plan, listed: true });
+        }
+        let key = job.key;
+        job.pending = writes.len();
+        self.registers.insert(id, job);
+        let timeout = self.cfg.op_timeout;
+        let tombstone_ms = self
+            .cfg
+            .tombstone_lifetime
+            .as_millis()
+            .min(u32::MAX as u128) as u32;
+        for (writer, value) in writes {
+            let op = self.internal_op();
+            self.register_ops.insert(op, id);
+            let version = self.next_version();
+            let entry = match value {
+                Some((data, expires)) => WireEntry {
+                    writer,
+                    version,
+                    lifetime_ms: expires.saturating_mul(1000),
+                    tombstone: false,
+                    data,
+                },
+                None => WireEntry {
+                    writer,
+                    version,
+                    lifetime_ms: tombstone_ms,
+                    tombstone: true,
+                    data: Vec::new(),
+                },
+            };
+            self.start_put(op, key, entry, timeout);
+        }
+    }
+
+    fn register_answer(&mut self, client: (SocketAddr, u64), outcome: Outcome) {
+        self.client_reqs.remove(&client);
+        let budget = self.page_budget().saturating_sub(8);
+        let outcome = remote::encode_outcome(&outcome, budget);
+        let body = Body::ClientRegisterReply {
+            status: Status::Ok,
+            outcome,
+        };
+        self.reply(client.0, client.1, body);
+    }
+
+    fn register_failed(&mut self, client: (SocketAddr, u64), e: Error) {
+        self.client_reqs.remove(&client);
+        let body = Body::ClientRegisterReply {
+            status: status_of(&e),
+            outcome: Vec::new(),
+        };
+        self.reply(client.0, client.1, body);
     }
 
     /// Registers a client request as an operation; None for a retransmission
@@ -1520,6 +1757,7 @@ impl Engine {
                     self.start_get(op, key, after, true, timeout);
                 }
             }
+            Body::ClientRegister { request } => self.client_register(from, rid, &request),
             Body::ClientInfo { what } => {
                 let mut text = self.info_text(what).into_bytes();
                 text.truncate(

@@ -210,6 +210,14 @@ pub enum Body {
     ClientInfoReply {
         text: Vec<u8>,
     },
+    /// From a client handle: a whole REGISTER, run by the peer (sip::remote).
+    ClientRegister {
+        request: Vec<u8>,
+    },
+    ClientRegisterReply {
+        status: Status,
+        outcome: Vec<u8>,
+    },
 }
 
 impl Body {
@@ -241,6 +249,8 @@ impl Body {
             Body::ClientPut { .. } => 24,
             Body::ClientGet { .. } => 25,
             Body::ClientInfo { .. } => 26,
+            Body::ClientRegister { .. } => 28,
+            Body::ClientRegisterReply { .. } => 29,
             Body::ClientInfoReply { .. } => 27,
         }
     }
@@ -274,6 +284,8 @@ impl Body {
             Body::ClientPut { .. } => "client_put",
             Body::ClientGet { .. } => "client_get",
             Body::ClientInfo { .. } => "client_info",
+            Body::ClientRegister { .. } => "client_register",
+            Body::ClientRegisterReply { .. } => "client_register_reply",
             Body::ClientInfoReply { .. } => "client_info_reply",
         }
     }
@@ -295,6 +307,7 @@ impl Body {
                 | Body::Error { .. }
                 | Body::ClientLookupReply { .. }
                 | Body::ClientInfoReply { .. }
+                | Body::ClientRegisterReply { .. }
         )
     }
 }
@@ -665,6 +678,15 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
             w.count(text.len())?;
             w.bytes(text);
         }
+        Body::ClientRegister { request } => {
+            w.count(request.len())?;
+            w.bytes(request);
+        }
+        Body::ClientRegisterReply { status, outcome } => {
+            w.u8(*status as u8);
+            w.count(outcome.len())?;
+            w.bytes(outcome);
+        }
     }
     Ok(())
 }
@@ -878,6 +900,20 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
                 text: r.take(n)?.to_vec(),
             }
         }
+        28 => {
+            let n = r.count(1)?;
+            Body::ClientRegister {
+                request: r.take(n)?.to_vec(),
+            }
+        }
+        29 => {
+            let status = Status::from_u8(r.u8()?)?;
+            let n = r.count(1)?;
+            Body::ClientRegisterReply {
+                status,
+                outcome: r.take(n)?.to_vec(),
+            }
+        }
         k => return Err(DecodeError::UnknownKind(k)),
     })
 }
@@ -1029,6 +1065,13 @@ mod tests {
             Body::ClientInfo { what: 1 },
             Body::ClientInfoReply {
                 text: b"successor 127.0.0.1:5000".to_vec(),
+            },
+            Body::ClientRegister {
+                request: b"\x00\x01a".to_vec(),
+            },
+            Body::ClientRegisterReply {
+                status: Status::Ok,
+                outcome: vec![0, 1, 2],
             },
         ]
     }

@@ -277,3 +277,118 @@ fn large_aors_are_read_whole() {
         Err(RegistrarError::Request(RegisterError::OutOfOrder))
     );
 }
+
+/// `Client::register`: the whole REGISTER in one round trip, run by the node;
+/// the same rules as the read-plan-write path, all or nothing.
+#[test]
+fn client_register_in_one_round_trip() {
+    let mut cfg = Config::default();
+    cfg.limits.max_entries_per_key = 3;
+    let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
+    let mut c = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    let aor = "sip:dave@example.com";
+    let req = |call_id: &str, cseq: u32, contacts: Vec<ContactSpec>| RegisterRequest {
+        to: aor.into(),
+        call_id: call_id.into(),
+        cseq,
+        contacts,
+        ..RegisterRequest::default()
+    };
+    let p = c
+        .register(&req(
+            "d-1",
+            1,
+            vec![contact("sip:dave@192.0.2.1", Some("0.4"), Some(600))],
+        ))
+        .unwrap();
+    assert_eq!((p.inserted, p.result.len()), (1, 1));
+    let p = c
+        .register(&req(
+            "d-1",
+            2,
+            vec![contact("sip:dave@192.0.2.1", Some("0.9"), Some(600))],
+        ))
+        .unwrap();
+    assert_eq!((p.inserted, p.updated), (0, 1));
+    assert_eq!(p.result[0].0.q, 900);
+    // The node's own view agrees.
+    let seen = lookup(&mut &net.nodes[2], aor).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, p.result[0].0);
+    // Refusals come back as the registrar's errors.
+    assert_eq!(
+        c.register(&req(
+            "d-1",
+            1,
+            vec![contact("sip:dave@192.0.2.1", None, Some(600))]
+        )),
+        Err(RegistrarError::Request(RegisterError::OutOfOrder))
+    );
+    assert_eq!(
+        c.register(&req(
+            "d-2",
+            1,
+            vec![contact("sip:dave@192.0.2.2", None, Some(5))]
+        )),
+        Err(RegistrarError::Request(RegisterError::IntervalTooBrief(60)))
+    );
+    assert!(matches!(
+        c.register(&req("d-2", 1, vec![contact("not a uri", None, None)])),
+        Err(RegistrarError::Request(RegisterError::Bad(_)))
+    ));
+    // A write the overlay refuses (this overlay keeps 3 entries per key) undoes
+    // the others: the AOR is as it was.
+    let before: Vec<_> = lookup(&mut c, aor)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    let three = (2..5)
+        .map(|i| contact(&format!("sip:dave@192.0.2.{i}"), None, Some(600)))
+        .collect();
+    assert_eq!(
+        c.register(&req("d-3", 1, three)),
+        Err(RegistrarError::Overlay(chordsip::Error::Full))
+    );
+    let after: Vec<_> = lookup(&mut c, aor)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(after, before);
+    // '*' removes everything.
+    let star = RegisterRequest {
+        star: true,
+        expires: Some(0),
+        ..req("d-4", 1, vec![])
+    };
+    assert_eq!(c.register(&star).unwrap().deleted, 1);
+    assert!(lookup(&mut c, aor).unwrap().is_empty());
+}
+
+/// When the bindings do not fit in the reply, the client reads them itself.
+#[test]
+fn client_register_lists_more_bindings_than_fit_in_a_reply() {
+    let net = Testnet::new(2, &Config::default(), Duration::from_secs(20)).unwrap();
+    let mut c = Client::connect(net.nodes[0].addr(), "chordsip", None).unwrap();
+    let contacts: Vec<ContactSpec> = (0..16)
+        .map(|i| {
+            contact(
+                &format!("sip:{}@192.0.2.{}", "u".repeat(490), i + 1),
+                None,
+                Some(600),
+            )
+        })
+        .collect();
+    let big = RegisterRequest {
+        to: "sip:big@example.com".into(),
+        call_id: "c".repeat(256),
+        cseq: 1,
+        contacts,
+        path: vec![format!("<sip:{};lr>", "p".repeat(1010))],
+        received: Some(format!("sip:{}", "r".repeat(500))),
+        ..RegisterRequest::default()
+    };
+    let p = c.register(&big).unwrap();
+    assert_eq!((p.inserted, p.result.len()), (16, 16));
+}

@@ -343,7 +343,7 @@ fn print_bindings(list: &[(chordsip::sip::binding::Binding, u32)]) {
 }
 
 fn run_register(a: RegisterArgs) -> Result<(), String> {
-    use chordsip::sip::binding::{ContactSpec, RegisterRequest, RegistrarLimits};
+    use chordsip::sip::binding::{ContactSpec, RegisterRequest};
     let mut c = client(&a.via)?;
     let req = RegisterRequest {
         to: a.aor.clone(),
@@ -371,8 +371,7 @@ fn run_register(a: RegisterArgs) -> Result<(), String> {
     if req.contacts.is_empty() && !req.star {
         return Err("give a contact URI, or --all --expires 0".into());
     }
-    let p = chordsip::sip::registrar::register(&mut c, &req, &RegistrarLimits::default())
-        .map_err(|e| e.to_string())?;
+    let p = c.register(&req).map_err(|e| e.to_string())?;
     eprintln!(
         "inserted {}, updated {}, deleted {}",
         p.inserted, p.updated, p.deleted

@@ -357,7 +357,8 @@ pub unsafe extern "C" fn chordsip_client_register(
         let c = unsafe { client_ref(client) }?;
         // SAFETY: NULL or a valid request by the caller's contract.
         let r = unsafe { request_arg(req) }?;
-        let p = registrar::register(&mut *c.inner.lock(), &r, &limits()).map_err(registrar_code)?;
+        // One round trip: the node runs the registrar (RegistrarLimits::default()).
+        let p = c.inner.lock().register(&r).map_err(registrar_code)?;
         finish_register(p, bindings, outcome);
         Ok(())
     })

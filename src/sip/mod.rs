@@ -3,4 +3,5 @@
 
 pub mod binding;
 pub mod registrar;
+pub mod remote;
 pub mod uri;

@@ -105,7 +105,8 @@ pub fn aor_key(aor: &str) -> Result<(String, Id), RegisterError> {
     Ok((canonical, key))
 }
 
-fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
+/// The bindings among an AOR's stored values (undecodable entries skipped).
+pub fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
     values
         .into_iter()
         .filter_map(|v| {

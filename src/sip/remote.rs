@@ -1,0 +1,303 @@
+//! A REGISTER in one client round trip: a client handle sends the request to
+//! its node (`ClientRegister`), the node reads the AOR, plans and writes
+//! through the overlay itself, and answers with the outcome. Pure encodings
+//! here; the node side lives in the engine.
+
+use super::binding::{Binding, ContactSpec, Plan, RegisterError, RegisterRequest};
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        let n = v.len().min(u16::MAX as usize);
+        self.0.extend_from_slice(&(n as u16).to_be_bytes());
+        self.0.extend_from_slice(&v[..n]);
+    }
+    fn opt_str(&mut self, v: Option<&str>) {
+        match v {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.bytes(s.as_bytes());
+            }
+        }
+    }
+    fn opt_u32(&mut self, v: Option<u32>) {
+        match v {
+            None => self.u8(0),
+            Some(x) => {
+                self.u8(1);
+                self.u32(x);
+            }
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.string()?)),
+            _ => None,
+        }
+    }
+    fn opt_u32(&mut self) -> Option<Option<u32>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.u32()?)),
+            _ => None,
+        }
+    }
+}
+
+/// Lists longer than this are not a REGISTER anyone sends (the C API refuses
+/// more than 64 contacts and 32 Path values).
+const MAX_LIST: usize = 255;
+
+pub fn encode_request(r: &RegisterRequest) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    w.bytes(r.to.as_bytes());
+    w.bytes(r.call_id.as_bytes());
+    w.u32(r.cseq);
+    w.u8(r.star as u8);
+    w.opt_u32(r.expires);
+    w.opt_str(r.received.as_deref());
+    w.u8(r.path.len().min(MAX_LIST) as u8);
+    for p in r.path.iter().take(MAX_LIST) {
+        w.bytes(p.as_bytes());
+    }
+    w.u8(r.contacts.len().min(MAX_LIST) as u8);
+    for c in r.contacts.iter().take(MAX_LIST) {
+        w.bytes(c.uri.as_bytes());
+        w.opt_u32(c.expires);
+        w.opt_str(c.q.as_deref());
+        w.opt_str(c.instance.as_deref());
+        w.opt_u32(c.reg_id);
+    }
+    w.0
+}
+
+/// None for bytes that are not an encoded request.
+pub fn decode_request(data: &[u8]) -> Option<RegisterRequest> {
+    let mut r = Reader(data);
+    let to = r.string()?;
+    let call_id = r.string()?;
+    let cseq = r.u32()?;
+    let star = r.u8()? != 0;
+    let expires = r.opt_u32()?;
+    let received = r.opt_str()?;
+    let np = r.u8()? as usize;
+    let path = (0..np).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
+    let nc = r.u8()? as usize;
+    let mut contacts = Vec::with_capacity(nc);
+    for _ in 0..nc {
+        contacts.push(ContactSpec {
+            uri: r.string()?,
+            expires: r.opt_u32()?,
+            q: r.opt_str()?,
+            instance: r.opt_str()?,
+            reg_id: r.opt_u32()?,
+        });
+    }
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(RegisterRequest {
+        to,
+        call_id,
+        cseq,
+        star,
+        contacts,
+        expires,
+        path,
+        received,
+    })
+}
+
+/// What a node answers a ClientRegister with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied: the counts and, when they fit in the reply, the bindings.
+    Done {
+        plan: Plan,
+        listed: bool,
+    },
+    Refused(RegisterError),
+}
+
+pub fn encode_outcome(o: &Outcome, budget: usize) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    match o {
+        Outcome::Refused(e) => {
+            let (code, arg, text) = match e {
+                RegisterError::Bad(s) => (1, 0, s.as_str()),
+                RegisterError::OutOfOrder => (2, 0, ""),
+                RegisterError::TooManyBindings(n) => (3, *n as u32, ""),
+                RegisterError::IntervalTooBrief(m) => (4, *m, ""),
+            };
+            w.u8(code);
+            w.u32(arg);
+            w.bytes(text.as_bytes());
+        }
+        Outcome::Done { plan, .. } => {
+            w.u8(0);
+            for n in [plan.inserted, plan.updated, plan.deleted] {
+                w.u32(n as u32);
+            }
+            let encoded: Vec<(Vec<u8>, u32)> =
+                plan.result.iter().map(|(b, e)| (b.encode(), *e)).collect();
+            let size: usize = encoded.iter().map(|(b, _)| b.len() + 6).sum();
+            // Too many to fit: the client reads them with a (paged) lookup.
+            let listed = w.0.len() + 2 + size <= budget && encoded.len() <= MAX_LIST;
+            w.u8(listed as u8);
+            if listed {
+                w.u8(encoded.len() as u8);
+                for (b, e) in &encoded {
+                    w.u32(*e);
+                    w.bytes(b);
+                }
+            }
+        }
+    }
+    w.0
+}
+
+pub fn decode_outcome(data: &[u8]) -> Option<Outcome> {
+    let mut r = Reader(data);
+    let o = match r.u8()? {
+        0 => {
+            let inserted = r.u32()? as usize;
+            let updated = r.u32()? as usize;
+            let deleted = r.u32()? as usize;
+            let listed = r.u8()? != 0;
+            let mut result = Vec::new();
+            if listed {
+                for _ in 0..r.u8()? {
+                    let e = r.u32()?;
+                    result.push((Binding::decode(r.bytes()?)?, e));
+                }
+            }
+            Outcome::Done {
+                plan: Plan {
+                    changes: Vec::new(),
+                    result,
+                    inserted,
+                    updated,
+                    deleted,
+                },
+                listed,
+            }
+        }
+        code => {
+            let arg = r.u32()?;
+            let text = r.string()?;
+            Outcome::Refused(match code {
+                1 => RegisterError::Bad(text),
+                2 => RegisterError::OutOfOrder,
+                3 => RegisterError::TooManyBindings(arg as usize),
+                4 => RegisterError::IntervalTooBrief(arg),
+                _ => return None,
+            })
+        }
+    };
+    r.0.is_empty().then_some(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_outcomes_round_trip() {
+        let req = RegisterRequest {
+            to: "sip:alice@example.com".into(),
+            call_id: "c1".into(),
+            cseq: 9,
+            star: false,
+            contacts: vec![ContactSpec {
+                uri: "sip:alice@192.0.2.1".into(),
+                expires: Some(60),
+                q: Some("0.5".into()),
+                instance: Some("<urn:uuid:1>".into()),
+                reg_id: Some(2),
+            }],
+            expires: None,
+            path: vec!["<sip:edge;lr>".into()],
+            received: Some("sip:198.51.100.1:5060".into()),
+        };
+        let back = decode_request(&encode_request(&req)).unwrap();
+        assert_eq!(encode_request(&back), encode_request(&req));
+        assert!(decode_request(b"\x00").is_none());
+        let b = Binding {
+            contact: "sip:alice@192.0.2.1".into(),
+            q: 500,
+            instance: None,
+            reg_id: None,
+            path: vec![],
+            received: None,
+            call_id: "c1".into(),
+            cseq: 9,
+        };
+        let done = Outcome::Done {
+            plan: Plan {
+                changes: vec![],
+                result: vec![(b, 60)],
+                inserted: 1,
+                updated: 0,
+                deleted: 0,
+            },
+            listed: true,
+        };
+        assert_eq!(
+            decode_outcome(&encode_outcome(&done, 1000)),
+            Some(done.clone())
+        );
+        let Some(Outcome::Done { listed, plan }) = decode_outcome(&encode_outcome(&done, 20))
+        else {
+            panic!("decodes")
+        };
+        assert!(!listed && plan.result.is_empty() && plan.inserted == 1);
+        for e in [
+            RegisterError::Bad("x".into()),
+            RegisterError::OutOfOrder,
+            RegisterError::TooManyBindings(16),
+            RegisterError::IntervalTooBrief(60),
+        ] {
+            let o = Outcome::Refused(e);
+            assert_eq!(decode_outcome(&encode_outcome(&o, 100)), Some(o));
+        }
+    }
+}
