@@ -836,7 +836,8 @@ chordsip_result chordsip_node_register(chordsip_node *node,
                                        chordsip_bindings **bindings,
                                        chordsip_register_outcome *outcome);
 
-// `chordsip_node_register` through a client handle.
+// `chordsip_node_register` through a client handle, in one exchange: the
+// node reads the AOR, applies the same rules and writes the changes.
 //
 // # Safety
 // As `chordsip_node_register`, with `client` NULL or live.

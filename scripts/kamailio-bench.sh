@@ -24,6 +24,7 @@ SETUPS=${BENCH_SETUPS:-"usrloc chordsip overlay3"}
 REG_RATES=${BENCH_REG_RATES-"1000 2000 4000 6000 8000 9000 10000 11000 12000 14000"}
 CALL_RATES=${BENCH_CALL_RATES-"500 1000 1500 2000 2250 2500 2750"}
 WORKERS=${KAMAILIO_WORKERS:-16}
+export KAMAILIO_SHM=1024
 DOMAIN=example.com
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/kamailio-bench
@@ -43,21 +44,12 @@ stage_and_build || exit 1
 pick_ports || exit 1
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 
-# kamailio_up NAME SIP_PORT [-A DEFINE...]: one server (its own session), until its ctl answers.
+# kamailio_up NAME SIP_PORT [-A DEFINE...]: one server of the setup.
 kamailio_up() {
     local name=$1 port=$2; shift 2
-    local dir=$OUT/$name
-    mkdir -p "$dir"
-    setsid kamailio -f "$CFG" -DD -E -m 1024 -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
-        -A "WORKERS=$WORKERS" -A "CHORDSIP_MODULE=\"$MODULE\"" "$@" >"$dir/kamailio.log" 2>&1 &
-    pids+=($!)
-    setup_pids+=($!)
-    for _ in $(seq 1 150); do
-        kamcmd -s "unix:$dir/kamailio_ctl" core.uptime >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "$name did not come up"; tail -n 20 "$dir/kamailio.log"
-    return 1
+    start_kamailio "$name" "$CFG" "$port" -A "WORKERS=$WORKERS" "$@" || return 1
+    local v=PID_$name
+    setup_pids+=("${!v}")
 }
 
 start_uas "$UAS_PORT" || exit 1

@@ -60,30 +60,6 @@ users_csv "$OUT/still.csv" 101 200
 users_csv "$OUT/kemi.csv" 5001 5200
 { echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
 
-# start_kamailio NAME CFG SIP_PORT [-A DEFINE...]: a Kamailio in the
-# foreground of its own session (so SIGKILL can reach all its processes),
-# its run directory $OUT/NAME; waits until its ctl socket answers. Sets PID_NAME.
-start_kamailio() {
-    local name=$1 cfg=$2 port=$3; shift 3
-    local dir=$OUT/$name
-    mkdir -p "$dir"
-    setsid kamailio -f "$cfg" -DD -E -m 256 -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
-        -A "CHORDSIP_MODULE=\"$MODULE\"" "$@" >"$dir/kamailio.log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    printf -v "PID_$name" '%s' "$pid"
-    for _ in $(seq 1 150); do
-        if kamcmd -s "unix:$dir/kamailio_ctl" core.uptime >/dev/null 2>&1; then
-            echo "$name (pid $pid): SIP 127.0.0.1:$port"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "$name did not come up:"; tail -n 20 "$dir/kamailio.log"
-    return 1
-}
-
 # counters NAME: the module's counters of a running Kamailio, one line.
 counters() {
     kamcmd -s "unix:$OUT/$1/kamailio_ctl" cnt.grp_get_all chordsip 2>/dev/null |

@@ -341,7 +341,8 @@ pub unsafe extern "C" fn chordsip_node_register(
     })
 }
 
-/// `chordsip_node_register` through a client handle.
+/// `chordsip_node_register` through a client handle, in one exchange: the
+/// node reads the AOR, applies the same rules and writes the changes.
 ///
 /// # Safety
 /// As `chordsip_node_register`, with `client` NULL or live.

@@ -6,6 +6,7 @@
 //! Pure logic: [`plan`] turns a REGISTER into puts and removals against the
 //! bindings currently stored; the I/O lives in [`super::registrar`].
 
+use super::bytes::{Reader, Writer};
 use super::uri::{Uri, UriError};
 use sha1::{Digest, Sha1};
 use std::fmt;
@@ -343,50 +344,47 @@ pub fn order(mut bindings: Vec<(Binding, u32)>) -> Vec<(Binding, u32)> {
 
 const FORMAT: u8 = 1;
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let n = b.len().min(u16::MAX as usize);
-    out.extend_from_slice(&(n as u16).to_be_bytes());
-    out.extend_from_slice(&b[..n]);
-}
-
 impl Binding {
     /// The stored form: format byte, q u16, cseq u32, reg-id u32 (all-ones:
     /// none), then length-prefixed contact, instance, call-id, received, and
     /// a path count with its entries.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.contact.len() + self.call_id.len());
-        out.push(FORMAT);
-        out.extend_from_slice(&self.q.to_be_bytes());
-        out.extend_from_slice(&self.cseq.to_be_bytes());
-        out.extend_from_slice(&self.reg_id.unwrap_or(u32::MAX).to_be_bytes());
-        put_str(&mut out, &self.contact);
-        put_str(&mut out, self.instance.as_deref().unwrap_or(""));
-        put_str(&mut out, &self.call_id);
-        put_str(&mut out, self.received.as_deref().unwrap_or(""));
-        out.push(self.path.len().min(255) as u8);
-        for p in self.path.iter().take(255) {
-            put_str(&mut out, p);
+        let mut w = Writer::default();
+        w.u8(FORMAT);
+        w.u16(self.q);
+        w.u32(self.cseq);
+        w.u32(self.reg_id.unwrap_or(u32::MAX));
+        for s in [
+            self.contact.as_str(),
+            self.instance.as_deref().unwrap_or(""),
+            &self.call_id,
+            self.received.as_deref().unwrap_or(""),
+        ] {
+            w.bytes(s.as_bytes());
         }
-        out
+        w.u8(self.path.len().min(255) as u8);
+        for p in self.path.iter().take(255) {
+            w.bytes(p.as_bytes());
+        }
+        w.into_inner()
     }
 
     /// Reads [`encode`](Self::encode)'s form; None for anything else.
     pub fn decode(data: &[u8]) -> Option<Binding> {
-        let mut r = Reader(data);
+        let mut r = Reader::new(data);
         if r.u8()? != FORMAT {
             return None;
         }
-        let q = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
-        let cseq = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
-        let reg = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+        let q = r.u16()?;
+        let cseq = r.u32()?;
+        let reg = r.u32()?;
         let contact = r.string()?;
         let instance = r.string()?;
         let call_id = r.string()?;
         let received = r.string()?;
         let n = r.u8()?;
         let path = (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
-        if !r.0.is_empty() || q > 1000 {
+        if !r.is_empty() || q > 1000 {
             return None;
         }
         Some(Binding {
@@ -399,26 +397,6 @@ impl Binding {
             call_id,
             cseq,
         })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn string(&mut self) -> Option<String> {
-        let n = u16::from_be_bytes(self.take(2)?.try_into().ok()?) as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
     }
 }
 

@@ -2,6 +2,7 @@
 //! canonicalisation, registrar bindings, REGISTER processing and lookup.
 
 pub mod binding;
+pub mod bytes;
 pub mod registrar;
 pub mod remote;
 pub mod uri;

@@ -4,91 +4,14 @@
 //! here; the node side lives in the engine.
 
 use super::binding::{Binding, ContactSpec, Plan, RegisterError, RegisterRequest};
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn bytes(&mut self, v: &[u8]) {
-        let n = v.len().min(u16::MAX as usize);
-        self.0.extend_from_slice(&(n as u16).to_be_bytes());
-        self.0.extend_from_slice(&v[..n]);
-    }
-    fn opt_str(&mut self, v: Option<&str>) {
-        match v {
-            None => self.u8(0),
-            Some(s) => {
-                self.u8(1);
-                self.bytes(s.as_bytes());
-            }
-        }
-    }
-    fn opt_u32(&mut self, v: Option<u32>) {
-        match v {
-            None => self.u8(0),
-            Some(x) => {
-                self.u8(1);
-                self.u32(x);
-            }
-        }
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()? as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
-    fn opt_str(&mut self) -> Option<Option<String>> {
-        match self.u8()? {
-            0 => Some(None),
-            1 => Some(Some(self.string()?)),
-            _ => None,
-        }
-    }
-    fn opt_u32(&mut self) -> Option<Option<u32>> {
-        match self.u8()? {
-            0 => Some(None),
-            1 => Some(Some(self.u32()?)),
-            _ => None,
-        }
-    }
-}
+use super::bytes::{Reader, Writer};
 
 /// Lists longer than this are not a REGISTER anyone sends (the C API refuses
 /// more than 64 contacts and 32 Path values).
 const MAX_LIST: usize = 255;
 
 pub fn encode_request(r: &RegisterRequest) -> Vec<u8> {
-    let mut w = Writer(Vec::new());
+    let mut w = Writer::default();
     w.bytes(r.to.as_bytes());
     w.bytes(r.call_id.as_bytes());
     w.u32(r.cseq);
@@ -107,12 +30,12 @@ pub fn encode_request(r: &RegisterRequest) -> Vec<u8> {
         w.opt_str(c.instance.as_deref());
         w.opt_u32(c.reg_id);
     }
-    w.0
+    w.into_inner()
 }
 
 /// None for bytes that are not an encoded request.
 pub fn decode_request(data: &[u8]) -> Option<RegisterRequest> {
-    let mut r = Reader(data);
+    let mut r = Reader::new(data);
     let to = r.string()?;
     let call_id = r.string()?;
     let cseq = r.u32()?;
@@ -132,7 +55,7 @@ pub fn decode_request(data: &[u8]) -> Option<RegisterRequest> {
             reg_id: r.opt_u32()?,
         });
     }
-    if !r.0.is_empty() {
+    if !r.is_empty() {
         return None;
     }
     Some(RegisterRequest {
@@ -159,7 +82,7 @@ pub enum Outcome {
 }
 
 pub fn encode_outcome(o: &Outcome, budget: usize) -> Vec<u8> {
-    let mut w = Writer(Vec::new());
+    let mut w = Writer::default();
     match o {
         Outcome::Refused(e) => {
             let (code, arg, text) = match e {
@@ -181,7 +104,7 @@ pub fn encode_outcome(o: &Outcome, budget: usize) -> Vec<u8> {
                 plan.result.iter().map(|(b, e)| (b.encode(), *e)).collect();
             let size: usize = encoded.iter().map(|(b, _)| b.len() + 6).sum();
             // Too many to fit: the client reads them with a (paged) lookup.
-            let listed = w.0.len() + 2 + size <= budget && encoded.len() <= MAX_LIST;
+            let listed = w.len() + 2 + size <= budget && encoded.len() <= MAX_LIST;
             w.u8(listed as u8);
             if listed {
                 w.u8(encoded.len() as u8);
@@ -192,11 +115,11 @@ pub fn encode_outcome(o: &Outcome, budget: usize) -> Vec<u8> {
             }
         }
     }
-    w.0
+    w.into_inner()
 }
 
 pub fn decode_outcome(data: &[u8]) -> Option<Outcome> {
-    let mut r = Reader(data);
+    let mut r = Reader::new(data);
     let o = match r.u8()? {
         0 => {
             let inserted = r.u32()? as usize;
@@ -233,7 +156,7 @@ pub fn decode_outcome(data: &[u8]) -> Option<Outcome> {
             })
         }
     };
-    r.0.is_empty().then_some(o)
+    r.is_empty().then_some(o)
 }
 
 #[cfg(test)]

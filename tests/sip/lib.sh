@@ -236,8 +236,8 @@ register_series() {
     local label=$1 target=$2 r; shift 2
     BEST_REG=0
     for r in "$@"; do
-        { echo SEQUENTIAL; for i in $(seq 1 $((r * SECONDS_PER_RATE))); do
-            printf '%sr%du%d;%s;\n' "$label" "$r" "$i" "$DOMAIN"; done; } >"$OUT/$label-reg-$r.csv"
+        { echo SEQUENTIAL; seq 1 $((r * SECONDS_PER_RATE)) |
+            awk -v p="${label}r${r}u" -v d="$DOMAIN" '{ print p $1 ";" d ";" }'; } >"$OUT/$label-reg-$r.csv"
         bench "$label" "$r" register.xml "$OUT/$label-reg-$r.csv" "$target" \
             -key contact_hostport "127.0.0.1:$UAS_PORT" || break
         BEST_REG=$r
@@ -263,4 +263,29 @@ call_series() {
         BEST_CALL=$r
         sleep 3
     done
+}
+
+# start_kamailio NAME CFG SIP_PORT [-A DEFINE...]: a Kamailio in the
+# foreground of its own session (so SIGKILL can reach all its processes),
+# its run directory $OUT/NAME, module $MODULE, KAMAILIO_SHM MB of shared
+# memory (256); waits until its ctl socket answers. Sets PID_NAME.
+start_kamailio() {
+    local name=$1 cfg=$2 port=$3; shift 3
+    local dir=$OUT/$name
+    mkdir -p "$dir"
+    setsid kamailio -f "$cfg" -DD -E -m "${KAMAILIO_SHM:-256}" -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
+        -A "CHORDSIP_MODULE=\"$MODULE\"" "$@" >"$dir/kamailio.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    printf -v "PID_$name" '%s' "$pid"
+    for _ in $(seq 1 150); do
+        if kamcmd -s "unix:$dir/kamailio_ctl" core.uptime >/dev/null 2>&1; then
+            echo "$name (pid $pid): SIP 127.0.0.1:$port"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "$name did not come up:"; tail -n 20 "$dir/kamailio.log"
+    return 1
 }
