@@ -25,6 +25,8 @@ step "SIP: three sip-proxy processes driven by SIPp"
 ./scripts/sip-tests.sh
 step "Kamailio: three servers with the chordsip module, and KEMI, driven by SIPp"
 ./scripts/kamailio-tests.sh
+step "network namespaces: six hosts, a 3/3 split and heal (root only)"
+./scripts/netns-tests.sh
 step "demo smoke run"
 ./target/release/chordsip demo --nodes 12 --values 100
 echo

@@ -2407,21 +2407,34 @@ impl Engine {
                 return;
             }
         }
-        while let Some(c) = (!l.candidates.is_empty()).then(|| l.candidates.remove(0)) {
+        // Suspected peers are passed over while others remain; when none do,
+        // the first of them is tried anyway (under heavy loss most peers have
+        // missed an answer lately, and a suspicion is a preference, not a verdict).
+        let mut passed_over: Option<Candidate> = None;
+        loop {
+            let c = match (!l.candidates.is_empty()).then(|| l.candidates.remove(0)) {
+                Some(c) => c,
+                None => match passed_over.take() {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
             if l.tried.contains(&c.addr) {
                 continue;
             }
             if let Some(cid) = c.id {
-                if !self.usable(&NodeInfo {
+                let usable = self.usable(&NodeInfo {
                     id: cid,
                     addr: c.addr,
-                }) {
+                });
+                if !usable && !l.candidates.is_empty() {
+                    passed_over.get_or_insert(c);
                     continue;
                 }
             }
             l.tried.insert(c.addr);
             let key = l.key;
-            let attempts = self.cfg.rpc_retries.min(1) + 1;
+            let attempts = self.cfg.rpc_retries.min(2) + 1;
             self.lookups.insert(id, l);
             self.send_request(
                 c.addr,
@@ -2501,7 +2514,8 @@ impl Engine {
                     nodes,
                     vouched_by: v,
                 };
-                self.send_request(x.addr, Some(x.id), Body::GetNeighbors, ctx, 2);
+                let tries = self.cfg.rpc_retries + 1;
+                self.send_request(x.addr, Some(x.id), Body::GetNeighbors, ctx, tries);
                 return;
             }
         }

