@@ -2434,7 +2434,13 @@ impl Engine {
             }
             l.tried.insert(c.addr);
             let key = l.key;
-            let attempts = self.cfg.rpc_retries.min(2) + 1;
+            // Three transmissions per step ride out heavy loss; a join tries
+            // its bootstrap peers in turn and should give up on a silent one fast.
+            let attempts = if matches!(l.purpose, Purpose::Join { .. }) {
+                self.cfg.rpc_retries.min(1) + 1
+            } else {
+                self.cfg.rpc_retries.min(2) + 1
+            };
             self.lookups.insert(id, l);
             self.send_request(
                 c.addr,
