@@ -133,7 +133,7 @@ if start_kamailio KEMI "$ROOT/bindings/kamailio/kemi/kamailio-kemi.cfg" "$KEMI_S
 else
     fail kemi-start "the KEMI Kamailio did not start"
 fi
-stop_uas $((2 * N_USERS + 100 + 200 + 100 + 200))
+stop_uas $((2 * N_USERS + 100 + 200 + 100 + 200)) reordered-ok
 
 # ---- 4. logs, counters, graceful stop ---------------------------------------------------
 echo "== logs and counters"

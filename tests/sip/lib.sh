@@ -176,7 +176,7 @@ start_uas() {
     kill -0 "$UAS_PID" 2>/dev/null || { echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; return 1; }
 }
 
-# stop_uas EXPECTED: stops the UAS (SIGUSR1 makes SIPp finish its calls and
+# stop_uas EXPECTED [reordered-ok]: stops the UAS (SIGUSR1 makes SIPp finish its calls and
 # write its statistics); passes when it answered exactly EXPECTED calls.
 stop_uas() {
     kill -USR1 "$UAS_PID" 2>/dev/null
@@ -188,7 +188,28 @@ stop_uas() {
     ok=$(stat_of "$OUT/uas/stat.csv" 'SuccessfulCall(C)')
     bad=$(stat_of "$OUT/uas/stat.csv" 'FailedCall(C)')
     line="uas                    SuccessfulCall(C)=$ok FailedCall(C)=$bad (expected $1 answered)"
-    if [ "$ok" = "$1" ] && [ "$bad" = 0 ]; then pass "$line"; else fail uas "$line"; fi
+    if [ "$ok" = "$1" ] && [ "$bad" = 0 ]; then
+        pass "$line"
+    elif [ "${2:-}" = reordered-ok ]; then
+        # A proxy with several workers may relay a call's ACK after its BYE
+        # (both sent back to back by the caller): the UAS aborts that call on
+        # the BYE and counts the late ACK as a second failed call. Those and
+        # only those are tolerated: every other call answered, every error one
+        # of the two.
+        local log r late all
+        log=$(cat "$OUT"/uas/*_errors.log 2>/dev/null)
+        r=$(grep -o 'Aborting call on an unexpected BYE' <<<"$log" | wc -l)
+        late=$(grep -o "while expecting 'INVITE' (index 0), received 'ACK " <<<"$log" | wc -l)
+        all=$(grep -o 'Aborting call' <<<"$log" | wc -l)
+        if [ $((ok + r)) = "$1" ] && [ "$bad" = $((2 * r)) ] && [ "$late" = "$r" ] &&
+            [ "$all" = $((2 * r)) ]; then
+            pass "$line; $r calls had their ACK relayed after their BYE"
+        else
+            fail uas "$line"
+        fi
+    else
+        fail uas "$line"
+    fi
 }
 
 # pct FILE RTD P: the P-th percentile (nearest rank) of one RTD in a -trace_rtt file, in ms.
