@@ -52,7 +52,16 @@
 #define CHORDSIP_MAX_KEY_LEN 1024
 
 // Longest writer string accepted (the node's `max_writer_bytes` may be lower).
-#define CHORDSIP_MAX_WRITER_LEN 255
+#define CHORDSIP_MAX_WRITER_LEN 223
+
+// Bytes of a writer's public key, the first part of every slot.
+#define OWNER_LEN 32
+
+// Bytes of an entry's signature.
+#define SIGNATURE_LEN 64
+
+// Bytes of a writer's secret key (an Ed25519 seed).
+#define SECRET_LEN 32
 
 // Longest URI accepted (a SIP URI is rarely over 256 bytes).
 #define MAX_URI_LEN 1024
@@ -218,6 +227,9 @@ typedef struct {
   uint64_t version;
   // Remaining lifetime when read, in milliseconds.
   uint64_t expires_in_ms;
+  // Public key of the writer that signed the value: only the holder of
+  // its secret (`writer_key`) can change or remove it.
+  uint8_t owner[32];
 } chordsip_value;
 
 // Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:
@@ -275,6 +287,10 @@ typedef struct {
   uint64_t events_dropped;
   // Requests dropped over the per-source rate limit (`max_requests_per_source`).
   uint64_t dropped_rate_limited;
+  // Lookup answers that named a node not responsible for the key.
+  uint64_t wrong_answers;
+  // Entries refused or dropped because their owner's signature did not match.
+  uint64_t forged_entries;
 } chordsip_stats;
 
 // One binding, borrowed from its `chordsip_bindings` list.
@@ -458,6 +474,7 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `client_socket` | UNIX datagram socket path served for client handles | none |
 // | `overlay` | overlay name (datagrams of other overlays are dropped) | `chordsip` |
 // | `node_id` | fixed 40-hex-digit node id | SHA-1 of the address |
+// | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
 // | `successors` | successor list length | 8 |
 // | `replicas` | copies of each value | 3 |
 // | `stabilize_ms`, `check_predecessor_ms`, `fix_fingers_ms`, `sync_ms` | maintenance periods | 250, 250, 100, 1000 |

@@ -69,10 +69,13 @@ counters() {
 # ---- 1. three Kamailio servers, one overlay -----------------------------------------
 echo "== three Kamailio servers with the chordsip module, one overlay"
 CFG=$ROOT/bindings/kamailio/kamailio.cfg
-start_kamailio K1 "$CFG" "$K1_SIP" -A "OVERLAY_LISTEN=\"127.0.0.1:$K1_OVL\"" || exit 1
-start_kamailio K2 "$CFG" "$K2_SIP" -A "OVERLAY_LISTEN=\"127.0.0.1:$K2_OVL\"" \
+# One registrar: the servers share a writer key (K2 unregisters what K1 stored).
+"$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || exit 1
+WKEY=(-A "WRITER_KEY_FILE=\"$OUT/writer.key\"")
+start_kamailio K1 "$CFG" "$K1_SIP" "${WKEY[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$K1_OVL\"" || exit 1
+start_kamailio K2 "$CFG" "$K2_SIP" "${WKEY[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$K2_OVL\"" \
     -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\"" || exit 1
-start_kamailio K3 "$CFG" "$K3_SIP" -A "OVERLAY_LISTEN=\"127.0.0.1:$K3_OVL\"" \
+start_kamailio K3 "$CFG" "$K3_SIP" "${WKEY[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$K3_OVL\"" \
     -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\"" || exit 1
 wait_ring "$K1_OVL" "$K2_OVL" "$K3_OVL" || exit 1
 if kamcmd -s "unix:$OUT/K2/kamailio_ctl" chordsip.ring | grep -q '^successor\[1\]'; then
@@ -112,7 +115,8 @@ run_sipp unknown-user-404 1 -sf "$SIP/uac-404.xml" -inf "$OUT/nobody.csv" -m 1 \
 echo "== KEMI: app_python3 with bindings/kamailio/kemi/chordsip_kemi.py"
 mkdir -p "$OUT/KEMI"
 "$ROOT/target/release/chordsip" node --listen "127.0.0.1:$KEMI_OVL" --bootstrap "127.0.0.1:$K1_OVL" \
-    --client-socket "$OUT/KEMI/node.sock" >"$OUT/KEMI/node.log" 2>&1 &
+    --client-socket "$OUT/KEMI/node.sock" --writer-key-file "$OUT/writer.key" \
+    >"$OUT/KEMI/node.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -S "$OUT/KEMI/node.sock" ] && break; sleep 0.1; done
 wait_ring "$K1_OVL" "$K2_OVL" "$KEMI_OVL" || exit 1

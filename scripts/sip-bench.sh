@@ -41,6 +41,9 @@ A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 
+# One registrar: the proxies share a writer key (B unregisters what A stored).
+WRITER_KEY=$OUT/writer.key
+writer_key "$WRITER_KEY" || exit 1
 start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
 start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1

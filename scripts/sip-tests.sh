@@ -53,6 +53,7 @@ echo "built $BIN/sip-proxy and $BIN/sip-proxy-asan; $(sipp -v 2>&1 | grep -o 'SI
 pick_ports || exit 1
 A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2)) D_SIP=$((BASE + 3))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12)) D_OVL=$((BASE + 13))
+E_SIP=$((BASE + 4)) E_OVL=$((BASE + 14))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL, UAS $UAS_PORT"
 
@@ -64,6 +65,9 @@ users_csv "$OUT/still.csv" 101 200
 
 # ---- 1. the overlay ------------------------------------------------------------------
 echo "== three proxies, one overlay"
+# One registrar: the proxies share a writer key (B unregisters what A stored).
+WRITER_KEY=$OUT/writer.key
+writer_key "$WRITER_KEY" || exit 1
 start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
 start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
@@ -96,7 +100,19 @@ run_sipp unregistered-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/unreg.csv" -m 10
 run_sipp others-still-called 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 
-stop_uas $((2 * N_USERS + 100))
+echo "== a proxy with another writer key joins; its unregisters cannot touch A's bindings"
+WRITER_KEY=$OUT/stranger.key
+writer_key "$WRITER_KEY" || exit 1
+start_proxy E "$BIN/sip-proxy" "$E_SIP" "$E_OVL" "127.0.0.1:$A_OVL" || exit 1
+WRITER_KEY=$OUT/writer.key
+wait_ring "$A_OVL" "$B_OVL" "$E_OVL" || exit 1
+run_sipp stranger-unregister 100 -sf "$SIP/unregister.xml" -inf "$OUT/still.csv" \
+    -key contact_hostport "127.0.0.1:$UAS_PORT" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
+run_sipp still-called-after 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
+
+stop_uas $((2 * N_USERS + 200))
 
 # ---- 3. malformed SIP against the ASan build -------------------------------------------
 echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"
@@ -136,8 +152,8 @@ else
 fi
 
 # ---- 4. graceful leave ------------------------------------------------------------------
-echo "== A and B leave on SIGTERM"
-for name in B A; do
+echo "== E, B and A leave on SIGTERM"
+for name in E B A; do
     pid_var=PID_$name
     pid=${!pid_var}
     kill -TERM "$pid"

@@ -291,16 +291,18 @@ impl Client {
         lifetime: Duration,
         tombstone: bool,
     ) -> Result<StoreReceipt> {
-        if writer.len() > crate::wire::MAX_WRITER_LEN {
+        if writer.len() > crate::wire::MAX_LABEL_LEN {
             return Err(Error::TooLarge);
         }
-        let entry = WireEntry {
-            writer: writer.to_vec(),
+        // The node puts the label in its own slot and signs the entry.
+        let lifetime_ms = lifetime.as_millis().min(u32::MAX as u128) as u32;
+        let entry = WireEntry::unsigned(
+            writer.to_vec(),
             version,
-            lifetime_ms: lifetime.as_millis().min(u32::MAX as u128) as u32,
+            lifetime_ms,
             tombstone,
-            data: data.to_vec(),
-        };
+            data.to_vec(),
+        );
         match self.call(Body::ClientPut { key, entry })? {
             Body::StoreReply {
                 status: Status::Ok,
@@ -381,6 +383,15 @@ impl Client {
     /// The peer's statistics, as `name value` lines.
     pub fn stats_text(&mut self) -> Result<String> {
         self.info(1)
+    }
+
+    /// The public key the node signs this handle's writes with (the node's own).
+    pub fn owner(&mut self) -> Result<crate::owner::Owner> {
+        let text = self.info(0)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("writer "))
+            .and_then(crate::owner::parse_secret)
+            .ok_or_else(|| Error::Refused("the node did not name its writer key".into()))
     }
 
     fn info(&mut self, what: u8) -> Result<String> {

@@ -33,6 +33,10 @@ pub struct Config {
     pub overlay: String,
     /// Shared secret that admits members: every datagram carries an HMAC-SHA256 tag.
     pub overlay_key: Option<Vec<u8>>,
+    /// Secret (Ed25519 seed) this node signs its writes with; its public half
+    /// owns them (crate::owner). Servers that act as one registrar share one;
+    /// by default each node makes its own at start.
+    pub writer_key: Option<[u8; 32]>,
     /// Length of the successor list (ring survives this many minus one adjacent failures).
     pub successors: usize,
     /// Copies of each value: the responsible node and its next successors.
@@ -76,6 +80,7 @@ impl Default for Config {
             node_id: None,
             overlay: "chordsip".into(),
             overlay_key: None,
+            writer_key: None,
             successors: 8,
             replicas: 3,
             stabilize_interval: Duration::from_millis(250),
@@ -186,6 +191,25 @@ impl Config {
                             .ok_or_else(|| Bad("node_id: 40 hex digits expected".into()))?,
                     )
                 }
+            }
+            "writer_key" => {
+                self.writer_key = if value.is_empty() {
+                    None
+                } else {
+                    Some(
+                        crate::owner::parse_secret(value)
+                            .ok_or_else(|| Bad("writer_key: 64 hex digits expected".into()))?,
+                    )
+                }
+            }
+            "writer_key_file" => {
+                let text = std::fs::read_to_string(value)
+                    .map_err(|e| Bad(format!("writer_key_file {value:?}: {e}")))?;
+                self.writer_key = Some(crate::owner::parse_secret(&text).ok_or_else(|| {
+                    Bad(format!(
+                        "writer_key_file {value:?}: 64 hex digits expected (chordsip keygen)"
+                    ))
+                })?);
             }
             "successors" => self.successors = num(name, value)?,
             "replicas" => self.replicas = num(name, value)?,

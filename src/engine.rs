@@ -7,6 +7,7 @@
 use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::{Id, ID_BITS};
+use crate::owner::{self, Owner, Verifier, WriterKey};
 use crate::routing::{Answer, RoutingTable};
 use crate::sip::binding::{
     plan, Change, Plan, RegisterError, RegisterRequest, RegistrarLimits, StoredBinding,
@@ -32,7 +33,10 @@ pub type OpId = u64;
 /// A value as a reader sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
+    /// The writer's label for its slot.
     pub writer: Vec<u8>,
+    /// The public key the value is signed with: whose slot it is.
+    pub owner: Owner,
     pub data: Vec<u8>,
     pub version: u64,
     /// Remaining lifetime when the value was read.
@@ -42,21 +46,31 @@ pub struct Value {
 impl Value {
     /// The value a reader sees in a stored entry; None for removals and expired entries.
     pub fn from_wire(e: WireEntry) -> Option<Value> {
-        (!e.tombstone && e.lifetime_ms > 0).then(|| Value {
-            writer: e.writer,
+        if e.tombstone || e.lifetime_ms == 0 {
+            return None;
+        }
+        let (owner, label) = owner::split_slot(&e.writer)?;
+        Some(Value {
+            writer: label.to_vec(),
+            owner: *owner,
             data: e.data,
             version: e.version,
             lifetime: Duration::from_millis(e.lifetime_ms as u64),
         })
     }
 
+    /// The value as a FetchReply carries it to a client handle (which trusts its node).
     pub fn to_wire(&self) -> WireEntry {
+        let mut writer = self.owner.to_vec();
+        writer.extend_from_slice(&self.writer);
         WireEntry {
-            writer: self.writer.clone(),
+            writer,
             version: self.version,
             lifetime_ms: self.lifetime.as_millis().min(u32::MAX as u128) as u32,
+            expires_ms: 0,
             tombstone: false,
             data: self.data.clone(),
+            signature: [0; 64],
         }
     }
 }
@@ -228,6 +242,11 @@ struct GetJob {
     /// Who said the node we read from is responsible.
     vouched_by: Option<NodeInfo>,
     verify: bool,
+    /// The primary's successors (its replicas), read instead when the
+    /// primary answers with forged entries.
+    backups: Vec<NodeInfo>,
+    /// Reading a replica: its local copy, without the responsibility check.
+    from_replica: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -414,6 +433,9 @@ pub struct Engine {
     codec: Codec,
     rt: RoutingTable,
     store: Store,
+    /// Signs this node's writes; the verifier checks everyone else's.
+    writer: WriterKey,
+    verifier: Verifier,
     rng: ChaCha8Rng,
     phase: Phase,
     now: u64,
@@ -472,7 +494,10 @@ impl Engine {
         let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.high_u64());
         let next_request = rng.gen::<u64>() >> 1;
+        let writer = WriterKey::from_secret(&cfg.writer_key.unwrap_or_else(|| rng.gen()));
         Engine {
+            writer,
+            verifier: Verifier::default(),
             rt: RoutingTable::new(me, cfg.successors, cfg.replicas.max(3)),
             store: Store::new(cfg.limits.clone()),
             cfg,
@@ -541,6 +566,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The public key this node signs its writes with: whose slots they fill.
+    pub fn owner(&self) -> &Owner {
+        self.writer.owner()
     }
 
     /// Statistics, with the storage gauges filled in.
@@ -669,13 +699,13 @@ impl Engine {
         timeout: Duration,
     ) {
         self.now = now;
-        let entry = WireEntry {
-            writer: writer.to_vec(),
+        let entry = WireEntry::unsigned(
+            writer.to_vec(),
             version,
-            lifetime_ms: lifetime.as_millis().min(u32::MAX as u128) as u32,
-            tombstone: false,
-            data: data.to_vec(),
-        };
+            lifetime.as_millis().min(u32::MAX as u128) as u32,
+            false,
+            data.to_vec(),
+        );
         self.start_put(op, key, entry, timeout);
     }
 
@@ -690,28 +720,25 @@ impl Engine {
         timeout: Duration,
     ) {
         self.now = now;
-        let entry = WireEntry {
-            writer: writer.to_vec(),
-            version,
-            lifetime_ms: self
-                .cfg
-                .tombstone_lifetime
-                .as_millis()
-                .min(u32::MAX as u128) as u32,
-            tombstone: true,
-            data: Vec::new(),
-        };
+        let lifetime_ms = self
+            .cfg
+            .tombstone_lifetime
+            .as_millis()
+            .min(u32::MAX as u128) as u32;
+        let entry = WireEntry::unsigned(writer.to_vec(), version, lifetime_ms, true, Vec::new());
         self.start_put(op, key, entry, timeout);
     }
 
-    fn start_put(&mut self, op: OpId, key: Id, entry: WireEntry, timeout: Duration) {
+    /// Starts a write of `entry`, whose writer is a label: the node puts it
+    /// in its own slot and signs it.
+    fn start_put(&mut self, op: OpId, key: Id, mut entry: WireEntry, timeout: Duration) {
         if !self.begin_op(op, OpKind::Put, timeout) || !self.require_joined(op, OpKind::Put) {
             self.after_step();
             return;
         }
         let limits = self.store.limits();
         let err = if limits.check_sizes(&entry.writer, &entry.data).is_err()
-            || entry.writer.len() > wire::MAX_WRITER_LEN
+            || entry.writer.len() > wire::MAX_LABEL_LEN
         {
             Some(Error::TooLarge)
         } else if entry.lifetime_ms == 0 {
@@ -727,6 +754,9 @@ impl Engine {
             self.stats.puts_failed += 1;
             self.complete(op, OpResult::Put(Err(e)));
         } else {
+            entry.writer = self.writer.slot(&entry.writer);
+            entry.expires_ms = self.wall_ms() + entry.lifetime_ms as u64;
+            self.writer.sign(&key, &mut entry);
             let job = PutJob {
                 op,
                 key,
@@ -767,6 +797,8 @@ impl Engine {
                 page_only,
                 vouched_by: None,
                 verify: false,
+                backups: Vec::new(),
+                from_replica: false,
             };
             self.start_lookup(key, Purpose::Get(job), timeout);
         }
@@ -1051,6 +1083,34 @@ impl Engine {
 
     /// A version for a write this node makes itself: wall-clock microseconds,
     /// strictly increasing (like the Node API's).
+    /// This node's wall clock, in milliseconds since the Unix epoch.
+    fn wall_ms(&self) -> u64 {
+        self.wall_offset_ms + self.now / 1000
+    }
+
+    /// How much longer than its signed expiry a copy may live: the clock
+    /// difference between peers that the replay window tolerates.
+    fn expiry_slack_ms(&self) -> u64 {
+        self.cfg.replay_window.as_millis().min(u64::MAX as u128) as u64
+    }
+
+    /// The lifetime `e` may still have here: what it arrived with, but never
+    /// past the expiry its writer signed.
+    fn signed_lifetime_ms(&self, e: &WireEntry) -> u32 {
+        let left =
+            (e.expires_ms.saturating_add(self.expiry_slack_ms())).saturating_sub(self.wall_ms());
+        e.lifetime_ms.min(left.min(u32::MAX as u64) as u32)
+    }
+
+    /// Whether `e` is signed by the owner of its slot; counts the forgeries.
+    fn authentic(&mut self, key: &Id, e: &WireEntry) -> bool {
+        let ok = self.verifier.verify(key, e);
+        if !ok {
+            self.stats.forged_entries += 1;
+        }
+        ok
+    }
+
     fn next_version(&mut self) -> u64 {
         let wall = self.wall_offset_ms.saturating_mul(1000) + self.now;
         self.last_version = wall.max(self.last_version + 1);
@@ -1110,7 +1170,7 @@ impl Engine {
         job.pending = job.pending.saturating_sub(1);
         match result {
             OpResult::Get(Ok(values)) => {
-                job.current = registrar::stored(values);
+                job.current = registrar::stored_by(values, self.writer.owner());
                 match plan(&job.req, &job.current, &RegistrarLimits::default()) {
                     Err(e) => self.register_answer(job.client, Outcome::Refused(e)),
                     Ok(p) => {
@@ -1207,20 +1267,10 @@ impl Engine {
             self.register_ops.insert(op, id);
             let version = self.next_version();
             let entry = match value {
-                Some((data, expires)) => WireEntry {
-                    writer,
-                    version,
-                    lifetime_ms: expires.saturating_mul(1000),
-                    tombstone: false,
-                    data,
-                },
-                None => WireEntry {
-                    writer,
-                    version,
-                    lifetime_ms: tombstone_ms,
-                    tombstone: true,
-                    data: Vec::new(),
-                },
+                Some((data, expires)) => {
+                    WireEntry::unsigned(writer, version, expires.saturating_mul(1000), false, data)
+                }
+                None => WireEntry::unsigned(writer, version, tombstone_ms, true, Vec::new()),
             };
             self.start_put(op, key, entry, timeout);
         }
@@ -1277,6 +1327,7 @@ impl Engine {
         if what == 0 {
             let _ = writeln!(out, "node {}", fmt_node(&self.me));
             let _ = writeln!(out, "phase {:?}", self.phase);
+            let _ = writeln!(out, "writer {}", owner::hex(self.writer.owner()));
             for (i, p) in self.rt.predecessors().iter().enumerate() {
                 let _ = writeln!(out, "predecessor[{i}] {}", fmt_node(p));
             }
@@ -1304,6 +1355,11 @@ impl Engine {
                 out,
                 "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}\ndropped_rate_limited {}",
                 s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched, s.dropped_rate_limited
+            );
+            let _ = writeln!(
+                out,
+                "wrong_answers {}\nforged_entries {}",
+                s.wrong_answers, s.forged_entries
             );
             let _ = writeln!(
                 out,
@@ -1850,9 +1906,11 @@ impl Engine {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
             return;
         }
-        let status = match self.store_entry(key, &entry) {
-            Ok(PutOutcome::Stored | PutOutcome::Unchanged) => Status::Ok,
-            Ok(PutOutcome::Stale) => Status::Stale,
+        let signed = matches!(reply, ReplyTo::LocalPut(_));
+        let status = match self.store_entry(key, &entry, signed) {
+            Ok(Some(PutOutcome::Stored | PutOutcome::Unchanged)) => Status::Ok,
+            Ok(Some(PutOutcome::Stale)) => Status::Stale,
+            Ok(None) => Status::BadRequest,
             Err(e) => store_status(e),
         };
         if status != Status::Ok {
@@ -1991,12 +2049,27 @@ impl Engine {
             .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN)
     }
 
-    /// Stores a received entry, its lifetime capped at the configured maximum.
-    fn store_entry(&mut self, key: Id, e: &WireEntry) -> Result<PutOutcome, StoreError> {
-        let max_lifetime_us = self.store.limits().max_lifetime_ms as u64 * 1000;
+    /// Stores a received entry, its lifetime capped at the configured maximum
+    /// and at its signed expiry. An entry that would change what is stored
+    /// must carry its owner's signature (`signed`: this node signed it itself);
+    /// a forged one is refused as a bad request.
+    fn store_entry(
+        &mut self,
+        key: Id,
+        e: &WireEntry,
+        signed: bool,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        let max_lifetime_ms = self.store.limits().max_lifetime_ms;
+        let lifetime_ms = self.signed_lifetime_ms(e).min(max_lifetime_ms);
+        if lifetime_ms == 0 {
+            return Ok(Some(PutOutcome::Unchanged)); // expired on the way
+        }
         let mut entry = Entry::from_wire(&key, e, self.now);
-        entry.expires_at = entry.expires_at.min(self.now + max_lifetime_us);
-        self.store.put(key, entry)
+        entry.expires_at = self.now + lifetime_ms as u64 * 1000;
+        if !signed && self.store.is_news(&key, &entry) && !self.authentic(&key, e) {
+            return Ok(None);
+        }
+        self.store.put(key, entry).map(Some)
     }
 
     fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
@@ -2006,9 +2079,10 @@ impl Engine {
             if e.lifetime_ms == 0 {
                 continue;
             }
-            match self.store_entry(key, &e) {
-                Ok(PutOutcome::Stored) => added += 1,
-                Ok(_) => {}
+            match self.store_entry(key, &e, false) {
+                Ok(Some(PutOutcome::Stored)) => added += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => status = Status::BadRequest,
                 Err(e) => status = store_status(e),
             }
         }
@@ -2574,6 +2648,9 @@ impl Engine {
                 }
                 job.vouched_by = vouched;
                 self.record_lookup(l.hops, latency);
+                let replicas = self.cfg.replicas.saturating_sub(1);
+                job.backups = nodes.iter().skip(1).take(replicas).copied().collect();
+                job.from_replica = false;
                 self.fetch_page(job, nodes[0]);
             }
             Purpose::Handoff(key) => {
@@ -2749,13 +2826,13 @@ impl Engine {
 
     /// Asks `node` (the key's primary) for the job's next page.
     fn fetch_page(&mut self, job: GetJob, node: NodeInfo) {
-        let (key, after) = (job.key, job.after.clone());
+        let (key, after, replica) = (job.key, job.after.clone(), job.from_replica);
         if node.id == self.me.id {
-            self.primary_fetch(key, false, after, None, ReplyTo::LocalGet(job));
+            self.primary_fetch(key, replica, after, None, ReplyTo::LocalGet(job));
         } else {
             let body = Body::Fetch {
                 key,
-                replica: false,
+                replica,
                 after,
             };
             let tries = self.cfg.rpc_retries + 1;
@@ -2784,14 +2861,50 @@ impl Engine {
             self.retry_get(job);
             return;
         }
-        let mut entries = entries;
         let mut next = next;
-        if entries.is_empty() && self.rt.predecessor().is_some_and(|p| p.id == from.id) {
-            // Our predecessor is the primary and has nothing (it may have just
-            // joined, its handoff still on the way), and it does not ask us,
-            // its successor, back: our replica answers.
-            (entries, next) = self.local_page(&job.key, job.after.as_deref());
-        }
+        let entries =
+            if entries.is_empty() && self.rt.predecessor().is_some_and(|p| p.id == from.id) {
+                // Our predecessor is the primary and has nothing (it may have just
+                // joined, its handoff still on the way), and it does not ask us,
+                // its successor, back: our replica answers.
+                let (mine, cursor) = self.local_page(&job.key, job.after.as_deref());
+                next = cursor;
+                mine
+            } else if from.id == self.me.id {
+                entries // checked when they were stored
+            } else {
+                // What a remote node returns is believed only when its owner
+                // signed it, and never for longer than the owner said.
+                let total = entries.len();
+                let mut forged = 0;
+                let checked: Vec<WireEntry> = entries
+                    .into_iter()
+                    .filter_map(|mut e| {
+                        if e.tombstone {
+                            return None; // readers never see removals
+                        }
+                        e.lifetime_ms = self.signed_lifetime_ms(&e);
+                        if e.lifetime_ms == 0 {
+                            return None;
+                        }
+                        let ok = self.authentic(&job.key, &e);
+                        forged += usize::from(!ok);
+                        ok.then_some(e)
+                    })
+                    .collect();
+                if forged > 0 && !job.backups.is_empty() {
+                    // A node that forges may hide genuine entries too: read this
+                    // page from the next replica instead.
+                    self.log(LogLevel::Warn, || {
+                        format!("{forged} of {total} entries from {} are forged", from.addr)
+                    });
+                    let backup = job.backups.remove(0);
+                    job.from_replica = true;
+                    self.fetch_page(job, backup);
+                    return;
+                }
+                checked
+            };
         job.got.extend(entries);
         if job.page_only {
             self.stats.gets_ok += 1;
@@ -3204,13 +3317,8 @@ mod tests {
 
     #[test]
     fn pages_follow_writer_order_and_fit_the_budget() {
-        let entry = |w: &str| WireEntry {
-            writer: w.as_bytes().to_vec(),
-            version: 1,
-            lifetime_ms: 1000,
-            tombstone: false,
-            data: vec![0; 100],
-        };
+        let entry =
+            |w: &str| WireEntry::unsigned(w.as_bytes().to_vec(), 1, 1000, false, vec![0; 100]);
         let all: Vec<WireEntry> = ["d", "b", "a", "c", "e"].iter().map(|w| entry(w)).collect();
         let one = wire::fetch_entry_len(&all[0]);
         // Room for two entries and the cursor.

@@ -5,6 +5,7 @@
 //! Layers, from pure to I/O:
 //! - [`id`]: the 160-bit identifier space;
 //! - [`wire`]: the datagram format;
+//! - [`owner`]: writers' signing keys: who may change an entry;
 //! - [`storage`]: versioned, expiring dictionaries;
 //! - [`routing`]: finger table, successor and predecessor lists;
 //! - [`engine`]: the sans-I/O protocol state machine of one node;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod ffi;
 pub mod id;
 pub mod node;
+pub mod owner;
 pub mod routing;
 pub mod runtime;
 pub mod sim;

@@ -96,8 +96,13 @@ impl Node {
     }
 
     /// Like [`Node::start`], with a sink that receives the node's events on a library thread.
-    pub fn start_with_events(cfg: Config, events: Option<EventSink>) -> Result<Node> {
+    pub fn start_with_events(mut cfg: Config, events: Option<EventSink>) -> Result<Node> {
         cfg.validate()?;
+        if cfg.writer_key.is_none() {
+            // The engine's own generator is seeded for reproducible tests; a
+            // signing key needs the operating system's randomness.
+            cfg.writer_key = Some(crate::owner::random_secret());
+        }
         let socket = UdpSocket::bind(cfg.listen)?;
         let bound = socket.local_addr()?;
         let advertise = cfg.advertise.unwrap_or(bound);
@@ -339,6 +344,11 @@ impl Node {
             move |e, now, op| e.remove(now, op, key, &writer, version, timeout),
             move |r| cb(r.into_put()),
         )
+    }
+
+    /// The public key this node signs its writes with: the owner of its slots.
+    pub fn owner(&self) -> Result<crate::owner::Owner> {
+        self.query(|e| *e.owner())
     }
 
     /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,

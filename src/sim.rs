@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::{Engine, LookupOutcome, OpId, OpResult, Phase, StoreReceipt, Value};
 use crate::error::Error;
 use crate::id::Id;
-use crate::wire::{Body, Codec, Message, NodeInfo};
+use crate::wire::{Body, Codec, Message, NodeInfo, WireEntry};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::{Ordering, Reverse};
@@ -84,6 +84,9 @@ struct SimNode {
     liar: Option<Codec>,
     /// The keys a liar was asked about, by (requester, request id).
     asked: HashMap<(SocketAddr, u64), Id>,
+    /// A malicious replica holder: every entry it serves or pushes is
+    /// rewritten (newer version, other data, the owner's signature kept).
+    forger: bool,
 }
 
 /// Result of comparing every live node's neighbours with the true ring.
@@ -189,6 +192,7 @@ impl SimNet {
             scheduled: None,
             group: 0,
             liar: None,
+            forger: false,
             asked: HashMap::new(),
         });
         self.by_addr.insert(addr, i);
@@ -291,7 +295,29 @@ impl SimNet {
         ));
     }
 
-    /// A liar's FindReply rewritten; other datagrams unchanged.
+    /// Makes node `i` forge data: the entries it answers reads with, pushes
+    /// to replicas or hands off get a newer version and other data under
+    /// their owners' names, as a member holding copies could.
+    pub fn make_forger(&mut self, i: usize) {
+        self.make_liar(i);
+        self.nodes[i].forger = true;
+    }
+
+    /// What a forger sends instead of `msg`'s entries.
+    fn forge(msg: &mut Message) {
+        let forge = |e: &mut WireEntry| {
+            e.version += 1_000_000;
+            e.tombstone = false;
+            e.data = b"forged".to_vec();
+        };
+        match &mut msg.body {
+            Body::FetchReply { entries, .. } => entries.iter_mut().for_each(forge),
+            Body::Replicate { items } => items.iter_mut().for_each(|(_, e)| forge(e)),
+            _ => {}
+        }
+    }
+
+    /// A liar's FindReply or a forger's entries rewritten; other datagrams unchanged.
     fn falsify(&mut self, i: usize, to: SocketAddr, data: Vec<u8>) -> Vec<u8> {
         let Some(codec) = self.nodes[i].liar.clone() else {
             return data;
@@ -299,6 +325,10 @@ impl SimNet {
         let Ok(mut msg) = codec.decode(&data) else {
             return data;
         };
+        if self.nodes[i].forger {
+            Self::forge(&mut msg);
+            return codec.encode(&msg).unwrap_or(data);
+        }
         let Body::FindReply { .. } = msg.body else {
             return data;
         };
@@ -533,11 +563,16 @@ impl SimNet {
         best
     }
 
-    /// How many live nodes hold a live entry of `writer` under `key`.
+    /// How many live nodes hold a live entry labelled `writer` under `key`.
     pub fn copies(&self, key: &Id, writer: &[u8]) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.alive && n.engine.store().entry(key, writer, self.now).is_some())
+            .filter(|n| {
+                n.alive
+                    && n.engine.store().entries(key, self.now).iter().any(|e| {
+                        crate::owner::split_slot(&e.writer).is_some_and(|(_, l)| l == writer)
+                    })
+            })
             .count()
     }
 

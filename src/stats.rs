@@ -103,6 +103,8 @@ pub struct Stats {
     pub dropped_rate_limited: u64,
     /// Lookup answers that named a node not responsible for the key.
     pub wrong_answers: u64,
+    /// Entries refused or dropped because their owner's signature did not match.
+    pub forged_entries: u64,
     pub retransmits: u64,
     /// Datagrams the socket refused to send (counted by the runtime).
     pub send_errors: u64,

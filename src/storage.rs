@@ -20,6 +20,9 @@ pub struct Entry {
     pub expires_at: u64,
     pub tombstone: bool,
     pub data: Box<[u8]>,
+    /// The writer's signed wall-clock expiry and signature (crate::owner).
+    pub expires_ms: u64,
+    pub signature: [u8; 64],
     /// Hash of (key, writer, version, tombstone) for range digests.
     fingerprint: u64,
 }
@@ -39,19 +42,24 @@ impl Entry {
             expires_at,
             tombstone,
             data: data.into(),
+            expires_ms: 0,
+            signature: [0; 64],
             fingerprint: fingerprint(key, writer, version, tombstone),
         }
     }
 
     pub fn from_wire(key: &Id, w: &WireEntry, now: u64) -> Entry {
-        Entry::new(
+        let mut e = Entry::new(
             key,
             &w.writer,
             w.version,
             now + w.lifetime_ms as u64 * 1000,
             w.tombstone,
             &w.data,
-        )
+        );
+        e.expires_ms = w.expires_ms;
+        e.signature = w.signature;
+        e
     }
 
     pub fn to_wire(&self, now: u64) -> WireEntry {
@@ -60,8 +68,10 @@ impl Entry {
             writer: self.writer.to_vec(),
             version: self.version,
             lifetime_ms: remaining_ms.min(u32::MAX as u64) as u32,
+            expires_ms: self.expires_ms,
             tombstone: self.tombstone,
             data: self.data.to_vec(),
+            signature: self.signature,
         }
     }
 
@@ -110,12 +120,13 @@ impl Default for StoreLimits {
 
 impl StoreLimits {
     /// The size rules a write must meet anywhere (the writer's node checks them
-    /// before routing, the responsible node again before storing).
-    pub fn check_sizes(&self, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
+    /// before routing, the responsible node again before storing); `label` is
+    /// the writer's part of the slot.
+    pub fn check_sizes(&self, label: &[u8], data: &[u8]) -> Result<(), StoreError> {
         if data.len() > self.max_value_bytes {
             return Err(StoreError::ValueTooLarge);
         }
-        if writer.len() > self.max_writer_bytes {
+        if label.len() > self.max_writer_bytes {
             return Err(StoreError::WriterTooLarge);
         }
         Ok(())
@@ -175,9 +186,11 @@ impl Store {
         self.value_bytes
     }
 
-    /// Checks a write against the limits without storing it.
+    /// Checks a write against the limits without storing it. `writer` is a
+    /// slot (crate::owner): the writer-size limit applies to its label.
     pub fn check(&self, key: &Id, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
-        self.limits.check_sizes(writer, data)?;
+        let label = writer.get(crate::owner::OWNER_LEN..).unwrap_or_default();
+        self.limits.check_sizes(label, data)?;
         match self.keys.get(key) {
             None if self.keys.len() >= self.limits.max_keys => Err(StoreError::NodeFull),
             Some(dict)
@@ -187,6 +200,26 @@ impl Store {
                 Err(StoreError::KeyFull)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Whether storing `entry` could change anything: it is new, newer, or
+    /// the same version carrying another signed expiry or signature. Only
+    /// such entries need their signature checked.
+    pub fn is_news(&self, key: &Id, entry: &Entry) -> bool {
+        let Some(slot) = self
+            .keys
+            .get(key)
+            .and_then(|d| d.iter().find(|e| e.writer == entry.writer))
+        else {
+            return true;
+        };
+        match entry.rank().cmp(&slot.rank()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                entry.expires_ms != slot.expires_ms || entry.signature != slot.signature
+            }
         }
     }
 
@@ -441,7 +474,7 @@ mod tests {
             Err(StoreError::ValueTooLarge)
         );
         assert_eq!(
-            s.put(k, e(&k, "abcd", 1, 9, "1")),
+            s.put(k, e(&k, &format!("{}abcd", "o".repeat(32)), 1, 9, "1")),
             Err(StoreError::WriterTooLarge)
         );
         s.put(k, e(&k, "a", 1, 9, "1")).unwrap();

@@ -14,13 +14,15 @@ use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const MAGIC: [u8; 2] = *b"CS";
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 4 + 8 + 8 + ID_LEN;
 pub const TAG_LEN: usize = 16;
 /// Hard ceiling for a datagram, whatever the configuration says.
 pub const MAX_DATAGRAM: usize = 65_507;
-/// Longest writer (dictionary entry key) accepted.
+/// Longest slot (owner key and label, crate::owner) accepted.
 pub const MAX_WRITER_LEN: usize = 255;
+/// Longest label a writer may give its slot.
+pub const MAX_LABEL_LEN: usize = MAX_WRITER_LEN - crate::owner::OWNER_LEN;
 /// Most nodes carried in one list (successor lists, lookup candidates).
 pub const MAX_NODE_LIST: usize = 32;
 
@@ -88,13 +90,42 @@ impl Status {
 /// One dictionary entry as it travels: the writer's slot in a key's dictionary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireEntry {
+    /// The slot: the owner's public key, then the writer's label (crate::owner).
+    /// In a ClientPut, the label alone: the node adds its key and signs.
     pub writer: Vec<u8>,
     pub version: u64,
-    /// Remaining lifetime in milliseconds (relative, so peers need no clock sync).
+    /// Remaining lifetime in milliseconds (relative: peers' clocks may differ).
     pub lifetime_ms: u32,
+    /// Wall-clock expiry the writer signed (ms since the Unix epoch): a copy
+    /// is never kept longer than this, whatever lifetime it arrives with.
+    pub expires_ms: u64,
     /// A removal marker that keeps older writes from resurrecting the entry.
     pub tombstone: bool,
     pub data: Vec<u8>,
+    /// The owner's Ed25519 signature (crate::owner); zeros in a ClientPut.
+    pub signature: [u8; 64],
+}
+
+impl WireEntry {
+    /// An entry as a writer asks for it: `writer` is its label, and the node
+    /// that runs the write puts it in its own slot and signs it.
+    pub fn unsigned(
+        writer: Vec<u8>,
+        version: u64,
+        lifetime_ms: u32,
+        tombstone: bool,
+        data: Vec<u8>,
+    ) -> WireEntry {
+        WireEntry {
+            writer,
+            version,
+            lifetime_ms,
+            expires_ms: 0,
+            tombstone,
+            data,
+            signature: [0; 64],
+        }
+    }
 }
 
 /// (key, writer, version): enough to tell which side of a sync holds what.
@@ -556,12 +587,14 @@ impl Writer {
         self.short_bytes(&e.writer)?;
         self.u64(e.version);
         self.u32(e.lifetime_ms);
+        self.u64(e.expires_ms);
         self.u8(e.tombstone as u8);
         if e.data.len() > u16::MAX as usize {
             return Err(EncodeError::TooLarge(e.data.len()));
         }
         self.u16(e.data.len() as u16);
         self.bytes(&e.data);
+        self.bytes(&e.signature);
         Ok(())
     }
     fn count(&mut self, n: usize) -> Result<(), EncodeError> {
@@ -772,15 +805,19 @@ impl<'a> Reader<'a> {
         let writer = self.short_bytes()?;
         let version = self.u64()?;
         let lifetime_ms = self.u32()?;
+        let expires_ms = self.u64()?;
         let tombstone = self.bool()?;
         let len = self.u16()? as usize;
         let data = self.take(len)?.to_vec();
+        let signature = self.take(64)?.try_into().expect("64 bytes");
         Ok(WireEntry {
             writer,
             version,
             lifetime_ms,
+            expires_ms,
             tombstone,
             data,
+            signature,
         })
     }
     /// A list length, refused early when the remaining bytes cannot hold it.
@@ -793,7 +830,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const MIN_ENTRY: usize = 1 + 8 + 4 + 1 + 2;
+const MIN_ENTRY: usize = 1 + 8 + 4 + 8 + 1 + 2 + 64;
 
 fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
     Ok(match kind {
@@ -952,8 +989,10 @@ mod tests {
             writer: vec![i; 5],
             version: 7 + i as u64,
             lifetime_ms: 60_000,
+            expires_ms: 1_700_000_000_000 + i as u64,
             tombstone: i % 2 == 0,
             data: vec![i; 30],
+            signature: [i; 64],
         }
     }
 
@@ -1150,8 +1189,10 @@ mod tests {
                 writer: vec![],
                 version: 1,
                 lifetime_ms: 1,
+                expires_ms: 0,
                 tombstone: false,
                 data: vec![0; 500],
+                signature: [0; 64],
             },
         });
         assert!(matches!(codec.encode(&big), Err(EncodeError::TooLarge(_))));

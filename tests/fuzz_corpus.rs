@@ -152,8 +152,10 @@ fn entry(w: &str, data: &[u8]) -> WireEntry {
         writer: w.as_bytes().to_vec(),
         version: 42,
         lifetime_ms: 60_000,
+        expires_ms: 1_700_000_060_000,
         tombstone: false,
         data: data.to_vec(),
+        signature: [0x5a; 64],
     }
 }
 

@@ -17,9 +17,18 @@ fn contact(uri: &str, q: Option<&str>, expires: Option<u32>) -> ContactSpec {
     }
 }
 
+/// Nodes that act as one registrar: they share a writer key, so a REGISTER
+/// through any of them may change the bindings stored through another.
+fn one_registrar() -> Config {
+    Config {
+        writer_key: Some([0x42; 32]),
+        ..Config::default()
+    }
+}
+
 #[test]
 fn register_lookup_refresh_unregister_and_expire() {
-    let net = Testnet::new(5, &Config::default(), Duration::from_secs(20)).unwrap();
+    let net = Testnet::new(5, &one_registrar(), Duration::from_secs(20)).unwrap();
     let limits = RegistrarLimits {
         min_expires: 1,
         ..RegistrarLimits::default()
@@ -124,7 +133,7 @@ fn register_lookup_refresh_unregister_and_expire() {
 fn a_refused_register_changes_nothing() {
     let mut cfg = Config {
         max_datagram: 1400,
-        ..Config::default()
+        ..one_registrar()
     };
     cfg.limits.max_value_bytes = 800;
     let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
@@ -194,7 +203,7 @@ fn a_refused_register_changes_nothing() {
 #[test]
 fn large_aors_are_read_whole() {
     let limits = RegistrarLimits::default();
-    let net = Testnet::new(3, &Config::default(), Duration::from_secs(20)).unwrap();
+    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
     let node = &net.nodes[0];
     let contacts: Vec<ContactSpec> = (0..17)
         .map(|i| {
@@ -230,7 +239,7 @@ fn large_aors_are_read_whole() {
 
     let mut cfg = Config {
         max_datagram: 1400,
-        ..Config::default()
+        ..one_registrar()
     };
     cfg.limits.max_value_bytes = 800;
     let small = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
@@ -282,7 +291,7 @@ fn large_aors_are_read_whole() {
 /// the same rules as the read-plan-write path, all or nothing.
 #[test]
 fn client_register_in_one_round_trip() {
-    let mut cfg = Config::default();
+    let mut cfg = one_registrar();
     cfg.limits.max_entries_per_key = 3;
     let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
     let mut c = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
@@ -369,7 +378,7 @@ fn client_register_in_one_round_trip() {
 /// When the bindings do not fit in the reply, the client reads them itself.
 #[test]
 fn client_register_lists_more_bindings_than_fit_in_a_reply() {
-    let net = Testnet::new(2, &Config::default(), Duration::from_secs(20)).unwrap();
+    let net = Testnet::new(2, &one_registrar(), Duration::from_secs(20)).unwrap();
     let mut c = Client::connect(net.nodes[0].addr(), "chordsip", None).unwrap();
     let contacts: Vec<ContactSpec> = (0..16)
         .map(|i| {
@@ -391,4 +400,77 @@ fn client_register_lists_more_bindings_than_fit_in_a_reply() {
     };
     let p = c.register(&big).unwrap();
     assert_eq!((p.inserted, p.result.len()), (16, 16));
+}
+
+/// A peer with another writer key (a second registrar, or a member gone bad)
+/// cannot refresh, replace or remove the bindings the registrar stored: its
+/// REGISTER sees only its own, its writes land in slots of its own, and the
+/// registrar's bindings stay as they were.
+#[test]
+fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
+    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
+    let stranger = chordsip::Node::start(Config {
+        writer_key: Some([0x66; 32]),
+        ..Config::default()
+    })
+    .unwrap();
+    stranger.join(&net.bootstrap()).unwrap();
+    let limits = RegistrarLimits::default();
+    let aor = "sip:erin@example.com";
+    let req = |call_id: &str, contacts: Vec<ContactSpec>| RegisterRequest {
+        to: aor.into(),
+        call_id: call_id.into(),
+        cseq: 1,
+        contacts,
+        ..RegisterRequest::default()
+    };
+    let own = contact("sip:erin@192.0.2.5", None, Some(600));
+    register(
+        &mut &net.nodes[0],
+        &req("reg-1", vec![own.clone()]),
+        &limits,
+    )
+    .unwrap();
+
+    // The stranger's "Contact: *; Expires: 0" removes nothing of the registrar's.
+    let star = RegisterRequest {
+        star: true,
+        expires: Some(0),
+        ..req("evil-1", vec![])
+    };
+    assert_eq!(register(&mut &stranger, &star, &limits).unwrap().deleted, 0);
+    // Nor does its unregister of the very same contact, nor its raw removal
+    // of the very same slot label.
+    let gone = contact("sip:erin@192.0.2.5", None, Some(0));
+    assert_eq!(
+        register(&mut &stranger, &req("evil-2", vec![gone]), &limits)
+            .unwrap()
+            .deleted,
+        0
+    );
+    let (_, key) = chordsip::sip::registrar::aor_key(aor).unwrap();
+    let values = net.nodes[1].get(key).unwrap();
+    assert_eq!(values.len(), 1);
+    stranger.remove(key, &values[0].writer).unwrap();
+    // Its write of the same label is an entry of its own, owned by its key.
+    stranger
+        .put(key, &values[0].writer, b"hijack", Duration::from_secs(60))
+        .unwrap();
+    let values = net.nodes[2].get(key).unwrap();
+    assert_eq!(values.len(), 2, "{values:?}");
+    let registrar_owner = net.nodes[0].owner().unwrap();
+    assert_ne!(registrar_owner, stranger.owner().unwrap());
+    assert!(values
+        .iter()
+        .any(|v| v.owner == registrar_owner && v.data != b"hijack"));
+
+    let found = lookup(&mut &net.nodes[2], aor).unwrap();
+    assert_eq!(found.len(), 1, "the stranger's raw value is no binding");
+    assert_eq!(found[0].0.contact, "sip:erin@192.0.2.5");
+    // The registrar itself still can: its unregister removes the binding.
+    let gone = contact("sip:erin@192.0.2.5", None, Some(0));
+    let p = register(&mut &net.nodes[1], &req("reg-2", vec![gone]), &limits).unwrap();
+    assert_eq!(p.deleted, 1);
+    assert!(lookup(&mut &net.nodes[0], aor).unwrap().is_empty());
+    let _ = stranger.leave(Duration::from_secs(2));
 }

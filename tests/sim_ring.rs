@@ -483,6 +483,77 @@ fn lookups_reach_the_right_node_despite_lying_peers() {
     println!("lies caught: {caught}");
 }
 
+/// Members that hold copies forge them (a newer version with other data under
+/// the owner's name) in every read answer, replica push and handoff: every
+/// honest node refuses the forgeries and no read ever returns one. A value
+/// stored before its primary turned forger is read intact from a replica; one
+/// written through a forging primary may be withheld (never forged).
+#[test]
+fn forged_copies_are_refused_and_never_read() {
+    let n = 24;
+    let mut net = build(n, &Config::default(), 83);
+    net.run_for(Duration::from_secs(20));
+    let forgers = [2, 11, 19];
+    let honest: Vec<usize> = (0..n).filter(|i| !forgers.contains(i)).collect();
+    let put = |net: &mut SimNet, i: usize| {
+        let from = honest[i % honest.len()];
+        net.put(
+            from,
+            key(i),
+            b"dev",
+            b"genuine",
+            1,
+            Duration::from_secs(600),
+        )
+        .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
+    };
+    for i in 0..100 {
+        put(&mut net, i);
+    }
+    net.run_for(Duration::from_secs(5));
+    for &f in &forgers {
+        net.make_forger(f);
+    }
+    for i in 100..200 {
+        put(&mut net, i);
+    }
+    // Replica sync and handoffs run: forgers push their forgeries.
+    net.run_for(Duration::from_secs(30));
+    let (mut intact, mut withheld) = (0, 0);
+    for i in 0..200 {
+        let from = honest[(i * 7) % honest.len()];
+        let got = net.get(from, key(i)).expect("get succeeds");
+        assert!(
+            got.iter().all(|v| v.data == b"genuine"),
+            "value {i}: {got:?}"
+        );
+        if got.len() == 1 {
+            intact += 1;
+            continue;
+        }
+        let primary = net.responsible(&key(i)).unwrap();
+        let forging_primary = forgers.iter().any(|&f| net.engine(f).me().id == primary.id);
+        assert!(i >= 100 && forging_primary, "value {i} lost");
+        withheld += 1;
+    }
+    for &h in &honest {
+        for k in (0..200).map(key) {
+            for e in net.engine(h).store().entries(&k, net.now()) {
+                assert_ne!(&*e.data, b"forged", "node {h} stored a forgery of {k:?}");
+            }
+        }
+    }
+    let refused: u64 = honest
+        .iter()
+        .map(|&i| net.engine(i).stats().forged_entries)
+        .sum();
+    println!("forgeries refused: {refused}; values read intact {intact}, withheld by a forging primary {withheld}");
+    assert!(
+        refused > 0,
+        "no forgery was ever met: the test proves nothing"
+    );
+}
+
 /// 20% of datagrams lost and 50 ms one-way delay on every path (what the
 /// netns test asks of tc netem): lookups from every node still succeed
 /// (at least 99%) and end at the responsible node, as do puts and gets.

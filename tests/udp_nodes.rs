@@ -2,10 +2,11 @@
 //! abrupt stop, restart and rejoin; the overlay key keeps strangers out.
 
 use chordsip::client::Client;
+use chordsip::owner::WriterKey;
 use chordsip::testnet::{wait_until, Testnet};
-use chordsip::wire::{Body, Codec, Message};
+use chordsip::wire::{Body, Codec, Message, WireEntry};
 use chordsip::{Config, Error, Id, Node};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 fn key(i: usize) -> Id {
@@ -203,13 +204,13 @@ fn overlay_key_keeps_strangers_out() {
             body: Body::Replicate {
                 items: vec![(
                     key(9),
-                    chordsip::wire::WireEntry {
-                        writer: b"dev".to_vec(),
-                        version: u64::MAX,
-                        lifetime_ms: 60_000,
-                        tombstone: true,
-                        data: vec![],
-                    },
+                    chordsip::wire::WireEntry::unsigned(
+                        b"dev".to_vec(),
+                        u64::MAX,
+                        60_000,
+                        true,
+                        vec![],
+                    ),
                 )],
             },
         })
@@ -443,4 +444,190 @@ fn a_flooding_source_degrades_only_itself() {
     assert!(answered >= 250, "the budget itself was served: {answered}");
     let limited = net.nodes[0].stats().unwrap().dropped_rate_limited;
     assert!(limited >= 1500, "{limited} requests dropped by the limit");
+}
+
+/// Reads `key`'s entries as node `to` holds them, signatures included
+/// (a raw replica read, as any member may send).
+fn raw_entries(sock: &UdpSocket, codec: &Codec, to: SocketAddr, key: Id) -> Vec<WireEntry> {
+    let msg = Message {
+        flags: 0,
+        overlay: codec.overlay(),
+        request_id: rand_id(),
+        timestamp_ms: 0,
+        sender: Id::from_name("reader"),
+        body: Body::Fetch {
+            key,
+            replica: true,
+            after: None,
+        },
+    };
+    sock.send_to(&codec.encode(&msg).unwrap(), to).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Ok(Message {
+            request_id,
+            body: Body::FetchReply { entries, .. },
+            ..
+        }) = codec.decode(&buf[..n])
+        {
+            if request_id == msg.request_id {
+                return entries;
+            }
+        }
+    }
+    panic!("no FetchReply from {to}");
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Sends `body` to every node, as a member of the overlay would.
+fn send_all(sock: &UdpSocket, codec: &Codec, net: &Testnet, body: &Body) {
+    for n in &net.nodes {
+        let msg = Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: rand_id(),
+            timestamp_ms: 0,
+            sender: Id::from_name("mallory"),
+            body: body.clone(),
+        };
+        sock.send_to(&codec.encode(&msg).unwrap(), n.addr())
+            .unwrap();
+    }
+}
+
+/// Record ownership on real sockets: a member that holds (or fetched) a signed
+/// entry cannot make the nodes store a changed copy, a removal, an unsigned
+/// entry or one signed by another key, nor keep the entry alive past the
+/// expiry its writer signed by pushing it again with a longer lifetime.
+#[test]
+fn a_member_cannot_forge_remove_or_prolong_anothers_entry() {
+    let cfg = Config {
+        replay_window: Duration::from_secs(1), // also the expiry slack
+        ..Config::default()
+    };
+    let net = Testnet::new(4, &cfg, Duration::from_secs(20)).unwrap();
+    let owner = net.nodes[0].owner().unwrap();
+    let k = key(77);
+    net.nodes[0]
+        .put(k, b"dev", b"binding", Duration::from_secs(600))
+        .unwrap();
+    assert!(net.wait_copies(&[k], 3, Duration::from_secs(10)));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let codec = Codec::new("chordsip", None, 65_507);
+    let genuine = net
+        .nodes
+        .iter()
+        .flat_map(|n| raw_entries(&sock, &codec, n.addr(), k))
+        .next()
+        .expect("a holder answers");
+    assert_eq!(&genuine.writer[..32], &owner[..]);
+
+    let mallory = WriterKey::from_secret(&[7; 32]);
+    let mut changed = genuine.clone();
+    changed.version += 1;
+    changed.data = b"sip:mallory@192.0.2.66".to_vec();
+    let mut removal = genuine.clone();
+    removal.version = u64::MAX;
+    removal.tombstone = true;
+    removal.data.clear();
+    mallory.sign(&k, &mut removal); // signed, but not by the slot's owner
+    let mut unsigned = changed.clone();
+    unsigned.signature = [0; 64];
+    let before: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.stats().unwrap().forged_entries)
+        .sum();
+    for forged in [changed, removal, unsigned] {
+        send_all(
+            &sock,
+            &codec,
+            &net,
+            &Body::Store {
+                key: k,
+                entry: forged.clone(),
+            },
+        );
+        send_all(
+            &sock,
+            &codec,
+            &net,
+            &Body::Replicate {
+                items: vec![(k, forged)],
+            },
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let after: u64 = net
+                .nodes
+                .iter()
+                .map(|n| n.stats().unwrap().forged_entries)
+                .sum();
+            after >= before + 9
+        }),
+        "every holder refused every forgery"
+    );
+    for n in &net.nodes {
+        let v = n.get(k).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].data.as_slice(), v[0].owner), (&b"binding"[..], owner));
+        for e in raw_entries(&sock, &codec, n.addr(), k) {
+            assert_eq!(
+                e,
+                WireEntry {
+                    lifetime_ms: e.lifetime_ms,
+                    ..genuine.clone()
+                }
+            );
+        }
+    }
+
+    // A short-lived entry pushed again and again with an hour to live still
+    // vanishes when its signed expiry (plus the 1 s slack) passes.
+    let short = key(78);
+    let start = Instant::now();
+    net.nodes[1]
+        .put(short, b"dev", b"brief", Duration::from_secs(2))
+        .unwrap();
+    let signed = net
+        .nodes
+        .iter()
+        .flat_map(|n| raw_entries(&sock, &codec, n.addr(), short))
+        .next()
+        .expect("a holder answers");
+    let prolonged = WireEntry {
+        lifetime_ms: 3_600_000,
+        ..signed
+    };
+    while start.elapsed() < Duration::from_millis(4500) {
+        send_all(
+            &sock,
+            &codec,
+            &net,
+            &Body::Replicate {
+                items: vec![(short, prolonged.clone())],
+            },
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for n in &net.nodes {
+        assert_eq!(n.get(short).unwrap(), vec![], "read through {}", n.addr());
+        assert!(
+            raw_entries(&sock, &codec, n.addr(), short).is_empty(),
+            "{} still holds the expired entry",
+            n.addr()
+        );
+    }
 }

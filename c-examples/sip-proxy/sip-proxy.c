@@ -10,6 +10,7 @@
  *
  *   sip-proxy --listen 127.0.0.1:5060 --overlay-listen 127.0.0.1:4000
  *             [--bootstrap ip:port[,ip:port...]] [--overlay-key-file FILE]
+ *             [--writer-key-file FILE]
  *             [--overlay NAME] [--overlay-set name=value]... [--log[=LEVEL]]
  *
  * One thread: poll() on the SIP socket, the node's event fd (fd delivery
@@ -1262,6 +1263,8 @@ static void usage(FILE *f, const char *prog) {
             "  --bootstrap IP:PORT[,...]   join the overlay through these nodes (none: new ring)\n"
             "  --overlay NAME              overlay name (default chordsip)\n"
             "  --overlay-key-file FILE     overlay key (file bytes, trailing newline stripped)\n"
+            "  --writer-key-file FILE      writer key (`chordsip keygen`): proxies that share it\n"
+            "                              act as one registrar (default: a new key each start)\n"
             "  --overlay-set NAME=VALUE    any chordsip_config_set option (repeatable)\n"
             "  --join-timeout SECONDS      keep retrying the bootstrap nodes (default 30)\n"
             "  --log[=LEVEL]               log to stderr: 1 error .. 4 debug (default 3)\n"
@@ -1300,18 +1303,19 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     const char *listen = "127.0.0.1:5060", *overlay_listen = "127.0.0.1:0", *bootstrap = NULL;
-    const char *overlay = NULL, *key_file = NULL;
+    const char *overlay = NULL, *key_file = NULL, *writer_key_file = NULL;
     const char *sets[32];
     size_t nsets = 0;
     double join_timeout = 30;
     static struct proxy px = {.sip_fd = -1, .event_fd = -1, .sig_rd = -1};
-    enum { O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_SET, O_JOIN, O_LOG, O_HELP };
+    enum { O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_WKEY, O_SET, O_JOIN, O_LOG, O_HELP };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"overlay-listen", required_argument, NULL, O_OVL},
         {"bootstrap", required_argument, NULL, O_BOOT},
         {"overlay", required_argument, NULL, O_NAME},
         {"overlay-key-file", required_argument, NULL, O_KEY},
+        {"writer-key-file", required_argument, NULL, O_WKEY},
         {"overlay-set", required_argument, NULL, O_SET},
         {"join-timeout", required_argument, NULL, O_JOIN},
         {"log", optional_argument, NULL, O_LOG},
@@ -1326,6 +1330,7 @@ int main(int argc, char **argv) {
         case O_BOOT: bootstrap = optarg; break;
         case O_NAME: overlay = optarg; break;
         case O_KEY: key_file = optarg; break;
+        case O_WKEY: writer_key_file = optarg; break;
         case O_SET:
             if (nsets == sizeof sets / sizeof sets[0]) {
                 fprintf(stderr, "sip-proxy: too many --overlay-set\n");
@@ -1394,6 +1399,8 @@ int main(int argc, char **argv) {
     chordsip_result rc = chordsip_config_set(cfg, "listen", overlay_listen, err, sizeof err);
     if (rc == CHORDSIP_OK && overlay != NULL)
         rc = chordsip_config_set(cfg, "overlay", overlay, err, sizeof err);
+    if (rc == CHORDSIP_OK && writer_key_file != NULL)
+        rc = chordsip_config_set(cfg, "writer_key_file", writer_key_file, err, sizeof err);
     for (size_t i = 0; rc == CHORDSIP_OK && i < nsets; i++) {
         char name[64];
         const char *eq = strchr(sets[i], '=');

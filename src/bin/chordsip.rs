@@ -43,6 +43,10 @@ enum Cmd {
     Ring(ViaArgs),
     /// Print a node's statistics.
     Stats(ViaArgs),
+    /// Make a writer key: its secret (64 hex digits) goes to --out or stdout,
+    /// its public half to stderr. Give the file to every server of one
+    /// registrar (`--writer-key-file`, Kamailio's `writer_key_file`).
+    Keygen(KeygenArgs),
     /// Start a local overlay on loopback, store values, kill a quarter of the
     /// nodes one after another, and show that every value is still found.
     Demo(DemoArgs),
@@ -78,6 +82,13 @@ impl OverlayArgs {
 }
 
 #[derive(Args)]
+struct KeygenArgs {
+    /// File to create (mode 0600; an existing file is left alone).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct NodeArgs {
     /// UDP address to listen on.
     #[arg(long, default_value = "127.0.0.1:4000")]
@@ -90,6 +101,10 @@ struct NodeArgs {
     bootstrap: Vec<String>,
     #[command(flatten)]
     overlay: OverlayArgs,
+    /// File holding this node's writer key (`chordsip keygen`); its holder
+    /// alone can change what the node writes. Default: a new key each start.
+    #[arg(long)]
+    writer_key_file: Option<PathBuf>,
     /// Copies of each value.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
@@ -194,6 +209,10 @@ struct DemoArgs {
     /// Values stored.
     #[arg(long, default_value_t = 200)]
     values: usize,
+    /// File holding this node's writer key (`chordsip keygen`); its holder
+    /// alone can change what the node writes. Default: a new key each start.
+    #[arg(long)]
+    writer_key_file: Option<PathBuf>,
     /// Copies of each value.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
@@ -218,6 +237,7 @@ fn main() -> ExitCode {
         Cmd::Stats(a) => client(&a)
             .and_then(|mut c| c.stats_text().map_err(|e| e.to_string()))
             .map(|t| print!("{t}")),
+        Cmd::Keygen(a) => run_keygen(a),
         Cmd::Demo(a) => run_demo(a),
     };
     match r {
@@ -236,8 +256,31 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {s} resolves to nothing"))
 }
 
+fn run_keygen(a: KeygenArgs) -> Result<(), String> {
+    let secret = chordsip::owner::random_secret();
+    let text = format!("{}\n", chordsip::owner::hex(&secret));
+    match &a.out {
+        None => print!("{text}"),
+        Some(p) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(p)
+                .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        }
+    }
+    let key = chordsip::owner::WriterKey::from_secret(&secret);
+    eprintln!("writer {}", chordsip::owner::hex(key.owner()));
+    Ok(())
+}
+
 fn run_node(a: NodeArgs) -> Result<(), String> {
-    let cfg = Config {
+    let mut cfg = Config {
         listen: resolve(&a.listen)?,
         advertise: a.advertise.as_deref().map(resolve).transpose()?,
         overlay: a.overlay.overlay.clone(),
@@ -248,6 +291,10 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         client_socket: a.client_socket.clone(),
         ..Config::default()
     };
+    if let Some(p) = &a.writer_key_file {
+        cfg.set("writer_key_file", &p.to_string_lossy())
+            .map_err(|e| e.to_string())?;
+    }
     let bootstrap = a
         .bootstrap
         .iter()

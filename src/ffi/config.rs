@@ -106,6 +106,7 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `client_socket` | UNIX datagram socket path served for client handles | none |
 /// | `overlay` | overlay name (datagrams of other overlays are dropped) | `chordsip` |
 /// | `node_id` | fixed 40-hex-digit node id | SHA-1 of the address |
+/// | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
 /// | `successors` | successor list length | 8 |
 /// | `replicas` | copies of each value | 3 |
 /// | `stabilize_ms`, `check_predecessor_ms`, `fix_fingers_ms`, `sync_ms` | maintenance periods | 250, 250, 100, 1000 |

@@ -129,6 +129,9 @@ pub struct chordsip_value {
     pub version: u64,
     /// Remaining lifetime when read, in milliseconds.
     pub expires_in_ms: u64,
+    /// Public key of the writer that signed the value: only the holder of
+    /// its secret (`writer_key`) can change or remove it.
+    pub owner: [u8; 32],
 }
 
 pub(crate) struct OwnedValue {
@@ -137,6 +140,7 @@ pub(crate) struct OwnedValue {
     data: Vec<u8>,
     version: u64,
     expires_in_ms: u64,
+    owner: [u8; 32],
 }
 
 /// The values stored under a key, one per writer. Free with `chordsip_values_free`.
@@ -157,6 +161,7 @@ impl chordsip_values {
                         data: v.data,
                         version: v.version,
                         expires_in_ms: v.lifetime.as_millis() as u64,
+                        owner: v.owner,
                     }
                 })
                 .collect(),
@@ -196,6 +201,7 @@ pub unsafe extern "C" fn chordsip_values_get(
             data_len: v.data.len(),
             version: v.version,
             expires_in_ms: v.expires_in_ms,
+            owner: v.owner,
         };
         // SAFETY: NULL or writable by the caller's contract.
         unsafe { write_out(out, view) }

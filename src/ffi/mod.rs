@@ -190,8 +190,8 @@ pub(crate) fn code<T>(r: crate::Result<T>) -> FfiResult<T> {
 pub const CHORDSIP_MAX_KEY_LEN: usize = 1024;
 
 /// Longest writer string accepted (the node's `max_writer_bytes` may be lower).
-pub const CHORDSIP_MAX_WRITER_LEN: usize = 255;
-const _: () = assert!(CHORDSIP_MAX_WRITER_LEN == crate::wire::MAX_WRITER_LEN);
+pub const CHORDSIP_MAX_WRITER_LEN: usize = 223;
+const _: () = assert!(CHORDSIP_MAX_WRITER_LEN == crate::wire::MAX_LABEL_LEN);
 
 /// A NUL-terminated UTF-8 string argument.
 ///

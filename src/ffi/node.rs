@@ -94,6 +94,10 @@ pub struct chordsip_stats {
     pub events_dropped: u64,
     /// Requests dropped over the per-source rate limit (`max_requests_per_source`).
     pub dropped_rate_limited: u64,
+    /// Lookup answers that named a node not responsible for the key.
+    pub wrong_answers: u64,
+    /// Entries refused or dropped because their owner's signature did not match.
+    pub forged_entries: u64,
 }
 
 /// One peer of the overlay. Create with `chordsip_node_new`, free with
@@ -737,6 +741,8 @@ pub unsafe extern "C" fn chordsip_node_stats(
                 .dropped_events
                 .load(std::sync::atomic::Ordering::Relaxed),
             dropped_rate_limited: s.dropped_rate_limited,
+            wrong_answers: s.wrong_answers,
+            forged_entries: s.forged_entries,
         };
         // SAFETY: out is non-NULL (checked) and writable.
         unsafe { write_out(out, st) }

@@ -10,6 +10,7 @@ use crate::engine::{StoreReceipt, Value};
 use crate::error::Error;
 use crate::id::Id;
 use crate::node::Node;
+use crate::owner::Owner;
 use std::time::Duration;
 
 /// The dictionary operations a registrar needs; implemented by nodes and client handles.
@@ -23,6 +24,8 @@ pub trait DictStore {
         lifetime: Duration,
     ) -> crate::Result<StoreReceipt>;
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt>;
+    /// The key this store's writes are signed with: the bindings a REGISTER may change.
+    fn owner(&mut self) -> crate::Result<Owner>;
     /// The largest value the store takes, when known before writing.
     fn value_limit(&self) -> Option<usize> {
         None
@@ -45,6 +48,9 @@ impl DictStore for &Node {
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
         self.remove(key, writer)
     }
+    fn owner(&mut self) -> crate::Result<Owner> {
+        Node::owner(self)
+    }
     fn value_limit(&self) -> Option<usize> {
         Some(self.config().limits.max_value_bytes)
     }
@@ -65,6 +71,9 @@ impl DictStore for Client {
     }
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
         self.remove(key, writer)
+    }
+    fn owner(&mut self) -> crate::Result<Owner> {
+        Client::owner(self)
     }
 }
 
@@ -105,6 +114,13 @@ pub fn aor_key(aor: &str) -> Result<(String, Id), RegisterError> {
     Ok((canonical, key))
 }
 
+/// The bindings of an AOR that `owner` wrote: the ones a REGISTER through
+/// its node may refresh, replace or remove. Other writers' bindings are theirs
+/// (crate::owner); a lookup still returns them.
+pub fn stored_by(values: Vec<Value>, owner: &Owner) -> Vec<StoredBinding> {
+    stored(values.into_iter().filter(|v| v.owner == *owner).collect())
+}
+
 /// The bindings among an AOR's stored values (undecodable entries skipped).
 pub fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
     values
@@ -134,7 +150,8 @@ pub fn register(
     limits: &RegistrarLimits,
 ) -> Result<Plan, RegistrarError> {
     let (_, key) = aor_key(&req.to)?;
-    let current = stored(store.dict_get(key)?);
+    let owner = store.owner()?;
+    let current = stored_by(store.dict_get(key)?, &owner);
     let p = plan(req, &current, limits)?;
     let encoded: Vec<Option<Vec<u8>>> = p
         .changes

@@ -71,6 +71,7 @@ static char *p_advertise = "";
 static char *p_bootstrap = "";
 static char *p_overlay = "chordsip";
 static char *p_key_file = "";
+static char *p_writer_key_file = ""; /* `chordsip keygen`: who may change our bindings */
 static char *p_socket = "";
 static char *p_log_level = "warn";
 static int p_replicas = 3;
@@ -84,6 +85,7 @@ static param_export_t params[] = {
 	{"bootstrap", PARAM_STRING, &p_bootstrap},
 	{"overlay", PARAM_STRING, &p_overlay},
 	{"key_file", PARAM_STRING, &p_key_file},
+	{"writer_key_file", PARAM_STRING, &p_writer_key_file},
 	{"socket", PARAM_STRING, &p_socket},
 	{"log_level", PARAM_STRING, &p_log_level},
 	{"replicas", PARAM_INT, &p_replicas},
@@ -220,6 +222,8 @@ static chordsip_node *create_node(void)
 			 && (p_advertise[0] == 0 || set_opt(cfg, "advertise", p_advertise) == 0)
 			 && set_opt(cfg, "overlay", p_overlay) == 0
 			 && set_opt(cfg, "client_socket", socket_path) == 0
+			 && (p_writer_key_file[0] == 0
+					 || set_opt(cfg, "writer_key_file", p_writer_key_file) == 0)
 			 && set_int_opt(cfg, "replicas", p_replicas) == 0
 			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0;
 	if(ok && overlay_key_len > 0)

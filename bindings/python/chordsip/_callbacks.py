@@ -327,7 +327,8 @@ def values_list(lib: ctypes.CDLL, values: Any) -> List[Value]:
             raise error_for(rc, "chordsip_values_get")
         writer = ctypes.string_at(v.writer, v.writer_len) if v.writer_len else b""
         data = ctypes.string_at(v.data, v.data_len) if v.data_len else b""
-        out.append(Value(_text(writer), data, int(v.version), int(v.expires_in_ms)))
+        owner = bytes(v.owner)
+        out.append(Value(_text(writer), data, int(v.version), int(v.expires_in_ms), owner))
     return out
 
 

@@ -46,7 +46,7 @@ SONAME = "libchordsip.so.0"
 # ---------------------------------------------------------------------------
 
 CHORDSIP_MAX_KEY_LEN = 1024
-CHORDSIP_MAX_WRITER_LEN = 255
+CHORDSIP_MAX_WRITER_LEN = 223
 
 CHORDSIP_OK = 0
 CHORDSIP_ERR_BUFFER_TOO_SMALL = 18
@@ -94,6 +94,7 @@ class chordsip_value(Structure):
         ("data_len", c_size_t),
         ("version", c_uint64),
         ("expires_in_ms", c_uint64),
+        ("owner", c_uint8 * 32),
     ]
 
 
@@ -127,6 +128,8 @@ class chordsip_stats(Structure):
         ("nodes_failed_detected", c_uint64),
         ("events_dropped", c_uint64),
         ("dropped_rate_limited", c_uint64),
+        ("wrong_answers", c_uint64),
+        ("forged_entries", c_uint64),
     ]
 
 

@@ -72,6 +72,9 @@ class Value:
     version: int
     #: Remaining lifetime when read, in milliseconds.
     expires_in_ms: int
+    #: Public key (32 bytes) of the writer that signed the value: only the
+    #: holder of its secret (``writer_key``) can change or remove it.
+    owner: bytes = b""
 
 
 @dataclass(frozen=True)

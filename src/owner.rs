@@ -1,0 +1,209 @@
+//! Record ownership: every stored entry is signed by its writer's key.
+//!
+//! An entry's slot in a key's dictionary is `owner public key | label`, so two
+//! writers can never name the same slot, and every copy carries an Ed25519
+//! signature over the key, the slot, the version, the removal flag, the
+//! absolute expiry and the data. Every node that stores a copy (primary or
+//! replica) and every node that reads one checks the signature, so a member of
+//! the overlay cannot forge, replace or remove another writer's entry, nor keep
+//! it alive past the expiry its writer signed. Pure logic, no I/O.
+
+use crate::id::{Id, ID_LEN};
+use crate::wire::WireEntry;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use std::collections::HashMap;
+
+/// Bytes of a writer's public key, the first part of every slot.
+pub const OWNER_LEN: usize = 32;
+/// Bytes of an entry's signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// Bytes of a writer's secret key (an Ed25519 seed).
+pub const SECRET_LEN: usize = 32;
+
+/// The public half of a writer key: names the writer's slots.
+pub type Owner = [u8; OWNER_LEN];
+
+/// The key a node signs its writes with.
+#[derive(Clone)]
+pub struct WriterKey {
+    signing: SigningKey,
+    owner: Owner,
+}
+
+impl std::fmt::Debug for WriterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WriterKey({})", hex(&self.owner))
+    }
+}
+
+impl WriterKey {
+    /// The key whose secret is `seed` (32 bytes, e.g. from `chordsip keygen`).
+    pub fn from_secret(seed: &[u8; SECRET_LEN]) -> WriterKey {
+        let signing = SigningKey::from_bytes(seed);
+        let owner = signing.verifying_key().to_bytes();
+        WriterKey { signing, owner }
+    }
+
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The slot this writer's `label` names.
+    pub fn slot(&self, label: &[u8]) -> Vec<u8> {
+        let mut s = Vec::with_capacity(OWNER_LEN + label.len());
+        s.extend_from_slice(&self.owner);
+        s.extend_from_slice(label);
+        s
+    }
+
+    /// Signs `e` (whose writer must be one of this key's slots) for `key`.
+    pub fn sign(&self, key: &Id, e: &mut WireEntry) {
+        e.signature = self.signing.sign(&signed_bytes(key, e)).to_bytes();
+    }
+}
+
+/// The owner and label of a slot; None for a slot too short to name an owner.
+pub fn split_slot(slot: &[u8]) -> Option<(&Owner, &[u8])> {
+    let (owner, label) = slot.split_first_chunk::<OWNER_LEN>()?;
+    Some((owner, label))
+}
+
+/// What a signature covers. Lifetimes travel relative and shrink in transit,
+/// so the signature covers the absolute expiry instead.
+fn signed_bytes(key: &Id, e: &WireEntry) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64 + e.writer.len() + e.data.len());
+    m.extend_from_slice(b"chordsip-entry-1");
+    m.extend_from_slice(&key.0[..ID_LEN]);
+    m.push(e.writer.len() as u8);
+    m.extend_from_slice(&e.writer);
+    m.extend_from_slice(&e.version.to_be_bytes());
+    m.push(e.tombstone as u8);
+    m.extend_from_slice(&e.expires_ms.to_be_bytes());
+    m.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
+    m.extend_from_slice(&e.data);
+    m
+}
+
+/// Checks entries' signatures, remembering the owners' decoded public keys.
+#[derive(Default)]
+pub struct Verifier {
+    keys: HashMap<Owner, Option<VerifyingKey>>,
+}
+
+/// Decoded owner keys kept at once; the cache starts over when full.
+const MAX_CACHED_OWNERS: usize = 4096;
+
+impl Verifier {
+    /// Whether `e` was signed for `key` by the owner its slot names.
+    pub fn verify(&mut self, key: &Id, e: &WireEntry) -> bool {
+        let Some((owner, _)) = split_slot(&e.writer) else {
+            return false;
+        };
+        if self.keys.len() >= MAX_CACHED_OWNERS && !self.keys.contains_key(owner) {
+            self.keys.clear();
+        }
+        let vk = self
+            .keys
+            .entry(*owner)
+            .or_insert_with(|| VerifyingKey::from_bytes(owner).ok());
+        let Some(vk) = vk else {
+            return false;
+        };
+        let sig = Signature::from_bytes(&e.signature);
+        vk.verify_strict(&signed_bytes(key, e), &sig).is_ok()
+    }
+}
+
+/// A new writer secret from the operating system's random source.
+pub fn random_secret() -> [u8; SECRET_LEN] {
+    use rand::RngCore;
+    let mut k = [0u8; SECRET_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    k
+}
+
+/// Lower-case hex of `bytes` (keys in files, logs and reports).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a writer secret written as 64 hex digits (surrounding whitespace ignored).
+pub fn parse_secret(text: &str) -> Option<[u8; SECRET_LEN]> {
+    let t = text.trim();
+    if t.len() != SECRET_LEN * 2 || !t.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; SECRET_LEN];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(k: &WriterKey, label: &[u8], data: &[u8]) -> WireEntry {
+        WireEntry {
+            writer: k.slot(label),
+            version: 5,
+            lifetime_ms: 60_000,
+            expires_ms: 1_000_000,
+            tombstone: false,
+            data: data.to_vec(),
+            signature: [0; SIGNATURE_LEN],
+        }
+    }
+
+    #[test]
+    fn a_signed_entry_verifies_and_any_change_breaks_it() {
+        let k = WriterKey::from_secret(&[7; 32]);
+        let key = Id::from_name("sip:alice@example.com");
+        let mut e = entry(&k, b"i:phone", b"contact");
+        k.sign(&key, &mut e);
+        let mut v = Verifier::default();
+        assert!(v.verify(&key, &e));
+        // The lifetime travels outside the signature (it shrinks in transit).
+        let mut shorter = e.clone();
+        shorter.lifetime_ms = 10;
+        assert!(v.verify(&key, &shorter));
+        let changes: [fn(&mut WireEntry); 6] = [
+            |e| e.data[0] ^= 1,
+            |e| e.version += 1,
+            |e| e.tombstone = true,
+            |e| e.expires_ms += 1,
+            |e| e.writer.push(b'x'),
+            |e| e.signature[3] ^= 1,
+        ];
+        for change in changes {
+            let mut bad = e.clone();
+            change(&mut bad);
+            assert!(!v.verify(&key, &bad), "{bad:?}");
+        }
+        assert!(!v.verify(&Id::from_name("sip:bob@example.com"), &e));
+    }
+
+    #[test]
+    fn another_writer_cannot_sign_for_a_slot() {
+        let alice = WriterKey::from_secret(&[1; 32]);
+        let mallory = WriterKey::from_secret(&[2; 32]);
+        let key = Id::from_u64(9);
+        let mut e = entry(&alice, b"i:phone", b"evil");
+        mallory.sign(&key, &mut e);
+        assert!(!Verifier::default().verify(&key, &e));
+        let mut short = entry(&alice, b"", b"x");
+        short.writer.truncate(10);
+        alice.sign(&key, &mut short);
+        assert!(!Verifier::default().verify(&key, &short));
+    }
+
+    #[test]
+    fn secrets_parse_from_hex() {
+        let s = hex(&[0xab; 32]);
+        assert_eq!(parse_secret(&format!(" {s}\n")), Some([0xab; 32]));
+        assert_eq!(parse_secret(&s[..62]), None);
+        assert_eq!(parse_secret(&s.replace('a', "g")), None);
+        assert_eq!(parse_secret(&"é".repeat(32)), None);
+    }
+}
