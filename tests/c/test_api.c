@@ -160,6 +160,21 @@ static void test_config(void) {
              CHORDSIP_ERR_INVALID_ARGUMENT);
     CHECK_RC(chordsip_config_set(cfg, "log_level", "loud", err, sizeof err),
              CHORDSIP_ERR_INVALID_ARGUMENT);
+    /* A writer key is 64 hex digits, or a file holding them. */
+    CHECK_RC(chordsip_config_set(cfg, "writer_key", "abcd", err, sizeof err),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "64 hex digits") != NULL);
+    CHECK_RC(chordsip_config_set(cfg, "writer_key", BAD_UTF8, err, sizeof err),
+             CHORDSIP_ERR_BAD_UTF8);
+    CHECK_RC(chordsip_config_set(cfg, "writer_key_file", "/nonexistent/writer.key", err, sizeof err),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "/nonexistent/writer.key") != NULL);
+    CHECK_RC(chordsip_config_set(cfg, "writer_key_file", "/proc/self/status", err, sizeof err),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_OK(chordsip_config_set(cfg, "writer_key",
+                                 "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF",
+                                 err, sizeof err));
+    CHECK_OK(chordsip_config_set(cfg, "writer_key", "", err, sizeof err));
     /* err_buf is optional, and a short one is truncated but NUL-terminated. */
     CHECK_RC(chordsip_config_set(cfg, "no_such_option", "1", NULL, 0),
              CHORDSIP_ERR_INVALID_ARGUMENT);

@@ -54,6 +54,42 @@ static void test_storage(chordsip_node **n) {
         CHECK(count_values(n[i], "sip:user0@example.com", "laptop", "L2", &found) == 2);
         CHECK(found);
     }
+    /* A node with another writer key writes slots of its own (record
+       ownership): it can neither replace nor remove the shared "laptop". */
+    {
+        chordsip_config *cfg = fast_config();
+        char err[128];
+        CHECK_OK(chordsip_config_set(cfg, "writer_key",
+                                     "6666666666666666666666666666666666666666666666666666666666666666",
+                                     err, sizeof err));
+        chordsip_node *stranger = node_from(cfg);
+        chordsip_config_free(cfg);
+        join_via(stranger, n[0]);
+        CHECK_OK(chordsip_node_put(stranger, "sip:user0@example.com", "laptop",
+                                   (const uint8_t *)"EVIL", 4, 300, NULL));
+        int found = 0;
+        CHECK(count_values(n[1], "sip:user0@example.com", "laptop", "L2", &found) == 3);
+        CHECK(found);
+        CHECK_OK(chordsip_node_remove(stranger, "sip:user0@example.com", "laptop", NULL));
+        CHECK_OK(chordsip_node_remove(stranger, "sip:user0@example.com", "dev0", NULL));
+        for (int i = 0; i < N; i++) {
+            CHECK(count_values(n[i], "sip:user0@example.com", "laptop", "L2", &found) == 2);
+            CHECK(found);
+        }
+        /* Every value left carries the shared writer's key as its owner. */
+        chordsip_values *v = NULL;
+        CHECK_OK(chordsip_node_get(n[2], "sip:user0@example.com", &v));
+        chordsip_value a, b;
+        CHECK_OK(chordsip_values_get(v, 0, &a));
+        CHECK_OK(chordsip_values_get(v, 1, &b));
+        CHECK(memcmp(a.owner, b.owner, 32) == 0);
+        static const uint8_t zero[32];
+        CHECK(memcmp(a.owner, zero, 32) != 0);
+        chordsip_values_free(v);
+        CHECK_OK(chordsip_node_leave(stranger, 2000));
+        chordsip_node_free(stranger);
+        CHECK(wait_ring(n, N, 10000));
+    }
     /* Remove every entry; from every node the keys are then empty. */
     for (int k = 0; k < KEYS; k++) {
         snprintf(key, sizeof key, "sip:user%d@example.com", k);

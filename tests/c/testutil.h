@@ -100,6 +100,10 @@ static inline struct timespec deadline_ms(unsigned ms) {
     return ts;
 }
 
+/* The writer key the test nodes share: they act as one writer (as the
+   servers of one registrar do), so any of them may change what another wrote. */
+#define SHARED_WRITER_KEY "4242424242424242424242424242424242424242424242424242424242424242"
+
 /* A config with fast maintenance so a small ring converges in about a second. */
 static inline chordsip_config *fast_config(void) {
     chordsip_config *cfg = NULL;
@@ -111,6 +115,7 @@ static inline chordsip_config *fast_config(void) {
     CHECK_OK(chordsip_config_set(cfg, "fix_fingers_ms", "100", err, sizeof err));
     CHECK_OK(chordsip_config_set(cfg, "op_timeout_ms", slow_mode() ? "15000" : "5000",
                                  err, sizeof err));
+    CHECK_OK(chordsip_config_set(cfg, "writer_key", SHARED_WRITER_KEY, err, sizeof err));
     return cfg;
 }
 
