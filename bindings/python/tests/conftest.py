@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import pytest
 
@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[3]
 HEADER = ROOT / "include" / "chordsip.h"
 CLI = ROOT / "target" / "release" / "chordsip"
 
+#: The writer key the test nodes share: they act as one writer (as the servers
+#: of one registrar do), so any of them may change what another wrote.
+SHARED_WRITER_KEY = "42" * 32
+
 #: Short maintenance periods so small rings converge in well under a second.
-FAST: Dict[str, int] = {
+FAST: Dict[str, Union[int, str]] = {
+    "writer_key": SHARED_WRITER_KEY,
     "stabilize_ms": 50,
     "check_predecessor_ms": 50,
     "fix_fingers_ms": 30,

@@ -54,10 +54,15 @@ def child_node(tmp_path):
 
 
 def _exercise(client: chordsip.Client, node_addr: str) -> None:
-    assert [v.data for v in client.get("sip:child@example.org")] == [b"from the child"]
+    (child,) = client.get("sip:child@example.org")
+    assert child.data == b"from the child"
     assert client.put("sip:carol@example.org", "laptop", b"\x00\x01binary\xff", 30) >= 1
     (value,) = client.get("sip:carol@example.org")
-    assert value == chordsip.Value("laptop", b"\x00\x01binary\xff", value.version, value.expires_in_ms)
+    # The node signs the handle's writes with its own writer key.
+    assert len(value.owner) == 32 and value.owner != bytes(32) and value.owner == child.owner
+    assert value == chordsip.Value(
+        "laptop", b"\x00\x01binary\xff", value.version, value.expires_in_ms, child.owner
+    )
     assert 0 < value.expires_in_ms <= 30_000
     info = client.lookup("sip:carol@example.org")
     assert info.addr == node_addr and info.hops == 0
