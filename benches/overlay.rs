@@ -3,7 +3,8 @@
 //! 1. hops vs N on the in-memory network, against 1/2 log2 N;
 //! 2. 64 real UDP nodes on loopback: lookup latency, lookups/s with 32 in flight, put/get latency;
 //! 3. memory per idle node and per stored 200-byte value (RSS deltas);
-//! 4. time for a new node to join a 64-node overlay and hold its share of the keys.
+//! 4. time for a new node to join a 64-node overlay and hold its share of the keys;
+//! 5. the cost of record ownership: signing and checking one entry.
 
 use chordsip::sim::{SimConfig, SimNet};
 use chordsip::stats::Histogram;
@@ -268,6 +269,40 @@ fn in_child(name: &str) {
     print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Median µs per signature and per check of a 200-byte entry (5 batches of 2,000).
+fn ownership_cost() {
+    use chordsip::owner::{Verifier, WriterKey};
+    use chordsip::wire::WireEntry;
+    let key = Id::from_name("sip:alice@example.com");
+    let writer = WriterKey::from_secret(&[7; 32]);
+    let mut e = WireEntry::unsigned(writer.slot(b"i:phone"), 1, 60_000, false, vec![b'x'; 200]);
+    let mut verifier = Verifier::default();
+    let (mut sign, mut verify) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        for v in 0..2000 {
+            e.version = v;
+            writer.sign(&key, &mut e);
+        }
+        sign.push(t.elapsed().as_secs_f64() * 1e6 / 2000.0);
+        let t = Instant::now();
+        for _ in 0..2000 {
+            assert!(verifier.verify(&key, &e));
+        }
+        verify.push(t.elapsed().as_secs_f64() * 1e6 / 2000.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("\n## record ownership (Ed25519, 200-byte entry)");
+    println!(
+        "sign {:.1} µs, check {:.1} µs (medians of 5 batches of 2,000)",
+        median(&mut sign),
+        median(&mut verify)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--child") {
@@ -283,6 +318,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let t = Instant::now();
     hops_vs_n(if quick { 256 } else { 16_384 });
+    ownership_cost();
     udp_64();
     println!("\n## memory (each in a fresh process)");
     in_child("memory-idle");

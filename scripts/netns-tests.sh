@@ -73,10 +73,15 @@ done
 addr() { echo "10.77.0.$1:4000"; }
 on() { local i=$1; shift; ip netns exec "$(host "$i")" "$@"; }
 
+# The hosts write as one writer (one registrar's servers): the entry both
+# sides write during the split is then one entry, and the later write wins.
+rm -f "$OUT/writer.key"
+"$BIN" keygen --out "$OUT/writer.key" 2>/dev/null || { echo "FAIL  keygen"; exit 1; }
 for i in $(seq 1 $N); do
     boot=()
     [ "$i" -gt 1 ] && boot=(--bootstrap "$(addr 1)")
-    on "$i" "$BIN" node --listen "$(addr "$i")" "${boot[@]}" --log warn >"$OUT/h$i.log" 2>&1 &
+    on "$i" "$BIN" node --listen "$(addr "$i")" "${boot[@]}" --writer-key-file "$OUT/writer.key" \
+        --log warn >"$OUT/h$i.log" 2>&1 &
     [ "$i" = 1 ] && sleep 0.5
 done
 

@@ -217,14 +217,32 @@ fn cli(args: &[&str]) -> (bool, String) {
 /// reached over its UNIX client socket.
 #[test]
 fn register_and_locate_from_the_command_line() {
-    let a = free_port();
-    let _first = spawn(a, &[]);
-    let b = free_port();
     let dir = std::env::temp_dir().join(format!("chordsip-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The two nodes act as one registrar: one writer key (`chordsip keygen`),
+    // so an unregister through one removes what was registered through the other.
+    let key = dir.join("writer.key");
+    let _ = std::fs::remove_file(&key);
+    let path = key.to_str().unwrap();
+    let (ok, _) = cli(&["keygen", "--out", path]);
+    assert!(ok);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert_eq!(text.trim().len(), 64, "{text}");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, _) = cli(&["keygen", "--out", path]);
+        assert!(!again, "keygen must not overwrite a key");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+    }
+    let a = free_port();
+    let _first = spawn_with(a, &[], &["--writer-key-file".as_ref(), key.as_os_str()]);
+    let b = free_port();
     let sock = dir.join("b.sock");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
     cmd.args(["node", "--listen", &b.to_string(), "--log", "off"]);
+    cmd.args(["--writer-key-file", path]);
     cmd.args(["--bootstrap", &a.to_string(), "--client-socket"]);
     cmd.arg(&sock);
     let _second = Proc {
