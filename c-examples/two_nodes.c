@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define TRY(what, call)                                                        \
     do {                                                                       \
@@ -20,6 +21,16 @@
             return 1;                                                          \
         }                                                                      \
     } while (0)
+
+/* Whether `n`'s first successor is the node with id `id`. */
+static int successor_is(chordsip_node *n, const char *id) {
+    chordsip_peers *succs = NULL;
+    chordsip_peer first;
+    int yes = chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, &succs) == CHORDSIP_OK &&
+              chordsip_peers_get(succs, 0, &first) == CHORDSIP_OK && strcmp(first.id, id) == 0;
+    chordsip_peers_free(succs);
+    return yes;
+}
 
 static int run(chordsip_node **a, chordsip_node **b) {
     chordsip_config *cfg = NULL;
@@ -36,6 +47,15 @@ static int run(chordsip_node **a, chordsip_node **b) {
     TRY("join", chordsip_node_join(*b, addr_a));
     TRY("address", chordsip_node_addr(*b, addr_b, sizeof addr_b));
     printf("node a %s, node b %s\n", addr_a, addr_b);
+
+    /* A join returns once b has a place on the ring; a learns of b a moment
+       later (stabilize, every 250 ms). Wait for the ring of two, so that the
+       write below is stored and replicated by the node the ring agrees on. */
+    char id_a[41], id_b[41];
+    TRY("id", chordsip_node_id(*a, id_a, sizeof id_a));
+    TRY("id", chordsip_node_id(*b, id_b, sizeof id_b));
+    for (int i = 0; i < 100 && !(successor_is(*a, id_b) && successor_is(*b, id_a)); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
 
     /* Store a SIP contact for an AOR through a: the ring decides who holds it. */
     const char *aor = "sip:alice@example.com";
