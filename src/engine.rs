@@ -754,9 +754,10 @@ impl Engine {
             self.stats.puts_failed += 1;
             self.complete(op, OpResult::Put(Err(e)));
         } else {
+            // Signed when a copy first leaves this node (`export`): a write
+            // this node is primary for with no replicas is never signed.
             entry.writer = self.writer.slot(&entry.writer);
             entry.expires_ms = self.wall_ms() + entry.lifetime_ms as u64;
-            self.writer.sign(&key, &mut entry);
             let job = PutJob {
                 op,
                 key,
@@ -1100,6 +1101,18 @@ impl Engine {
         let left =
             (e.expires_ms.saturating_add(self.expiry_slack_ms())).saturating_sub(self.wall_ms());
         e.lifetime_ms.min(left.min(u32::MAX as u64) as u32)
+    }
+
+    /// Signs an entry of this node's own that is about to leave it, once (the
+    /// store keeps the signature): writes are stored unsigned by their own
+    /// node, which trusts them, until a copy goes to another node.
+    fn export(&mut self, key: &Id, e: &mut WireEntry) {
+        let mine = owner::split_slot(&e.writer).is_some_and(|(o, _)| o == self.writer.owner());
+        if mine && e.signature == [0; 64] {
+            self.writer.sign(key, e);
+            self.store
+                .set_signature(key, &e.writer, e.version, e.tombstone, e.signature);
+        }
     }
 
     /// Whether `e` is signed by the owner of its slot; counts the forgeries.
@@ -1892,7 +1905,7 @@ impl Engine {
         self.next_stabilize = self.now;
     }
 
-    fn primary_store(&mut self, key: Id, entry: WireEntry, reply: ReplyTo) {
+    fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
         let status = if self.phase == Phase::Leaving {
             Some(Status::Leaving)
         } else if self.phase != Phase::Joined || !self.rt.is_responsible(&key) {
@@ -1934,6 +1947,7 @@ impl Engine {
             );
             return;
         }
+        self.export(&key, &mut entry);
         let pending = self.next_pending;
         self.next_pending += 1;
         self.replications.insert(
@@ -1999,7 +2013,10 @@ impl Engine {
             );
             return;
         }
-        let (entries, next) = self.local_page(&key, after.as_deref());
+        let (mut entries, next) = self.local_page(&key, after.as_deref());
+        if matches!(reply, ReplyTo::Remote { .. }) {
+            entries.iter_mut().for_each(|e| self.export(&key, e));
+        }
         if entries.is_empty() && !replica {
             // A new primary may not have received its handoff yet, and a primary
             // that just took over may have missed a write: ask the successor.
@@ -2111,10 +2128,11 @@ impl Engine {
     fn push_items(
         &mut self,
         to: NodeInfo,
-        items: Vec<(Id, WireEntry)>,
+        mut items: Vec<(Id, WireEntry)>,
         ctx: impl Fn() -> Ctx,
         attempts: u32,
     ) -> usize {
+        items.iter_mut().for_each(|(k, e)| self.export(k, e));
         let mut sent = 0;
         for batch in batches(self.body_budget(), items, |(_, e)| {
             wire::replicate_item_len(e)
@@ -2203,7 +2221,10 @@ impl Engine {
             (Ctx::FetchFallback { key, after, reply }, Body::FetchReply { entries, next, .. }) => {
                 let items = entries.into_iter().map(|e| (key, e)).collect();
                 self.accept_items(items);
-                let (entries, mine_next) = self.local_page(&key, after.as_deref());
+                let (mut entries, mine_next) = self.local_page(&key, after.as_deref());
+                if matches!(reply, ReplyTo::Remote { .. }) {
+                    entries.iter_mut().for_each(|e| self.export(&key, e));
+                }
                 // The successor's page decides whether more follow; ours may be
                 // cut shorter by what we already held.
                 let next = mine_next.or(next);
@@ -2629,6 +2650,8 @@ impl Engine {
                     let (key, entry) = (job.key, job.entry.clone());
                     self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
                 } else {
+                    let key = job.key;
+                    self.export(&key, &mut job.entry);
                     let body = Body::Store {
                         key: job.key,
                         entry: job.entry.clone(),
@@ -2657,12 +2680,13 @@ impl Engine {
                 let node = nodes[0];
                 self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
                 if node.id != self.me.id {
-                    let items: Vec<(Id, WireEntry)> = self
+                    let mut items: Vec<(Id, WireEntry)> = self
                         .store
                         .entries(&key, self.now)
                         .into_iter()
                         .map(|e| (key, e.to_wire(self.now)))
                         .collect();
+                    items.iter_mut().for_each(|(k, e)| self.export(k, e));
                     if !items.is_empty() {
                         self.handoffs_in_flight += 1;
                         self.send_request(

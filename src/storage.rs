@@ -223,6 +223,24 @@ impl Store {
         }
     }
 
+    /// Records the signature of a stored entry that was kept unsigned (its
+    /// writer's own node signs it when a copy first leaves).
+    pub fn set_signature(
+        &mut self,
+        key: &Id,
+        writer: &[u8],
+        version: u64,
+        tombstone: bool,
+        signature: [u8; 64],
+    ) {
+        if let Some(e) = self.keys.get_mut(key).and_then(|d| {
+            d.iter_mut()
+                .find(|e| *e.writer == *writer && e.version == version && e.tombstone == tombstone)
+        }) {
+            e.signature = signature;
+        }
+    }
+
     /// Stores `entry` under `key` unless a newer version of the same writer's slot exists.
     pub fn put(&mut self, key: Id, entry: Entry) -> Result<PutOutcome, StoreError> {
         self.check(&key, &entry.writer, &entry.data)?;
