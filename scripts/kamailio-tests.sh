@@ -16,6 +16,9 @@
 #      (app_python3, the Python binding, a client handle of a `chordsip node`
 #      that joined the overlay) registers 200 users and calls them, and calls
 #      100 users registered at K1; K2 calls the users registered through KEMI;
+#   6b. hostile SIP: 5,000 malformed and mutated REGISTERs and INVITEs
+#      (tests/sip/fuzz_register.py) at a fourth server FZ; it must stay up with
+#      no crash or BUG in its log, then register 50 users whom K2 calls;
 #   7. no ERROR or CRITICAL line in any Kamailio log; each module counts no
 #      call slower than its timeout (kamcmd cnt.grp_get_all chordsip), and
 #      the KEMI script logged none;
@@ -137,7 +140,32 @@ if start_kamailio KEMI "$ROOT/bindings/kamailio/kemi/kamailio-kemi.cfg" "$KEMI_S
 else
     fail kemi-start "the KEMI Kamailio did not start"
 fi
-stop_uas $((2 * N_USERS + 100 + 200 + 100 + 200)) reordered-ok
+# ---- 3b. hostile SIP at a server with the module ------------------------------------------
+echo "== hostile SIP: 5,000 malformed REGISTERs and INVITEs at a fourth server (FZ), then it still works"
+FZ_SIP=$((BASE + 4)) FZ_OVL=$((BASE + 14))
+users_csv "$OUT/fz.csv" 7001 7050
+if start_kamailio FZ "$CFG" "$FZ_SIP" "${WKEY[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$FZ_OVL\"" \
+    -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\""; then
+    python3 "$SIP/fuzz_register.py" --target "127.0.0.1:$FZ_SIP" --count 5000 --rate 1000 \
+        >"$OUT/fuzz-register.log" 2>&1
+    if kill -0 "$PID_FZ" 2>/dev/null && ! grep -qE '(CRITICAL|BUG):|segfault|signal 11|core dumped' "$OUT/FZ/kamailio.log"; then
+        pass "$(printf '%-22s %s' hostile-sip "$(tail -n 1 "$OUT/fuzz-register.log"); FZ alive, no crash or BUG in its log")"
+    else
+        fail hostile-sip "FZ died or logged a crash: $(grep -E '(CRITICAL|BUG):|segfault|signal 11' "$OUT/FZ/kamailio.log" | head -n 3)"
+    fi
+    run_sipp fz-register 50 -sf "$SIP/register.xml" -inf "$OUT/fz.csv" \
+        -key contact_hostport "127.0.0.1:$UAS_PORT" -m 50 -r "$RATE" \
+        -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$FZ_SIP"
+    run_sipp K2-calls-fz-users 50 -sf "$SIP/uac-call.xml" -inf "$OUT/fz.csv" -m 50 -r "$RATE" \
+        -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$K2_SIP"
+    kill -TERM "$PID_FZ"
+    wait "$PID_FZ"
+    forget_pid "$PID_FZ"
+else
+    fail fz-start "the fourth Kamailio did not start"
+fi
+
+stop_uas $((2 * N_USERS + 100 + 200 + 100 + 200 + 50)) reordered-ok
 
 # ---- 4. logs, counters, graceful stop ---------------------------------------------------
 echo "== logs and counters"
