@@ -36,6 +36,8 @@ struct Inner {
     worker: usize,
     token: usize,
     me: NodeInfo,
+    /// The public half of the writer key (fixed for the node's life).
+    owner: crate::owner::Owner,
     cfg: Config,
     next_op: AtomicU64,
     removed: AtomicBool,
@@ -124,6 +126,7 @@ impl Node {
         let seed = next_version();
         let engine = Engine::new(cfg.clone(), advertise, seed, runtime.wall_offset_ms());
         let me = *engine.me();
+        let owner = *engine.owner();
         let (worker, token) = runtime.add_node(engine, socket, unix, events)?;
         Ok(Node {
             inner: Arc::new(Inner {
@@ -131,6 +134,7 @@ impl Node {
                 worker,
                 token,
                 me,
+                owner,
                 cfg,
                 next_op: AtomicU64::new(1),
                 removed: AtomicBool::new(false),
@@ -347,8 +351,10 @@ impl Node {
     }
 
     /// The public key this node signs its writes with: the owner of its slots.
+    /// Known without asking the worker: a REGISTER through the node needs it each time.
     pub fn owner(&self) -> Result<crate::owner::Owner> {
-        self.query(|e| *e.owner())
+        self.check_usable()?;
+        Ok(self.inner.owner)
     }
 
     /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,
