@@ -27,7 +27,7 @@ fn holds_dev(net: &SimNet, i: usize, k: &Id) -> bool {
         .store()
         .entries(k, net.now())
         .iter()
-        .any(|e| e.writer.ends_with(b"dev") && e.writer.len() == 32 + 3)
+        .any(|e| chordsip::owner::split_slot(&e.writer).is_some_and(|(_, label)| label == b"dev"))
 }
 
 fn build(n: usize, cfg: &Config, seed: u64) -> SimNet {

@@ -449,18 +449,15 @@ fn a_flooding_source_degrades_only_itself() {
 /// Reads `key`'s entries as node `to` holds them, signatures included
 /// (a raw replica read, as any member may send).
 fn raw_entries(sock: &UdpSocket, codec: &Codec, to: SocketAddr, key: Id) -> Vec<WireEntry> {
-    let msg = Message {
-        flags: 0,
-        overlay: codec.overlay(),
-        request_id: rand_id(),
-        timestamp_ms: 0,
-        sender: Id::from_name("reader"),
-        body: Body::Fetch {
+    let msg = member_msg(
+        codec,
+        "reader",
+        Body::Fetch {
             key,
             replica: true,
             after: None,
         },
-    };
+    );
     sock.send_to(&codec.encode(&msg).unwrap(), to).unwrap();
     let mut buf = vec![0u8; 65_536];
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -482,6 +479,18 @@ fn raw_entries(sock: &UdpSocket, codec: &Codec, to: SocketAddr, key: Id) -> Vec<
     panic!("no FetchReply from {to}");
 }
 
+/// A request as a member of an unkeyed overlay sends it, with a fresh id.
+fn member_msg(codec: &Codec, sender: &str, body: Body) -> Message {
+    Message {
+        flags: 0,
+        overlay: codec.overlay(),
+        request_id: rand_id(),
+        timestamp_ms: 0,
+        sender: Id::from_name(sender),
+        body,
+    }
+}
+
 fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -491,14 +500,7 @@ fn rand_id() -> u64 {
 /// Sends `body` to every node, as a member of the overlay would.
 fn send_all(sock: &UdpSocket, codec: &Codec, net: &Testnet, body: &Body) {
     for n in &net.nodes {
-        let msg = Message {
-            flags: 0,
-            overlay: codec.overlay(),
-            request_id: rand_id(),
-            timestamp_ms: 0,
-            sender: Id::from_name("mallory"),
-            body: body.clone(),
-        };
+        let msg = member_msg(codec, "mallory", body.clone());
         sock.send_to(&codec.encode(&msg).unwrap(), n.addr())
             .unwrap();
     }
