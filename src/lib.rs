@@ -29,6 +29,7 @@ pub mod sip;
 pub mod stats;
 pub mod storage;
 pub mod testnet;
+pub mod types;
 pub mod wire;
 
 pub use config::{Config, LogLevel};

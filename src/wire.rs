@@ -8,6 +8,7 @@
 //! specified in `docs/PROTOCOL.md`; this module is the only code that reads or
 //! writes it, and it never panics on input: any defect is a [`DecodeError`].
 
+use crate::error::Error;
 use crate::id::{Id, ID_LEN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -968,6 +969,37 @@ pub fn fetch_entry_len(e: &WireEntry) -> usize {
 /// Encoded size of a sync summary item.
 pub fn summary_item_len(s: &ItemSummary) -> usize {
     ID_LEN + 1 + s.writer.len() + 8
+}
+
+// ----- statuses and errors -------------------------------------------
+
+/// Protocol status for an error reported to a client handle.
+pub fn status_of(e: &Error) -> Status {
+    match e {
+        Error::Timeout => Status::Timeout,
+        Error::NoRoute | Error::JoinFailed => Status::NoRoute,
+        Error::NotJoined => Status::NotJoined,
+        Error::TooLarge => Status::TooLarge,
+        Error::Full => Status::Full,
+        Error::Stale => Status::Stale,
+        Error::Shutdown => Status::Leaving,
+        _ => Status::BadRequest,
+    }
+}
+
+/// The error a client handle reports for a protocol status.
+pub fn error_of(s: Status) -> Error {
+    match s {
+        Status::Timeout => Error::Timeout,
+        Status::NoRoute | Status::NotResponsible => Error::NoRoute,
+        Status::NotJoined => Error::NotJoined,
+        Status::TooLarge => Error::TooLarge,
+        Status::Full => Error::Full,
+        Status::Stale => Error::Stale,
+        Status::Leaving => Error::Shutdown,
+        Status::BadRequest => Error::InvalidArgument("request refused by the peer".into()),
+        Status::NotFound | Status::Ok => Error::Refused(format!("{s:?}")),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,239 @@
+//! The originator side of puts and gets: routing to the primary, following
+//! pages, checking what remote nodes return, and retrying while the ring moves.
+
+use super::dispatch::Ctx;
+use super::lookup::Purpose;
+use super::maintain::SUSPECT_US;
+use super::primary::ReplyTo;
+use super::{Engine, OpResult, Timer};
+use crate::config::LogLevel;
+use crate::error::Error;
+use crate::id::Id;
+use crate::types::{OpId, StoreReceipt, Value};
+use crate::wire::{error_of, Body, NodeInfo, Status, WireEntry};
+use std::cmp::Reverse;
+
+#[derive(Clone, Debug)]
+pub(super) struct PutJob {
+    pub(super) op: OpId,
+    pub(super) key: Id,
+    pub(super) entry: WireEntry,
+    pub(super) attempts: u8,
+    /// Who said the node we send to is responsible (distrusted if it is not).
+    pub(super) vouched_by: Option<NodeInfo>,
+    /// A node named as responsible was not: check the next one first.
+    pub(super) verify: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct GetJob {
+    pub(super) op: OpId,
+    pub(super) key: Id,
+    pub(super) attempts: u8,
+    /// Where the next page starts (None: at the first entry).
+    pub(super) after: Option<Vec<u8>>,
+    /// The entries of the pages read so far.
+    pub(super) got: Vec<WireEntry>,
+    /// A client handle pages through a key itself: answer after one page.
+    pub(super) page_only: bool,
+    /// Who said the node we read from is responsible.
+    pub(super) vouched_by: Option<NodeInfo>,
+    pub(super) verify: bool,
+    /// The primary's successors (its replicas), read instead when the
+    /// primary answers with forged entries.
+    pub(super) backups: Vec<NodeInfo>,
+    /// Reading a replica: its local copy, without the responsibility check.
+    pub(super) from_replica: bool,
+}
+
+/// Storage operations re-route this many times when the ring moves under them.
+/// Routings of one put/get; after the first, each waits twice as long as the
+/// one before (from 50 ms), so a ring still settling after a join or failure
+/// (responsibility moves within a stabilize round) gets time to agree.
+pub(super) const MAX_ATTEMPTS: u8 = 8;
+
+pub(super) const OP_RETRY_BASE_US: u64 = 50_000;
+
+impl Engine {
+    pub(super) fn store_reply(
+        &mut self,
+        mut job: PutJob,
+        from: NodeInfo,
+        status: Status,
+        copies: u8,
+    ) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        match status {
+            Status::Ok => {
+                self.stats.puts_ok += 1;
+                self.complete(job.op, OpResult::Put(Ok(StoreReceipt { copies })));
+            }
+            Status::NotResponsible | Status::Leaving => {
+                if status == Status::Leaving {
+                    self.suspects.insert(from.id, self.now + SUSPECT_US);
+                    self.rt.remove(&from.id);
+                    self.repair_successor();
+                } else {
+                    self.distrust(job.vouched_by.take());
+                    job.verify = true;
+                }
+                self.retry_put(job);
+            }
+            other => {
+                self.stats.puts_failed += 1;
+                self.complete(job.op, OpResult::Put(Err(error_of(other))));
+            }
+        }
+    }
+
+    pub(super) fn retry_put(&mut self, mut job: PutJob) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        job.attempts += 1;
+        if job.attempts >= MAX_ATTEMPTS {
+            self.stats.puts_failed += 1;
+            self.complete(job.op, OpResult::Put(Err(Error::NoRoute)));
+            return;
+        }
+        let (op, attempts) = (job.op, job.attempts);
+        self.route_again(op, attempts, Purpose::Put(job));
+    }
+
+    /// Routes a put/get again: at once the first time, later after a growing pause.
+    pub(super) fn route_again(&mut self, op: OpId, attempts: u8, purpose: Purpose) {
+        if attempts <= 1 {
+            self.reroute(op, purpose);
+            return;
+        }
+        let delay = OP_RETRY_BASE_US << (attempts - 2).min(10);
+        self.op_retries.insert(op, purpose);
+        self.timers
+            .push(Reverse((self.now + delay, Timer::OpRetry(op))));
+    }
+
+    /// Looks up the key of a put or get again, within what is left of its deadline.
+    pub(super) fn reroute(&mut self, op: OpId, purpose: Purpose) {
+        let key = match &purpose {
+            Purpose::Put(j) => j.key,
+            Purpose::Get(j) => j.key,
+            _ => return,
+        };
+        let remaining = self.op_remaining(op);
+        self.start_lookup(key, purpose, remaining);
+    }
+
+    /// Asks `node` (the key's primary) for the job's next page.
+    pub(super) fn fetch_page(&mut self, job: GetJob, node: NodeInfo) {
+        let (key, after, replica) = (job.key, job.after.clone(), job.from_replica);
+        if node.id == self.me.id {
+            self.primary_fetch(key, replica, after, None, ReplyTo::LocalGet(job));
+        } else {
+            let body = Body::Fetch {
+                key,
+                replica,
+                after,
+            };
+            let tries = self.cfg.rpc_retries + 1;
+            self.send_request(node.addr, Some(node.id), body, Ctx::Fetch(job), tries);
+        }
+    }
+
+    pub(super) fn fetch_reply(
+        &mut self,
+        mut job: GetJob,
+        from: NodeInfo,
+        status: Status,
+        entries: Vec<WireEntry>,
+        next: Option<Vec<u8>>,
+    ) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        // A cursor that does not move forward would page for ever.
+        let stuck = matches!((&next, &job.after), (Some(n), Some(a)) if n <= a);
+        if status != Status::Ok || stuck {
+            if status == Status::NotResponsible {
+                self.distrust(job.vouched_by.take());
+                job.verify = true;
+            }
+            self.retry_get(job);
+            return;
+        }
+        let mut next = next;
+        let entries =
+            if entries.is_empty() && self.rt.predecessor().is_some_and(|p| p.id == from.id) {
+                // Our predecessor is the primary and has nothing (it may have just
+                // joined, its handoff still on the way), and it does not ask us,
+                // its successor, back: our replica answers.
+                let (mine, cursor) = self.local_page(&job.key, job.after.as_deref());
+                next = cursor;
+                mine
+            } else if from.id == self.me.id {
+                entries // checked when they were stored
+            } else {
+                // What a remote node returns is believed only when its owner
+                // signed it, and never for longer than the owner said.
+                let total = entries.len();
+                let mut forged = 0;
+                let checked: Vec<WireEntry> = entries
+                    .into_iter()
+                    .filter_map(|mut e| {
+                        if e.tombstone {
+                            return None; // readers never see removals
+                        }
+                        e.lifetime_ms = self.signed_lifetime_ms(&e);
+                        if e.lifetime_ms == 0 {
+                            return None;
+                        }
+                        let ok = self.authentic(&job.key, &e);
+                        forged += usize::from(!ok);
+                        ok.then_some(e)
+                    })
+                    .collect();
+                if forged > 0 && !job.backups.is_empty() {
+                    // A node that forges may hide genuine entries too: read this
+                    // page from the next replica instead.
+                    self.log(LogLevel::Warn, || {
+                        format!("{forged} of {total} entries from {} are forged", from.addr)
+                    });
+                    let backup = job.backups.remove(0);
+                    job.from_replica = true;
+                    self.fetch_page(job, backup);
+                    return;
+                }
+                checked
+            };
+        job.got.extend(entries);
+        if job.page_only {
+            self.stats.gets_ok += 1;
+            self.complete_client_page(job.op, job.got, next);
+            return;
+        }
+        if let Some(n) = next {
+            job.after = Some(n);
+            self.fetch_page(job, from);
+            return;
+        }
+        self.stats.gets_ok += 1;
+        let mut values: Vec<Value> = job.got.into_iter().filter_map(Value::from_wire).collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.version));
+        self.complete(job.op, OpResult::Get(Ok(values)));
+    }
+
+    pub(super) fn retry_get(&mut self, mut job: GetJob) {
+        if !self.op_live(job.op) {
+            return;
+        }
+        job.attempts += 1;
+        if job.attempts >= MAX_ATTEMPTS {
+            self.stats.gets_failed += 1;
+            self.complete(job.op, OpResult::Get(Err(Error::NoRoute)));
+            return;
+        }
+        let (op, attempts) = (job.op, job.attempts);
+        self.route_again(op, attempts, Purpose::Get(job));
+    }
+}

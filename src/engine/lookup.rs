@@ -1,0 +1,419 @@
+//! The iterative lookup: candidates asked in order of closeness, dead ends
+//! routed around, restarts within the deadline, and the check that the node
+//! named as responsible really is.
+
+use super::dict::{GetJob, PutJob};
+use super::dispatch::Ctx;
+use super::primary::ReplyTo;
+use super::{Engine, OpResult, Phase, Timer};
+use crate::error::Error;
+use crate::id::Id;
+use crate::routing::Answer;
+use crate::types::{LookupOutcome, OpId};
+use crate::wire::{Body, NodeInfo, WireEntry};
+use std::cmp::Reverse;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub(super) enum Purpose {
+    User(OpId),
+    Join {
+        op: OpId,
+        rest: Vec<SocketAddr>,
+    },
+    Finger(usize),
+    /// Our successor as a remembered peer's ring sees it (merging after a split).
+    Merge,
+    Put(PutJob),
+    Get(GetJob),
+    Handoff(Id),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Candidate {
+    pub(super) addr: SocketAddr,
+    pub(super) id: Option<Id>,
+}
+
+impl From<&NodeInfo> for Candidate {
+    fn from(n: &NodeInfo) -> Candidate {
+        Candidate {
+            addr: n.addr,
+            id: Some(n.id),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Lookup {
+    pub(super) key: Id,
+    pub(super) purpose: Purpose,
+    pub(super) started: u64,
+    pub(super) hops: u32,
+    pub(super) candidates: Vec<Candidate>,
+    pub(super) tried: HashSet<SocketAddr>,
+    pub(super) restarts: u8,
+    pub(super) deadline: u64,
+    /// The peer whose answer ended the lookup (and the lookup's id): its word
+    /// on who is responsible is checked before anyone relies on it.
+    pub(super) vouched_by: Option<(NodeInfo, u64)>,
+}
+
+/// How long a peer that missed one lookup step is avoided by new lookups.
+pub(super) const SOFT_SUSPECT_US: u64 = 2_000_000;
+
+/// Fresh starts of a lookup whose candidates all failed, and the first pause before one.
+pub(super) const MAX_LOOKUP_RESTARTS: u8 = 8;
+
+pub(super) const RETRY_BASE_US: u64 = 100_000;
+
+/// Candidates returned per lookup step.
+pub(super) const FANOUT: usize = 3;
+
+impl Engine {
+    /// What this node's own table says about `key`: the responsible node and its
+    /// successors, or the first candidates to ask (the successor as a last resort).
+    pub(super) fn local_route(&self, key: &Id) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
+        match self.rt.answer(key, |n| self.usable(n), FANOUT) {
+            Answer::Done(nodes) => Ok(nodes),
+            Answer::Next(nodes) => {
+                let mut cands: Vec<Candidate> = nodes.iter().map(Candidate::from).collect();
+                if let Some(s) = self.rt.successor() {
+                    if !nodes.iter().any(|n| n.id == s.id) {
+                        cands.push(Candidate::from(s));
+                    }
+                }
+                Err(cands)
+            }
+        }
+    }
+
+    pub(super) fn start_lookup(&mut self, key: Id, purpose: Purpose, timeout: Duration) {
+        match self.local_route(&key) {
+            Ok(nodes) => {
+                let l = Lookup {
+                    key,
+                    purpose,
+                    started: self.now,
+                    hops: 0,
+                    candidates: Vec::new(),
+                    tried: HashSet::new(),
+                    restarts: 0,
+                    deadline: self.now,
+                    vouched_by: None,
+                };
+                self.lookup_done(l, nodes);
+            }
+            Err(candidates) => self.start_lookup_via(key, purpose, candidates, timeout),
+        }
+    }
+
+    pub(super) fn start_lookup_via(
+        &mut self,
+        key: Id,
+        purpose: Purpose,
+        candidates: Vec<Candidate>,
+        timeout: Duration,
+    ) {
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
+        let l = Lookup {
+            key,
+            purpose,
+            started: self.now,
+            hops: 0,
+            candidates,
+            tried: HashSet::new(),
+            restarts: 0,
+            deadline,
+            vouched_by: None,
+        };
+        self.lookup_next(id, l);
+    }
+
+    /// Asks the best untried candidate, or fails when none is left.
+    /// A peer pointed a lookup at the wrong node: avoid it for a while.
+    pub(super) fn distrust(&mut self, peer: Option<NodeInfo>) {
+        if let Some(p) = peer.filter(|p| p.id != self.me.id) {
+            self.stats.wrong_answers += 1;
+            self.suspects.insert(p.id, self.now + SOFT_SUSPECT_US);
+        }
+    }
+
+    /// Starts a lookup again from the local table (same id and deadline).
+    pub(super) fn retry_lookup_now(&mut self, id: u64, l: Lookup) {
+        self.lookups.insert(id, l);
+        self.timers
+            .push(Reverse((self.now, Timer::LookupRetry(id))));
+    }
+
+    pub(super) fn lookup_next(&mut self, id: u64, mut l: Lookup) {
+        if let Purpose::User(op)
+        | Purpose::Put(PutJob { op, .. })
+        | Purpose::Get(GetJob { op, .. }) = &l.purpose
+        {
+            if !self.op_live(*op) {
+                return;
+            }
+        }
+        // Suspected peers are passed over while others remain; when none do,
+        // the first of them is tried anyway (under heavy loss most peers have
+        // missed an answer lately, and a suspicion is a preference, not a verdict).
+        let mut passed_over: Option<Candidate> = None;
+        loop {
+            let c = match (!l.candidates.is_empty()).then(|| l.candidates.remove(0)) {
+                Some(c) => c,
+                None => match passed_over.take() {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            if l.tried.contains(&c.addr) {
+                continue;
+            }
+            if let Some(cid) = c.id {
+                let usable = self.usable(&NodeInfo {
+                    id: cid,
+                    addr: c.addr,
+                });
+                if !usable && !l.candidates.is_empty() {
+                    passed_over.get_or_insert(c);
+                    continue;
+                }
+            }
+            l.tried.insert(c.addr);
+            let key = l.key;
+            // Three transmissions per step ride out heavy loss; a join tries
+            // its bootstrap peers in turn and should give up on a silent one fast.
+            let attempts = if matches!(l.purpose, Purpose::Join { .. }) {
+                self.cfg.rpc_retries.min(1) + 1
+            } else {
+                self.cfg.rpc_retries.min(2) + 1
+            };
+            self.lookups.insert(id, l);
+            self.send_request(
+                c.addr,
+                c.id,
+                Body::FindSuccessor { key },
+                Ctx::LookupStep { lookup: id },
+                attempts,
+            );
+            return;
+        }
+        // Every candidate failed: under loss or churn that is usually transient, so
+        // try again from the local table after a pause, until the deadline.
+        let delay = RETRY_BASE_US << l.restarts.min(4);
+        if l.restarts < MAX_LOOKUP_RESTARTS
+            && self.now + delay < l.deadline
+            && !matches!(l.purpose, Purpose::Join { .. })
+        {
+            l.restarts += 1;
+            self.timers
+                .push(Reverse((self.now + delay, Timer::LookupRetry(id))));
+            self.lookups.insert(id, l);
+            return;
+        }
+        self.lookup_failed(l, Error::NoRoute);
+    }
+
+    pub(super) fn lookup_reply(
+        &mut self,
+        id: u64,
+        from: NodeInfo,
+        done: bool,
+        nodes: Vec<NodeInfo>,
+    ) {
+        let Some(mut l) = self.lookups.remove(&id) else {
+            return;
+        };
+        l.hops += 1;
+        if done && !nodes.is_empty() {
+            let mut nodes = nodes;
+            if matches!(l.purpose, Purpose::Join { .. }) && nodes.iter().all(|n| n.id != from.id) {
+                // The answerer precedes the joiner: as the last successor-list
+                // entry it keeps the joiner attached to the ring even if every
+                // successor it was given has just died.
+                nodes.push(from);
+            }
+            l.vouched_by = Some((from, id));
+            self.lookup_done(l, nodes);
+            return;
+        }
+        // Only nodes strictly closer to the key than the one that answered count as progress.
+        let mut closer: Vec<Candidate> = nodes
+            .into_iter()
+            .filter(|n| n.id.in_open(&from.id, &l.key) && n.id != self.me.id)
+            .map(|n| Candidate::from(&n))
+            .collect();
+        closer.append(&mut l.candidates);
+        let key = l.key;
+        closer.sort_by_key(|c| c.id.map(|i| i.distance_to(&key)).unwrap_or(Id::MAX));
+        l.candidates = closer;
+        self.lookup_next(id, l);
+    }
+
+    pub(super) fn lookup_done(&mut self, mut l: Lookup, nodes: Vec<NodeInfo>) {
+        let vouched = l.vouched_by.take();
+        // Lookups the caller trusts are checked always; puts and gets once a
+        // node named for them turned out not to be responsible (the node
+        // itself refuses what is not its own, so trusting first costs nothing).
+        let check = match &l.purpose {
+            Purpose::User(_) => true,
+            Purpose::Put(j) => j.verify,
+            Purpose::Get(j) => j.verify,
+            _ => false,
+        };
+        if let (true, Some((v, id))) = (check, vouched) {
+            let x = nodes[0];
+            if v.id != x.id && x.id != self.me.id {
+                // A peer's word that x is responsible is not enough for a result
+                // the caller will trust: x itself must place the key between
+                // its predecessor and itself.
+                let ctx = Ctx::Verify {
+                    id,
+                    lookup: Box::new(l),
+                    nodes,
+                    vouched_by: v,
+                };
+                let tries = self.cfg.rpc_retries + 1;
+                self.send_request(x.addr, Some(x.id), Body::GetNeighbors, ctx, tries);
+                return;
+            }
+        }
+        let vouched = vouched.map(|(v, _)| v);
+        let latency = self.now.saturating_sub(l.started);
+        match l.purpose {
+            Purpose::User(op) => {
+                if self.op_live(op) {
+                    self.record_lookup(l.hops, latency);
+                    self.complete(
+                        op,
+                        OpResult::Lookup(Ok(LookupOutcome {
+                            node: nodes[0],
+                            hops: l.hops,
+                            latency: Duration::from_micros(latency),
+                        })),
+                    );
+                }
+            }
+            Purpose::Join { op, .. } => self.join_found(op, nodes),
+            Purpose::Finger(i) => self.finger_found(i, nodes[0]),
+            Purpose::Merge => self.merge_found(nodes[0]),
+            Purpose::Put(mut job) => {
+                if !self.op_live(job.op) {
+                    return;
+                }
+                job.vouched_by = vouched;
+                self.record_lookup(l.hops, latency);
+                let node = nodes[0];
+                if node.id == self.me.id {
+                    let (key, entry) = (job.key, job.entry.clone());
+                    self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
+                } else {
+                    let key = job.key;
+                    self.export(&key, &mut job.entry);
+                    let body = Body::Store {
+                        key: job.key,
+                        entry: job.entry.clone(),
+                    };
+                    self.send_request(
+                        node.addr,
+                        Some(node.id),
+                        body,
+                        Ctx::Store(job),
+                        self.cfg.rpc_retries + 1,
+                    );
+                }
+            }
+            Purpose::Get(mut job) => {
+                if !self.op_live(job.op) {
+                    return;
+                }
+                job.vouched_by = vouched;
+                self.record_lookup(l.hops, latency);
+                let replicas = self.cfg.replicas.saturating_sub(1);
+                job.backups = nodes.iter().skip(1).take(replicas).copied().collect();
+                job.from_replica = false;
+                self.fetch_page(job, nodes[0]);
+            }
+            Purpose::Handoff(key) => {
+                let node = nodes[0];
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+                if node.id != self.me.id {
+                    let mut items: Vec<(Id, WireEntry)> = self
+                        .store
+                        .entries(&key, self.now)
+                        .into_iter()
+                        .map(|e| (key, e.to_wire(self.now)))
+                        .collect();
+                    items.iter_mut().for_each(|(k, e)| self.export(k, e));
+                    if !items.is_empty() {
+                        self.handoffs_in_flight += 1;
+                        self.send_request(
+                            node.addr,
+                            Some(node.id),
+                            Body::Replicate { items },
+                            Ctx::Handoff { keys: vec![key] },
+                            2,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn record_lookup(&mut self, hops: u32, latency_us: u64) {
+        self.stats.lookups_ok += 1;
+        self.stats.hops.record(hops as u64);
+        self.stats.lookup_latency_us.record(latency_us);
+    }
+
+    pub(super) fn lookup_failed(&mut self, l: Lookup, e: Error) {
+        match l.purpose {
+            Purpose::User(op) => {
+                if self.op_live(op) {
+                    self.stats.lookups_failed += 1;
+                    self.complete(op, OpResult::Lookup(Err(e)));
+                }
+            }
+            Purpose::Join { op, mut rest } => {
+                if rest.is_empty() || !self.op_live(op) {
+                    self.phase = Phase::Idle;
+                    self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+                } else {
+                    let next = rest.remove(0);
+                    let remaining = self.op_remaining(op);
+                    self.start_lookup_via(
+                        self.me.id,
+                        Purpose::Join { op, rest },
+                        vec![Candidate {
+                            addr: next,
+                            id: None,
+                        }],
+                        remaining,
+                    );
+                }
+            }
+            Purpose::Finger(_) | Purpose::Merge => {}
+            Purpose::Put(job) => {
+                if self.op_live(job.op) {
+                    self.stats.puts_failed += 1;
+                    self.complete(job.op, OpResult::Put(Err(e)));
+                }
+            }
+            Purpose::Get(job) => {
+                if self.op_live(job.op) {
+                    self.stats.gets_failed += 1;
+                    self.complete(job.op, OpResult::Get(Err(e)));
+                }
+            }
+            Purpose::Handoff(_) => {
+                self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Ring maintenance: joining, stabilize and notify (with Zave's rules),
+//! the predecessor check, fingers, failure suspicion, and the merge of rings
+//! that a network split left apart.
+
+use super::dispatch::Ctx;
+use super::lookup::{Candidate, Purpose};
+use super::{Engine, OpResult, Phase, EXPIRE_EVERY_US};
+use crate::config::LogLevel;
+use crate::error::Error;
+use crate::id::{Id, ID_BITS};
+use crate::types::OpId;
+use crate::wire::{Body, NodeInfo};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// How long a node that failed to answer is avoided unless it speaks again.
+pub(super) const SUSPECT_US: u64 = 30_000_000;
+
+/// How often a node probes one peer that stopped answering, to find the rest
+/// of the ring again after a network split heals, and how long it keeps such
+/// peers (at most MAX_REMEMBERED).
+pub(super) const MERGE_EVERY_US: u64 = 2_000_000;
+
+pub(super) const REMEMBER_US: u64 = 3_600_000_000;
+
+pub(super) const MAX_REMEMBERED: usize = 64;
+
+impl Engine {
+    pub(super) fn join_found(&mut self, op: OpId, nodes: Vec<NodeInfo>) {
+        if !self.op_live(op) {
+            return;
+        }
+        if nodes
+            .iter()
+            .any(|n| n.id == self.me.id && n.addr != self.me.addr)
+        {
+            self.phase = Phase::Idle;
+            self.complete(op, OpResult::Join(Err(Error::IdCollision)));
+            return;
+        }
+        // A stale entry for this very node (restart at the same address) is skipped.
+        self.rt
+            .set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
+        if self.rt.successor().is_none() {
+            self.phase = Phase::Idle;
+            self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+            return;
+        }
+        self.become_joined(self.now);
+        let succ = *self.rt.successor().expect("set above");
+        self.log(LogLevel::Info, || {
+            format!("joined; successor {}", succ.addr)
+        });
+        self.send_request(succ.addr, Some(succ.id), Body::Notify, Ctx::Notify, 2);
+        self.complete(op, OpResult::Join(Ok(())));
+    }
+
+    pub(super) fn become_joined(&mut self, now: u64) {
+        self.phase = Phase::Joined;
+        self.next_stabilize = now;
+        self.next_check_pred = now + self.jitter(self.cfg.check_predecessor_interval);
+        self.next_fix_finger = now;
+        self.next_sync = now + self.jitter(self.cfg.sync_interval);
+        self.next_expire = now + EXPIRE_EVERY_US;
+    }
+
+    pub(super) fn usable(&self, n: &NodeInfo) -> bool {
+        match self.suspects.get(&n.id) {
+            Some(until) => *until <= self.now,
+            None => true,
+        }
+    }
+
+    /// A peer stopped answering: avoid it and forget it everywhere.
+    pub(super) fn peer_failed(&mut self, addr: SocketAddr, id: Option<Id>) {
+        let Some(id) = id else { return };
+        if id == self.me.id {
+            return;
+        }
+        self.log(LogLevel::Info, || {
+            format!("peer {} at {addr} is not answering", id.to_hex())
+        });
+        self.stats.nodes_failed_detected += 1;
+        self.remember(NodeInfo { id, addr });
+        self.suspects.insert(id, self.now + SUSPECT_US);
+        if self.suspects.len() > 4096 {
+            let now = self.now;
+            self.suspects.retain(|_, until| *until > now);
+        }
+        self.rt.remove(&id);
+        self.repair_successor();
+    }
+
+    pub(super) fn remember(&mut self, node: NodeInfo) {
+        let until = self.now + REMEMBER_US;
+        if let Some(r) = self.remembered.iter_mut().find(|(n, _)| n.id == node.id) {
+            *r = (node, until);
+            return;
+        }
+        if self.remembered.len() >= MAX_REMEMBERED {
+            self.remembered.remove(0);
+        }
+        self.remembered.push((node, until));
+    }
+
+    /// Pings one remembered peer that our routing state no longer knows. If it
+    /// answers, the network between us works again: [`Self::merge_via`] looks
+    /// for our successor in its ring, so two rings formed during a split
+    /// merge back into one (stabilize and notify do the rest).
+    pub(super) fn probe_remembered(&mut self) {
+        let now = self.now;
+        let known: HashSet<Id> = self.rt.known_nodes().iter().map(|n| n.id).collect();
+        self.remembered
+            .retain(|(n, until)| *until > now && !known.contains(&n.id));
+        if self.remembered.is_empty() {
+            return;
+        }
+        self.merge_cursor = (self.merge_cursor + 1) % self.remembered.len();
+        let node = self.remembered[self.merge_cursor].0;
+        self.send_request(
+            node.addr,
+            Some(node.id),
+            Body::Ping,
+            Ctx::MergeProbe { node },
+            1,
+        );
+    }
+
+    /// A remembered peer answered: the first node after us in its view of the
+    /// ring may be a closer successor than ours (it is, when the two were
+    /// separate rings).
+    pub(super) fn merge_via(&mut self, node: NodeInfo) {
+        let key = self.rt.finger_start(0);
+        let timeout = self.cfg.op_timeout;
+        self.start_lookup_via(key, Purpose::Merge, vec![Candidate::from(&node)], timeout);
+    }
+
+    pub(super) fn merge_found(&mut self, node: NodeInfo) {
+        if node.id == self.me.id || !self.usable(&node) {
+            return;
+        }
+        let closer = match self.rt.successor() {
+            Some(s) => node.id.in_open(&self.me.id, &s.id),
+            None => true,
+        };
+        if closer {
+            self.log(LogLevel::Info, || {
+                format!(
+                    "merging with the ring of {} {}",
+                    node.id.to_hex(),
+                    node.addr
+                )
+            });
+            let mut list = vec![node];
+            list.extend(self.rt.successors().iter().copied());
+            self.rt.set_successors(list);
+            self.next_stabilize = self.now;
+            self.send_request(node.addr, Some(node.id), Body::Notify, Ctx::Notify, 2);
+        }
+    }
+
+    /// Keeps a successor whenever any other node is known, so the ring can heal.
+    pub(super) fn repair_successor(&mut self) {
+        if self.rt.successor().is_some() {
+            return;
+        }
+        let me = self.me.id;
+        let mut best: Option<NodeInfo> = None;
+        for n in self.rt.known_nodes() {
+            if !self.usable(&n) {
+                continue;
+            }
+            if best.is_none_or(|b| me.distance_to(&n.id) < me.distance_to(&b.id)) {
+                best = Some(n);
+            }
+        }
+        if let Some(b) = best {
+            self.rt.set_successors([b]);
+        }
+    }
+
+    /// Rectify: adopt the notifier as predecessor if it is closer (Zave's rule:
+    /// a live predecessor is only replaced by a node between it and us).
+    pub(super) fn notified(&mut self, cand: NodeInfo) {
+        let old = self.rt.predecessor().copied();
+        let adopt = match old {
+            None => true,
+            Some(p) => cand.id.in_open(&p.id, &self.me.id) || !self.usable(&p),
+        };
+        if adopt && old.map(|p| p.id) != Some(cand.id) {
+            let mut list = vec![cand];
+            if let Some(p) = old {
+                if p.id != cand.id && self.usable(&p) {
+                    list.push(p);
+                    list.extend(self.rt.predecessors().iter().skip(1).copied());
+                }
+            }
+            self.rt.set_predecessors(list);
+            self.log(LogLevel::Debug, || {
+                format!("predecessor is now {}", cand.addr)
+            });
+            // Hand the newcomer the keys it is now primary for: (old pred, cand].
+            if let Some(p) = old {
+                if cand.id.in_open(&p.id, &self.me.id) {
+                    let keys = self.store.keys_in(&p.id, &cand.id);
+                    if !keys.is_empty() {
+                        self.push_keys(cand, &keys, || Ctx::Push);
+                    }
+                }
+            }
+        }
+        if self.rt.successor().is_none() {
+            self.rt.set_successors([cand]);
+        }
+    }
+
+    pub(super) fn neighbour_leaving(
+        &mut self,
+        who: NodeInfo,
+        preds: Vec<NodeInfo>,
+        succs: Vec<NodeInfo>,
+    ) {
+        self.suspects.insert(who.id, self.now + SUSPECT_US);
+        if self.rt.predecessor().map(|p| p.id) == Some(who.id) {
+            self.rt.set_predecessors(preds);
+        }
+        if self.rt.successor().map(|s| s.id) == Some(who.id) {
+            let mut list: Vec<NodeInfo> = succs.into_iter().filter(|n| n.id != who.id).collect();
+            list.extend(
+                self.rt
+                    .successors()
+                    .iter()
+                    .copied()
+                    .filter(|n| n.id != who.id),
+            );
+            self.rt.set_successors(list);
+        }
+        self.rt.remove(&who.id);
+        self.repair_successor();
+        if self.rt.successor().is_none() {
+            // Last two nodes: the leaver's predecessor list may name us only.
+            self.rt.set_predecessors(Vec::new());
+        }
+        self.next_stabilize = self.now;
+    }
+
+    pub(super) fn stabilize(&mut self) {
+        if self.rt.successor().is_none() {
+            // Alone, or every successor failed: a known predecessor closes the ring.
+            if let Some(p) = self.rt.predecessor().copied() {
+                self.rt.set_successors([p]);
+            } else {
+                self.repair_successor();
+            }
+        }
+        let Some(succ) = self.rt.successor().copied() else {
+            return;
+        };
+        self.send_request(
+            succ.addr,
+            Some(succ.id),
+            Body::GetNeighbors,
+            Ctx::Stabilize { succ },
+            self.cfg.rpc_retries + 1,
+        );
+    }
+
+    pub(super) fn stabilize_reply(
+        &mut self,
+        succ: NodeInfo,
+        preds: Vec<NodeInfo>,
+        succs: Vec<NodeInfo>,
+    ) {
+        if self.rt.successor().map(|s| s.id) != Some(succ.id) {
+            return;
+        }
+        let mut list = Vec::with_capacity(succs.len() + 2);
+        // Any of the successor's predecessors that lies between us and it is a
+        // closer successor (Zave's rule). Taking the closest one, and stabilizing
+        // with it at once instead of next round, lets a node that joined with a
+        // far successor (many concurrent joins) walk back in round trips, not
+        // in stabilize intervals.
+        let me = self.me.id;
+        let mut closer: Option<NodeInfo> = None;
+        let mut probed = false;
+        for x in preds.iter().filter(|x| x.id.in_open(&me, &succ.id)) {
+            if !self.usable(x) {
+                if !probed {
+                    // Our successor hears from a node we think failed (it may have
+                    // restarted): probe it. An answer clears the suspicion, and the
+                    // next round adopts it.
+                    self.send_request(x.addr, Some(x.id), Body::Notify, Ctx::Notify, 2);
+                    probed = true;
+                }
+                continue;
+            }
+            if closer.is_none_or(|c| me.distance_to(&x.id) < me.distance_to(&c.id)) {
+                closer = Some(*x);
+            }
+        }
+        if let Some(x) = closer {
+            list.push(x);
+            self.next_stabilize = self.now;
+        }
+        list.push(succ);
+        list.extend(succs.into_iter().filter(|n| self.usable(n)));
+        self.rt.set_successors(list);
+        let target = *self.rt.successor().expect("non-empty");
+        self.send_request(target.addr, Some(target.id), Body::Notify, Ctx::Notify, 2);
+    }
+
+    pub(super) fn check_predecessor(&mut self) {
+        if let Some(pred) = self.rt.predecessor().copied() {
+            self.send_request(
+                pred.addr,
+                Some(pred.id),
+                Body::GetNeighbors,
+                Ctx::CheckPred { pred },
+                self.cfg.rpc_retries + 1,
+            );
+        }
+    }
+
+    pub(super) fn fix_next_finger(&mut self) {
+        let Some(succ) = self.rt.successor().copied() else {
+            return;
+        };
+        // Fingers whose start lies before the successor are the successor itself.
+        let mut i = self.next_finger;
+        let mut scanned = 0;
+        while scanned < ID_BITS {
+            let start = self.rt.finger_start(i);
+            if start.in_open_closed(&self.me.id, &succ.id) {
+                self.rt.set_finger(i, Some(succ));
+                i = (i + 1) % ID_BITS;
+                scanned += 1;
+            } else {
+                break;
+            }
+        }
+        if scanned == ID_BITS {
+            return;
+        }
+        self.next_finger = (i + 1) % ID_BITS;
+        let start = self.rt.finger_start(i);
+        let timeout = self.cfg.op_timeout;
+        self.start_lookup(start, Purpose::Finger(i), timeout);
+    }
+
+    pub(super) fn finger_found(&mut self, i: usize, node: NodeInfo) {
+        let start = self.rt.finger_start(i);
+        self.rt.set_finger(i, Some(node));
+        // Following fingers whose start also precedes `node` point at it too.
+        let mut j = i + 1;
+        while j < ID_BITS {
+            let s = self.rt.finger_start(j);
+            if s.in_open_closed(&start, &node.id) {
+                self.rt.set_finger(j, Some(node));
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if j > i + 1 {
+            self.next_finger = j % ID_BITS;
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The node responsible for a key: stores writes (checking their signatures),
+//! replicates them to its successors before acknowledging, and serves reads
+//! page by page.
+
+use super::dict::{GetJob, PutJob};
+use super::dispatch::Ctx;
+use super::{Engine, Event, Phase};
+use crate::id::Id;
+use crate::owner;
+use crate::storage::{Entry, PutOutcome, StoreError};
+use crate::wire;
+use crate::wire::{Body, NodeInfo, Status, WireEntry};
+use std::net::SocketAddr;
+
+/// Where the answer to a primary-side operation goes: a remote requester, or
+/// an operation of this node that found itself responsible.
+#[derive(Clone, Debug)]
+pub(super) enum ReplyTo {
+    Remote { addr: SocketAddr, request_id: u64 },
+    LocalPut(Box<PutJob>),
+    LocalGet(GetJob),
+}
+
+#[derive(Debug)]
+pub(super) struct PendingReplication {
+    pub(super) reply: ReplyTo,
+    pub(super) copies: u8,
+    pub(super) outstanding: usize,
+}
+
+/// Splits `items` into runs whose encoded sizes fit `budget` (and a u16 count).
+/// The entries after `after` in writer order, as many as fit in `budget`
+/// bytes of a FetchReply, and the cursor of the next page when some are left.
+pub(super) fn page(
+    mut entries: Vec<WireEntry>,
+    after: Option<&[u8]>,
+    budget: usize,
+) -> (Vec<WireEntry>, Option<Vec<u8>>) {
+    entries.retain(|e| after.is_none_or(|a| e.writer.as_slice() > a));
+    entries.sort_by(|a, b| a.writer.cmp(&b.writer));
+    // status, cursor flag and length, entry count
+    let mut used = 1 + 2 + 2;
+    let mut out = Vec::new();
+    let mut rest = entries.into_iter();
+    for e in rest.by_ref() {
+        // The cursor repeats the last writer.
+        let len = wire::fetch_entry_len(&e);
+        if used + len + e.writer.len() > budget && !out.is_empty() {
+            let last = out.last().map(|l: &WireEntry| l.writer.clone());
+            return (out, last);
+        }
+        used += len;
+        out.push(e);
+    }
+    (out, None)
+}
+
+pub(super) fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::ValueTooLarge | StoreError::WriterTooLarge => Status::TooLarge,
+        StoreError::KeyFull | StoreError::NodeFull => Status::Full,
+    }
+}
+
+impl Engine {
+    pub(super) fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
+        let status = if self.phase == Phase::Leaving {
+            Some(Status::Leaving)
+        } else if self.phase != Phase::Joined || !self.rt.is_responsible(&key) {
+            Some(Status::NotResponsible)
+        } else if entry.lifetime_ms == 0 {
+            Some(Status::BadRequest)
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            self.answer(reply, Body::StoreReply { status, copies: 0 });
+            return;
+        }
+        let signed = matches!(reply, ReplyTo::LocalPut(_));
+        let status = match self.store_entry(key, &entry, signed) {
+            Ok(Some(PutOutcome::Stored | PutOutcome::Unchanged)) => Status::Ok,
+            Ok(Some(PutOutcome::Stale)) => Status::Stale,
+            Ok(None) => Status::BadRequest,
+            Err(e) => store_status(e),
+        };
+        if status != Status::Ok {
+            self.answer(reply, Body::StoreReply { status, copies: 0 });
+            return;
+        }
+        let holders: Vec<NodeInfo> = self
+            .rt
+            .successors()
+            .iter()
+            .take(self.cfg.replicas.saturating_sub(1))
+            .copied()
+            .collect();
+        if holders.is_empty() {
+            self.answer(
+                reply,
+                Body::StoreReply {
+                    status: Status::Ok,
+                    copies: 1,
+                },
+            );
+            return;
+        }
+        self.export(&key, &mut entry);
+        let pending = self.next_pending;
+        self.next_pending += 1;
+        self.replications.insert(
+            pending,
+            PendingReplication {
+                reply,
+                copies: 1,
+                outstanding: holders.len(),
+            },
+        );
+        for h in holders {
+            self.send_request(
+                h.addr,
+                Some(h.id),
+                Body::Replicate {
+                    items: vec![(key, entry.clone())],
+                },
+                Ctx::ReplicateFor { pending },
+                self.cfg.rpc_retries + 1,
+            );
+        }
+    }
+
+    pub(super) fn replication_done(&mut self, pending: u64, ok: bool) {
+        let Some(p) = self.replications.get_mut(&pending) else {
+            return;
+        };
+        p.outstanding -= 1;
+        if ok {
+            p.copies = p.copies.saturating_add(1);
+        }
+        if p.outstanding == 0 {
+            let p = self.replications.remove(&pending).expect("present");
+            self.answer(
+                p.reply,
+                Body::StoreReply {
+                    status: Status::Ok,
+                    copies: p.copies,
+                },
+            );
+        }
+    }
+
+    pub(super) fn primary_fetch(
+        &mut self,
+        key: Id,
+        replica: bool,
+        after: Option<Vec<u8>>,
+        requester: Option<SocketAddr>,
+        reply: ReplyTo,
+    ) {
+        if !replica
+            && (!matches!(self.phase, Phase::Joined | Phase::Leaving)
+                || !self.rt.is_responsible(&key))
+        {
+            self.answer(
+                reply,
+                Body::FetchReply {
+                    status: Status::NotResponsible,
+                    entries: vec![],
+                    next: None,
+                },
+            );
+            return;
+        }
+        let (mut entries, next) = self.local_page(&key, after.as_deref());
+        if matches!(reply, ReplyTo::Remote { .. }) {
+            entries.iter_mut().for_each(|e| self.export(&key, e));
+        }
+        if entries.is_empty() && !replica {
+            // A new primary may not have received its handoff yet, and a primary
+            // that just took over may have missed a write: ask the successor.
+            if let Some(s) = self.rt.successor().copied() {
+                if Some(s.addr) != requester {
+                    self.send_request(
+                        s.addr,
+                        Some(s.id),
+                        Body::Fetch {
+                            key,
+                            replica: true,
+                            after: after.clone(),
+                        },
+                        Ctx::FetchFallback { key, after, reply },
+                        2,
+                    );
+                    return;
+                }
+            }
+        }
+        self.answer(
+            reply,
+            Body::FetchReply {
+                status: Status::Ok,
+                entries,
+                next,
+            },
+        );
+    }
+
+    /// One page of a key's stored entries (tombstones included, so replicas
+    /// learn of removals), after `after` in writer order.
+    pub(super) fn local_page(
+        &self,
+        key: &Id,
+        after: Option<&[u8]>,
+    ) -> (Vec<WireEntry>, Option<Vec<u8>>) {
+        let entries = self
+            .store
+            .entries(key, self.now)
+            .into_iter()
+            .map(|e| e.to_wire(self.now))
+            .collect();
+        page(entries, after, self.page_budget())
+    }
+
+    /// Bytes the entries and cursor of a FetchReply may take.
+    pub(super) fn page_budget(&self) -> usize {
+        self.cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN)
+    }
+
+    /// Stores a received entry, its lifetime capped at the configured maximum
+    /// and at its signed expiry. An entry that would change what is stored
+    /// must carry its owner's signature (`signed`: this node signed it itself);
+    /// a forged one is refused as a bad request.
+    pub(super) fn store_entry(
+        &mut self,
+        key: Id,
+        e: &WireEntry,
+        signed: bool,
+    ) -> Result<Option<PutOutcome>, StoreError> {
+        let max_lifetime_ms = self.store.limits().max_lifetime_ms;
+        let lifetime_ms = self.signed_lifetime_ms(e).min(max_lifetime_ms);
+        if lifetime_ms == 0 {
+            return Ok(Some(PutOutcome::Unchanged)); // expired on the way
+        }
+        let mut entry = Entry::from_wire(&key, e, self.now);
+        entry.expires_at = self.now + lifetime_ms as u64 * 1000;
+        if !signed && self.store.is_news(&key, &entry) && !self.authentic(&key, e) {
+            return Ok(None);
+        }
+        self.store.put(key, entry).map(Some)
+    }
+
+    pub(super) fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
+        let mut status = Status::Ok;
+        let mut added = 0;
+        for (key, e) in items {
+            if e.lifetime_ms == 0 {
+                continue;
+            }
+            match self.store_entry(key, &e, false) {
+                Ok(Some(PutOutcome::Stored)) => added += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => status = Status::BadRequest,
+                Err(e) => status = store_status(e),
+            }
+        }
+        if added > 0 {
+            self.events.push(Event::KeysIn(added));
+        }
+        status
+    }
+
+    pub(super) fn answer(&mut self, reply: ReplyTo, body: Body) {
+        match reply {
+            ReplyTo::Remote { addr, request_id } => self.reply(addr, request_id, body),
+            ReplyTo::LocalPut(job) => {
+                if let Body::StoreReply { status, copies } = body {
+                    let me = self.me;
+                    self.store_reply(*job, me, status, copies);
+                }
+            }
+            ReplyTo::LocalGet(job) => {
+                if let Body::FetchReply {
+                    status,
+                    entries,
+                    next,
+                } = body
+                {
+                    let me = self.me;
+                    self.fetch_reply(job, me, status, entries, next);
+                }
+            }
+        }
+    }
+
+    /// Signs an entry of this node's own that is about to leave it, once (the
+    /// store keeps the signature): writes are stored unsigned by their own
+    /// node, which trusts them, until a copy goes to another node.
+    pub(super) fn export(&mut self, key: &Id, e: &mut WireEntry) {
+        let mine = owner::split_slot(&e.writer).is_some_and(|(o, _)| o == self.writer.owner());
+        if mine && e.signature == [0; 64] {
+            self.writer.sign(key, e);
+            self.store
+                .set_signature(key, &e.writer, e.version, e.tombstone, e.signature);
+        }
+    }
+
+    /// Whether `e` is signed by the owner of its slot; counts the forgeries.
+    pub(super) fn authentic(&mut self, key: &Id, e: &WireEntry) -> bool {
+        let ok = self.verifier.verify(key, e);
+        if !ok {
+            self.stats.forged_entries += 1;
+        }
+        ok
+    }
+
+    /// The lifetime `e` may still have here: what it arrived with, but never
+    /// past the expiry its writer signed.
+    pub(super) fn signed_lifetime_ms(&self, e: &WireEntry) -> u32 {
+        let left =
+            (e.expires_ms.saturating_add(self.expiry_slack_ms())).saturating_sub(self.wall_ms());
+        e.lifetime_ms.min(left.min(u32::MAX as u64) as u32)
+    }
+
+    /// How much longer than its signed expiry a copy may live: the clock
+    /// difference between peers that the replay window tolerates.
+    pub(super) fn expiry_slack_ms(&self) -> u64 {
+        self.cfg.replay_window.as_millis().min(u64::MAX as u128) as u64
+    }
+}

@@ -1,0 +1,208 @@
+//! Keeping copies where they belong: replica sync by range digests, handoff
+//! of keys this node no longer holds, and the graceful leave.
+
+use super::dispatch::Ctx;
+use super::lookup::Purpose;
+use super::{Engine, OpResult, Phase};
+use crate::error::Error;
+use crate::id::Id;
+use crate::types::OpId;
+use crate::wire;
+use crate::wire::{Body, NodeInfo, WireEntry};
+
+#[derive(Debug)]
+pub(super) struct LeaveState {
+    pub(super) op: OpId,
+    pub(super) outstanding: usize,
+    pub(super) failed: bool,
+}
+
+/// Misplaced keys handed off per sync round.
+pub(super) const HANDOFF_BATCH: usize = 64;
+
+pub(super) fn batches<T>(budget: usize, items: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let l = len(&item);
+        if (used + l > budget || batch.len() == u16::MAX as usize) && !batch.is_empty() {
+            out.push(std::mem::take(&mut batch));
+            used = 0;
+        }
+        used += l;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+impl Engine {
+    /// Sends the entries of `keys` to `to` in datagram-sized Replicate batches.
+    pub(super) fn push_keys(&mut self, to: NodeInfo, keys: &[Id], ctx: impl Fn() -> Ctx) -> usize {
+        let now = self.now;
+        let items: Vec<(Id, WireEntry)> = keys
+            .iter()
+            .flat_map(|k| {
+                self.store
+                    .entries(k, now)
+                    .into_iter()
+                    .map(move |e| (*k, e.to_wire(now)))
+            })
+            .collect();
+        self.push_items(to, items, ctx, self.cfg.rpc_retries + 1)
+    }
+
+    /// Sends `items` to `to` in datagram-sized Replicate batches; returns the requests sent.
+    pub(super) fn push_items(
+        &mut self,
+        to: NodeInfo,
+        mut items: Vec<(Id, WireEntry)>,
+        ctx: impl Fn() -> Ctx,
+        attempts: u32,
+    ) -> usize {
+        items.iter_mut().for_each(|(k, e)| self.export(k, e));
+        let mut sent = 0;
+        for batch in batches(self.body_budget(), items, |(_, e)| {
+            wire::replicate_item_len(e)
+        }) {
+            let body = Body::Replicate { items: batch };
+            sent += self.send_request(to.addr, Some(to.id), body, ctx(), attempts) as usize;
+        }
+        sent
+    }
+
+    /// Sends summaries of what we hold in (lo, hi] so `peer` can pull what it lacks.
+    pub(super) fn offer_range(&mut self, peer: NodeInfo, lo: Id, hi: Id) {
+        let summaries = self.store.range_summaries(&lo, &hi, self.now);
+        for items in batches(self.body_budget(), summaries, wire::summary_item_len) {
+            let body = Body::SyncItems {
+                items: items.clone(),
+            };
+            self.send_request(
+                peer.addr,
+                Some(peer.id),
+                body,
+                Ctx::SyncItems { peer, items },
+                2,
+            );
+        }
+    }
+
+    /// Bytes a message body may take in one datagram.
+    pub(super) fn body_budget(&self) -> usize {
+        self.cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8)
+    }
+
+    pub(super) fn sync_replicas(&mut self) {
+        if let Some(pred) = self.rt.predecessor().copied() {
+            let (lo, hi) = (pred.id, self.me.id);
+            let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
+            let holders: Vec<NodeInfo> = self
+                .rt
+                .successors()
+                .iter()
+                .take(self.cfg.replicas.saturating_sub(1))
+                .copied()
+                .collect();
+            for s in holders {
+                self.send_request(
+                    s.addr,
+                    Some(s.id),
+                    Body::SyncDigest {
+                        lo,
+                        hi,
+                        digest,
+                        count,
+                    },
+                    Ctx::SyncDigest { peer: s, lo, hi },
+                    2,
+                );
+            }
+        }
+        // Keys this node no longer holds a copy of go to their primary, then are dropped.
+        if self.handoffs_in_flight == 0 {
+            let preds = self.rt.predecessors();
+            if preds.len() >= self.cfg.replicas {
+                let far = preds[self.cfg.replicas - 1].id;
+                let keys = self.store.keys_outside(&far, &self.me.id, HANDOFF_BATCH);
+                let timeout = self.cfg.op_timeout;
+                for k in keys {
+                    self.handoffs_in_flight += 1;
+                    self.start_lookup(k, Purpose::Handoff(k), timeout);
+                }
+            }
+        }
+    }
+
+    /// Hands every stored entry to the first successor and tells it we leave;
+    /// returns the requests sent (0: no successor left to hand to).
+    pub(super) fn leave_handoff(&mut self) -> usize {
+        let Some(succ) = self.rt.successor().copied() else {
+            return 0;
+        };
+        let preds = self.rt.predecessors().to_vec();
+        let succs = self.rt.successors().to_vec();
+        let ctx = || Ctx::LeaveStep {
+            successor: Some(succ.id),
+        };
+        let keys: Vec<Id> = self.store.all_keys().copied().collect();
+        let mut sent = self.push_keys(succ, &keys, ctx);
+        sent += self.send_request(
+            succ.addr,
+            Some(succ.id),
+            Body::Leaving { preds, succs },
+            ctx(),
+            self.cfg.rpc_retries + 1,
+        ) as usize;
+        if let Some(l) = self.leave.as_mut() {
+            l.outstanding += sent;
+        }
+        sent
+    }
+
+    /// One leave message answered (`failed` None) or given up on.
+    pub(super) fn leave_step_done(&mut self, failed: Option<Id>) {
+        if let Some(l) = self.leave.as_mut() {
+            l.outstanding = l.outstanding.saturating_sub(1);
+            if let Some(id) = failed {
+                l.failed = true;
+                // The handoff target died: the next successor takes over.
+                self.rt.remove(&id);
+            }
+        }
+        self.maybe_finish_leave();
+    }
+
+    pub(super) fn maybe_finish_leave(&mut self) {
+        let done = self.leave.as_ref().map(|l| (l.outstanding == 0, l.failed));
+        match done {
+            Some((true, false)) => self.finish_leave(Ok(())),
+            Some((true, true)) => {
+                if let Some(l) = self.leave.as_mut() {
+                    l.failed = false;
+                }
+                if self.leave_handoff() == 0 {
+                    let r = if self.store.entry_count() == 0 {
+                        Ok(()) // nothing to hand over, nobody left to tell
+                    } else {
+                        Err(Error::NoRoute)
+                    };
+                    self.finish_leave(r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn finish_leave(&mut self, result: Result<(), Error>) {
+        if let Some(l) = self.leave.take() {
+            self.phase = Phase::Left;
+            self.complete(l.op, OpResult::Leave(result));
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Requests and replies on the wire: the datagram input with its admission
+//! (replay window, per-source rate limit), retransmission with RTT-based
+//! timeouts, and encoding of what goes out.
+
+use super::dispatch::Ctx;
+use super::{Engine, Phase, Timer, Transmit};
+use crate::config::LogLevel;
+use crate::id::Id;
+use crate::wire;
+use crate::wire::{Body, Message, FLAG_CLIENT, FLAG_RESPONSE};
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+
+#[derive(Debug)]
+pub(super) struct Rpc {
+    pub(super) to: SocketAddr,
+    pub(super) to_id: Option<Id>,
+    pub(super) data: Vec<u8>,
+    pub(super) sent_at: u64,
+    pub(super) attempts: u32,
+    pub(super) max_attempts: u32,
+    pub(super) rto: u64,
+    pub(super) due: u64,
+    pub(super) ctx: Ctx,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Rtt {
+    pub(super) srtt: u64,
+    pub(super) rttvar: u64,
+}
+
+/// Sources whose request rate is tracked at once.
+pub(super) const MAX_BUCKETS: usize = 65_536;
+
+impl Engine {
+    /// Processes one received datagram. Never panics on bad input.
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, data: &[u8]) {
+        self.now = now;
+        self.stats.msgs_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+        let msg = match self.codec.decode(data) {
+            Ok(m) => m,
+            Err(wire::DecodeError::WrongOverlay | wire::DecodeError::BadTag) => {
+                self.stats.dropped_unauthenticated += 1;
+                return;
+            }
+            Err(e) => {
+                self.stats.dropped_malformed += 1;
+                self.log(LogLevel::Debug, || {
+                    format!("dropped datagram from {from}: {e}")
+                });
+                return;
+            }
+        };
+        if self.codec.is_keyed() && !self.fresh(msg.timestamp_ms) {
+            // Authentic but old (or from a clock far off): a replay.
+            self.stats.dropped_unauthenticated += 1;
+            self.log(LogLevel::Debug, || {
+                format!("dropped a datagram from {from} outside the replay window")
+            });
+            return;
+        }
+        if matches!(self.phase, Phase::Idle | Phase::Left) && msg.flags & FLAG_RESPONSE == 0 {
+            return;
+        }
+        let peer = msg.flags & FLAG_CLIENT == 0;
+        if peer && msg.sender != self.me.id {
+            self.suspects.remove(&msg.sender);
+        }
+        if msg.flags & FLAG_RESPONSE != 0 {
+            self.handle_response(from, msg);
+        } else if self.admit(from) {
+            self.handle_request(from, msg);
+        } else {
+            self.stats.dropped_rate_limited += 1;
+        }
+        self.after_step();
+    }
+
+    /// Per-source token bucket for requests: a flood from one address costs
+    /// that address its answers, not everyone else theirs.
+    pub(super) fn admit(&mut self, from: SocketAddr) -> bool {
+        let rate = self.cfg.max_requests_per_source;
+        if rate == 0 {
+            return true;
+        }
+        let now = self.now;
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&from) {
+            // Forget sources idle for a second (their bucket is full again anyway).
+            self.buckets
+                .retain(|_, (_, last)| now.saturating_sub(*last) < 1_000_000);
+            if self.buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
+        let (tokens, last) = self.buckets.entry(from).or_insert((rate as f64, now));
+        let refill = now.saturating_sub(*last) as f64 * rate as f64 / 1e6;
+        *tokens = (*tokens + refill).min(rate as f64);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether a datagram's timestamp lies within the replay window of our clock.
+    pub(super) fn fresh(&self, timestamp_ms: u64) -> bool {
+        let mine = self.wall_offset_ms + self.now / 1000;
+        mine.abs_diff(timestamp_ms) <= self.cfg.replay_window.as_millis() as u64
+    }
+
+    pub(super) fn header(&self, request_id: u64, flags: u8, body: Body) -> Message {
+        Message {
+            flags,
+            overlay: self.codec.overlay(),
+            request_id,
+            timestamp_ms: self.wall_offset_ms + self.now / 1000,
+            sender: self.me.id,
+            body,
+        }
+    }
+
+    pub(super) fn rto(&self, addr: &SocketAddr) -> u64 {
+        let min = self.cfg.rpc_timeout_min.as_micros() as u64;
+        let max = self.cfg.rpc_timeout_max.as_micros() as u64;
+        match self.rtt.get(addr) {
+            Some(r) => (r.srtt + 4 * r.rttvar).clamp(min, max),
+            None => (self.cfg.rpc_timeout_initial.as_micros() as u64).clamp(min, max),
+        }
+    }
+
+    /// Sends a request and tracks it until answered or given up. Returns false
+    /// (and runs the failure path) when it cannot even be encoded.
+    pub(super) fn send_request(
+        &mut self,
+        to: SocketAddr,
+        to_id: Option<Id>,
+        body: Body,
+        ctx: Ctx,
+        max_attempts: u32,
+    ) -> bool {
+        self.next_request = self.next_request.wrapping_add(1);
+        let request_id = self.next_request;
+        let msg = self.header(request_id, 0, body);
+        let data = match self.codec.encode(&msg) {
+            Ok(d) => d,
+            Err(e) => {
+                self.log(LogLevel::Warn, || format!("cannot encode request: {e:?}"));
+                self.rpc_failed(to, to_id, ctx, false, 0);
+                return false;
+            }
+        };
+        let rto = self.rto(&to);
+        let due = self.now + rto;
+        self.stats.msgs_sent += 1;
+        self.stats.bytes_sent += data.len() as u64;
+        self.transmits.push(Transmit {
+            to,
+            data: data.clone(),
+        });
+        self.rpcs.insert(
+            request_id,
+            Rpc {
+                to,
+                to_id,
+                data,
+                sent_at: self.now,
+                attempts: 1,
+                max_attempts: max_attempts.max(1),
+                rto,
+                due,
+                ctx,
+            },
+        );
+        self.timers.push(Reverse((due, Timer::Rpc(request_id))));
+        true
+    }
+
+    pub(super) fn reply(&mut self, to: SocketAddr, request_id: u64, body: Body) {
+        let msg = self.header(request_id, FLAG_RESPONSE, body);
+        match self.codec.encode(&msg) {
+            Ok(data) => {
+                self.stats.msgs_sent += 1;
+                self.stats.bytes_sent += data.len() as u64;
+                self.transmits.push(Transmit { to, data });
+            }
+            Err(e) => self.log(LogLevel::Warn, || format!("cannot encode reply: {e:?}")),
+        }
+    }
+
+    pub(super) fn rpc_timer(&mut self, id: u64, t: u64) {
+        let Some(rpc) = self.rpcs.get_mut(&id) else {
+            return;
+        };
+        if rpc.due != t {
+            return;
+        }
+        if rpc.attempts < rpc.max_attempts {
+            rpc.attempts += 1;
+            rpc.rto = (rpc.rto * 2).min(self.cfg.rpc_timeout_max.as_micros() as u64);
+            rpc.due = self.now + rpc.rto;
+            let (to, data, due) = (rpc.to, rpc.data.clone(), rpc.due);
+            self.stats.retransmits += 1;
+            self.stats.msgs_sent += 1;
+            self.stats.bytes_sent += data.len() as u64;
+            self.transmits.push(Transmit { to, data });
+            self.timers.push(Reverse((due, Timer::Rpc(id))));
+        } else if let Some(rpc) = self.rpcs.remove(&id) {
+            self.stats.rpc_timeouts += 1;
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, true, rpc.attempts);
+        }
+    }
+
+    pub(super) fn sample_rtt(&mut self, addr: SocketAddr, sample: u64) {
+        if self.rtt.len() > 4096 && !self.rtt.contains_key(&addr) {
+            self.rtt.clear();
+        }
+        let r = self.rtt.entry(addr).or_default();
+        if r.srtt == 0 {
+            r.srtt = sample.max(1);
+            r.rttvar = sample / 2;
+        } else {
+            let err = r.srtt.abs_diff(sample);
+            r.rttvar = (3 * r.rttvar + err) / 4;
+            r.srtt = (7 * r.srtt + sample) / 8;
+        }
+    }
+}

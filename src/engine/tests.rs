@@ -1,0 +1,100 @@
+use super::{Completion, Engine, OpResult, Phase};
+use crate::config::Config;
+use crate::engine::primary::page;
+use crate::error::Error;
+use crate::id::Id;
+use crate::types::StoreReceipt;
+use crate::wire::{self, WireEntry};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[test]
+fn pages_follow_writer_order_and_fit_the_budget() {
+    let entry = |w: &str| WireEntry::unsigned(w.as_bytes().to_vec(), 1, 1000, false, vec![0; 100]);
+    let all: Vec<WireEntry> = ["d", "b", "a", "c", "e"].iter().map(|w| entry(w)).collect();
+    let one = wire::fetch_entry_len(&all[0]);
+    // Room for two entries and the cursor.
+    let budget = 5 + 2 * one + 1;
+    let (p1, next) = page(all.clone(), None, budget);
+    let names = |p: &[WireEntry]| p.iter().map(|e| e.writer[0]).collect::<Vec<_>>();
+    assert_eq!(names(&p1), b"ab");
+    assert_eq!(next.as_deref(), Some(&b"b"[..]));
+    let (p2, next) = page(all.clone(), next.as_deref(), budget);
+    assert_eq!(names(&p2), b"cd");
+    let (p3, next) = page(all.clone(), next.as_deref(), budget);
+    assert_eq!(names(&p3), b"e");
+    assert_eq!(next, None);
+    // Everything fits: one page, no cursor.
+    let (p, next) = page(all, None, 10_000);
+    assert_eq!((p.len(), next), (5, None));
+}
+
+fn addr(p: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], p))
+}
+
+#[test]
+fn lone_node_serves_itself() {
+    let mut e = Engine::new(Config::default(), addr(7000), 1, 0);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    assert_eq!(e.phase(), Phase::Joined);
+    e.put(
+        10,
+        2,
+        Id::from_name("k"),
+        b"w",
+        b"v",
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    e.get(20, 3, Id::from_name("k"), Duration::from_secs(1));
+    let done: Vec<Completion> = e.drain_completions().collect();
+    assert_eq!(done.len(), 3);
+    assert_eq!(
+        done[1].result,
+        OpResult::Put(Ok(StoreReceipt { copies: 1 }))
+    );
+    match &done[2].result {
+        OpResult::Get(Ok(v)) => assert_eq!(v[0].data, b"v"),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.drain_transmits().next().is_none());
+}
+
+#[test]
+fn operations_before_join_fail_clearly() {
+    let mut e = Engine::new(Config::default(), addr(7001), 1, 0);
+    e.get(0, 1, Id::ZERO, Duration::from_secs(1));
+    let done: Vec<Completion> = e.drain_completions().collect();
+    assert_eq!(done[0].result, OpResult::Get(Err(Error::NotJoined)));
+}
+
+#[test]
+fn garbage_is_counted_not_fatal() {
+    let mut e = Engine::new(Config::default(), addr(7002), 1, 0);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    e.handle_datagram(1, addr(9), b"hello");
+    e.handle_datagram(1, addr(9), &[]);
+    assert_eq!(e.stats().dropped_malformed, 2);
+}
+
+#[test]
+fn join_to_silent_bootstrap_fails_by_deadline() {
+    let mut e = Engine::new(Config::default(), addr(7003), 1, 0);
+    e.join(0, 1, &[addr(9)], Duration::from_secs(3));
+    let mut now = 0;
+    let mut sent = 0;
+    let done = loop {
+        sent += e.drain_transmits().count();
+        if let Some(c) = e.drain_completions().next() {
+            break c;
+        }
+        now = e.next_timeout().expect("a join in progress has a timer");
+        e.handle_timeout(now);
+    };
+    assert_eq!(done.result, OpResult::Join(Err(Error::JoinFailed)));
+    assert!(now <= 3_000_000, "gave up at {now} us");
+    assert!(sent >= 2, "the request was retransmitted");
+    assert_eq!(e.phase(), Phase::Idle);
+}
