@@ -13,6 +13,8 @@ step "format"
 cargo fmt --check
 step "clippy"
 cargo clippy --all-targets --release --quiet -- -D warnings
+step "module dependencies (pure core knows nothing of SIP, nodes, clients or the C ABI)"
+./scripts/check-deps.sh
 step "tests (release build: the network suites run thousands of nodes)"
 cargo test --release -- --test-threads 2
 step "C header matches src/ffi (cbindgen drift check)"

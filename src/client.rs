@@ -2,14 +2,18 @@
 //! the ring and no threads of its own. Every call blocks with a hard timeout.
 //! This is how forked SIP workers, hosts behind NAT and the CLI use an overlay.
 
-use crate::engine::{error_of, StoreReceipt, Value};
+use crate::clock::next_version;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::node::next_version;
+use crate::owner::{self, Owner};
 use crate::sip::binding::{Plan, RegisterRequest};
 use crate::sip::registrar::RegistrarError;
 use crate::sip::remote::{decode_outcome, encode_request, Outcome};
-use crate::wire::{Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE};
+use crate::types::{DictStore, StoreReceipt, Value};
+use crate::wire::{
+    error_of, Body, Codec, InfoKind, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT,
+    FLAG_RESPONSE,
+};
 use rand::Rng;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -354,8 +358,8 @@ impl Client {
     /// with one exchange instead of a read and a write per binding.
     pub fn register(&mut self, req: &RegisterRequest) -> std::result::Result<Plan, RegistrarError> {
         let request = encode_request(req);
-        match self.call(Body::ClientRegister { request })? {
-            Body::ClientRegisterReply {
+        match self.call(Body::ClientTransaction { request })? {
+            Body::ClientTransactionReply {
                 status: Status::Ok,
                 outcome,
             } => match decode_outcome(&outcome) {
@@ -368,7 +372,7 @@ impl Client {
                 Some(Outcome::Refused(e)) => Err(RegistrarError::Request(e)),
                 None => Err(Error::Refused("malformed register reply".into()).into()),
             },
-            Body::ClientRegisterReply { status, .. } | Body::Error { status } => {
+            Body::ClientTransactionReply { status, .. } | Body::Error { status } => {
                 Err(error_of(status).into())
             }
             _ => Err(Error::Refused("unexpected reply".into()).into()),
@@ -377,28 +381,50 @@ impl Client {
 
     /// The peer's ring neighbours and stored keys, as text.
     pub fn ring_text(&mut self) -> Result<String> {
-        self.info(0)
+        self.info(InfoKind::Ring)
     }
 
     /// The peer's statistics, as `name value` lines.
     pub fn stats_text(&mut self) -> Result<String> {
-        self.info(1)
+        self.info(InfoKind::Stats)
     }
 
     /// The public key the node signs this handle's writes with (the node's own).
-    pub fn owner(&mut self) -> Result<crate::owner::Owner> {
-        let text = self.info(0)?;
+    pub fn owner(&mut self) -> Result<Owner> {
+        let text = self.info(InfoKind::Ring)?;
         text.lines()
             .find_map(|l| l.strip_prefix("writer "))
-            .and_then(crate::owner::parse_secret)
+            .and_then(owner::parse_owner)
             .ok_or_else(|| Error::Refused("the node did not name its writer key".into()))
     }
 
-    fn info(&mut self, what: u8) -> Result<String> {
+    fn info(&mut self, kind: InfoKind) -> Result<String> {
+        let what = kind.code();
         match self.call(Body::ClientInfo { what })? {
             Body::ClientInfoReply { text } => Ok(String::from_utf8_lossy(&text).into_owned()),
             Body::Error { status } => Err(error_of(status)),
             _ => Err(Error::Refused("unexpected reply".into())),
         }
+    }
+}
+
+impl DictStore for Client {
+    fn dict_get(&mut self, key: Id) -> Result<Vec<Value>> {
+        self.get(key)
+    }
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> Result<StoreReceipt> {
+        self.put(key, writer, data, lifetime)
+    }
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
+        self.remove(key, writer)
+    }
+    fn owner(&mut self) -> Result<Owner> {
+        Client::owner(self)
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::id::Id;
 use crate::storage::StoreLimits;
+use crate::types::TransactionDecoder;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ pub struct Config {
     /// owns them (crate::owner). Servers that act as one registrar share one;
     /// by default each node makes its own at start.
     pub writer_key: Option<[u8; 32]>,
+    /// Decodes the transactions client handles ask this node to run (for
+    /// the SIP registrar: `sip::remote::transactions()`, which the C API, the
+    /// CLI and `Testnet` pass in). None: such requests are refused.
+    pub transactions: Option<TransactionDecoder>,
     /// Length of the successor list (ring survives this many minus one adjacent failures).
     pub successors: usize,
     /// Copies of each value: the responsible node and its next successors.
@@ -81,6 +86,7 @@ impl Default for Config {
             overlay: "chordsip".into(),
             overlay_key: None,
             writer_key: None,
+            transactions: None,
             successors: 8,
             replicas: 3,
             stabilize_interval: Duration::from_millis(250),

@@ -15,6 +15,7 @@
 //! - [`ffi`]: the C ABI (the only `unsafe` code).
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -33,11 +34,12 @@ pub mod types;
 pub mod wire;
 
 pub use config::{Config, LogLevel};
-pub use engine::{Event, LookupOutcome, StoreReceipt, Value};
+pub use engine::Event;
 pub use error::{Error, Result};
 pub use id::Id;
 pub use node::{Node, RingInfo};
 pub use stats::Stats;
+pub use types::{LookupOutcome, StoreReceipt, Value};
 pub use wire::NodeInfo;
 
 /// The crate version, as reported by `chordsip_version()`.

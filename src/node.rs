@@ -6,17 +6,20 @@
 //! callback that runs on the worker thread.
 
 use crate::config::Config;
-use crate::engine::{Engine, LookupOutcome, OpResult, Phase, StoreReceipt, Value};
+use crate::engine::{Engine, Event, OpResult, Phase};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::owner::Owner;
 use crate::runtime::{on_worker_thread, EventSink, Runtime, UnixEndpoint};
 use crate::stats::Stats;
-use crate::wire::NodeInfo;
-use crate::Event;
+use crate::types::{DictStore, LookupOutcome, StoreReceipt, Value};
+use crate::wire::{InfoKind, NodeInfo};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub use crate::clock::next_version;
 
 /// A snapshot of a node's place on the ring.
 #[derive(Clone, Debug)]
@@ -37,7 +40,7 @@ struct Inner {
     token: usize,
     me: NodeInfo,
     /// The public half of the writer key (fixed for the node's life).
-    owner: crate::owner::Owner,
+    owner: Owner,
     cfg: Config,
     next_op: AtomicU64,
     removed: AtomicBool,
@@ -70,24 +73,6 @@ pub struct Node {
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("me", &self.inner.me).finish()
-    }
-}
-
-/// Versions default to the wall clock in microseconds, forced strictly
-/// increasing within the process so that a later write always wins.
-pub fn next_version() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    let mut prev = LAST.load(Ordering::Relaxed);
-    loop {
-        let next = now.max(prev + 1);
-        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
-            Err(p) => prev = p,
-        }
     }
 }
 
@@ -352,7 +337,7 @@ impl Node {
 
     /// The public key this node signs its writes with: the owner of its slots.
     /// Known without asking the worker: a REGISTER through the node needs it each time.
-    pub fn owner(&self) -> Result<crate::owner::Owner> {
+    pub fn owner(&self) -> Result<Owner> {
         self.check_usable()?;
         Ok(self.inner.owner)
     }
@@ -360,7 +345,7 @@ impl Node {
     /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,
     /// the same text a client handle gets from its peer.
     pub fn info_text(&self, what: u8) -> Result<String> {
-        self.query(move |e| e.info_text(what))
+        self.query(move |e| e.info_text(InfoKind::from_code(what)))
     }
 
     /// Round-trip time to a peer.
@@ -420,5 +405,29 @@ impl Node {
     /// Wraps a closure as an event sink.
     pub fn event_sink(f: impl Fn(&Event) + Send + Sync + 'static) -> EventSink {
         Arc::new(f)
+    }
+}
+
+impl DictStore for &Node {
+    fn dict_get(&mut self, key: Id) -> Result<Vec<Value>> {
+        self.get(key)
+    }
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> Result<StoreReceipt> {
+        self.put(key, writer, data, lifetime)
+    }
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
+        self.remove(key, writer)
+    }
+    fn owner(&mut self) -> Result<Owner> {
+        Node::owner(self)
+    }
+    fn value_limit(&self) -> Option<usize> {
+        Some(self.config().limits.max_value_bytes)
     }
 }

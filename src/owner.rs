@@ -13,10 +13,9 @@ use crate::wire::WireEntry;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use std::collections::HashMap;
 
-/// Bytes of a writer's public key, the first part of every slot.
-pub const OWNER_LEN: usize = 32;
-/// Bytes of an entry's signature.
-pub const SIGNATURE_LEN: usize = 64;
+/// Part of the wire format (a slot starts with its owner's key; an entry
+/// carries its signature), so defined there: `wire` needs nothing from here.
+pub use crate::wire::{OWNER_LEN, SIGNATURE_LEN};
 /// Bytes of a writer's secret key (an Ed25519 seed).
 pub const SECRET_LEN: usize = 32;
 
@@ -129,11 +128,21 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses a writer secret written as 64 hex digits (surrounding whitespace ignored).
 pub fn parse_secret(text: &str) -> Option<[u8; SECRET_LEN]> {
+    parse_hex(text)
+}
+
+/// Parses an owner (a writer's public key) written as 64 hex digits, as
+/// [`hex`] writes it.
+pub fn parse_owner(text: &str) -> Option<Owner> {
+    parse_hex(text)
+}
+
+fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let t = text.trim();
-    if t.len() != SECRET_LEN * 2 || !t.is_ascii() {
+    if t.len() != N * 2 || !t.is_ascii() {
         return None;
     }
-    let mut out = [0u8; SECRET_LEN];
+    let mut out = [0u8; N];
     for (i, b) in out.iter_mut().enumerate() {
         *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).ok()?;
     }

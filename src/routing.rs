@@ -61,10 +61,6 @@ impl RoutingTable {
         self.succs.first()
     }
 
-    pub fn finger(&self, i: usize) -> Option<&NodeInfo> {
-        self.fingers.get(i).and_then(|f| f.as_ref())
-    }
-
     /// Distinct finger nodes, each with the lowest finger index pointing at it.
     pub fn distinct_fingers(&self) -> Vec<(usize, NodeInfo)> {
         let mut out: Vec<(usize, NodeInfo)> = Vec::new();
@@ -155,7 +151,12 @@ impl RoutingTable {
     }
 
     /// Answers a lookup step using everything this node knows.
-    pub fn answer(&self, key: &Id, usable: impl Fn(&NodeInfo) -> bool, fanout: usize) -> Answer {
+    pub fn answer(
+        &self,
+        key: &Id,
+        not_suspected: impl Fn(&NodeInfo) -> bool,
+        fanout: usize,
+    ) -> Answer {
         // Failed successors are removed from the list by the engine; a merely
         // suspected one stays authoritative for the interval it closes.
         match self.succs.first() {
@@ -177,19 +178,19 @@ impl RoutingTable {
                 }
             }
         }
-        Answer::Next(self.closest_preceding(key, usable, fanout))
+        Answer::Next(self.closest_preceding(key, not_suspected, fanout))
     }
 
     /// Known nodes in (me, key), closest to the key first.
     pub fn closest_preceding(
         &self,
         key: &Id,
-        usable: impl Fn(&NodeInfo) -> bool,
+        not_suspected: impl Fn(&NodeInfo) -> bool,
         count: usize,
     ) -> Vec<NodeInfo> {
         let mut best: Vec<(Id, NodeInfo)> = Vec::with_capacity(count + 1);
         let mut consider = |n: &NodeInfo| {
-            if !n.id.in_open(&self.me.id, key) || !usable(n) {
+            if !n.id.in_open(&self.me.id, key) || !not_suspected(n) {
                 return;
             }
             if best.iter().any(|(_, b)| b.id == n.id) {

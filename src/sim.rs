@@ -113,6 +113,9 @@ pub struct SimNet {
     by_addr: HashMap<SocketAddr, usize>,
     rng: ChaCha8Rng,
     results: HashMap<(usize, OpId), OpResult>,
+    /// Datagrams sent to addresses opened with [`SimNet::open_mailbox`]
+    /// (clients of the simulated nodes, which take no place in the ring).
+    mailboxes: HashMap<SocketAddr, Vec<Vec<u8>>>,
     next_op: OpId,
     pub delivered: u64,
     pub lost: u64,
@@ -129,6 +132,7 @@ impl SimNet {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             results: HashMap::new(),
+            mailboxes: HashMap::new(),
             next_op: 1,
             delivered: 0,
             lost: 0,
@@ -197,6 +201,25 @@ impl SimNet {
         });
         self.by_addr.insert(addr, i);
         i
+    }
+
+    /// Lets `addr` (not a node) receive what nodes send it, for [`SimNet::take_mail`].
+    pub fn open_mailbox(&mut self, addr: SocketAddr) {
+        self.mailboxes.entry(addr).or_default();
+    }
+
+    /// Delivers `data` from `from` (a mailbox address, say) to node `i` now.
+    pub fn send_raw(&mut self, from: SocketAddr, i: usize, data: Vec<u8>) {
+        let to = Self::addr_of(i);
+        self.push(self.now, Ev::Deliver { to, from, data });
+    }
+
+    /// The datagrams that reached `addr` since the last call.
+    pub fn take_mail(&mut self, addr: &SocketAddr) -> Vec<Vec<u8>> {
+        self.mailboxes
+            .get_mut(addr)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn op_id(&mut self) -> OpId {
@@ -424,6 +447,9 @@ impl SimNet {
         match q.ev {
             Ev::Deliver { to, from, data } => {
                 let Some(&i) = self.by_addr.get(&to) else {
+                    if let Some(mail) = self.mailboxes.get_mut(&to) {
+                        mail.push(data);
+                    }
                     return true;
                 };
                 let from_group = self.by_addr.get(&from).map(|&f| self.nodes[f].group);

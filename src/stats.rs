@@ -127,6 +127,54 @@ pub struct Stats {
     pub nodes_failed_detected: u64,
 }
 
+impl Stats {
+    /// Every counter and gauge as `(name, value)`, in the order reports list
+    /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
+    /// a client's `stats_text`) is made from.
+    pub fn report(&self) -> Vec<(&'static str, String)> {
+        let counters: [(&'static str, u64); 20] = [
+            ("msgs_sent", self.msgs_sent),
+            ("msgs_received", self.msgs_received),
+            ("bytes_sent", self.bytes_sent),
+            ("bytes_received", self.bytes_received),
+            ("dropped_malformed", self.dropped_malformed),
+            ("dropped_unauthenticated", self.dropped_unauthenticated),
+            ("dropped_unmatched", self.dropped_unmatched),
+            ("dropped_rate_limited", self.dropped_rate_limited),
+            ("wrong_answers", self.wrong_answers),
+            ("forged_entries", self.forged_entries),
+            ("retransmits", self.retransmits),
+            ("send_errors", self.send_errors),
+            ("rpc_timeouts", self.rpc_timeouts),
+            ("nodes_failed_detected", self.nodes_failed_detected),
+            ("lookups_ok", self.lookups_ok),
+            ("lookups_failed", self.lookups_failed),
+            ("puts_ok", self.puts_ok),
+            ("puts_failed", self.puts_failed),
+            ("gets_ok", self.gets_ok),
+            ("gets_failed", self.gets_failed),
+        ];
+        let mut out: Vec<(&'static str, String)> = counters
+            .into_iter()
+            .map(|(name, v)| (name, v.to_string()))
+            .collect();
+        out.push(("hops_mean", format!("{:.3}", self.hops.mean())));
+        out.push(("hops_p99", self.hops.quantile(0.99).to_string()));
+        let latency = &self.lookup_latency_us;
+        out.push(("lookup_latency_p50_us", latency.quantile(0.5).to_string()));
+        out.push(("lookup_latency_p99_us", latency.quantile(0.99).to_string()));
+        for (name, v) in [
+            ("stored_keys", self.stored_keys),
+            ("stored_entries", self.stored_entries),
+            ("primary_entries", self.primary_entries),
+            ("stored_value_bytes", self.stored_value_bytes),
+        ] {
+            out.push((name, v.to_string()));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

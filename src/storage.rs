@@ -6,7 +6,7 @@
 //! receive them in; ties are broken deterministically so replicas converge.
 
 use crate::id::Id;
-use crate::wire::{ItemSummary, WireEntry};
+use crate::wire::{ItemSummary, WireEntry, SIGNATURE_LEN};
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -22,7 +22,7 @@ pub struct Entry {
     pub data: Box<[u8]>,
     /// The writer's signed wall-clock expiry and signature (crate::owner).
     pub expires_ms: u64,
-    pub signature: [u8; 64],
+    pub signature: [u8; SIGNATURE_LEN],
     /// Hash of (key, writer, version, tombstone) for range digests.
     fingerprint: u64,
 }
@@ -43,7 +43,7 @@ impl Entry {
             tombstone,
             data: data.into(),
             expires_ms: 0,
-            signature: [0; 64],
+            signature: [0; SIGNATURE_LEN],
             fingerprint: fingerprint(key, writer, version, tombstone),
         }
     }
@@ -189,7 +189,7 @@ impl Store {
     /// Checks a write against the limits without storing it. `writer` is a
     /// slot (crate::owner): the writer-size limit applies to its label.
     pub fn check(&self, key: &Id, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
-        let label = writer.get(crate::owner::OWNER_LEN..).unwrap_or_default();
+        let label = writer.get(crate::wire::OWNER_LEN..).unwrap_or_default();
         self.limits.check_sizes(label, data)?;
         match self.keys.get(key) {
             None if self.keys.len() >= self.limits.max_keys => Err(StoreError::NodeFull),
@@ -231,7 +231,7 @@ impl Store {
         writer: &[u8],
         version: u64,
         tombstone: bool,
-        signature: [u8; 64],
+        signature: [u8; SIGNATURE_LEN],
     ) {
         if let Some(e) = self.keys.get_mut(key).and_then(|d| {
             d.iter_mut()

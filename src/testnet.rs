@@ -14,7 +14,8 @@ pub struct Testnet {
 }
 
 impl Testnet {
-    /// Starts `n` nodes on 127.0.0.1 with `cfg` (its listen address is ignored)
+    /// Starts `n` nodes on 127.0.0.1 with `cfg` (its listen address is ignored;
+    /// without transactions, the SIP registrar's serve client handles)
     /// and joins each through the first, then waits until every node's successor
     /// and predecessor are the true ones, or `settle` passes.
     pub fn new(n: usize, cfg: &Config, settle: Duration) -> Result<Testnet> {
@@ -22,6 +23,9 @@ impl Testnet {
         for i in 0..n {
             let mut c = cfg.clone();
             c.listen = "127.0.0.1:0".parse().expect("valid");
+            // Client handles' REGISTERs run on the nodes, as with the C API.
+            c.transactions
+                .get_or_insert_with(crate::sip::remote::transactions);
             let node = Node::start(c)?;
             if i == 0 {
                 node.join(&[])?;

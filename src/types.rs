@@ -1,9 +1,14 @@
 //! The vocabulary the engine, the node, the client handle and the SIP layer
-//! share: what a reader sees, what a write and a lookup report, and the
-//! dictionary a registrar runs on.
+//! share: what a reader sees, what a write and a lookup report, the
+//! dictionary a registrar runs on, and the atomic read-plan-write
+//! transaction on one key (which the engine runs for client handles and
+//! [`run_transaction`] runs through any dictionary).
 
+use crate::error::Error;
+use crate::id::Id;
 use crate::owner::{self, Owner};
-use crate::wire::{NodeInfo, WireEntry};
+use crate::wire::{NodeInfo, WireEntry, SIGNATURE_LEN};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Identifies an API operation; chosen by the caller and echoed in its completion.
@@ -49,7 +54,7 @@ impl Value {
             expires_ms: 0,
             tombstone: false,
             data: self.data.clone(),
-            signature: [0; 64],
+            signature: [0; SIGNATURE_LEN],
         }
     }
 }
@@ -69,4 +74,122 @@ pub struct LookupOutcome {
 pub struct StoreReceipt {
     /// Copies known to hold the write when it was acknowledged.
     pub copies: u8,
+}
+
+/// The dictionary operations a registrar needs; implemented by nodes
+/// (`node.rs`) and client handles (`client.rs`).
+pub trait DictStore {
+    fn dict_get(&mut self, key: Id) -> Result<Vec<Value>, Error>;
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> Result<StoreReceipt, Error>;
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt, Error>;
+    /// The key this store's writes are signed with: the slots a transaction may change.
+    fn owner(&mut self) -> Result<Owner, Error>;
+    /// The largest value the store takes, when known before writing.
+    fn value_limit(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// One slot write of a transaction: a value that lives `lifetime`, or
+/// (`None`) a removal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotWrite {
+    /// The writer's label for the slot.
+    pub label: Vec<u8>,
+    pub value: Option<(Vec<u8>, Duration)>,
+}
+
+/// An atomic read-plan-write on one key. Whoever runs it reads the key's
+/// values in the slots its writer key owns, asks [`Transaction::plan`] for
+/// the writes, and makes all of them; when one fails, it puts back what the
+/// slots held before ([`undo_writes`]). The engine runs transactions that
+/// client handles send (in one exchange, its writes in parallel), and
+/// [`run_transaction`] runs one through any [`DictStore`]: the plan, the
+/// limits and the undo exist once.
+pub trait Transaction: Send {
+    /// The key the transaction reads and writes.
+    fn key(&self) -> Id;
+    /// The writes to make, given the writer's own live values of the key;
+    /// `None` refuses (then [`Transaction::reply`] says why). `value_limit`
+    /// is the largest value the overlay stores, when known.
+    fn plan(&mut self, mine: &[Value], value_limit: Option<usize>) -> Option<Vec<SlotWrite>>;
+    /// The answer for the requester once the plan refused or every write was
+    /// made, in at most `budget` bytes.
+    fn reply(&self, budget: usize) -> Vec<u8>;
+}
+
+/// What a node makes of the bytes of a client's transaction request.
+pub enum Decoded {
+    Run(Box<dyn Transaction>),
+    /// Refused before anything is read: the reply to send.
+    Answer(Vec<u8>),
+    /// Not a request at all.
+    Malformed,
+}
+
+/// Turns a client's transaction request into a [`Transaction`]. Whoever
+/// builds a node passes one in (`Config::transactions`; the SIP registrar's is
+/// `sip::remote::transactions()`); a node without one refuses client
+/// transactions.
+#[derive(Clone)]
+pub struct TransactionDecoder(pub Arc<DecodeFn>);
+
+/// The function behind a [`TransactionDecoder`].
+pub type DecodeFn = dyn Fn(&[u8]) -> Decoded + Send + Sync;
+
+impl std::fmt::Debug for TransactionDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransactionDecoder")
+    }
+}
+
+/// The writes that put back what `before` (the writer's own values of the
+/// key) held in the slots that `writes` touch: the old value with what was
+/// left of its lifetime, or a removal where there was none.
+pub fn undo_writes(before: &[Value], writes: &[SlotWrite]) -> Vec<SlotWrite> {
+    writes
+        .iter()
+        .map(|w| SlotWrite {
+            label: w.label.clone(),
+            value: before
+                .iter()
+                .find(|v| v.writer == w.label && !v.lifetime.is_zero())
+                .map(|v| (v.data.clone(), v.lifetime)),
+        })
+        .collect()
+}
+
+/// Runs `txn` through `store`: one read, the writes in order and, when one
+/// fails, the undo of those already made, newest first (best effort: a store
+/// that fails the undo too keeps what it took). Returns the first failure.
+pub fn run_transaction(store: &mut impl DictStore, txn: &mut dyn Transaction) -> Result<(), Error> {
+    let key = txn.key();
+    let owner = store.owner()?;
+    let mut mine = store.dict_get(key)?;
+    mine.retain(|v| v.owner == owner);
+    let Some(writes) = txn.plan(&mine, store.value_limit()) else {
+        return Ok(());
+    };
+    for (done, w) in writes.iter().enumerate() {
+        if let Err(e) = write_slot(store, key, w) {
+            for u in undo_writes(&mine, &writes[..done]).iter().rev() {
+                let _ = write_slot(store, key, u);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn write_slot(store: &mut impl DictStore, key: Id, w: &SlotWrite) -> Result<StoreReceipt, Error> {
+    match &w.value {
+        Some((data, lifetime)) => store.dict_put(key, &w.label, data, *lifetime),
+        None => store.dict_remove(key, &w.label),
+    }
 }

@@ -628,3 +628,152 @@ fn lookups_survive_heavy_loss_and_delay() {
         stored.len()
     );
 }
+
+/// A client's REGISTER (ClientTransaction) sent to `via` from `client`; the
+/// body of the node's answer.
+fn client_register(
+    net: &mut SimNet,
+    codec: &chordsip::wire::Codec,
+    client: std::net::SocketAddr,
+    via: usize,
+    rid: u64,
+    request: Vec<u8>,
+) -> chordsip::wire::Body {
+    use chordsip::wire::{Body, Message, FLAG_CLIENT, FLAG_RESPONSE};
+    let msg = Message {
+        flags: FLAG_CLIENT,
+        overlay: codec.overlay(),
+        request_id: rid,
+        timestamp_ms: 1_700_000_000_000 + net.now() / 1000,
+        sender: Id::from_name("a client"),
+        body: Body::ClientTransaction { request },
+    };
+    net.send_raw(client, via, codec.encode(&msg).unwrap());
+    let mut reply = None;
+    // Polled in small steps: 10 s of virtual time, longer than any deadline.
+    for _ in 0..2000 {
+        for data in net.take_mail(&client) {
+            let m = codec.decode(&data).unwrap();
+            if m.request_id == rid && m.flags & FLAG_RESPONSE != 0 {
+                reply = Some(m.body);
+            }
+        }
+        if let Some(body) = reply.take() {
+            return body;
+        }
+        net.run_for(Duration::from_millis(5));
+    }
+    panic!("no answer to client request {rid}");
+}
+
+/// REGISTERs that client handles ask nodes to run (read, plan, parallel
+/// writes, undo on failure) give registrar results through any node. The
+/// run is seeded: its summed statistics are printed to compare the engine
+/// before and after a change that must not alter behaviour.
+#[test]
+fn client_registers_run_on_nodes_all_or_nothing() {
+    use chordsip::sip::binding::{ContactSpec, RegisterError, RegisterRequest};
+    use chordsip::sip::remote::{decode_outcome, encode_request, Outcome};
+    use chordsip::wire::{Body, Codec, Status};
+    let mut cfg = one_writer();
+    // Room for 4 entries per key: a fifth binding fails at its primary and
+    // the REGISTER's other writes are undone.
+    cfg.limits.max_entries_per_key = 4;
+    cfg.transactions = Some(chordsip::sip::remote::transactions());
+    let mut net = build(16, &cfg, 101);
+    let codec = Codec::new(&cfg.overlay, None, cfg.max_datagram);
+    let client: std::net::SocketAddr = "127.200.0.1:5555".parse().unwrap();
+    net.open_mailbox(client);
+    let req = |user: usize, call: &str, cseq: u32, contacts: Vec<ContactSpec>| RegisterRequest {
+        to: format!("sip:user{user}@example.com"),
+        call_id: call.into(),
+        cseq,
+        contacts,
+        ..RegisterRequest::default()
+    };
+    let contact = |user: usize, n: usize| ContactSpec {
+        uri: format!("sip:user{user}@192.0.2.{n}"),
+        expires: Some(300),
+        ..ContactSpec::default()
+    };
+    let mut rid = 0;
+    let mut run = |net: &mut SimNet, via: usize, r: &RegisterRequest| {
+        rid += 1;
+        match client_register(net, &codec, client, via, rid, encode_request(r)) {
+            Body::ClientTransactionReply { status, outcome } => (status, decode_outcome(&outcome)),
+            other => panic!("{other:?}"),
+        }
+    };
+    let done = |o: Option<Outcome>| match o {
+        Some(Outcome::Done { plan, listed: true }) => plan,
+        other => panic!("{other:?}"),
+    };
+    for u in 0..60 {
+        let (status, o) = run(&mut net, u % 16, &req(u, "a", 1, vec![contact(u, 1)]));
+        assert_eq!(status, Status::Ok);
+        let p = done(o);
+        assert_eq!((p.inserted, p.result.len()), (1, 1), "user {u}");
+    }
+    // A second device through another node: both bindings listed.
+    for u in 0..30 {
+        let (_, o) = run(&mut net, (u + 5) % 16, &req(u, "b", 1, vec![contact(u, 2)]));
+        let p = done(o);
+        assert_eq!((p.inserted, p.result.len()), (1, 2), "user {u}");
+    }
+    // Unregister everything of 10 users.
+    for u in 0..10 {
+        let mut r = req(u, "a", 2, vec![]);
+        r.star = true;
+        r.expires = Some(0);
+        let (_, o) = run(&mut net, (u + 9) % 16, &r);
+        assert_eq!(done(o).deleted, 2, "user {u}");
+    }
+    // Too brief: refused before anything is written.
+    let mut brief = req(70, "c", 1, vec![contact(70, 1)]);
+    brief.contacts[0].expires = Some(5);
+    let (_, o) = run(&mut net, 3, &brief);
+    assert_eq!(
+        o,
+        Some(Outcome::Refused(RegisterError::IntervalTooBrief(60)))
+    );
+    // Five bindings where a key holds four: all or nothing.
+    let five: Vec<ContactSpec> = (1..=5).map(|n| contact(80, n)).collect();
+    let (status, _) = run(&mut net, 4, &req(80, "d", 1, five));
+    assert_eq!(status, Status::Full);
+    let k80 = Id::from_name("sip:user80@example.com");
+    net.run_for(Duration::from_secs(2));
+    assert!(
+        net.get(0, k80).unwrap().is_empty(),
+        "the refused REGISTER left bindings"
+    );
+    // Not a request at all.
+    rid += 1;
+    let body = client_register(&mut net, &codec, client, 2, rid, b"junk".to_vec());
+    assert_eq!(
+        body,
+        Body::Error {
+            status: Status::BadRequest
+        }
+    );
+    // What the overlay holds: users 10..30 two bindings, 30..60 one, 0..10 none.
+    for (u, want) in [(0, 0), (9, 0), (10, 2), (29, 2), (30, 1), (59, 1)] {
+        let k = Id::from_name(&format!("sip:user{u}@example.com"));
+        assert_eq!(net.get((u + 7) % 16, k).unwrap().len(), want, "user {u}");
+    }
+    let mut t = chordsip::Stats::default();
+    for i in 0..net.len() {
+        let s = net.engine(i).stats();
+        t.msgs_sent += s.msgs_sent;
+        t.bytes_sent += s.bytes_sent;
+        t.puts_ok += s.puts_ok;
+        t.puts_failed += s.puts_failed;
+        t.gets_ok += s.gets_ok;
+        t.lookups_ok += s.lookups_ok;
+        t.retransmits += s.retransmits;
+        t.stored_entries += s.stored_entries;
+    }
+    println!(
+        "seeded client registers: msgs_sent {} bytes_sent {} puts_ok {} puts_failed {} gets_ok {} lookups_ok {} retransmits {} stored_entries {} delivered {} now_us {}",
+        t.msgs_sent, t.bytes_sent, t.puts_ok, t.puts_failed, t.gets_ok, t.lookups_ok, t.retransmits, t.stored_entries, net.delivered, net.now()
+    );
+}

@@ -281,6 +281,8 @@ fn run_keygen(a: KeygenArgs) -> Result<(), String> {
 
 fn run_node(a: NodeArgs) -> Result<(), String> {
     let mut cfg = Config {
+        // Client handles (Kamailio workers, the CLI's register) run REGISTERs here.
+        transactions: Some(chordsip::sip::remote::transactions()),
         listen: resolve(&a.listen)?,
         advertise: a.advertise.as_deref().map(resolve).transpose()?,
         overlay: a.overlay.overlay.clone(),
@@ -485,6 +487,7 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
     }
     let cfg = Config {
         replicas: a.replicas,
+        transactions: Some(chordsip::sip::remote::transactions()),
         ..Config::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;

@@ -1,11 +1,11 @@
 //! The originator side of puts and gets: routing to the primary, following
 //! pages, checking what remote nodes return, and retrying while the ring moves.
 
-use super::dispatch::Ctx;
-use super::lookup::Purpose;
+use super::dispatch::OnAnswer;
+use super::lookup::LookupFor;
 use super::maintain::SUSPECT_US;
 use super::primary::ReplyTo;
-use super::{Engine, OpResult, Timer};
+use super::{Engine, OpKind, OpResult, Timer};
 use crate::config::LogLevel;
 use crate::error::Error;
 use crate::id::Id;
@@ -46,12 +46,11 @@ pub(super) struct GetJob {
     pub(super) from_replica: bool,
 }
 
-/// Storage operations re-route this many times when the ring moves under them.
-/// Routings of one put/get; after the first, each waits twice as long as the
-/// one before (from 50 ms), so a ring still settling after a join or failure
-/// (responsibility moves within a stabilize round) gets time to agree.
+/// Routings of one put/get when the ring moves under it; after the first,
+/// each waits twice as long as the one before (from `OP_RETRY_BASE_US`), so a
+/// ring still settling after a join or failure (responsibility moves within
+/// a stabilize round) gets time to agree.
 pub(super) const MAX_ATTEMPTS: u8 = 8;
-
 pub(super) const OP_RETRY_BASE_US: u64 = 50_000;
 
 impl Engine {
@@ -88,22 +87,37 @@ impl Engine {
         }
     }
 
-    pub(super) fn retry_put(&mut self, mut job: PutJob) {
-        if !self.op_live(job.op) {
+    pub(super) fn retry_put(&mut self, job: PutJob) {
+        self.retry(LookupFor::Put(job));
+    }
+
+    pub(super) fn retry_get(&mut self, job: GetJob) {
+        self.retry(LookupFor::Get(job));
+    }
+
+    /// Routes a put or get again after the ring moved under it (or its
+    /// primary failed it), until its routings run out.
+    fn retry(&mut self, mut purpose: LookupFor) {
+        let (op, attempts, kind) = match &mut purpose {
+            LookupFor::Put(j) => (j.op, &mut j.attempts, OpKind::Put),
+            LookupFor::Get(j) => (j.op, &mut j.attempts, OpKind::Get),
+            _ => return,
+        };
+        if !self.op_live(op) {
             return;
         }
-        job.attempts += 1;
-        if job.attempts >= MAX_ATTEMPTS {
-            self.stats.puts_failed += 1;
-            self.complete(job.op, OpResult::Put(Err(Error::NoRoute)));
+        *attempts += 1;
+        let attempts = *attempts;
+        if attempts >= MAX_ATTEMPTS {
+            self.count_failure(kind);
+            self.complete(op, kind.fail(Error::NoRoute));
             return;
         }
-        let (op, attempts) = (job.op, job.attempts);
-        self.route_again(op, attempts, Purpose::Put(job));
+        self.route_again(op, attempts, purpose);
     }
 
     /// Routes a put/get again: at once the first time, later after a growing pause.
-    pub(super) fn route_again(&mut self, op: OpId, attempts: u8, purpose: Purpose) {
+    pub(super) fn route_again(&mut self, op: OpId, attempts: u8, purpose: LookupFor) {
         if attempts <= 1 {
             self.reroute(op, purpose);
             return;
@@ -115,10 +129,10 @@ impl Engine {
     }
 
     /// Looks up the key of a put or get again, within what is left of its deadline.
-    pub(super) fn reroute(&mut self, op: OpId, purpose: Purpose) {
+    pub(super) fn reroute(&mut self, op: OpId, purpose: LookupFor) {
         let key = match &purpose {
-            Purpose::Put(j) => j.key,
-            Purpose::Get(j) => j.key,
+            LookupFor::Put(j) => j.key,
+            LookupFor::Get(j) => j.key,
             _ => return,
         };
         let remaining = self.op_remaining(op);
@@ -137,7 +151,7 @@ impl Engine {
                 after,
             };
             let tries = self.cfg.rpc_retries + 1;
-            self.send_request(node.addr, Some(node.id), body, Ctx::Fetch(job), tries);
+            self.send_request(node.addr, Some(node.id), body, OnAnswer::Fetch(job), tries);
         }
     }
 
@@ -221,19 +235,5 @@ impl Engine {
         let mut values: Vec<Value> = job.got.into_iter().filter_map(Value::from_wire).collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.version));
         self.complete(job.op, OpResult::Get(Ok(values)));
-    }
-
-    pub(super) fn retry_get(&mut self, mut job: GetJob) {
-        if !self.op_live(job.op) {
-            return;
-        }
-        job.attempts += 1;
-        if job.attempts >= MAX_ATTEMPTS {
-            self.stats.gets_failed += 1;
-            self.complete(job.op, OpResult::Get(Err(Error::NoRoute)));
-            return;
-        }
-        let (op, attempts) = (job.op, job.attempts);
-        self.route_again(op, attempts, Purpose::Get(job));
     }
 }

@@ -3,13 +3,16 @@
 //! named as responsible really is.
 
 use super::dict::{GetJob, PutJob};
-use super::dispatch::Ctx;
+use super::dispatch::OnAnswer;
 use super::primary::ReplyTo;
 use super::{Engine, OpResult, Phase, Timer};
+use crate::config::LogLevel;
 use crate::error::Error;
 use crate::id::Id;
 use crate::routing::Answer;
 use crate::types::{LookupOutcome, OpId};
+use crate::wire;
+use crate::wire::Status;
 use crate::wire::{Body, NodeInfo, WireEntry};
 use std::cmp::Reverse;
 use std::collections::HashSet;
@@ -17,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
-pub(super) enum Purpose {
+pub(super) enum LookupFor {
     User(OpId),
     Join {
         op: OpId,
@@ -49,7 +52,7 @@ impl From<&NodeInfo> for Candidate {
 #[derive(Debug)]
 pub(super) struct Lookup {
     pub(super) key: Id,
-    pub(super) purpose: Purpose,
+    pub(super) purpose: LookupFor,
     pub(super) started: u64,
     pub(super) hops: u32,
     pub(super) candidates: Vec<Candidate>,
@@ -76,7 +79,7 @@ impl Engine {
     /// What this node's own table says about `key`: the responsible node and its
     /// successors, or the first candidates to ask (the successor as a last resort).
     pub(super) fn local_route(&self, key: &Id) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
-        match self.rt.answer(key, |n| self.usable(n), FANOUT) {
+        match self.rt.answer(key, |n| self.not_suspected(n), FANOUT) {
             Answer::Done(nodes) => Ok(nodes),
             Answer::Next(nodes) => {
                 let mut cands: Vec<Candidate> = nodes.iter().map(Candidate::from).collect();
@@ -90,7 +93,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn start_lookup(&mut self, key: Id, purpose: Purpose, timeout: Duration) {
+    pub(super) fn start_lookup(&mut self, key: Id, purpose: LookupFor, timeout: Duration) {
         match self.local_route(&key) {
             Ok(nodes) => {
                 let l = Lookup {
@@ -113,7 +116,7 @@ impl Engine {
     pub(super) fn start_lookup_via(
         &mut self,
         key: Id,
-        purpose: Purpose,
+        purpose: LookupFor,
         candidates: Vec<Candidate>,
         timeout: Duration,
     ) {
@@ -135,7 +138,6 @@ impl Engine {
         self.lookup_next(id, l);
     }
 
-    /// Asks the best untried candidate, or fails when none is left.
     /// A peer pointed a lookup at the wrong node: avoid it for a while.
     pub(super) fn distrust(&mut self, peer: Option<NodeInfo>) {
         if let Some(p) = peer.filter(|p| p.id != self.me.id) {
@@ -151,10 +153,12 @@ impl Engine {
             .push(Reverse((self.now, Timer::LookupRetry(id))));
     }
 
+    /// Asks the best untried candidate; when none is left, starts again from
+    /// the local table after a pause, or fails at the deadline.
     pub(super) fn lookup_next(&mut self, id: u64, mut l: Lookup) {
-        if let Purpose::User(op)
-        | Purpose::Put(PutJob { op, .. })
-        | Purpose::Get(GetJob { op, .. }) = &l.purpose
+        if let LookupFor::User(op)
+        | LookupFor::Put(PutJob { op, .. })
+        | LookupFor::Get(GetJob { op, .. }) = &l.purpose
         {
             if !self.op_live(*op) {
                 return;
@@ -176,20 +180,23 @@ impl Engine {
                 continue;
             }
             if let Some(cid) = c.id {
-                let usable = self.usable(&NodeInfo {
+                let eligible = self.not_suspected(&NodeInfo {
                     id: cid,
                     addr: c.addr,
                 });
-                if !usable && !l.candidates.is_empty() {
+                if !eligible && !l.candidates.is_empty() {
                     passed_over.get_or_insert(c);
                     continue;
                 }
             }
             l.tried.insert(c.addr);
             let key = l.key;
-            // Three transmissions per step ride out heavy loss; a join tries
-            // its bootstrap peers in turn and should give up on a silent one fast.
-            let attempts = if matches!(l.purpose, Purpose::Join { .. }) {
+            // Three transmissions per step ride out heavy loss, and a peer
+            // silent to all three is as dead as one silent to any request
+            // (HARD_FAILURE_ATTEMPTS): it is declared failed. A join tries its
+            // bootstrap peers in turn and gives up on a silent one after two,
+            // which only makes it suspected for a moment.
+            let attempts = if matches!(l.purpose, LookupFor::Join { .. }) {
                 self.cfg.rpc_retries.min(1) + 1
             } else {
                 self.cfg.rpc_retries.min(2) + 1
@@ -199,7 +206,7 @@ impl Engine {
                 c.addr,
                 c.id,
                 Body::FindSuccessor { key },
-                Ctx::LookupStep { lookup: id },
+                OnAnswer::LookupStep { lookup: id },
                 attempts,
             );
             return;
@@ -209,7 +216,7 @@ impl Engine {
         let delay = RETRY_BASE_US << l.restarts.min(4);
         if l.restarts < MAX_LOOKUP_RESTARTS
             && self.now + delay < l.deadline
-            && !matches!(l.purpose, Purpose::Join { .. })
+            && !matches!(l.purpose, LookupFor::Join { .. })
         {
             l.restarts += 1;
             self.timers
@@ -233,7 +240,8 @@ impl Engine {
         l.hops += 1;
         if done && !nodes.is_empty() {
             let mut nodes = nodes;
-            if matches!(l.purpose, Purpose::Join { .. }) && nodes.iter().all(|n| n.id != from.id) {
+            if matches!(l.purpose, LookupFor::Join { .. }) && nodes.iter().all(|n| n.id != from.id)
+            {
                 // The answerer precedes the joiner: as the last successor-list
                 // entry it keeps the joiner attached to the ring even if every
                 // successor it was given has just died.
@@ -262,9 +270,9 @@ impl Engine {
         // node named for them turned out not to be responsible (the node
         // itself refuses what is not its own, so trusting first costs nothing).
         let check = match &l.purpose {
-            Purpose::User(_) => true,
-            Purpose::Put(j) => j.verify,
-            Purpose::Get(j) => j.verify,
+            LookupFor::User(_) => true,
+            LookupFor::Put(j) => j.verify,
+            LookupFor::Get(j) => j.verify,
             _ => false,
         };
         if let (true, Some((v, id))) = (check, vouched) {
@@ -273,7 +281,7 @@ impl Engine {
                 // A peer's word that x is responsible is not enough for a result
                 // the caller will trust: x itself must place the key between
                 // its predecessor and itself.
-                let ctx = Ctx::Verify {
+                let ctx = OnAnswer::Verify {
                     id,
                     lookup: Box::new(l),
                     nodes,
@@ -287,7 +295,7 @@ impl Engine {
         let vouched = vouched.map(|(v, _)| v);
         let latency = self.now.saturating_sub(l.started);
         match l.purpose {
-            Purpose::User(op) => {
+            LookupFor::User(op) => {
                 if self.op_live(op) {
                     self.record_lookup(l.hops, latency);
                     self.complete(
@@ -300,10 +308,10 @@ impl Engine {
                     );
                 }
             }
-            Purpose::Join { op, .. } => self.join_found(op, nodes),
-            Purpose::Finger(i) => self.finger_found(i, nodes[0]),
-            Purpose::Merge => self.merge_found(nodes[0]),
-            Purpose::Put(mut job) => {
+            LookupFor::Join { op, .. } => self.join_found(op, nodes),
+            LookupFor::Finger(i) => self.finger_found(i, nodes[0]),
+            LookupFor::Merge => self.merge_found(nodes[0]),
+            LookupFor::Put(mut job) => {
                 if !self.op_live(job.op) {
                     return;
                 }
@@ -315,7 +323,7 @@ impl Engine {
                     self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
                 } else {
                     let key = job.key;
-                    self.export(&key, &mut job.entry);
+                    self.sign_outgoing(&key, &mut job.entry);
                     let body = Body::Store {
                         key: job.key,
                         entry: job.entry.clone(),
@@ -324,12 +332,12 @@ impl Engine {
                         node.addr,
                         Some(node.id),
                         body,
-                        Ctx::Store(job),
+                        OnAnswer::Store(job),
                         self.cfg.rpc_retries + 1,
                     );
                 }
             }
-            Purpose::Get(mut job) => {
+            LookupFor::Get(mut job) => {
                 if !self.op_live(job.op) {
                     return;
                 }
@@ -340,7 +348,7 @@ impl Engine {
                 job.from_replica = false;
                 self.fetch_page(job, nodes[0]);
             }
-            Purpose::Handoff(key) => {
+            LookupFor::Handoff(key) => {
                 let node = nodes[0];
                 self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
                 if node.id != self.me.id {
@@ -350,14 +358,14 @@ impl Engine {
                         .into_iter()
                         .map(|e| (key, e.to_wire(self.now)))
                         .collect();
-                    items.iter_mut().for_each(|(k, e)| self.export(k, e));
+                    items.iter_mut().for_each(|(k, e)| self.sign_outgoing(k, e));
                     if !items.is_empty() {
                         self.handoffs_in_flight += 1;
                         self.send_request(
                             node.addr,
                             Some(node.id),
                             Body::Replicate { items },
-                            Ctx::Handoff { keys: vec![key] },
+                            OnAnswer::Handoff { keys: vec![key] },
                             2,
                         );
                     }
@@ -374,13 +382,13 @@ impl Engine {
 
     pub(super) fn lookup_failed(&mut self, l: Lookup, e: Error) {
         match l.purpose {
-            Purpose::User(op) => {
+            LookupFor::User(op) => {
                 if self.op_live(op) {
                     self.stats.lookups_failed += 1;
                     self.complete(op, OpResult::Lookup(Err(e)));
                 }
             }
-            Purpose::Join { op, mut rest } => {
+            LookupFor::Join { op, mut rest } => {
                 if rest.is_empty() || !self.op_live(op) {
                     self.phase = Phase::Idle;
                     self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
@@ -389,7 +397,7 @@ impl Engine {
                     let remaining = self.op_remaining(op);
                     self.start_lookup_via(
                         self.me.id,
-                        Purpose::Join { op, rest },
+                        LookupFor::Join { op, rest },
                         vec![Candidate {
                             addr: next,
                             id: None,
@@ -398,22 +406,95 @@ impl Engine {
                     );
                 }
             }
-            Purpose::Finger(_) | Purpose::Merge => {}
-            Purpose::Put(job) => {
+            LookupFor::Finger(_) | LookupFor::Merge => {}
+            LookupFor::Put(job) => {
                 if self.op_live(job.op) {
                     self.stats.puts_failed += 1;
                     self.complete(job.op, OpResult::Put(Err(e)));
                 }
             }
-            Purpose::Get(job) => {
+            LookupFor::Get(job) => {
                 if self.op_live(job.op) {
                     self.stats.gets_failed += 1;
                     self.complete(job.op, OpResult::Get(Err(e)));
                 }
             }
-            Purpose::Handoff(_) => {
+            LookupFor::Handoff(_) => {
                 self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
             }
+        }
+    }
+
+    /// Answers a FindSuccessor: the responsible node and its successors, or
+    /// the closest nodes this one knows.
+    pub(super) fn answer_find(&mut self, from: SocketAddr, rid: u64, key: Id) {
+        if !matches!(self.phase, Phase::Joined | Phase::Leaving) {
+            let status = Status::NotResponsible;
+            self.reply(from, rid, Body::Error { status });
+            return;
+        }
+        let body = match self.rt.answer(&key, |n| self.not_suspected(n), FANOUT) {
+            Answer::Done(mut nodes) => {
+                nodes.truncate(wire::MAX_NODE_LIST);
+                Body::FindReply { done: true, nodes }
+            }
+            Answer::Next(nodes) => Body::FindReply { done: false, nodes },
+        };
+        self.reply(from, rid, body);
+    }
+
+    /// A lookup step went unanswered: ask the next candidate.
+    pub(super) fn lookup_step_failed(&mut self, id: u64, to: SocketAddr) {
+        if let Some(mut l) = self.lookups.remove(&id) {
+            l.tried.insert(to);
+            self.lookup_next(id, l);
+        }
+    }
+
+    /// The node a lookup ended at showed its predecessors: it is responsible
+    /// when the key lies between the first of them and itself. When it is
+    /// not, the peer that named it is distrusted, and the node's own
+    /// predecessors show who is (checked in turn, like any claim).
+    pub(super) fn verified(
+        &mut self,
+        id: u64,
+        lookup: Lookup,
+        nodes: Vec<NodeInfo>,
+        vouched_by: NodeInfo,
+        preds: Vec<NodeInfo>,
+    ) {
+        let x = nodes[0];
+        let key = lookup.key;
+        if preds
+            .first()
+            .is_none_or(|p| key.in_open_closed(&p.id, &x.id))
+        {
+            self.lookup_done(lookup, nodes);
+            return;
+        }
+        self.log(LogLevel::Info, || {
+            format!(
+                "{} {} named {} as responsible for {}, which it is not",
+                vouched_by.id.to_hex(),
+                vouched_by.addr,
+                x.addr,
+                key.to_hex()
+            )
+        });
+        self.distrust(Some(vouched_by));
+        let mut chain = vec![x];
+        chain.extend(preds);
+        let found = chain
+            .windows(2)
+            .find(|w| key.in_open_closed(&w[1].id, &w[0].id))
+            .map(|w| w[0]);
+        match found {
+            Some(r) if r.id != x.id && self.not_suspected(&r) => {
+                let mut l = lookup;
+                l.vouched_by = Some((x, id));
+                self.lookup_done(l, vec![r]);
+            }
+            _ => self.retry_lookup_now(id, lookup),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! the predecessor check, fingers, failure suspicion, and the merge of rings
 //! that a network split left apart.
 
-use super::dispatch::Ctx;
-use super::lookup::{Candidate, Purpose};
+use super::dispatch::OnAnswer;
+use super::lookup::{Candidate, LookupFor, SOFT_SUSPECT_US};
 use super::{Engine, OpResult, Phase, EXPIRE_EVERY_US};
 use crate::config::LogLevel;
 use crate::error::Error;
@@ -13,6 +13,10 @@ use crate::wire::{Body, NodeInfo};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+/// A peer is declared failed after this many unanswered transmissions of one
+/// request (a lookup step sends exactly this many, maintenance and storage
+/// requests `rpc_retries + 1`); fewer only make it suspected for a moment.
+pub(super) const HARD_FAILURE_ATTEMPTS: u32 = 3;
 /// How long a node that failed to answer is avoided unless it speaks again.
 pub(super) const SUSPECT_US: u64 = 30_000_000;
 
@@ -51,7 +55,7 @@ impl Engine {
         self.log(LogLevel::Info, || {
             format!("joined; successor {}", succ.addr)
         });
-        self.send_request(succ.addr, Some(succ.id), Body::Notify, Ctx::Notify, 2);
+        self.send_request(succ.addr, Some(succ.id), Body::Notify, OnAnswer::Notify, 2);
         self.complete(op, OpResult::Join(Ok(())));
     }
 
@@ -64,7 +68,8 @@ impl Engine {
         self.next_expire = now + EXPIRE_EVERY_US;
     }
 
-    pub(super) fn usable(&self, n: &NodeInfo) -> bool {
+    /// Whether `n` may be asked: not suspected of failure (or the suspicion ran out).
+    pub(super) fn not_suspected(&self, n: &NodeInfo) -> bool {
         match self.suspects.get(&n.id) {
             Some(until) => *until <= self.now,
             None => true,
@@ -121,7 +126,7 @@ impl Engine {
             node.addr,
             Some(node.id),
             Body::Ping,
-            Ctx::MergeProbe { node },
+            OnAnswer::MergeProbe { node },
             1,
         );
     }
@@ -132,11 +137,11 @@ impl Engine {
     pub(super) fn merge_via(&mut self, node: NodeInfo) {
         let key = self.rt.finger_start(0);
         let timeout = self.cfg.op_timeout;
-        self.start_lookup_via(key, Purpose::Merge, vec![Candidate::from(&node)], timeout);
+        self.start_lookup_via(key, LookupFor::Merge, vec![Candidate::from(&node)], timeout);
     }
 
     pub(super) fn merge_found(&mut self, node: NodeInfo) {
-        if node.id == self.me.id || !self.usable(&node) {
+        if node.id == self.me.id || !self.not_suspected(&node) {
             return;
         }
         let closer = match self.rt.successor() {
@@ -155,7 +160,7 @@ impl Engine {
             list.extend(self.rt.successors().iter().copied());
             self.rt.set_successors(list);
             self.next_stabilize = self.now;
-            self.send_request(node.addr, Some(node.id), Body::Notify, Ctx::Notify, 2);
+            self.send_request(node.addr, Some(node.id), Body::Notify, OnAnswer::Notify, 2);
         }
     }
 
@@ -167,7 +172,7 @@ impl Engine {
         let me = self.me.id;
         let mut best: Option<NodeInfo> = None;
         for n in self.rt.known_nodes() {
-            if !self.usable(&n) {
+            if !self.not_suspected(&n) {
                 continue;
             }
             if best.is_none_or(|b| me.distance_to(&n.id) < me.distance_to(&b.id)) {
@@ -185,12 +190,12 @@ impl Engine {
         let old = self.rt.predecessor().copied();
         let adopt = match old {
             None => true,
-            Some(p) => cand.id.in_open(&p.id, &self.me.id) || !self.usable(&p),
+            Some(p) => cand.id.in_open(&p.id, &self.me.id) || !self.not_suspected(&p),
         };
         if adopt && old.map(|p| p.id) != Some(cand.id) {
             let mut list = vec![cand];
             if let Some(p) = old {
-                if p.id != cand.id && self.usable(&p) {
+                if p.id != cand.id && self.not_suspected(&p) {
                     list.push(p);
                     list.extend(self.rt.predecessors().iter().skip(1).copied());
                 }
@@ -204,7 +209,7 @@ impl Engine {
                 if cand.id.in_open(&p.id, &self.me.id) {
                     let keys = self.store.keys_in(&p.id, &cand.id);
                     if !keys.is_empty() {
-                        self.push_keys(cand, &keys, || Ctx::Push);
+                        self.push_keys(cand, &keys, || OnAnswer::Push);
                     }
                 }
             }
@@ -260,7 +265,7 @@ impl Engine {
             succ.addr,
             Some(succ.id),
             Body::GetNeighbors,
-            Ctx::Stabilize { succ },
+            OnAnswer::Stabilize { succ },
             self.cfg.rpc_retries + 1,
         );
     }
@@ -284,12 +289,12 @@ impl Engine {
         let mut closer: Option<NodeInfo> = None;
         let mut probed = false;
         for x in preds.iter().filter(|x| x.id.in_open(&me, &succ.id)) {
-            if !self.usable(x) {
+            if !self.not_suspected(x) {
                 if !probed {
                     // Our successor hears from a node we think failed (it may have
                     // restarted): probe it. An answer clears the suspicion, and the
                     // next round adopts it.
-                    self.send_request(x.addr, Some(x.id), Body::Notify, Ctx::Notify, 2);
+                    self.send_request(x.addr, Some(x.id), Body::Notify, OnAnswer::Notify, 2);
                     probed = true;
                 }
                 continue;
@@ -303,10 +308,16 @@ impl Engine {
             self.next_stabilize = self.now;
         }
         list.push(succ);
-        list.extend(succs.into_iter().filter(|n| self.usable(n)));
+        list.extend(succs.into_iter().filter(|n| self.not_suspected(n)));
         self.rt.set_successors(list);
         let target = *self.rt.successor().expect("non-empty");
-        self.send_request(target.addr, Some(target.id), Body::Notify, Ctx::Notify, 2);
+        self.send_request(
+            target.addr,
+            Some(target.id),
+            Body::Notify,
+            OnAnswer::Notify,
+            2,
+        );
     }
 
     pub(super) fn check_predecessor(&mut self) {
@@ -315,7 +326,7 @@ impl Engine {
                 pred.addr,
                 Some(pred.id),
                 Body::GetNeighbors,
-                Ctx::CheckPred { pred },
+                OnAnswer::CheckPred { pred },
                 self.cfg.rpc_retries + 1,
             );
         }
@@ -344,7 +355,7 @@ impl Engine {
         self.next_finger = (i + 1) % ID_BITS;
         let start = self.rt.finger_start(i);
         let timeout = self.cfg.op_timeout;
-        self.start_lookup(start, Purpose::Finger(i), timeout);
+        self.start_lookup(start, LookupFor::Finger(i), timeout);
     }
 
     pub(super) fn finger_found(&mut self, i: usize, node: NodeInfo) {
@@ -363,6 +374,94 @@ impl Engine {
         }
         if j > i + 1 {
             self.next_finger = j % ID_BITS;
+        }
+    }
+
+    pub(super) fn answer_neighbors(&mut self, from: SocketAddr, rid: u64) {
+        let preds = self.rt.predecessors().to_vec();
+        let succs = self.rt.successors().to_vec();
+        self.reply(from, rid, Body::Neighbors { preds, succs });
+    }
+
+    /// A peer (None: a client handle) says it may be our predecessor.
+    pub(super) fn on_notify(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        peer: Option<NodeInfo>,
+        sent_ms: u64,
+    ) {
+        let joined = matches!(self.phase, Phase::Joined | Phase::Leaving);
+        if let Some(sender) = peer.filter(|p| joined && p.id != self.me.id) {
+            // A Notify sent before its sender left (a late retransmission)
+            // must not bring the departed node back.
+            let stale = self
+                .departed
+                .get(&sender.id)
+                .is_some_and(|(left_at, _)| sent_ms <= *left_at);
+            if !stale {
+                self.notified(sender);
+            }
+        }
+        self.reply(from, rid, Body::NotifyAck);
+    }
+
+    /// A peer (None: a client handle) says it leaves the ring.
+    pub(super) fn on_leaving(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        peer: Option<NodeInfo>,
+        sent_ms: u64,
+        preds: Vec<NodeInfo>,
+        succs: Vec<NodeInfo>,
+    ) {
+        if let Some(sender) = peer {
+            if self.departed.len() >= MAX_REMEMBERED {
+                let now = self.now;
+                self.departed
+                    .retain(|_, (_, seen)| now.saturating_sub(*seen) < SUSPECT_US);
+            }
+            self.departed.insert(sender.id, (sent_ms, self.now));
+            self.neighbour_leaving(sender, preds, succs);
+        }
+        self.reply(from, rid, Body::LeavingAck);
+    }
+
+    /// Our predecessor is alive: its own predecessors follow it in our list.
+    pub(super) fn predecessor_answered(&mut self, pred: NodeInfo, preds: Vec<NodeInfo>) {
+        if self.rt.predecessor().map(|p| p.id) == Some(pred.id) {
+            let mut list = vec![pred];
+            list.extend(preds);
+            self.rt.set_predecessors(list);
+        }
+    }
+
+    /// Our predecessor did not answer the check: it is dropped when it timed out.
+    pub(super) fn predecessor_silent(&mut self, pred: NodeInfo, timed_out: bool) {
+        if timed_out && self.rt.predecessor().map(|p| p.id) == Some(pred.id) {
+            self.rt.remove(&pred.id);
+        }
+    }
+
+    /// Stabilize again at once (with the next successor, after a failure).
+    pub(super) fn stabilize_now(&mut self) {
+        self.next_stabilize = self.now;
+    }
+
+    /// A request went unanswered after `attempts` transmissions.
+    pub(super) fn peer_silent(&mut self, to: SocketAddr, to_id: Option<Id>, attempts: u32) {
+        if attempts < HARD_FAILURE_ATTEMPTS {
+            // A request that gives up fast (notifications, join steps, merge
+            // probes) is no proof of death under packet loss: the peer is only
+            // avoided for a moment.
+            if let Some(id) = to_id {
+                let until = self.now + SOFT_SUSPECT_US;
+                let e = self.suspects.entry(id).or_insert(until);
+                *e = (*e).max(until);
+            }
+        } else {
+            self.peer_failed(to, to_id);
         }
     }
 }

@@ -34,12 +34,12 @@ mod txn;
 pub use crate::types::{LookupOutcome, OpId, StoreReceipt, Value};
 pub use crate::wire::{error_of, status_of};
 
-use self::lookup::{Lookup, Purpose};
+use self::lookup::{Lookup, LookupFor};
 use self::maintain::MERGE_EVERY_US;
 use self::primary::PendingReplication;
 use self::replicate::LeaveState;
 use self::rpc::{Rpc, Rtt};
-use self::txn::RegisterJob;
+use self::txn::TxnJob;
 use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::Id;
@@ -184,7 +184,7 @@ pub struct Engine {
     rpcs: HashMap<u64, Rpc>,
     lookups: HashMap<u64, Lookup>,
     /// Puts and gets waiting to be routed again.
-    op_retries: HashMap<OpId, Purpose>,
+    op_retries: HashMap<OpId, LookupFor>,
     /// Live API operations: kind and absolute deadline.
     ops: HashMap<OpId, (OpKind, u64)>,
     replications: HashMap<u64, PendingReplication>,
@@ -197,9 +197,9 @@ pub struct Engine {
     next_sync: u64,
     next_expire: u64,
     next_merge: u64,
-    /// REGISTERs run for client handles, and which job each internal operation serves.
-    registers: HashMap<u64, RegisterJob>,
-    register_ops: HashMap<OpId, u64>,
+    /// Transactions run for client handles, and which job each internal operation serves.
+    transactions: HashMap<u64, TxnJob>,
+    txn_ops: HashMap<OpId, u64>,
     last_version: u64,
     /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
     departed: HashMap<Id, (u64, u64)>,
@@ -264,8 +264,8 @@ impl Engine {
             next_merge: 0,
             buckets: HashMap::new(),
             departed: HashMap::new(),
-            registers: HashMap::new(),
-            register_ops: HashMap::new(),
+            transactions: HashMap::new(),
+            txn_ops: HashMap::new(),
             last_version: 0,
             remembered: Vec::new(),
             merge_cursor: 0,

@@ -2,8 +2,8 @@
 //! bookkeeping every operation shares: ids, deadlines, completion.
 
 use super::dict::{GetJob, PutJob};
-use super::dispatch::Ctx;
-use super::lookup::{Candidate, Purpose};
+use super::dispatch::OnAnswer;
+use super::lookup::{Candidate, LookupFor};
 use super::replicate::LeaveState;
 use super::serve::{client_reply, CLIENT_OP_BASE};
 use super::{Completion, Engine, OpKind, OpResult, Phase, Timer};
@@ -49,7 +49,7 @@ impl Engine {
         let first = rest.remove(0);
         self.start_lookup_via(
             self.me.id,
-            Purpose::Join { op, rest },
+            LookupFor::Join { op, rest },
             vec![Candidate {
                 addr: first,
                 id: None,
@@ -63,7 +63,7 @@ impl Engine {
     pub fn lookup(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
         self.now = now;
         if self.begin_op(op, OpKind::Lookup, timeout) && self.require_joined(op, OpKind::Lookup) {
-            self.start_lookup(key, Purpose::User(op), timeout);
+            self.start_lookup(key, LookupFor::User(op), timeout);
         }
         self.after_step();
     }
@@ -137,7 +137,7 @@ impl Engine {
             self.stats.puts_failed += 1;
             self.complete(op, OpResult::Put(Err(e)));
         } else {
-            // Signed when a copy first leaves this node (`export`): a write
+            // Signed when a copy first leaves this node (`sign_outgoing`): a write
             // this node is primary for with no replicas is never signed.
             entry.writer = self.writer.slot(&entry.writer);
             entry.expires_ms = self.wall_ms() + entry.lifetime_ms as u64;
@@ -150,7 +150,7 @@ impl Engine {
                 verify: false,
             };
             let remaining = self.op_remaining(op);
-            self.start_lookup(key, Purpose::Put(job), remaining);
+            self.start_lookup(key, LookupFor::Put(job), remaining);
         }
         self.after_step();
     }
@@ -184,7 +184,7 @@ impl Engine {
                 backups: Vec::new(),
                 from_replica: false,
             };
-            self.start_lookup(key, Purpose::Get(job), timeout);
+            self.start_lookup(key, LookupFor::Get(job), timeout);
         }
     }
 
@@ -196,7 +196,7 @@ impl Engine {
                 addr,
                 None,
                 Body::Ping,
-                Ctx::Ping { op },
+                OnAnswer::Ping { op },
                 self.cfg.rpc_retries + 1,
             );
         }
@@ -233,7 +233,7 @@ impl Engine {
                     pred.addr,
                     Some(pred.id),
                     Body::Leaving { preds, succs },
-                    Ctx::LeaveStep { successor: None },
+                    OnAnswer::LeaveStep { successor: None },
                     self.cfg.rpc_retries + 1,
                 ) as usize;
             }
@@ -282,8 +282,8 @@ impl Engine {
         if self.ops.remove(&op).is_none() {
             return;
         }
-        if let Some(job) = self.register_ops.remove(&op) {
-            self.register_step(job, result);
+        if let Some(job) = self.txn_ops.remove(&op) {
+            self.txn_step(job, result);
             return;
         }
         if let Some((addr, rid)) = self.client_ops.remove(&op) {
@@ -314,16 +314,22 @@ impl Engine {
         self.ops.contains_key(&op)
     }
 
-    /// A version for a write this node makes itself: wall-clock microseconds,
-    /// strictly increasing (like the Node API's).
     /// This node's wall clock, in milliseconds since the Unix epoch.
     pub(super) fn wall_ms(&self) -> u64 {
         self.wall_offset_ms + self.now / 1000
     }
 
+    /// A version for a write this node makes itself: wall-clock microseconds,
+    /// strictly increasing (like the Node API's).
     pub(super) fn next_version(&mut self) -> u64 {
         let wall = self.wall_offset_ms.saturating_mul(1000) + self.now;
         self.last_version = wall.max(self.last_version + 1);
         self.last_version
+    }
+
+    /// A ping was answered: its round trip is the result.
+    pub(super) fn pinged(&mut self, op: OpId, sent_at: u64) {
+        let rtt = Duration::from_micros(self.now.saturating_sub(sent_at));
+        self.complete(op, OpResult::Ping(Ok(rtt)));
     }
 }

@@ -3,13 +3,13 @@
 //! page by page.
 
 use super::dict::{GetJob, PutJob};
-use super::dispatch::Ctx;
+use super::dispatch::OnAnswer;
 use super::{Engine, Event, Phase};
 use crate::id::Id;
 use crate::owner;
 use crate::storage::{Entry, PutOutcome, StoreError};
 use crate::wire;
-use crate::wire::{Body, NodeInfo, Status, WireEntry};
+use crate::wire::{Body, NodeInfo, Status, WireEntry, SIGNATURE_LEN};
 use std::net::SocketAddr;
 
 /// Where the answer to a primary-side operation goes: a remote requester, or
@@ -21,6 +21,12 @@ pub(super) enum ReplyTo {
     LocalGet(GetJob),
 }
 
+impl ReplyTo {
+    pub(super) fn remote(addr: SocketAddr, request_id: u64) -> ReplyTo {
+        ReplyTo::Remote { addr, request_id }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct PendingReplication {
     pub(super) reply: ReplyTo,
@@ -28,7 +34,6 @@ pub(super) struct PendingReplication {
     pub(super) outstanding: usize,
 }
 
-/// Splits `items` into runs whose encoded sizes fit `budget` (and a u16 count).
 /// The entries after `after` in writer order, as many as fit in `budget`
 /// bytes of a FetchReply, and the cursor of the next page when some are left.
 pub(super) fn page(
@@ -105,7 +110,7 @@ impl Engine {
             );
             return;
         }
-        self.export(&key, &mut entry);
+        self.sign_outgoing(&key, &mut entry);
         let pending = self.next_pending;
         self.next_pending += 1;
         self.replications.insert(
@@ -123,7 +128,7 @@ impl Engine {
                 Body::Replicate {
                     items: vec![(key, entry.clone())],
                 },
-                Ctx::ReplicateFor { pending },
+                OnAnswer::ReplicateFor { pending },
                 self.cfg.rpc_retries + 1,
             );
         }
@@ -173,7 +178,7 @@ impl Engine {
         }
         let (mut entries, next) = self.local_page(&key, after.as_deref());
         if matches!(reply, ReplyTo::Remote { .. }) {
-            entries.iter_mut().for_each(|e| self.export(&key, e));
+            entries.iter_mut().for_each(|e| self.sign_outgoing(&key, e));
         }
         if entries.is_empty() && !replica {
             // A new primary may not have received its handoff yet, and a primary
@@ -188,7 +193,7 @@ impl Engine {
                             replica: true,
                             after: after.clone(),
                         },
-                        Ctx::FetchFallback { key, after, reply },
+                        OnAnswer::FetchFallback { key, after, reply },
                         2,
                     );
                     return;
@@ -297,9 +302,9 @@ impl Engine {
     /// Signs an entry of this node's own that is about to leave it, once (the
     /// store keeps the signature): writes are stored unsigned by their own
     /// node, which trusts them, until a copy goes to another node.
-    pub(super) fn export(&mut self, key: &Id, e: &mut WireEntry) {
+    pub(super) fn sign_outgoing(&mut self, key: &Id, e: &mut WireEntry) {
         let mine = owner::split_slot(&e.writer).is_some_and(|(o, _)| o == self.writer.owner());
-        if mine && e.signature == [0; 64] {
+        if mine && e.signature == [0; SIGNATURE_LEN] {
             self.writer.sign(key, e);
             self.store
                 .set_signature(key, &e.writer, e.version, e.tombstone, e.signature);
@@ -327,5 +332,49 @@ impl Engine {
     /// difference between peers that the replay window tolerates.
     pub(super) fn expiry_slack_ms(&self) -> u64 {
         self.cfg.replay_window.as_millis().min(u64::MAX as u128) as u64
+    }
+
+    /// The successor answered a primary's fallback read: take what it holds,
+    /// then answer with our page.
+    pub(super) fn fallback_fetched(
+        &mut self,
+        key: Id,
+        after: Option<Vec<u8>>,
+        reply: ReplyTo,
+        entries: Vec<WireEntry>,
+        next: Option<Vec<u8>>,
+    ) {
+        let items = entries.into_iter().map(|e| (key, e)).collect();
+        self.accept_items(items);
+        let (mut entries, mine_next) = self.local_page(&key, after.as_deref());
+        if matches!(reply, ReplyTo::Remote { .. }) {
+            entries.iter_mut().for_each(|e| self.sign_outgoing(&key, e));
+        }
+        // The successor's page decides whether more follow; ours may be
+        // cut shorter by what we already held.
+        let next = mine_next.or(next);
+        let status = Status::Ok;
+        self.answer(
+            reply,
+            Body::FetchReply {
+                status,
+                entries,
+                next,
+            },
+        );
+    }
+
+    /// The successor did not answer a primary's fallback read: answer with what we hold.
+    pub(super) fn fallback_failed(&mut self, key: Id, after: Option<Vec<u8>>, reply: ReplyTo) {
+        let (entries, next) = self.local_page(&key, after.as_deref());
+        let status = Status::Ok;
+        self.answer(
+            reply,
+            Body::FetchReply {
+                status,
+                entries,
+                next,
+            },
+        );
     }
 }

@@ -1,14 +1,17 @@
 //! Keeping copies where they belong: replica sync by range digests, handoff
 //! of keys this node no longer holds, and the graceful leave.
 
-use super::dispatch::Ctx;
-use super::lookup::Purpose;
+use super::dispatch::OnAnswer;
+use super::lookup::LookupFor;
+use super::Event;
 use super::{Engine, OpResult, Phase};
 use crate::error::Error;
 use crate::id::Id;
 use crate::types::OpId;
 use crate::wire;
 use crate::wire::{Body, NodeInfo, WireEntry};
+use crate::wire::{ItemSummary, Status};
+use std::net::SocketAddr;
 
 #[derive(Debug)]
 pub(super) struct LeaveState {
@@ -20,6 +23,7 @@ pub(super) struct LeaveState {
 /// Misplaced keys handed off per sync round.
 pub(super) const HANDOFF_BATCH: usize = 64;
 
+/// Splits `items` into runs whose encoded sizes fit `budget` (and a u16 count).
 pub(super) fn batches<T>(budget: usize, items: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     let mut batch = Vec::new();
@@ -41,7 +45,12 @@ pub(super) fn batches<T>(budget: usize, items: Vec<T>, len: impl Fn(&T) -> usize
 
 impl Engine {
     /// Sends the entries of `keys` to `to` in datagram-sized Replicate batches.
-    pub(super) fn push_keys(&mut self, to: NodeInfo, keys: &[Id], ctx: impl Fn() -> Ctx) -> usize {
+    pub(super) fn push_keys(
+        &mut self,
+        to: NodeInfo,
+        keys: &[Id],
+        ctx: impl Fn() -> OnAnswer,
+    ) -> usize {
         let now = self.now;
         let items: Vec<(Id, WireEntry)> = keys
             .iter()
@@ -60,10 +69,10 @@ impl Engine {
         &mut self,
         to: NodeInfo,
         mut items: Vec<(Id, WireEntry)>,
-        ctx: impl Fn() -> Ctx,
+        ctx: impl Fn() -> OnAnswer,
         attempts: u32,
     ) -> usize {
-        items.iter_mut().for_each(|(k, e)| self.export(k, e));
+        items.iter_mut().for_each(|(k, e)| self.sign_outgoing(k, e));
         let mut sent = 0;
         for batch in batches(self.body_budget(), items, |(_, e)| {
             wire::replicate_item_len(e)
@@ -85,7 +94,7 @@ impl Engine {
                 peer.addr,
                 Some(peer.id),
                 body,
-                Ctx::SyncItems { peer, items },
+                OnAnswer::SyncItems { peer, items },
                 2,
             );
         }
@@ -119,7 +128,7 @@ impl Engine {
                         digest,
                         count,
                     },
-                    Ctx::SyncDigest { peer: s, lo, hi },
+                    OnAnswer::SyncDigest { peer: s, lo, hi },
                     2,
                 );
             }
@@ -133,7 +142,7 @@ impl Engine {
                 let timeout = self.cfg.op_timeout;
                 for k in keys {
                     self.handoffs_in_flight += 1;
-                    self.start_lookup(k, Purpose::Handoff(k), timeout);
+                    self.start_lookup(k, LookupFor::Handoff(k), timeout);
                 }
             }
         }
@@ -147,7 +156,7 @@ impl Engine {
         };
         let preds = self.rt.predecessors().to_vec();
         let succs = self.rt.successors().to_vec();
-        let ctx = || Ctx::LeaveStep {
+        let ctx = || OnAnswer::LeaveStep {
             successor: Some(succ.id),
         };
         let keys: Vec<Id> = self.store.all_keys().copied().collect();
@@ -204,5 +213,89 @@ impl Engine {
             self.phase = Phase::Left;
             self.complete(l.op, OpResult::Leave(result));
         }
+    }
+
+    /// Copies pushed by a neighbour (replication, handoff, repair).
+    pub(super) fn on_replicate(&mut self, from: SocketAddr, rid: u64, items: Vec<(Id, WireEntry)>) {
+        let status = self.accept_items(items);
+        self.reply(from, rid, Body::ReplicateAck { status });
+    }
+
+    /// The primary's digest of a range we replicate: say whether ours
+    /// matches, and when it does not (and a peer asked), offer what we hold
+    /// so the primary can pull what it lacks.
+    pub(super) fn on_sync_digest(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        peer: Option<NodeInfo>,
+        (lo, hi): (Id, Id),
+        theirs: (u64, u32),
+    ) {
+        let in_sync = self.store.range_digest(&lo, &hi, self.now) == theirs;
+        self.reply(from, rid, Body::SyncDigestReply { in_sync });
+        if let Some(sender) = peer.filter(|_| !in_sync) {
+            self.offer_range(sender, lo, hi);
+        }
+    }
+
+    /// Summaries a peer holds: answer with the ones we lack or hold older.
+    pub(super) fn on_sync_items(&mut self, from: SocketAddr, rid: u64, items: Vec<ItemSummary>) {
+        let now = self.now;
+        let indices: Vec<u16> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| self.store.needs(it, now))
+            .map(|(i, _)| i as u16)
+            .collect();
+        self.reply(from, rid, Body::SyncNeed { indices });
+    }
+
+    /// A replica answered our digest.
+    pub(super) fn sync_digest_answered(&mut self, peer: NodeInfo, lo: Id, hi: Id, in_sync: bool) {
+        if !in_sync {
+            self.offer_range(peer, lo, hi);
+        }
+    }
+
+    /// A peer named the offered items it needs: push them.
+    pub(super) fn push_needed(
+        &mut self,
+        peer: NodeInfo,
+        items: Vec<ItemSummary>,
+        indices: Vec<u16>,
+    ) {
+        let now = self.now;
+        let mut push = Vec::new();
+        for i in indices {
+            if let Some(it) = items.get(i as usize) {
+                if let Some(e) = self.store.entry(&it.key, &it.writer, now) {
+                    push.push((it.key, e.to_wire(now)));
+                }
+            }
+        }
+        self.push_items(peer, push, || OnAnswer::Push, 2);
+    }
+
+    /// The primary took handed-off keys: drop those we no longer hold a copy of.
+    pub(super) fn handoff_acked(&mut self, keys: Vec<Id>, status: Status) {
+        self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+        if status != Status::Ok {
+            return;
+        }
+        let mut gone = 0;
+        for k in keys {
+            if self.rt.is_holder(&k, self.cfg.replicas) == Some(false) {
+                gone += self.store.remove_key(&k);
+            }
+        }
+        if gone > 0 {
+            self.events.push(Event::KeysOut(gone));
+        }
+    }
+
+    /// A handoff went unanswered: the keys stay, and go again next round.
+    pub(super) fn handoff_failed(&mut self) {
+        self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
     }
 }

@@ -2,12 +2,12 @@
 //! (replay window, per-source rate limit), retransmission with RTT-based
 //! timeouts, and encoding of what goes out.
 
-use super::dispatch::Ctx;
+use super::dispatch::OnAnswer;
 use super::{Engine, Phase, Timer, Transmit};
 use crate::config::LogLevel;
 use crate::id::Id;
 use crate::wire;
-use crate::wire::{Body, Message, FLAG_CLIENT, FLAG_RESPONSE};
+use crate::wire::{Body, Message, NodeInfo, FLAG_CLIENT, FLAG_RESPONSE};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 
@@ -21,7 +21,7 @@ pub(super) struct Rpc {
     pub(super) max_attempts: u32,
     pub(super) rto: u64,
     pub(super) due: u64,
-    pub(super) ctx: Ctx,
+    pub(super) ctx: OnAnswer,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,7 +108,7 @@ impl Engine {
 
     /// Whether a datagram's timestamp lies within the replay window of our clock.
     pub(super) fn fresh(&self, timestamp_ms: u64) -> bool {
-        let mine = self.wall_offset_ms + self.now / 1000;
+        let mine = self.wall_ms();
         mine.abs_diff(timestamp_ms) <= self.cfg.replay_window.as_millis() as u64
     }
 
@@ -117,7 +117,7 @@ impl Engine {
             flags,
             overlay: self.codec.overlay(),
             request_id,
-            timestamp_ms: self.wall_offset_ms + self.now / 1000,
+            timestamp_ms: self.wall_ms(),
             sender: self.me.id,
             body,
         }
@@ -139,7 +139,7 @@ impl Engine {
         to: SocketAddr,
         to_id: Option<Id>,
         body: Body,
-        ctx: Ctx,
+        ctx: OnAnswer,
         max_attempts: u32,
     ) -> bool {
         self.next_request = self.next_request.wrapping_add(1);
@@ -227,5 +227,32 @@ impl Engine {
             r.rttvar = (3 * r.rttvar + err) / 4;
             r.srtt = (7 * r.srtt + sample) / 8;
         }
+    }
+
+    /// An answer to one of our requests: only the peer we asked may give it
+    /// (a forged source still needs the overlay key); an error status fails
+    /// the request.
+    pub(super) fn handle_response(&mut self, from: SocketAddr, msg: Message) {
+        match self.rpcs.get(&msg.request_id) {
+            Some(rpc) if rpc.to == from => {}
+            _ => {
+                self.stats.dropped_unmatched += 1;
+                return;
+            }
+        }
+        let rpc = self.rpcs.remove(&msg.request_id).expect("present");
+        if rpc.attempts == 1 {
+            self.sample_rtt(from, self.now.saturating_sub(rpc.sent_at));
+        }
+        if let Body::Error { status } = msg.body {
+            self.log(LogLevel::Debug, || format!("{from} answered {status:?}"));
+            self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false, rpc.attempts);
+            return;
+        }
+        let sender = NodeInfo {
+            id: msg.sender,
+            addr: from,
+        };
+        self.dispatch_response(rpc, sender, msg.body);
     }
 }

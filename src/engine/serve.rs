@@ -6,11 +6,15 @@ use super::{Engine, OpResult};
 use crate::id::Id;
 use crate::owner;
 use crate::types::{OpId, Value};
-use crate::wire::{status_of, Body, NodeInfo, Status, WireEntry};
+use crate::wire;
+use crate::wire::{status_of, Body, InfoKind, NodeInfo, Status, WireEntry};
 use std::net::SocketAddr;
 
 /// Operation ids of requests run for client handles (never chosen by the API caller).
 pub(super) const CLIENT_OP_BASE: u64 = 1 << 63;
+
+/// Stored keys the ring report names (the rest are counted).
+const INFO_KEYS_LISTED: usize = 50;
 
 /// Client requests served at once; more are refused with `Full`.
 pub(super) const MAX_CLIENT_OPS: usize = 4096;
@@ -107,72 +111,76 @@ impl Engine {
         );
     }
 
-    /// A text report for `chordsip ring` / `chordsip stats`.
-    pub fn info_text(&self, what: u8) -> String {
+    /// A text report for `chordsip ring` / `chordsip stats`, one `name value` line each.
+    pub fn info_text(&self, kind: InfoKind) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let fmt_node = |n: &NodeInfo| format!("{} {}", n.id.to_hex(), n.addr);
-        if what == 0 {
-            let _ = writeln!(out, "node {}", fmt_node(&self.me));
-            let _ = writeln!(out, "phase {:?}", self.phase);
-            let _ = writeln!(out, "writer {}", owner::hex(self.writer.owner()));
-            for (i, p) in self.rt.predecessors().iter().enumerate() {
-                let _ = writeln!(out, "predecessor[{i}] {}", fmt_node(p));
+        match kind {
+            InfoKind::Ring => {
+                let fmt_node = |n: &NodeInfo| format!("{} {}", n.id.to_hex(), n.addr);
+                let _ = writeln!(out, "node {}", fmt_node(&self.me));
+                let _ = writeln!(out, "phase {:?}", self.phase);
+                let _ = writeln!(out, "writer {}", owner::hex(self.writer.owner()));
+                for (i, p) in self.rt.predecessors().iter().enumerate() {
+                    let _ = writeln!(out, "predecessor[{i}] {}", fmt_node(p));
+                }
+                for (i, s) in self.rt.successors().iter().enumerate() {
+                    let _ = writeln!(out, "successor[{i}] {}", fmt_node(s));
+                }
+                for (i, f) in self.rt.distinct_fingers() {
+                    let _ = writeln!(out, "finger[{i}] {}", fmt_node(&f));
+                }
+                let _ = writeln!(out, "stored_keys {}", self.store.key_count());
+                let _ = writeln!(out, "stored_entries {}", self.store.entry_count());
+                for k in self.store.all_keys().take(INFO_KEYS_LISTED) {
+                    let _ = writeln!(out, "key {}", k.to_hex());
+                }
             }
-            for (i, s) in self.rt.successors().iter().enumerate() {
-                let _ = writeln!(out, "successor[{i}] {}", fmt_node(s));
+            InfoKind::Stats => {
+                for (name, value) in self.stats().report() {
+                    let _ = writeln!(out, "{name} {value}");
+                }
             }
-            for (i, f) in self.rt.distinct_fingers() {
-                let _ = writeln!(out, "finger[{i}] {}", fmt_node(&f));
-            }
-            let _ = writeln!(out, "stored_keys {}", self.store.key_count());
-            let _ = writeln!(out, "stored_entries {}", self.store.entry_count());
-            let mut keys: Vec<&Id> = self.store.all_keys().collect();
-            keys.truncate(50);
-            for k in keys {
-                let _ = writeln!(out, "key {}", k.to_hex());
-            }
-        } else {
-            let s = self.stats();
-            let _ = writeln!(
-                out,
-                "msgs_sent {}\nmsgs_received {}\nbytes_sent {}\nbytes_received {}",
-                s.msgs_sent, s.msgs_received, s.bytes_sent, s.bytes_received
-            );
-            let _ = writeln!(
-                out,
-                "dropped_malformed {}\ndropped_unauthenticated {}\ndropped_unmatched {}\ndropped_rate_limited {}",
-                s.dropped_malformed, s.dropped_unauthenticated, s.dropped_unmatched, s.dropped_rate_limited
-            );
-            let _ = writeln!(
-                out,
-                "wrong_answers {}\nforged_entries {}",
-                s.wrong_answers, s.forged_entries
-            );
-            let _ = writeln!(
-                out,
-                "retransmits {}\nsend_errors {}\nrpc_timeouts {}\nnodes_failed_detected {}",
-                s.retransmits, s.send_errors, s.rpc_timeouts, s.nodes_failed_detected
-            );
-            let _ = writeln!(out, "lookups_ok {}\nlookups_failed {}\nputs_ok {}\nputs_failed {}\ngets_ok {}\ngets_failed {}", s.lookups_ok, s.lookups_failed, s.puts_ok, s.puts_failed, s.gets_ok, s.gets_failed);
-            let _ = writeln!(
-                out,
-                "hops_mean {:.3}\nhops_p99 {}",
-                s.hops.mean(),
-                s.hops.quantile(0.99)
-            );
-            let _ = writeln!(
-                out,
-                "lookup_latency_p50_us {}\nlookup_latency_p99_us {}",
-                s.lookup_latency_us.quantile(0.5),
-                s.lookup_latency_us.quantile(0.99)
-            );
-            let _ = writeln!(
-                out,
-                "stored_keys {}\nstored_entries {}\nprimary_entries {}\nstored_value_bytes {}",
-                s.stored_keys, s.stored_entries, s.primary_entries, s.stored_value_bytes
-            );
         }
         out
+    }
+
+    pub(super) fn serve_lookup(&mut self, from: SocketAddr, rid: u64, key: Id) {
+        if let Some(op) = self.client_op(from, rid) {
+            let timeout = self.cfg.op_timeout;
+            self.lookup(self.now, op, key, timeout);
+        }
+    }
+
+    /// A client's write: the node puts the label in its own slot and signs it.
+    pub(super) fn serve_put(&mut self, from: SocketAddr, rid: u64, key: Id, entry: WireEntry) {
+        if let Some(op) = self.client_op(from, rid) {
+            let timeout = self.cfg.op_timeout;
+            self.start_put(op, key, entry, timeout);
+        }
+    }
+
+    /// A client's read of one page: the client pages through a key itself.
+    pub(super) fn serve_get(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        key: Id,
+        after: Option<Vec<u8>>,
+    ) {
+        if let Some(op) = self.client_op(from, rid) {
+            let timeout = self.cfg.op_timeout;
+            self.start_get(op, key, after, true, timeout);
+        }
+    }
+
+    pub(super) fn serve_info(&mut self, from: SocketAddr, rid: u64, what: u8) {
+        let mut text = self.info_text(InfoKind::from_code(what)).into_bytes();
+        text.truncate(
+            self.cfg
+                .max_datagram
+                .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4),
+        );
+        self.reply(from, rid, Body::ClientInfoReply { text });
     }
 }

@@ -164,10 +164,10 @@ impl chordsip_node {
             Runtime::set_thread_hooks(ThreadHooks::default());
             *RUNNING_HOOKS.lock() = None;
         }
-        let node = code(Node::start_with_events(
-            self.cfg.clone(),
-            self.dispatcher.sink(),
-        ))?;
+        let mut cfg = self.cfg.clone();
+        // A node of the C API serves its client handles' REGISTERs.
+        cfg.transactions = Some(crate::sip::remote::transactions());
+        let node = code(Node::start_with_events(cfg, self.dispatcher.sink()))?;
         *slot = Some(node.clone());
         Ok(node)
     }

@@ -1,81 +1,17 @@
 //! The registrar on top of the overlay: REGISTER processing and AOR lookup
-//! against any dictionary store (a [`Node`] or a [`Client`]).
+//! against any dictionary store (a node or a client handle: both implement
+//! [`DictStore`] in their own files, so this module needs neither).
 
 use super::binding::{
-    plan, Binding, Change, Plan, RegisterError, RegisterRequest, RegistrarLimits, StoredBinding,
+    Binding, Plan, RegisterError, RegisterRequest, RegistrarLimits, StoredBinding,
 };
+use super::remote::RegisterTxn;
 use super::uri::Uri;
-use crate::client::Client;
-use crate::engine::{StoreReceipt, Value};
 use crate::error::Error;
 use crate::id::Id;
-use crate::node::Node;
-use crate::owner::Owner;
-use std::time::Duration;
+use crate::types::{run_transaction, Value};
 
-/// The dictionary operations a registrar needs; implemented by nodes and client handles.
-pub trait DictStore {
-    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>>;
-    fn dict_put(
-        &mut self,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        lifetime: Duration,
-    ) -> crate::Result<StoreReceipt>;
-    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt>;
-    /// The key this store's writes are signed with: the bindings a REGISTER may change.
-    fn owner(&mut self) -> crate::Result<Owner>;
-    /// The largest value the store takes, when known before writing.
-    fn value_limit(&self) -> Option<usize> {
-        None
-    }
-}
-
-impl DictStore for &Node {
-    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>> {
-        self.get(key)
-    }
-    fn dict_put(
-        &mut self,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        lifetime: Duration,
-    ) -> crate::Result<StoreReceipt> {
-        self.put(key, writer, data, lifetime)
-    }
-    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
-        self.remove(key, writer)
-    }
-    fn owner(&mut self) -> crate::Result<Owner> {
-        Node::owner(self)
-    }
-    fn value_limit(&self) -> Option<usize> {
-        Some(self.config().limits.max_value_bytes)
-    }
-}
-
-impl DictStore for Client {
-    fn dict_get(&mut self, key: Id) -> crate::Result<Vec<Value>> {
-        self.get(key)
-    }
-    fn dict_put(
-        &mut self,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        lifetime: Duration,
-    ) -> crate::Result<StoreReceipt> {
-        self.put(key, writer, data, lifetime)
-    }
-    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> crate::Result<StoreReceipt> {
-        self.remove(key, writer)
-    }
-    fn owner(&mut self) -> crate::Result<Owner> {
-        Client::owner(self)
-    }
-}
+pub use crate::types::DictStore;
 
 /// Why a register or lookup failed: the request, or the overlay.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,13 +50,6 @@ pub fn aor_key(aor: &str) -> Result<(String, Id), RegisterError> {
     Ok((canonical, key))
 }
 
-/// The bindings of an AOR that `owner` wrote: the ones a REGISTER through
-/// its node may refresh, replace or remove. Other writers' bindings are theirs
-/// (crate::owner); a lookup still returns them.
-pub fn stored_by(values: Vec<Value>, owner: &Owner) -> Vec<StoredBinding> {
-    stored(values.into_iter().filter(|v| v.owner == *owner).collect())
-}
-
 /// The bindings among an AOR's stored values (undecodable entries skipped).
 pub fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
     values
@@ -138,7 +67,8 @@ pub fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
 
 /// Processes a REGISTER: reads the AOR's bindings, applies RFC 3261 §10.3
 /// and RFC 5626, stores the changes and returns the plan (its `result` is
-/// what the 200 OK lists).
+/// what the 200 OK lists). It runs the same transaction ([`RegisterTxn`]) that
+/// a node runs for a client handle's REGISTER.
 ///
 /// All or nothing (§10.3 step 8): the request is checked whole before the
 /// first write, and when the overlay refuses or loses a later write, the
@@ -149,66 +79,9 @@ pub fn register(
     req: &RegisterRequest,
     limits: &RegistrarLimits,
 ) -> Result<Plan, RegistrarError> {
-    let (_, key) = aor_key(&req.to)?;
-    let owner = store.owner()?;
-    let current = stored_by(store.dict_get(key)?, &owner);
-    let p = plan(req, &current, limits)?;
-    let encoded: Vec<Option<Vec<u8>>> = p
-        .changes
-        .iter()
-        .map(|c| match c {
-            Change::Put { binding, .. } => Some(binding.encode()),
-            Change::Remove { .. } => None,
-        })
-        .collect();
-    if let Some(limit) = store.value_limit() {
-        if encoded.iter().flatten().any(|e| e.len() > limit) {
-            return Err(RegisterError::Bad(format!(
-                "a binding is larger than the overlay's {limit}-byte values"
-            ))
-            .into());
-        }
-    }
-    for (done, (c, data)) in p.changes.iter().zip(&encoded).enumerate() {
-        let result = match (c, data) {
-            (
-                Change::Put {
-                    writer, expires, ..
-                },
-                Some(data),
-            ) => store
-                .dict_put(key, writer, data, Duration::from_secs(*expires as u64))
-                .map(drop),
-            (Change::Remove { writer }, _) => store.dict_remove(key, writer).map(drop),
-            (Change::Put { .. }, None) => unreachable!("every put was encoded"),
-        };
-        if let Err(e) = result {
-            undo(store, key, &current, &p.changes[..done]);
-            return Err(e.into());
-        }
-    }
-    Ok(p)
-}
-
-/// Restores the bindings that `applied` changed to what `before` held.
-fn undo(store: &mut impl DictStore, key: Id, before: &[StoredBinding], applied: &[Change]) {
-    for c in applied.iter().rev() {
-        let writer = match c {
-            Change::Put { writer, .. } | Change::Remove { writer } => writer,
-        };
-        let old = before.iter().find(|s| s.writer == *writer);
-        let _ = match old {
-            Some(s) if s.expires_in_s > 0 => store
-                .dict_put(
-                    key,
-                    writer,
-                    &s.binding.encode(),
-                    Duration::from_secs(s.expires_in_s as u64),
-                )
-                .map(drop),
-            _ => store.dict_remove(key, writer).map(drop),
-        };
-    }
+    let mut txn = RegisterTxn::new(req.clone(), limits.clone())?;
+    run_transaction(store, &mut txn)?;
+    Ok(txn.into_result()?)
 }
 
 /// The live bindings of an AOR, highest q first (ties: most recently written first).

@@ -1,10 +1,20 @@
-//! A REGISTER in one client round trip: a client handle sends the request to
-//! its node (`ClientRegister`), the node reads the AOR, plans and writes
-//! through the overlay itself, and answers with the outcome. Pure encodings
-//! here; the node side lives in the engine.
+//! A REGISTER as a transaction on the AOR's key: the plan of RFC 3261 §10.3
+//! and RFC 5626 (`binding::plan`) behind the engine's generic
+//! read-plan-write ([`crate::types::Transaction`]). A client handle sends the
+//! request to its node in one round trip (`ClientTransaction`), the node runs
+//! it and answers with the outcome; [`super::registrar::register`] runs the
+//! same transaction through any dictionary. The encodings of requests and
+//! outcomes are here too.
 
-use super::binding::{Binding, ContactSpec, Plan, RegisterError, RegisterRequest};
+use super::binding::{
+    plan, Binding, Change, ContactSpec, Plan, RegisterError, RegisterRequest, RegistrarLimits,
+};
 use super::bytes::{Reader, Writer};
+use super::registrar::{aor_key, stored};
+use crate::id::Id;
+use crate::types::{Decoded, SlotWrite, Transaction, TransactionDecoder, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Lists longer than this are not a REGISTER anyone sends (the C API refuses
 /// more than 64 contacts and 32 Path values).
@@ -157,6 +167,116 @@ pub fn decode_outcome(data: &[u8]) -> Option<Outcome> {
         }
     };
     r.is_empty().then_some(o)
+}
+
+/// A REGISTER to run as a transaction on its AOR's key.
+#[derive(Debug)]
+pub struct RegisterTxn {
+    key: Id,
+    req: RegisterRequest,
+    limits: RegistrarLimits,
+    /// Set by `plan`: what the REGISTER did, or why it was refused.
+    outcome: Option<Result<Plan, RegisterError>>,
+}
+
+impl RegisterTxn {
+    /// Refuses a request whose AOR is not a SIP URI.
+    pub fn new(
+        req: RegisterRequest,
+        limits: RegistrarLimits,
+    ) -> Result<RegisterTxn, RegisterError> {
+        let (_, key) = aor_key(&req.to)?;
+        Ok(RegisterTxn {
+            key,
+            req,
+            limits,
+            outcome: None,
+        })
+    }
+
+    /// What the REGISTER did (its `result` is what the 200 OK lists), once run.
+    pub fn into_result(self) -> Result<Plan, RegisterError> {
+        self.outcome
+            .unwrap_or_else(|| Err(RegisterError::Bad("the REGISTER was not run".into())))
+    }
+}
+
+impl Transaction for RegisterTxn {
+    fn key(&self) -> Id {
+        self.key
+    }
+
+    /// The writer's own bindings are the ones a REGISTER may refresh, replace
+    /// or remove; other writers' bindings are theirs (crate::owner).
+    fn plan(&mut self, mine: &[Value], value_limit: Option<usize>) -> Option<Vec<SlotWrite>> {
+        let current = stored(mine.to_vec());
+        let p = match plan(&self.req, &current, &self.limits) {
+            Ok(p) => p,
+            Err(e) => {
+                self.outcome = Some(Err(e));
+                return None;
+            }
+        };
+        let mut writes = Vec::with_capacity(p.changes.len());
+        for c in &p.changes {
+            writes.push(match c {
+                Change::Put {
+                    writer,
+                    binding,
+                    expires,
+                } => {
+                    let data = binding.encode();
+                    if let Some(limit) = value_limit.filter(|l| data.len() > *l) {
+                        self.outcome = Some(Err(RegisterError::Bad(format!(
+                            "a binding is larger than the overlay's {limit}-byte values"
+                        ))));
+                        return None;
+                    }
+                    let lifetime = Duration::from_secs(*expires as u64);
+                    SlotWrite {
+                        label: writer.clone(),
+                        value: Some((data, lifetime)),
+                    }
+                }
+                Change::Remove { writer } => SlotWrite {
+                    label: writer.clone(),
+                    value: None,
+                },
+            });
+        }
+        self.outcome = Some(Ok(p));
+        Some(writes)
+    }
+
+    fn reply(&self, budget: usize) -> Vec<u8> {
+        let outcome = match &self.outcome {
+            Some(Ok(plan)) => Outcome::Done {
+                plan: plan.clone(),
+                listed: true,
+            },
+            Some(Err(e)) => Outcome::Refused(e.clone()),
+            None => Outcome::Refused(RegisterError::Bad("the REGISTER was not run".into())),
+        };
+        encode_outcome(&outcome, budget)
+    }
+}
+
+/// A client's REGISTER request as a transaction, with the default limits.
+pub fn decode_transaction(data: &[u8]) -> Decoded {
+    let Some(req) = decode_request(data) else {
+        return Decoded::Malformed;
+    };
+    match RegisterTxn::new(req, RegistrarLimits::default()) {
+        Ok(txn) => Decoded::Run(Box::new(txn)),
+        // A refusal lists no bindings: the budget does not matter.
+        Err(e) => Decoded::Answer(encode_outcome(&Outcome::Refused(e), 0)),
+    }
+}
+
+/// The decoder a node that serves SIP registrars' client handles is built
+/// with (`Config::transactions`).
+pub fn transactions() -> TransactionDecoder {
+    TransactionDecoder(Arc::new(decode_transaction))
 }
 
 #[cfg(test)]

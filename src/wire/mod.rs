@@ -1,0 +1,164 @@
+//! The wire protocol: a compact, versioned binary datagram format.
+//!
+//! Every datagram is `header | body | tag`. The header names the protocol
+//! version, the overlay (so two overlays on one host never mix), the request id
+//! that pairs a response with its request, the sender's clock (for the replay
+//! window) and the sender's node id. The tag is a truncated HMAC-SHA256 over
+//! everything before it, present when the overlay has a key. The layout is
+//! specified in `docs/PROTOCOL.md`; this module is the only code that reads or
+//! writes it, and it never panics on input: any defect is a [`DecodeError`].
+
+//!
+//! Files: the vocabulary here (constants, flags, nodes, entries, messages);
+//! [`body`] the message bodies; [`codec`] encoding, authentication and the
+//! decoder; [`status`] the protocol statuses and their mapping to errors.
+
+mod body;
+mod codec;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use body::Body;
+pub use codec::{
+    fetch_entry_len, overlay_tag, replicate_item_len, summary_item_len, Codec, DecodeError,
+    EncodeError,
+};
+pub use status::{error_of, status_of, Status};
+
+use crate::id::{Id, ID_LEN};
+use std::net::SocketAddr;
+
+pub const MAGIC: [u8; 2] = *b"CS";
+
+pub const VERSION: u8 = 3;
+
+pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 4 + 8 + 8 + ID_LEN;
+
+pub const TAG_LEN: usize = 16;
+
+/// Hard ceiling for a datagram, whatever the configuration says.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Bytes of a writer's public key, the first part of every slot (crate::owner).
+pub const OWNER_LEN: usize = 32;
+
+/// Bytes of an entry's signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Longest slot (owner key and label, crate::owner) accepted.
+pub const MAX_WRITER_LEN: usize = 255;
+
+/// Longest label a writer may give its slot.
+pub const MAX_LABEL_LEN: usize = MAX_WRITER_LEN - OWNER_LEN;
+
+/// Most nodes carried in one list (successor lists, lookup candidates).
+pub const MAX_NODE_LIST: usize = 32;
+
+pub const FLAG_RESPONSE: u8 = 0x01;
+
+pub const FLAG_TAGGED: u8 = 0x02;
+
+/// Sent by a client handle (no place on the ring): never adopt the sender as a neighbour.
+pub const FLAG_CLIENT: u8 = 0x04;
+
+/// The flags byte of a datagram that at least looks like one of ours, before
+/// it is decoded (used to route local datagrams; decoding still decides).
+pub fn peek_flags(data: &[u8]) -> Option<u8> {
+    (data.len() >= HEADER_LEN && data[..2] == MAGIC).then(|| data[4])
+}
+
+/// A peer on the ring: its id and where to reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeInfo {
+    pub id: Id,
+    pub addr: SocketAddr,
+}
+
+/// One dictionary entry as it travels: the writer's slot in a key's dictionary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireEntry {
+    /// The slot: the owner's public key, then the writer's label (crate::owner).
+    /// In a ClientPut, the label alone: the node adds its key and signs.
+    pub writer: Vec<u8>,
+    pub version: u64,
+    /// Remaining lifetime in milliseconds (relative: peers' clocks may differ).
+    pub lifetime_ms: u32,
+    /// Wall-clock expiry the writer signed (ms since the Unix epoch): a copy
+    /// is never kept longer than this, whatever lifetime it arrives with.
+    pub expires_ms: u64,
+    /// A removal marker that keeps older writes from resurrecting the entry.
+    pub tombstone: bool,
+    pub data: Vec<u8>,
+    /// The owner's Ed25519 signature (crate::owner); zeros in a ClientPut.
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl WireEntry {
+    /// An entry as a writer asks for it: `writer` is its label, and the node
+    /// that runs the write puts it in its own slot and signs it.
+    pub fn unsigned(
+        writer: Vec<u8>,
+        version: u64,
+        lifetime_ms: u32,
+        tombstone: bool,
+        data: Vec<u8>,
+    ) -> WireEntry {
+        WireEntry {
+            writer,
+            version,
+            lifetime_ms,
+            expires_ms: 0,
+            tombstone,
+            data,
+            signature: [0; SIGNATURE_LEN],
+        }
+    }
+}
+
+/// (key, writer, version): enough to tell which side of a sync holds what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemSummary {
+    pub key: Id,
+    pub writer: Vec<u8>,
+    pub version: u64,
+}
+
+/// A decoded datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub flags: u8,
+    pub overlay: u32,
+    pub request_id: u64,
+    /// Sender's wall clock in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    pub sender: Id,
+    pub body: Body,
+}
+
+/// What a `ClientInfo` asks for (its `what` byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoKind {
+    /// The node, its phase, writer key, neighbours, fingers and some stored keys.
+    Ring,
+    /// The node's statistics, one `name value` line each.
+    Stats,
+}
+
+impl InfoKind {
+    pub fn code(self) -> u8 {
+        match self {
+            InfoKind::Ring => 0,
+            InfoKind::Stats => 1,
+        }
+    }
+
+    /// Any byte but the ring's asks for statistics, as it always has.
+    pub fn from_code(what: u8) -> InfoKind {
+        if what == 0 {
+            InfoKind::Ring
+        } else {
+            InfoKind::Stats
+        }
+    }
+}

@@ -1,0 +1,250 @@
+use super::*;
+use proptest::prelude::*;
+
+fn node(i: u64) -> NodeInfo {
+    NodeInfo {
+        id: Id::from_u64(i),
+        addr: format!("127.0.0.{}:{}", i % 250 + 1, 4000 + i)
+            .parse()
+            .unwrap(),
+    }
+}
+
+fn entry(i: u8) -> WireEntry {
+    WireEntry {
+        writer: vec![i; 5],
+        version: 7 + i as u64,
+        lifetime_ms: 60_000,
+        expires_ms: 1_700_000_000_000 + i as u64,
+        tombstone: i % 2 == 0,
+        data: vec![i; 30],
+        signature: [i; 64],
+    }
+}
+
+fn all_bodies() -> Vec<Body> {
+    let v6: SocketAddr = "[::1]:5060".parse().unwrap();
+    vec![
+        Body::Ping,
+        Body::Pong,
+        Body::FindSuccessor { key: Id::MAX },
+        Body::FindReply {
+            done: true,
+            nodes: vec![
+                node(1),
+                NodeInfo {
+                    id: Id::ZERO,
+                    addr: v6,
+                },
+            ],
+        },
+        Body::GetNeighbors,
+        Body::Neighbors {
+            preds: vec![node(3)],
+            succs: (0..8).map(node).collect(),
+        },
+        Body::Notify,
+        Body::NotifyAck,
+        Body::Leaving {
+            preds: vec![],
+            succs: vec![node(9)],
+        },
+        Body::LeavingAck,
+        Body::Store {
+            key: Id::from_u64(5),
+            entry: entry(1),
+        },
+        Body::StoreReply {
+            status: Status::Stale,
+            copies: 3,
+        },
+        Body::Fetch {
+            key: Id::from_u64(77),
+            replica: true,
+            after: None,
+        },
+        Body::Fetch {
+            key: Id::from_u64(77),
+            replica: false,
+            after: Some(b"dev-1".to_vec()),
+        },
+        Body::FetchReply {
+            status: Status::Ok,
+            entries: vec![entry(1), entry(2)],
+            next: None,
+        },
+        Body::FetchReply {
+            status: Status::Ok,
+            entries: vec![entry(1)],
+            next: Some(b"w".to_vec()),
+        },
+        Body::Replicate {
+            items: vec![(Id::from_u64(1), entry(3))],
+        },
+        Body::ReplicateAck { status: Status::Ok },
+        Body::SyncDigest {
+            lo: Id::ZERO,
+            hi: Id::MAX,
+            digest: 0xdead_beef,
+            count: 12,
+        },
+        Body::SyncDigestReply { in_sync: false },
+        Body::SyncItems {
+            items: vec![ItemSummary {
+                key: Id::from_u64(3),
+                writer: b"dev".to_vec(),
+                version: 9,
+            }],
+        },
+        Body::SyncNeed {
+            indices: vec![0, 4, 9],
+        },
+        Body::Error {
+            status: Status::BadRequest,
+        },
+        Body::ClientLookup {
+            key: Id::from_u64(9),
+        },
+        Body::ClientLookupReply {
+            status: Status::Ok,
+            node: Some(node(4)),
+            hops: 3,
+        },
+        Body::ClientLookupReply {
+            status: Status::NotFound,
+            node: None,
+            hops: 0,
+        },
+        Body::ClientPut {
+            key: Id::from_u64(2),
+            entry: entry(5),
+        },
+        Body::ClientGet {
+            key: Id::from_u64(2),
+            after: None,
+        },
+        Body::ClientGet {
+            key: Id::from_u64(2),
+            after: Some(vec![0xff; 3]),
+        },
+        Body::ClientInfo { what: 1 },
+        Body::ClientInfoReply {
+            text: b"successor 127.0.0.1:5000".to_vec(),
+        },
+        Body::ClientTransaction {
+            request: b"\x00\x01a".to_vec(),
+        },
+        Body::ClientTransactionReply {
+            status: Status::Ok,
+            outcome: vec![0, 1, 2],
+        },
+    ]
+}
+
+fn msg(body: Body) -> Message {
+    Message {
+        flags: if body.is_response() { FLAG_RESPONSE } else { 0 },
+        overlay: overlay_tag("test"),
+        request_id: 0x0102_0304_0506_0708,
+        timestamp_ms: 1_700_000_000_000,
+        sender: Id::from_name("sender"),
+        body,
+    }
+}
+
+#[test]
+fn every_body_round_trips_with_and_without_key() {
+    for key in [None, Some(&b"secret"[..])] {
+        let codec = Codec::new("test", key, 8192);
+        for body in all_bodies() {
+            let m = msg(body);
+            let bytes = codec.encode(&m).unwrap();
+            assert_eq!(codec.decode(&bytes).unwrap(), m, "{}", m.body.name());
+        }
+    }
+}
+
+#[test]
+fn wrong_overlay_and_wrong_key_are_refused() {
+    let a = Codec::new("a", Some(b"k1"), 8192);
+    let b = Codec::new("b", Some(b"k1"), 8192);
+    let c = Codec::new("a", Some(b"k2"), 8192);
+    let open = Codec::new("a", None, 8192);
+    let bytes = a.encode(&msg(Body::Ping)).unwrap();
+    assert_eq!(b.decode(&bytes), Err(DecodeError::WrongOverlay));
+    assert_eq!(c.decode(&bytes), Err(DecodeError::BadTag));
+    assert_eq!(open.decode(&bytes), Err(DecodeError::BadTag));
+    let plain = open.encode(&msg(Body::Ping)).unwrap();
+    assert_eq!(a.decode(&plain), Err(DecodeError::BadTag));
+}
+
+#[test]
+fn any_flipped_bit_breaks_the_tag() {
+    let codec = Codec::new("a", Some(b"key"), 8192);
+    let bytes = codec
+        .encode(&msg(Body::FindSuccessor { key: Id::MAX }))
+        .unwrap();
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut forged = bytes.clone();
+            forged[i] ^= 1 << bit;
+            assert!(codec.decode(&forged).is_err(), "byte {i} bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for key in [None, Some(&b"k"[..])] {
+        let codec = Codec::new("t", key, 8192);
+        for body in all_bodies() {
+            let bytes = codec.encode(&msg(body)).unwrap();
+            for len in 0..bytes.len() {
+                assert!(codec.decode(&bytes[..len]).is_err());
+            }
+        }
+    }
+}
+
+#[test]
+fn oversized_is_refused_both_ways() {
+    let codec = Codec::new("t", None, 200);
+    let big = msg(Body::Store {
+        key: Id::ZERO,
+        entry: WireEntry {
+            writer: vec![],
+            version: 1,
+            lifetime_ms: 1,
+            expires_ms: 0,
+            tombstone: false,
+            data: vec![0; 500],
+            signature: [0; SIGNATURE_LEN],
+        },
+    });
+    assert!(matches!(codec.encode(&big), Err(EncodeError::TooLarge(_))));
+    let wide = Codec::new("t", None, 8192);
+    let bytes = wide.encode(&big).unwrap();
+    assert_eq!(codec.decode(&bytes), Err(DecodeError::TooLong));
+}
+
+proptest! {
+    #[test]
+    fn decoder_survives_garbage(data in prop::collection::vec(any::<u8>(), 0..600)) {
+        let codec = Codec::new("t", None, 8192);
+        let _ = codec.decode(&data);
+    }
+
+    #[test]
+    fn decoder_survives_mutated_valid_datagrams(
+        which in 0usize..28,
+        edits in prop::collection::vec((any::<u16>(), any::<u8>()), 1..8),
+    ) {
+        let codec = Codec::new("test", None, 8192);
+        let mut bytes = codec.encode(&msg(all_bodies()[which].clone())).unwrap();
+        for (pos, val) in edits {
+            let i = pos as usize % bytes.len();
+            bytes[i] = val;
+        }
+        let _ = codec.decode(&bytes);
+    }
+}
