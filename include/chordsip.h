@@ -54,17 +54,17 @@
 // Longest writer string accepted (the node's `max_writer_bytes` may be lower).
 #define CHORDSIP_MAX_WRITER_LEN 223
 
-// Bytes of a writer's public key, the first part of every slot.
-#define OWNER_LEN 32
-
-// Bytes of an entry's signature.
-#define SIGNATURE_LEN 64
-
 // Bytes of a writer's secret key (an Ed25519 seed).
 #define SECRET_LEN 32
 
 // Longest URI accepted (a SIP URI is rarely over 256 bytes).
 #define MAX_URI_LEN 1024
+
+// Bytes of a writer's public key, the first part of every slot (crate::owner).
+#define OWNER_LEN 32
+
+// Bytes of an entry's signature.
+#define SIGNATURE_LEN 64
 
 // Result of every fallible call. The numbers are stable across releases;
 // new codes are only ever added.
