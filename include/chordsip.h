@@ -214,40 +214,6 @@ typedef void (*chordsip_log_cb)(uint32_t level, const char *message, void *user_
 // (e.g. to call PJSIP's `pj_thread_register`).
 typedef void (*chordsip_thread_cb)(void *user_data);
 
-// One stored value, borrowed from its `chordsip_values` list: the pointers
-// stay valid until the list is freed.
-typedef struct {
-  // The writer (device/instance) that owns this entry, NUL-terminated.
-  const char *writer;
-  size_t writer_len;
-  // The value bytes (not NUL-terminated; may be empty).
-  const uint8_t *data;
-  size_t data_len;
-  // Writer-chosen version: a larger one replaces a smaller one.
-  uint64_t version;
-  // Remaining lifetime when read, in milliseconds.
-  uint64_t expires_in_ms;
-  // Public key of the writer that signed the value: only the holder of
-  // its secret (`writer_key`) can change or remove it.
-  uint8_t owner[32];
-} chordsip_value;
-
-// Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:
-// `info` is NULL unless `result` is `CHORDSIP_OK`, and valid only during the call.
-typedef void (*chordsip_lookup_cb)(chordsip_result result,
-                                   const chordsip_lookup_info *info,
-                                   void *user_data);
-
-// Completion of a put or remove: `copies` is the number of nodes known to
-// hold the write when it was acknowledged (0 on error).
-typedef void (*chordsip_store_cb)(chordsip_result result, uint32_t copies, void *user_data);
-
-// Completion of a get: `values` is NULL unless `result` is `CHORDSIP_OK`; it
-// is lent for the duration of the call (copy what you keep, never free it).
-typedef void (*chordsip_get_cb)(chordsip_result result,
-                                const chordsip_values *values,
-                                void *user_data);
-
 // A node's counters (`chordsip_node_stats`).
 typedef struct {
   // 1 while the node is a member of a ring.
@@ -292,6 +258,40 @@ typedef struct {
   // Entries refused or dropped because their owner's signature did not match.
   uint64_t forged_entries;
 } chordsip_stats;
+
+// One stored value, borrowed from its `chordsip_values` list: the pointers
+// stay valid until the list is freed.
+typedef struct {
+  // The writer (device/instance) that owns this entry, NUL-terminated.
+  const char *writer;
+  size_t writer_len;
+  // The value bytes (not NUL-terminated; may be empty).
+  const uint8_t *data;
+  size_t data_len;
+  // Writer-chosen version: a larger one replaces a smaller one.
+  uint64_t version;
+  // Remaining lifetime when read, in milliseconds.
+  uint64_t expires_in_ms;
+  // Public key of the writer that signed the value: only the holder of
+  // its secret (`writer_key`) can change or remove it.
+  uint8_t owner[32];
+} chordsip_value;
+
+// Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:
+// `info` is NULL unless `result` is `CHORDSIP_OK`, and valid only during the call.
+typedef void (*chordsip_lookup_cb)(chordsip_result result,
+                                   const chordsip_lookup_info *info,
+                                   void *user_data);
+
+// Completion of a put or remove: `copies` is the number of nodes known to
+// hold the write when it was acknowledged (0 on error).
+typedef void (*chordsip_store_cb)(chordsip_result result, uint32_t copies, void *user_data);
+
+// Completion of a get: `values` is NULL unless `result` is `CHORDSIP_OK`; it
+// is lent for the duration of the call (copy what you keep, never free it).
+typedef void (*chordsip_get_cb)(chordsip_result result,
+                                const chordsip_values *values,
+                                void *user_data);
 
 // One binding, borrowed from its `chordsip_bindings` list.
 typedef struct {
@@ -561,6 +561,39 @@ chordsip_result chordsip_config_set_thread_hooks(chordsip_config *cfg,
                                                  chordsip_thread_cb stop,
                                                  void *user_data);
 
+// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
+//
+// # Safety
+// `node` NULL or live; `addr` NULL or NUL-terminated; `rtt_us` NULL or writable.
+chordsip_result chordsip_node_ping(chordsip_node *node, const char *addr, uint64_t *rtt_us);
+
+// Copies the node's counters into `out`.
+//
+// # Safety
+// `node` NULL or live; `out` NULL or writable.
+chordsip_result chordsip_node_stats(chordsip_node *node, chordsip_stats *out);
+
+// Writes a human-readable report into `buf`: `what` 0 gives the ring
+// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
+// is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
+// (may be NULL) always receives the size needed, NUL included.
+//
+// # Safety
+// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+chordsip_result chordsip_node_info(chordsip_node *node,
+                                   uint32_t what,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *needed);
+
+// Lists the node's predecessors, successors or fingers (`which` is a
+// `chordsip_neighbours` value) in a new list the caller frees with
+// `chordsip_peers_free`.
+//
+// # Safety
+// `node` NULL or live; `out` NULL or writable.
+chordsip_result chordsip_node_neighbours(chordsip_node *node, uint32_t which, chordsip_peers **out);
+
 // Number of peers in the list; 0 for NULL.
 //
 // # Safety
@@ -750,39 +783,6 @@ chordsip_result chordsip_node_get_async(chordsip_node *node,
                                         const char *key,
                                         chordsip_get_cb cb,
                                         void *user_data);
-
-// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
-//
-// # Safety
-// `node` NULL or live; `addr` NULL or NUL-terminated; `rtt_us` NULL or writable.
-chordsip_result chordsip_node_ping(chordsip_node *node, const char *addr, uint64_t *rtt_us);
-
-// Copies the node's counters into `out`.
-//
-// # Safety
-// `node` NULL or live; `out` NULL or writable.
-chordsip_result chordsip_node_stats(chordsip_node *node, chordsip_stats *out);
-
-// Writes a human-readable report into `buf`: `what` 0 gives the ring
-// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
-// is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
-// (may be NULL) always receives the size needed, NUL included.
-//
-// # Safety
-// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
-chordsip_result chordsip_node_info(chordsip_node *node,
-                                   uint32_t what,
-                                   char *buf,
-                                   size_t len,
-                                   size_t *needed);
-
-// Lists the node's predecessors, successors or fingers (`which` is a
-// `chordsip_neighbours` value) in a new list the caller frees with
-// `chordsip_peers_free`.
-//
-// # Safety
-// `node` NULL or live; `out` NULL or writable.
-chordsip_result chordsip_node_neighbours(chordsip_node *node, uint32_t which, chordsip_peers **out);
 
 // In fd mode (`CHORDSIP_DELIVER_FD`), gives the socket that becomes readable
 // when callbacks are waiting; poll it and call `chordsip_node_process`. The

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod config;
+pub mod diag;
 pub mod events;
 pub mod lists;
 pub mod node;

@@ -3,7 +3,7 @@
 use super::chordsip_result::*;
 use super::config::{chordsip_config, chordsip_delivery, write_truncated, ThreadHooksC};
 use super::events::{Completion, Dispatcher};
-use super::lists::{chordsip_lookup_info, chordsip_peers, chordsip_values};
+use super::lists::{chordsip_lookup_info, chordsip_values};
 use super::{
     bytes_arg, chordsip_result, code, guard, guard_void, key_arg, opt_str_arg, str_arg,
     timeout_arg, write_opt, write_out, write_str, FfiResult, UserData,
@@ -42,63 +42,6 @@ pub type chordsip_get_cb = Option<
         user_data: *mut c_void,
     ),
 >;
-
-/// Which neighbours `chordsip_node_neighbours` lists.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum chordsip_neighbours {
-    CHORDSIP_PREDECESSORS = 0,
-    CHORDSIP_SUCCESSORS = 1,
-    /// Distinct finger-table nodes, nearest finger first.
-    CHORDSIP_FINGERS = 2,
-}
-
-/// A node's counters (`chordsip_node_stats`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct chordsip_stats {
-    /// 1 while the node is a member of a ring.
-    pub joined: u32,
-    pub msgs_sent: u64,
-    pub msgs_received: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Datagrams that failed to decode.
-    pub dropped_malformed: u64,
-    /// Datagrams with a missing or wrong tag, or of another overlay.
-    pub dropped_unauthenticated: u64,
-    /// Responses matching no outstanding request.
-    pub dropped_unmatched: u64,
-    pub retransmits: u64,
-    pub send_errors: u64,
-    pub rpc_timeouts: u64,
-    pub lookups_ok: u64,
-    pub lookups_failed: u64,
-    pub puts_ok: u64,
-    pub puts_failed: u64,
-    pub gets_ok: u64,
-    pub gets_failed: u64,
-    /// Mean lookup path length in hops.
-    pub hops_mean: f64,
-    pub hops_max: u64,
-    pub lookup_p50_us: u64,
-    pub lookup_p99_us: u64,
-    pub stored_keys: u64,
-    pub stored_entries: u64,
-    /// Entries of keys this node is responsible for (the rest are replicas).
-    pub primary_entries: u64,
-    pub stored_value_bytes: u64,
-    /// Peers this node found dead.
-    pub nodes_failed_detected: u64,
-    /// Events dropped because the host did not drain the event fd (fd mode).
-    pub events_dropped: u64,
-    /// Requests dropped over the per-source rate limit (`max_requests_per_source`).
-    pub dropped_rate_limited: u64,
-    /// Lookup answers that named a node not responsible for the key.
-    pub wrong_answers: u64,
-    /// Entries refused or dropped because their owner's signature did not match.
-    pub forged_entries: u64,
-}
 
 /// One peer of the overlay. Create with `chordsip_node_new`, free with
 /// `chordsip_node_free`. All functions may be called from any thread of the
@@ -665,145 +608,6 @@ pub unsafe extern "C" fn chordsip_node_get_async(
             },
             |node, c| node.get_async(key, move |r| c.complete(r)),
         )
-    })
-}
-
-/// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
-///
-/// # Safety
-/// `node` NULL or live; `addr` NULL or NUL-terminated; `rtt_us` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn chordsip_node_ping(
-    node: *mut chordsip_node,
-    addr: *const c_char,
-    rtt_us: *mut u64,
-) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?.started()?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let addr: SocketAddr = unsafe { str_arg(addr) }?
-            .parse()
-            .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
-        let rtt = code(n.ping(addr))?;
-        // SAFETY: NULL or writable by the caller's contract.
-        unsafe { write_opt(rtt_us, rtt.as_micros() as u64) };
-        Ok(())
-    })
-}
-
-/// Copies the node's counters into `out`.
-///
-/// # Safety
-/// `node` NULL or live; `out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn chordsip_node_stats(
-    node: *mut chordsip_node,
-    out: *mut chordsip_stats,
-) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let nref = unsafe { node_ref(node) }?;
-        let n = nref.started()?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let s = code(n.stats())?;
-        let st = chordsip_stats {
-            joined: s.joined as u32,
-            msgs_sent: s.msgs_sent,
-            msgs_received: s.msgs_received,
-            bytes_sent: s.bytes_sent,
-            bytes_received: s.bytes_received,
-            dropped_malformed: s.dropped_malformed,
-            dropped_unauthenticated: s.dropped_unauthenticated,
-            dropped_unmatched: s.dropped_unmatched,
-            retransmits: s.retransmits,
-            send_errors: s.send_errors,
-            rpc_timeouts: s.rpc_timeouts,
-            lookups_ok: s.lookups_ok,
-            lookups_failed: s.lookups_failed,
-            puts_ok: s.puts_ok,
-            puts_failed: s.puts_failed,
-            gets_ok: s.gets_ok,
-            gets_failed: s.gets_failed,
-            hops_mean: s.hops.mean(),
-            hops_max: s.hops.max(),
-            lookup_p50_us: s.lookup_latency_us.quantile(0.5),
-            lookup_p99_us: s.lookup_latency_us.quantile(0.99),
-            stored_keys: s.stored_keys,
-            stored_entries: s.stored_entries,
-            primary_entries: s.primary_entries,
-            stored_value_bytes: s.stored_value_bytes,
-            nodes_failed_detected: s.nodes_failed_detected,
-            events_dropped: nref
-                .dispatcher
-                .dropped_events
-                .load(std::sync::atomic::Ordering::Relaxed),
-            dropped_rate_limited: s.dropped_rate_limited,
-            wrong_answers: s.wrong_answers,
-            forged_entries: s.forged_entries,
-        };
-        // SAFETY: out is non-NULL (checked) and writable.
-        unsafe { write_out(out, st) }
-    })
-}
-
-/// Writes a human-readable report into `buf`: `what` 0 gives the ring
-/// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
-/// is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
-/// (may be NULL) always receives the size needed, NUL included.
-///
-/// # Safety
-/// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn chordsip_node_info(
-    node: *mut chordsip_node,
-    what: u32,
-    buf: *mut c_char,
-    len: usize,
-    needed: *mut usize,
-) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?.started()?;
-        if what > 1 {
-            return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
-        }
-        let text = code(n.info_text(what as u8))?;
-        // SAFETY: buf/needed NULL or writable by the caller's contract.
-        unsafe { write_str(&text, buf, len, Some(needed)) }
-    })
-}
-
-/// Lists the node's predecessors, successors or fingers (`which` is a
-/// `chordsip_neighbours` value) in a new list the caller frees with
-/// `chordsip_peers_free`.
-///
-/// # Safety
-/// `node` NULL or live; `out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn chordsip_node_neighbours(
-    node: *mut chordsip_node,
-    which: u32,
-    out: *mut *mut chordsip_peers,
-) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?.started()?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let ring = code(n.ring())?;
-        let items = match which {
-            0 => ring.predecessors.iter().map(Into::into).collect(),
-            1 => ring.successors.iter().map(Into::into).collect(),
-            2 => ring.fingers.iter().map(|(_, n)| n.into()).collect(),
-            _ => return Err(CHORDSIP_ERR_INVALID_ARGUMENT),
-        };
-        let list = Box::into_raw(Box::new(chordsip_peers { items }));
-        // SAFETY: out is non-NULL (checked) and writable.
-        unsafe { write_out(out, list) }
     })
 }
 
