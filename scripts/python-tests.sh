@@ -89,4 +89,7 @@ start=$(date +%s)
 echo "python binding tests passed in $(( $(date +%s) - start )) s"
 
 step "example"
-timeout 60 "$PY" "$ROOT/bindings/python/examples/two_nodes.py" </dev/null
+out=$(timeout 60 "$PY" "$ROOT/bindings/python/examples/two_nodes.py" </dev/null)
+echo "$out"
+# The writer's remove leaves nothing for the other node to read.
+grep -qx "after remove: \[\]" <<<"$out" || { echo "example: the value outlived its writer's remove" >&2; exit 1; }

@@ -39,7 +39,9 @@ with (
         time.sleep(0.01)
     print("async get:", done[0])
 
-    b.remove(AOR, "alice-phone")
-    print("after remove:", a.get(AOR))
+    # Only the writer removes its entry: the slot is a's (its writer key's).
+    # A remove through b would name b's own, empty slot and change nothing.
+    a.remove(AOR, "alice-phone")
+    print("after remove:", b.get(AOR))
     b.leave(2000)
 print("done")
