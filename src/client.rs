@@ -9,7 +9,7 @@ use crate::owner::{self, Owner};
 use crate::sip::binding::{Plan, RegisterRequest};
 use crate::sip::registrar::RegistrarError;
 use crate::sip::remote::{decode_outcome, encode_request, Outcome};
-use crate::types::{DictStore, StoreReceipt, Value};
+use crate::types::{dict_store_by_methods, StoreReceipt, Value};
 use crate::wire::{
     error_of, Body, Codec, InfoKind, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT,
     FLAG_RESPONSE,
@@ -408,23 +408,4 @@ impl Client {
     }
 }
 
-impl DictStore for Client {
-    fn dict_get(&mut self, key: Id) -> Result<Vec<Value>> {
-        self.get(key)
-    }
-    fn dict_put(
-        &mut self,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        lifetime: Duration,
-    ) -> Result<StoreReceipt> {
-        self.put(key, writer, data, lifetime)
-    }
-    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
-        self.remove(key, writer)
-    }
-    fn owner(&mut self) -> Result<Owner> {
-        Client::owner(self)
-    }
-}
+dict_store_by_methods!(Client, methods of Client);

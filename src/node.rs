@@ -12,7 +12,7 @@ use crate::id::Id;
 use crate::owner::Owner;
 use crate::runtime::{on_worker_thread, EventSink, Runtime, UnixEndpoint};
 use crate::stats::Stats;
-use crate::types::{DictStore, LookupOutcome, StoreReceipt, Value};
+use crate::types::{dict_store_by_methods, LookupOutcome, StoreReceipt, Value};
 use crate::wire::{InfoKind, NodeInfo};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -408,26 +408,4 @@ impl Node {
     }
 }
 
-impl DictStore for &Node {
-    fn dict_get(&mut self, key: Id) -> Result<Vec<Value>> {
-        self.get(key)
-    }
-    fn dict_put(
-        &mut self,
-        key: Id,
-        writer: &[u8],
-        data: &[u8],
-        lifetime: Duration,
-    ) -> Result<StoreReceipt> {
-        self.put(key, writer, data, lifetime)
-    }
-    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
-        self.remove(key, writer)
-    }
-    fn owner(&mut self) -> Result<Owner> {
-        Node::owner(self)
-    }
-    fn value_limit(&self) -> Option<usize> {
-        Some(self.config().limits.max_value_bytes)
-    }
-}
+dict_store_by_methods!(&Node, methods of Node, value_limit: |node| Some(node.config().limits.max_value_bytes));

@@ -96,6 +96,43 @@ pub trait DictStore {
     }
 }
 
+/// Implements [`DictStore`] for a handle whose own `get`, `put`, `remove`
+/// and `owner` methods do the work (a node and a client handle, each in its
+/// own file), with an optional value limit.
+macro_rules! dict_store_by_methods {
+    ($ty:ty, methods of $inherent:ty $(, value_limit: |$s:ident| $limit:expr)?) => {
+        impl $crate::types::DictStore for $ty {
+            fn dict_get(&mut self, key: $crate::id::Id) -> $crate::error::Result<Vec<$crate::types::Value>> {
+                self.get(key)
+            }
+            fn dict_put(
+                &mut self,
+                key: $crate::id::Id,
+                writer: &[u8],
+                data: &[u8],
+                lifetime: std::time::Duration,
+            ) -> $crate::error::Result<$crate::types::StoreReceipt> {
+                self.put(key, writer, data, lifetime)
+            }
+            fn dict_remove(
+                &mut self,
+                key: $crate::id::Id,
+                writer: &[u8],
+            ) -> $crate::error::Result<$crate::types::StoreReceipt> {
+                self.remove(key, writer)
+            }
+            fn owner(&mut self) -> $crate::error::Result<$crate::owner::Owner> {
+                <$inherent>::owner(self)
+            }
+            $(fn value_limit(&self) -> Option<usize> {
+                let $s = self;
+                $limit
+            })?
+        }
+    };
+}
+pub(crate) use dict_store_by_methods;
+
 /// One slot write of a transaction: a value that lives `lifetime`, or
 /// (`None`) a removal.
 #[derive(Clone, Debug, PartialEq, Eq)]

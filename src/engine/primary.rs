@@ -9,7 +9,7 @@ use crate::id::Id;
 use crate::owner;
 use crate::storage::{Entry, PutOutcome, StoreError};
 use crate::wire;
-use crate::wire::{Body, NodeInfo, Status, WireEntry, SIGNATURE_LEN};
+use crate::wire::{Body, Status, WireEntry, SIGNATURE_LEN};
 use std::net::SocketAddr;
 
 /// Where the answer to a primary-side operation goes: a remote requester, or
@@ -93,13 +93,7 @@ impl Engine {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
             return;
         }
-        let holders: Vec<NodeInfo> = self
-            .rt
-            .successors()
-            .iter()
-            .take(self.cfg.replicas.saturating_sub(1))
-            .copied()
-            .collect();
+        let holders = self.replica_holders();
         if holders.is_empty() {
             self.answer(
                 reply,
@@ -346,27 +340,31 @@ impl Engine {
     ) {
         let items = entries.into_iter().map(|e| (key, e)).collect();
         self.accept_items(items);
-        let (mut entries, mine_next) = self.local_page(&key, after.as_deref());
-        if matches!(reply, ReplyTo::Remote { .. }) {
-            entries.iter_mut().for_each(|e| self.sign_outgoing(&key, e));
-        }
         // The successor's page decides whether more follow; ours may be
         // cut shorter by what we already held.
-        let next = mine_next.or(next);
-        let status = Status::Ok;
-        self.answer(
-            reply,
-            Body::FetchReply {
-                status,
-                entries,
-                next,
-            },
-        );
+        self.answer_local_page(key, after, reply, next);
     }
 
     /// The successor did not answer a primary's fallback read: answer with what we hold.
     pub(super) fn fallback_failed(&mut self, key: Id, after: Option<Vec<u8>>, reply: ReplyTo) {
-        let (entries, next) = self.local_page(&key, after.as_deref());
+        self.answer_local_page(key, after, reply, None);
+    }
+
+    /// Answers a read with a page of what this node holds (signed where this
+    /// node's own entries leave it); `next` says more follow when our page
+    /// does not.
+    fn answer_local_page(
+        &mut self,
+        key: Id,
+        after: Option<Vec<u8>>,
+        reply: ReplyTo,
+        next: Option<Vec<u8>>,
+    ) {
+        let (mut entries, mine_next) = self.local_page(&key, after.as_deref());
+        if matches!(reply, ReplyTo::Remote { .. }) {
+            entries.iter_mut().for_each(|e| self.sign_outgoing(&key, e));
+        }
+        let next = mine_next.or(next);
         let status = Status::Ok;
         self.answer(
             reply,

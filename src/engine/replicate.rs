@@ -107,18 +107,17 @@ impl Engine {
             .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8)
     }
 
+    /// The successors that hold copies of what this node is primary for.
+    pub(super) fn replica_holders(&self) -> Vec<NodeInfo> {
+        let copies = self.cfg.replicas.saturating_sub(1);
+        self.rt.successors().iter().take(copies).copied().collect()
+    }
+
     pub(super) fn sync_replicas(&mut self) {
         if let Some(pred) = self.rt.predecessor().copied() {
             let (lo, hi) = (pred.id, self.me.id);
             let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
-            let holders: Vec<NodeInfo> = self
-                .rt
-                .successors()
-                .iter()
-                .take(self.cfg.replicas.saturating_sub(1))
-                .copied()
-                .collect();
-            for s in holders {
+            for s in self.replica_holders() {
                 self.send_request(
                     s.addr,
                     Some(s.id),
