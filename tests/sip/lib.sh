@@ -83,12 +83,18 @@ for p in range(base, base + 30):
 PY
 }
 
-# pick_ports: sets BASE to SIP_TEST_PORT_BASE or a free range of 30 ports.
+# pick_ports: sets BASE to SIP_TEST_PORT_BASE or a free range of 30 ports,
+# below the kernel's ephemeral range (whose ports any process may be handed
+# by a bind to port 0 between our check and our bind).
 pick_ports() {
     BASE=${SIP_TEST_PORT_BASE:-}
     [ -n "$BASE" ] && return 0
+    local ephemeral_low
+    ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    local slots=$(( (ephemeral_low - 10000) / 100 - 1 ))
+    [ "$slots" -gt 0 ] || slots=1
     for _ in $(seq 1 50); do
-        BASE=$((20000 + (RANDOM % 400) * 100))
+        BASE=$((10000 + (RANDOM % slots) * 100))
         ports_free "$BASE" && return 0
     done
     echo "no free port range found"
