@@ -29,6 +29,23 @@ fn main() -> ExitCode {
         .expect("cbindgen failed");
     let mut out = Vec::new();
     bindings.write(&mut out);
+    // Every macro of the ABI is CHORDSIP_-prefixed: cbindgen exports each
+    // `pub const` of the crate, so an internal one must go on the exclude
+    // list of cbindgen.toml (or get a CHORDSIP_ twin in src/ffi).
+    let stray: Vec<&str> = std::str::from_utf8(&out)
+        .expect("header is UTF-8")
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#define "))
+        .filter_map(|d| d.split_whitespace().next())
+        .filter(|name| !name.starts_with("CHORDSIP_"))
+        .collect();
+    if !stray.is_empty() {
+        eprintln!(
+            "include/chordsip.h would define unprefixed macros {stray:?}: \
+             exclude them in cbindgen.toml or prefix them with CHORDSIP_"
+        );
+        return ExitCode::FAILURE;
+    }
     if verify {
         let current = std::fs::read(&header).unwrap_or_default();
         if current != out {

@@ -54,17 +54,12 @@
 // Longest writer string accepted (the node's `max_writer_bytes` may be lower).
 #define CHORDSIP_MAX_WRITER_LEN 223
 
-// Bytes of a writer's secret key (an Ed25519 seed).
-#define SECRET_LEN 32
+// Bytes of a writer's public key (`chordsip_value.owner`).
+#define CHORDSIP_OWNER_LEN 32
 
-// Longest URI accepted (a SIP URI is rarely over 256 bytes).
-#define MAX_URI_LEN 1024
-
-// Bytes of a writer's public key, the first part of every slot (crate::owner).
-#define OWNER_LEN 32
-
-// Bytes of an entry's signature.
-#define SIGNATURE_LEN 64
+// Longest URI the registrar accepts (an AOR, a contact or a Request-URI
+// to look up; a SIP URI is rarely over 256 bytes).
+#define CHORDSIP_MAX_URI_LEN 1024
 
 // Result of every fallible call. The numbers are stable across releases;
 // new codes are only ever added.
@@ -274,7 +269,7 @@ typedef struct {
   uint64_t expires_in_ms;
   // Public key of the writer that signed the value: only the holder of
   // its secret (`writer_key`) can change or remove it.
-  uint8_t owner[32];
+  uint8_t owner[CHORDSIP_OWNER_LEN];
 } chordsip_value;
 
 // Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:

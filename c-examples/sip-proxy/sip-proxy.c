@@ -926,7 +926,7 @@ static void handle_forward(struct proxy *px, const struct req *r) {
     }
 
     /* Location service: the Request-URI's bindings, highest q first. */
-    char ruri[MAX_URI_LEN + 1];
+    char ruri[CHORDSIP_MAX_URI_LEN + 1];
     if (str_cstr(ruri, sizeof ruri, m->ruri) != 0) {
         reply(px, r, 400, "Bad Request (Request-URI)", NULL);
         return;

@@ -131,7 +131,7 @@ pub struct chordsip_value {
     pub expires_in_ms: u64,
     /// Public key of the writer that signed the value: only the holder of
     /// its secret (`writer_key`) can change or remove it.
-    pub owner: [u8; 32],
+    pub owner: [u8; super::CHORDSIP_OWNER_LEN],
 }
 
 pub(crate) struct OwnedValue {
@@ -140,7 +140,7 @@ pub(crate) struct OwnedValue {
     data: Vec<u8>,
     version: u64,
     expires_in_ms: u64,
-    owner: [u8; 32],
+    owner: crate::owner::Owner,
 }
 
 /// The values stored under a key, one per writer. Free with `chordsip_values_free`.

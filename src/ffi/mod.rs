@@ -194,6 +194,15 @@ pub const CHORDSIP_MAX_KEY_LEN: usize = 1024;
 pub const CHORDSIP_MAX_WRITER_LEN: usize = 223;
 const _: () = assert!(CHORDSIP_MAX_WRITER_LEN == crate::wire::MAX_LABEL_LEN);
 
+/// Bytes of a writer's public key (`chordsip_value.owner`).
+pub const CHORDSIP_OWNER_LEN: usize = 32;
+const _: () = assert!(CHORDSIP_OWNER_LEN == crate::owner::OWNER_LEN);
+
+/// Longest URI the registrar accepts (an AOR, a contact or a Request-URI
+/// to look up; a SIP URI is rarely over 256 bytes).
+pub const CHORDSIP_MAX_URI_LEN: usize = 1024;
+const _: () = assert!(CHORDSIP_MAX_URI_LEN == crate::sip::uri::MAX_URI_LEN);
+
 /// A NUL-terminated UTF-8 string argument.
 ///
 /// # Safety

@@ -47,6 +47,7 @@ SONAME = "libchordsip.so.0"
 
 CHORDSIP_MAX_KEY_LEN = 1024
 CHORDSIP_MAX_WRITER_LEN = 223
+CHORDSIP_OWNER_LEN = 32
 
 CHORDSIP_OK = 0
 CHORDSIP_ERR_BUFFER_TOO_SMALL = 18
@@ -94,7 +95,7 @@ class chordsip_value(Structure):
         ("data_len", c_size_t),
         ("version", c_uint64),
         ("expires_in_ms", c_uint64),
-        ("owner", c_uint8 * 32),
+        ("owner", c_uint8 * CHORDSIP_OWNER_LEN),
     ]
 
 

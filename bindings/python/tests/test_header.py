@@ -142,6 +142,7 @@ def test_result_codes_and_enums_match():
     text = _header()
     assert "#define CHORDSIP_MAX_KEY_LEN %d" % chordsip.MAX_KEY_LEN in text
     assert "#define CHORDSIP_MAX_WRITER_LEN %d" % chordsip.MAX_WRITER_LEN in text
+    assert "#define CHORDSIP_OWNER_LEN %d" % _lib.CHORDSIP_OWNER_LEN in text
     version = re.search(r'#define CHORDSIP_VERSION "([^"]+)"', text).group(1)
     assert chordsip.version() == version == chordsip.__version__
 
@@ -151,7 +152,7 @@ def test_struct_fields_match_header():
     for name, cls in _lib.STRUCTS.items():
         m = re.search(r"typedef struct \{([^{}]*)\}\s*%s;" % name, code, re.S)
         assert m, name
-        fields = re.findall(r"(\w+)(?:\[\d+\])?\s*;", m.group(1))
+        fields = re.findall(r"(\w+)(?:\[\w+\])?\s*;", m.group(1))
         assert fields == [f for f, _ in cls._fields_], name
 
 
