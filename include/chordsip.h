@@ -61,6 +61,11 @@
 // to look up; a SIP URI is rarely over 256 bytes).
 #define CHORDSIP_MAX_URI_LEN 1024
 
+// The registrar's shortest accepted registration in seconds: a REGISTER
+// asking for less gets `CHORDSIP_ERR_INTERVAL_TOO_BRIEF` (SIP 423 with
+// `Min-Expires`). Bindings read it with `chordsip_min_expires()`.
+#define CHORDSIP_MIN_EXPIRES 60
+
 // Result of every fallible call. The numbers are stable across releases;
 // new codes are only ever added.
 typedef enum {
@@ -885,6 +890,30 @@ chordsip_result chordsip_node_lookup_aor_async(chordsip_node *node,
                                                const char *aor,
                                                chordsip_bindings_cb cb,
                                                void *user_data);
+
+// The SIP status code a registrar or proxy answers a request with when the
+// library call serving it returned `result` (a `chordsip_result`): 200 for
+// `CHORDSIP_OK`; 400 for a malformed request (`INVALID_ARGUMENT`,
+// `TOO_LARGE`, `BAD_UTF8`); 403 for too many bindings (`FULL`); 423 for
+// `INTERVAL_TOO_BRIEF`; 500 for `OUT_OF_ORDER` (RFC 3261 §10.3 step 7),
+// `STALE` and anything unexpected; 503 when the overlay cannot serve it now
+// (`TIMEOUT`, `NO_ROUTE`, `NOT_JOINED`, `JOIN_FAILED`, `SHUTDOWN`, `IO`,
+// `CANCELLED`). Unknown codes give 500. Send the reply with
+// `chordsip_result_sip_reason()` and `chordsip_result_sip_headers()`.
+uint32_t chordsip_result_sip_status(int result);
+
+// The reason phrase that goes with `chordsip_result_sip_status(result)`,
+// e.g. "Interval Too Brief" (static storage; never free it).
+const char *chordsip_result_sip_reason(int result);
+
+// Header lines the reply for `result` must carry, each ending in CRLF, or
+// "" (static storage; never free it): `"Min-Expires: 60\r\n"` (the
+// registrar's minimum, `CHORDSIP_MIN_EXPIRES`) with 423, `"Retry-After:
+// N\r\n"` with 503 and with 500 for `CHORDSIP_ERR_STALE`.
+const char *chordsip_result_sip_headers(int result);
+
+// `CHORDSIP_MIN_EXPIRES`, for bindings that cannot read the header's macros.
+uint32_t chordsip_min_expires(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,6 +15,7 @@ pub mod events;
 pub mod lists;
 pub mod node;
 pub mod registrar;
+pub mod sip;
 
 use crate::error::Error;
 use std::ffi::{c_char, c_int, CStr};

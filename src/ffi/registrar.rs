@@ -276,8 +276,8 @@ fn registrar_code(e: RegistrarError) -> chordsip_result {
     }
 }
 
-/// Registrar defaults: 16 bindings per AOR, expires 3600 s by default, 60 s
-/// minimum, 86400 s maximum, contact URIs up to 512 bytes.
+/// Registrar defaults: 16 bindings per AOR, expires 3600 s by default,
+/// `CHORDSIP_MIN_EXPIRES` minimum, 86400 s maximum, contact URIs up to 512 bytes.
 fn limits() -> RegistrarLimits {
     RegistrarLimits::default()
 }

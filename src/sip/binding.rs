@@ -63,6 +63,10 @@ impl From<UriError> for RegisterError {
     }
 }
 
+/// The shortest registration accepted by default, in seconds (SIP 423
+/// Interval Too Brief below it; the C ABI's `CHORDSIP_MIN_EXPIRES`).
+pub const MIN_EXPIRES: u32 = 60;
+
 /// Registrar limits and defaults.
 #[derive(Clone, Debug)]
 pub struct RegistrarLimits {
@@ -82,7 +86,7 @@ impl Default for RegistrarLimits {
         RegistrarLimits {
             max_bindings: 16,
             default_expires: 3600,
-            min_expires: 60,
+            min_expires: MIN_EXPIRES,
             max_expires: 86_400,
             max_contact_len: 512,
             max_path_len: 1024,

@@ -98,6 +98,66 @@ static void test_version_and_results(void) {
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_INTERVAL_TOO_BRIEF), "expires") != NULL);
 }
 
+/* The SIP answer for each result: what sip-proxy, the Kamailio module and
+ * the KEMI script reply with, from one table. */
+static void check_answer(int rc, uint32_t status, const char *headers) {
+    const char *reason = chordsip_result_sip_reason(rc), *h = chordsip_result_sip_headers(rc);
+    if (chordsip_result_sip_status(rc) != status || reason == NULL || h == NULL ||
+        strcmp(h, headers) != 0) {
+        fprintf(stderr, "result %d: SIP %u \"%s\" headers \"%s\", expected %u and \"%s\"\n", rc,
+                chordsip_result_sip_status(rc), reason ? reason : "(null)", h ? h : "(null)",
+                status, headers);
+        CHECK(!"unexpected SIP answer");
+    }
+}
+
+static void test_sip_answers(void) {
+    char min_expires[64];
+    snprintf(min_expires, sizeof min_expires, "Min-Expires: %d\r\n", CHORDSIP_MIN_EXPIRES);
+    CHECK(chordsip_min_expires() == CHORDSIP_MIN_EXPIRES);
+    CHECK(CHORDSIP_MIN_EXPIRES > 0 && CHORDSIP_MIN_EXPIRES <= 3600);
+    check_answer(CHORDSIP_OK, 200, "");
+    CHECK(strcmp(chordsip_result_sip_reason(CHORDSIP_OK), "OK") == 0);
+    check_answer(CHORDSIP_ERR_INVALID_ARGUMENT, 400, "");
+    check_answer(CHORDSIP_ERR_TOO_LARGE, 400, "");
+    check_answer(CHORDSIP_ERR_BAD_UTF8, 400, "");
+    check_answer(CHORDSIP_ERR_FULL, 403, "");
+    check_answer(CHORDSIP_ERR_INTERVAL_TOO_BRIEF, 423, min_expires);
+    CHECK(strcmp(chordsip_result_sip_reason(CHORDSIP_ERR_INTERVAL_TOO_BRIEF),
+                 "Interval Too Brief") == 0);
+    check_answer(CHORDSIP_ERR_OUT_OF_ORDER, 500, ""); /* RFC 3261 §10.3 step 7 */
+    CHECK(strstr(chordsip_result_sip_reason(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
+    check_answer(CHORDSIP_ERR_STALE, 500, "Retry-After: 1\r\n");
+    /* the overlay cannot answer now: another server, or later */
+    const int unavailable[] = {CHORDSIP_ERR_TIMEOUT,  CHORDSIP_ERR_NO_ROUTE,
+                               CHORDSIP_ERR_NOT_JOINED, CHORDSIP_ERR_JOIN_FAILED,
+                               CHORDSIP_ERR_SHUTDOWN, CHORDSIP_ERR_IO,
+                               CHORDSIP_ERR_CANCELLED};
+    for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++)
+        check_answer(unavailable[i], 503, "Retry-After: 5\r\n");
+    /* bugs and misuse are the server's problem; unknown codes too */
+    const int internal[] = {CHORDSIP_ERR_NULL_POINTER, CHORDSIP_ERR_FORKED,
+                            CHORDSIP_ERR_IN_CALLBACK,  CHORDSIP_ERR_PANIC,
+                            CHORDSIP_ERR_BAD_STATE,    LAST_RESULT + 1,
+                            -1,                        INT32_MIN,
+                            INT32_MAX};
+    for (size_t i = 0; i < sizeof internal / sizeof internal[0]; i++) {
+        check_answer(internal[i], 500, "");
+        CHECK(strcmp(chordsip_result_sip_reason(internal[i]), "Server Internal Error") == 0);
+    }
+    /* every code: a final status, a one-line reason, whole header lines */
+    for (int rc = CHORDSIP_OK; rc <= LAST_RESULT; rc++) {
+        uint32_t s = chordsip_result_sip_status(rc);
+        const char *reason = chordsip_result_sip_reason(rc), *h = chordsip_result_sip_headers(rc);
+        CHECK(s >= 200 && s <= 699 && (rc == CHORDSIP_OK) == (s == 200));
+        CHECK(reason[0] != 0 && strpbrk(reason, "\r\n") == NULL);
+        size_t n = strlen(h);
+        CHECK(n == 0 || (n >= 2 && strcmp(h + n - 2, "\r\n") == 0 && strchr(h, ':') != NULL));
+        /* static storage: the same string every time */
+        CHECK(chordsip_result_sip_reason(rc) == reason && chordsip_result_sip_headers(rc) == h);
+    }
+}
+
 static void test_key_id(void) {
     char buf[64];
     memset(buf, 'X', sizeof buf);
@@ -1206,6 +1266,7 @@ int main(void) {
     CHECK(strlen(long_writer) == CHORDSIP_MAX_WRITER_LEN + 1);
 
     test_version_and_results();
+    test_sip_answers();
     test_key_id();
     test_config();
     test_unstarted();

@@ -14,7 +14,7 @@
  *  - CSeq ordering per Call-ID (CHORDSIP_ERR_OUT_OF_ORDER, nothing changes),
  *    a new Call-ID replaces;
  *  - unregistering with expires 0 and with '*';
- *  - limits: 16 bindings (CHORDSIP_ERR_FULL), expires below 60 s
+ *  - limits: 16 bindings (CHORDSIP_ERR_FULL), expires below CHORDSIP_MIN_EXPIRES
  *    (CHORDSIP_ERR_INTERVAL_TOO_BRIEF), expires capped at 86400 s;
  *  - chordsip_node_lookup_aor_async in thread and fd delivery.
  */
@@ -616,7 +616,8 @@ static void test_full(void) {
     CHECK(res.n == 0);
 }
 
-/* Expires: below 60 s refused (SIP 423), 60 s accepted, over 86400 s capped. */
+/* Expires: below CHORDSIP_MIN_EXPIRES refused (SIP 423), the minimum accepted,
+ * over 86400 s capped. */
 static void test_expires_limits(void) {
     static list_t res;
     const char *dave = "sip:dave@example.com";
@@ -627,13 +628,13 @@ static void test_expires_limits(void) {
     c.expires = 5; /* the contact's own expires */
     r.expires = 3600;
     reg_fail(&at_a, &r, CHORDSIP_ERR_INTERVAL_TOO_BRIEF);
-    c.expires = 59;
+    c.expires = CHORDSIP_MIN_EXPIRES - 1;
     reg_fail(&via_unix, &r, CHORDSIP_ERR_INTERVAL_TOO_BRIEF);
     c.expires = 1;
     reg_fail(&at_b, &r, CHORDSIP_ERR_INTERVAL_TOO_BRIEF);
-    c.expires = 60;
+    c.expires = CHORDSIP_MIN_EXPIRES;
     reg_ok(&at_a, &r, 1, 0, 0, &res);
-    want_t w60[] = {{"sip:dave@192.0.2.40", 1000, 60, "dave-1", 1}};
+    want_t w60[] = {{"sip:dave@192.0.2.40", 1000, CHORDSIP_MIN_EXPIRES, "dave-1", 1}};
     check_list(&res, w60, 1, 1);
     c.expires = 100000;
     r.cseq = 2;

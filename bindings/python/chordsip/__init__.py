@@ -17,6 +17,7 @@ starts.
 from __future__ import annotations
 
 import ctypes
+from typing import Union
 
 from . import _lib, errors
 from ._types import (
@@ -31,6 +32,7 @@ from ._types import (
     Neighbours,
     Peer,
     RegisterResult,
+    SipReply,
     Value,
 )
 from ._util import check, cstr
@@ -52,6 +54,7 @@ __all__ = [
     "Contact",
     "Binding",
     "RegisterResult",
+    "SipReply",
     "LookupInfo",
     "Peer",
     "Event",
@@ -63,6 +66,8 @@ __all__ = [
     "version",
     "key_id",
     "result_str",
+    "sip_reply",
+    "min_expires",
     "library_path",
     "MAX_KEY_LEN",
     "MAX_WRITER_LEN",
@@ -87,6 +92,28 @@ def key_id(key: str) -> str:
 def result_str(code: int) -> str:
     """The library's description of a ``chordsip_result`` code."""
     return _lib.result_str(code)
+
+
+def sip_reply(result: Union[int, errors.ChordsipError]) -> SipReply:
+    """The SIP answer a registrar or proxy sends for a result code (or a
+    :class:`ChordsipError`), from the library's one table
+    (``chordsip_result_sip_status`` and friends): 0 is 200 OK, a malformed
+    REGISTER 400, too many bindings 403, :class:`IntervalTooBrief` 423 with
+    ``"Min-Expires: %d\\r\\n" % min_expires()``, an overlay that cannot
+    answer now 503 with ``Retry-After``, anything else 500."""
+    code = result.code if isinstance(result, errors.ChordsipError) else int(result)
+    lib = _lib.get()
+    return SipReply(
+        int(lib.chordsip_result_sip_status(code)),
+        lib.chordsip_result_sip_reason(code).decode("utf-8", "replace"),
+        lib.chordsip_result_sip_headers(code).decode("utf-8", "replace"),
+    )
+
+
+def min_expires() -> int:
+    """The registrar's shortest accepted registration in seconds
+    (``CHORDSIP_MIN_EXPIRES``; a shorter one raises :class:`IntervalTooBrief`)."""
+    return int(_lib.get().chordsip_min_expires())
 
 
 def library_path() -> str:

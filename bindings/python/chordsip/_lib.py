@@ -317,6 +317,11 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "chordsip_node_lookup_aor": (_R, [_H, c_char_p, _HH]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
+    # SIP answers
+    "chordsip_result_sip_status": (c_uint32, [c_int]),
+    "chordsip_result_sip_reason": (c_char_p, [c_int]),
+    "chordsip_result_sip_headers": (c_char_p, [c_int]),
+    "chordsip_min_expires": (c_uint32, []),
 }
 
 # ---------------------------------------------------------------------------

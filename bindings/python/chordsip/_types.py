@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 
 class Delivery(str, enum.Enum):
@@ -156,3 +156,15 @@ class RegisterResult:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+
+
+class SipReply(NamedTuple):
+    """The SIP answer for a result (:func:`chordsip.sip_reply`)."""
+
+    #: Status code, e.g. 423.
+    status: int
+    #: Reason phrase, e.g. ``"Interval Too Brief"``.
+    reason: str
+    #: Header lines the reply must carry, each ending in CRLF
+    #: (``"Min-Expires: 60\r\n"``), or ``""``.
+    headers: str

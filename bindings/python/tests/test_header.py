@@ -143,6 +143,7 @@ def test_result_codes_and_enums_match():
     assert "#define CHORDSIP_MAX_KEY_LEN %d" % chordsip.MAX_KEY_LEN in text
     assert "#define CHORDSIP_MAX_WRITER_LEN %d" % chordsip.MAX_WRITER_LEN in text
     assert "#define CHORDSIP_OWNER_LEN %d" % _lib.CHORDSIP_OWNER_LEN in text
+    assert "#define CHORDSIP_MIN_EXPIRES %d" % chordsip.min_expires() in text
     version = re.search(r'#define CHORDSIP_VERSION "([^"]+)"', text).group(1)
     assert chordsip.version() == version == chordsip.__version__
 

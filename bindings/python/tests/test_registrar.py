@@ -187,6 +187,31 @@ def test_interval_too_brief(ring):
     assert r.inserted == 1
 
 
+def test_sip_reply(ring):
+    """The SIP answer of each refusal, as the KEMI script sends it."""
+    n, aor = ring[0], "sip:answers@example.org"
+    minimum = chordsip.min_expires()
+    with pytest.raises(chordsip.IntervalTooBrief) as brief:
+        n.register(aor, "a1", 1, [Contact("sip:a@192.0.2.70", expires=minimum - 1)])
+    assert chordsip.sip_reply(brief.value) == (423, "Interval Too Brief", "Min-Expires: %d\r\n" % minimum)
+    r = n.register(aor, "a1", 2, [Contact("sip:a@192.0.2.70", expires=minimum)])
+    assert r.inserted == 1 and 0 < r.bindings[0].expires <= minimum
+    with pytest.raises(chordsip.OutOfOrder) as stale:
+        n.register(aor, "a1", 1, ["sip:a@192.0.2.70"])
+    assert chordsip.sip_reply(stale.value).status == 500 and "CSeq" in chordsip.sip_reply(stale.value).reason
+    with pytest.raises(chordsip.InvalidArgument) as bad:
+        n.register(aor, "a1", 3, [Contact("sip:a@192.0.2.70", q="7")])
+    assert chordsip.sip_reply(bad.value) == (400, "Bad Request", "")
+    reply = chordsip.sip_reply(chordsip.StorageFull())
+    assert reply.status == 403 and reply.headers == ""
+    assert chordsip.sip_reply(0) == chordsip.SipReply(200, "OK", "")
+    for err in (chordsip.ChordsipTimeout(), chordsip.NoRoute(), chordsip.NotJoined()):
+        reply = chordsip.sip_reply(err)
+        assert reply.status == 503 and reply.headers.startswith("Retry-After: ")
+    assert chordsip.sip_reply(999).status == chordsip.sip_reply(chordsip.Panic()).status == 500
+    n.register(aor, "a1", 4, [], star=True, expires=0)
+
+
 def test_argument_checks(ring):
     n = ring[0]
     with pytest.raises(TypeError):
