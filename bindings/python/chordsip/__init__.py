@@ -113,7 +113,7 @@ def sip_reply(result: Union[int, errors.ChordsipError]) -> SipReply:
 def min_expires() -> int:
     """The registrar's shortest accepted registration in seconds
     (``CHORDSIP_MIN_EXPIRES``; a shorter one raises :class:`IntervalTooBrief`)."""
-    return int(_lib.get().chordsip_min_expires())
+    return _lib.min_expires()
 
 
 def library_path() -> str:

@@ -36,7 +36,7 @@ from ctypes import (
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import LibraryNotFound
+from ._missing import LibraryNotFound
 
 ENV_VAR = "CHORDSIP_LIBRARY"
 SONAME = "libchordsip.so.0"
@@ -432,3 +432,8 @@ def result_str(code: int) -> str:
         return _FALLBACK_TEXT
     raw = lib.chordsip_result_str(int(code))
     return raw.decode("utf-8", "replace") if raw else _FALLBACK_TEXT
+
+
+def min_expires() -> int:
+    """``chordsip_min_expires()``: the registrar's minimum expires in seconds."""
+    return int(get().chordsip_min_expires())

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Type
 
+from . import _lib
+from ._missing import LibraryNotFound
+
 __all__ = [
     "RESULT_NAMES",
     "ChordsipError",
@@ -69,15 +72,6 @@ RESULT_NAMES: Dict[int, str] = {
 }
 
 
-class LibraryNotFound(ImportError):
-    """libchordsip.so could not be found or loaded.
-
-    Raised on first use (never at import). Set ``CHORDSIP_LIBRARY`` to the
-    full path of libchordsip.so, install the library (``make install``), or
-    build it in the checkout (``cargo build --release --lib``).
-    """
-
-
 class ChordsipError(Exception):
     """A chordsip call failed.
 
@@ -101,8 +95,6 @@ class ChordsipError(Exception):
         self.code: int = self.default_code if code is None else int(code)
         self.name: str = RESULT_NAMES.get(self.code, "CHORDSIP_ERR_UNKNOWN_%d" % self.code)
         if description is None:
-            from . import _lib
-
             description = _lib.result_str(self.code)
         self.description: str = description
         self.detail: Optional[str] = detail
@@ -257,8 +249,12 @@ class IntervalTooBrief(ChordsipError):
     chordsip's minimum is :attr:`min_expires` seconds). Nothing was changed."""
 
     default_code = 23
-    #: The registrar's minimum expires in seconds (docs/SIP.md).
-    min_expires = 60
+
+    @property
+    def min_expires(self) -> int:
+        """The registrar's minimum expires in seconds (``CHORDSIP_MIN_EXPIRES``,
+        read from the library)."""
+        return _lib.min_expires()
 
 
 class Closed(BadState):

@@ -323,3 +323,40 @@ def test_discovery_without_env(tmp_path):
     out = r.stdout.strip()
     assert out.startswith("NOTFOUND"), (out, r.stderr)
     assert "CHORDSIP_LIBRARY" in out and "libchordsip.so.0" in out
+
+
+def test_package_modules_import_one_way():
+    """No two modules of the package import each other (directly or round a
+    longer loop), not even from inside a function: the loader (_lib) needs
+    nothing from errors, which uses the loader for the library's texts."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(chordsip.__file__).resolve().parent
+    graph = {}
+    for f in sorted(pkg.glob("*.py")):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps.update(a.name for a in node.names)
+        graph[f.stem] = deps - {"__init__"}
+
+    def loop_from(start):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            mod, path = stack.pop()
+            for dep in graph.get(mod, ()):
+                if dep == start:
+                    return path + [dep]
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, path + [dep]))
+        return None
+
+    loops = [loop_from(m) for m in graph if loop_from(m)]
+    assert loops == [], "import loops: %s" % loops
+    assert "errors" not in graph["_lib"] and "_lib" in graph["errors"]
+    assert graph["_missing"] == set()

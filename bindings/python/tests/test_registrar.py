@@ -177,13 +177,15 @@ def test_full_at_seventeen_bindings(ring):
 
 def test_interval_too_brief(ring):
     aor = "sip:brief@example.org"
+    minimum = chordsip.min_expires()
+    assert 0 < minimum <= 3600
     with pytest.raises(chordsip.IntervalTooBrief) as e:
-        ring[0].register(aor, "b1", 1, ["sip:brief@192.0.2.50"], expires=30)
-    assert e.value.code == 23 and e.value.min_expires == 60
+        ring[0].register(aor, "b1", 1, ["sip:brief@192.0.2.50"], expires=minimum // 2)
+    assert e.value.code == 23 and e.value.min_expires == minimum
     with pytest.raises(chordsip.IntervalTooBrief):
-        ring[0].register(aor, "b1", 2, [Contact("sip:brief@192.0.2.50", expires=59)], expires=3600)
+        ring[0].register(aor, "b1", 2, [Contact("sip:brief@192.0.2.50", expires=minimum - 1)], expires=3600)
     assert ring[1].lookup_aor(aor) == []
-    r = ring[0].register(aor, "b1", 3, [Contact("sip:brief@192.0.2.50", expires=60)])
+    r = ring[0].register(aor, "b1", 3, [Contact("sip:brief@192.0.2.50", expires=minimum)])
     assert r.inserted == 1
 
 
