@@ -42,7 +42,6 @@
 #define MAX_SEND 65507 /* largest UDP payload over IPv4 */
 #define MAX_CONTACTS 64
 #define MAX_PATH 32
-#define MIN_EXPIRES 60
 /* Longest +sip.instance accepted (a urn:uuid is 47 bytes). The library does
  * not bound it, and a binding too large to store fails half-way through a
  * REGISTER, leaving its earlier contacts bound: refuse it up front. */
@@ -569,40 +568,11 @@ static void format_q(uint32_t q, char *buf, size_t n) {
         buf[--len] = '\0'; /* "0." -> "0" */
 }
 
-/* The register error codes as SIP responses (RFC 3261 §10.3). */
-static void register_error(struct proxy *px, const struct req *r, chordsip_result rc) {
-    char why[160];
-    switch (rc) {
-    case CHORDSIP_ERR_OUT_OF_ORDER:
-        reply(px, r, 500, "Server Internal Error (CSeq out of order)", NULL);
-        return;
-    case CHORDSIP_ERR_INTERVAL_TOO_BRIEF:
-        snprintf(why, sizeof why, "Min-Expires: %d\r\n", MIN_EXPIRES);
-        reply(px, r, 423, "Interval Too Brief", why);
-        return;
-    case CHORDSIP_ERR_FULL:
-        reply(px, r, 403, "Forbidden (too many bindings)", NULL);
-        return;
-    case CHORDSIP_ERR_INVALID_ARGUMENT:
-    case CHORDSIP_ERR_TOO_LARGE:
-    case CHORDSIP_ERR_BAD_UTF8:
-        reply(px, r, 400, "Bad Request", NULL);
-        return;
-    case CHORDSIP_ERR_TIMEOUT:
-    case CHORDSIP_ERR_NO_ROUTE:
-    case CHORDSIP_ERR_NOT_JOINED:
-    case CHORDSIP_ERR_SHUTDOWN:
-    case CHORDSIP_ERR_CANCELLED:
-    case CHORDSIP_ERR_IO:
-        reply(px, r, 503, "Service Unavailable (location service)", "Retry-After: 5\r\n");
-        return;
-    case CHORDSIP_ERR_STALE:
-        reply(px, r, 500, "Server Internal Error (concurrent update)", "Retry-After: 1\r\n");
-        return;
-    default:
-        reply(px, r, 500, "Server Internal Error", NULL);
-        return;
-    }
+/* A library result answered as the library's table says (status, reason,
+ * Min-Expires / Retry-After): the same answers as the Kamailio module's. */
+static void reply_result(struct proxy *px, const struct req *r, chordsip_result rc) {
+    reply(px, r, (int)chordsip_result_sip_status(rc), chordsip_result_sip_reason(rc),
+          chordsip_result_sip_headers(rc));
 }
 
 static void handle_register(struct proxy *px, const struct req *r) {
@@ -718,7 +688,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
     chordsip_result rc = chordsip_node_register(px->node, &req, &list, &outcome);
     if (rc != CHORDSIP_OK) {
         logmsg(LOG_INFO, "REGISTER %s from %s: %s", aor, received, chordsip_result_str(rc));
-        register_error(px, r, rc);
+        reply_result(px, r, rc);
         return;
     }
     logmsg(LOG_DEBUG, "REGISTER %s from %s: %u inserted, %u updated, %u deleted, %zu bound", aor,
@@ -796,32 +766,11 @@ static int route_is_self(const struct proxy *px, str_t elem) {
 }
 
 static void lookup_error(struct proxy *px, const struct req *r, chordsip_result rc) {
-    switch (rc) {
-    case CHORDSIP_ERR_TIMEOUT:
-    case CHORDSIP_ERR_NO_ROUTE:
-    case CHORDSIP_ERR_CANCELLED:
-        reply(px, r, 480, "Temporarily Unavailable (location lookup failed)", "Retry-After: 5\r\n");
-        return;
-    case CHORDSIP_ERR_NOT_JOINED:
-    case CHORDSIP_ERR_SHUTDOWN:
-    case CHORDSIP_ERR_IO:
-        reply(px, r, 503, "Service Unavailable (location service)", "Retry-After: 5\r\n");
-        return;
-    case CHORDSIP_ERR_INVALID_ARGUMENT:
-        if (!str_iprefix(r->m->ruri, "sip:") && !str_iprefix(r->m->ruri, "sips:") &&
-            !str_iprefix(r->m->ruri, "tel:"))
-            reply(px, r, 416, "Unsupported URI Scheme", NULL);
-        else
-            reply(px, r, 400, "Bad Request (Request-URI)", NULL);
-        return;
-    case CHORDSIP_ERR_BAD_UTF8:
-    case CHORDSIP_ERR_TOO_LARGE:
-        reply(px, r, 400, "Bad Request (Request-URI)", NULL);
-        return;
-    default:
-        reply(px, r, 500, "Server Internal Error", NULL);
-        return;
-    }
+    if (rc == CHORDSIP_ERR_INVALID_ARGUMENT && !str_iprefix(r->m->ruri, "sip:") &&
+        !str_iprefix(r->m->ruri, "sips:") && !str_iprefix(r->m->ruri, "tel:"))
+        reply(px, r, 416, "Unsupported URI Scheme", NULL);
+    else
+        reply_result(px, r, rc);
 }
 
 /* Our branch for the forwarded request (§16.11): a hash of the incoming top

@@ -62,7 +62,6 @@ MODULE_VERSION
 #define MAX_CONTACTS 64
 #define MAX_PATH 32
 #define FIELD_MAX 1100
-#define MIN_EXPIRES 60
 
 /* ---- module parameters ------------------------------------------------ */
 
@@ -613,41 +612,26 @@ static int save_register(sip_msg_t *msg)
 	int rc = chordsip_client_register(c, &rb->req, &list, &o);
 	note_duration("chordsip_save", t0);
 	counter_inc(cnt_saves);
-	int ret;
-	switch(rc) {
-		case CHORDSIP_OK:
-			if(add_contacts(msg, list) < 0 || send_reply(msg, 200, "OK") < 0) {
-				chordsip_bindings_free(list);
-				return -1;
-			}
-			chordsip_bindings_free(list);
-			ret = o.inserted ? 1 : o.updated ? 2 : o.deleted ? 3 : 4;
-			return ret;
-		case CHORDSIP_ERR_INVALID_ARGUMENT:
-		case CHORDSIP_ERR_BAD_UTF8:
-		case CHORDSIP_ERR_TOO_LARGE:
-			send_reply(msg, 400, "Bad Request");
-			return -1;
-		case CHORDSIP_ERR_FULL:
-			send_reply(msg, 403, "Forbidden (too many registered contacts)");
-			return -1;
-		case CHORDSIP_ERR_INTERVAL_TOO_BRIEF: {
-			static const char hdr[] = "Min-Expires: 60\r\n";
-			add_reply_header(msg, hdr, sizeof hdr - 1);
-			send_reply(msg, 423, "Interval Too Brief");
-			return -1;
-		}
-		case CHORDSIP_ERR_OUT_OF_ORDER:
-			/* RFC 3261 §10.3 step 7 */
-			send_reply(msg, 500, "Server Internal Error (CSeq out of order)");
-			return -1;
-		default:
-			counter_inc(cnt_errors);
-			LM_ERR("storing bindings of %.*s: %s\n", get_to(msg)->uri.len,
-					get_to(msg)->uri.s, chordsip_result_str(rc));
-			send_reply(msg, 500, "Server Internal Error");
-			return -1;
+	if(rc == CHORDSIP_OK) {
+		int ret = o.inserted ? 1 : o.updated ? 2 : o.deleted ? 3 : 4;
+		if(add_contacts(msg, list) < 0 || send_reply(msg, 200, "OK") < 0)
+			ret = -1;
+		chordsip_bindings_free(list);
+		return ret;
 	}
+	/* Refused or failed: the library's answer (the same as sip-proxy's and
+	 * the KEMI script's), with its Min-Expires or Retry-After. */
+	unsigned int code = chordsip_result_sip_status(rc);
+	const char *headers = chordsip_result_sip_headers(rc);
+	if(code >= 500 && rc != CHORDSIP_ERR_OUT_OF_ORDER) {
+		counter_inc(cnt_errors);
+		LM_ERR("storing bindings of %.*s: %s\n", get_to(msg)->uri.len,
+				get_to(msg)->uri.s, chordsip_result_str(rc));
+	}
+	if(headers[0] && add_reply_header(msg, headers, strlen(headers)) < 0)
+		return -1;
+	send_reply(msg, (int)code, chordsip_result_sip_reason(rc));
+	return -1;
 }
 
 static int w_save(sip_msg_t *msg, char *p1, char *p2)

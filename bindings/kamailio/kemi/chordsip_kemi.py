@@ -22,9 +22,10 @@ environment is the embedded interpreter's ``os.environ``):
                           bindings/python of the checkout this script is in)
 
 Semantics (as chordsip_save() / chordsip_lookup() of the module):
-  REGISTER: 200 OK with one Contact per binding; 400 malformed, 403 too many
-  bindings, 423 (Min-Expires: 60) interval too brief, 500 CSeq out of order
-  or the overlay failed.
+  REGISTER: 200 OK with one Contact per binding; a refusal or failure is
+  answered from the library's table (chordsip.sip_reply: 400 malformed, 403
+  too many bindings, 423 with Min-Expires, 500 CSeq out of order, 503 with
+  Retry-After when the overlay cannot answer), as the module answers.
   Others: 483 after too many hops; CANCEL and in-dialog requests follow the
   transaction / Route set; otherwise the Request-URI's AOR (scheme, user,
   host: no port) is looked up: 404 when it has no binding (an ACK is
@@ -68,7 +69,6 @@ import chordsip  # noqa: E402  (no side effect: the library loads on first use)
 # Limits of one REGISTER, as in the module.
 MAX_CONTACTS = 64
 MAX_PATH = 32
-MIN_EXPIRES = 60
 
 DEFAULT_PEER = "unix:/tmp/kamailio-chordsip/chordsip.sock"
 
@@ -345,24 +345,19 @@ def save():
     started = time.monotonic()
     try:
         result = client.register(**req)
-    except chordsip.IntervalTooBrief:
-        KSR.hdr.append_to_reply("Min-Expires: %d\r\n" % MIN_EXPIRES)
-        KSR.sl.send_reply(423, "Interval Too Brief")
-        return -1
-    except chordsip.OutOfOrder:
-        # RFC 3261 §10.3 step 7
-        KSR.sl.send_reply(500, "Server Internal Error (CSeq out of order)")
-        return -1
-    except chordsip.StorageFull:
-        KSR.sl.send_reply(403, "Forbidden (too many registered contacts)")
-        return -1
-    except (chordsip.InvalidArgument, TypeError) as e:
-        KSR.info("chordsip: REGISTER of %s refused: %s\n" % (req["aor"], e))
-        KSR.sl.send_reply(400, "Bad Request")
-        return -1
-    except Exception as e:  # ChordsipError: timeout, no route, ...
-        KSR.err("chordsip: storing bindings of %s: %s\n" % (req["aor"], e))
-        KSR.sl.send_reply(500, "Server Internal Error")
+    except Exception as e:  # ChordsipError, or a value the binding refused
+        if isinstance(e, TypeError):  # refused before the library saw it
+            e = chordsip.InvalidArgument(detail=str(e))
+        elif not isinstance(e, chordsip.ChordsipError):
+            e = chordsip.Panic(detail=repr(e))  # a bug here: 500
+        reply = chordsip.sip_reply(e)
+        if reply.status >= 500 and not isinstance(e, chordsip.OutOfOrder):
+            KSR.err("chordsip: storing bindings of %s: %s\n" % (req["aor"], e))
+        else:
+            KSR.info("chordsip: REGISTER of %s refused: %s\n" % (req["aor"], e))
+        if reply.headers:
+            KSR.hdr.append_to_reply(reply.headers)
+        KSR.sl.send_reply(reply.status, reply.reason)
         return -1
     finally:
         _timed("save", started)

@@ -166,5 +166,5 @@ class SipReply(NamedTuple):
     #: Reason phrase, e.g. ``"Interval Too Brief"``.
     reason: str
     #: Header lines the reply must carry, each ending in CRLF
-    #: (``"Min-Expires: 60\r\n"``), or ``""``.
+    #: (a ``Min-Expires`` line with 423, ``Retry-After`` with 503), or ``""``.
     headers: str
