@@ -149,6 +149,18 @@ typedef enum {
   CHORDSIP_FINGERS = 2,
 } chordsip_neighbours;
 
+// Where a request for a binding is sent first (`chordsip_bindings_next_hop`).
+typedef enum {
+  // To the contact itself: the Request-URI is the whole route.
+  CHORDSIP_HOP_CONTACT = 0,
+  // To the address the REGISTER came from (an RFC 5626 flow, or a UA
+  // behind NAT): the destination URI (Kamailio's `$du`).
+  CHORDSIP_HOP_RECEIVED = 1,
+  // To the first Path entry (RFC 3327): the destination URI, with the
+  // binding's Path values as Route headers.
+  CHORDSIP_HOP_PATH = 2,
+} chordsip_hop;
+
 // The bindings of an AOR, highest q first. Free with `chordsip_bindings_free`.
 typedef struct chordsip_bindings chordsip_bindings;
 
@@ -822,6 +834,24 @@ chordsip_result chordsip_bindings_get(const chordsip_bindings *list,
 // # Safety
 // `list` is NULL or a live list.
 const char *chordsip_bindings_path(const chordsip_bindings *list, size_t index, size_t path_index);
+
+// Where a request for binding `index` goes first, decided once for every
+// host: to its first Path entry when it has one (RFC 3327); else to the
+// address its REGISTER came from (`received`) when the contact cannot be
+// reached directly: an RFC 5626 flow (`reg_id`), or a contact whose host is
+// a name or another IP than that source (a UA behind NAT); else to the
+// contact. A UA registering from another port of its own IP keeps its
+// contact. `*kind` (may be NULL) receives a `chordsip_hop`; `*uri` the hop
+// as a SIP URI (the Path entry without its angle brackets; `received` with
+// `sip:` added when it has no scheme; or the contact), borrowed from the
+// list. The Request-URI stays the contact in every case.
+//
+// # Safety
+// `list` NULL or live; `kind` NULL or writable; `uri` NULL or writable.
+chordsip_result chordsip_bindings_next_hop(const chordsip_bindings *list,
+                                           size_t index,
+                                           uint32_t *kind,
+                                           const char **uri);
 
 // Frees a binding list. NULL is a no-op.
 //

@@ -804,17 +804,6 @@ static void our_branch(const struct req *r, char out[48]) {
     snprintf(out, 48, BRANCH_PREFIX "%016" PRIx64 "%016" PRIx64, h1, h2);
 }
 
-/* Should a request go to the binding's `received` address rather than its
- * contact? For an RFC 5626 flow (reg-id), or when the contact's IP is not the
- * one the REGISTER came from (a UA behind NAT). A UA registering from another
- * port of its own IP (SIPp, or a phone with separate sockets) keeps its contact. */
-static int use_received(const chordsip_binding *b, const struct addr *contact, int contact_ok,
-                        const struct addr *received) {
-    if (b->reg_id >= 0)
-        return 1;
-    return !contact_ok || !addr_same_ip(contact, received);
-}
-
 static void handle_forward(struct proxy *px, const struct req *r) {
     const struct sip_msg *m = r->m;
     char bad[256], extra[400];
@@ -900,46 +889,34 @@ static void handle_forward(struct proxy *px, const struct req *r) {
         return;
     }
 
-    /* The target: R-URI := contact (without URI headers); next hop: Path
-     * (RFC 3327), else a remaining Route, else received / contact. */
+    /* The target: R-URI := contact (without URI headers). The next hop is
+     * the library's choice (chordsip_bindings_next_hop: the first Path entry,
+     * RFC 3327; else `received` for an RFC 5626 flow or a UA behind NAT; else
+     * the contact), except that a remaining Route goes before all but a Path. */
     str_t target = {b.contact, strlen(b.contact)};
     const char *at = memchr(target.p, '@', target.n); /* a user part may hold '?' */
     const char *hp = at != NULL ? at : target.p;
     const char *q = memchr(hp, '?', target.n - (size_t)(hp - target.p));
     if (q != NULL)
         target.n = (size_t)(q - target.p);
-    struct addr hop, contact_addr, recv_addr;
-    int ok;
-    int contact_ok = uri_addr(target, px->self.ss.ss_family, &contact_addr) == 0;
-    const char *path0 = b.path_len > 0 ? chordsip_bindings_path(list, 0, 0) : NULL;
-    if (path0 != NULL) {
-        str_t p = {path0, strlen(path0)};
-        ok = uri_addr(p, px->self.ss.ss_family, &hop) == 0;
-    } else if (next_route.p != NULL) {
-        ok = uri_addr(next_route, px->self.ss.ss_family, &hop) == 0;
-    } else if (b.received != NULL) {
-        str_t rv = {b.received, strlen(b.received)}, host;
-        int port;
-        if (str_iprefix(rv, "sip:"))
-            ok = uri_addr(rv, px->self.ss.ss_family, &recv_addr) == 0;
-        else
-            ok = sip_split_hostport(rv, &host, &port) == 0 &&
-                 addr_from_host(host, port ? port : 5060, px->self.ss.ss_family, &recv_addr) == 0;
-        if (ok && use_received(&b, &contact_addr, contact_ok, &recv_addr))
-            hop = recv_addr;
-        else {
-            ok = contact_ok;
-            hop = contact_addr;
-        }
-    } else {
-        ok = contact_ok;
-        hop = contact_addr;
-    }
-    if (!ok) {
+    uint32_t kind = CHORDSIP_HOP_CONTACT;
+    const char *hop_uri = NULL;
+    if (chordsip_bindings_next_hop(list, 0, &kind, &hop_uri) != CHORDSIP_OK)
+        kind = CHORDSIP_HOP_CONTACT;
+    const char *hop_what = kind == CHORDSIP_HOP_PATH ? "Path"
+                           : next_route.p != NULL    ? "Route"
+                           : kind == CHORDSIP_HOP_RECEIVED ? "received"
+                                                           : "contact";
+    str_t hop_text = target;
+    if (kind != CHORDSIP_HOP_PATH && next_route.p != NULL)
+        hop_text = next_route;
+    else if (kind != CHORDSIP_HOP_CONTACT)
+        hop_text = (str_t){hop_uri, strlen(hop_uri)};
+    struct addr hop;
+    if (uri_addr(hop_text, px->self.ss.ss_family, &hop) != 0) {
         char mb[48], rb[160];
         logmsg(LOG_INFO, "%s %s: the next hop (%s) is not a numeric address", printable(m->method, mb, sizeof mb),
-               printable((str_t){ruri, strlen(ruri)}, rb, sizeof rb),
-               path0 ? "Path" : next_route.p ? "Route" : "contact");
+               printable((str_t){ruri, strlen(ruri)}, rb, sizeof rb), hop_what);
         chordsip_bindings_free(list);
         reply(px, r, 480, "Temporarily Unavailable (unresolvable next hop)", NULL);
         return;

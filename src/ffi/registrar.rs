@@ -9,7 +9,9 @@ use super::{
     chordsip_result, guard, guard_void, opt_str_arg, str_arg, write_opt, write_out, FfiResult,
     UserData,
 };
-use crate::sip::binding::{Binding, ContactSpec, RegisterError, RegisterRequest, RegistrarLimits};
+use crate::sip::binding::{
+    Binding, ContactSpec, NextHop, RegisterError, RegisterRequest, RegistrarLimits,
+};
 use crate::sip::registrar::{self, live_bindings, RegistrarError};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
@@ -78,12 +80,28 @@ pub struct chordsip_binding {
     pub path_len: usize,
 }
 
+/// Where a request for a binding is sent first (`chordsip_bindings_next_hop`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum chordsip_hop {
+    /// To the contact itself: the Request-URI is the whole route.
+    CHORDSIP_HOP_CONTACT = 0,
+    /// To the address the REGISTER came from (an RFC 5626 flow, or a UA
+    /// behind NAT): the destination URI (Kamailio's `$du`).
+    CHORDSIP_HOP_RECEIVED = 1,
+    /// To the first Path entry (RFC 3327): the destination URI, with the
+    /// binding's Path values as Route headers.
+    CHORDSIP_HOP_PATH = 2,
+}
+
 struct OwnedBinding {
     contact: CString,
     instance: Option<CString>,
     received: Option<CString>,
     call_id: CString,
     path: Vec<CString>,
+    /// The next hop's kind and URI (None: the contact).
+    hop: (chordsip_hop, Option<CString>),
     b: Binding,
     expires: u32,
 }
@@ -108,6 +126,13 @@ impl chordsip_bindings {
                     received: b.received.as_deref().map(cstring),
                     call_id: cstring(&b.call_id),
                     path: b.path.iter().map(|p| cstring(p)).collect(),
+                    hop: match b.next_hop() {
+                        NextHop::Contact => (chordsip_hop::CHORDSIP_HOP_CONTACT, None),
+                        NextHop::Received(r) => {
+                            (chordsip_hop::CHORDSIP_HOP_RECEIVED, Some(cstring(&r)))
+                        }
+                        NextHop::Path(p) => (chordsip_hop::CHORDSIP_HOP_PATH, Some(cstring(&p))),
+                    },
                     b,
                     expires,
                 })
@@ -175,6 +200,43 @@ pub unsafe extern "C" fn chordsip_bindings_path(
             .map_or(std::ptr::null(), |c| c.as_ptr())
     })
     .unwrap_or(std::ptr::null())
+}
+
+/// Where a request for binding `index` goes first, decided once for every
+/// host: to its first Path entry when it has one (RFC 3327); else to the
+/// address its REGISTER came from (`received`) when the contact cannot be
+/// reached directly: an RFC 5626 flow (`reg_id`), or a contact whose host is
+/// a name or another IP than that source (a UA behind NAT); else to the
+/// contact. A UA registering from another port of its own IP keeps its
+/// contact. `*kind` (may be NULL) receives a `chordsip_hop`; `*uri` the hop
+/// as a SIP URI (the Path entry without its angle brackets; `received` with
+/// `sip:` added when it has no scheme; or the contact), borrowed from the
+/// list. The Request-URI stays the contact in every case.
+///
+/// # Safety
+/// `list` NULL or live; `kind` NULL or writable; `uri` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_bindings_next_hop(
+    list: *const chordsip_bindings,
+    index: usize,
+    kind: *mut u32,
+    uri: *mut *const c_char,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live list by the caller's contract.
+        let l = unsafe { list.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        if uri.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let o = l.items.get(index).ok_or(CHORDSIP_ERR_OUT_OF_RANGE)?;
+        let (k, hop) = &o.hop;
+        let text = hop.as_ref().unwrap_or(&o.contact).as_ptr();
+        // SAFETY: non-NULL (checked) and writable by the caller's contract.
+        unsafe { write_out(uri, text) }?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(kind, *k as u32) };
+        Ok(())
+    })
 }
 
 /// Frees a binding list. NULL is a no-op.

@@ -344,6 +344,70 @@ pub fn order(mut bindings: Vec<(Binding, u32)>) -> Vec<(Binding, u32)> {
     bindings
 }
 
+// ----- where requests for a binding go ---------------------------------------
+
+/// The first hop of a request sent to a binding (see [`Binding::next_hop`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// The contact itself (the Request-URI).
+    Contact,
+    /// The address the REGISTER came from, as a SIP URI (`sip:192.0.2.4:5060`).
+    Received(String),
+    /// The first Path entry's URI (RFC 3327), without its angle brackets.
+    Path(String),
+}
+
+impl Binding {
+    /// Where a request for this binding is sent first: its first Path entry
+    /// when it has one (RFC 3327); else the address its REGISTER came from
+    /// when the contact cannot be reached directly: an RFC 5626 flow
+    /// (reg-id), or a contact whose host is a name or another IP than that
+    /// source (a UA behind NAT); else the contact itself. A UA registering
+    /// from another port of its own IP keeps its contact. A `received`
+    /// written without a scheme (`192.0.2.4:5060`) is given as `sip:` URI.
+    pub fn next_hop(&self) -> NextHop {
+        if let Some(p) = self.path.first() {
+            return NextHop::Path(name_addr_uri(p).to_string());
+        }
+        let Some(received) = self.received.as_deref() else {
+            return NextHop::Contact;
+        };
+        let received = match received.split_once(':') {
+            Some((s, _)) if s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips") => {
+                received.to_string()
+            }
+            _ => format!("sip:{received}"),
+        };
+        if self.reg_id.is_none() {
+            if let (Some(c), Some(r)) = (uri_ip(&self.contact), uri_ip(&received)) {
+                if c == r {
+                    return NextHop::Contact;
+                }
+            }
+        }
+        NextHop::Received(received)
+    }
+}
+
+/// The URI of a name-addr (`"Edge" <sip:edge.example.com;lr>`), or the
+/// text itself when it has no angle brackets.
+fn name_addr_uri(s: &str) -> &str {
+    match (s.find('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => s[a + 1..b].trim(),
+        _ => s.trim(),
+    }
+}
+
+/// The host of a SIP URI when it is an IP address.
+fn uri_ip(uri: &str) -> Option<std::net::IpAddr> {
+    let host = Uri::parse(uri).ok()?.host;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host);
+    host.parse().ok()
+}
+
 // ----- value encoding ------------------------------------------------------
 
 const FORMAT: u8 = 1;
@@ -694,6 +758,53 @@ mod tests {
         let w = binding_writer(&u, None, None);
         assert!(w.len() <= 100);
         assert!(w.starts_with(b"h:"));
+    }
+
+    #[test]
+    fn next_hop_rule() {
+        use NextHop::{Contact as C, Path as P};
+        let r = |s: &str| NextHop::Received(s.into());
+        let edge = || P("sip:edge.example.net;lr".into());
+        const NAMED: &[&str] = &["\"Edge\" <sip:edge.example.net;lr>", "<sip:core;lr>"];
+        const BARE: &[&str] = &[" sip:edge.example.net;lr "];
+        type S = &'static str;
+        // (contact, received, reg-id, path, where requests go)
+        type Case = (S, Option<S>, Option<u32>, &'static [S], NextHop);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            // nothing else known: the contact
+            ("sip:a@192.0.2.1", None, None, &[], C),
+            // the same IP, another port (SIPp, a phone with separate sockets)
+            ("sip:a@192.0.2.1:5060", Some("sip:192.0.2.1:4"), None, &[], C),
+            ("sip:a@[::1]:5060", Some("[0:0::1]:6"), None, &[], C),
+            // behind NAT: the contact's IP is not where the REGISTER came from
+            ("sip:a@10.0.0.7", Some("sip:192.0.2.5:4"), None, &[], r("sip:192.0.2.5:4")),
+            ("sip:a@[2001:db8::1]", Some("sip:[::2]:6"), None, &[], r("sip:[::2]:6")),
+            // a host name cannot be compared: the source address
+            ("sip:a@ua.example.com", Some("sip:192.0.2.1"), None, &[], r("sip:192.0.2.1")),
+            // an RFC 5626 flow always goes back through its connection
+            ("sip:a@192.0.2.1", Some("sip:192.0.2.1:4"), Some(1), &[], r("sip:192.0.2.1:4")),
+            // received without a scheme (sip-proxy's form) comes back as a URI
+            ("sip:a@10.0.0.7", Some("192.0.2.5:4"), None, &[], r("sip:192.0.2.5:4")),
+            ("sip:a@10.0.0.7", Some("SIPS:192.0.2.5:4"), None, &[], r("SIPS:192.0.2.5:4")),
+            // Path wins over everything (RFC 3327); brackets and display name go
+            ("sip:a@10.0.0.7", Some("sip:192.0.2.5:4"), Some(1), NAMED, edge()),
+            ("sip:a@10.0.0.7", None, None, BARE, edge()),
+        ];
+        for (contact, received, reg_id, path, want) in cases {
+            let b = Binding {
+                contact: contact.to_string(),
+                q: 1000,
+                instance: reg_id.map(|_| "<urn:uuid:1>".into()),
+                reg_id: *reg_id,
+                path: path.iter().map(|p| p.to_string()).collect(),
+                received: received.map(String::from),
+                call_id: "c".into(),
+                cseq: 1,
+            };
+            let why = format!("{contact} {received:?} {reg_id:?} {path:?}");
+            assert_eq!(&b.next_hop(), want, "{why}");
+        }
     }
 
     proptest::proptest! {

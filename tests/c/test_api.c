@@ -689,6 +689,22 @@ static void check_bindings_list(chordsip_node *n) {
     CHECK(chordsip_bindings_path(b, 2, 0) == NULL);
     CHECK(chordsip_bindings_path(b, SIZE_MAX, 0) == NULL);
     CHECK(chordsip_bindings_path(NULL, 0, 0) == NULL);
+
+    /* chordsip_bindings_next_hop: a Path makes the first Path URI the hop */
+    uint32_t kind = 99;
+    const char *hop = NULL, *sentinel = "untouched";
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_OK(chordsip_bindings_next_hop(b, i, &kind, &hop));
+        CHECK(kind == CHORDSIP_HOP_PATH && strcmp(hop, "sip:edge.example.com;lr") == 0);
+        CHECK_OK(chordsip_bindings_next_hop(b, i, NULL, &hop)); /* kind is optional */
+    }
+    hop = sentinel;
+    kind = 99;
+    CHECK_RC(chordsip_bindings_next_hop(NULL, 0, &kind, &hop), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_bindings_next_hop(b, 0, &kind, NULL), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_bindings_next_hop(b, 2, &kind, &hop), CHORDSIP_ERR_OUT_OF_RANGE);
+    CHECK_RC(chordsip_bindings_next_hop(b, SIZE_MAX, &kind, &hop), CHORDSIP_ERR_OUT_OF_RANGE);
+    CHECK(hop == sentinel && kind == 99);
     chordsip_bindings_free(b);
     chordsip_bindings_free(NULL);
 

@@ -16,6 +16,7 @@
  *  - unregistering with expires 0 and with '*';
  *  - limits: 16 bindings (CHORDSIP_ERR_FULL), expires below CHORDSIP_MIN_EXPIRES
  *    (CHORDSIP_ERR_INTERVAL_TOO_BRIEF), expires capped at 86400 s;
+ *  - the next hop of a binding (contact, received, Path) from every lookup;
  *  - chordsip_node_lookup_aor_async in thread and fd delivery.
  */
 #include "testutil.h"
@@ -652,6 +653,70 @@ static void test_expires_limits(void) {
     reg_ok(&at_a, &r, 0, 0, 1, &res);
 }
 
+/* ----- where requests for a binding go ----- */
+
+/* Registers `contact` for `aor` with `received` (and a flow when `reg_id` >= 0,
+ * a Path when `path` is set), then checks the next hop of the binding as every
+ * lookup returns it. `want_uri` NULL: the contact itself. */
+static void check_hop(const char *aor, const char *uri, const char *received, int64_t reg_id,
+                      const char *path, uint32_t want_kind, const char *want_uri) {
+    static list_t res;
+    chordsip_contact c =
+        reg_id >= 0 ? flow(uri, "<urn:uuid:hop-1>", reg_id) : contact(uri, -1, NULL);
+    chordsip_register r = request(aor, "hop-1", 1, 600, &c, 1);
+    r.received = received;
+    const char *paths[1] = {path};
+    if (path != NULL) {
+        r.path = paths;
+        r.path_len = 1;
+    }
+    reg_ok(&at_a, &r, 1, 0, 0, &res);
+    const target_t at_c = {"node C", node_c, NULL};
+    const target_t *from[] = {&at_b, &via_udp, &via_unix, &at_c};
+    for (size_t t = 0; t < sizeof from / sizeof from[0]; t++) {
+        chordsip_bindings *b = NULL;
+        uint32_t kind = 99;
+        const char *hop = NULL;
+        CHECK_OK(t_lookup(from[t], aor, &b));
+        CHECK(chordsip_bindings_len(b) == 1);
+        CHECK_OK(chordsip_bindings_next_hop(b, 0, &kind, &hop));
+        if (kind != want_kind || strcmp(hop, want_uri ? want_uri : uri) != 0) {
+            fprintf(stderr, "%s (received %s, reg-id %lld, path %s) at %s: hop %u %s, want %u %s\n",
+                    uri, received ? received : "-", (long long)reg_id, path ? path : "-",
+                    from[t]->name, kind, hop, want_kind, want_uri ? want_uri : uri);
+            CHECK(!"unexpected next hop");
+        }
+        chordsip_bindings_free(b);
+    }
+    r = star(aor, "hop-1", 2);
+    reg_ok(&at_a, &r, 0, 0, 1, &res);
+}
+
+static void test_next_hop(void) {
+    const char *aor = "sip:hops@example.com";
+    /* no received: the contact */
+    check_hop(aor, "sip:h@192.0.2.70:5060", NULL, -1, NULL, CHORDSIP_HOP_CONTACT, NULL);
+    /* the contact's own IP from another port (SIPp): still the contact */
+    check_hop(aor, "sip:h@192.0.2.70:5060", "sip:192.0.2.70:40000", -1, NULL,
+              CHORDSIP_HOP_CONTACT, NULL);
+    /* behind NAT: where the REGISTER came from; sip-proxy's "ip:port" form
+       comes back as a URI */
+    check_hop(aor, "sip:h@10.0.0.7:5060", "203.0.113.5:40000", -1, NULL, CHORDSIP_HOP_RECEIVED,
+              "sip:203.0.113.5:40000");
+    check_hop(aor, "sip:h@[2001:db8::7]", "sip:[2001:db8::1]:5060", -1, NULL,
+              CHORDSIP_HOP_RECEIVED, "sip:[2001:db8::1]:5060");
+    /* a host name cannot be compared: the source address */
+    check_hop(aor, "sip:h@phone.example.com", "sip:192.0.2.71:5060", -1, NULL,
+              CHORDSIP_HOP_RECEIVED, "sip:192.0.2.71:5060");
+    /* an RFC 5626 flow goes back through its connection, even from its own IP */
+    check_hop(aor, "sip:h@192.0.2.70:5060", "sip:192.0.2.70:40000", 1, NULL,
+              CHORDSIP_HOP_RECEIVED, "sip:192.0.2.70:40000");
+    /* a Path wins (RFC 3327): its first URI, without the brackets */
+    check_hop(aor, "sip:h@10.0.0.7:5060", "sip:203.0.113.5:40000", 1, "<sip:edge.example.net;lr>",
+              CHORDSIP_HOP_PATH, "sip:edge.example.net;lr");
+    note("next hop: contact, received (NAT, names, flows) and Path, the same from every lookup");
+}
+
 /* ----- asynchronous lookups ----- */
 
 typedef struct {
@@ -943,6 +1008,7 @@ int main(void) {
     test_unregister();
     test_full();
     test_expires_limits();
+    test_next_hop();
     test_async();
     test_clients();
     test_large_aor();

@@ -40,7 +40,6 @@
 #include "../../core/pt.h"
 #include "../../core/globals.h"
 #include "../../core/dset.h"
-#include "../../core/resolve.h"
 #include "../../core/counters.h"
 #include "../../core/rpc.h"
 #include "../../core/rpc_lookup.h"
@@ -681,31 +680,6 @@ static str join_path(const chordsip_bindings *list, size_t i, size_t len, char *
 	return out;
 }
 
-/* The numeric host of a URI, or -1 (a name, or not a URI). */
-static int uri_ip(const char *text, ip_addr_t *ip)
-{
-	struct sip_uri u;
-	if(text == NULL || parse_uri((char *)text, (int)strlen(text), &u) < 0)
-		return -1;
-	return str2ipxbuf(&u.host, ip) < 0 ? -1 : 0;
-}
-
-/* Whether requests for a binding go to its `received` address rather than
- * to its contact, as c-examples/sip-proxy and the KEMI script decide: for an
- * RFC 5626 flow (reg-id), or when the contact is not a numeric address or
- * not the address the REGISTER came from (a UA behind NAT). */
-static int use_received(const chordsip_binding *b)
-{
-	if(b->received == NULL)
-		return 0;
-	if(b->reg_id >= 0)
-		return 1;
-	ip_addr_t contact, source;
-	if(uri_ip(b->contact, &contact) < 0 || uri_ip(b->received, &source) < 0)
-		return 1;
-	return !ip_addr_cmp(&contact, &source);
-}
-
 static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 {
 	char aor[FIELD_MAX];
@@ -740,10 +714,16 @@ static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 		if(chordsip_bindings_get(list, i, &b) != CHORDSIP_OK)
 			continue;
 		str uri = {(char *)b.contact, (int)strlen(b.contact)};
+		/* The destination: the library's next hop (the first Path entry,
+		 * or `received` for an RFC 5626 flow or a UA behind NAT), as
+		 * sip-proxy and the KEMI script route; none for the contact. */
 		str dst = {NULL, 0};
-		if(use_received(&b)) {
-			dst.s = (char *)b.received;
-			dst.len = (int)strlen(b.received);
+		uint32_t kind = CHORDSIP_HOP_CONTACT;
+		const char *hop = NULL;
+		if(chordsip_bindings_next_hop(list, i, &kind, &hop) == CHORDSIP_OK
+				&& kind != CHORDSIP_HOP_CONTACT) {
+			dst.s = (char *)hop;
+			dst.len = (int)strlen(hop);
 		}
 		str path = join_path(list, i, b.path_len, path_buf, sizeof path_buf);
 		qvalue_t q = (qvalue_t)b.q;

@@ -30,10 +30,10 @@ Semantics (as chordsip_save() / chordsip_lookup() of the module):
   transaction / Route set; otherwise the Request-URI's AOR (scheme, user,
   host: no port) is looked up: 404 when it has no binding (an ACK is
   dropped), 500 when the overlay cannot answer, else the request is
-  forked to every binding (in parallel): to its Path when it has one
-  (RFC 3327), else to the address its REGISTER came from when that is needed
-  (an RFC 5626 flow, or a contact that is not that IP: NAT), else to the
-  contact itself.
+  forked to every binding (in parallel), sent where the library says
+  (Binding.next_hop: its first Path entry, RFC 3327; else the address its
+  REGISTER came from for an RFC 5626 flow or a UA behind NAT; else the
+  contact itself), as the module and sip-proxy do.
 
 Kamailio 5.6's interpreter does not release the GIL while a worker is
 outside Python, so only blocking Client calls are used (no callbacks, no
@@ -42,7 +42,6 @@ the workers: nothing here touches the overlay or even loads libchordsip at
 import time; each process creates its own Client on first use.
 """
 
-import ipaddress
 import os
 import sys
 import time
@@ -390,54 +389,14 @@ def ruri_aor():
     return "%s:%s@%s" % (scheme, user, host) if user else "%s:%s" % (scheme, host)
 
 
-def _route_uri(hop):
-    hop = hop.strip()
-    if hop.startswith("<"):
-        return hop[1:hop.find(">")] if ">" in hop else hop[1:]
-    return hop
-
-
-def _uri_ip(uri):
-    """The IP address in a SIP URI's host part, or None (a name, or not SIP)."""
-    scheme, _, rest = uri.partition(":")
-    if scheme.lower() not in ("sip", "sips") or not rest:
-        return None
-    for stop in ";?>":
-        rest = rest.split(stop, 1)[0]
-    host = rest.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def next_hop(b):
-    """The binding's ``received`` address when requests must go there rather
-    than to its contact: for an RFC 5626 flow (reg-id), or when the contact
-    is not a numeric address or not the IP the REGISTER came from (a UA behind
-    NAT). A UA registering from another port of its own IP (SIPp, or a phone
-    with separate sockets) keeps its contact. None: send to the contact."""
-    if not b.received:
-        return None
-    if b.reg_id is not None:
-        return b.received
-    contact_ip, received_ip = _uri_ip(b.contact), _uri_ip(b.received)
-    if contact_ip is None or received_ip is None or contact_ip != received_ip:
-        return b.received
-    return None
-
-
 def _set_sbranch(b, with_path=True):
-    """Fills the static branch ($sbranch) with a binding's target."""
+    """Fills the static branch ($sbranch) with a binding's target: its
+    contact, and the library's next hop (first Path entry, or the address
+    its REGISTER came from for a flow or a UA behind NAT) as destination."""
     KSR.pvx.sbranch_reset()
     KSR.pv.sets("$sbranch(uri)", b.contact)
-    hop = next_hop(b)
-    if hop and not (with_path and b.path):
-        KSR.pv.sets("$sbranch(dst_uri)", hop)
+    if b.next_hop_kind != chordsip.Hop.CONTACT:
+        KSR.pv.sets("$sbranch(dst_uri)", b.next_hop)
     if with_path and b.path:
         KSR.pv.sets("$sbranch(path)", ",".join(b.path))
     KSR.pv.seti("$sbranch(q)", int(round(b.q * 1000)))
@@ -473,13 +432,10 @@ def lookup():
         KSR.err("chordsip: cannot set the Request-URI to %s\n" % first.contact)
         return -3
     KSR.resetdsturi()
-    hop = next_hop(first)
-    if first.path:
+    if first.path:  # RFC 3327: the route set, and the first Path entry as destination
         KSR.hdr.insert("Route: %s\r\n" % ",".join(first.path))
-        if not KSR.setdsturi(_route_uri(first.path[0])):  # RFC 3327: the Path first
-            return -3
-    elif hop and not KSR.setdsturi(hop):
-        KSR.err("chordsip: cannot set the destination to %s\n" % hop)
+    if first.next_hop_kind != chordsip.Hop.CONTACT and not KSR.setdsturi(first.next_hop):
+        KSR.err("chordsip: cannot set the destination to %s\n" % first.next_hop)
         return -3
     for b in bindings:
         if b is first:
@@ -488,8 +444,7 @@ def lookup():
             if b.path != first.path:
                 KSR.warn("chordsip: %s not forked to %s (another Path)\n" % (aor, b.contact))
                 continue
-            _set_sbranch(b, with_path=False)
-            KSR.pv.sets("$sbranch(dst_uri)", _route_uri(first.path[0]))
+            _set_sbranch(b, with_path=False)  # the Route headers are in the request
         else:
             _set_sbranch(b)
         if KSR.pvx.sbranch_append() < 0:

@@ -13,7 +13,7 @@ import operator
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import _lib
-from ._types import Binding, Contact, RegisterResult
+from ._types import Binding, Contact, Hop, RegisterResult
 from ._util import cstr, opt_cstr, u32
 from .errors import InvalidArgument, error_for
 
@@ -154,10 +154,15 @@ def bindings_list(lib: ctypes.CDLL, bindings: Any) -> List[Binding]:
     out: List[Binding] = []
     n = lib.chordsip_bindings_len(bindings)
     b = _lib.chordsip_binding()
+    kind = ctypes.c_uint32()
+    hop = ctypes.c_char_p()
     for i in range(n):
         rc = lib.chordsip_bindings_get(bindings, i, ctypes.byref(b))
         if rc != _lib.CHORDSIP_OK:
             raise error_for(rc, "chordsip_bindings_get")
+        rc = lib.chordsip_bindings_next_hop(bindings, i, ctypes.byref(kind), ctypes.byref(hop))
+        if rc != _lib.CHORDSIP_OK:
+            raise error_for(rc, "chordsip_bindings_next_hop")
         path: Tuple[str, ...] = tuple(
             (lib.chordsip_bindings_path(bindings, i, j) or b"").decode("utf-8", "replace")
             for j in range(b.path_len)
@@ -173,6 +178,8 @@ def bindings_list(lib: ctypes.CDLL, bindings: Any) -> List[Binding]:
                 call_id=_text(b.call_id) or "",
                 cseq=int(b.cseq),
                 path=path,
+                next_hop=_text(hop.value) or "",
+                next_hop_kind=Hop(kind.value),
             )
         )
     return out

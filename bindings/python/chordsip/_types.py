@@ -52,6 +52,17 @@ class LogLevel(enum.IntEnum):
     TRACE = 5
 
 
+class Hop(enum.IntEnum):
+    """Where a request for a :class:`Binding` goes first (``chordsip_hop``)."""
+
+    #: To the contact itself.
+    CONTACT = 0
+    #: To the address the REGISTER came from (an RFC 5626 flow, or NAT).
+    RECEIVED = 1
+    #: To the first Path entry (RFC 3327); the Path values become Route headers.
+    PATH = 2
+
+
 @dataclass(frozen=True)
 class Peer:
     """A node of the overlay."""
@@ -145,6 +156,12 @@ class Binding:
     cseq: int
     #: Path header values, in order.
     path: Tuple[str, ...] = ()
+    #: Where a request for this binding goes first, as a SIP URI, decided by
+    #: the library (``chordsip_bindings_next_hop``): the first Path entry's
+    #: URI, else ``received`` for a flow or a UA behind NAT, else the contact.
+    next_hop: str = ""
+    #: Which of those :attr:`next_hop` is.
+    next_hop_kind: Hop = Hop.CONTACT
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ _C_TO_CTYPES = {
     "void": None,
     "void*": ctypes.c_void_p,
     "const char*": ctypes.c_char_p,
+    "const char**": ctypes.POINTER(ctypes.c_char_p),
     "char*": ctypes.POINTER(ctypes.c_char),
     "const uint8_t*": ctypes.c_char_p,
     "size_t": ctypes.c_size_t,
@@ -135,6 +136,7 @@ def test_result_codes_and_enums_match():
         "CHORDSIP_EVENT_" + e.name: e.value for e in chordsip.EventKind
     }
     assert _enum("chordsip_neighbours") == {"CHORDSIP_" + e.name: e.value for e in chordsip.Neighbours}
+    assert _enum("chordsip_hop") == {"CHORDSIP_HOP_" + e.name: e.value for e in chordsip.Hop}
     assert _enum("chordsip_delivery") == {
         "CHORDSIP_DELIVER_THREAD": _lib.CHORDSIP_DELIVER_THREAD,
         "CHORDSIP_DELIVER_FD": _lib.CHORDSIP_DELIVER_FD,

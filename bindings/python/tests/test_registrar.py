@@ -214,6 +214,32 @@ def test_sip_reply(ring):
     n.register(aor, "a1", 4, [], star=True, expires=0)
 
 
+def test_next_hop(ring):
+    """Where requests for a binding go, as the KEMI script routes them: the
+    library decides (contact, received for a flow or NAT, first Path URI)."""
+    Hop = chordsip.Hop
+    aor = "sip:hops@example.org"
+    cases = [
+        # (contact, received, reg_id, path, next hop kind, next hop)
+        ("sip:h@192.0.2.80:5060", None, None, (), Hop.CONTACT, "sip:h@192.0.2.80:5060"),
+        ("sip:h@192.0.2.80:5060", "sip:192.0.2.80:4000", None, (), Hop.CONTACT, "sip:h@192.0.2.80:5060"),
+        ("sip:h@10.0.0.8", "sip:203.0.113.8:4000", None, (), Hop.RECEIVED, "sip:203.0.113.8:4000"),
+        ("sip:h@10.0.0.8", "203.0.113.8:4000", None, (), Hop.RECEIVED, "sip:203.0.113.8:4000"),
+        ("sip:h@ua.example.org", "sip:192.0.2.80:4000", None, (), Hop.RECEIVED, "sip:192.0.2.80:4000"),
+        ("sip:h@192.0.2.80:5060", "sip:192.0.2.80:4000", 1, (), Hop.RECEIVED, "sip:192.0.2.80:4000"),
+        ("sip:h@10.0.0.8", "sip:203.0.113.8:4000", 1, ("<sip:edge.example.org;lr>", "<sip:core;lr>"),
+         Hop.PATH, "sip:edge.example.org;lr"),
+    ]
+    with chordsip.Client(ring[3].addr, timeout_ms=5000) as client:
+        for cseq, (contact, received, reg_id, path, kind, hop) in enumerate(cases, 1):
+            instance = "<urn:uuid:hop>" if reg_id is not None else None
+            c = Contact(contact, instance=instance, reg_id=reg_id)
+            r = ring[0].register(aor, "hops", 2 * cseq, [c], expires=600, path=list(path), received=received)
+            for bindings in (r.bindings, ring[1].lookup_aor(aor), client.lookup_aor(aor)):
+                assert [(b.next_hop_kind, b.next_hop) for b in bindings] == [(kind, hop)], (contact, received)
+            ring[0].register(aor, "hops", 2 * cseq + 1, [], star=True, expires=0)
+
+
 def test_argument_checks(ring):
     n = ring[0]
     with pytest.raises(TypeError):
