@@ -61,6 +61,14 @@
 // to look up; a SIP URI is rarely over 256 bytes).
 #define CHORDSIP_MAX_URI_LEN 1024
 
+// Most Contact values one REGISTER may carry (`contacts_len`); more give
+// `CHORDSIP_ERR_TOO_LARGE`.
+#define CHORDSIP_MAX_CONTACTS 64
+
+// Most Path values one REGISTER may carry (`path_len`); more give
+// `CHORDSIP_ERR_TOO_LARGE`.
+#define CHORDSIP_MAX_PATH 32
+
 // The registrar's shortest accepted registration in seconds: a REGISTER
 // asking for less gets `CHORDSIP_ERR_INTERVAL_TOO_BRIEF` (SIP 423 with
 // `Min-Expires`). Bindings read it with `chordsip_min_expires()`.
@@ -867,7 +875,8 @@ void chordsip_bindings_free(chordsip_bindings *list);
 // a field over its limit `CHORDSIP_ERR_INVALID_ARGUMENT` (contact URI 512
 // bytes, all Path values 1024, `+sip.instance` 256, `received` 512,
 // Call-ID 256, an encoded binding over the node's `max_value_bytes`), more
-// than 64 contacts or 32 Path values `CHORDSIP_ERR_TOO_LARGE`; overlay
+// than `CHORDSIP_MAX_CONTACTS` contacts or `CHORDSIP_MAX_PATH` Path values
+// `CHORDSIP_ERR_TOO_LARGE`; overlay
 // failures give their own codes (`CHORDSIP_ERR_TIMEOUT`...). All or nothing:
 // a refused request stores nothing, and when the overlay fails a later
 // write the earlier ones are undone (best effort; through a client handle

@@ -40,12 +40,6 @@
 
 #define MAX_DATAGRAM 65535
 #define MAX_SEND 65507 /* largest UDP payload over IPv4 */
-#define MAX_CONTACTS 64
-#define MAX_PATH 32
-/* Longest +sip.instance accepted (a urn:uuid is 47 bytes). The library does
- * not bound it, and a binding too large to store fails half-way through a
- * REGISTER, leaving its earlier contacts bound: refuse it up front. */
-#define MAX_INSTANCE 256
 #define DEFAULT_EXPIRES 3600
 #define MAX_FORWARDS_DEFAULT 70
 #define BRANCH_MAGIC "z9hG4bK"
@@ -602,7 +596,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
     if (eh != NULL)
         expires = parse_expires(eh->value);
 
-    chordsip_contact contacts[MAX_CONTACTS];
+    chordsip_contact contacts[CHORDSIP_MAX_CONTACTS];
     size_t nc = 0;
     int star = 0, differs = 0, wants_outbound = 0;
     for (size_t i = 0; i < m->nhdr; i++) {
@@ -614,8 +608,8 @@ static void handle_register(struct proxy *px, const struct req *r) {
                 star = 1;
                 continue;
             }
-            if (nc == MAX_CONTACTS) {
-                reply(px, r, 403, "Forbidden (too many contacts)", NULL);
+            if (nc == CHORDSIP_MAX_CONTACTS) { /* what the library would answer */
+                reply_result(px, r, CHORDSIP_ERR_TOO_LARGE);
                 return;
             }
             chordsip_contact *c = &contacts[nc];
@@ -632,8 +626,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
             }
             c->instance = NULL;
             if (sip_param(params, "+sip.instance", &v) &&
-                (v.p == NULL || sip_unquote(v).n > MAX_INSTANCE ||
-                 (c->instance = arena_cstr(sip_unquote(v))) == NULL)) {
+                (v.p == NULL || (c->instance = arena_cstr(sip_unquote(v))) == NULL)) {
                 reply(px, r, 400, "Bad Request (+sip.instance)", NULL);
                 return;
             }
@@ -654,14 +647,14 @@ static void handle_register(struct proxy *px, const struct req *r) {
             nc++;
         }
     }
-    const char *path[MAX_PATH];
+    const char *path[CHORDSIP_MAX_PATH];
     size_t np = 0;
     for (size_t i = 0; i < m->nhdr; i++) {
         if (m->hdr[i].id != H_PATH)
             continue;
         str_t rest = m->hdr[i].value, elem;
         while (sip_next_elem(&rest, &elem)) {
-            if (np == MAX_PATH || (path[np] = arena_cstr(elem)) == NULL) {
+            if (np == CHORDSIP_MAX_PATH || (path[np] = arena_cstr(elem)) == NULL) {
                 reply(px, r, 400, "Bad Request (Path)", NULL);
                 return;
             }

@@ -16,6 +16,14 @@ use crate::sip::registrar::{self, live_bindings, RegistrarError};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
+/// Most Contact values one REGISTER may carry (`contacts_len`); more give
+/// `CHORDSIP_ERR_TOO_LARGE`.
+pub const CHORDSIP_MAX_CONTACTS: usize = 64;
+
+/// Most Path values one REGISTER may carry (`path_len`); more give
+/// `CHORDSIP_ERR_TOO_LARGE`.
+pub const CHORDSIP_MAX_PATH: usize = 32;
+
 /// One Contact of a REGISTER.
 #[repr(C)]
 pub struct chordsip_contact {
@@ -277,7 +285,7 @@ fn opt_u32(v: i64) -> FfiResult<Option<u32>> {
 unsafe fn request_arg(req: *const chordsip_register) -> FfiResult<RegisterRequest> {
     // SAFETY: NULL or a valid request by the caller's contract.
     let r = unsafe { req.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
-    if r.contacts_len > 64 || r.path_len > 32 {
+    if r.contacts_len > CHORDSIP_MAX_CONTACTS || r.path_len > CHORDSIP_MAX_PATH {
         return Err(CHORDSIP_ERR_TOO_LARGE);
     }
     let mut contacts = Vec::with_capacity(r.contacts_len);
@@ -371,7 +379,8 @@ fn finish_register(
 /// a field over its limit `CHORDSIP_ERR_INVALID_ARGUMENT` (contact URI 512
 /// bytes, all Path values 1024, `+sip.instance` 256, `received` 512,
 /// Call-ID 256, an encoded binding over the node's `max_value_bytes`), more
-/// than 64 contacts or 32 Path values `CHORDSIP_ERR_TOO_LARGE`; overlay
+/// than `CHORDSIP_MAX_CONTACTS` contacts or `CHORDSIP_MAX_PATH` Path values
+/// `CHORDSIP_ERR_TOO_LARGE`; overlay
 /// failures give their own codes (`CHORDSIP_ERR_TIMEOUT`...). All or nothing:
 /// a refused request stores nothing, and when the overlay fails a later
 /// write the earlier ones are undone (best effort; through a client handle

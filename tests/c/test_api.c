@@ -482,15 +482,15 @@ static void check_register_args(register_fn reg, void *h, const char *aor) {
     const char *path_null[1] = {NULL};
     const char *path_bad[1] = {BAD_UTF8};
     const char *path_long[1] = {long_path};
-    static chordsip_contact many[65];
-    static char many_uris[65][40];
-    for (int i = 0; i < 65; i++) {
+    static chordsip_contact many[CHORDSIP_MAX_CONTACTS + 1];
+    static char many_uris[CHORDSIP_MAX_CONTACTS + 1][40];
+    for (int i = 0; i < CHORDSIP_MAX_CONTACTS + 1; i++) {
         snprintf(many_uris[i], sizeof many_uris[i], "sip:many%d@192.0.2.2", i);
         many[i] = good_contact();
         many[i].uri = many_uris[i];
     }
-    static const char *many_path[33];
-    for (int i = 0; i < 33; i++)
+    static const char *many_path[CHORDSIP_MAX_PATH + 1];
+    for (int i = 0; i < CHORDSIP_MAX_PATH + 1; i++)
         many_path[i] = "<sip:p.example.com;lr>";
 
 #define TRY(want, ...)                                                         \
@@ -571,8 +571,8 @@ static void check_register_args(register_fn reg, void *h, const char *aor) {
     TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.call_id = "");
     TRY(CHORDSIP_ERR_INVALID_ARGUMENT, r.path = path_long, r.path_len = 1);
     /* too many contacts or Path entries for one request */
-    TRY(CHORDSIP_ERR_TOO_LARGE, r.contacts = many, r.contacts_len = 65);
-    TRY(CHORDSIP_ERR_TOO_LARGE, r.path = many_path, r.path_len = 33);
+    TRY(CHORDSIP_ERR_TOO_LARGE, r.contacts = many, r.contacts_len = CHORDSIP_MAX_CONTACTS + 1);
+    TRY(CHORDSIP_ERR_TOO_LARGE, r.path = many_path, r.path_len = CHORDSIP_MAX_PATH + 1);
     /* expires 1..59 */
     TRY(CHORDSIP_ERR_INTERVAL_TOO_BRIEF, c.expires = 59);
     TRY(CHORDSIP_ERR_INTERVAL_TOO_BRIEF, r.expires = 1);

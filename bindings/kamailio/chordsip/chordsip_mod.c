@@ -57,9 +57,8 @@
 
 MODULE_VERSION
 
-/* Limits of one REGISTER (the library refuses more as too large). */
-#define MAX_CONTACTS 64
-#define MAX_PATH 32
+/* Limits of one REGISTER: CHORDSIP_MAX_CONTACTS contacts and CHORDSIP_MAX_PATH
+ * Path values (the library refuses more as too large), FIELD_MAX bytes a field. */
 #define FIELD_MAX 1100
 
 /* ---- module parameters ------------------------------------------------ */
@@ -464,10 +463,11 @@ static int add_contacts(sip_msg_t *msg, const chordsip_bindings *list)
 /* Everything of a REGISTER the registrar needs, NUL-terminated. */
 typedef struct {
 	char aor[FIELD_MAX], call_id[300], received[80];
-	char uris[MAX_CONTACTS][600], qs[MAX_CONTACTS][16], instances[MAX_CONTACTS][300];
-	char paths[MAX_PATH][FIELD_MAX];
-	const char *path_ptrs[MAX_PATH];
-	chordsip_contact contacts[MAX_CONTACTS];
+	char uris[CHORDSIP_MAX_CONTACTS][600], qs[CHORDSIP_MAX_CONTACTS][16];
+	char instances[CHORDSIP_MAX_CONTACTS][300];
+	char paths[CHORDSIP_MAX_PATH][FIELD_MAX];
+	const char *path_ptrs[CHORDSIP_MAX_PATH];
+	chordsip_contact contacts[CHORDSIP_MAX_CONTACTS];
 	chordsip_register req;
 } register_buf;
 
@@ -516,7 +516,7 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 			continue;
 		}
 		for(contact_t *c = cb->contacts; c; c = c->next) {
-			if(n == MAX_CONTACTS) {
+			if(n == CHORDSIP_MAX_CONTACTS) {
 				*why = "Too Many Contacts";
 				return 400;
 			}
@@ -562,7 +562,7 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 	r->contacts_len = n;
 	size_t np = 0;
 	for(hdr_field_t *h = msg->path; h; h = next_sibling_hdr(h)) {
-		if(np == MAX_PATH
+		if(np == CHORDSIP_MAX_PATH
 				|| (rb->path_ptrs[np] = cstr(&h->body, rb->paths[np], sizeof rb->paths[np]))
 						   == NULL) {
 			*why = "Bad Request (Path)";
@@ -645,24 +645,6 @@ static int ki_save(sip_msg_t *msg)
 
 /* ---- chordsip_lookup -------------------------------------------------- */
 
-/* The lookup key of a URI: scheme, user and host (like usrloc: no port). */
-static int uri_aor(str *uri_text, char *buf, size_t cap)
-{
-	struct sip_uri u;
-	if(parse_uri(uri_text->s, uri_text->len, &u) < 0)
-		return -1;
-	const char *scheme = u.type == SIPS_URI_T ? "sips" : u.type == TEL_URI_T ? "tel" : "sip";
-	int n;
-	if(u.type == TEL_URI_T || u.type == TELS_URI_T)
-		n = snprintf(buf, cap, "tel:%.*s", u.user.len, u.user.s);
-	else if(u.user.len > 0)
-		n = snprintf(buf, cap, "%s:%.*s@%.*s", scheme, u.user.len, u.user.s, u.host.len,
-				u.host.s);
-	else
-		n = snprintf(buf, cap, "%s:%.*s", scheme, u.host.len, u.host.s);
-	return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
 /* "<a>,<b>": a binding's Path as one path vector. */
 static str join_path(const chordsip_bindings *list, size_t i, size_t len, char *buf, size_t cap)
 {
@@ -680,11 +662,14 @@ static str join_path(const chordsip_bindings *list, size_t i, size_t len, char *
 	return out;
 }
 
+/* The URI as it is: the library canonicalises it to the AOR (scheme, user,
+ * host; no port or parameters; RFC 3261 §10.3), exactly as chordsip_save()'s
+ * To URI, so lookups and REGISTERs meet whatever the spelling. */
 static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 {
 	char aor[FIELD_MAX];
-	if(uri_aor(aor_uri, aor, sizeof aor) < 0) {
-		LM_ERR("cannot take an AOR from %.*s\n", aor_uri->len, aor_uri->s);
+	if(cstr(aor_uri, aor, sizeof aor) == NULL) {
+		LM_ERR("a URI of %d bytes is too long to look up\n", aor_uri->len);
 		return -3;
 	}
 	chordsip_client *c = get_client();

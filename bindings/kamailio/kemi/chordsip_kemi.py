@@ -27,8 +27,8 @@ Semantics (as chordsip_save() / chordsip_lookup() of the module):
   too many bindings, 423 with Min-Expires, 500 CSeq out of order, 503 with
   Retry-After when the overlay cannot answer), as the module answers.
   Others: 483 after too many hops; CANCEL and in-dialog requests follow the
-  transaction / Route set; otherwise the Request-URI's AOR (scheme, user,
-  host: no port) is looked up: 404 when it has no binding (an ACK is
+  transaction / Route set; otherwise the Request-URI is looked up (the
+  library canonicalises it to the AOR: scheme, user, host, no port): 404 when it has no binding (an ACK is
   dropped), 500 when the overlay cannot answer, else the request is
   forked to every binding (in parallel), sent where the library says
   (Binding.next_hop: its first Path entry, RFC 3327; else the address its
@@ -64,10 +64,6 @@ if os.path.isdir(_path) and _path not in sys.path:
     sys.path.insert(0, _path)
 
 import chordsip  # noqa: E402  (no side effect: the library loads on first use)
-
-# Limits of one REGISTER, as in the module.
-MAX_CONTACTS = 64
-MAX_PATH = 32
 
 DEFAULT_PEER = "unix:/tmp/kamailio-chordsip/chordsip.sock"
 
@@ -290,16 +286,12 @@ def read_register():
         for item in split_unquoted(body, ","):
             if not item.strip():
                 continue
-            if len(contacts) == MAX_CONTACTS:
-                raise BadRequest("Too Many Contacts")
             uri, c_exp, q, instance, reg_id = parse_contact(item)
             contacts.append(chordsip.Contact(uri, expires=c_exp, q=q, instance=instance, reg_id=reg_id))
     path = []
     for body in header_values("Path"):
         for hop in split_unquoted(body, ","):
             if hop.strip():
-                if len(path) == MAX_PATH:
-                    raise BadRequest("Bad Request (Path)")
                 path.append(hop.strip())
     return {
         "aor": aor,
@@ -377,18 +369,6 @@ def save():
 # ---- chordsip_lookup() ----------------------------------------------------
 
 
-def ruri_aor():
-    """The lookup key of the Request-URI: scheme, user and host (no port)."""
-    scheme = (KSR.pv.get("$rz") or "sip").lower()
-    user = KSR.pv.get("$rU")
-    host = KSR.pv.get("$rd")
-    if scheme in ("tel", "tels"):
-        return "tel:%s" % user if user else None
-    if scheme not in ("sip", "sips") or not host:
-        return None
-    return "%s:%s@%s" % (scheme, user, host) if user else "%s:%s" % (scheme, host)
-
-
 def _set_sbranch(b, with_path=True):
     """Fills the static branch ($sbranch) with a binding's target: its
     contact, and the library's next hop (first Path entry, or the address
@@ -405,9 +385,11 @@ def _set_sbranch(b, with_path=True):
 def lookup():
     """Sets the Request-URI (and the branches) to the AOR's bindings: 1 found,
     -1 not found, -3 internal error."""
-    aor = ruri_aor()
-    if aor is None:
-        KSR.err("chordsip: cannot take an AOR from %s\n" % KSR.pv.get("$ru"))
+    # The Request-URI as it is: the library canonicalises it to the AOR as it
+    # does the To URI of a REGISTER (scheme, user, host; no port).
+    aor = KSR.pv.get("$ru")
+    if not aor:
+        KSR.err("chordsip: no Request-URI to look up\n")
         return -3
     client = get_client()
     if client is None:
