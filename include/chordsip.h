@@ -861,6 +861,23 @@ chordsip_result chordsip_bindings_next_hop(const chordsip_bindings *list,
                                            uint32_t *kind,
                                            const char **uri);
 
+// The Contact header value that lists binding `index` in a 200 OK (RFC 3261
+// §10.3 step 8), written with a NUL into `buf`: `<uri>;expires=N` (the
+// remaining lifetime), then `;q=0.5` when q is not 1, `;+sip.instance="..."`
+// and `;reg-id=N` when present. The one formatting sip-proxy, the Kamailio
+// module and the KEMI script send. `*needed` (may be NULL) receives the
+// bytes needed with the NUL, also when `buf` is too small
+// (`CHORDSIP_ERR_BUFFER_TOO_SMALL`); 1200 bytes hold any binding this
+// registrar accepts (contact 512 bytes, `+sip.instance` 256).
+//
+// # Safety
+// `list` NULL or live; `buf` NULL or writable for `buf_len` bytes; `needed` NULL or writable.
+chordsip_result chordsip_bindings_contact(const chordsip_bindings *list,
+                                          size_t index,
+                                          char *buf,
+                                          size_t buf_len,
+                                          size_t *needed);
+
 // Frees a binding list. NULL is a no-op.
 //
 // # Safety

@@ -549,19 +549,6 @@ static int64_t parse_expires(str_t v) {
     return (int64_t)x;
 }
 
-static void format_q(uint32_t q, char *buf, size_t n) {
-    if (q >= 1000) {
-        snprintf(buf, n, "1");
-        return;
-    }
-    snprintf(buf, n, "0.%03u", q);
-    size_t len = strlen(buf);
-    while (len > 2 && buf[len - 1] == '0')
-        buf[--len] = '\0';
-    if (buf[len - 1] == '.')
-        buf[--len] = '\0'; /* "0." -> "0" */
-}
-
 /* A library result answered as the library's table says (status, reason,
  * Min-Expires / Retry-After): the same answers as the Kamailio module's. */
 static void reply_result(struct proxy *px, const struct req *r, chordsip_result rc) {
@@ -696,20 +683,9 @@ static void handle_register(struct proxy *px, const struct req *r) {
     }
     struct ob hdrs = {arena + arena_used, 0, sizeof arena - arena_used - 1, 0};
     for (size_t i = 0; i < chordsip_bindings_len(list); i++) {
-        chordsip_binding b;
-        if (chordsip_bindings_get(list, i, &b) != CHORDSIP_OK)
-            continue;
-        ob_fmt(&hdrs, "Contact: <%s>;expires=%u", b.contact, b.expires);
-        if (b.q < 1000) {
-            char q[16];
-            format_q(b.q, q, sizeof q);
-            ob_fmt(&hdrs, ";q=%s", q);
-        }
-        if (b.instance != NULL)
-            ob_fmt(&hdrs, ";+sip.instance=\"%s\"", b.instance);
-        if (b.reg_id >= 0)
-            ob_fmt(&hdrs, ";reg-id=%" PRId64, b.reg_id);
-        ob_c(&hdrs, "\r\n");
+        char value[2048]; /* <uri>;expires=N;q=..;+sip.instance=..;reg-id=.. */
+        if (chordsip_bindings_contact(list, i, value, sizeof value, NULL) == CHORDSIP_OK)
+            ob_fmt(&hdrs, "Contact: %s\r\n", value);
     }
     chordsip_bindings_free(list);
     /* RFC 3327 §5.3: Path echoed to a UA that supports it */

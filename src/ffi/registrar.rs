@@ -6,8 +6,8 @@ use super::client::client_ref;
 use super::events::Completion;
 use super::node::{chordsip_node, node_ref};
 use super::{
-    chordsip_result, guard, guard_void, opt_str_arg, str_arg, write_opt, write_out, FfiResult,
-    UserData,
+    chordsip_result, guard, guard_void, opt_str_arg, str_arg, write_opt, write_out, write_str,
+    FfiResult, UserData,
 };
 use crate::sip::binding::{
     Binding, ContactSpec, NextHop, RegisterError, RegisterRequest, RegistrarLimits,
@@ -244,6 +244,35 @@ pub unsafe extern "C" fn chordsip_bindings_next_hop(
         // SAFETY: NULL or writable by the caller's contract.
         unsafe { write_opt(kind, *k as u32) };
         Ok(())
+    })
+}
+
+/// The Contact header value that lists binding `index` in a 200 OK (RFC 3261
+/// §10.3 step 8), written with a NUL into `buf`: `<uri>;expires=N` (the
+/// remaining lifetime), then `;q=0.5` when q is not 1, `;+sip.instance="..."`
+/// and `;reg-id=N` when present. The one formatting sip-proxy, the Kamailio
+/// module and the KEMI script send. `*needed` (may be NULL) receives the
+/// bytes needed with the NUL, also when `buf` is too small
+/// (`CHORDSIP_ERR_BUFFER_TOO_SMALL`); 1200 bytes hold any binding this
+/// registrar accepts (contact 512 bytes, `+sip.instance` 256).
+///
+/// # Safety
+/// `list` NULL or live; `buf` NULL or writable for `buf_len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_bindings_contact(
+    list: *const chordsip_bindings,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    needed: *mut usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live list by the caller's contract.
+        let l = unsafe { list.as_ref() }.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let o = l.items.get(index).ok_or(CHORDSIP_ERR_OUT_OF_RANGE)?;
+        let value = super::sip::contact_value(&o.b, o.expires);
+        // SAFETY: buf and needed are NULL or writable by the caller's contract.
+        unsafe { write_str(&value, buf, buf_len, Some(needed)) }
     })
 }
 

@@ -1,8 +1,9 @@
-//! The SIP answer for a result: one table that registrars and proxies on
-//! this library (c-examples/sip-proxy, the Kamailio module, the KEMI script)
-//! share instead of each keeping its own.
+//! SIP text that registrars and proxies on this library (c-examples/sip-proxy,
+//! the Kamailio module, the KEMI script) share instead of each writing its
+//! own: the answer for a result, and a binding's Contact in a 200 OK.
 
 use super::chordsip_result::{self, *};
+use crate::sip::binding::{format_q, Binding};
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::catch_unwind;
 use std::sync::OnceLock;
@@ -127,6 +128,24 @@ pub extern "C" fn chordsip_min_expires() -> u32 {
     CHORDSIP_MIN_EXPIRES
 }
 
+/// The Contact header value listing a binding in a 200 OK (RFC 3261 §10.3
+/// step 8): `<uri>;expires=N`, then `;q=0.5` when q is not 1, the
+/// `+sip.instance` (as a quoted string) and `reg-id` when present.
+pub(crate) fn contact_value(b: &Binding, expires: u32) -> String {
+    let mut v = format!("<{}>;expires={expires}", b.contact);
+    if b.q < 1000 {
+        v += &format!(";q={}", format_q(b.q));
+    }
+    if let Some(i) = &b.instance {
+        let quoted = i.replace('\\', "\\\\").replace('"', "\\\"");
+        v += &format!(";+sip.instance=\"{quoted}\"");
+    }
+    if let Some(r) = b.reg_id {
+        v += &format!(";reg-id={r}");
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +178,31 @@ mod tests {
         assert_eq!(chordsip_result_sip_status(CHORDSIP_ERR_PANIC as c_int), 500);
         assert_eq!(chordsip_result_sip_status(1000), 500);
         assert_eq!(chordsip_min_expires(), minimum);
+    }
+
+    #[test]
+    fn contact_values() {
+        let mut b = Binding {
+            contact: "sip:a@192.0.2.1:5060;transport=tcp".into(),
+            q: 1000,
+            instance: None,
+            reg_id: None,
+            path: vec![],
+            received: None,
+            call_id: "c".into(),
+            cseq: 1,
+        };
+        let plain = "<sip:a@192.0.2.1:5060;transport=tcp>;expires=3600";
+        assert_eq!(contact_value(&b, 3600), plain);
+        b.q = 500;
+        b.instance = Some("<urn:uuid:1>".into());
+        b.reg_id = Some(2);
+        let flow = ";expires=60;q=0.5;+sip.instance=\"<urn:uuid:1>\";reg-id=2";
+        assert!(contact_value(&b, 60).ends_with(flow));
+        b.q = 0;
+        b.instance = Some("a\"b\\c".into());
+        b.reg_id = None;
+        let odd = ";expires=1;q=0;+sip.instance=\"a\\\"b\\\\c\"";
+        assert!(contact_value(&b, 1).ends_with(odd));
     }
 }

@@ -698,6 +698,29 @@ static void check_bindings_list(chordsip_node *n) {
         CHECK(kind == CHORDSIP_HOP_PATH && strcmp(hop, "sip:edge.example.com;lr") == 0);
         CHECK_OK(chordsip_bindings_next_hop(b, i, NULL, &hop)); /* kind is optional */
     }
+    /* chordsip_bindings_contact: the 200 OK's Contact value */
+    char cv[256], small[8];
+    size_t need = 0;
+    unsigned secs = 0;
+    int end = 0;
+    CHECK_OK(chordsip_bindings_contact(b, 0, cv, sizeof cv, &need));
+    CHECK(need == strlen(cv) + 1);
+    CHECK(sscanf(cv, "<sip:list@192.0.2.11:5070;transport=tcp>;expires=%u%n", &secs, &end) == 1);
+    CHECK(secs >= 590 && secs <= 600);
+    CHECK(strcmp(cv + end, ";+sip.instance=\"<urn:uuid:list-1>\";reg-id=1") == 0);
+    CHECK_OK(chordsip_bindings_contact(b, 1, cv, sizeof cv, NULL));
+    CHECK(sscanf(cv, "<sip:list@192.0.2.10:5060>;expires=%u%n", &secs, &end) == 1);
+    CHECK(secs >= 3590 && secs <= 3600 && strcmp(cv + end, ";q=0.5") == 0);
+    memset(small, 'x', sizeof small);
+    need = 0;
+    CHECK_RC(chordsip_bindings_contact(b, 1, small, sizeof small, &need),
+             CHORDSIP_ERR_BUFFER_TOO_SMALL);
+    CHECK(need == strlen(cv) + 1 && small[0] == 'x');
+    CHECK_RC(chordsip_bindings_contact(b, 1, NULL, 0, &need), CHORDSIP_ERR_NULL_POINTER);
+    CHECK(need == strlen(cv) + 1);
+    CHECK_RC(chordsip_bindings_contact(NULL, 0, cv, sizeof cv, NULL), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_bindings_contact(b, 2, cv, sizeof cv, NULL), CHORDSIP_ERR_OUT_OF_RANGE);
+
     hop = sentinel;
     kind = 99;
     CHECK_RC(chordsip_bindings_next_hop(NULL, 0, &kind, &hop), CHORDSIP_ERR_NULL_POINTER);

@@ -436,25 +436,22 @@ static int add_reply_header(sip_msg_t *msg, const char *text, size_t len)
 	return 0;
 }
 
-/* Adds one Contact header per binding, as RFC 3261 §10.3 step 8 wants. */
+/* Adds one Contact header per binding, as RFC 3261 §10.3 step 8 wants, in
+ * the library's formatting (the same as sip-proxy's and the KEMI script's). */
 static int add_contacts(sip_msg_t *msg, const chordsip_bindings *list)
 {
 	char line[2048];
+	static const char name[] = "Contact: ";
+	const size_t off = sizeof name - 1;
+	memcpy(line, name, off);
 	for(size_t i = 0; i < chordsip_bindings_len(list); i++) {
-		chordsip_binding b;
-		if(chordsip_bindings_get(list, i, &b) != CHORDSIP_OK)
+		size_t need = 0;
+		if(chordsip_bindings_contact(list, i, line + off, sizeof line - off - 2, &need)
+				!= CHORDSIP_OK)
 			continue;
-		int n = snprintf(line, sizeof line, "Contact: <%s>;expires=%u", b.contact, b.expires);
-		if(b.q != 1000)
-			n += snprintf(line + n, sizeof line - n, ";q=%u.%03u", b.q / 1000, b.q % 1000);
-		if(b.instance)
-			n += snprintf(line + n, sizeof line - n, ";+sip.instance=\"%s\"", b.instance);
-		if(b.reg_id >= 0)
-			n += snprintf(line + n, sizeof line - n, ";reg-id=%lld", (long long)b.reg_id);
-		if(n < 0 || (size_t)n + 2 >= sizeof line)
-			continue;
+		size_t n = off + need - 1;
 		memcpy(line + n, "\r\n", 2);
-		if(add_reply_header(msg, line, (size_t)n + 2) < 0)
+		if(add_reply_header(msg, line, n + 2) < 0)
 			return -1;
 	}
 	return 0;

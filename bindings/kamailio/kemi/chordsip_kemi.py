@@ -306,16 +306,9 @@ def read_register():
 
 
 def contact_header(b):
-    """A 200 OK Contact header for one Binding (RFC 3261 §10.3 step 8)."""
-    line = "Contact: <%s>;expires=%d" % (b.contact, b.expires)
-    milli = int(round(b.q * 1000))
-    if milli != 1000:
-        line += ";q=%d.%03d" % (milli // 1000, milli % 1000)
-    if b.instance:
-        line += ';+sip.instance="%s"' % b.instance
-    if b.reg_id is not None:
-        line += ";reg-id=%d" % b.reg_id
-    return line + "\r\n"
+    """A 200 OK Contact header for one Binding (RFC 3261 §10.3 step 8), in the
+    library's formatting, as the module and sip-proxy send it."""
+    return "Contact: %s\r\n" % b.contact_value
 
 
 # ---- chordsip_save() ------------------------------------------------------

@@ -311,6 +311,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_bindings_get": (_R, [_H, c_size_t, POINTER(chordsip_binding)]),
     "chordsip_bindings_path": (c_char_p, [_H, c_size_t, c_size_t]),
     "chordsip_bindings_next_hop": (_R, [_H, c_size_t, POINTER(c_uint32), POINTER(c_char_p)]),
+    "chordsip_bindings_contact": (_R, [_H, c_size_t, _BUF, c_size_t, POINTER(c_size_t)]),
     "chordsip_bindings_free": (None, [_H]),
     "chordsip_node_register": (
         _R,

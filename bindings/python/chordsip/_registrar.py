@@ -14,7 +14,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._types import Binding, Contact, Hop, RegisterResult
-from ._util import cstr, opt_cstr, u32
+from ._util import cstr, opt_cstr, read_text, u32
 from .errors import InvalidArgument, error_for
 
 #: Largest value of the C ``int64_t`` "-1 when absent" fields the library
@@ -163,6 +163,10 @@ def bindings_list(lib: ctypes.CDLL, bindings: Any) -> List[Binding]:
         rc = lib.chordsip_bindings_next_hop(bindings, i, ctypes.byref(kind), ctypes.byref(hop))
         if rc != _lib.CHORDSIP_OK:
             raise error_for(rc, "chordsip_bindings_next_hop")
+        contact_value = read_text(
+            lambda buf, size, needed: lib.chordsip_bindings_contact(bindings, i, buf, size, needed),
+            "chordsip_bindings_contact",
+        )
         path: Tuple[str, ...] = tuple(
             (lib.chordsip_bindings_path(bindings, i, j) or b"").decode("utf-8", "replace")
             for j in range(b.path_len)
@@ -180,6 +184,7 @@ def bindings_list(lib: ctypes.CDLL, bindings: Any) -> List[Binding]:
                 path=path,
                 next_hop=_text(hop.value) or "",
                 next_hop_kind=Hop(kind.value),
+                contact_value=contact_value,
             )
         )
     return out

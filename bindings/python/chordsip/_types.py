@@ -162,6 +162,10 @@ class Binding:
     next_hop: str = ""
     #: Which of those :attr:`next_hop` is.
     next_hop_kind: Hop = Hop.CONTACT
+    #: The value of the Contact header that lists this binding in a 200 OK
+    #: (``<uri>;expires=N;q=0.5;+sip.instance="...";reg-id=1``), in the
+    #: library's formatting (``chordsip_bindings_contact``).
+    contact_value: str = ""
 
 
 @dataclass(frozen=True)

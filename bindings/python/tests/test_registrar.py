@@ -211,7 +211,14 @@ def test_sip_reply(ring):
         reply = chordsip.sip_reply(err)
         assert reply.status == 503 and reply.headers.startswith("Retry-After: ")
     assert chordsip.sip_reply(999).status == chordsip.sip_reply(chordsip.Panic()).status == 500
-    n.register(aor, "a1", 4, [], star=True, expires=0)
+    # the 200 OK's Contact value, as the KEMI script sends it
+    r = n.register(aor, "a1", 5, [Contact("sip:a@192.0.2.71", q=0.25, instance="<urn:uuid:a>", reg_id=3)])
+    values = sorted(b.contact_value for b in r.bindings)
+    assert values[0].startswith("<sip:a@192.0.2.70>;expires=") and ";" not in values[0].split("expires=")[1]
+    head, _, tail = values[1].partition(";expires=")
+    assert head == "<sip:a@192.0.2.71>"
+    assert tail.split(";", 1)[1] == 'q=0.25;+sip.instance="<urn:uuid:a>";reg-id=3'
+    n.register(aor, "a1", 6, [], star=True, expires=0)
 
 
 def test_next_hop(ring):
