@@ -95,6 +95,9 @@ pub struct Client {
     peer: PeerAddr,
     pid: u32,
     codec: Codec,
+    /// Answers must carry a tag made with the client key (but a refusal,
+    /// which the node sends plain to whoever lacks the key).
+    keyed: bool,
     id: Id,
     next_request: u64,
     timeout: Duration,
@@ -121,6 +124,9 @@ impl Client {
         Self::connect_to(&PeerAddr::Unix(path.to_path_buf()), overlay, key)
     }
 
+    /// `key` is the node's client credential (its `client_key`), which a
+    /// UDP client needs; on the UNIX socket the socket's permissions admit
+    /// the caller and `key` is not used.
     pub fn connect_to(peer: &PeerAddr, overlay: &str, key: Option<&[u8]>) -> Result<Client> {
         if overlay.is_empty() || overlay.len() > 255 {
             return Err(Error::InvalidArgument(
@@ -129,9 +135,10 @@ impl Client {
         }
         if key.is_some_and(|k| k.is_empty()) {
             return Err(Error::InvalidArgument(
-                "overlay key must not be empty".into(),
+                "client key must not be empty".into(),
             ));
         }
+        let key = key.filter(|_| matches!(peer, PeerAddr::Udp(_)));
         let mut rng = rand::thread_rng();
         let transport = match peer {
             PeerAddr::Udp(peer) => {
@@ -162,7 +169,8 @@ impl Client {
             transport,
             peer: peer.clone(),
             pid: std::process::id(),
-            codec: Codec::new(overlay, key, crate::wire::MAX_DATAGRAM),
+            codec: Codec::new(overlay, None, crate::wire::MAX_DATAGRAM).with_client_key(key),
+            keyed: key.is_some(),
             id: Id(id),
             next_request: rng.gen::<u64>() >> 1,
             timeout: Duration::from_secs(6),
@@ -223,10 +231,18 @@ impl Client {
                 match self.transport.recv(&mut self.buf, resend_at - now) {
                     Ok(None) => continue,
                     Ok(Some(n)) => {
-                        let Ok(reply) = self.codec.decode(&self.buf[..n]) else {
+                        let Ok((reply, tagged)) = self.codec.decode_authenticated(&self.buf[..n])
+                        else {
                             continue;
                         };
-                        if reply.request_id == rid && reply.flags & FLAG_RESPONSE != 0 {
+                        let refusal = matches!(
+                            reply.body,
+                            Body::Error {
+                                status: Status::Unauthorized
+                            }
+                        );
+                        let trusted = tagged || !self.keyed || refusal;
+                        if reply.request_id == rid && reply.flags & FLAG_RESPONSE != 0 && trusted {
                             return Ok(reply.body);
                         }
                     }

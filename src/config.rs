@@ -34,6 +34,20 @@ pub struct Config {
     pub overlay: String,
     /// Shared secret that admits members: every datagram carries an HMAC-SHA256 tag.
     pub overlay_key: Option<Vec<u8>>,
+    /// A node that listens or advertises off loopback refuses to start
+    /// without an overlay key, unless this is set: anyone who can reach it
+    /// may then join, read and write (a warning is logged at start).
+    pub open_overlay: bool,
+    /// Credential of client handles over UDP (their datagrams carry an
+    /// HMAC-SHA256 tag made with it). None: UDP clients are refused, and
+    /// clients are served only on the UNIX socket (`client_socket`).
+    pub client_key: Option<Vec<u8>>,
+    /// Group that may use the UNIX client socket (mode 0660); by default
+    /// only the node's own user may (mode 0600).
+    pub client_socket_group: Option<String>,
+    /// Longest lifetime a client's write (a put, or a REGISTER's binding)
+    /// gets; longer ones are cut to it.
+    pub max_client_lifetime: Duration,
     /// Secret (Ed25519 seed) this node signs its writes with; its public half
     /// owns them (crate::owner). Servers that act as one registrar share one;
     /// by default each node makes its own at start.
@@ -85,6 +99,10 @@ impl Default for Config {
             node_id: None,
             overlay: "chordsip".into(),
             overlay_key: None,
+            open_overlay: false,
+            client_key: None,
+            client_socket_group: None,
+            max_client_lifetime: Duration::from_secs(86_400),
             writer_key: None,
             transactions: None,
             successors: 8,
@@ -129,6 +147,12 @@ impl Config {
                 return Err(Bad("overlay key must not be empty".into()));
             }
         }
+        if self.client_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(Bad("client_key must be at least 16 bytes".into()));
+        }
+        if self.max_client_lifetime.is_zero() {
+            return Err(Bad("max_client_lifetime must be positive".into()));
+        }
         if self.max_datagram < 1200 || self.max_datagram > crate::wire::MAX_DATAGRAM {
             return Err(Bad("max_datagram must be 1200..=65507".into()));
         }
@@ -168,6 +192,13 @@ impl Config {
                 .map_err(|_| Bad(format!("{name}: {v:?} is not a valid number")))
         }
         let ms = |v: &str| num::<u64>(name, v).map(Duration::from_millis);
+        fn flag(name: &str, v: &str) -> crate::Result<bool> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(Bad(format!("{name}: {v:?} is not true or false"))),
+            }
+        }
         let addr = |v: &str| {
             v.trim().parse::<SocketAddr>().map_err(|_| {
                 Bad(format!(
@@ -188,6 +219,38 @@ impl Config {
                 self.client_socket = (!value.is_empty()).then(|| value.into());
             }
             "overlay" => self.overlay = value.to_string(),
+            "open_overlay" => self.open_overlay = flag(name, value)?,
+            "client_key" => {
+                self.client_key = (!value.is_empty()).then(|| value.as_bytes().to_vec())
+            }
+            "client_key_file" => {
+                let text = std::fs::read(value)
+                    .map_err(|e| Bad(format!("client_key_file {value:?}: {e}")))?;
+                let key = text.trim_ascii_end().to_vec();
+                if key.is_empty() {
+                    return Err(Bad(format!("client_key_file {value:?} is empty")));
+                }
+                self.client_key = Some(key);
+            }
+            "client_socket_group" => {
+                self.client_socket_group = (!value.is_empty()).then(|| value.to_string())
+            }
+            "max_client_lifetime_s" => {
+                self.max_client_lifetime = Duration::from_secs(num(name, value)?)
+            }
+            "trusted_writers" => {
+                let mut keys = Vec::new();
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    keys.push(crate::owner::parse_owner(part).ok_or_else(|| {
+                        Bad(format!(
+                            "trusted_writers: {part:?} is not a public key (64 hex digits)"
+                        ))
+                    })?);
+                }
+                self.limits.main_writers = keys;
+            }
+            "max_store_bytes" => self.limits.max_store_bytes = num(name, value)?,
+            "max_entries_per_owner" => self.limits.max_entries_per_owner = num(name, value)?,
             "node_id" => {
                 self.node_id = if value.is_empty() {
                     None

@@ -36,6 +36,13 @@ pub enum Error {
     Cancelled,
     /// The call does not fit the node's state (e.g. joining twice).
     BadState(String),
+    /// The responsible node's clock and ours disagree by more than the
+    /// replay window: our write arrived past its signed expiry there, or its
+    /// version lies in that node's future.
+    ClockSkew,
+    /// The node refused a client request: no credential, a wrong one, or
+    /// one that does not allow this namespace.
+    Unauthorized(String),
 }
 
 impl fmt::Display for Error {
@@ -55,6 +62,10 @@ impl fmt::Display for Error {
             Error::Io(s) => write!(f, "I/O error: {s}"),
             Error::Forked => f.write_str("object belongs to the parent process (used after fork)"),
             Error::BadState(s) => write!(f, "bad state: {s}"),
+            Error::ClockSkew => f.write_str(
+                "the responsible node's clock differs from ours by more than the replay window",
+            ),
+            Error::Unauthorized(s) => write!(f, "not authorized: {s}"),
             Error::Cancelled => {
                 f.write_str("cancelled: the node stopped before the operation finished")
             }

@@ -76,6 +76,21 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Safe by default: a node reachable from other hosts admits only members
+/// that hold the overlay key, unless its operator opened the overlay on
+/// purpose (`open_overlay`). Loopback needs no key (the demo, the tests).
+pub fn admission_check(cfg: &Config, bound: SocketAddr, advertise: SocketAddr) -> Result<()> {
+    let off_loopback = !bound.ip().is_loopback() || !advertise.ip().is_loopback();
+    if off_loopback && cfg.overlay_key.is_none() && !cfg.open_overlay {
+        return Err(Error::InvalidArgument(format!(
+            "a node on {advertise} (off loopback) needs an overlay key (overlay_key, or \
+             key_file in the Kamailio module; `chordsip keygen` makes one), or \
+             open_overlay=true to let anyone who reaches it join"
+        )));
+    }
+    Ok(())
+}
+
 impl Node {
     /// Binds the socket and starts servicing it. The node is not in a ring until [`Node::join`].
     pub fn start(cfg: Config) -> Result<Node> {
@@ -103,12 +118,19 @@ impl Node {
                 "advertise address needs a port".into(),
             ));
         }
+        admission_check(&cfg, bound, advertise)?;
         let unix = match &cfg.client_socket {
-            Some(path) => Some(UnixEndpoint::bind(path.clone())?),
+            Some(path) => Some(UnixEndpoint::bind(
+                path.clone(),
+                cfg.client_socket_group.as_deref(),
+            )?),
             None => None,
         };
         let runtime = Runtime::shared()?;
-        let seed = next_version();
+        // Request ids (which a forged answer would have to match) come from
+        // a seed the OS draws, not from the start time.
+        use rand::{rngs::OsRng, Rng};
+        let seed = OsRng.gen::<u64>();
         let engine = Engine::new(cfg.clone(), advertise, seed, runtime.wall_offset_ms());
         let me = *engine.me();
         let owner = *engine.owner();

@@ -83,6 +83,11 @@ impl RoutingTable {
     }
 
     /// Sets the predecessor list; returns whether the predecessor changed.
+    /// How many predecessors the list keeps when the ring is large enough.
+    pub fn predecessor_capacity(&self) -> usize {
+        self.pred_len
+    }
+
     pub fn set_predecessors(&mut self, list: impl IntoIterator<Item = NodeInfo>) -> bool {
         let new = self.clean(list, self.pred_len);
         let changed = new.first().map(|n| n.id) != self.preds.first().map(|n| n.id);

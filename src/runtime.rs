@@ -16,7 +16,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -67,10 +67,7 @@ pub struct UnixEndpoint {
     clock: u64,
 }
 
-/// Whether `addr` stands for a UNIX-socket client.
-pub fn is_unix_alias(addr: &SocketAddr) -> bool {
-    matches!(addr.ip(), IpAddr::V6(ip) if ip.segments()[..4] == [0x100, 0, 0, 0])
-}
+pub use crate::wire::is_unix_alias;
 
 fn unix_name(addr: &UnixAddr) -> Option<Vec<u8>> {
     use std::os::linux::net::SocketAddrExt;
@@ -90,7 +87,9 @@ fn unix_name(addr: &UnixAddr) -> Option<Vec<u8>> {
 
 impl UnixEndpoint {
     /// Binds `path`, replacing a stale socket file left by a crashed process.
-    pub fn bind(path: PathBuf) -> Result<UnixEndpoint> {
+    /// Only the node's own user may use it (mode 0600), or members of
+    /// `group` too (0660).
+    pub fn bind(path: PathBuf, group: Option<&str>) -> Result<UnixEndpoint> {
         use std::os::unix::fs::FileTypeExt;
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
             if !meta.file_type().is_socket() {
@@ -110,7 +109,7 @@ impl UnixEndpoint {
             }
             std::fs::remove_file(&path)?;
         }
-        let socket = UnixDatagram::bind(&path)?;
+        let socket = bind_private(&path, group)?;
         socket.set_nonblocking(true)?;
         Ok(UnixEndpoint {
             socket,
@@ -169,6 +168,44 @@ impl UnixEndpoint {
             Some((addr, _)) => self.socket.send_to_addr(data, addr).is_ok(),
             None => false,
         }
+    }
+}
+
+/// Binds a UNIX datagram socket at `path` and restricts it to this user
+/// (0600), or to `group` too (0660). (The socket cannot be bound elsewhere
+/// and moved: clients check that answers come from `path`.)
+fn bind_private(path: &Path, group: Option<&str>) -> Result<UnixDatagram> {
+    use std::os::unix::fs::PermissionsExt;
+    let gid = match group {
+        None => None,
+        Some(g) => Some(group_id(g)?),
+    };
+    let socket = UnixDatagram::bind(path)?;
+    let restricted = (|| {
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+        }
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    })();
+    if let Err(e) = restricted {
+        let _ = std::fs::remove_file(path);
+        return Err(Error::Io(format!("client socket {}: {e}", path.display())));
+    }
+    Ok(socket)
+}
+
+/// The id of a group given by name or number.
+fn group_id(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(Error::InvalidArgument(format!(
+            "client_socket_group {group:?}: no such group"
+        ))),
+        Err(e) => Err(Error::Io(format!("client_socket_group {group:?}: {e}"))),
     }
 }
 

@@ -105,6 +105,10 @@ pub struct Stats {
     pub wrong_answers: u64,
     /// Entries refused or dropped because their owner's signature did not match.
     pub forged_entries: u64,
+    /// Membership and data messages refused before any other work: a
+    /// Leaving, Replicate or handoff not from a current neighbour at its known
+    /// address, outside the clock window, or for keys this node does not hold.
+    pub refused_membership: u64,
     pub retransmits: u64,
     /// Datagrams the socket refused to send (counted by the runtime).
     pub send_errors: u64,
@@ -132,7 +136,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 20] = [
+        let counters: [(&'static str, u64); 21] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -143,6 +147,7 @@ impl Stats {
             ("dropped_rate_limited", self.dropped_rate_limited),
             ("wrong_answers", self.wrong_answers),
             ("forged_entries", self.forged_entries),
+            ("refused_membership", self.refused_membership),
             ("retransmits", self.retransmits),
             ("send_errors", self.send_errors),
             ("rpc_timeouts", self.rpc_timeouts),

@@ -104,6 +104,16 @@ pub struct StoreLimits {
     pub max_keys: usize,
     /// Longest lifetime a write may ask for.
     pub max_lifetime_ms: u32,
+    /// Bytes this node stores at most: values, slots and a fixed cost per
+    /// entry (`ENTRY_COST`), so that many small entries count too.
+    pub max_store_bytes: usize,
+    /// Entries one owner (writer key) may hold under a key, unless it is a
+    /// main writer: a stranger's key cannot fill an AOR on its own.
+    pub max_entries_per_owner: usize,
+    /// Owners exempt from the per-owner quota, for whom the last
+    /// `max_entries_per_owner` places of every key stay free: the node's own
+    /// writer key and the keys configured as trusted (a registrar's).
+    pub main_writers: Vec<[u8; crate::wire::OWNER_LEN]>,
 }
 
 impl Default for StoreLimits {
@@ -114,11 +124,27 @@ impl Default for StoreLimits {
             max_entries_per_key: 64,
             max_keys: 1_000_000,
             max_lifetime_ms: 7 * 24 * 3600 * 1000,
+            max_store_bytes: 256 << 20,
+            max_entries_per_owner: 16,
+            main_writers: Vec::new(),
         }
     }
 }
 
+/// What an entry costs against `max_store_bytes` beyond its slot and value:
+/// the signature, version, expiries and bookkeeping.
+pub const ENTRY_COST: usize = 128;
+
 impl StoreLimits {
+    /// Places under one key that owners other than the main writers may take.
+    pub fn foreign_places(&self) -> usize {
+        let reserve = self.max_entries_per_owner.min(self.max_entries_per_key / 2);
+        self.max_entries_per_key - reserve
+    }
+
+    fn is_main(&self, owner: &[u8]) -> bool {
+        self.main_writers.iter().any(|m| m[..] == *owner)
+    }
     /// The size rules a write must meet anywhere (the writer's node checks them
     /// before routing, the responsible node again before storing); `label` is
     /// the writer's part of the slot.
@@ -158,6 +184,18 @@ pub struct Store {
     limits: StoreLimits,
     entries: usize,
     value_bytes: usize,
+    /// What the stored entries cost against `max_store_bytes`.
+    stored_bytes: usize,
+}
+
+/// The owner part of a slot (the whole slot when it is shorter than a key,
+/// as in tests and raw writes).
+fn owner_of(writer: &[u8]) -> &[u8] {
+    writer.get(..crate::wire::OWNER_LEN).unwrap_or(writer)
+}
+
+fn cost(e: &Entry) -> usize {
+    ENTRY_COST + e.writer.len() + e.data.len()
 }
 
 impl Store {
@@ -167,6 +205,7 @@ impl Store {
             limits,
             entries: 0,
             value_bytes: 0,
+            stored_bytes: 0,
         }
     }
 
@@ -186,21 +225,47 @@ impl Store {
         self.value_bytes
     }
 
+    /// What the stored entries cost against `max_store_bytes`.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes
+    }
+
     /// Checks a write against the limits without storing it. `writer` is a
     /// slot (crate::owner): the writer-size limit applies to its label.
     pub fn check(&self, key: &Id, writer: &[u8], data: &[u8]) -> Result<(), StoreError> {
         let label = writer.get(crate::wire::OWNER_LEN..).unwrap_or_default();
         self.limits.check_sizes(label, data)?;
-        match self.keys.get(key) {
-            None if self.keys.len() >= self.limits.max_keys => Err(StoreError::NodeFull),
-            Some(dict)
-                if dict.len() >= self.limits.max_entries_per_key
-                    && !dict.iter().any(|e| *e.writer == *writer) =>
-            {
-                Err(StoreError::KeyFull)
-            }
-            _ => Ok(()),
+        let dict = self.keys.get(key);
+        let old = dict.and_then(|d| d.iter().find(|e| *e.writer == *writer));
+        let grows = (ENTRY_COST + writer.len() + data.len()).saturating_sub(old.map_or(0, cost));
+        if self.stored_bytes + grows > self.limits.max_store_bytes {
+            return Err(StoreError::NodeFull);
         }
+        if old.is_some() {
+            return Ok(()); // replacing a slot takes no new place
+        }
+        let Some(dict) = dict else {
+            return match self.keys.len() >= self.limits.max_keys {
+                true => Err(StoreError::NodeFull),
+                false => Ok(()),
+            };
+        };
+        if dict.len() >= self.limits.max_entries_per_key {
+            return Err(StoreError::KeyFull);
+        }
+        let owner = owner_of(writer);
+        if self.limits.is_main(owner) {
+            return Ok(());
+        }
+        let own = dict.iter().filter(|e| owner_of(&e.writer) == owner).count();
+        let foreign = dict
+            .iter()
+            .filter(|e| !self.limits.is_main(owner_of(&e.writer)))
+            .count();
+        if own >= self.limits.max_entries_per_owner || foreign >= self.limits.foreign_places() {
+            return Err(StoreError::KeyFull);
+        }
+        Ok(())
     }
 
     /// Whether storing `entry` could change anything: it is new, newer, or
@@ -253,6 +318,7 @@ impl Store {
             return Ok(match entry.rank().cmp(&slot.rank()) {
                 std::cmp::Ordering::Greater => {
                     self.value_bytes = self.value_bytes - slot.data.len() + entry.data.len();
+                    self.stored_bytes = self.stored_bytes - cost(slot) + cost(&entry);
                     *slot = entry;
                     PutOutcome::Stored
                 }
@@ -265,6 +331,7 @@ impl Store {
         }
         self.entries += 1;
         self.value_bytes += entry.data.len();
+        self.stored_bytes += cost(&entry);
         dict.push(entry);
         Ok(PutOutcome::Stored)
     }
@@ -377,6 +444,7 @@ impl Store {
             Some(d) => {
                 self.entries -= d.len();
                 self.value_bytes -= d.iter().map(|e| e.data.len()).sum::<usize>();
+                self.stored_bytes -= d.iter().map(cost).sum::<usize>();
                 d.len()
             }
             None => 0,
@@ -387,12 +455,14 @@ impl Store {
     pub fn expire(&mut self, now: u64) -> usize {
         let mut gone = 0;
         let mut bytes = 0;
+        let mut costs = 0;
         self.keys.retain(|_, dict| {
             dict.retain(|e| {
                 let live = e.is_live(now);
                 if !live {
                     gone += 1;
                     bytes += e.data.len();
+                    costs += cost(e);
                 }
                 live
             });
@@ -400,6 +470,7 @@ impl Store {
         });
         self.entries -= gone;
         self.value_bytes -= bytes;
+        self.stored_bytes -= costs;
         gone
     }
 }
@@ -481,7 +552,9 @@ mod tests {
         let limits = StoreLimits {
             max_value_bytes: 4,
             max_writer_bytes: 3,
-            max_entries_per_key: 2,
+            // Two places for strangers, two kept for the main writers.
+            max_entries_per_key: 4,
+            max_entries_per_owner: 4,
             max_keys: 2,
             ..StoreLimits::default()
         };
@@ -504,6 +577,83 @@ mod tests {
         s.put(k2, e(&k2, "a", 1, 9, "1")).unwrap();
         let k3 = Id::from_u64(3);
         assert_eq!(s.put(k3, e(&k3, "a", 1, 9, "1")), Err(StoreError::NodeFull));
+    }
+
+    fn slot(owner: u8, label: &str) -> String {
+        let mut s = String::from_utf8(vec![b'a' + owner; 32]).unwrap();
+        s.push_str(label);
+        s
+    }
+
+    #[test]
+    fn one_owner_cannot_fill_a_key_and_the_main_writer_keeps_room() {
+        let main = [b'a' + 9; 32];
+        let limits = StoreLimits {
+            max_entries_per_key: 8,
+            max_entries_per_owner: 2,
+            main_writers: vec![main],
+            ..StoreLimits::default()
+        };
+        assert_eq!(limits.foreign_places(), 6);
+        let mut s = Store::new(limits);
+        let k = Id::from_u64(7);
+        s.put(k, e(&k, &slot(1, "x"), 1, 9, "v")).unwrap();
+        s.put(k, e(&k, &slot(1, "y"), 1, 9, "v")).unwrap();
+        assert_eq!(
+            s.put(k, e(&k, &slot(1, "z"), 1, 9, "v")),
+            Err(StoreError::KeyFull),
+            "an owner's third entry"
+        );
+        // Its own slots can still be replaced.
+        s.put(k, e(&k, &slot(1, "y"), 2, 9, "w")).unwrap();
+        for o in 2..4 {
+            for l in ["x", "y"] {
+                s.put(k, e(&k, &slot(o, l), 1, 9, "v")).unwrap();
+            }
+        }
+        assert_eq!(
+            s.put(k, e(&k, &slot(4, "x"), 1, 9, "v")),
+            Err(StoreError::KeyFull),
+            "strangers hold their six places"
+        );
+        s.put(k, e(&k, &slot(9, "x"), 1, 9, "v")).unwrap();
+        s.put(k, e(&k, &slot(9, "y"), 1, 9, "v")).unwrap();
+        assert_eq!(
+            s.put(k, e(&k, &slot(9, "z"), 1, 9, "v")),
+            Err(StoreError::KeyFull),
+            "the key is full"
+        );
+    }
+
+    #[test]
+    fn total_bytes_are_capped_and_freed() {
+        let one = ENTRY_COST + 1 + 10;
+        let limits = StoreLimits {
+            max_store_bytes: 3 * one,
+            ..StoreLimits::default()
+        };
+        let mut s = Store::new(limits);
+        for i in 0..3u64 {
+            let k = Id::from_u64(i);
+            s.put(k, e(&k, "w", 1, 9, "0123456789")).unwrap();
+        }
+        assert_eq!(s.stored_bytes(), 3 * one);
+        let k = Id::from_u64(3);
+        assert_eq!(
+            s.put(k, e(&k, "w", 1, 9, "0123456789")),
+            Err(StoreError::NodeFull)
+        );
+        // A same-size replacement fits; a larger one does not.
+        let k0 = Id::from_u64(0);
+        s.put(k0, e(&k0, "w", 2, 9, "abcdefghij")).unwrap();
+        assert_eq!(
+            s.put(k0, e(&k0, "w", 3, 9, "abcdefghijk")),
+            Err(StoreError::NodeFull)
+        );
+        s.remove_key(&k0);
+        s.put(k, e(&k, "w", 1, 9, "0123456789")).unwrap();
+        assert_eq!(s.expire(10 * S), 3);
+        assert_eq!(s.stored_bytes(), 0);
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct Testnet {
     pub nodes: Vec<Node>,
 }
 
+/// The client credential (`client_key`) of a [`Testnet`]'s nodes, unless
+/// the config passed in names another: UDP client handles need one.
+pub const TEST_CLIENT_KEY: &[u8] = b"chordsip-testnet-client-key";
+
 impl Testnet {
     /// Starts `n` nodes on 127.0.0.1 with `cfg` (its listen address is ignored;
     /// without transactions, the SIP registrar's serve client handles)
@@ -26,6 +30,7 @@ impl Testnet {
             // Client handles' REGISTERs run on the nodes, as with the C API.
             c.transactions
                 .get_or_insert_with(crate::sip::remote::transactions);
+            c.client_key.get_or_insert_with(|| TEST_CLIENT_KEY.to_vec());
             let node = Node::start(c)?;
             if i == 0 {
                 node.join(&[])?;
@@ -38,6 +43,12 @@ impl Testnet {
         let net = Testnet { nodes };
         net.wait_converged(settle);
         Ok(net)
+    }
+
+    /// A UDP client handle to node `i`, with the testnet's client key.
+    pub fn client(&self, i: usize) -> Result<crate::client::Client> {
+        let key = self.nodes[i].config().client_key.clone();
+        crate::client::Client::connect(self.nodes[i].addr(), "chordsip", key.as_deref())
     }
 
     pub fn bootstrap(&self) -> Vec<SocketAddr> {

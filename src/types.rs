@@ -175,7 +175,13 @@ pub enum Decoded {
 /// `sip::remote::transactions()`); a node without one refuses client
 /// transactions.
 #[derive(Clone)]
-pub struct TransactionDecoder(pub Arc<DecodeFn>);
+pub struct TransactionDecoder {
+    pub decode: Arc<DecodeFn>,
+    /// The labels only these transactions may write (for the registrar:
+    /// binding slots): a client's plain put of one is refused, so that a
+    /// generic write cannot replace or pin a registration.
+    pub reserves: fn(&[u8]) -> bool,
+}
 
 /// The function behind a [`TransactionDecoder`].
 pub type DecodeFn = dyn Fn(&[u8]) -> Decoded + Send + Sync;

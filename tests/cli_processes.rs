@@ -26,6 +26,19 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// The client credential every node process here is started with.
+const CLIENT_KEY: &[u8] = b"cli-processes-client-key";
+
+fn client_key_file() -> std::path::PathBuf {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("chordsip-cli-{}.ckey", std::process::id()));
+        std::fs::write(&p, CLIENT_KEY).unwrap();
+        p
+    })
+    .clone()
+}
+
 fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
     spawn_with(addr, bootstrap, &[])
 }
@@ -34,6 +47,7 @@ fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
 fn spawn_with(addr: SocketAddr, bootstrap: &[SocketAddr], extra: &[&std::ffi::OsStr]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
     cmd.args(["node", "--listen", &addr.to_string(), "--log", "warn"]);
+    cmd.arg("--client-key-file").arg(client_key_file());
     cmd.args(extra);
     if !bootstrap.is_empty() {
         let list: Vec<String> = bootstrap.iter().map(|a| a.to_string()).collect();
@@ -63,7 +77,7 @@ fn key(i: usize) -> Id {
 }
 
 fn client(addr: SocketAddr) -> Client {
-    let mut c = Client::connect(addr, "chordsip", None).unwrap();
+    let mut c = Client::connect(addr, "chordsip", Some(CLIENT_KEY)).unwrap();
     c.set_timeout(Duration::from_secs(3));
     c
 }
@@ -202,11 +216,14 @@ fn eight_processes_survive_leave_crash_and_restart() {
     );
 }
 
+/// Runs the CLI; a command that asks a node gets the client credential.
 fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chordsip"))
-        .args(args)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
+    cmd.args(args);
+    if args.contains(&"--via") {
+        cmd.arg("--client-key-file").arg(client_key_file());
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -242,6 +259,7 @@ fn register_and_locate_from_the_command_line() {
     let sock = dir.join("b.sock");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
     cmd.args(["node", "--listen", &b.to_string(), "--log", "off"]);
+    cmd.arg("--client-key-file").arg(client_key_file());
     cmd.args(["--writer-key-file", path]);
     cmd.args(["--bootstrap", &a.to_string(), "--client-socket"]);
     cmd.arg(&sock);

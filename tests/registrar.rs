@@ -1,11 +1,10 @@
 //! The registrar over a real overlay: REGISTER at one node, lookups from
 //! another node and from a client handle, refresh, unregister, `*`, expiry.
 
-use chordsip::client::Client;
 use chordsip::sip::binding::{ContactSpec, RegisterError, RegisterRequest, RegistrarLimits};
 use chordsip::sip::registrar::{lookup, register, RegistrarError};
 use chordsip::testnet::{wait_until, Testnet};
-use chordsip::Config;
+use chordsip::{Config, Id};
 use std::time::Duration;
 
 fn contact(uri: &str, q: Option<&str>, expires: Option<u32>) -> ContactSpec {
@@ -26,6 +25,31 @@ fn one_registrar() -> Config {
     }
 }
 
+/// A node's store that does not tell the registrar its value limit, as a
+/// store in front of some other overlay might not.
+struct NoLimit<'a>(&'a chordsip::Node);
+
+impl chordsip::sip::registrar::DictStore for NoLimit<'_> {
+    fn dict_get(&mut self, key: Id) -> chordsip::Result<Vec<chordsip::Value>> {
+        self.0.get(key)
+    }
+    fn dict_put(
+        &mut self,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        lifetime: Duration,
+    ) -> chordsip::Result<chordsip::StoreReceipt> {
+        self.0.put(key, writer, data, lifetime)
+    }
+    fn dict_remove(&mut self, key: Id, writer: &[u8]) -> chordsip::Result<chordsip::StoreReceipt> {
+        self.0.remove(key, writer)
+    }
+    fn owner(&mut self) -> chordsip::Result<chordsip::owner::Owner> {
+        self.0.owner()
+    }
+}
+
 #[test]
 fn register_lookup_refresh_unregister_and_expire() {
     let net = Testnet::new(5, &one_registrar(), Duration::from_secs(20)).unwrap();
@@ -34,7 +58,7 @@ fn register_lookup_refresh_unregister_and_expire() {
         ..RegistrarLimits::default()
     };
     let (a, b) = (&net.nodes[0], &net.nodes[3]);
-    let mut client = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    let mut client = net.client(1).unwrap();
 
     // Two devices of one AOR, written with different spellings of the AOR.
     let r1 = RegisterRequest {
@@ -53,7 +77,7 @@ fn register_lookup_refresh_unregister_and_expire() {
         contacts: vec![contact("sip:alice@192.0.2.2:5062", Some("1.0"), Some(600))],
         ..RegisterRequest::default()
     };
-    let p = register(&mut client, &r2, &limits).unwrap();
+    let p = client.register(&r2).unwrap();
     assert_eq!(p.result.len(), 2, "the 200 OK lists both devices");
 
     // Lookups from another node and from the client: both bindings, q order.
@@ -138,7 +162,9 @@ fn a_refused_register_changes_nothing() {
     cfg.limits.max_value_bytes = 800;
     let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
     let limits = RegistrarLimits::default();
-    let mut client = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    // A store that does not know the overlay's value limit: the node
+    // refuses the oversized write, and the writes before it are undone.
+    let mut client = NoLimit(&net.nodes[1]);
     let aor = "sip:carol@example.com";
     let first = RegisterRequest {
         to: aor.into(),
@@ -243,7 +269,7 @@ fn large_aors_are_read_whole() {
     };
     cfg.limits.max_value_bytes = 800;
     let small = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
-    let mut client = Client::connect(small.nodes[2].addr(), "chordsip", None).unwrap();
+    let mut client = small.client(2).unwrap();
     let eight = RegisterRequest {
         to: "sip:alice@example.com".into(),
         call_id: "a84b4c76e66710@pc33.atlanta.com".into(),
@@ -274,7 +300,7 @@ fn large_aors_are_read_whole() {
         cseq: 2,
         ..eight.clone()
     };
-    let p = register(&mut client, &refresh, &limits).unwrap();
+    let p = client.register(&refresh).unwrap();
     assert_eq!((p.inserted, p.updated), (0, 8));
     let older = RegisterRequest {
         cseq: 1,
@@ -294,7 +320,7 @@ fn client_register_in_one_round_trip() {
     let mut cfg = one_registrar();
     cfg.limits.max_entries_per_key = 3;
     let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
-    let mut c = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    let mut c = net.client(1).unwrap();
     let aor = "sip:dave@example.com";
     let req = |call_id: &str, cseq: u32, contacts: Vec<ContactSpec>| RegisterRequest {
         to: aor.into(),
@@ -379,7 +405,7 @@ fn client_register_in_one_round_trip() {
 #[test]
 fn client_register_lists_more_bindings_than_fit_in_a_reply() {
     let net = Testnet::new(2, &one_registrar(), Duration::from_secs(20)).unwrap();
-    let mut c = Client::connect(net.nodes[0].addr(), "chordsip", None).unwrap();
+    let mut c = net.client(0).unwrap();
     let contacts: Vec<ContactSpec> = (0..16)
         .map(|i| {
             contact(

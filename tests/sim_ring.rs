@@ -680,8 +680,10 @@ fn client_registers_run_on_nodes_all_or_nothing() {
     // the REGISTER's other writes are undone.
     cfg.limits.max_entries_per_key = 4;
     cfg.transactions = Some(chordsip::sip::remote::transactions());
+    cfg.client_key = Some(b"sim-client-credential".to_vec());
     let mut net = build(16, &cfg, 101);
-    let codec = Codec::new(&cfg.overlay, None, cfg.max_datagram);
+    let codec =
+        Codec::new(&cfg.overlay, None, cfg.max_datagram).with_client_key(cfg.client_key.as_deref());
     let client: std::net::SocketAddr = "127.200.0.1:5555".parse().unwrap();
     net.open_mailbox(client);
     let req = |user: usize, call: &str, cseq: u32, contacts: Vec<ContactSpec>| RegisterRequest {

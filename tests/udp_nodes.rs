@@ -84,7 +84,7 @@ fn sixteen_nodes_store_leave_stop_and_rejoin() {
 #[test]
 fn client_handle_and_async_calls() {
     let net = Testnet::new(5, &Config::default(), Duration::from_secs(20)).unwrap();
-    let mut c = Client::connect(net.nodes[2].addr(), "chordsip", None).unwrap();
+    let mut c = net.client(2).unwrap();
     c.set_timeout(Duration::from_secs(3));
     c.put(
         key(1),
@@ -134,8 +134,11 @@ fn client_reads_a_key_larger_than_a_datagram() {
         ..Config::default()
     };
     cfg.limits.max_value_bytes = 800;
+    // Thirty entries of one writer key under one key: over the default
+    // quota of one owner (16), which guards an AOR against a stranger's key.
+    cfg.limits.max_entries_per_owner = 32;
     let net = Testnet::new(4, &cfg, Duration::from_secs(20)).unwrap();
-    let mut c = Client::connect(net.nodes[1].addr(), "chordsip", None).unwrap();
+    let mut c = net.client(1).unwrap();
     c.set_timeout(Duration::from_secs(3));
     for w in 0..30u8 {
         let writer = format!("device-{w:02}");
@@ -421,7 +424,7 @@ fn a_flooding_source_degrades_only_itself() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let mut c = Client::connect(target, "chordsip", None).unwrap();
+    let mut c = net.client(0).unwrap();
     c.set_timeout(Duration::from_secs(2));
     let t = Instant::now();
     c.put(key(1), b"ua", b"sip:ua@127.0.0.1", Duration::from_secs(60))

@@ -64,21 +64,21 @@ struct OverlayArgs {
 
 impl OverlayArgs {
     fn key(&self) -> Result<Option<Vec<u8>>, String> {
-        match &self.key_file {
-            None => Ok(None),
-            Some(p) => {
-                let mut k = std::fs::read(p)
-                    .map_err(|e| format!("cannot read key file {}: {e}", p.display()))?;
-                while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    k.pop();
-                }
-                if k.is_empty() {
-                    return Err(format!("key file {} is empty", p.display()));
-                }
-                Ok(Some(k))
-            }
-        }
+        self.key_file.as_deref().map(read_key).transpose()
     }
+}
+
+/// A key file's bytes, trailing newline stripped.
+fn read_key(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    let mut k =
+        std::fs::read(p).map_err(|e| format!("cannot read key file {}: {e}", p.display()))?;
+    while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        k.pop();
+    }
+    if k.is_empty() {
+        return Err(format!("key file {} is empty", p.display()));
+    }
+    Ok(k)
 }
 
 #[derive(Args)]
@@ -118,9 +118,21 @@ struct NodeArgs {
     #[arg(long, default_value = "info")]
     log: String,
     /// Also serve client handles on this UNIX datagram socket path
-    /// (clients then use `--via unix:PATH`).
+    /// (clients then use `--via unix:PATH`); only this user may use it.
     #[arg(long)]
     client_socket: Option<PathBuf>,
+    /// File holding the credential of client handles over UDP (at least 16
+    /// bytes); without it, clients are served on --client-socket only.
+    #[arg(long)]
+    client_key_file: Option<PathBuf>,
+    /// Run off loopback without an overlay key: anyone who reaches the node
+    /// may join, read and write.
+    #[arg(long)]
+    open_overlay: bool,
+    /// Any node option as NAME=VALUE (repeatable), e.g.
+    /// `--set trusted_writers=<public key>` (docs: chordsip_config_set).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    options: Vec<String>,
 }
 
 #[derive(Args)]
@@ -158,11 +170,16 @@ struct LocateArgs {
 
 #[derive(Args)]
 struct ViaArgs {
-    /// A running node to ask: `host:port`, or `unix:PATH` for its client socket.
+    /// A running node to ask: `host:port` (needs --client-key-file), or
+    /// `unix:PATH` for its client socket.
     #[arg(long, default_value = "127.0.0.1:4000")]
     via: String,
-    #[command(flatten)]
-    overlay: OverlayArgs,
+    /// Overlay name.
+    #[arg(long, default_value = "chordsip")]
+    overlay: String,
+    /// File holding the node's client credential (its --client-key-file).
+    #[arg(long)]
+    client_key_file: Option<PathBuf>,
     /// Hard deadline in milliseconds.
     #[arg(long, default_value_t = 6000)]
     timeout_ms: u64,
@@ -291,8 +308,16 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         successors: a.successors,
         log_level: LogLevel::parse(&a.log).map_err(|e| e.to_string())?,
         client_socket: a.client_socket.clone(),
+        client_key: a.client_key_file.as_deref().map(read_key).transpose()?,
+        open_overlay: a.open_overlay,
         ..Config::default()
     };
+    for option in &a.options {
+        let (name, value) = option
+            .split_once('=')
+            .ok_or_else(|| format!("--set {option}: want NAME=VALUE"))?;
+        cfg.set(name, value).map_err(|e| e.to_string())?;
+    }
     if let Some(p) = &a.writer_key_file {
         cfg.set("writer_key_file", &p.to_string_lossy())
             .map_err(|e| e.to_string())?;
@@ -347,8 +372,8 @@ fn client(a: &ViaArgs) -> Result<Client, String> {
     } else {
         PeerAddr::Udp(resolve(&a.via)?)
     };
-    let mut c = Client::connect_to(&peer, &a.overlay.overlay, a.overlay.key()?.as_deref())
-        .map_err(|e| e.to_string())?;
+    let key = a.client_key_file.as_deref().map(read_key).transpose()?;
+    let mut c = Client::connect_to(&peer, &a.overlay, key.as_deref()).map_err(|e| e.to_string())?;
     c.set_timeout(Duration::from_millis(a.timeout_ms));
     Ok(c)
 }

@@ -71,7 +71,7 @@ impl Engine {
             }
             Status::NotResponsible | Status::Leaving => {
                 if status == Status::Leaving {
-                    self.suspects.insert(from.id, self.now + SUSPECT_US);
+                    self.suspect(from.id, self.now + SUSPECT_US);
                     self.rt.remove(&from.id);
                     self.repair_successor();
                 } else {
@@ -81,6 +81,17 @@ impl Engine {
                 self.retry_put(job);
             }
             other => {
+                if other == Status::ClockSkew {
+                    let (wall, version) = (self.wall_ms(), job.entry.version);
+                    self.log(LogLevel::Warn, || {
+                        format!(
+                            "clock skew: {} at {} refused our write as expired or from its \
+                             future (our clock {wall} ms, version {version}); check NTP",
+                            from.id.to_hex(),
+                            from.addr
+                        )
+                    });
+                }
                 self.stats.puts_failed += 1;
                 self.complete(job.op, OpResult::Put(Err(error_of(other))));
             }

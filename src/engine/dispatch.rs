@@ -37,8 +37,9 @@ pub(super) enum OnAnswer {
         pending: u64,
     },
     Push,
+    /// One entry of a key this node no longer holds, written to its primary.
     Handoff {
-        keys: Vec<Id>,
+        key: Id,
     },
     SyncDigest {
         peer: NodeInfo,
@@ -70,8 +71,11 @@ pub(super) enum OnAnswer {
 }
 
 impl Engine {
-    pub(super) fn handle_request(&mut self, from: SocketAddr, msg: Message) {
+    pub(super) fn handle_request(&mut self, from: SocketAddr, msg: Message, tagged: bool) {
         let rid = msg.request_id;
+        if msg.body.is_client_request() && !self.client_allowed(from, msg.flags, tagged) {
+            return self.refuse_client(from, rid);
+        }
         // A client handle takes no place in the ring: it is never a neighbour.
         let peer = (msg.flags & FLAG_CLIENT == 0).then_some(NodeInfo {
             id: msg.sender,
@@ -94,14 +98,14 @@ impl Engine {
                 replica,
                 after,
             } => self.primary_fetch(key, replica, after, Some(from), ReplyTo::remote(from, rid)),
-            Body::Replicate { items } => self.on_replicate(from, rid, items),
+            Body::Replicate { items } => self.on_replicate(from, rid, peer, items),
             Body::SyncDigest {
                 lo,
                 hi,
                 digest,
                 count,
             } => self.on_sync_digest(from, rid, peer, (lo, hi), (digest, count)),
-            Body::SyncItems { items } => self.on_sync_items(from, rid, items),
+            Body::SyncItems { items } => self.on_sync_items(from, rid, peer, items),
             Body::ClientLookup { key } => self.serve_lookup(from, rid, key),
             Body::ClientPut { key, entry } => self.serve_put(from, rid, key, entry),
             Body::ClientGet { key, after } => self.serve_get(from, rid, key, after),
@@ -142,8 +146,8 @@ impl Engine {
             (OnAnswer::ReplicateFor { pending }, Body::ReplicateAck { status }) => {
                 self.replication_done(pending, status == Status::Ok)
             }
-            (OnAnswer::Handoff { keys }, Body::ReplicateAck { status }) => {
-                self.handoff_acked(keys, status)
+            (OnAnswer::Handoff { key }, Body::StoreReply { status, .. }) => {
+                self.handoff_entry_done(key, matches!(status, Status::Ok | Status::Stale))
             }
             (OnAnswer::SyncDigest { peer, lo, hi }, Body::SyncDigestReply { in_sync }) => {
                 self.sync_digest_answered(peer, lo, hi, in_sync)
@@ -199,7 +203,7 @@ impl Engine {
                 self.fallback_failed(key, after, reply)
             }
             OnAnswer::ReplicateFor { pending } => self.replication_done(pending, false),
-            OnAnswer::Handoff { .. } => self.handoff_failed(),
+            OnAnswer::Handoff { key } => self.handoff_entry_done(key, false),
             OnAnswer::LeaveStep { successor } => self.leave_step_done(successor),
             OnAnswer::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),
             OnAnswer::Verify { id, lookup, .. } => self.retry_lookup_now(id, *lookup),

@@ -142,7 +142,7 @@ impl Engine {
     pub(super) fn distrust(&mut self, peer: Option<NodeInfo>) {
         if let Some(p) = peer.filter(|p| p.id != self.me.id) {
             self.stats.wrong_answers += 1;
-            self.suspects.insert(p.id, self.now + SOFT_SUSPECT_US);
+            self.suspect(p.id, self.now + SOFT_SUSPECT_US);
         }
     }
 
@@ -359,15 +359,20 @@ impl Engine {
                         .map(|e| (key, e.to_wire(self.now)))
                         .collect();
                     items.iter_mut().for_each(|(k, e)| self.sign_outgoing(k, e));
-                    if !items.is_empty() {
+                    // Written to the primary as any writer would (Replicate
+                    // is taken from neighbours only); it replicates them.
+                    if !items.is_empty() && !self.handoff_entries.contains_key(&key) {
                         self.handoffs_in_flight += 1;
-                        self.send_request(
-                            node.addr,
-                            Some(node.id),
-                            Body::Replicate { items },
-                            OnAnswer::Handoff { keys: vec![key] },
-                            2,
-                        );
+                        self.handoff_entries.insert(key, (items.len(), true));
+                        for (key, entry) in items {
+                            self.send_request(
+                                node.addr,
+                                Some(node.id),
+                                Body::Store { key, entry },
+                                OnAnswer::Handoff { key },
+                                2,
+                            );
+                        }
                     }
                 }
             }

@@ -29,6 +29,37 @@ pub(super) const REMEMBER_US: u64 = 3_600_000_000;
 
 pub(super) const MAX_REMEMBERED: usize = 64;
 
+/// A neighbour that said it leaves: its Notify sent before then is ignored,
+/// and the handoff it sent around its Leaving is still taken.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Departed {
+    pub(super) addr: SocketAddr,
+    /// Its clock when it sent the Leaving.
+    pub(super) left_at_ms: u64,
+    /// Our clock when it arrived.
+    pub(super) seen: u64,
+}
+
+/// Peers suspected at once, at most: a flood of silent or leaving peers
+/// cannot grow the map without bound.
+pub(super) const MAX_SUSPECTS: usize = 4096;
+
+/// Shrinks `map` to its `keep` entries of largest `rank` (when larger).
+fn keep_latest<V>(
+    map: &mut std::collections::HashMap<Id, V>,
+    keep: usize,
+    rank: impl Fn(&V) -> u64,
+) {
+    if map.len() <= keep {
+        return;
+    }
+    let mut ranks: Vec<u64> = map.values().map(&rank).collect();
+    let cut = ranks.len() - keep;
+    let (_, threshold, _) = ranks.select_nth_unstable(cut);
+    let threshold = *threshold;
+    map.retain(|_, v| rank(v) >= threshold);
+}
+
 impl Engine {
     pub(super) fn join_found(&mut self, op: OpId, nodes: Vec<NodeInfo>) {
         if !self.op_live(op) {
@@ -87,13 +118,64 @@ impl Engine {
         });
         self.stats.nodes_failed_detected += 1;
         self.remember(NodeInfo { id, addr });
-        self.suspects.insert(id, self.now + SUSPECT_US);
-        if self.suspects.len() > 4096 {
-            let now = self.now;
-            self.suspects.retain(|_, until| *until > now);
-        }
+        self.suspect(id, self.now + SUSPECT_US);
         self.rt.remove(&id);
         self.repair_successor();
+    }
+
+    /// Whether `peer` is one of our current neighbours, at the address we
+    /// know it by.
+    pub(super) fn is_neighbour(&self, peer: Option<NodeInfo>) -> bool {
+        let Some(peer) = peer else { return false };
+        let known = |n: &NodeInfo| *n == peer;
+        self.rt.predecessors().iter().any(known) || self.rt.successors().iter().any(known)
+    }
+
+    /// Whether `peer` may push us copies: a current neighbour, or a node
+    /// whose id lies within the stretch of ring our lists span (one that
+    /// joined there since our lists were made), or anyone while our
+    /// predecessor list is still filling in after a join.
+    pub(super) fn in_neighbourhood(&self, peer: Option<NodeInfo>) -> bool {
+        let Some(p) = peer else { return false };
+        if self.is_neighbour(peer) {
+            return true;
+        }
+        let preds = self.rt.predecessors();
+        if preds.len() < self.rt.predecessor_capacity() {
+            return true;
+        }
+        let me = self.me.id;
+        let behind = preds.last().is_some_and(|far| p.id.in_open(&far.id, &me));
+        let ahead = self
+            .rt
+            .successors()
+            .last()
+            .is_some_and(|far| p.id.in_open(&me, &far.id));
+        behind || ahead
+    }
+
+    /// Whether `peer` left the ring a moment ago from this address (its
+    /// handoff may arrive after its Leaving).
+    pub(super) fn just_departed(&self, peer: Option<NodeInfo>) -> bool {
+        peer.and_then(|p| self.departed.get(&p.id).map(|d| (p, d)))
+            .is_some_and(|(p, d)| d.addr == p.addr && self.now.saturating_sub(d.seen) < SUSPECT_US)
+    }
+
+    /// Avoids `id` until `until`.
+    pub(super) fn suspect(&mut self, id: Id, until: u64) {
+        self.suspects.insert(id, until);
+        self.bound_suspects();
+    }
+
+    /// Keeps the suspects map within `MAX_SUSPECTS`: the expired go first,
+    /// then those whose suspicion ends soonest.
+    fn bound_suspects(&mut self) {
+        if self.suspects.len() <= MAX_SUSPECTS {
+            return;
+        }
+        let now = self.now;
+        self.suspects.retain(|_, until| *until > now);
+        keep_latest(&mut self.suspects, MAX_SUSPECTS * 3 / 4, |until| *until);
     }
 
     pub(super) fn remember(&mut self, node: NodeInfo) {
@@ -225,7 +307,7 @@ impl Engine {
         preds: Vec<NodeInfo>,
         succs: Vec<NodeInfo>,
     ) {
-        self.suspects.insert(who.id, self.now + SUSPECT_US);
+        self.suspect(who.id, self.now + SUSPECT_US);
         if self.rt.predecessor().map(|p| p.id) == Some(who.id) {
             self.rt.set_predecessors(preds);
         }
@@ -398,7 +480,7 @@ impl Engine {
             let stale = self
                 .departed
                 .get(&sender.id)
-                .is_some_and(|(left_at, _)| sent_ms <= *left_at);
+                .is_some_and(|d| sent_ms <= d.left_at_ms);
             if !stale {
                 self.notified(sender);
             }
@@ -416,14 +498,29 @@ impl Engine {
         preds: Vec<NodeInfo>,
         succs: Vec<NodeInfo>,
     ) {
-        if let Some(sender) = peer {
-            if self.departed.len() >= MAX_REMEMBERED {
-                let now = self.now;
-                self.departed
-                    .retain(|_, (_, seen)| now.saturating_sub(*seen) < SUSPECT_US);
+        // Only a current neighbour, from the address we know it by, with a
+        // timestamp our clock accepts, can take itself out of our lists.
+        let window_ms = self.expiry_slack_ms();
+        let wall = self.wall_ms();
+        let timely = sent_ms.abs_diff(wall) <= window_ms;
+        match peer {
+            Some(sender) if timely && self.is_neighbour(peer) => {
+                if self.departed.len() >= MAX_REMEMBERED {
+                    let now = self.now;
+                    self.departed
+                        .retain(|_, d| now.saturating_sub(d.seen) < SUSPECT_US);
+                    keep_latest(&mut self.departed, MAX_REMEMBERED / 2, |d| d.seen);
+                }
+                let departed = Departed {
+                    addr: sender.addr,
+                    left_at_ms: sent_ms,
+                    seen: self.now,
+                };
+                self.departed.insert(sender.id, departed);
+                self.neighbour_leaving(sender, preds, succs);
             }
-            self.departed.insert(sender.id, (sent_ms, self.now));
-            self.neighbour_leaving(sender, preds, succs);
+            Some(_) => self.stats.refused_membership += 1,
+            None => {}
         }
         self.reply(from, rid, Body::LeavingAck);
     }
@@ -459,6 +556,7 @@ impl Engine {
                 let until = self.now + SOFT_SUSPECT_US;
                 let e = self.suspects.entry(id).or_insert(until);
                 *e = (*e).max(until);
+                self.bound_suspects();
             }
         } else {
             self.peer_failed(to, to_id);

@@ -202,7 +202,7 @@ pub struct Engine {
     txn_ops: HashMap<OpId, u64>,
     last_version: u64,
     /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
-    departed: HashMap<Id, (u64, u64)>,
+    departed: HashMap<Id, maintain::Departed>,
     /// Per-source request budgets: (tokens, last refill).
     buckets: HashMap<SocketAddr, (f64, u64)>,
     /// Peers that stopped answering (and when to forget them): after a split
@@ -211,6 +211,9 @@ pub struct Engine {
     merge_cursor: usize,
     next_finger: usize,
     handoffs_in_flight: usize,
+    /// Entries of each handed-off key still unanswered, and whether all
+    /// answered so far were taken.
+    handoff_entries: HashMap<Id, (usize, bool)>,
     leave: Option<LeaveState>,
     last_pred: Option<Id>,
     last_succ: Option<Id>,
@@ -229,15 +232,24 @@ impl Engine {
     pub fn new(cfg: Config, addr: SocketAddr, seed: u64, wall_offset_ms: u64) -> Engine {
         let id = cfg.node_id.unwrap_or_else(|| Id::from_addr(&addr));
         let me = NodeInfo { id, addr };
-        let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram);
+        let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram)
+            .with_client_key(cfg.client_key.as_deref());
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.high_u64());
         let next_request = rng.gen::<u64>() >> 1;
         let writer = WriterKey::from_secret(&cfg.writer_key.unwrap_or_else(|| rng.gen()));
-        Engine {
+        // This node's own key keeps room under every key, as trusted keys do.
+        let mut limits = cfg.limits.clone();
+        limits.main_writers.push(*writer.owner());
+        let open_off_loopback = cfg.overlay_key.is_none() && !addr.ip().is_loopback();
+        let mut engine = Engine {
             writer,
             verifier: Verifier::default(),
-            rt: RoutingTable::new(me, cfg.successors, cfg.replicas.max(3)),
-            store: Store::new(cfg.limits.clone()),
+            rt: RoutingTable::new(
+                me,
+                cfg.successors,
+                cfg.replicas.max(3) + replicate::HOLDER_SLACK,
+            ),
+            store: Store::new(limits),
             cfg,
             me,
             codec,
@@ -271,6 +283,7 @@ impl Engine {
             merge_cursor: 0,
             next_finger: 0,
             handoffs_in_flight: 0,
+            handoff_entries: HashMap::new(),
             leave: None,
             last_pred: None,
             last_succ: None,
@@ -281,7 +294,16 @@ impl Engine {
             transmits: Vec::new(),
             completions: Vec::new(),
             events: Vec::new(),
+        };
+        if open_off_loopback {
+            engine.log(LogLevel::Warn, || {
+                format!(
+                    "open overlay on {addr}: no overlay key, so anyone who reaches this \
+                     node may join, read and write (open_overlay)"
+                )
+            });
         }
+        engine
     }
 
     pub fn me(&self) -> &NodeInfo {

@@ -289,7 +289,7 @@ impl Engine {
         if let Some((addr, rid)) = self.client_ops.remove(&op) {
             self.client_reqs.remove(&(addr, rid));
             let body = client_reply(result);
-            self.reply(addr, rid, body);
+            self.reply_client(addr, rid, body);
             return;
         }
         self.completions.push(Completion { op, result });

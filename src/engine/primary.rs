@@ -60,10 +60,28 @@ pub(super) fn page(
     (out, None)
 }
 
-pub(super) fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::ValueTooLarge | StoreError::WriterTooLarge => Status::TooLarge,
-        StoreError::KeyFull | StoreError::NodeFull => Status::Full,
+/// Why a received entry was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    Limit(StoreError),
+    /// Its signature does not match its owner.
+    Forged,
+    /// Its signed expiry had passed when it arrived.
+    Expired,
+    /// Its version lies further in the future than clocks may differ.
+    FromTheFuture,
+}
+
+impl Refusal {
+    pub(super) fn status(self) -> Status {
+        match self {
+            Refusal::Limit(StoreError::ValueTooLarge | StoreError::WriterTooLarge) => {
+                Status::TooLarge
+            }
+            Refusal::Limit(StoreError::KeyFull | StoreError::NodeFull) => Status::Full,
+            Refusal::Forged => Status::BadRequest,
+            Refusal::Expired | Refusal::FromTheFuture => Status::ClockSkew,
+        }
     }
 }
 
@@ -84,10 +102,9 @@ impl Engine {
         }
         let signed = matches!(reply, ReplyTo::LocalPut(_));
         let status = match self.store_entry(key, &entry, signed) {
-            Ok(Some(PutOutcome::Stored | PutOutcome::Unchanged)) => Status::Ok,
-            Ok(Some(PutOutcome::Stale)) => Status::Stale,
-            Ok(None) => Status::BadRequest,
-            Err(e) => store_status(e),
+            Ok(PutOutcome::Stored | PutOutcome::Unchanged) => Status::Ok,
+            Ok(PutOutcome::Stale) => Status::Stale,
+            Err(r) => r.status(),
         };
         if status != Status::Ok {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
@@ -228,26 +245,43 @@ impl Engine {
     }
 
     /// Stores a received entry, its lifetime capped at the configured maximum
-    /// and at its signed expiry. An entry that would change what is stored
-    /// must carry its owner's signature (`signed`: this node signed it itself);
-    /// a forged one is refused as a bad request.
+    /// (at the tombstone lifetime for a removal) and at its signed expiry. An
+    /// entry that would change what is stored must carry its owner's
+    /// signature (`signed`: this node signed it itself).
     pub(super) fn store_entry(
         &mut self,
         key: Id,
         e: &WireEntry,
         signed: bool,
-    ) -> Result<Option<PutOutcome>, StoreError> {
-        let max_lifetime_ms = self.store.limits().max_lifetime_ms;
-        let lifetime_ms = self.signed_lifetime_ms(e).min(max_lifetime_ms);
+    ) -> Result<PutOutcome, Refusal> {
+        let mut lifetime_ms = self
+            .signed_lifetime_ms(e)
+            .min(self.store.limits().max_lifetime_ms);
+        if e.tombstone {
+            lifetime_ms = lifetime_ms.min(self.tombstone_lifetime_ms());
+        }
         if lifetime_ms == 0 {
-            return Ok(Some(PutOutcome::Unchanged)); // expired on the way
+            return Err(Refusal::Expired);
+        }
+        // Versions are wall-clock microseconds: one far ahead of ours would
+        // lock the slot against its writer's next writes.
+        let horizon_ms = self.wall_ms().saturating_add(self.expiry_slack_ms());
+        if e.version > horizon_ms.saturating_mul(1000) {
+            return Err(Refusal::FromTheFuture);
         }
         let mut entry = Entry::from_wire(&key, e, self.now);
         entry.expires_at = self.now + lifetime_ms as u64 * 1000;
         if !signed && self.store.is_news(&key, &entry) && !self.authentic(&key, e) {
-            return Ok(None);
+            return Err(Refusal::Forged);
         }
-        self.store.put(key, entry).map(Some)
+        self.store.put(key, entry).map_err(Refusal::Limit)
+    }
+
+    fn tombstone_lifetime_ms(&self) -> u32 {
+        self.cfg
+            .tombstone_lifetime
+            .as_millis()
+            .min(u32::MAX as u128) as u32
     }
 
     pub(super) fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
@@ -258,10 +292,10 @@ impl Engine {
                 continue;
             }
             match self.store_entry(key, &e, false) {
-                Ok(Some(PutOutcome::Stored)) => added += 1,
-                Ok(Some(_)) => {}
-                Ok(None) => status = Status::BadRequest,
-                Err(e) => status = store_status(e),
+                Ok(PutOutcome::Stored) => added += 1,
+                // A copy may expire on its way, during a handoff or sync.
+                Ok(_) | Err(Refusal::Expired) => {}
+                Err(r) => status = r.status(),
             }
         }
         if added > 0 {

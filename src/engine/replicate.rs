@@ -20,6 +20,10 @@ pub(super) struct LeaveState {
     pub(super) failed: bool,
 }
 
+/// Places past its replica range at which a node still takes a pushed copy
+/// (and its predecessor list keeps this many more than `replicas`).
+pub(super) const HOLDER_SLACK: usize = 2;
+
 /// Misplaced keys handed off per sync round.
 pub(super) const HANDOFF_BATCH: usize = 64;
 
@@ -214,9 +218,33 @@ impl Engine {
         }
     }
 
-    /// Copies pushed by a neighbour (replication, handoff, repair).
-    pub(super) fn on_replicate(&mut self, from: SocketAddr, rid: u64, items: Vec<(Id, WireEntry)>) {
-        let status = self.accept_items(items);
+    /// Copies pushed by a neighbour (replication, handoff, repair). Only a
+    /// current neighbour (or one that just left) may push, and only keys we
+    /// hold a copy of: checked before any signature is, so a stranger's
+    /// datagram costs no signature check.
+    pub(super) fn on_replicate(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        peer: Option<NodeInfo>,
+        mut items: Vec<(Id, WireEntry)>,
+    ) {
+        if !self.in_neighbourhood(peer) && !self.just_departed(peer) {
+            self.stats.refused_membership += 1;
+            let status = Status::NotResponsible;
+            self.reply(from, rid, Body::ReplicateAck { status });
+            return;
+        }
+        let offered = items.len();
+        // A sender whose lists lag ours by a join or two may count us among
+        // a key's holders a little too far out; beyond that, it is wrong.
+        let reach = self.cfg.replicas + HOLDER_SLACK;
+        items.retain(|(k, _)| self.rt.is_holder(k, reach) != Some(false));
+        let mut status = self.accept_items(items.clone());
+        if items.len() < offered {
+            self.stats.refused_membership += 1;
+            status = Status::NotResponsible;
+        }
         self.reply(from, rid, Body::ReplicateAck { status });
     }
 
@@ -231,6 +259,14 @@ impl Engine {
         (lo, hi): (Id, Id),
         theirs: (u64, u32),
     ) {
+        // The offer goes to a neighbour only: anyone else could aim it
+        // (many times the digest's size) at a spoofed address.
+        if !self.is_neighbour(peer) {
+            self.stats.refused_membership += 1;
+            let status = Status::NotResponsible;
+            self.reply(from, rid, Body::Error { status });
+            return;
+        }
         let in_sync = self.store.range_digest(&lo, &hi, self.now) == theirs;
         self.reply(from, rid, Body::SyncDigestReply { in_sync });
         if let Some(sender) = peer.filter(|_| !in_sync) {
@@ -239,7 +275,19 @@ impl Engine {
     }
 
     /// Summaries a peer holds: answer with the ones we lack or hold older.
-    pub(super) fn on_sync_items(&mut self, from: SocketAddr, rid: u64, items: Vec<ItemSummary>) {
+    pub(super) fn on_sync_items(
+        &mut self,
+        from: SocketAddr,
+        rid: u64,
+        peer: Option<NodeInfo>,
+        items: Vec<ItemSummary>,
+    ) {
+        if !self.is_neighbour(peer) {
+            self.stats.refused_membership += 1;
+            let status = Status::NotResponsible;
+            self.reply(from, rid, Body::Error { status });
+            return;
+        }
         let now = self.now;
         let indices: Vec<u16> = items
             .iter()
@@ -276,25 +324,26 @@ impl Engine {
         self.push_items(peer, push, || OnAnswer::Push, 2);
     }
 
-    /// The primary took handed-off keys: drop those we no longer hold a copy of.
-    pub(super) fn handoff_acked(&mut self, keys: Vec<Id>, status: Status) {
-        self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
-        if status != Status::Ok {
+    /// The primary answered (`taken`) or never answered one entry of a
+    /// handed-off key. When every entry was taken the key is dropped here
+    /// (if we still hold no copy of it); otherwise it goes again next round.
+    pub(super) fn handoff_entry_done(&mut self, key: Id, taken: bool) {
+        let Some((left, all_taken)) = self.handoff_entries.get_mut(&key) else {
+            return;
+        };
+        *left -= 1;
+        *all_taken &= taken;
+        if *left > 0 {
             return;
         }
-        let mut gone = 0;
-        for k in keys {
-            if self.rt.is_holder(&k, self.cfg.replicas) == Some(false) {
-                gone += self.store.remove_key(&k);
+        let all_taken = *all_taken;
+        self.handoff_entries.remove(&key);
+        self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+        if all_taken && self.rt.is_holder(&key, self.cfg.replicas) == Some(false) {
+            let gone = self.store.remove_key(&key);
+            if gone > 0 {
+                self.events.push(Event::KeysOut(gone));
             }
         }
-        if gone > 0 {
-            self.events.push(Event::KeysOut(gone));
-        }
-    }
-
-    /// A handoff went unanswered: the keys stay, and go again next round.
-    pub(super) fn handoff_failed(&mut self) {
-        self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
     }
 }

@@ -39,7 +39,7 @@ impl Engine {
         self.now = now;
         self.stats.msgs_received += 1;
         self.stats.bytes_received += data.len() as u64;
-        let msg = match self.codec.decode(data) {
+        let (msg, tagged) = match self.codec.decode_authenticated(data) {
             Ok(m) => m,
             Err(wire::DecodeError::WrongOverlay | wire::DecodeError::BadTag) => {
                 self.stats.dropped_unauthenticated += 1;
@@ -53,7 +53,7 @@ impl Engine {
                 return;
             }
         };
-        if self.codec.is_keyed() && !self.fresh(msg.timestamp_ms) {
+        if tagged && !self.fresh(msg.timestamp_ms) {
             // Authentic but old (or from a clock far off): a replay.
             self.stats.dropped_unauthenticated += 1;
             self.log(LogLevel::Debug, || {
@@ -71,7 +71,7 @@ impl Engine {
         if msg.flags & FLAG_RESPONSE != 0 {
             self.handle_response(from, msg);
         } else if self.admit(from) {
-            self.handle_request(from, msg);
+            self.handle_request(from, msg, tagged);
         } else {
             self.stats.dropped_rate_limited += 1;
         }
@@ -181,7 +181,23 @@ impl Engine {
 
     pub(super) fn reply(&mut self, to: SocketAddr, request_id: u64, body: Body) {
         let msg = self.header(request_id, FLAG_RESPONSE, body);
-        match self.codec.encode(&msg) {
+        self.send_reply(to, &msg, false);
+    }
+
+    /// Answers a client handle: tagged with the client key over UDP, plain
+    /// on the UNIX socket (`plain` also for a refusal to a client without
+    /// the credential, which could not check a tag).
+    pub(super) fn reply_client(&mut self, to: SocketAddr, request_id: u64, body: Body) {
+        let msg = self.header(request_id, FLAG_RESPONSE | FLAG_CLIENT, body);
+        self.send_reply(to, &msg, wire::is_unix_alias(&to));
+    }
+
+    pub(super) fn send_reply(&mut self, to: SocketAddr, msg: &Message, plain: bool) {
+        let encoded = match plain {
+            true => self.codec.encode_plain(msg),
+            false => self.codec.encode(msg),
+        };
+        match encoded {
             Ok(data) => {
                 self.stats.msgs_sent += 1;
                 self.stats.bytes_sent += data.len() as u64;

@@ -7,7 +7,9 @@ use crate::id::Id;
 use crate::owner;
 use crate::types::{OpId, Value};
 use crate::wire;
-use crate::wire::{status_of, Body, InfoKind, NodeInfo, Status, WireEntry};
+use crate::wire::{
+    status_of, Body, InfoKind, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
+};
 use std::net::SocketAddr;
 
 /// Operation ids of requests run for client handles (never chosen by the API caller).
@@ -63,7 +65,7 @@ impl Engine {
             return None;
         }
         if self.client_ops.len() >= MAX_CLIENT_OPS {
-            self.reply(
+            self.reply_client(
                 from,
                 rid,
                 Body::Error {
@@ -100,7 +102,7 @@ impl Engine {
         // Our datagrams may be smaller than the primary's: cut the page again.
         let (entries, cut) = page(live, None, self.page_budget());
         let next = cut.or(next);
-        self.reply(
+        self.reply_client(
             addr,
             rid,
             Body::FetchReply {
@@ -145,6 +147,23 @@ impl Engine {
         out
     }
 
+    /// Whether a client request may be served: from the UNIX socket (its
+    /// file permissions admit the caller), or over UDP with a tag made with
+    /// this node's client key. Members get no more than strangers: their
+    /// overlay key is not a client credential.
+    pub(super) fn client_allowed(&self, from: SocketAddr, flags: u8, tagged: bool) -> bool {
+        flags & FLAG_CLIENT != 0 && (wire::is_unix_alias(&from) || tagged)
+    }
+
+    /// Tells a client it lacks the credential, in a datagram no larger than
+    /// its request (so a spoofed request cannot be turned into a flood).
+    pub(super) fn refuse_client(&mut self, from: SocketAddr, rid: u64) {
+        self.stats.dropped_unauthenticated += 1;
+        let status = Status::Unauthorized;
+        let msg = self.header(rid, FLAG_RESPONSE | FLAG_CLIENT, Body::Error { status });
+        self.send_reply(from, &msg, true);
+    }
+
     pub(super) fn serve_lookup(&mut self, from: SocketAddr, rid: u64, key: Id) {
         if let Some(op) = self.client_op(from, rid) {
             let timeout = self.cfg.op_timeout;
@@ -152,8 +171,22 @@ impl Engine {
         }
     }
 
-    /// A client's write: the node puts the label in its own slot and signs it.
-    pub(super) fn serve_put(&mut self, from: SocketAddr, rid: u64, key: Id, entry: WireEntry) {
+    /// A client's write: the node puts the label in its own slot and signs
+    /// it, with a version of its own clock and a lifetime of at most
+    /// `max_client_lifetime`, never in a slot that only transactions write.
+    pub(super) fn serve_put(&mut self, from: SocketAddr, rid: u64, key: Id, mut entry: WireEntry) {
+        let reserved = self.cfg.transactions.as_ref();
+        if reserved.is_some_and(|d| (d.reserves)(&entry.writer)) {
+            self.stats.dropped_unauthenticated += 1;
+            let status = Status::Unauthorized;
+            self.reply_client(from, rid, Body::Error { status });
+            return;
+        }
+        if self.client_reqs.contains_key(&(from, rid)) {
+            return; // a retransmission of one still running
+        }
+        entry.version = self.next_version();
+        entry.lifetime_ms = entry.lifetime_ms.min(self.client_lifetime_cap_ms());
         if let Some(op) = self.client_op(from, rid) {
             let timeout = self.cfg.op_timeout;
             self.start_put(op, key, entry, timeout);
@@ -174,6 +207,14 @@ impl Engine {
         }
     }
 
+    /// The longest lifetime a client's write gets (`max_client_lifetime`).
+    pub(super) fn client_lifetime_cap_ms(&self) -> u32 {
+        self.cfg
+            .max_client_lifetime
+            .as_millis()
+            .min(u32::MAX as u128) as u32
+    }
+
     pub(super) fn serve_info(&mut self, from: SocketAddr, rid: u64, what: u8) {
         let mut text = self.info_text(InfoKind::from_code(what)).into_bytes();
         text.truncate(
@@ -181,6 +222,6 @@ impl Engine {
                 .max_datagram
                 .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4),
         );
-        self.reply(from, rid, Body::ClientInfoReply { text });
+        self.reply_client(from, rid, Body::ClientInfoReply { text });
     }
 }

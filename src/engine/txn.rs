@@ -40,11 +40,11 @@ impl Engine {
         }
         if self.client_reqs.len() >= MAX_CLIENT_OPS {
             let status = Status::Full;
-            self.reply(from, rid, Body::Error { status });
+            self.reply_client(from, rid, Body::Error { status });
             return;
         }
         let decoded = match &self.cfg.transactions {
-            Some(decoder) => (decoder.0)(request),
+            Some(decoder) => (decoder.decode)(request),
             None => {
                 self.log(LogLevel::Warn, || {
                     format!("refused a client transaction from {from}: this node serves none")
@@ -57,11 +57,11 @@ impl Engine {
             Decoded::Answer(outcome) => {
                 let status = Status::Ok;
                 let body = Body::ClientTransactionReply { status, outcome };
-                return self.reply(from, rid, body);
+                return self.reply_client(from, rid, body);
             }
             Decoded::Malformed => {
                 let status = Status::BadRequest;
-                return self.reply(from, rid, Body::Error { status });
+                return self.reply_client(from, rid, Body::Error { status });
             }
         };
         let key = txn.key();
@@ -153,6 +153,7 @@ impl Engine {
             let entry = match w.value {
                 Some((data, lifetime)) => {
                     let ms = lifetime.as_millis().min(u32::MAX as u128) as u32;
+                    let ms = ms.min(self.client_lifetime_cap_ms());
                     WireEntry::unsigned(w.label, version, ms, false, data)
                 }
                 None => WireEntry::unsigned(w.label, version, tombstone_ms, true, Vec::new()),
@@ -169,7 +170,7 @@ impl Engine {
             status: Status::Ok,
             outcome: job.txn.reply(budget),
         };
-        self.reply(job.client.0, job.client.1, body);
+        self.reply_client(job.client.0, job.client.1, body);
     }
 
     /// The overlay failed the transaction: the status says why.
@@ -179,6 +180,6 @@ impl Engine {
             status: status_of(&e),
             outcome: Vec::new(),
         };
-        self.reply(client.0, client.1, body);
+        self.reply_client(client.0, client.1, body);
     }
 }

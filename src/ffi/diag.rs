@@ -63,6 +63,10 @@ pub struct chordsip_stats {
     pub wrong_answers: u64,
     /// Entries refused or dropped because their owner's signature did not match.
     pub forged_entries: u64,
+    /// Membership and data messages refused before any other work: a
+    /// Leaving, Replicate or handoff not from a current neighbour at its known
+    /// address, outside the clock window, or for keys this node does not hold.
+    pub refused_membership: u64,
 }
 
 /// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
@@ -140,6 +144,7 @@ pub unsafe extern "C" fn chordsip_node_stats(
             dropped_rate_limited: s.dropped_rate_limited,
             wrong_answers: s.wrong_answers,
             forged_entries: s.forged_entries,
+            refused_membership: s.refused_membership,
         };
         // SAFETY: out is non-NULL (checked) and writable.
         unsafe { write_out(out, st) }

@@ -75,6 +75,13 @@ pub enum chordsip_result {
     CHORDSIP_ERR_OUT_OF_ORDER = 22,
     /// A REGISTER's expires is below the registrar's minimum (SIP 423).
     CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23,
+    /// The responsible node's clock differs from ours by more than the
+    /// replay window (`replay_window_ms`): the write arrived past its signed
+    /// expiry there, or its version lies in that node's future. Fix the clocks (NTP).
+    CHORDSIP_ERR_CLOCK_SKEW = 24,
+    /// The node refused a client request: no client credential, a wrong
+    /// one, or a namespace the credential does not allow.
+    CHORDSIP_ERR_UNAUTHORIZED = 25,
 }
 
 use chordsip_result::*;
@@ -98,6 +105,8 @@ impl From<&Error> for chordsip_result {
             Error::InCallback => CHORDSIP_ERR_IN_CALLBACK,
             Error::Cancelled => CHORDSIP_ERR_CANCELLED,
             Error::BadState(_) => CHORDSIP_ERR_BAD_STATE,
+            Error::ClockSkew => CHORDSIP_ERR_CLOCK_SKEW,
+            Error::Unauthorized(_) => CHORDSIP_ERR_UNAUTHORIZED,
         }
     }
 }
@@ -143,6 +152,8 @@ pub extern "C" fn chordsip_result_str(result: c_int) -> *const c_char {
         21 => "internal error (panic caught)\0",
         22 => "CSeq not newer than the stored binding's\0",
         23 => "expires below the registrar's minimum\0",
+        24 => "clocks differ by more than the replay window\0",
+        25 => "not authorized by the node\0",
         _ => "unknown result code\0",
     };
     s.as_ptr().cast()

@@ -206,6 +206,14 @@ pub fn binding_writer(contact: &Uri, instance: Option<&str>, reg_id: Option<u32>
     }
 }
 
+/// Whether `label` has the form of a binding slot (`i:`, `c:` or `h:`, as
+/// [`binding_writer`] makes them): only a REGISTER writes these.
+pub fn is_binding_label(label: &[u8]) -> bool {
+    [&b"i:"[..], b"c:", b"h:"]
+        .iter()
+        .any(|p| label.starts_with(p))
+}
+
 /// Decides the storage steps of `req` given the AOR's `current` bindings.
 pub fn plan(
     req: &RegisterRequest,

@@ -276,7 +276,10 @@ pub fn decode_transaction(data: &[u8]) -> Decoded {
 /// The decoder a node that serves SIP registrars' client handles is built
 /// with (`Config::transactions`).
 pub fn transactions() -> TransactionDecoder {
-    TransactionDecoder(Arc::new(decode_transaction))
+    TransactionDecoder {
+        decode: Arc::new(decode_transaction),
+        reserves: crate::sip::binding::is_binding_label,
+    }
 }
 
 #[cfg(test)]

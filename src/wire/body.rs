@@ -190,6 +190,19 @@ impl Body {
     }
 
     /// Whether this body answers a request (it must carry FLAG_RESPONSE).
+    /// Requests only client handles send: the node runs them on its own
+    /// behalf (and signs their writes), so they need a client credential.
+    pub fn is_client_request(&self) -> bool {
+        matches!(
+            self,
+            Body::ClientLookup { .. }
+                | Body::ClientPut { .. }
+                | Body::ClientGet { .. }
+                | Body::ClientInfo { .. }
+                | Body::ClientTransaction { .. }
+        )
+    }
+
     pub fn is_response(&self) -> bool {
         matches!(
             self,

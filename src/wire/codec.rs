@@ -2,9 +2,9 @@
 //! panics on input; the encoded sizes that paging and batching rely on.
 
 use super::{
-    Body, ItemSummary, Message, NodeInfo, Status, WireEntry, FLAG_RESPONSE, FLAG_TAGGED,
-    HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, SIGNATURE_LEN, TAG_LEN,
-    VERSION,
+    Body, ItemSummary, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
+    FLAG_TAGGED, HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, SIGNATURE_LEN,
+    TAG_LEN, VERSION,
 };
 use crate::id::{Id, ID_LEN};
 use hmac::{Hmac, Mac};
@@ -37,12 +37,19 @@ pub fn overlay_tag(name: &str) -> u32 {
     u32::from_be_bytes(id.0[..4].try_into().expect("4 bytes"))
 }
 
-/// Encodes and authenticates datagrams for one overlay.
+/// Encodes and authenticates datagrams for one overlay: peer datagrams with
+/// the overlay key, client-handle datagrams (`FLAG_CLIENT`) with the client
+/// key, a credential of its own so that a client cannot pass for a member.
 #[derive(Clone)]
 pub struct Codec {
     overlay: u32,
     key: Option<Hmac<Sha256>>,
+    client_key: Option<Hmac<Sha256>>,
     max_datagram: usize,
+}
+
+fn hmac_of(key: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
 impl std::fmt::Debug for Codec {
@@ -58,8 +65,23 @@ impl Codec {
     pub fn new(overlay_name: &str, key: Option<&[u8]>, max_datagram: usize) -> Codec {
         Codec {
             overlay: overlay_tag(overlay_name),
-            key: key.map(|k| Hmac::<Sha256>::new_from_slice(k).expect("HMAC takes any key length")),
+            key: key.map(hmac_of),
+            client_key: None,
             max_datagram: max_datagram.min(MAX_DATAGRAM),
+        }
+    }
+
+    /// The same codec, tagging and checking client-handle datagrams with
+    /// `key` (a node's `client_key`, or a UDP client handle's credential).
+    pub fn with_client_key(mut self, key: Option<&[u8]>) -> Codec {
+        self.client_key = key.map(hmac_of);
+        self
+    }
+
+    fn key_for(&self, flags: u8) -> Option<&Hmac<Sha256>> {
+        match flags & FLAG_CLIENT {
+            0 => self.key.as_ref(),
+            _ => self.client_key.as_ref(),
         }
     }
 
@@ -74,12 +96,26 @@ impl Codec {
 
     /// Encodes a message. Fails only when it would exceed the datagram limit.
     pub fn encode(&self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with(msg, self.key_for(msg.flags))
+    }
+
+    /// Encodes a message without a tag (for a client of the node's UNIX
+    /// socket, or a refusal to a client that has no credential).
+    pub fn encode_plain(&self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with(msg, None)
+    }
+
+    fn encode_with(
+        &self,
+        msg: &Message,
+        key: Option<&Hmac<Sha256>>,
+    ) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer(Vec::with_capacity(128));
         w.bytes(&MAGIC);
         w.u8(VERSION);
         w.u8(msg.body.kind());
         let mut flags = msg.flags & !FLAG_TAGGED;
-        if self.key.is_some() {
+        if key.is_some() {
             flags |= FLAG_TAGGED;
         }
         w.u8(flags);
@@ -88,7 +124,7 @@ impl Codec {
         w.u64(msg.timestamp_ms);
         w.bytes(&msg.sender.0);
         encode_body(&mut w, &msg.body)?;
-        if let Some(mac) = &self.key {
+        if let Some(mac) = key {
             let mut mac = mac.clone();
             mac.update(&w.0);
             let tag = mac.finalize().into_bytes();
@@ -100,8 +136,15 @@ impl Codec {
         Ok(w.0)
     }
 
-    /// Decodes and authenticates one datagram. Never panics.
+    /// Decodes and authenticates one datagram. Never panics. A client
+    /// datagram without a tag is accepted here (a UNIX-socket client needs
+    /// none); `decode_authenticated` says whether it carried one.
     pub fn decode(&self, data: &[u8]) -> Result<Message, DecodeError> {
+        self.decode_authenticated(data).map(|(m, _)| m)
+    }
+
+    /// Decodes one datagram, and whether it carried a valid tag.
+    pub fn decode_authenticated(&self, data: &[u8]) -> Result<(Message, bool), DecodeError> {
         if data.len() > self.max_datagram {
             return Err(DecodeError::TooLong);
         }
@@ -120,7 +163,8 @@ impl Codec {
             return Err(DecodeError::WrongOverlay);
         }
         let tagged = flags & FLAG_TAGGED != 0;
-        let signed_len = match (&self.key, tagged) {
+        let client = flags & FLAG_CLIENT != 0;
+        let signed_len = match (self.key_for(flags), tagged) {
             (Some(mac), true) => {
                 if data.len() < HEADER_LEN + TAG_LEN {
                     return Err(DecodeError::Truncated);
@@ -133,6 +177,7 @@ impl Codec {
                 split
             }
             (None, false) => data.len(),
+            (Some(_), false) if client => data.len(),
             _ => return Err(DecodeError::BadTag),
         };
         let mut r = Reader {
@@ -151,14 +196,15 @@ impl Codec {
         if body.is_response() != (flags & FLAG_RESPONSE != 0) {
             return Err(DecodeError::BadValue("response flag"));
         }
-        Ok(Message {
+        let message = Message {
             flags: flags & !FLAG_TAGGED,
             overlay,
             request_id,
             timestamp_ms,
             sender,
             body,
-        })
+        };
+        Ok((message, tagged))
     }
 }
 

@@ -62,6 +62,14 @@ pub const FLAG_TAGGED: u8 = 0x02;
 /// Sent by a client handle (no place on the ring): never adopt the sender as a neighbour.
 pub const FLAG_CLIENT: u8 = 0x04;
 
+/// Whether `addr` stands for a client of a node's UNIX socket: the runtime
+/// gives each one an alias in the discard-only prefix `100::/64` (RFC 6666),
+/// which no real peer can have. Such a client is trusted by the socket's
+/// file permissions, and needs no client key.
+pub fn is_unix_alias(addr: &std::net::SocketAddr) -> bool {
+    matches!(addr.ip(), std::net::IpAddr::V6(ip) if ip.segments()[..4] == [0x100, 0, 0, 0])
+}
+
 /// The flags byte of a datagram that at least looks like one of ours, before
 /// it is decoded (used to route local datagrams; decoding still decides).
 pub fn peek_flags(data: &[u8]) -> Option<u8> {

@@ -26,6 +26,12 @@ pub enum Status {
     NoRoute = 9,
     /// The receiver has not joined a ring.
     NotJoined = 10,
+    /// A write arrived past its signed expiry, or with a version from the
+    /// receiver's future: the clocks differ by more than the replay window.
+    ClockSkew = 11,
+    /// A client request without the credential it needs (or for a
+    /// namespace its credential does not allow).
+    Unauthorized = 12,
 }
 
 impl Status {
@@ -42,6 +48,8 @@ impl Status {
             8 => Status::Timeout,
             9 => Status::NoRoute,
             10 => Status::NotJoined,
+            11 => Status::ClockSkew,
+            12 => Status::Unauthorized,
             _ => return Err(DecodeError::BadValue("status")),
         })
     }
@@ -57,6 +65,8 @@ pub fn status_of(e: &Error) -> Status {
         Error::Full => Status::Full,
         Error::Stale => Status::Stale,
         Error::Shutdown => Status::Leaving,
+        Error::ClockSkew => Status::ClockSkew,
+        Error::Unauthorized(_) => Status::Unauthorized,
         _ => Status::BadRequest,
     }
 }
@@ -71,6 +81,8 @@ pub fn error_of(s: Status) -> Error {
         Status::Full => Error::Full,
         Status::Stale => Error::Stale,
         Status::Leaving => Error::Shutdown,
+        Status::ClockSkew => Error::ClockSkew,
+        Status::Unauthorized => Error::Unauthorized("refused by the node".into()),
         Status::BadRequest => Error::InvalidArgument("request refused by the peer".into()),
         Status::NotFound | Status::Ok => Error::Refused(format!("{s:?}")),
     }

@@ -20,7 +20,7 @@ static uint8_t *big_data;                           /* above any datagram */
 static const size_t BIG_DATA_LEN = 70000;
 
 /* The highest result code the header defines. */
-#define LAST_RESULT CHORDSIP_ERR_INTERVAL_TOO_BRIEF
+#define LAST_RESULT CHORDSIP_ERR_UNAUTHORIZED
 
 /* Sentinel objects: a failed call must leave an out-pointer pointing here. */
 static char sentinel_obj;
@@ -93,6 +93,7 @@ static void test_version_and_results(void) {
     /* Stable numbers, as the header promises. */
     CHECK(CHORDSIP_ERR_TIMEOUT == 1 && CHORDSIP_ERR_FORKED == 15 && CHORDSIP_ERR_PANIC == 21);
     CHECK(CHORDSIP_ERR_OUT_OF_ORDER == 22 && CHORDSIP_ERR_INTERVAL_TOO_BRIEF == 23);
+    CHECK(CHORDSIP_ERR_CLOCK_SKEW == 24 && CHORDSIP_ERR_UNAUTHORIZED == 25);
     /* The registrar's codes say what they are about. */
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_INTERVAL_TOO_BRIEF), "expires") != NULL);
@@ -1151,7 +1152,12 @@ static void test_client_args(chordsip_node *n) {
     CHECK_RC(chordsip_client_lookup(c, "k", &li), CHORDSIP_ERR_TIMEOUT);
     chordsip_client_free(c);
 
-    CHECK_OK(chordsip_client_new(addr, NULL, NULL, 0, 0, &c));
+    /* Without the node's client credential a UDP client is refused, at once. */
+    CHECK_OK(chordsip_client_new(addr, NULL, NULL, 0, 3000, &c));
+    CHECK_RC(chordsip_client_lookup(c, "k", &li), CHORDSIP_ERR_UNAUTHORIZED);
+    chordsip_client_free(c);
+
+    CHECK_OK(chordsip_client_new(addr, NULL, TEST_KEY_ARGS, 0, &c));
 
     /* chordsip_client_set_timeout */
     CHECK_RC(chordsip_client_set_timeout(NULL, 100), CHORDSIP_ERR_NULL_POINTER);

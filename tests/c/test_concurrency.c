@@ -98,7 +98,7 @@ int main(void) {
     chordsip_config_free(cfg);
     char addr[64];
     CHECK_OK(chordsip_node_addr(nodes[1], addr, sizeof addr));
-    CHECK_OK(chordsip_client_new(addr, NULL, NULL, 0, scaled(5) * 1000, &shared_client));
+    CHECK_OK(chordsip_client_new(addr, NULL, TEST_KEY_ARGS, scaled(5) * 1000, &shared_client));
 
     pthread_t th[THREADS], obs;
     worker_t w[THREADS];

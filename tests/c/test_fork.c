@@ -146,7 +146,7 @@ int main(void) {
     char addr[64];
     CHECK_OK(chordsip_node_addr(n[1], addr, sizeof addr));
     chordsip_client *c = NULL;
-    CHECK_OK(chordsip_client_new(addr, NULL, NULL, 0, scaled(5) * 1000, &c));
+    CHECK_OK(chordsip_client_new(addr, NULL, TEST_KEY_ARGS, scaled(5) * 1000, &c));
     CHECK_OK(chordsip_client_put(c, "sip:fork@example.com", "parent", (const uint8_t *)"p", 1,
                                  60, NULL));
 

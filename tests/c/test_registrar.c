@@ -990,7 +990,7 @@ int main(void) {
 
     char addr[64], peer[160];
     CHECK_OK(chordsip_node_addr(node_b, addr, sizeof addr));
-    CHECK_OK(chordsip_client_new(addr, NULL, NULL, 0, scaled(5) * 1000, &udp_client));
+    CHECK_OK(chordsip_client_new(addr, NULL, TEST_KEY_ARGS, scaled(5) * 1000, &udp_client));
     snprintf(peer, sizeof peer, "unix:%s", sock);
     CHECK_OK(chordsip_client_new(peer, NULL, NULL, 0, scaled(5) * 1000, &unix_client));
     at_a = (target_t){"node A", node_a, NULL};

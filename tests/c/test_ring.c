@@ -157,18 +157,40 @@ static size_t list_len(chordsip_node *n, uint32_t which) {
     return len;
 }
 
+/* Whether every peer in list `which` of `n` is one of the ring's nodes. */
+static int all_known(chordsip_node *n, uint32_t which, char ids[N][41]) {
+    chordsip_peers *p = NULL;
+    CHECK_OK(chordsip_node_neighbours(n, which, &p));
+    int all = 1;
+    for (size_t j = 0; j < chordsip_peers_len(p); j++) {
+        chordsip_peer peer;
+        CHECK_OK(chordsip_peers_get(p, j, &peer));
+        int known = 0;
+        for (int m = 0; m < N; m++)
+            known |= strcmp(peer.id, ids[m]) == 0;
+        all &= known;
+    }
+    chordsip_peers_free(p);
+    return all;
+}
+
 static void test_views(chordsip_node **n) {
     char ids[N][41];
     for (int i = 0; i < N; i++)
         node_id_of(n[i], ids[i]);
-    /* Successor lists and fingers fill in over a few maintenance rounds. */
+    /* Successor lists and fingers fill in over a few maintenance rounds; a
+       finger toward the node that left in test_storage (only its neighbours
+       heard its Leaving) lasts until that finger is next refreshed. */
     double end = now_s() + scaled(5);
     for (;;) {
         int full = 1;
         for (int i = 0; i < N; i++)
             full &= list_len(n[i], CHORDSIP_SUCCESSORS) == N - 1 &&
                     list_len(n[i], CHORDSIP_PREDECESSORS) >= 1 &&
-                    list_len(n[i], CHORDSIP_FINGERS) >= 1;
+                    list_len(n[i], CHORDSIP_FINGERS) >= 1 &&
+                    all_known(n[i], CHORDSIP_FINGERS, ids) &&
+                    all_known(n[i], CHORDSIP_PREDECESSORS, ids) &&
+                    all_known(n[i], CHORDSIP_SUCCESSORS, ids);
         if (full)
             break;
         CHECK(now_s() < end);
@@ -320,7 +342,7 @@ int main(void) {
     char addr[64];
     CHECK_OK(chordsip_node_addr(n[1], addr, sizeof addr));
     chordsip_client *c = NULL;
-    CHECK_OK(chordsip_client_new(addr, "chordsip", NULL, 0, scaled(5) * 1000, &c));
+    CHECK_OK(chordsip_client_new(addr, "chordsip", TEST_KEY_ARGS, scaled(5) * 1000, &c));
     client_roundtrip(c, n, "udp-client");
     chordsip_client_free(c);
 

@@ -105,6 +105,11 @@ static inline struct timespec deadline_ms(unsigned ms) {
 #define SHARED_WRITER_KEY "4242424242424242424242424242424242424242424242424242424242424242"
 
 /* A config with fast maintenance so a small ring converges in about a second. */
+/* The client credential (`client_key`) of the nodes fast_config() makes:
+   client handles over UDP need it; on a UNIX socket none is needed. */
+#define TEST_CLIENT_KEY "c-tests-client-credential"
+#define TEST_KEY_ARGS (const uint8_t *)TEST_CLIENT_KEY, strlen(TEST_CLIENT_KEY)
+
 static inline chordsip_config *fast_config(void) {
     chordsip_config *cfg = NULL;
     char err[128];
@@ -116,6 +121,7 @@ static inline chordsip_config *fast_config(void) {
     CHECK_OK(chordsip_config_set(cfg, "op_timeout_ms", slow_mode() ? "15000" : "5000",
                                  err, sizeof err));
     CHECK_OK(chordsip_config_set(cfg, "writer_key", SHARED_WRITER_KEY, err, sizeof err));
+    CHECK_OK(chordsip_config_set(cfg, "client_key", TEST_CLIENT_KEY, err, sizeof err));
     return cfg;
 }
 

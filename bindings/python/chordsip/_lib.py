@@ -54,6 +54,8 @@ CHORDSIP_ERR_BUFFER_TOO_SMALL = 18
 CHORDSIP_ERR_CANCELLED = 16
 CHORDSIP_ERR_OUT_OF_ORDER = 22
 CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23
+CHORDSIP_ERR_CLOCK_SKEW = 24
+CHORDSIP_ERR_UNAUTHORIZED = 25
 
 CHORDSIP_DELIVER_THREAD = 0
 CHORDSIP_DELIVER_FD = 1
@@ -131,6 +133,7 @@ class chordsip_stats(Structure):
         ("dropped_rate_limited", c_uint64),
         ("wrong_answers", c_uint64),
         ("forged_entries", c_uint64),
+        ("refused_membership", c_uint64),
     ]
 
 

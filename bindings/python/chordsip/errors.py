@@ -39,6 +39,8 @@ __all__ = [
     "Panic",
     "OutOfOrder",
     "IntervalTooBrief",
+    "ClockSkew",
+    "Unauthorized",
     "Closed",
     "error_for",
 ]
@@ -69,6 +71,8 @@ RESULT_NAMES: Dict[int, str] = {
     21: "CHORDSIP_ERR_PANIC",
     22: "CHORDSIP_ERR_OUT_OF_ORDER",
     23: "CHORDSIP_ERR_INTERVAL_TOO_BRIEF",
+    24: "CHORDSIP_ERR_CLOCK_SKEW",
+    25: "CHORDSIP_ERR_UNAUTHORIZED",
 }
 
 
@@ -257,6 +261,22 @@ class IntervalTooBrief(ChordsipError):
         return _lib.min_expires()
 
 
+class ClockSkew(ChordsipError):
+    """CHORDSIP_ERR_CLOCK_SKEW: the responsible node's clock differs from
+    this one's by more than the replay window: the write arrived past its
+    signed expiry there, or its version lies in that node's future. Nothing
+    was stored; fix the clocks (NTP)."""
+
+    default_code = 24
+
+
+class Unauthorized(ChordsipError, PermissionError):
+    """CHORDSIP_ERR_UNAUTHORIZED: the node refused a client request (no
+    client credential, a wrong one, or a namespace it does not allow)."""
+
+    default_code = 25
+
+
 class Closed(BadState):
     """The Node or Client was closed; raised by the binding without calling C."""
 
@@ -289,6 +309,8 @@ _BY_CODE: Dict[int, Type[ChordsipError]] = {
         Panic,
         OutOfOrder,
         IntervalTooBrief,
+        ClockSkew,
+        Unauthorized,
     )
 }
 
