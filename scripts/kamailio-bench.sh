@@ -63,7 +63,7 @@ for setup in $SETUPS; do
         reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
     chordsip)
         kamailio_up chordsip "$BASE" -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
-        wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 | head -n 2 | tail -n 1)
+        wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 --client-key-file "$(client_key_file)" | head -n 2 | tail -n 1)
         echo "   overlay node: $wait_ring_one"
         reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
     overlay3)

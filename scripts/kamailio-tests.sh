@@ -119,6 +119,7 @@ echo "== KEMI: app_python3 with bindings/kamailio/kemi/chordsip_kemi.py"
 mkdir -p "$OUT/KEMI"
 "$ROOT/target/release/chordsip" node --listen "127.0.0.1:$KEMI_OVL" --bootstrap "127.0.0.1:$K1_OVL" \
     --client-socket "$OUT/KEMI/node.sock" --writer-key-file "$OUT/writer.key" \
+    --client-key-file "$(client_key_file)" \
     >"$OUT/KEMI/node.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -S "$OUT/KEMI/node.sock" ] && break; sleep 0.1; done

@@ -80,11 +80,33 @@ on() { local i=$1; shift; ip netns exec "$(host "$i")" "$@"; }
 # sides write during the split is then one entry, and the later write wins.
 rm -f "$OUT/writer.key"
 "$BIN" keygen --out "$OUT/writer.key" 2>/dev/null || { echo "FAIL  keygen"; exit 1; }
+# Off loopback a node needs an overlay key (safe by default), and the CLI
+# asks the nodes over UDP with their client credential, as an operator would.
+( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/overlay.key"
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/client.key" )
+CKEY=$OUT/client.key
+
+# Safe by default: off loopback, no overlay key, no start (unless opened on purpose).
+if out=$(on 1 timeout 5 "$BIN" node --listen "10.77.0.1:4100" --log off 2>&1); then
+    fail admission "a node without an overlay key started on 10.77.0.1"
+elif ! grep -q "needs an overlay key" <<<"$out"; then
+    fail admission "unexpected refusal: $out"
+else
+    on 1 "$BIN" node --listen "10.77.0.1:4100" --open-overlay --log warn >"$OUT/open.log" 2>&1 &
+    open_pid=$!
+    sleep 1
+    if kill -0 "$open_pid" 2>/dev/null && grep -q "open overlay" "$OUT/open.log"; then
+        pass "admission              no key off loopback: refused; --open-overlay: runs, with a warning"
+    else
+        fail admission "--open-overlay: $(head -3 "$OUT/open.log")"
+    fi
+    kill "$open_pid" 2>/dev/null; wait "$open_pid" 2>/dev/null
+fi
 for i in $(seq 1 $N); do
     boot=()
     [ "$i" -gt 1 ] && boot=(--bootstrap "$(addr 1)")
     on "$i" "$BIN" node --listen "$(addr "$i")" "${boot[@]}" --writer-key-file "$OUT/writer.key" \
-        --log warn >"$OUT/h$i.log" 2>&1 &
+        --key-file "$OUT/overlay.key" --client-key-file "$CKEY" --log warn >"$OUT/h$i.log" 2>&1 &
     [ "$i" = 1 ] && sleep 0.5
 done
 
@@ -93,7 +115,7 @@ done
 ring_ok() {
     local i
     for i in "$@"; do
-        on "$i" "$BIN" ring --via "$(addr "$i")" --timeout-ms 2000 2>/dev/null | sed "s/^/$i /"
+        on "$i" "$BIN" ring --via "$(addr "$i")" --client-key-file "$CKEY" --timeout-ms 2000 2>/dev/null | sed "s/^/$i /"
     done | python3 -c '
 import sys
 nodes, succ, pred = {}, {}, {}
@@ -130,7 +152,7 @@ wait_ring() { # seconds hosts...
 ALL=$(seq 1 $N | tr '\n' ' ')
 if wait_ring 30 $ALL; then pass "ring-of-6              six hosts, one ring"; else fail ring-of-6 "no ring of 6 in 30 s"; exit 1; fi
 for k in $(seq 1 30); do
-    on $((k % N + 1)) "$BIN" put "before-$k" "v$k" --via "$(addr $((k % N + 1)))" >/dev/null 2>&1 ||
+    on $((k % N + 1)) "$BIN" put "before-$k" "v$k" --via "$(addr $((k % N + 1)))" --client-key-file "$CKEY" >/dev/null 2>&1 ||
         fail "put-before-$k" "write before the split failed"
 done
 
@@ -143,12 +165,12 @@ else
 fi
 bad=0
 for k in $(seq 1 20); do
-    on $((k % 3 + 1)) "$BIN" put "left-$k" "L$k" --via "$(addr $((k % 3 + 1)))" >/dev/null 2>&1 || bad=$((bad + 1))
-    on $((k % 3 + 4)) "$BIN" put "right-$k" "R$k" --via "$(addr $((k % 3 + 4)))" >/dev/null 2>&1 || bad=$((bad + 1))
+    on $((k % 3 + 1)) "$BIN" put "left-$k" "L$k" --via "$(addr $((k % 3 + 1)))" --client-key-file "$CKEY" >/dev/null 2>&1 || bad=$((bad + 1))
+    on $((k % 3 + 4)) "$BIN" put "right-$k" "R$k" --via "$(addr $((k % 3 + 4)))" --client-key-file "$CKEY" >/dev/null 2>&1 || bad=$((bad + 1))
 done
-on 1 "$BIN" put both "left-version" --writer phone --via "$(addr 1)" >/dev/null 2>&1 || bad=$((bad + 1))
+on 1 "$BIN" put both "left-version" --writer phone --via "$(addr 1)" --client-key-file "$CKEY" >/dev/null 2>&1 || bad=$((bad + 1))
 sleep 0.2
-on 5 "$BIN" put both "right-version" --writer phone --via "$(addr 5)" >/dev/null 2>&1 || bad=$((bad + 1))
+on 5 "$BIN" put both "right-version" --writer phone --via "$(addr 5)" --client-key-file "$CKEY" >/dev/null 2>&1 || bad=$((bad + 1))
 [ $bad = 0 ] && pass "writes-during-split    40 values and one entry on both sides" ||
     fail writes-during-split "$bad writes failed"
 
@@ -164,13 +186,13 @@ sleep 5 # replica sync moves each side's writes to their holders
 missing=0
 for i in $(seq 1 $N); do
     for key in $(seq 1 30 | sed 's/^/before-/') $(seq 1 20 | sed 's/^/left-/') $(seq 1 20 | sed 's/^/right-/'); do
-        v=$(on "$i" "$BIN" get "$key" --via "$(addr "$i")" 2>/dev/null)
+        v=$(on "$i" "$BIN" get "$key" --via "$(addr "$i")" --client-key-file "$CKEY" 2>/dev/null)
         [ -n "$v" ] || { missing=$((missing + 1)); echo "  missing $key from host $i"; }
     done
 done
 [ $missing = 0 ] && pass "values-after-heal      70 values found from each of the 6 hosts" ||
     fail values-after-heal "$missing (value, host) pairs missing"
-newest=$(on 2 "$BIN" get both --via "$(addr 2)" 2>/dev/null)
+newest=$(on 2 "$BIN" get both --via "$(addr 2)" --client-key-file "$CKEY" 2>/dev/null)
 grep -q right-version <<<"$newest" && ! grep -q left-version <<<"$newest" &&
     pass "newest-wins            the entry written on both sides holds the later write" ||
     fail newest-wins "got: $newest"
@@ -202,9 +224,9 @@ if [ $netem = 0 ]; then
     done
     sleep 10 # the ring notices the new path (and its loss) before the lookups
 fi
-export BIN PFX N
+export BIN PFX N CKEY
 seq 1 300 | xargs -P 30 -I{} sh -c 'i=$(( {} % N + 1 )); t=$(date +%s%N); ip netns exec "${PFX}h$i" "$BIN" lookup "netem-{}" \
-    --via "10.77.0.$i:4000" --timeout-ms 8000 >/dev/null 2>&1 && echo ok $(( ($(date +%s%N) - t) / 1000000 )) || echo fail' >"$OUT/lookups.txt"
+    --via "10.77.0.$i:4000" --client-key-file "$CKEY" --timeout-ms 8000 >/dev/null 2>&1 && echo ok $(( ($(date +%s%N) - t) / 1000000 )) || echo fail' >"$OUT/lookups.txt"
 ok=$(grep -c '^ok' "$OUT/lookups.txt")
 p50=$(awk '/^ok/ { print $2 }' "$OUT/lookups.txt" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 if [ "$ok" -ge 297 ]; then

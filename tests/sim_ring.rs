@@ -109,6 +109,9 @@ fn crash_and_repair(
         ..Config::default()
     };
     let mut net = build(n, &cfg, seed);
+    // Predecessor lists grow one node per check round: until they reach as
+    // far back as the primaries, the farthest replicas refuse their copies.
+    net.run_for(Duration::from_secs(3));
     for i in 0..values {
         let r = net.put(
             i % n,

@@ -131,27 +131,15 @@ impl Engine {
         self.rt.predecessors().iter().any(known) || self.rt.successors().iter().any(known)
     }
 
-    /// Whether `peer` may push us copies: a current neighbour, or a node
-    /// whose id lies within the stretch of ring our lists span (one that
-    /// joined there since our lists were made), or anyone while our
-    /// predecessor list is still filling in after a join.
+    /// Whether `peer` may push us copies: a current neighbour at its known
+    /// address, or anyone while our predecessor list is still filling in
+    /// (after a join, or in a ring smaller than the list). A primary that
+    /// joined behind us since our list was made is refused until our next
+    /// predecessor check learns of it; replica sync then brings its copies.
     pub(super) fn in_neighbourhood(&self, peer: Option<NodeInfo>) -> bool {
-        let Some(p) = peer else { return false };
-        if self.is_neighbour(peer) {
-            return true;
-        }
-        let preds = self.rt.predecessors();
-        if preds.len() < self.rt.predecessor_capacity() {
-            return true;
-        }
-        let me = self.me.id;
-        let behind = preds.last().is_some_and(|far| p.id.in_open(&far.id, &me));
-        let ahead = self
-            .rt
-            .successors()
-            .last()
-            .is_some_and(|far| p.id.in_open(&me, &far.id));
-        behind || ahead
+        peer.is_some()
+            && (self.is_neighbour(peer)
+                || self.rt.predecessors().len() < self.rt.predecessor_capacity())
     }
 
     /// Whether `peer` left the ring a moment ago from this address (its

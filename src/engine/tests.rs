@@ -98,3 +98,36 @@ fn join_to_silent_bootstrap_fails_by_deadline() {
     assert!(sent >= 2, "the request was retransmitted");
     assert_eq!(e.phase(), Phase::Idle);
 }
+
+/// Floods of failures and of Leaving datagrams from ever new ids cannot grow
+/// the maps of suspected and departed peers without bound.
+#[test]
+fn suspect_and_departed_maps_stay_bounded() {
+    use super::maintain::{MAX_REMEMBERED, MAX_SUSPECTS};
+    use crate::wire::{Body, Codec, Message};
+    let mut e = Engine::new(Config::default(), addr(7010), 1, 1_700_000_000_000);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    for i in 0..3 * MAX_SUSPECTS as u64 {
+        e.suspect(Id::from_u64(i), 1_000_000 + i);
+    }
+    assert!(e.suspects.len() <= MAX_SUSPECTS, "{}", e.suspects.len());
+    let codec = Codec::new("chordsip", None, 65_507);
+    for i in 0..20_000u64 {
+        let leaving = Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: i + 1,
+            timestamp_ms: 1_700_000_000_000,
+            sender: Id::from_u64(1_000_000 + i),
+            body: Body::Leaving {
+                preds: vec![],
+                succs: vec![],
+            },
+        };
+        let from = addr(10_000 + (i % 50_000) as u16);
+        e.handle_datagram(1000 + i, from, &codec.encode(&leaving).unwrap());
+    }
+    assert!(e.departed.len() <= MAX_REMEMBERED, "{}", e.departed.len());
+    assert!(e.suspects.len() <= MAX_SUSPECTS);
+    assert_eq!(e.stats.refused_membership, 20_000);
+}

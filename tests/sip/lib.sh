@@ -51,6 +51,15 @@ stage_and_build() {
         (cd "$ROOT" && cargo build --release --quiet --bin chordsip) # for wait_ring
 }
 
+# client_key_file: the path of the client credential (`client_key`) every
+# node of these tests is started with, so that `chordsip ring` may ask them
+# over UDP; made on first use.
+client_key_file() {
+    local f=$OUT/client.key
+    [ -s "$f" ] || { umask 077; echo "sip-tests-client-credential" >"$f"; }
+    echo "$f"
+}
+
 # wait_ring OVERLAY_PORT...: until every node knows its predecessor and both
 # other nodes as successors (asked with `chordsip ring`), at most 10 s.
 wait_ring() {
@@ -58,7 +67,8 @@ wait_ring() {
     for _ in $(seq 1 100); do
         ok=1
         for p in "$@"; do
-            t=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$p" --timeout-ms 500 2>/dev/null) || ok=0
+            t=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$p" --timeout-ms 500 \
+                --client-key-file "$(client_key_file)" 2>/dev/null) || ok=0
             grep -q '^predecessor\[0\]' <<<"$t" && grep -q "^successor\[$(($# - 2))\]" <<<"$t" || ok=0
         done
         [ $ok -eq 1 ] && return 0
@@ -110,7 +120,8 @@ writer_key() {
 # With WRITER_KEY set, the proxy signs with that writer key file.
 start_proxy() {
     local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
-    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2)
+    local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2
+        --overlay-set "client_key_file=$(client_key_file)")
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
     [ -n "${WRITER_KEY:-}" ] && args+=(--writer-key-file "$WRITER_KEY")
     "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
@@ -308,7 +319,8 @@ start_kamailio() {
     local dir=$OUT/$name
     mkdir -p "$dir"
     setsid kamailio -f "$cfg" -DD -E -m "${KAMAILIO_SHM:-256}" -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
-        -A "CHORDSIP_MODULE=\"$MODULE\"" "$@" >"$dir/kamailio.log" 2>&1 &
+        -A "CHORDSIP_MODULE=\"$MODULE\"" -A "CLIENT_KEY_FILE=\"$(client_key_file)\"" \
+        "$@" >"$dir/kamailio.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
     printf -v "PID_$name" '%s' "$pid"

@@ -69,6 +69,9 @@ static char *p_bootstrap = "";
 static char *p_overlay = "chordsip";
 static char *p_key_file = "";
 static char *p_writer_key_file = ""; /* `chordsip keygen`: who may change our bindings */
+static char *p_client_key_file = ""; /* credential of client handles over UDP (e.g. the CLI) */
+static char *p_trusted_writers = ""; /* public keys whose entries keep room under every AOR */
+static int p_open_overlay = 0;       /* 1: off loopback without key_file (anyone may join) */
 static char *p_socket = "";
 static char *p_log_level = "warn";
 static int p_replicas = 3;
@@ -83,6 +86,9 @@ static param_export_t params[] = {
 	{"overlay", PARAM_STRING, &p_overlay},
 	{"key_file", PARAM_STRING, &p_key_file},
 	{"writer_key_file", PARAM_STRING, &p_writer_key_file},
+	{"client_key_file", PARAM_STRING, &p_client_key_file},
+	{"trusted_writers", PARAM_STRING, &p_trusted_writers},
+	{"open_overlay", PARAM_INT, &p_open_overlay},
 	{"socket", PARAM_STRING, &p_socket},
 	{"log_level", PARAM_STRING, &p_log_level},
 	{"replicas", PARAM_INT, &p_replicas},
@@ -221,6 +227,11 @@ static chordsip_node *create_node(void)
 			 && set_opt(cfg, "client_socket", socket_path) == 0
 			 && (p_writer_key_file[0] == 0
 					 || set_opt(cfg, "writer_key_file", p_writer_key_file) == 0)
+			 && (p_client_key_file[0] == 0
+					 || set_opt(cfg, "client_key_file", p_client_key_file) == 0)
+			 && (p_trusted_writers[0] == 0
+					 || set_opt(cfg, "trusted_writers", p_trusted_writers) == 0)
+			 && set_opt(cfg, "open_overlay", p_open_overlay ? "true" : "false") == 0
 			 && set_int_opt(cfg, "replicas", p_replicas) == 0
 			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0;
 	if(ok && overlay_key_len > 0)

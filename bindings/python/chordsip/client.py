@@ -15,8 +15,11 @@ from .node import _INFO, _enum_arg
 
 class Client(DictCalls):
     """Talks to the node at ``peer``: ``"ip:port"`` (UDP) or
-    ``"unix:/path"`` (the node's ``client_socket``), in overlay ``overlay``
-    with overlay key ``key`` (bytes or None). Every call gives up after
+    ``"unix:/path"`` (the node's ``client_socket``), in overlay ``overlay``.
+    ``key`` (bytes or None) is the node's client credential (its
+    ``client_key``), which a UDP client needs (without it the node answers
+    :class:`Unauthorized`); on the UNIX socket it is not used: the socket's
+    file permissions admit the caller. Every call gives up after
     ``timeout_ms``. Starts no thread; owns one socket; sends nothing until
     the first call. Calls from several threads are serialised. A Client
     belongs to the process that created it (create it after ``fork()``).

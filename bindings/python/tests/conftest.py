@@ -19,9 +19,13 @@ CLI = ROOT / "target" / "release" / "chordsip"
 #: of one registrar do), so any of them may change what another wrote.
 SHARED_WRITER_KEY = "42" * 32
 
+#: The client credential of the test nodes: UDP clients need it.
+CLIENT_KEY = b"python-tests-client-credential"
+
 #: Short maintenance periods so small rings converge in well under a second.
 FAST: Dict[str, Union[int, str]] = {
     "writer_key": SHARED_WRITER_KEY,
+    "client_key": CLIENT_KEY.decode(),
     "stabilize_ms": 50,
     "check_predecessor_ms": 50,
     "fix_fingers_ms": 30,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import chordsip
-from conftest import FAST, cli_path, subprocess_env, wait_until
+from conftest import CLIENT_KEY, FAST, cli_path, subprocess_env, wait_until
 
 # A node in a child process: prints its address, serves until stdin closes.
 CHILD = r"""
@@ -74,12 +74,24 @@ def _exercise(client: chordsip.Client, node_addr: str) -> None:
 
 def test_client_udp(child_node):
     addr, _ = child_node
-    with chordsip.Client(addr, timeout_ms=3000) as c:
+    with chordsip.Client(addr, key=CLIENT_KEY, timeout_ms=3000) as c:
         assert c.peer == addr and c.timeout_ms == 3000
         _exercise(c, addr)
         c.set_timeout(0)
         assert c.timeout_ms == 5000
     assert c.closed
+
+
+def test_udp_client_without_the_credential_is_refused(child_node):
+    addr, _ = child_node
+    for key in (None, b"x" * 30):
+        with chordsip.Client(addr, key=key, timeout_ms=1000) as c:
+            t0 = time.monotonic()
+            with pytest.raises((chordsip.Unauthorized, chordsip.ChordsipTimeout)) as e:
+                c.get("sip:child@example.org")
+            if key is None:  # told at once; a wrong key's datagrams are dropped
+                assert isinstance(e.value, chordsip.Unauthorized) and time.monotonic() - t0 < 0.5
+                assert e.value.code == 25 and isinstance(e.value, PermissionError)
 
 
 def test_client_unix_socket(child_node):
@@ -90,7 +102,7 @@ def test_client_unix_socket(child_node):
 
 def test_client_wrong_overlay_times_out(child_node):
     addr, _ = child_node
-    with chordsip.Client(addr, overlay="other", timeout_ms=300) as c:
+    with chordsip.Client(addr, overlay="other", key=CLIENT_KEY, timeout_ms=300) as c:
         t0 = time.monotonic()
         with pytest.raises(chordsip.ChordsipTimeout) as e:
             c.get("sip:child@example.org")
@@ -108,16 +120,19 @@ def _free_port() -> int:
 @pytest.mark.skipif(cli_path() is None, reason="target/release/chordsip not built")
 def test_client_against_cli_node(tmp_path):
     sock = str(tmp_path / "cli.sock")
+    key_file = tmp_path / "client.key"
+    key_file.write_bytes(CLIENT_KEY + b"\n")
     for _attempt in range(3):
         addr = "127.0.0.1:%d" % _free_port()
         proc = subprocess.Popen(
-            [str(cli_path()), "node", "--listen", addr, "--client-socket", sock, "--log", "off"],
+            [str(cli_path()), "node", "--listen", addr, "--client-socket", sock, "--log", "off",
+             "--client-key-file", str(key_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         try:
-            with chordsip.Client(addr, timeout_ms=500) as c:
+            with chordsip.Client(addr, key=CLIENT_KEY, timeout_ms=500) as c:
                 try:
                     wait_until(lambda: "phase Joined" in c.info("ring"), 5, "the CLI node")
                 except AssertionError:

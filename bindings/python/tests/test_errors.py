@@ -12,7 +12,7 @@ import time
 import pytest
 
 import chordsip
-from conftest import FAST, subprocess_env
+from conftest import CLIENT_KEY, FAST, subprocess_env
 
 
 def test_error_attributes():
@@ -217,7 +217,7 @@ def test_use_in_forked_child():
         pytest.skip("no fork")
     with chordsip.Node(FAST) as n:
         n.join()
-        c = chordsip.Client(n.addr)
+        c = chordsip.Client(n.addr, key=CLIENT_KEY)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: every call fails with Forked, close only frees memory

@@ -11,7 +11,7 @@ import pytest
 
 import chordsip
 from chordsip import Binding, Contact, RegisterResult
-from conftest import FAST, make_ring, wait_until
+from conftest import CLIENT_KEY, FAST, make_ring, wait_until
 
 AOR = "sip:alice@example.org"
 
@@ -237,7 +237,7 @@ def test_next_hop(ring):
         ("sip:h@10.0.0.8", "sip:203.0.113.8:4000", 1, ("<sip:edge.example.org;lr>", "<sip:core;lr>"),
          Hop.PATH, "sip:edge.example.org;lr"),
     ]
-    with chordsip.Client(ring[3].addr, timeout_ms=5000) as client:
+    with chordsip.Client(ring[3].addr, key=CLIENT_KEY, timeout_ms=5000) as client:
         for cseq, (contact, received, reg_id, path, kind, hop) in enumerate(cases, 1):
             instance = "<urn:uuid:hop>" if reg_id is not None else None
             c = Contact(contact, instance=instance, reg_id=reg_id)
@@ -279,7 +279,7 @@ def test_argument_checks(ring):
 
 def test_through_a_client(ring):
     aor = "sip:dave@example.org"
-    with chordsip.Client(ring[2].addr, timeout_ms=5000) as c:
+    with chordsip.Client(ring[2].addr, key=CLIENT_KEY, timeout_ms=5000) as c:
         r = c.register(aor, "dave-call", 1, [Contact("sip:dave@192.0.2.60", q=0.8), "sip:dave@192.0.2.61"])
         assert (r.inserted, r.updated, r.deleted) == (2, 0, 0)
         assert contacts_of(r.bindings) == ["sip:dave@192.0.2.61", "sip:dave@192.0.2.60"]
