@@ -55,7 +55,9 @@ impl Testnet {
         self.nodes.iter().take(3).map(|n| n.addr()).collect()
     }
 
-    /// Whether every listed node's successor and predecessor are the true ones.
+    /// Whether every listed node's successor is the true one, and its
+    /// predecessor list names the true predecessors as far back as its
+    /// replicas reach (a replica takes copies only from a primary it lists).
     pub fn converged(&self) -> bool {
         let mut ids: Vec<_> = self.nodes.iter().map(|n| n.id()).collect();
         ids.sort();
@@ -66,8 +68,11 @@ impl Testnet {
             if n == 1 {
                 return r.successors.is_empty();
             }
+            let depth = node.config().replicas.clamp(1, n - 1);
             r.successors.first().map(|s| s.id) == Some(ids[(pos + 1) % n])
-                && r.predecessors.first().map(|p| p.id) == Some(ids[(pos + n - 1) % n])
+                && (0..depth).all(|j| {
+                    r.predecessors.get(j).map(|p| p.id) == Some(ids[(pos + n - 1 - j) % n])
+                })
         })
     }
 

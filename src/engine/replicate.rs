@@ -240,8 +240,9 @@ impl Engine {
         // a key's holders a little too far out; beyond that, it is wrong.
         let reach = self.cfg.replicas + HOLDER_SLACK;
         items.retain(|(k, _)| self.rt.is_holder(k, reach) != Some(false));
-        let mut status = self.accept_items(items.clone());
-        if items.len() < offered {
+        let kept = items.len();
+        let mut status = self.accept_items(items);
+        if kept < offered {
             self.stats.refused_membership += 1;
             status = Status::NotResponsible;
         }

@@ -182,12 +182,9 @@ impl Engine {
             self.reply_client(from, rid, Body::Error { status });
             return;
         }
-        if self.client_reqs.contains_key(&(from, rid)) {
-            return; // a retransmission of one still running
-        }
-        entry.version = self.next_version();
-        entry.lifetime_ms = entry.lifetime_ms.min(self.client_lifetime_cap_ms());
         if let Some(op) = self.client_op(from, rid) {
+            entry.version = self.next_version();
+            entry.lifetime_ms = entry.lifetime_ms.min(self.client_lifetime_cap_ms());
             let timeout = self.cfg.op_timeout;
             self.start_put(op, key, entry, timeout);
         }
