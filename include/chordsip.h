@@ -288,6 +288,9 @@ typedef struct {
   // Leaving, Replicate or handoff not from a current neighbour at its known
   // address, outside the clock window, or for keys this node does not hold.
   uint64_t refused_membership;
+  // Requests answered with a Retry (from an address not yet proven, when
+  // the answer would have been larger than the request).
+  uint64_t retries_sent;
 } chordsip_stats;
 
 // One stored value, borrowed from its `chordsip_values` list: the pointers

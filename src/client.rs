@@ -99,6 +99,9 @@ pub struct Client {
     /// which the node sends plain to whoever lacks the key).
     keyed: bool,
     id: Id,
+    /// The node's id and its cookie for our address, once it told them.
+    node: Option<Id>,
+    cookie: u64,
     next_request: u64,
     timeout: Duration,
     buf: Vec<u8>,
@@ -171,6 +174,8 @@ impl Client {
             pid: std::process::id(),
             codec: Codec::new(overlay, None, crate::wire::MAX_DATAGRAM).with_client_key(key),
             keyed: key.is_some(),
+            node: None,
+            cookie: 0,
             id: Id(id),
             next_request: rng.gen::<u64>() >> 1,
             timeout: Duration::from_secs(6),
@@ -194,21 +199,26 @@ impl Client {
         }
         self.next_request = self.next_request.wrapping_add(1);
         let rid = self.next_request;
-        let msg = Message {
-            flags: FLAG_CLIENT,
-            overlay: self.codec.overlay(),
-            request_id: rid,
-            timestamp_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            sender: self.id,
-            body,
-        };
-        let data = self.codec.encode(&msg).map_err(|_| Error::TooLarge)?;
         let deadline = Instant::now() + self.timeout;
         let mut rto = FIRST_RTO;
+        let mut retries_left = 4;
         loop {
+            // Encoded anew each time: with the node's cookie and id once a
+            // Retry (or any answer) told them, and a fresh timestamp.
+            let msg = Message {
+                flags: FLAG_CLIENT,
+                overlay: self.codec.overlay(),
+                request_id: rid,
+                timestamp_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                sender: self.id,
+                receiver: self.node.unwrap_or(Id::ZERO),
+                cookie: self.cookie,
+                body: body.clone(),
+            };
+            let data = self.codec.encode(&msg).map_err(|_| Error::TooLarge)?;
             match self.transport.send(&data) {
                 Ok(()) => {}
                 // The node may be restarting; retransmission covers it until the deadline.
@@ -223,7 +233,8 @@ impl Client {
             }
             let resend_at = (Instant::now() + rto).min(deadline);
             rto = (rto * 2).min(Duration::from_secs(1));
-            loop {
+            let mut again = false;
+            while !again {
                 let now = Instant::now();
                 if now >= resend_at {
                     break;
@@ -242,9 +253,23 @@ impl Client {
                             }
                         );
                         let trusted = tagged || !self.keyed || refusal;
-                        if reply.request_id == rid && reply.flags & FLAG_RESPONSE != 0 && trusted {
+                        if reply.request_id != rid || reply.flags & FLAG_RESPONSE == 0 || !trusted {
+                            continue;
+                        }
+                        if reply.cookie != 0 {
+                            self.cookie = reply.cookie;
+                        }
+                        self.node = Some(reply.sender);
+                        if reply.body != Body::Retry {
                             return Ok(reply.body);
                         }
+                        // The node wants proof that we receive here: ask again
+                        // at once with the cookie it sent.
+                        if retries_left == 0 {
+                            return Err(Error::Refused("the node keeps asking to retry".into()));
+                        }
+                        retries_left -= 1;
+                        again = true;
                     }
                     // Timeouts and interruptions just mean "no answer yet"; an ICMP
                     // "port unreachable" comes once per datagram sent, and the peer may

@@ -28,8 +28,17 @@ pub struct Config {
     /// A UNIX datagram socket path on which the node also serves client handles
     /// of the same host (e.g. forked SIP workers). A stale socket file is replaced.
     pub client_socket: Option<std::path::PathBuf>,
-    /// Fixed node id; by default SHA-1 of the advertised address.
+    /// Secret (Ed25519 seed) of this node's identity: its node id derives
+    /// from the public half (crate::identity), and its membership and data
+    /// messages are signed with it. By default a new one at each start.
+    pub node_key: Option<[u8; 32]>,
+    /// A chosen node id instead of the one the node key gives. Peers refuse
+    /// its signed messages unless they accept chosen ids: for the simulator
+    /// and tests only.
     pub node_id: Option<Id>,
+    /// Accept peers whose id does not derive from their node key (chosen
+    /// ids): for the simulator and tests only, never in a real overlay.
+    pub insecure_chosen_ids: bool,
     /// Overlay name: datagrams of other overlays are dropped.
     pub overlay: String,
     /// Shared secret that admits members: every datagram carries an HMAC-SHA256 tag.
@@ -96,7 +105,9 @@ impl Default for Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             advertise: None,
             client_socket: None,
+            node_key: None,
             node_id: None,
+            insecure_chosen_ids: false,
             overlay: "chordsip".into(),
             overlay_key: None,
             open_overlay: false,
@@ -271,6 +282,26 @@ impl Config {
                     )
                 }
             }
+            "node_key" => {
+                self.node_key = if value.is_empty() {
+                    None
+                } else {
+                    Some(
+                        crate::owner::parse_secret(value)
+                            .ok_or_else(|| Bad("node_key: 64 hex digits expected".into()))?,
+                    )
+                }
+            }
+            "node_key_file" => {
+                let text = std::fs::read_to_string(value)
+                    .map_err(|e| Bad(format!("node_key_file {value:?}: {e}")))?;
+                self.node_key = Some(crate::owner::parse_secret(&text).ok_or_else(|| {
+                    Bad(format!(
+                        "node_key_file {value:?}: 64 hex digits expected (chordsip keygen)"
+                    ))
+                })?);
+            }
+            "insecure_chosen_ids" => self.insecure_chosen_ids = flag(name, value)?,
             "writer_key_file" => {
                 let text = std::fs::read_to_string(value)
                     .map_err(|e| Bad(format!("writer_key_file {value:?}: {e}")))?;

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod id;
+pub mod identity;
 pub mod node;
 pub mod owner;
 pub mod routing;

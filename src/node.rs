@@ -105,6 +105,7 @@ impl Node {
             // signing key needs the operating system's randomness.
             cfg.writer_key = Some(crate::owner::random_secret());
         }
+        cfg.node_key.get_or_insert_with(crate::owner::random_secret);
         let socket = UdpSocket::bind(cfg.listen)?;
         let bound = socket.local_addr()?;
         let advertise = cfg.advertise.unwrap_or(bound);

@@ -310,12 +310,8 @@ impl SimNet {
     /// node that is not responsible for the key (the responsible node's
     /// successor), as a malicious peer would, to attract or lose requests.
     pub fn make_liar(&mut self, i: usize) {
-        let cfg = self.nodes[i].engine.config().clone();
-        self.nodes[i].liar = Some(Codec::new(
-            &cfg.overlay,
-            cfg.overlay_key.as_deref(),
-            cfg.max_datagram,
-        ));
+        // The node's own codec: what it rewrites still carries its signature.
+        self.nodes[i].liar = Some(self.nodes[i].engine.codec().clone());
     }
 
     /// Makes node `i` forge data: the entries it answers reads with, pushes
@@ -349,6 +345,9 @@ impl SimNet {
             return data;
         };
         if self.nodes[i].forger {
+            if !matches!(msg.body, Body::FetchReply { .. } | Body::Replicate { .. }) {
+                return data;
+            }
             Self::forge(&mut msg);
             return codec.encode(&msg).unwrap_or(data);
         }

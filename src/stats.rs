@@ -109,6 +109,9 @@ pub struct Stats {
     /// Leaving, Replicate or handoff not from a current neighbour at its known
     /// address, outside the clock window, or for keys this node does not hold.
     pub refused_membership: u64,
+    /// Requests answered with a Retry: from an address not yet proven (the
+    /// answer would have been larger than the request), or unaddressed.
+    pub retries_sent: u64,
     pub retransmits: u64,
     /// Datagrams the socket refused to send (counted by the runtime).
     pub send_errors: u64,
@@ -136,7 +139,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 21] = [
+        let counters: [(&'static str, u64); 22] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -148,6 +151,7 @@ impl Stats {
             ("wrong_answers", self.wrong_answers),
             ("forged_entries", self.forged_entries),
             ("refused_membership", self.refused_membership),
+            ("retries_sent", self.retries_sent),
             ("retransmits", self.retransmits),
             ("send_errors", self.send_errors),
             ("rpc_timeouts", self.rpc_timeouts),

@@ -4,6 +4,7 @@
 //! attacker tried and checks that it changed nothing a user relies on.
 
 use chordsip::client::Client;
+use chordsip::identity::NodeKey;
 use chordsip::owner::WriterKey;
 use chordsip::sip::binding::{ContactSpec, RegisterRequest, RegistrarLimits};
 use chordsip::sip::registrar::{lookup, register};
@@ -12,7 +13,9 @@ use chordsip::wire::{
     Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
 };
 use chordsip::{Config, Id, Node};
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn wall_ms() -> u64 {
@@ -32,11 +35,15 @@ fn registrar_cfg() -> Config {
     }
 }
 
-/// The attacker's socket and encoder.
+/// The attacker's socket and encoder. It behaves as a peer that can receive
+/// at its address would: it keeps the cookies and ids nodes tell it, and asks
+/// again when told to (a Retry).
 struct Raw {
     sock: UdpSocket,
     codec: Codec,
     next: u64,
+    cookies: HashMap<SocketAddr, u64>,
+    ids: HashMap<SocketAddr, Id>,
 }
 
 impl Raw {
@@ -48,35 +55,60 @@ impl Raw {
             sock,
             codec: Codec::new("chordsip", None, 65_507).with_client_key(client_key),
             next: 1,
+            cookies: HashMap::new(),
+            ids: HashMap::new(),
         }
+    }
+
+    /// Signs the kinds that need it with a node key of the attacker's own.
+    fn signing(mut self, key: NodeKey) -> Raw {
+        self.codec = self.codec.with_signer(Arc::new(key));
+        self
     }
 
     fn addr(&self) -> SocketAddr {
         self.sock.local_addr().unwrap()
     }
 
-    /// Sends `body`; returns the request id and the datagram's size.
-    fn send(&mut self, to: SocketAddr, flags: u8, sender: Id, ts: u64, body: Body) -> (u64, usize) {
-        self.next += 1;
+    /// Sends `body` as request `rid`; returns the datagram's size.
+    fn send_as(
+        &mut self,
+        to: SocketAddr,
+        rid: u64,
+        flags: u8,
+        sender: Id,
+        ts: u64,
+        body: Body,
+    ) -> usize {
         let data = self
             .codec
             .encode(&Message {
                 flags,
                 overlay: self.codec.overlay(),
-                request_id: self.next,
+                request_id: rid,
                 timestamp_ms: ts,
                 sender,
+                receiver: self.ids.get(&to).copied().unwrap_or(Id::ZERO),
+                cookie: self.cookies.get(&to).copied().unwrap_or(0),
                 body,
             })
             .unwrap();
         self.sock.send_to(&data, to).unwrap();
-        (self.next, data.len())
+        data.len()
     }
 
-    /// Sends `body` and waits up to a second for its answer: (body, size of
-    /// the answer, size of the request).
+    /// Sends `body`; returns the request id and the datagram's size.
+    fn send(&mut self, to: SocketAddr, flags: u8, sender: Id, ts: u64, body: Body) -> (u64, usize) {
+        self.next += 1;
+        let rid = self.next;
+        (rid, self.send_as(to, rid, flags, sender, ts, body))
+    }
+
+    /// Sends `body` and waits up to a second for its answer, asking again
+    /// when told to: (body, size of the answer, size of the request).
     fn ask(&mut self, to: SocketAddr, flags: u8, body: Body) -> Option<(Body, usize, usize)> {
-        let (rid, sent) = self.send(to, flags, Id::from_name("mallory"), wall_ms(), body);
+        let sender = Id::from_name("mallory");
+        let (rid, mut sent) = self.send(to, flags, sender, wall_ms(), body.clone());
         let mut buf = vec![0u8; 65_536];
         let end = std::time::Instant::now() + Duration::from_secs(1);
         while std::time::Instant::now() < end {
@@ -86,11 +118,21 @@ impl Raw {
             if from != to {
                 continue;
             }
-            if let Ok(m) = self.codec.decode(&buf[..n]) {
-                if m.request_id == rid && m.flags & FLAG_RESPONSE != 0 {
-                    return Some((m.body, n, sent));
-                }
+            let Ok(m) = self.codec.decode(&buf[..n]) else {
+                continue;
+            };
+            if m.request_id != rid || m.flags & FLAG_RESPONSE == 0 {
+                continue;
             }
+            if m.cookie != 0 {
+                self.cookies.insert(to, m.cookie);
+            }
+            self.ids.insert(to, m.sender);
+            if m.body != Body::Retry {
+                return Some((m.body, n, sent));
+            }
+            assert!(n <= sent, "a Retry of {n} bytes to {sent}");
+            sent = self.send_as(to, rid, flags, sender, wall_ms(), body.clone());
         }
         None
     }
@@ -330,22 +372,26 @@ fn membership_and_data_messages_from_a_stranger_change_nothing() {
     let node = &net.nodes[0];
     let before = ring(node);
     let (pred, succ) = (before.predecessors[0], before.successors[0]);
-    let refused = node.stats().unwrap().refused_membership;
-    let mut mallory = Raw::new(None);
+    let s0 = node.stats().unwrap();
+    // Mallory signs with a node key of her own and names the victim as
+    // receiver, as a real peer would.
+    let key = NodeKey::from_secret(&[13; 32]);
+    let mallory_id = key.id();
+    let mut mallory = Raw::new(None).signing(key);
+    mallory.ids.insert(node.addr(), node.id());
     let fake = NodeInfo {
         id: Id::from_name("fake"),
         addr: mallory.addr(),
     };
-    // Our successor "leaves", naming mallory as the next one.
+    let leaving = |preds: Vec<NodeInfo>, succs: Vec<NodeInfo>| Body::Leaving { preds, succs };
+    // Our successor "leaves", naming mallory as the next one: her signature
+    // is not the successor's key, so the claimed id is refused.
     mallory.send(
         node.addr(),
         0,
         succ.id,
         wall_ms(),
-        Body::Leaving {
-            preds: vec![],
-            succs: vec![fake],
-        },
+        leaving(vec![], vec![fake]),
     );
     // Our predecessor "leaves" at the end of time.
     mallory.send(
@@ -353,12 +399,17 @@ fn membership_and_data_messages_from_a_stranger_change_nothing() {
         0,
         pred.id,
         u64::MAX,
-        Body::Leaving {
-            preds: vec![fake],
-            succs: vec![],
-        },
+        leaving(vec![fake], vec![]),
     );
-    // Forged copies of bob's binding, a datagram full.
+    // Mallory leaves under her own id: well signed, but no neighbour of ours.
+    mallory.send(
+        node.addr(),
+        0,
+        mallory_id,
+        wall_ms(),
+        leaving(vec![fake], vec![fake]),
+    );
+    // Forged copies of bob's binding, a datagram full, "from" our predecessor.
     let k = aor_key("sip:bob@example.com");
     let items: Vec<(Id, WireEntry)> = (0..100)
         .map(|i| {
@@ -370,7 +421,6 @@ fn membership_and_data_messages_from_a_stranger_change_nothing() {
             (k, e)
         })
         .collect();
-    let forged_before = node.stats().unwrap().forged_entries;
     mallory.send(
         node.addr(),
         0,
@@ -379,38 +429,40 @@ fn membership_and_data_messages_from_a_stranger_change_nothing() {
         Body::Replicate { items },
     );
     // A digest that does not match: a member would be offered summaries.
-    mallory.send(
-        node.addr(),
-        0,
-        pred.id,
-        wall_ms(),
-        Body::SyncDigest {
-            lo: pred.id,
-            hi: node.id(),
-            digest: 12345,
-            count: 1,
-        },
-    );
+    let digest = Body::SyncDigest {
+        lo: pred.id,
+        hi: node.id(),
+        digest: 12345,
+        count: 1,
+    };
+    mallory.send(node.addr(), 0, pred.id, wall_ms(), digest);
     let answers = mallory.drain(Duration::from_millis(1500));
     let after = ring(node);
     assert_eq!(after.successors[0], succ, "the successor stays");
     assert_eq!(after.predecessors[0], pred, "the predecessor stays");
     let s = node.stats().unwrap();
     assert_eq!(
-        s.forged_entries, forged_before,
-        "no signature was even checked"
+        s.forged_entries, s0.forged_entries,
+        "no entry signature checked"
     );
     assert!(
-        s.refused_membership >= refused + 4,
-        "{} -> {}",
-        refused,
+        s.refused_membership >= s0.refused_membership + 3,
+        "own-id Leaving, the Replicate and the digest: {} -> {}",
+        s0.refused_membership,
         s.refused_membership
+    );
+    assert!(
+        s.dropped_unauthenticated >= s0.dropped_unauthenticated + 2,
+        "claimed ids without their keys: {} -> {}",
+        s0.dropped_unauthenticated,
+        s.dropped_unauthenticated
     );
     assert!(node.get(k).unwrap().is_empty());
     let total: usize = answers.iter().map(Vec::len).sum();
-    // Acks to the Leavings and Replicate and one Error to the digest: no offer.
+    // Acks to her own Leaving and to the Replicate, an Error to the digest:
+    // no offer, nothing big.
     assert!(
-        answers.len() <= 4 && total < 400,
+        answers.len() <= 3 && total < 300,
         "{} answers, {total} bytes",
         answers.len()
     );
@@ -609,4 +661,257 @@ fn a_node_stores_at_most_its_byte_budget() {
     );
     let s = net.nodes[0].stats().unwrap();
     assert!(s.stored_value_bytes <= 64 * 1024);
+}
+
+/// Before: one Notify with a chosen id made an outsider a node's predecessor,
+/// and the node handed it its keys. Now the id must be the signing key's,
+/// and a Notify from an address that has not answered a cookie only gets a
+/// Retry: nothing is handed over.
+#[test]
+fn a_notify_needs_the_ids_key_and_a_proven_address() {
+    let net = Testnet::new(4, &registrar_cfg(), Duration::from_secs(20)).unwrap();
+    for i in 0..200 {
+        net.nodes[i % 4]
+            .put(
+                Id::from_name(&format!("n{i}")),
+                b"d",
+                b"v",
+                Duration::from_secs(600),
+            )
+            .unwrap();
+    }
+    let victim = &net.nodes[0];
+    let pred = ring(victim).predecessors[0];
+    // An id just before the victim's: the place a hijacker wants.
+    let mut chosen = victim.id();
+    chosen.0[19] = chosen.0[19].wrapping_sub(1);
+    let key = NodeKey::from_secret(&[17; 32]);
+    let own_id = key.id();
+    let mut mallory = Raw::new(None).signing(key);
+    mallory.ids.insert(victim.addr(), victim.id());
+    let s0 = victim.stats().unwrap();
+    mallory.send(victim.addr(), 0, chosen, wall_ms(), Body::Notify);
+    let (rid, sent) = mallory.send(victim.addr(), 0, own_id, wall_ms(), Body::Notify);
+    let answers = mallory.drain(Duration::from_millis(1500));
+    assert_eq!(ring(victim).predecessors[0], pred, "the predecessor stays");
+    let s = victim.stats().unwrap();
+    assert!(
+        s.dropped_unauthenticated > s0.dropped_unauthenticated,
+        "the chosen id"
+    );
+    let codec = Codec::new("chordsip", None, 65_507);
+    let bodies: Vec<Body> = answers
+        .iter()
+        .filter_map(|d| codec.decode(d).ok())
+        .map(|m| {
+            assert_eq!(m.request_id, rid);
+            m.body
+        })
+        .collect();
+    assert_eq!(bodies, [Body::Retry], "one Retry, no keys");
+    assert!(answers[0].len() <= sent);
+}
+
+/// Before: a captured datagram carrying a valid overlay key was accepted
+/// from any source port, at any node, for the whole replay window. Now it
+/// names its receiver, and each node serves an authenticated request once.
+#[test]
+fn replayed_datagrams_are_served_once_and_only_by_their_receiver() {
+    let cfg = Config {
+        overlay_key: Some(b"the-overlay-key".to_vec()),
+        ..registrar_cfg()
+    };
+    let net = Testnet::new(3, &cfg, Duration::from_secs(20)).unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[1]);
+    // A member's Store, as it went on the wire (captured by an observer).
+    let writer = WriterKey::from_secret(&[23; 32]);
+    let k = (0..)
+        .map(|i| Id::from_name(&format!("replay-{i}")))
+        .find(|k| a.lookup(*k).unwrap().node.id == a.id())
+        .unwrap();
+    let t = wall_ms();
+    let mut e = WireEntry::unsigned(writer.slot(b"x"), t * 1000, 600_000, false, b"v".to_vec());
+    e.expires_ms = t + 600_000;
+    writer.sign(&k, &mut e);
+    let codec = Codec::new("chordsip", Some(b"the-overlay-key"), 65_507);
+    let captured = codec
+        .encode(&Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: 99,
+            timestamp_ms: t,
+            sender: Id::from_name("member"),
+            receiver: a.id(),
+            cookie: 0,
+            body: Body::Store { key: k, entry: e },
+        })
+        .unwrap();
+    let answered = |to: SocketAddr| {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        sock.send_to(&captured, to).unwrap();
+        let mut buf = [0u8; 2048];
+        sock.recv_from(&mut buf).is_ok()
+    };
+    let dropped = |n: &Node| n.stats().unwrap().dropped_unauthenticated;
+    let (da, db) = (dropped(a), dropped(b));
+    assert!(answered(a.addr()), "the original is served");
+    assert!(!answered(a.addr()), "a copy from another port is not");
+    assert!(!answered(b.addr()), "nor at another node");
+    assert_eq!(dropped(a), da + 1);
+    assert_eq!(dropped(b), db + 1);
+}
+
+/// The amplification table of issue 13: for every request kind, the bytes a
+/// node sends to an address that never proved it receives there (a spoofed
+/// victim's), over the bytes of the request, with 3,000 entries stored.
+/// Before: up to 10,909x (Notify), 3,841x (SyncDigest), 480x (Fetch,
+/// ClientGet). Every ratio must be at most 1.
+#[test]
+fn no_answer_to_an_unproven_address_is_larger_than_its_request() {
+    let net = Testnet::new(4, &registrar_cfg(), Duration::from_secs(20)).unwrap();
+    let busy = Id::from_name("busy");
+    for i in 0..3000 {
+        let k = if i < 40 {
+            busy
+        } else {
+            Id::from_name(&format!("a{i}"))
+        };
+        net.nodes[i % 4]
+            .put(
+                k,
+                format!("w{i}").as_bytes(),
+                &[b'x'; 200],
+                Duration::from_secs(600),
+            )
+            .unwrap();
+    }
+    let node = &net.nodes[0];
+    let key = NodeKey::from_secret(&[29; 32]);
+    let own = key.id();
+    let pred = ring(node).predecessors[0];
+    let w = WriterKey::from_secret(&[31; 32]);
+    let t = wall_ms();
+    let mut entry = WireEntry::unsigned(w.slot(b"s"), t * 1000, 60_000, false, vec![1; 10]);
+    entry.expires_ms = t + 60_000;
+    w.sign(&busy, &mut entry);
+    let summaries = (0..50)
+        .map(|i| chordsip::wire::ItemSummary {
+            key: Id::from_name(&format!("a{i}")),
+            writer: vec![i as u8],
+            version: 1,
+        })
+        .collect();
+    let kinds: Vec<(&str, u8, Body)> = vec![
+        ("Ping", 0, Body::Ping),
+        ("FindSuccessor", 0, Body::FindSuccessor { key: busy }),
+        ("GetNeighbors", 0, Body::GetNeighbors),
+        ("Notify", 0, Body::Notify),
+        (
+            "Leaving",
+            0,
+            Body::Leaving {
+                preds: vec![pred],
+                succs: vec![pred],
+            },
+        ),
+        (
+            "Store",
+            0,
+            Body::Store {
+                key: busy,
+                entry: entry.clone(),
+            },
+        ),
+        (
+            "Fetch",
+            0,
+            Body::Fetch {
+                key: busy,
+                replica: false,
+                after: None,
+            },
+        ),
+        (
+            "Fetch (replica)",
+            0,
+            Body::Fetch {
+                key: busy,
+                replica: true,
+                after: None,
+            },
+        ),
+        (
+            "Replicate",
+            0,
+            Body::Replicate {
+                items: vec![(busy, entry.clone())],
+            },
+        ),
+        (
+            "SyncDigest",
+            0,
+            Body::SyncDigest {
+                lo: node.id(),
+                hi: node.id(),
+                digest: 1,
+                count: 1,
+            },
+        ),
+        ("SyncItems", 0, Body::SyncItems { items: summaries }),
+        (
+            "ClientLookup",
+            FLAG_CLIENT,
+            Body::ClientLookup { key: busy },
+        ),
+        (
+            "ClientPut",
+            FLAG_CLIENT,
+            Body::ClientPut {
+                key: busy,
+                entry: WireEntry::unsigned(b"c".to_vec(), 1, 60_000, false, vec![2; 10]),
+            },
+        ),
+        (
+            "ClientGet",
+            FLAG_CLIENT,
+            Body::ClientGet {
+                key: busy,
+                after: None,
+            },
+        ),
+        (
+            "ClientInfo (ring)",
+            FLAG_CLIENT,
+            Body::ClientInfo { what: 0 },
+        ),
+        (
+            "ClientInfo (stats)",
+            FLAG_CLIENT,
+            Body::ClientInfo { what: 1 },
+        ),
+        (
+            "ClientTransaction",
+            FLAG_CLIENT,
+            Body::ClientTransaction {
+                request: vec![0; 8],
+            },
+        ),
+    ];
+    println!("| request | bytes in | bytes out | ratio |\n|---|---|---|---|");
+    for (name, flags, body) in kinds {
+        // A fresh socket each time: it never holds a cookie, as a victim would not.
+        let mut raw = Raw::new(Some(TEST_CLIENT_KEY)).signing(NodeKey::from_secret(&[29; 32]));
+        raw.ids.insert(node.addr(), node.id());
+        let (_, sent) = raw.send(node.addr(), flags, own, wall_ms(), body);
+        let got: usize = raw
+            .drain(Duration::from_millis(800))
+            .iter()
+            .map(Vec::len)
+            .sum();
+        let ratio = got as f64 / sent as f64;
+        println!("| {name} | {sent} | {got} | {ratio:.2} |");
+        assert!(got <= sent, "{name}: {got} bytes answered to {sent}");
+    }
 }

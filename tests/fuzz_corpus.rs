@@ -263,6 +263,8 @@ fn datagrams(codec: &Codec) -> Vec<Vec<u8>> {
                     request_id: i as u64 + 1,
                     timestamp_ms: 1_700_000_000_000,
                     sender: Id::from_u64(99),
+                    receiver: Id::ZERO,
+                    cookie: 0,
                     body,
                 })
                 .unwrap()
@@ -316,6 +318,8 @@ fn fuzz_engine_with_datagrams() {
             request_id: 7,
             timestamp_ms: 1_700_000_000_000,
             sender: Id::from_u64(5),
+            receiver: Id::ZERO,
+            cookie: 0,
             body: Body::Ping,
         })
         .unwrap();

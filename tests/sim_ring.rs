@@ -482,7 +482,12 @@ fn lookups_reach_the_right_node_despite_lying_peers() {
         };
         let k = Id::from_name(&format!("liar-key-{i}"));
         let r = net.lookup(from, k).expect("lookup succeeds");
-        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i} from {from}");
+        assert_eq!(
+            Some(r.node),
+            net.responsible(&k),
+            "lookup {i} from {from}: ring {:?}",
+            net.check_ring()
+        );
     }
     let caught: u64 = (0..n).map(|i| net.engine(i).stats().wrong_answers).sum();
     assert!(caught > 0, "no lie was ever met: the test proves nothing");
@@ -643,26 +648,32 @@ fn client_register(
     request: Vec<u8>,
 ) -> chordsip::wire::Body {
     use chordsip::wire::{Body, Message, FLAG_CLIENT, FLAG_RESPONSE};
-    let msg = Message {
+    let mut msg = Message {
         flags: FLAG_CLIENT,
         overlay: codec.overlay(),
         request_id: rid,
         timestamp_ms: 1_700_000_000_000 + net.now() / 1000,
         sender: Id::from_name("a client"),
+        receiver: Id::ZERO,
+        cookie: 0,
         body: Body::ClientTransaction { request },
     };
     net.send_raw(client, via, codec.encode(&msg).unwrap());
-    let mut reply = None;
     // Polled in small steps: 10 s of virtual time, longer than any deadline.
     for _ in 0..2000 {
         for data in net.take_mail(&client) {
             let m = codec.decode(&data).unwrap();
-            if m.request_id == rid && m.flags & FLAG_RESPONSE != 0 {
-                reply = Some(m.body);
+            if m.request_id != rid || m.flags & FLAG_RESPONSE == 0 {
+                continue;
             }
-        }
-        if let Some(body) = reply.take() {
-            return body;
+            if m.body != Body::Retry {
+                return m.body;
+            }
+            // Proof that we receive here: ask again with the node's cookie.
+            msg.cookie = m.cookie;
+            msg.receiver = m.sender;
+            msg.timestamp_ms = 1_700_000_000_000 + net.now() / 1000;
+            net.send_raw(client, via, codec.encode(&msg).unwrap());
         }
         net.run_for(Duration::from_millis(5));
     }

@@ -381,6 +381,11 @@ impl Engine {
         list.extend(succs.into_iter().filter(|n| self.not_suspected(n)));
         self.rt.set_successors(list);
         let target = *self.rt.successor().expect("non-empty");
+        // A successor that already names us its predecessor would learn
+        // nothing from a Notify (a signed message, so not free to send).
+        if target.id == succ.id && preds.first() == Some(&self.me) {
+            return;
+        }
         self.send_request(
             target.addr,
             Some(target.id),

@@ -7,7 +7,9 @@
 //! This file holds the engine's state, its inputs and outputs and the timer
 //! loop; each concern lives in a file of its own:
 //! - [`ops`]: the API entry points and the bookkeeping of operations;
-//! - [`rpc`]: requests, retransmission, round-trip times, admission and replay;
+//! - [`rpc`]: requests, retransmission, round-trip times, the rate limit;
+//! - [`admission`]: receiver binding, replay cache, node signatures and
+//!   return routability (cookies) before a request is served;
 //! - [`dispatch`]: routing of requests, responses and failures to the concerns;
 //! - [`lookup`]: the iterative lookup state machine and the check of its answer;
 //! - [`maintain`]: join, stabilize, notify, predecessor check, fingers,
@@ -18,6 +20,7 @@
 //! - [`serve`]: the service of client handles;
 //! - [`txn`]: the atomic read-plan-write transaction on one key.
 
+mod admission;
 mod dict;
 mod dispatch;
 mod lookup;
@@ -43,6 +46,7 @@ use self::txn::TxnJob;
 use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::Id;
+use crate::identity::{NodeKey, ProofChecker};
 use crate::owner::{Owner, Verifier, WriterKey};
 use crate::routing::RoutingTable;
 use crate::stats::Stats;
@@ -53,6 +57,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -174,6 +179,14 @@ pub struct Engine {
     /// Signs this node's writes; the verifier checks everyone else's.
     writer: WriterKey,
     verifier: Verifier,
+    /// Checks the node signatures on membership and data messages.
+    proofs: ProofChecker,
+    /// Makes the cookies that prove a requester receives at its address.
+    cookie_secret: [u8; 32],
+    /// Cookies other nodes gave us for our address, by their address.
+    cookies: HashMap<SocketAddr, u64>,
+    budgets: admission::Budgets,
+    replays: admission::ReplayCache,
     rng: ChaCha8Rng,
     phase: Phase,
     now: u64,
@@ -229,13 +242,18 @@ pub struct Engine {
 
 impl Engine {
     /// A node that will be reachable at `addr`. `seed` drives timer jitter and request ids.
+    /// Without `node_key` it draws one from `seed` (the Node API draws it
+    /// from the OS); the node id derives from the key unless `node_id` is set.
     pub fn new(cfg: Config, addr: SocketAddr, seed: u64, wall_offset_ms: u64) -> Engine {
-        let id = cfg.node_id.unwrap_or_else(|| Id::from_addr(&addr));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ Id::from_addr(&addr).high_u64());
+        let node_key = NodeKey::from_secret(&cfg.node_key.unwrap_or_else(|| rng.gen()));
+        let id = cfg.node_id.unwrap_or_else(|| node_key.id());
         let me = NodeInfo { id, addr };
         let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram)
-            .with_client_key(cfg.client_key.as_deref());
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.high_u64());
+            .with_client_key(cfg.client_key.as_deref())
+            .with_signer(Arc::new(node_key));
         let next_request = rng.gen::<u64>() >> 1;
+        let cookie_secret = rng.gen();
         let writer = WriterKey::from_secret(&cfg.writer_key.unwrap_or_else(|| rng.gen()));
         // This node's own key keeps room under every key, as trusted keys do.
         let mut limits = cfg.limits.clone();
@@ -244,6 +262,11 @@ impl Engine {
         let mut engine = Engine {
             writer,
             verifier: Verifier::default(),
+            proofs: ProofChecker::default(),
+            cookie_secret,
+            cookies: HashMap::new(),
+            budgets: admission::Budgets::default(),
+            replays: admission::ReplayCache::default(),
             rt: RoutingTable::new(
                 me,
                 cfg.successors,
@@ -324,6 +347,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// How this node encodes its datagrams (its keys, its signature).
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     /// The public key this node signs its writes with: whose slots they fill.

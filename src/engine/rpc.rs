@@ -2,6 +2,7 @@
 //! (replay window, per-source rate limit), retransmission with RTT-based
 //! timeouts, and encoding of what goes out.
 
+use super::admission::Admission;
 use super::dispatch::OnAnswer;
 use super::{Engine, Phase, Timer, Transmit};
 use crate::config::LogLevel;
@@ -15,10 +16,15 @@ use std::net::SocketAddr;
 pub(super) struct Rpc {
     pub(super) to: SocketAddr,
     pub(super) to_id: Option<Id>,
-    pub(super) data: Vec<u8>,
+    /// Encoded again for each transmission: with the newest cookie, a fresh
+    /// timestamp (so the receiver's replay cache tells it from a copy) and,
+    /// after a Retry, the receiver's id.
+    pub(super) body: Body,
     pub(super) sent_at: u64,
     pub(super) attempts: u32,
     pub(super) max_attempts: u32,
+    /// The receiver asked once already to send it again (a Retry).
+    pub(super) retried: bool,
     pub(super) rto: u64,
     pub(super) due: u64,
     pub(super) ctx: OnAnswer,
@@ -39,8 +45,8 @@ impl Engine {
         self.now = now;
         self.stats.msgs_received += 1;
         self.stats.bytes_received += data.len() as u64;
-        let (msg, tagged) = match self.codec.decode_authenticated(data) {
-            Ok(m) => m,
+        let decoded = match self.codec.decode_full(data) {
+            Ok(d) => d,
             Err(wire::DecodeError::WrongOverlay | wire::DecodeError::BadTag) => {
                 self.stats.dropped_unauthenticated += 1;
                 return;
@@ -53,7 +59,8 @@ impl Engine {
                 return;
             }
         };
-        if tagged && !self.fresh(msg.timestamp_ms) {
+        let authenticated = decoded.tagged || decoded.proof.is_some();
+        if authenticated && !self.fresh(decoded.msg.timestamp_ms) {
             // Authentic but old (or from a clock far off): a replay.
             self.stats.dropped_unauthenticated += 1;
             self.log(LogLevel::Debug, || {
@@ -61,19 +68,34 @@ impl Engine {
             });
             return;
         }
+        let msg = &decoded.msg;
         if matches!(self.phase, Phase::Idle | Phase::Left) && msg.flags & FLAG_RESPONSE == 0 {
             return;
         }
-        let peer = msg.flags & FLAG_CLIENT == 0;
-        if peer && msg.sender != self.me.id {
-            self.suspects.remove(&msg.sender);
-        }
+        let from_peer = msg.flags & FLAG_CLIENT == 0 && msg.sender != self.me.id;
         if msg.flags & FLAG_RESPONSE != 0 {
-            self.handle_response(from, msg);
-        } else if self.admit(from) {
-            self.handle_request(from, msg, tagged);
-        } else {
+            if from_peer {
+                self.suspects.remove(&msg.sender);
+            }
+            self.handle_response(from, decoded.msg);
+        } else if !self.admit(from) {
             self.stats.dropped_rate_limited += 1;
+        } else {
+            match self.admission(from, data, &decoded) {
+                Admission::Serve { proven } => {
+                    if from_peer {
+                        self.suspects.remove(&decoded.msg.sender);
+                    }
+                    let budget = if proven { usize::MAX } else { data.len() };
+                    self.note_budget(from, decoded.msg.request_id, budget);
+                    self.handle_request(from, decoded.msg, decoded.tagged);
+                }
+                Admission::Retry => {
+                    let plain = decoded.msg.flags & FLAG_CLIENT != 0 && !decoded.tagged;
+                    self.send_retry(from, &decoded.msg, plain)
+                }
+                Admission::Drop => self.stats.dropped_unauthenticated += 1,
+            }
         }
         self.after_step();
     }
@@ -112,15 +134,39 @@ impl Engine {
         mine.abs_diff(timestamp_ms) <= self.cfg.replay_window.as_millis() as u64
     }
 
-    pub(super) fn header(&self, request_id: u64, flags: u8, body: Body) -> Message {
+    /// A message from this node: to `receiver` (zero when unknown or in
+    /// a response) with `cookie` (ours for the requester in a response, the
+    /// receiver's for us in a request).
+    pub(super) fn header(
+        &self,
+        request_id: u64,
+        flags: u8,
+        receiver: Id,
+        cookie: u64,
+        body: Body,
+    ) -> Message {
         Message {
             flags,
             overlay: self.codec.overlay(),
             request_id,
             timestamp_ms: self.wall_ms(),
             sender: self.me.id,
+            receiver,
+            cookie,
             body,
         }
+    }
+
+    /// A response to the request `request_id` from `to`.
+    pub(super) fn response(
+        &self,
+        to: SocketAddr,
+        request_id: u64,
+        flags: u8,
+        body: Body,
+    ) -> Message {
+        let cookie = self.cookie_for(&to, self.cookie_epoch());
+        self.header(request_id, FLAG_RESPONSE | flags, Id::ZERO, cookie, body)
     }
 
     pub(super) fn rto(&self, addr: &SocketAddr) -> u64 {
@@ -144,43 +190,57 @@ impl Engine {
     ) -> bool {
         self.next_request = self.next_request.wrapping_add(1);
         let request_id = self.next_request;
-        let msg = self.header(request_id, 0, body);
-        let data = match self.codec.encode(&msg) {
-            Ok(d) => d,
-            Err(e) => {
-                self.log(LogLevel::Warn, || format!("cannot encode request: {e:?}"));
-                self.rpc_failed(to, to_id, ctx, false, 0);
-                return false;
-            }
-        };
         let rto = self.rto(&to);
         let due = self.now + rto;
-        self.stats.msgs_sent += 1;
-        self.stats.bytes_sent += data.len() as u64;
-        self.transmits.push(Transmit {
-            to,
-            data: data.clone(),
-        });
         self.rpcs.insert(
             request_id,
             Rpc {
                 to,
                 to_id,
-                data,
+                body,
                 sent_at: self.now,
                 attempts: 1,
                 max_attempts: max_attempts.max(1),
+                retried: false,
                 rto,
                 due,
                 ctx,
             },
         );
+        if !self.transmit_rpc(request_id) {
+            if let Some(rpc) = self.rpcs.remove(&request_id) {
+                self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false, 0);
+            }
+            return false;
+        }
         self.timers.push(Reverse((due, Timer::Rpc(request_id))));
         true
     }
 
+    /// Encodes and sends request `id` as it stands; false if it cannot be encoded.
+    pub(super) fn transmit_rpc(&mut self, id: u64) -> bool {
+        let Some(rpc) = self.rpcs.get(&id) else {
+            return false;
+        };
+        let (to, receiver) = (rpc.to, rpc.to_id.unwrap_or(Id::ZERO));
+        let cookie = self.cookies.get(&to).copied().unwrap_or(0);
+        let msg = self.header(id, 0, receiver, cookie, rpc.body.clone());
+        match self.codec.encode(&msg) {
+            Ok(data) => {
+                self.stats.msgs_sent += 1;
+                self.stats.bytes_sent += data.len() as u64;
+                self.transmits.push(Transmit { to, data });
+                true
+            }
+            Err(e) => {
+                self.log(LogLevel::Warn, || format!("cannot encode request: {e:?}"));
+                false
+            }
+        }
+    }
+
     pub(super) fn reply(&mut self, to: SocketAddr, request_id: u64, body: Body) {
-        let msg = self.header(request_id, FLAG_RESPONSE, body);
+        let msg = self.response(to, request_id, 0, body);
         self.send_reply(to, &msg, false);
     }
 
@@ -188,15 +248,28 @@ impl Engine {
     /// on the UNIX socket (`plain` also for a refusal to a client without
     /// the credential, which could not check a tag).
     pub(super) fn reply_client(&mut self, to: SocketAddr, request_id: u64, body: Body) {
-        let msg = self.header(request_id, FLAG_RESPONSE | FLAG_CLIENT, body);
+        let msg = self.response(to, request_id, FLAG_CLIENT, body);
         self.send_reply(to, &msg, wire::is_unix_alias(&to));
     }
 
+    /// Sends a response, never more bytes than the request had to an
+    /// address that has not proven it receives there (`note_budget`): a
+    /// larger answer becomes a Retry carrying the cookie to ask again with.
     pub(super) fn send_reply(&mut self, to: SocketAddr, msg: &Message, plain: bool) {
-        let encoded = match plain {
-            true => self.codec.encode_plain(msg),
-            false => self.codec.encode(msg),
+        let encode = |codec: &wire::Codec, m: &Message| match plain {
+            true => codec.encode_plain(m),
+            false => codec.encode(m),
         };
+        let budget = self.take_budget(to, msg.request_id);
+        let mut encoded = encode(&self.codec, msg);
+        if encoded.as_ref().is_ok_and(|d| d.len() > budget) {
+            self.stats.retries_sent += 1;
+            let retry = Message {
+                body: Body::Retry,
+                ..msg.clone()
+            };
+            encoded = encode(&self.codec, &retry);
+        }
         match encoded {
             Ok(data) => {
                 self.stats.msgs_sent += 1;
@@ -218,11 +291,9 @@ impl Engine {
             rpc.attempts += 1;
             rpc.rto = (rpc.rto * 2).min(self.cfg.rpc_timeout_max.as_micros() as u64);
             rpc.due = self.now + rpc.rto;
-            let (to, data, due) = (rpc.to, rpc.data.clone(), rpc.due);
+            let due = rpc.due;
             self.stats.retransmits += 1;
-            self.stats.msgs_sent += 1;
-            self.stats.bytes_sent += data.len() as u64;
-            self.transmits.push(Transmit { to, data });
+            self.transmit_rpc(id);
             self.timers.push(Reverse((due, Timer::Rpc(id))));
         } else if let Some(rpc) = self.rpcs.remove(&id) {
             self.stats.rpc_timeouts += 1;
@@ -255,6 +326,10 @@ impl Engine {
                 self.stats.dropped_unmatched += 1;
                 return;
             }
+        }
+        self.learn_cookie(from, msg.cookie);
+        if msg.body == Body::Retry {
+            return self.retry_now(msg.request_id, msg.sender);
         }
         let rpc = self.rpcs.remove(&msg.request_id).expect("present");
         if rpc.attempts == 1 {

@@ -7,9 +7,7 @@ use crate::id::Id;
 use crate::owner;
 use crate::types::{OpId, Value};
 use crate::wire;
-use crate::wire::{
-    status_of, Body, InfoKind, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
-};
+use crate::wire::{status_of, Body, InfoKind, NodeInfo, Status, WireEntry, FLAG_CLIENT};
 use std::net::SocketAddr;
 
 /// Operation ids of requests run for client handles (never chosen by the API caller).
@@ -160,7 +158,7 @@ impl Engine {
     pub(super) fn refuse_client(&mut self, from: SocketAddr, rid: u64) {
         self.stats.dropped_unauthenticated += 1;
         let status = Status::Unauthorized;
-        let msg = self.header(rid, FLAG_RESPONSE | FLAG_CLIENT, Body::Error { status });
+        let msg = self.response(from, rid, FLAG_CLIENT, Body::Error { status });
         self.send_reply(from, &msg, true);
     }
 

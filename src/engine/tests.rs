@@ -105,13 +105,20 @@ fn join_to_silent_bootstrap_fails_by_deadline() {
 fn suspect_and_departed_maps_stay_bounded() {
     use super::maintain::{MAX_REMEMBERED, MAX_SUSPECTS};
     use crate::wire::{Body, Codec, Message};
-    let mut e = Engine::new(Config::default(), addr(7010), 1, 1_700_000_000_000);
+    // Chosen ids accepted, so that one key signs for 20,000 claimed senders.
+    let cfg = Config {
+        insecure_chosen_ids: true,
+        ..Config::default()
+    };
+    let mut e = Engine::new(cfg, addr(7010), 1, 1_700_000_000_000);
     e.join(0, 1, &[], Duration::from_secs(1));
+    let me = e.me().id;
     for i in 0..3 * MAX_SUSPECTS as u64 {
         e.suspect(Id::from_u64(i), 1_000_000 + i);
     }
     assert!(e.suspects.len() <= MAX_SUSPECTS, "{}", e.suspects.len());
-    let codec = Codec::new("chordsip", None, 65_507);
+    let key = crate::identity::NodeKey::from_secret(&[5; 32]);
+    let codec = Codec::new("chordsip", None, 65_507).with_signer(std::sync::Arc::new(key));
     for i in 0..20_000u64 {
         let leaving = Message {
             flags: 0,
@@ -119,6 +126,8 @@ fn suspect_and_departed_maps_stay_bounded() {
             request_id: i + 1,
             timestamp_ms: 1_700_000_000_000,
             sender: Id::from_u64(1_000_000 + i),
+            receiver: me,
+            cookie: 0,
             body: Body::Leaving {
                 preds: vec![],
                 succs: vec![],

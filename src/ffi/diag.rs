@@ -67,6 +67,9 @@ pub struct chordsip_stats {
     /// Leaving, Replicate or handoff not from a current neighbour at its known
     /// address, outside the clock window, or for keys this node does not hold.
     pub refused_membership: u64,
+    /// Requests answered with a Retry (from an address not yet proven, when
+    /// the answer would have been larger than the request).
+    pub retries_sent: u64,
 }
 
 /// Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
@@ -145,6 +148,7 @@ pub unsafe extern "C" fn chordsip_node_stats(
             wrong_answers: s.wrong_answers,
             forged_entries: s.forged_entries,
             refused_membership: s.refused_membership,
+            retries_sent: s.retries_sent,
         };
         // SAFETY: out is non-NULL (checked) and writable.
         unsafe { write_out(out, st) }

@@ -117,6 +117,10 @@ pub enum Body {
         status: Status,
         outcome: Vec<u8>,
     },
+    /// "Ask again with this cookie (and my id), in the header": the answer to
+    /// a request from an address not yet proven, when the real answer would
+    /// be larger than the request or the request changes state.
+    Retry,
 }
 
 impl Body {
@@ -151,6 +155,7 @@ impl Body {
             Body::ClientTransaction { .. } => 28,
             Body::ClientTransactionReply { .. } => 29,
             Body::ClientInfoReply { .. } => 27,
+            Body::Retry => 30,
         }
     }
 
@@ -186,6 +191,7 @@ impl Body {
             Body::ClientTransaction { .. } => "client_transaction",
             Body::ClientTransactionReply { .. } => "client_transaction_reply",
             Body::ClientInfoReply { .. } => "client_info_reply",
+            Body::Retry => "retry",
         }
     }
 
@@ -220,6 +226,44 @@ impl Body {
                 | Body::ClientLookupReply { .. }
                 | Body::ClientInfoReply { .. }
                 | Body::ClientTransactionReply { .. }
+                | Body::Retry
         )
+    }
+
+    /// Requests that move neighbours or data: they carry the sender's
+    /// signature, and the sender's id must derive from the signing key.
+    /// (SyncDigest and SyncItems move nothing themselves: they are taken
+    /// from neighbours only, and what they lead to is a signed Replicate.)
+    pub fn needs_signature(&self) -> bool {
+        matches!(
+            self,
+            Body::Notify | Body::Leaving { .. } | Body::Replicate { .. }
+        )
+    }
+
+    /// Requests whose answer is never larger than the request (an ack or a
+    /// status): they may be served to an address not yet proven. Any other
+    /// request from such an address is answered Retry before it is served,
+    /// so that nothing is done twice and no work is done for a spoofer.
+    pub fn answer_never_larger(&self) -> bool {
+        matches!(
+            self,
+            Body::Ping
+                | Body::Leaving { .. }
+                | Body::Store { .. }
+                | Body::Replicate { .. }
+                | Body::SyncDigest { .. }
+                | Body::SyncItems { .. }
+                | Body::ClientPut { .. }
+        )
+    }
+
+    /// Requests a sender may address to a node whose id it does not know yet
+    /// (the first contact of a join, a read): none changes state.
+    pub fn may_be_unaddressed(&self) -> bool {
+        matches!(
+            self,
+            Body::Ping | Body::FindSuccessor { .. } | Body::GetNeighbors | Body::Fetch { .. }
+        ) || self.is_client_request()
     }
 }

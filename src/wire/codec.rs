@@ -2,14 +2,15 @@
 //! panics on input; the encoded sizes that paging and batching rely on.
 
 use super::{
-    Body, ItemSummary, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
-    FLAG_TAGGED, HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, SIGNATURE_LEN,
-    TAG_LEN, VERSION,
+    Body, DatagramSigner, Decoded, ItemSummary, Message, NodeInfo, Proof, Status, WireEntry,
+    FLAG_CLIENT, FLAG_RESPONSE, FLAG_SIGNED, FLAG_TAGGED, HEADER_LEN, MAGIC, MAX_DATAGRAM,
+    MAX_NODE_LIST, MAX_WRITER_LEN, OWNER_LEN, PROOF_LEN, SIGNATURE_LEN, TAG_LEN, VERSION,
 };
 use crate::id::{Id, ID_LEN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -45,6 +46,7 @@ pub struct Codec {
     overlay: u32,
     key: Option<Hmac<Sha256>>,
     client_key: Option<Hmac<Sha256>>,
+    signer: Option<Arc<dyn DatagramSigner>>,
     max_datagram: usize,
 }
 
@@ -67,6 +69,7 @@ impl Codec {
             overlay: overlay_tag(overlay_name),
             key: key.map(hmac_of),
             client_key: None,
+            signer: None,
             max_datagram: max_datagram.min(MAX_DATAGRAM),
         }
     }
@@ -75,6 +78,13 @@ impl Codec {
     /// `key` (a node's `client_key`, or a UDP client handle's credential).
     pub fn with_client_key(mut self, key: Option<&[u8]>) -> Codec {
         self.client_key = key.map(hmac_of);
+        self
+    }
+
+    /// The same codec, signing the requests that need it
+    /// (`Body::needs_signature`) with a node key.
+    pub fn with_signer(mut self, signer: Arc<dyn DatagramSigner>) -> Codec {
+        self.signer = Some(signer);
         self
     }
 
@@ -94,7 +104,8 @@ impl Codec {
         self.key.is_some()
     }
 
-    /// Encodes a message. Fails only when it would exceed the datagram limit.
+    /// Encodes a message (signed when its kind needs it and this codec has a
+    /// signer). Fails only when it would exceed the datagram limit.
     pub fn encode(&self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
         self.encode_with(msg, self.key_for(msg.flags))
     }
@@ -114,16 +125,30 @@ impl Codec {
         w.bytes(&MAGIC);
         w.u8(VERSION);
         w.u8(msg.body.kind());
-        let mut flags = msg.flags & !FLAG_TAGGED;
+        let signer = self
+            .signer
+            .as_ref()
+            .filter(|_| msg.body.needs_signature() && msg.flags & FLAG_RESPONSE == 0);
+        let mut flags = msg.flags & !(FLAG_TAGGED | FLAG_SIGNED);
         if key.is_some() {
             flags |= FLAG_TAGGED;
+        }
+        if signer.is_some() {
+            flags |= FLAG_SIGNED;
         }
         w.u8(flags);
         w.u32(self.overlay);
         w.u64(msg.request_id);
         w.u64(msg.timestamp_ms);
         w.bytes(&msg.sender.0);
+        w.bytes(&msg.receiver.0);
+        w.u64(msg.cookie);
         encode_body(&mut w, &msg.body)?;
+        if let Some(signer) = signer {
+            let signature = signer.sign(&w.0);
+            w.bytes(&signer.public());
+            w.bytes(&signature);
+        }
         if let Some(mac) = key {
             let mut mac = mac.clone();
             mac.update(&w.0);
@@ -138,13 +163,19 @@ impl Codec {
 
     /// Decodes and authenticates one datagram. Never panics. A client
     /// datagram without a tag is accepted here (a UNIX-socket client needs
-    /// none); `decode_authenticated` says whether it carried one.
+    /// none); `decode_full` says whether it carried one.
     pub fn decode(&self, data: &[u8]) -> Result<Message, DecodeError> {
-        self.decode_authenticated(data).map(|(m, _)| m)
+        self.decode_full(data).map(|d| d.msg)
     }
 
     /// Decodes one datagram, and whether it carried a valid tag.
     pub fn decode_authenticated(&self, data: &[u8]) -> Result<(Message, bool), DecodeError> {
+        self.decode_full(data).map(|d| (d.msg, d.tagged))
+    }
+
+    /// Decodes one datagram with its tag checked and its proof (if signed)
+    /// split off, for the receiver to check when it matters.
+    pub fn decode_full(&self, data: &[u8]) -> Result<Decoded, DecodeError> {
         if data.len() > self.max_datagram {
             return Err(DecodeError::TooLong);
         }
@@ -164,7 +195,7 @@ impl Codec {
         }
         let tagged = flags & FLAG_TAGGED != 0;
         let client = flags & FLAG_CLIENT != 0;
-        let signed_len = match (self.key_for(flags), tagged) {
+        let mut end = match (self.key_for(flags), tagged) {
             (Some(mac), true) => {
                 if data.len() < HEADER_LEN + TAG_LEN {
                     return Err(DecodeError::Truncated);
@@ -180,8 +211,25 @@ impl Codec {
             (Some(_), false) if client => data.len(),
             _ => return Err(DecodeError::BadTag),
         };
+        let proof = if flags & FLAG_SIGNED != 0 {
+            if end < HEADER_LEN + PROOF_LEN {
+                return Err(DecodeError::Truncated);
+            }
+            end -= PROOF_LEN;
+            let public = data[end..end + OWNER_LEN].try_into().expect("32 bytes");
+            let signature = data[end + OWNER_LEN..end + PROOF_LEN]
+                .try_into()
+                .expect("64 bytes");
+            Some(Proof {
+                public,
+                signature,
+                len: end,
+            })
+        } else {
+            None
+        };
         let mut r = Reader {
-            buf: &data[..signed_len],
+            buf: &data[..end],
             pos: 3,
         };
         let kind = r.u8()?;
@@ -189,6 +237,8 @@ impl Codec {
         let request_id = r.u64()?;
         let timestamp_ms = r.u64()?;
         let sender = r.id()?;
+        let receiver = r.id()?;
+        let cookie = r.u64()?;
         let body = decode_body(&mut r, kind)?;
         if r.pos != r.buf.len() {
             return Err(DecodeError::TrailingBytes);
@@ -196,15 +246,20 @@ impl Codec {
         if body.is_response() != (flags & FLAG_RESPONSE != 0) {
             return Err(DecodeError::BadValue("response flag"));
         }
-        let message = Message {
-            flags: flags & !FLAG_TAGGED,
+        if proof.is_some() && !(body.needs_signature() && flags & FLAG_RESPONSE == 0) {
+            return Err(DecodeError::BadValue("signed flag"));
+        }
+        let msg = Message {
+            flags: flags & !(FLAG_TAGGED | FLAG_SIGNED),
             overlay,
             request_id,
             timestamp_ms,
             sender,
+            receiver,
+            cookie,
             body,
         };
-        Ok((message, tagged))
+        Ok(Decoded { msg, tagged, proof })
     }
 }
 
@@ -311,7 +366,8 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
         | Body::GetNeighbors
         | Body::Notify
         | Body::NotifyAck
-        | Body::LeavingAck => {}
+        | Body::LeavingAck
+        | Body::Retry => {}
         Body::FindSuccessor { key } => w.id(key),
         Body::FindReply { done, nodes } => {
             w.u8(*done as u8);
@@ -649,6 +705,7 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
                 outcome: r.take(n)?.to_vec(),
             }
         }
+        30 => Body::Retry,
         k => return Err(DecodeError::UnknownKind(k)),
     })
 }

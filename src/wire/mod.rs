@@ -31,9 +31,15 @@ use std::net::SocketAddr;
 
 pub const MAGIC: [u8; 2] = *b"CS";
 
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
-pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 4 + 8 + 8 + ID_LEN;
+/// Magic, version, kind, flags, overlay, request id, clock, sender id,
+/// receiver id, cookie.
+pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 4 + 8 + 8 + ID_LEN + ID_LEN + 8;
+
+/// A signed datagram's proof after its body: the sender's node public key
+/// and its Ed25519 signature over everything before it.
+pub const PROOF_LEN: usize = OWNER_LEN + SIGNATURE_LEN;
 
 pub const TAG_LEN: usize = 16;
 
@@ -61,6 +67,34 @@ pub const FLAG_TAGGED: u8 = 0x02;
 
 /// Sent by a client handle (no place on the ring): never adopt the sender as a neighbour.
 pub const FLAG_CLIENT: u8 = 0x04;
+
+/// Carries a proof (`PROOF_LEN`) signed with the sender's node key.
+pub const FLAG_SIGNED: u8 = 0x08;
+
+/// Signs datagrams with a node key (crate::owner implements it, so that this
+/// module needs no signature scheme of its own).
+pub trait DatagramSigner: Send + Sync {
+    fn public(&self) -> [u8; OWNER_LEN];
+    fn sign(&self, bytes: &[u8]) -> [u8; SIGNATURE_LEN];
+}
+
+/// The proof a signed datagram carried: its first `len` bytes were signed,
+/// so it says, with `public`. Whoever needs it checks it (crate::owner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proof {
+    pub public: [u8; OWNER_LEN],
+    pub signature: [u8; SIGNATURE_LEN],
+    pub len: usize,
+}
+
+/// A decoded datagram with what authenticated it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub msg: Message,
+    /// It carried a valid HMAC tag (overlay key, or client key for a client's).
+    pub tagged: bool,
+    pub proof: Option<Proof>,
+}
 
 /// Whether `addr` stands for a client of a node's UNIX socket: the runtime
 /// gives each one an alias in the discard-only prefix `100::/64` (RFC 6666),
@@ -141,6 +175,13 @@ pub struct Message {
     /// Sender's wall clock in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     pub sender: Id,
+    /// The node the datagram is for (zero: not yet known to the sender),
+    /// so that a captured datagram is refused at any other node.
+    pub receiver: Id,
+    /// In a request: the receiver's cookie for the sender's address (zero:
+    /// none yet), which proves the sender receives at that address. In a
+    /// response: the responder's cookie for the requester's address.
+    pub cookie: u64,
     pub body: Body,
 }
 

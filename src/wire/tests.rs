@@ -148,6 +148,8 @@ fn msg(body: Body) -> Message {
         request_id: 0x0102_0304_0506_0708,
         timestamp_ms: 1_700_000_000_000,
         sender: Id::from_name("sender"),
+        receiver: Id::ZERO,
+        cookie: 0,
         body,
     }
 }

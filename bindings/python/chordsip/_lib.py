@@ -134,6 +134,7 @@ class chordsip_stats(Structure):
         ("wrong_answers", c_uint64),
         ("forged_entries", c_uint64),
         ("refused_membership", c_uint64),
+        ("retries_sent", c_uint64),
     ]
 
 
