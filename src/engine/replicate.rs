@@ -104,11 +104,13 @@ impl Engine {
         }
     }
 
-    /// Bytes a message body may take in one datagram.
+    /// Bytes a message body may take in one datagram: what is left after
+    /// the header, a node signature (Replicate carries one), the tag and
+    /// the body's own count fields.
     pub(super) fn body_budget(&self) -> usize {
         self.cfg
             .max_datagram
-            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 8)
+            .saturating_sub(wire::HEADER_LEN + wire::PROOF_LEN + wire::TAG_LEN + 8)
     }
 
     /// The successors that hold copies of what this node is primary for.

@@ -140,3 +140,44 @@ fn suspect_and_departed_maps_stay_bounded() {
     assert!(e.suspects.len() <= MAX_SUSPECTS);
     assert_eq!(e.stats.refused_membership, 20_000);
 }
+
+/// Handoffs and syncs fill datagrams to the brim: every batch, with its
+/// header, node signature and tag, must still fit (a batch that does not
+/// cannot be sent, and the copies it carries would never leave).
+#[test]
+fn full_replicate_batches_fit_a_datagram() {
+    let cfg = Config {
+        overlay_key: Some(b"0123456789abcdef".to_vec()),
+        ..Config::default()
+    };
+    let max = cfg.max_datagram;
+    let mut e = Engine::new(cfg, addr(7000), 1, 0);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    let keys: Vec<Id> = (0..400).map(|i| Id::from_name(&format!("k{i}"))).collect();
+    for (i, k) in keys.iter().enumerate() {
+        e.put(
+            10,
+            10 + i as u64,
+            *k,
+            b"w",
+            &[7; 300],
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+    }
+    e.drain_transmits().for_each(drop);
+    let peer = wire::NodeInfo {
+        id: Id::from_name("peer"),
+        addr: addr(7001),
+    };
+    let sent = e.push_keys(peer, &keys, || super::dispatch::OnAnswer::Push);
+    let out: Vec<_> = e.drain_transmits().collect();
+    assert!(sent > 1, "several batches");
+    assert_eq!(out.len(), sent, "every batch was encoded and sent");
+    assert!(out.iter().all(|t| t.data.len() <= max));
+    assert!(
+        out.iter().any(|t| t.data.len() > max - 400),
+        "batches are full"
+    );
+}
