@@ -507,7 +507,8 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `advertise` | address peers use, when it differs from `listen` | bound address |
 // | `client_socket` | UNIX datagram socket path served for client handles | none |
 // | `overlay` | overlay name (datagrams of other overlays are dropped) | `chordsip` |
-// | `node_id` | fixed 40-hex-digit node id | SHA-1 of the address |
+// | `node_key`, `node_key_file` | secret of this node's identity (64 hex digits, or a file holding them: `chordsip keygen`); the node id is SHA-1("chordsip-node-id-1" ‖ its public key), and membership and data messages are signed with it | a new key at each start |
+// | `node_id`, `insecure_chosen_ids` | a chosen node id, and accepting peers' chosen ids: for the simulator and tests only (peers refuse a chosen id's signed messages) | derived from the node key; `false` |
 // | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
 // | `successors` | successor list length | 8 |
 // | `replicas` | copies of each value | 3 |

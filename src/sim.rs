@@ -571,6 +571,27 @@ impl SimNet {
         check
     }
 
+    /// Whether every live, joined node's predecessor list names its true
+    /// predecessors `depth` deep (replicas refuse copies from a primary
+    /// they do not list yet).
+    pub fn predecessors_complete(&self, depth: usize) -> bool {
+        let mut live: Vec<Id> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive && self.nodes[i].engine.phase() == Phase::Joined)
+            .map(|i| self.nodes[i].engine.me().id)
+            .collect();
+        live.sort();
+        let n = live.len();
+        let depth = depth.min(n.saturating_sub(1));
+        self.nodes
+            .iter()
+            .filter(|s| s.alive && s.engine.phase() == Phase::Joined)
+            .all(|s| {
+                let pos = live.binary_search(&s.engine.me().id).expect("live");
+                let preds = s.engine.routing().predecessors();
+                (0..depth).all(|j| preds.get(j).map(|p| p.id) == Some(live[(pos + n - 1 - j) % n]))
+            })
+    }
+
     /// The live node truly responsible for `key` (oracle for tests).
     pub fn responsible(&self, key: &Id) -> Option<NodeInfo> {
         let mut best: Option<NodeInfo> = None;

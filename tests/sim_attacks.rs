@@ -37,8 +37,13 @@ fn build(seed: u64) -> SimNet {
         Duration::from_millis(20),
         Duration::from_secs(120)
     ));
-    // Predecessor lists reach their full depth.
-    net.run_for(Duration::from_secs(3));
+    // Predecessor lists are full (replicas + 2 deep): a node whose list
+    // is still filling in takes copies from anyone who signs them.
+    assert!(
+        net.run_until(Duration::from_secs(10), Duration::from_millis(100), |n| {
+            n.predecessors_complete(5)
+        })
+    );
     net
 }
 
@@ -366,4 +371,227 @@ fn skewed_expired_and_everlasting_writes_are_refused_or_cut() {
         tomb.expires_at <= t + 60_000_000,
         "the marker lives 60 s, not a week"
     );
+}
+
+/// Before: one Notify with a chosen id made an outsider a node's
+/// predecessor and drew its keys. Now the id must derive from the signing
+/// key, and a Notify from an address that never answered a cookie gets a
+/// Retry and nothing else.
+#[test]
+fn a_notify_needs_the_ids_key_and_a_proven_address() {
+    let mut net = build(34);
+    for i in 0..120 {
+        net.put(
+            i % 12,
+            Id::from_name(&format!("n{i}")),
+            b"d",
+            b"v",
+            1,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    }
+    let victim = 5;
+    let me = *net.engine(victim).me();
+    let pred = net.engine(victim).routing().predecessors()[0];
+    let mut chosen = me.id;
+    chosen.0[19] = chosen.0[19].wrapping_sub(1);
+    let key = NodeKey::from_secret(&[17; 32]);
+    let own_id = key.id();
+    let mut mallory = Attacker::new(&mut net, None).signing(key);
+    mallory.ids.insert(victim, me.id);
+    let s0 = net.engine(victim).stats();
+    let now = Attacker::wall_ms(&net);
+    // A chosen id (signed by a key it does not derive from), then her own.
+    mallory.send(&mut net, victim, 0, chosen, now, Body::Notify);
+    let (rid, sent) = mallory.send(&mut net, victim, 0, own_id, now, Body::Notify);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.engine(victim).routing().predecessors()[0], pred);
+    let s = net.engine(victim).stats();
+    assert_eq!(
+        s.dropped_unauthenticated,
+        s0.dropped_unauthenticated + 1,
+        "the chosen id"
+    );
+    let answers: Vec<(usize, Message)> = net
+        .take_mail(&mallory.addr)
+        .into_iter()
+        .map(|d| (d.len(), mallory.codec.decode(&d).unwrap()))
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer, and no Replicate of keys");
+    let (len, m) = &answers[0];
+    assert_eq!((m.request_id, &m.body), (rid, &Body::Retry));
+    assert!(*len <= sent);
+    assert!(net.check_ring().is_correct(), "{:?}", net.check_ring());
+}
+
+/// Before: a captured datagram with a valid overlay key was served again
+/// from any port and at any node for the whole replay window. Now it names
+/// its receiver, and an authenticated request is served once.
+#[test]
+fn replayed_datagrams_are_served_once_and_only_by_their_receiver() {
+    let keyed = Config {
+        overlay_key: Some(b"sim-overlay-key".to_vec()),
+        ..cfg()
+    };
+    let mut net = SimNet::new(SimConfig {
+        seed: 35,
+        ..SimConfig::default()
+    });
+    assert!(net.build_ring(
+        8,
+        &keyed,
+        Duration::from_millis(20),
+        Duration::from_secs(120)
+    ));
+    let writer = WriterKey::from_secret(&[23; 32]);
+    let a = 2;
+    let a_id = net.engine(a).me().id;
+    let k = (0..)
+        .map(|i| Id::from_name(&format!("replay-{i}")))
+        .find(|k| net.responsible(k).map(|n| n.id) == Some(a_id))
+        .unwrap();
+    let t = Attacker::wall_ms(&net);
+    let mut e = WireEntry::unsigned(writer.slot(b"x"), t * 1000, 600_000, false, b"v".to_vec());
+    e.expires_ms = t + 600_000;
+    writer.sign(&k, &mut e);
+    let codec = Codec::new("chordsip", Some(b"sim-overlay-key"), 65_507);
+    let captured = codec
+        .encode(&Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: 99,
+            timestamp_ms: t,
+            sender: Id::from_name("member"),
+            receiver: a_id,
+            cookie: 0,
+            body: Body::Store { key: k, entry: e },
+        })
+        .unwrap();
+    let (first, other): (SocketAddr, SocketAddr) = (
+        "127.66.0.2:5060".parse().unwrap(),
+        "127.66.0.2:5061".parse().unwrap(),
+    );
+    net.open_mailbox(first);
+    net.open_mailbox(other);
+    let dropped = |net: &SimNet, i: usize| net.engine(i).stats().dropped_unauthenticated;
+    let (da, db) = (dropped(&net, a), dropped(&net, 3));
+    net.send_raw(first, a, captured.clone());
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.take_mail(&first).len(), 1, "the original is served");
+    net.send_raw(other, a, captured.clone());
+    net.send_raw(other, 3, captured);
+    net.run_for(Duration::from_millis(500));
+    assert!(net.take_mail(&other).is_empty(), "no copy is served");
+    assert_eq!(dropped(&net, a), da + 1, "a copy from another port");
+    assert_eq!(dropped(&net, 3), db + 1, "a copy at another node");
+}
+
+/// The amplification table in the simulator: every request kind, from an
+/// address that never proved it receives there, with 1,500 entries stored;
+/// what comes back to that address is never larger than what it sent.
+#[test]
+fn no_answer_to_an_unproven_address_is_larger_than_its_request() {
+    let mut net = build(36);
+    let busy = Id::from_name("busy");
+    for i in 0..1500 {
+        let k = if i < 40 {
+            busy
+        } else {
+            Id::from_name(&format!("a{i}"))
+        };
+        net.put(
+            i % 12,
+            k,
+            format!("w{i}").as_bytes(),
+            &[b'x'; 200],
+            1,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    }
+    let node = 0;
+    let me = *net.engine(node).me();
+    let pred = net.engine(node).routing().predecessors()[0];
+    let key = NodeKey::from_secret(&[29; 32]);
+    let own = key.id();
+    let w = WriterKey::from_secret(&[31; 32]);
+    let t = Attacker::wall_ms(&net);
+    let mut entry = WireEntry::unsigned(w.slot(b"s"), t * 1000, 60_000, false, vec![1; 10]);
+    entry.expires_ms = t + 60_000;
+    w.sign(&busy, &mut entry);
+    let summaries = (0..50)
+        .map(|i| chordsip::wire::ItemSummary {
+            key: Id::from_name(&format!("a{i}")),
+            writer: vec![i as u8],
+            version: 1,
+        })
+        .collect();
+    let fetch = |replica| Body::Fetch {
+        key: busy,
+        replica,
+        after: None,
+    };
+    let kinds: Vec<(u8, Body)> = vec![
+        (0, Body::Ping),
+        (0, Body::FindSuccessor { key: busy }),
+        (0, Body::GetNeighbors),
+        (0, Body::Notify),
+        (
+            0,
+            Body::Leaving {
+                preds: vec![pred],
+                succs: vec![pred],
+            },
+        ),
+        (
+            0,
+            Body::Store {
+                key: busy,
+                entry: entry.clone(),
+            },
+        ),
+        (0, fetch(false)),
+        (0, fetch(true)),
+        (
+            0,
+            Body::Replicate {
+                items: vec![(busy, entry)],
+            },
+        ),
+        (
+            0,
+            Body::SyncDigest {
+                lo: me.id,
+                hi: me.id,
+                digest: 1,
+                count: 1,
+            },
+        ),
+        (0, Body::SyncItems { items: summaries }),
+        (FLAG_CLIENT, Body::ClientLookup { key: busy }),
+        (
+            FLAG_CLIENT,
+            Body::ClientGet {
+                key: busy,
+                after: None,
+            },
+        ),
+        (FLAG_CLIENT, Body::ClientInfo { what: 0 }),
+        (FLAG_CLIENT, Body::ClientInfo { what: 1 }),
+    ];
+    for (n, (flags, body)) in kinds.into_iter().enumerate() {
+        let name = body.name();
+        // A new address each time: it never holds a cookie, as a victim would not.
+        let mut victim = Attacker::new(&mut net, Some(b"sim-client-credential"))
+            .signing(NodeKey::from_secret(&[29; 32]));
+        victim.addr = SocketAddr::from(([127, 67, 0, 1], 7000 + n as u16));
+        net.open_mailbox(victim.addr);
+        victim.ids.insert(node, me.id);
+        let now = Attacker::wall_ms(&net);
+        let (_, sent) = victim.send(&mut net, node, flags, own, now, body);
+        net.run_for(Duration::from_secs(2));
+        let got: usize = net.take_mail(&victim.addr).iter().map(Vec::len).sum();
+        assert!(got <= sent, "{name}: {got} bytes answered to {sent}");
+    }
 }

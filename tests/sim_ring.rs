@@ -111,7 +111,11 @@ fn crash_and_repair(
     let mut net = build(n, &cfg, seed);
     // Predecessor lists grow one node per check round: until they reach as
     // far back as the primaries, the farthest replicas refuse their copies.
-    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.run_until(Duration::from_secs(30), Duration::from_millis(100), |n| {
+            n.predecessors_complete(replicas)
+        })
+    );
     for i in 0..values {
         let r = net.put(
             i % n,
