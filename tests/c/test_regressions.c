@@ -32,6 +32,8 @@ static chordsip_node *with_id(const char *id) {
     chordsip_config *cfg = fast_config();
     char err[128];
     CHECK_OK(chordsip_config_set(cfg, "node_id", id, err, sizeof err));
+    /* A chosen id does not derive from the node key: peers must be told to accept it. */
+    CHECK_OK(chordsip_config_set(cfg, "insecure_chosen_ids", "true", err, sizeof err));
     chordsip_node *n = node_from(cfg);
     chordsip_config_free(cfg);
     return n;
