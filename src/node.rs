@@ -266,6 +266,13 @@ impl Node {
         )
     }
 
+    /// A version for a write of this node: the runtime's wall clock (the
+    /// clock its engines version client writes with), strictly increasing.
+    fn version(&self) -> u64 {
+        let rt = &self.inner.runtime;
+        crate::clock::next_version_at(rt.wall_offset_ms().saturating_mul(1000) + rt.now())
+    }
+
     /// Stores `data` in the writer's slot of `key` with a fresh version.
     pub fn put(
         &self,
@@ -274,7 +281,7 @@ impl Node {
         data: &[u8],
         lifetime: Duration,
     ) -> Result<StoreReceipt> {
-        self.put_versioned(key, writer, data, next_version(), lifetime)
+        self.put_versioned(key, writer, data, self.version(), lifetime)
     }
 
     pub fn put_versioned(
@@ -303,7 +310,7 @@ impl Node {
         cb: impl FnOnce(Result<StoreReceipt>) + Send + 'static,
     ) -> Result<()> {
         let timeout = self.inner.cfg.op_timeout;
-        let version = next_version();
+        let version = self.version();
         let (writer, data) = (writer.to_vec(), data.to_vec());
         self.submit(
             move |e, now, op| e.put(now, op, key, &writer, &data, version, lifetime, timeout),
@@ -334,7 +341,7 @@ impl Node {
     /// Removes the writer's entry of `key`.
     pub fn remove(&self, key: Id, writer: &[u8]) -> Result<StoreReceipt> {
         let timeout = self.inner.cfg.op_timeout;
-        let version = next_version();
+        let version = self.version();
         let writer = writer.to_vec();
         self.blocking(timeout, move |e, now, op| {
             e.remove(now, op, key, &writer, version, timeout)
@@ -350,7 +357,7 @@ impl Node {
         cb: impl FnOnce(Result<StoreReceipt>) + Send + 'static,
     ) -> Result<()> {
         let timeout = self.inner.cfg.op_timeout;
-        let version = next_version();
+        let version = self.version();
         let writer = writer.to_vec();
         self.submit(
             move |e, now, op| e.remove(now, op, key, &writer, version, timeout),
