@@ -343,6 +343,9 @@ typedef struct {
   const char *call_id;
   uint32_t cseq;
   size_t path_len;
+  // The writer key the binding is stored under, 64 hex digits: the node
+  // (or registrar) that wrote it. NULL in a REGISTER's answer.
+  const char *owner;
 } chordsip_binding;
 
 // One Contact of a REGISTER.
@@ -520,7 +523,7 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `max_value_bytes`, `max_writer_bytes`, `max_entries_per_key`, `max_keys` | storage limits | 4096, 128, 64, 1000000 |
 // | `max_store_bytes` | bytes this node stores at most (values, slots and 128 per entry); more is refused (`CHORDSIP_ERR_FULL`) | 268435456 |
 // | `max_entries_per_owner` | entries one writer key may hold under a key; the main writers (this node's key and `trusted_writers`) are exempt, and as many places stay free for them | 16 |
-// | `trusted_writers` | comma-separated public keys (64 hex digits; `chordsip keygen` prints one) counted as main writers, e.g. the registrar's | none |
+// | `trusted_writers` | comma-separated public keys (64 hex digits; `chordsip keygen` prints one) counted as main writers, e.g. the registrar's; registrar lookups route only to bindings of this node's writer key and these | none |
 // | `open_overlay` | `true`: start off loopback without an overlay key (anyone who reaches the node may join, read and write; a warning is logged) | `false` |
 // | `client_key`, `client_key_file` | credential (at least 16 bytes; the text, or a file's bytes) of client handles over UDP; without it only the UNIX socket serves clients | none |
 // | `client_socket_group` | group (name or number) that may use the UNIX client socket (mode 0660; else 0600, this user only) | none |
@@ -941,15 +944,29 @@ chordsip_result chordsip_client_register(chordsip_client *client,
                                          chordsip_bindings **bindings,
                                          chordsip_register_outcome *outcome);
 
-// The live bindings of `aor` (any spelling of it: it is canonicalised),
-// highest q first, in a new list the caller frees; an unknown AOR gives an
-// empty list.
+// The live bindings of `aor` (any spelling of it: it is canonicalised)
+// that are safe to route to: written under the node's writer key or one of
+// its `trusted_writers` (a binding another member wrote under a key of its
+// own is left out). Highest q first, in a new list the caller frees; an
+// unknown AOR gives an empty list. `chordsip_node_lookup_aor_all` returns
+// every binding with its owner.
 //
 // # Safety
 // `node` NULL or live; `aor` NULL or NUL-terminated; `out` NULL or writable.
 chordsip_result chordsip_node_lookup_aor(chordsip_node *node,
                                          const char *aor,
                                          chordsip_bindings **out);
+
+// Every live binding of `aor`, whoever wrote it, each with its `owner`:
+// for callers that judge trust themselves. `chordsip_node_lookup_aor`
+// returns only the bindings of the node's writer key and
+// `trusted_writers`, the ones it is safe to route to.
+//
+// # Safety
+// As `chordsip_node_lookup_aor`.
+chordsip_result chordsip_node_lookup_aor_all(chordsip_node *node,
+                                             const char *aor,
+                                             chordsip_bindings **out);
 
 // `chordsip_node_lookup_aor` through a client handle.
 //
@@ -958,6 +975,14 @@ chordsip_result chordsip_node_lookup_aor(chordsip_node *node,
 chordsip_result chordsip_client_lookup_aor(chordsip_client *client,
                                            const char *aor,
                                            chordsip_bindings **out);
+
+// `chordsip_node_lookup_aor_all` through a client handle.
+//
+// # Safety
+// As `chordsip_node_lookup_aor`, with `client` NULL or live.
+chordsip_result chordsip_client_lookup_aor_all(chordsip_client *client,
+                                               const char *aor,
+                                               chordsip_bindings **out);
 
 // Asynchronous `chordsip_node_lookup_aor`; `cb` runs exactly once when this
 // returns `CHORDSIP_OK` (see `chordsip_node_lookup_async`).

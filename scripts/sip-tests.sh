@@ -53,7 +53,7 @@ echo "built $BIN/sip-proxy and $BIN/sip-proxy-asan; $(sipp -v 2>&1 | grep -o 'SI
 pick_ports || exit 1
 A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2)) D_SIP=$((BASE + 3))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12)) D_OVL=$((BASE + 13))
-E_SIP=$((BASE + 4)) E_OVL=$((BASE + 14))
+E_SIP=$((BASE + 4)) E_OVL=$((BASE + 14)) F_SIP=$((BASE + 5)) F_OVL=$((BASE + 15))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
 echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL, UAS $UAS_PORT"
 
@@ -100,7 +100,8 @@ run_sipp unregistered-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/unreg.csv" -m 10
 run_sipp others-still-called 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 
-echo "== a proxy with another writer key joins; its unregisters cannot touch A's bindings"
+echo "== a proxy with another writer key joins: its unregisters cannot touch A's bindings, and"
+echo "   it routes to none of them (they are not written under a key it trusts)"
 WRITER_KEY=$OUT/stranger.key
 writer_key "$WRITER_KEY" || exit 1
 start_proxy E "$BIN/sip-proxy" "$E_SIP" "$E_OVL" "127.0.0.1:$A_OVL" || exit 1
@@ -109,10 +110,18 @@ wait_ring "$A_OVL" "$B_OVL" "$E_OVL" || exit 1
 run_sipp stranger-unregister 100 -sf "$SIP/unregister.xml" -inf "$OUT/still.csv" \
     -key contact_hostport "127.0.0.1:$UAS_PORT" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
-run_sipp still-called-after 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
+run_sipp untrusted-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
+run_sipp still-called-after 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
+echo "== a proxy that trusts the registrar's writer key routes to its bindings"
+WRITER_KEY=$OUT/stranger.key TRUSTED=$(cat "$OUT/writer.key.pub") \
+    start_proxy F "$BIN/sip-proxy" "$F_SIP" "$F_OVL" "127.0.0.1:$A_OVL" || exit 1
+wait_ring "$A_OVL" "$B_OVL" "$E_OVL" "$F_OVL" || exit 1
+run_sipp trusting-proxy-calls 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$F_SIP"
 
-stop_uas $((2 * N_USERS + 200))
+stop_uas $((2 * N_USERS + 300))
 
 # ---- 3. malformed SIP against the ASan build -------------------------------------------
 echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"

@@ -439,6 +439,26 @@ impl Client {
             .ok_or_else(|| Error::Refused("the node did not name its writer key".into()))
     }
 
+    /// The writer keys the node's registrar lookups trust: its writer key
+    /// and its `trusted_writers` (bindings of other keys are not routed to).
+    pub fn trusted_writers(&mut self) -> Result<Vec<Owner>> {
+        let text = self.info(InfoKind::Ring)?;
+        let keys: Vec<Owner> = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("writer ")
+                    .or_else(|| l.strip_prefix("trusted "))
+            })
+            .filter_map(owner::parse_owner)
+            .collect();
+        match keys.is_empty() {
+            true => Err(Error::Refused(
+                "the node did not name its writer key".into(),
+            )),
+            false => Ok(keys),
+        }
+    }
+
     fn info(&mut self, kind: InfoKind) -> Result<String> {
         let what = kind.code();
         match self.call(Body::ClientInfo { what })? {

@@ -372,6 +372,18 @@ impl Node {
         Ok(self.inner.owner)
     }
 
+    /// The writer keys whose registrar bindings this node's lookups trust:
+    /// its writer key and `trusted_writers`.
+    pub fn trusted_writers(&self) -> Result<Vec<Owner>> {
+        let mut keys = vec![self.owner()?];
+        for k in &self.config().limits.main_writers {
+            if !keys.contains(k) {
+                keys.push(*k);
+            }
+        }
+        Ok(keys)
+    }
+
     /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,
     /// the same text a client handle gets from its peer.
     pub fn info_text(&self, what: u8) -> Result<String> {

@@ -90,6 +90,11 @@ pub trait DictStore {
     fn dict_remove(&mut self, key: Id, writer: &[u8]) -> Result<StoreReceipt, Error>;
     /// The key this store's writes are signed with: the slots a transaction may change.
     fn owner(&mut self) -> Result<Owner, Error>;
+    /// The writer keys whose registrar bindings this store's lookups trust:
+    /// its own, and the ones it was told to trust (`trusted_writers`).
+    fn trusted_writers(&mut self) -> Result<Vec<Owner>, Error> {
+        Ok(vec![self.owner()?])
+    }
     /// The largest value the store takes, when known before writing.
     fn value_limit(&self) -> Option<usize> {
         None
@@ -123,6 +128,9 @@ macro_rules! dict_store_by_methods {
             }
             fn owner(&mut self) -> $crate::error::Result<$crate::owner::Owner> {
                 <$inherent>::owner(self)
+            }
+            fn trusted_writers(&mut self) -> $crate::error::Result<Vec<$crate::owner::Owner>> {
+                <$inherent>::trusted_writers(self)
             }
             $(fn value_limit(&self) -> Option<usize> {
                 let $s = self;

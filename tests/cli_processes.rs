@@ -224,10 +224,11 @@ fn cli(args: &[&str]) -> (bool, String) {
         cmd.arg("--client-key-file").arg(client_key_file());
     }
     let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text += &String::from_utf8_lossy(&out.stderr);
+    }
+    (out.status.success(), text)
 }
 
 /// The operator commands for SIP bindings against two node processes, one
@@ -297,12 +298,16 @@ fn register_and_locate_from_the_command_line() {
         &via_unix,
         "sip:Carol@EXAMPLE.com;transport=tcp",
     ]);
-    assert!(ok);
+    assert!(ok, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
         lines[0].starts_with("sip:carol@192.0.2.8\tq=1\texpires="),
         "{out}"
+    );
+    assert!(
+        lines[0].contains("\towner="),
+        "a binding names its writer key: {out}"
     );
     assert!(
         lines[1].starts_with("sip:carol@192.0.2.7:5060\tq=0.5"),

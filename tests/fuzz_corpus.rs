@@ -370,6 +370,7 @@ fn fuzz_binding_decoder() {
         received: Some("sip:198.51.100.7:40123".into()),
         call_id: "a84b4c76e66710@pc33.atlanta.com".into(),
         cseq: 7,
+        owner: None,
     };
     let plain = Binding {
         instance: None,

@@ -2,7 +2,7 @@
 //! another node and from a client handle, refresh, unregister, `*`, expiry.
 
 use chordsip::sip::binding::{ContactSpec, RegisterError, RegisterRequest, RegistrarLimits};
-use chordsip::sip::registrar::{lookup, register, RegistrarError};
+use chordsip::sip::registrar::{lookup, lookup_trusting, register, RegistrarError, Trust};
 use chordsip::testnet::{wait_until, Testnet};
 use chordsip::{Config, Id};
 use std::time::Duration;
@@ -349,7 +349,16 @@ fn client_register_in_one_round_trip() {
     // The node's own view agrees.
     let seen = lookup(&mut &net.nodes[2], aor).unwrap();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].0, p.result[0].0);
+    // Read back, it names its owner (the node's writer key); a REGISTER's
+    // answer lists what it wrote, owner unset.
+    assert_eq!(seen[0].0.owner, Some(net.nodes[2].owner().unwrap()));
+    assert_eq!(
+        chordsip::sip::binding::Binding {
+            owner: None,
+            ..seen[0].0.clone()
+        },
+        p.result[0].0
+    );
     // Refusals come back as the registrar's errors.
     assert_eq!(
         c.register(&req(
@@ -498,5 +507,71 @@ fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
     let p = register(&mut &net.nodes[1], &req("reg-2", vec![gone]), &limits).unwrap();
     assert_eq!(p.deleted, 1);
     assert!(lookup(&mut &net.nodes[0], aor).unwrap().is_empty());
+    let _ = stranger.leave(Duration::from_secs(2));
+}
+
+/// Before: a binding another member stored under a writer key of its own,
+/// with q=1, took every call to the AOR. Now lookups return only bindings of
+/// the node's writer key and its `trusted_writers`, each with its owner.
+#[test]
+fn lookups_route_only_to_bindings_of_trusted_writers() {
+    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
+    let stranger = chordsip::Node::start(Config {
+        writer_key: Some([0x66; 32]),
+        ..Config::default()
+    })
+    .unwrap();
+    stranger.join(&net.bootstrap()).unwrap();
+    let limits = RegistrarLimits::default();
+    let aor = "sip:frank@example.com";
+    let req = |call_id: &str, uri: &str, q: &str| RegisterRequest {
+        to: aor.into(),
+        call_id: call_id.into(),
+        cseq: 1,
+        contacts: vec![contact(uri, Some(q), Some(600))],
+        ..RegisterRequest::default()
+    };
+    register(
+        &mut &net.nodes[0],
+        &req("own", "sip:frank@192.0.2.7", "0.5"),
+        &limits,
+    )
+    .unwrap();
+    register(
+        &mut &stranger,
+        &req("evil", "sip:mallory@192.0.2.66", "1.0"),
+        &limits,
+    )
+    .unwrap();
+    let registrar = net.nodes[0].owner().unwrap();
+    let theirs = stranger.owner().unwrap();
+    for n in &net.nodes {
+        let found = lookup(&mut &*n, aor).unwrap();
+        let seen: Vec<_> = found
+            .iter()
+            .map(|(b, _)| (b.contact.as_str(), b.owner))
+            .collect();
+        assert_eq!(seen, [("sip:frank@192.0.2.7", Some(registrar))]);
+        let all = lookup_trusting(&mut &*n, aor, Trust::All).unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|(b, _)| (b.contact.as_str(), b.owner))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("sip:mallory@192.0.2.66", Some(theirs)),
+                ("sip:frank@192.0.2.7", Some(registrar))
+            ]
+        );
+    }
+    // A node that trusts the stranger's key too (`trusted_writers`) sees both.
+    let mut cfg = one_registrar();
+    cfg.set("trusted_writers", &chordsip::owner::hex(&theirs))
+        .unwrap();
+    let judge = chordsip::Node::start(cfg).unwrap();
+    judge.join(&net.bootstrap()).unwrap();
+    assert_eq!(lookup(&mut &judge, aor).unwrap().len(), 2);
+    let _ = judge.leave(Duration::from_secs(2));
     let _ = stranger.leave(Duration::from_secs(2));
 }

@@ -166,6 +166,10 @@ struct LocateArgs {
     via: ViaArgs,
     /// The address-of-record, e.g. sip:alice@example.com.
     aor: String,
+    /// Every binding, whoever wrote it (by default only the ones written
+    /// under the node's writer key or its trusted_writers), with its owner.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -412,6 +416,9 @@ fn print_bindings(list: &[(chordsip::sip::binding::Binding, u32)]) {
                 .as_deref()
                 .map(|i| format!("\tinstance={i}"))
                 .unwrap_or_default()
+                + &b.owner
+                    .map(|o| format!("\towner={}", chordsip::owner::hex(&o)))
+                    .unwrap_or_default()
         );
     }
 }
@@ -456,7 +463,12 @@ fn run_register(a: RegisterArgs) -> Result<(), String> {
 
 fn run_locate(a: LocateArgs) -> Result<(), String> {
     let mut c = client(&a.via)?;
-    let list = chordsip::sip::registrar::lookup(&mut c, &a.aor).map_err(|e| e.to_string())?;
+    use chordsip::sip::registrar::{lookup, lookup_trusting, Trust};
+    let list = match a.all {
+        true => lookup_trusting(&mut c, &a.aor, Trust::All),
+        false => lookup(&mut c, &a.aor),
+    }
+    .map_err(|e| e.to_string())?;
     if list.is_empty() {
         return Err(format!("{} is not registered", a.aor));
     }

@@ -121,6 +121,9 @@ impl Engine {
                 let _ = writeln!(out, "node {}", fmt_node(&self.me));
                 let _ = writeln!(out, "phase {:?}", self.phase);
                 let _ = writeln!(out, "writer {}", owner::hex(self.writer.owner()));
+                for t in &self.cfg.limits.main_writers {
+                    let _ = writeln!(out, "trusted {}", owner::hex(t));
+                }
                 for (i, p) in self.rt.predecessors().iter().enumerate() {
                     let _ = writeln!(out, "predecessor[{i}] {}", fmt_node(p));
                 }

@@ -118,7 +118,7 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `max_value_bytes`, `max_writer_bytes`, `max_entries_per_key`, `max_keys` | storage limits | 4096, 128, 64, 1000000 |
 /// | `max_store_bytes` | bytes this node stores at most (values, slots and 128 per entry); more is refused (`CHORDSIP_ERR_FULL`) | 268435456 |
 /// | `max_entries_per_owner` | entries one writer key may hold under a key; the main writers (this node's key and `trusted_writers`) are exempt, and as many places stay free for them | 16 |
-/// | `trusted_writers` | comma-separated public keys (64 hex digits; `chordsip keygen` prints one) counted as main writers, e.g. the registrar's | none |
+/// | `trusted_writers` | comma-separated public keys (64 hex digits; `chordsip keygen` prints one) counted as main writers, e.g. the registrar's; registrar lookups route only to bindings of this node's writer key and these | none |
 /// | `open_overlay` | `true`: start off loopback without an overlay key (anyone who reaches the node may join, read and write; a warning is logged) | `false` |
 /// | `client_key`, `client_key_file` | credential (at least 16 bytes; the text, or a file's bytes) of client handles over UDP; without it only the UNIX socket serves clients | none |
 /// | `client_socket_group` | group (name or number) that may use the UNIX client socket (mode 0660; else 0600, this user only) | none |

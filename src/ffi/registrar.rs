@@ -12,7 +12,7 @@ use super::{
 use crate::sip::binding::{
     Binding, ContactSpec, NextHop, RegisterError, RegisterRequest, RegistrarLimits,
 };
-use crate::sip::registrar::{self, live_bindings, RegistrarError};
+use crate::sip::registrar::{self, live_bindings, RegistrarError, Trust};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
@@ -86,6 +86,9 @@ pub struct chordsip_binding {
     pub call_id: *const c_char,
     pub cseq: u32,
     pub path_len: usize,
+    /// The writer key the binding is stored under, 64 hex digits: the node
+    /// (or registrar) that wrote it. NULL in a REGISTER's answer.
+    pub owner: *const c_char,
 }
 
 /// Where a request for a binding is sent first (`chordsip_bindings_next_hop`).
@@ -108,6 +111,7 @@ struct OwnedBinding {
     received: Option<CString>,
     call_id: CString,
     path: Vec<CString>,
+    owner: Option<CString>,
     /// The next hop's kind and URI (None: the contact).
     hop: (chordsip_hop, Option<CString>),
     b: Binding,
@@ -134,6 +138,7 @@ impl chordsip_bindings {
                     received: b.received.as_deref().map(cstring),
                     call_id: cstring(&b.call_id),
                     path: b.path.iter().map(|p| cstring(p)).collect(),
+                    owner: b.owner.as_ref().map(|o| cstring(&crate::owner::hex(o))),
                     hop: match b.next_hop() {
                         NextHop::Contact => (chordsip_hop::CHORDSIP_HOP_CONTACT, None),
                         NextHop::Received(r) => {
@@ -183,6 +188,7 @@ pub unsafe extern "C" fn chordsip_bindings_get(
             call_id: o.call_id.as_ptr(),
             cseq: o.b.cseq,
             path_len: o.path.len(),
+            owner: o.owner.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         };
         // SAFETY: NULL or writable by the caller's contract.
         unsafe { write_out(out, view) }
@@ -475,9 +481,12 @@ unsafe fn aor_arg(aor: *const c_char) -> FfiResult<crate::id::Id> {
         .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)
 }
 
-/// The live bindings of `aor` (any spelling of it: it is canonicalised),
-/// highest q first, in a new list the caller frees; an unknown AOR gives an
-/// empty list.
+/// The live bindings of `aor` (any spelling of it: it is canonicalised)
+/// that are safe to route to: written under the node's writer key or one of
+/// its `trusted_writers` (a binding another member wrote under a key of its
+/// own is left out). Highest q first, in a new list the caller frees; an
+/// unknown AOR gives an empty list. `chordsip_node_lookup_aor_all` returns
+/// every binding with its owner.
 ///
 /// # Safety
 /// `node` NULL or live; `aor` NULL or NUL-terminated; `out` NULL or writable.
@@ -496,6 +505,34 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor(
             return Err(CHORDSIP_ERR_NULL_POINTER);
         }
         let found = registrar::lookup(&mut &n, aor).map_err(registrar_code)?;
+        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
+        // SAFETY: non-NULL (checked) and writable.
+        unsafe { write_out(out, list) }
+    })
+}
+
+/// Every live binding of `aor`, whoever wrote it, each with its `owner`:
+/// for callers that judge trust themselves. `chordsip_node_lookup_aor`
+/// returns only the bindings of the node's writer key and
+/// `trusted_writers`, the ones it is safe to route to.
+///
+/// # Safety
+/// As `chordsip_node_lookup_aor`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_lookup_aor_all(
+    node: *mut chordsip_node,
+    aor: *const c_char,
+    out: *mut *mut chordsip_bindings,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let found = registrar::lookup_trusting(&mut &n, aor, Trust::All).map_err(registrar_code)?;
         let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
         // SAFETY: non-NULL (checked) and writable.
         unsafe { write_out(out, list) }
@@ -527,6 +564,32 @@ pub unsafe extern "C" fn chordsip_client_lookup_aor(
     })
 }
 
+/// `chordsip_node_lookup_aor_all` through a client handle.
+///
+/// # Safety
+/// As `chordsip_node_lookup_aor`, with `client` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_client_lookup_aor_all(
+    client: *mut super::client::chordsip_client,
+    aor: *const c_char,
+    out: *mut *mut chordsip_bindings,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live client by the caller's contract.
+        let c = unsafe { client_ref(client) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let found = registrar::lookup_trusting(&mut *c.inner.lock(), aor, Trust::All)
+            .map_err(registrar_code)?;
+        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
+        // SAFETY: non-NULL (checked) and writable.
+        unsafe { write_out(out, list) }
+    })
+}
+
 /// Asynchronous `chordsip_node_lookup_aor`; `cb` runs exactly once when this
 /// returns `CHORDSIP_OK` (see `chordsip_node_lookup_async`).
 ///
@@ -546,12 +609,13 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor_async(
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let key = unsafe { aor_arg(aor) }?;
         let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let trusted = n.trusted_writers()?;
         let ud = UserData(user_data);
         let deliver = move |r: crate::Result<Vec<crate::Value>>| {
             let ud = ud;
             match r {
                 Ok(v) => {
-                    let list = chordsip_bindings::new(live_bindings(v));
+                    let list = chordsip_bindings::new(live_bindings(v, Trust::Writers(&trusted)));
                     // SAFETY: the host's callback; the list lives until it returns.
                     unsafe { cb(CHORDSIP_OK, &list, ud.get()) }
                 }

@@ -191,6 +191,7 @@ mod tests {
             received: None,
             call_id: "c".into(),
             cseq: 1,
+            owner: None,
         };
         let plain = "<sip:a@192.0.2.1:5060;transport=tcp>;expires=3600";
         assert_eq!(contact_value(&b, 3600), plain);

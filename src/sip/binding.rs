@@ -28,6 +28,11 @@ pub struct Binding {
     pub received: Option<String>,
     pub call_id: String,
     pub cseq: u32,
+    /// The writer key the binding is stored under (its slot's owner): set
+    /// on bindings read from the overlay, `None` on the ones a REGISTER
+    /// writes. Not part of the encoded value: the overlay's record
+    /// ownership vouches for it.
+    pub owner: Option<crate::owner::Owner>,
 }
 
 /// Why a REGISTER was refused; maps to a SIP status (400, 403, 423, 500...).
@@ -322,6 +327,7 @@ pub fn plan(
             received: req.received.clone(),
             call_id: req.call_id.clone(),
             cseq: req.cseq,
+            owner: None,
         };
         match existing {
             Some(i) => {
@@ -472,6 +478,7 @@ impl Binding {
             received: (!received.is_empty()).then_some(received),
             call_id,
             cseq,
+            owner: None,
         })
     }
 }

@@ -266,6 +266,7 @@ fn binding_encoding_round_trips_and_rejects_garbage() {
         received: Some("sip:198.51.100.7:40123".into()),
         call_id: "abc@host".into(),
         cseq: 42,
+        owner: None,
     };
     assert_eq!(Binding::decode(&b.encode()), Some(b.clone()));
     let mut plain = b.clone();
@@ -330,6 +331,7 @@ fn next_hop_rule() {
             received: received.map(String::from),
             call_id: "c".into(),
             cseq: 1,
+            owner: None,
         };
         let why = format!("{contact} {received:?} {reg_id:?} {path:?}");
         assert_eq!(&b.next_hop(), want, "{why}");

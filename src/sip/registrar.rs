@@ -9,6 +9,7 @@ use super::remote::RegisterTxn;
 use super::uri::Uri;
 use crate::error::Error;
 use crate::id::Id;
+use crate::owner::Owner;
 use crate::types::{run_transaction, Value};
 
 pub use crate::types::DictStore;
@@ -57,7 +58,10 @@ pub fn stored(values: Vec<Value>) -> Vec<StoredBinding> {
         .filter_map(|v| {
             Binding::decode(&v.data).map(|b| StoredBinding {
                 writer: v.writer,
-                binding: b,
+                binding: Binding {
+                    owner: Some(v.owner),
+                    ..b
+                },
                 expires_in_s: v.lifetime.as_secs().min(u32::MAX as u64) as u32,
                 version: v.version,
             })
@@ -84,19 +88,52 @@ pub fn register(
     Ok(txn.into_result()?)
 }
 
-/// The live bindings of an AOR, highest q first (ties: most recently written first).
+/// Whose bindings a lookup returns. Any member of the overlay can store
+/// a binding under an AOR with a writer key of its own; routing to it would
+/// let that member take the AOR's calls.
+#[derive(Clone, Copy, Debug)]
+pub enum Trust<'a> {
+    /// Only bindings written under these keys.
+    Writers(&'a [Owner]),
+    /// Every binding, each with its owner, for callers that judge for themselves.
+    All,
+}
+
+impl Trust<'_> {
+    fn admits(&self, owner: Option<&Owner>) -> bool {
+        match self {
+            Trust::All => true,
+            Trust::Writers(keys) => owner.is_some_and(|o| keys.contains(o)),
+        }
+    }
+}
+
+/// The live bindings of an AOR that the store trusts (its own writer key
+/// and `trusted_writers`: [`DictStore::trusted_writers`]), highest q first
+/// (ties: most recently written first).
 pub fn lookup(
     store: &mut impl DictStore,
     aor: &str,
 ) -> Result<Vec<(Binding, u32)>, RegistrarError> {
-    let (_, key) = aor_key(aor)?;
-    Ok(live_bindings(store.dict_get(key)?))
+    let trusted = store.trusted_writers()?;
+    lookup_trusting(store, aor, Trust::Writers(&trusted))
 }
 
-/// The bindings among an AOR's stored values, ordered as [`lookup`] returns them.
-pub fn live_bindings(values: Vec<Value>) -> Vec<(Binding, u32)> {
+/// [`lookup`] with the trust given: `Trust::All` returns every live binding.
+pub fn lookup_trusting(
+    store: &mut impl DictStore,
+    aor: &str,
+    trust: Trust,
+) -> Result<Vec<(Binding, u32)>, RegistrarError> {
+    let (_, key) = aor_key(aor)?;
+    Ok(live_bindings(store.dict_get(key)?, trust))
+}
+
+/// The bindings among an AOR's stored values that `trust` admits, each
+/// with its owner, ordered as [`lookup`] returns them.
+pub fn live_bindings(values: Vec<Value>, trust: Trust) -> Vec<(Binding, u32)> {
     let mut list = stored(values);
-    list.retain(|s| s.expires_in_s > 0);
+    list.retain(|s| s.expires_in_s > 0 && trust.admits(s.binding.owner.as_ref()));
     list.sort_by(|a, b| {
         b.binding
             .q

@@ -316,6 +316,7 @@ mod tests {
             received: None,
             call_id: "c1".into(),
             cseq: 9,
+            owner: None,
         };
         let done = Outcome::Done {
             plan: Plan {

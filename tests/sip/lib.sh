@@ -111,19 +111,23 @@ pick_ports() {
     return 1
 }
 
-# writer_key FILE: a new writer key (`chordsip keygen`) for proxies that act as one registrar.
+# writer_key FILE: a new writer key (`chordsip keygen`) for proxies that act as one registrar;
+# its public half (what `trusted_writers` names) goes to FILE.pub.
 writer_key() {
-    rm -f "$1" && "$ROOT/target/release/chordsip" keygen --out "$1" 2>/dev/null
+    rm -f "$1" && "$ROOT/target/release/chordsip" keygen --out "$1" 2>"$1.log" &&
+        sed -n 's/^writer //p' "$1.log" >"$1.pub" && [ -s "$1.pub" ]
 }
 
 # start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
-# With WRITER_KEY set, the proxy signs with that writer key file.
+# With WRITER_KEY set, the proxy signs with that writer key file; with TRUSTED set (public
+# keys, comma-separated), it also routes to bindings written under those keys.
 start_proxy() {
     local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
     local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2
         --overlay-set "client_key_file=$(client_key_file)")
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
     [ -n "${WRITER_KEY:-}" ] && args+=(--writer-key-file "$WRITER_KEY")
+    [ -n "${TRUSTED:-}" ] && args+=(--overlay-set "trusted_writers=$TRUSTED")
     "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
     local pid=$!
     pids+=("$pid")

@@ -88,11 +88,14 @@ class DictCalls:
             )
         return _registrar.register_result(self._lib, out, outcome)
 
-    def lookup_aor(self, aor: str) -> List[Binding]:
+    def lookup_aor(self, aor: str, all: bool = False) -> List[Binding]:
         """The live bindings of ``aor`` (any spelling), highest q first; []
-        for an unknown AOR."""
+        for an unknown AOR. Only bindings written under the node's writer
+        key or its ``trusted_writers`` (the ones safe to route to), unless
+        ``all``: then every binding, each with its :attr:`Binding.owner`."""
         a = cstr(aor, "aor")
         out = ctypes.c_void_p()
+        call = "lookup_aor_all" if all else "lookup_aor"
         with self._use() as p:
-            check(self._c("lookup_aor")(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
+            check(self._c(call)(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
         return _registrar.take_bindings(self._lib, out)

@@ -151,6 +151,7 @@ class chordsip_binding(Structure):
         ("call_id", c_char_p),
         ("cseq", c_uint32),
         ("path_len", c_size_t),
+        ("owner", c_char_p),  # writer key, 64 hex digits; NULL when unknown
     ]
 
 
@@ -262,6 +263,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
         [_H, POINTER(chordsip_register), _HH, POINTER(chordsip_register_outcome)],
     ),
     "chordsip_client_lookup_aor": (_R, [_H, c_char_p, _HH]),
+    "chordsip_client_lookup_aor_all": (_R, [_H, c_char_p, _HH]),
     # config
     "chordsip_config_new": (_R, [_HH]),
     "chordsip_config_free": (None, [_H]),
@@ -322,6 +324,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
         [_H, POINTER(chordsip_register), _HH, POINTER(chordsip_register_outcome)],
     ),
     "chordsip_node_lookup_aor": (_R, [_H, c_char_p, _HH]),
+    "chordsip_node_lookup_aor_all": (_R, [_H, c_char_p, _HH]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
     # SIP answers
     "chordsip_result_sip_status": (c_uint32, [c_int]),

@@ -166,6 +166,9 @@ class Binding:
     #: (``<uri>;expires=N;q=0.5;+sip.instance="...";reg-id=1``), in the
     #: library's formatting (``chordsip_bindings_contact``).
     contact_value: str = ""
+    #: The writer key the binding is stored under (64 hex digits): who wrote
+    #: it. None in a REGISTER's answer.
+    owner: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -391,3 +391,31 @@ def test_closed_node_raises(ring):
         n.lookup_aor(AOR)
     with pytest.raises(chordsip.Closed):
         n.lookup_aor_async(AOR)
+
+
+def test_lookups_return_only_trusted_bindings_unless_asked_for_all(ring):
+    """A member with a writer key of its own can store a binding under any
+    AOR; a lookup routes only to bindings of the node's writer key and its
+    ``trusted_writers``, and says who wrote each one."""
+    aor = "sip:trust@example.org"
+    ring[0].register(aor, "t-own", 1, [Contact("sip:trust@192.0.2.70", q=0.5)])
+    stranger_key = "17" * 32
+    with chordsip.Node(dict(FAST, writer_key=stranger_key)) as stranger:
+        stranger.join(ring[0].addr)
+        wait_until(lambda: len(ring[1].lookup_aor(aor, all=True)) == 1, 10, "the first binding")
+        stranger.register(aor, "t-stranger", 1, [Contact("sip:mallory@192.0.2.66", q=1.0)])
+        (own,) = ring[1].lookup_aor(aor)
+        assert own.contact == "sip:trust@192.0.2.70"
+        everyone = ring[2].lookup_aor(aor, all=True)
+        assert [b.contact for b in everyone] == ["sip:mallory@192.0.2.66", "sip:trust@192.0.2.70"]
+        owners = {b.contact: b.owner for b in everyone}
+        assert owners["sip:trust@192.0.2.70"] == own.owner
+        assert owners["sip:mallory@192.0.2.66"] not in (None, own.owner)
+        assert all(len(o) == 64 for o in owners.values())
+        # The stranger's own lookups trust its key only.
+        assert [b.contact for b in stranger.lookup_aor(aor)] == ["sip:mallory@192.0.2.66"]
+        # A node told to trust the stranger's key routes to both.
+        with chordsip.Node(dict(FAST, trusted_writers=owners["sip:mallory@192.0.2.66"])) as judge:
+            judge.join(ring[0].addr)
+            both = judge.lookup_aor(aor)
+            assert {b.contact for b in both} == set(owners)
