@@ -441,15 +441,22 @@ fn client_register_lists_more_bindings_than_fit_in_a_reply() {
 /// cannot refresh, replace or remove the bindings the registrar stored: its
 /// REGISTER sees only its own, its writes land in slots of its own, and the
 /// registrar's bindings stay as they were.
-#[test]
-fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
-    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
-    let stranger = chordsip::Node::start(Config {
+/// A member of the overlay with a writer key of its own: another registrar,
+/// or an attacker.
+fn stranger(net: &Testnet) -> chordsip::Node {
+    let n = chordsip::Node::start(Config {
         writer_key: Some([0x66; 32]),
         ..Config::default()
     })
     .unwrap();
-    stranger.join(&net.bootstrap()).unwrap();
+    n.join(&net.bootstrap()).unwrap();
+    n
+}
+
+#[test]
+fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
+    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
+    let stranger = stranger(&net);
     let limits = RegistrarLimits::default();
     let aor = "sip:erin@example.com";
     let req = |call_id: &str, contacts: Vec<ContactSpec>| RegisterRequest {
@@ -516,12 +523,7 @@ fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
 #[test]
 fn lookups_route_only_to_bindings_of_trusted_writers() {
     let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
-    let stranger = chordsip::Node::start(Config {
-        writer_key: Some([0x66; 32]),
-        ..Config::default()
-    })
-    .unwrap();
-    stranger.join(&net.bootstrap()).unwrap();
+    let stranger = stranger(&net);
     let limits = RegistrarLimits::default();
     let aor = "sip:frank@example.com";
     let req = |call_id: &str, uri: &str, q: &str| RegisterRequest {

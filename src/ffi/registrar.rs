@@ -481,6 +481,39 @@ unsafe fn aor_arg(aor: *const c_char) -> FfiResult<crate::id::Id> {
         .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)
 }
 
+/// The bindings of `aor` in `store`: the trusted ones, or (`all`) every one.
+fn find_bindings(
+    store: &mut impl registrar::DictStore,
+    aor: &str,
+    all: bool,
+) -> FfiResult<Vec<(Binding, u32)>> {
+    match all {
+        true => registrar::lookup_trusting(store, aor, Trust::All),
+        false => registrar::lookup(store, aor),
+    }
+    .map_err(registrar_code)
+}
+
+/// The common part of the AOR lookups: checks `aor` and `out`, runs `find`
+/// and hands the caller the new list.
+///
+/// # Safety
+/// `aor` NULL or NUL-terminated; `out` NULL or writable.
+unsafe fn lookup_aor_into(
+    aor: *const c_char,
+    out: *mut *mut chordsip_bindings,
+    find: impl FnOnce(&str) -> FfiResult<Vec<(Binding, u32)>>,
+) -> FfiResult<()> {
+    // SAFETY: NULL or NUL-terminated by the caller's contract.
+    let aor = unsafe { str_arg(aor) }?;
+    if out.is_null() {
+        return Err(CHORDSIP_ERR_NULL_POINTER);
+    }
+    let list = Box::into_raw(Box::new(chordsip_bindings::new(find(aor)?)));
+    // SAFETY: non-NULL (checked) and writable by the caller's contract.
+    unsafe { write_out(out, list) }
+}
+
 /// The live bindings of `aor` (any spelling of it: it is canonicalised)
 /// that are safe to route to: written under the node's writer key or one of
 /// its `trusted_writers` (a binding another member wrote under a key of its
@@ -499,15 +532,8 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor(
     guard(|| {
         // SAFETY: NULL or a live node by the caller's contract.
         let n = unsafe { node_ref(node) }?.started()?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let found = registrar::lookup(&mut &n, aor).map_err(registrar_code)?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
-        // SAFETY: non-NULL (checked) and writable.
-        unsafe { write_out(out, list) }
+        // SAFETY: as this function's contract.
+        unsafe { lookup_aor_into(aor, out, |a| find_bindings(&mut &n, a, false)) }
     })
 }
 
@@ -527,15 +553,8 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor_all(
     guard(|| {
         // SAFETY: NULL or a live node by the caller's contract.
         let n = unsafe { node_ref(node) }?.started()?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let found = registrar::lookup_trusting(&mut &n, aor, Trust::All).map_err(registrar_code)?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
-        // SAFETY: non-NULL (checked) and writable.
-        unsafe { write_out(out, list) }
+        // SAFETY: as this function's contract.
+        unsafe { lookup_aor_into(aor, out, |a| find_bindings(&mut &n, a, true)) }
     })
 }
 
@@ -552,15 +571,8 @@ pub unsafe extern "C" fn chordsip_client_lookup_aor(
     guard(|| {
         // SAFETY: NULL or a live client by the caller's contract.
         let c = unsafe { client_ref(client) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let found = registrar::lookup(&mut *c.inner.lock(), aor).map_err(registrar_code)?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
-        // SAFETY: non-NULL (checked) and writable.
-        unsafe { write_out(out, list) }
+        // SAFETY: as this function's contract.
+        unsafe { lookup_aor_into(aor, out, |a| find_bindings(&mut *c.inner.lock(), a, false)) }
     })
 }
 
@@ -577,16 +589,8 @@ pub unsafe extern "C" fn chordsip_client_lookup_aor_all(
     guard(|| {
         // SAFETY: NULL or a live client by the caller's contract.
         let c = unsafe { client_ref(client) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        if out.is_null() {
-            return Err(CHORDSIP_ERR_NULL_POINTER);
-        }
-        let found = registrar::lookup_trusting(&mut *c.inner.lock(), aor, Trust::All)
-            .map_err(registrar_code)?;
-        let list = Box::into_raw(Box::new(chordsip_bindings::new(found)));
-        // SAFETY: non-NULL (checked) and writable.
-        unsafe { write_out(out, list) }
+        // SAFETY: as this function's contract.
+        unsafe { lookup_aor_into(aor, out, |a| find_bindings(&mut *c.inner.lock(), a, true)) }
     })
 }
 
