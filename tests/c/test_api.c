@@ -462,6 +462,12 @@ static chordsip_result node_lookup_aor(void *h, const char *aor, chordsip_bindin
 static chordsip_result client_lookup_aor(void *h, const char *aor, chordsip_bindings **out) {
     return chordsip_client_lookup_aor(h, aor, out);
 }
+static chordsip_result node_lookup_aor_all(void *h, const char *aor, chordsip_bindings **out) {
+    return chordsip_node_lookup_aor_all(h, aor, out);
+}
+static chordsip_result client_lookup_aor_all(void *h, const char *aor, chordsip_bindings **out) {
+    return chordsip_client_lookup_aor_all(h, aor, out);
+}
 
 /*
  * Every malformed request through `reg`: each refused with its code, and
@@ -795,6 +801,7 @@ static void test_node_registrar_args(chordsip_node *n) {
              CHORDSIP_ERR_NULL_POINTER);
     CHECK(b == SENTINEL);
     check_lookup_aor_args(node_lookup_aor, n);
+    check_lookup_aor_args(node_lookup_aor_all, n);
     check_bindings_list(n);
 
     /* chordsip_node_lookup_aor_async: on failure the callback never runs */
@@ -841,6 +848,10 @@ static void test_client_registrar_args(chordsip_client *cl) {
              CHORDSIP_ERR_NULL_POINTER);
     CHECK(b == SENTINEL);
     check_lookup_aor_args(client_lookup_aor, cl);
+    CHECK_RC(chordsip_client_lookup_aor_all(NULL, "sip:api@example.com", &b),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK(b == SENTINEL);
+    check_lookup_aor_args(client_lookup_aor_all, cl);
 }
 
 /* Argument checks of every node call on a started, joined node. */
