@@ -67,10 +67,15 @@ for setup in $SETUPS; do
         echo "   overlay node: $wait_ring_one"
         reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
     overlay3)
-        kamailio_up k1 "$BASE" -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
+        # One registrar: the servers share a writer key, so each routes to
+        # the bindings the others stored (only trusted writers are routed to).
+        rm -f "$OUT/writer.key"
+        "$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || exit 1
+        wkey=(-A "WRITER_KEY_FILE=\"$OUT/writer.key\"")
+        kamailio_up k1 "$BASE" -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" "${wkey[@]}" || exit 1
         for i in 1 2; do
             kamailio_up "k$((i + 1))" $((BASE + i)) -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10 + i))\"" \
-                -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$((BASE + 10))\"" || exit 1
+                -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$((BASE + 10))\"" "${wkey[@]}" || exit 1
         done
         wait_ring $((BASE + 10)) $((BASE + 11)) $((BASE + 12)) || exit 1
         reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;

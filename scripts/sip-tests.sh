@@ -162,7 +162,7 @@ fi
 
 # ---- 4. graceful leave ------------------------------------------------------------------
 echo "== E, B and A leave on SIGTERM"
-for name in E B A; do
+for name in F E B A; do
     pid_var=PID_$name
     pid=${!pid_var}
     kill -TERM "$pid"

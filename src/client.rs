@@ -105,6 +105,9 @@ pub struct Client {
     next_request: u64,
     timeout: Duration,
     buf: Vec<u8>,
+    /// The node's trusted writer keys, asked once: they are fixed for the
+    /// node's lifetime, and every registrar lookup needs them.
+    trusted: Option<Vec<Owner>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -180,6 +183,7 @@ impl Client {
             next_request: rng.gen::<u64>() >> 1,
             timeout: Duration::from_secs(6),
             buf: vec![0; 65_536],
+            trusted: None,
         })
     }
 
@@ -406,8 +410,17 @@ impl Client {
             } => match decode_outcome(&outcome) {
                 Some(Outcome::Done { plan, listed: true }) => Ok(plan),
                 Some(Outcome::Done { mut plan, .. }) => {
-                    // Too many bindings for one reply: read them (paged).
-                    plan.result = crate::sip::registrar::lookup(self, &req.to)?;
+                    // Too many bindings for one reply: read the registrar's
+                    // own (paged), listed as a REGISTER's answer lists them.
+                    use crate::sip::registrar::{lookup_trusting, Trust};
+                    let own = [self.owner()?];
+                    plan.result = lookup_trusting(self, &req.to, Trust::Writers(&own))?
+                        .into_iter()
+                        .map(|(mut b, e)| {
+                            b.owner = None;
+                            (b, e)
+                        })
+                        .collect();
                     Ok(plan)
                 }
                 Some(Outcome::Refused(e)) => Err(RegistrarError::Request(e)),
@@ -442,6 +455,9 @@ impl Client {
     /// The writer keys the node's registrar lookups trust: its writer key
     /// and its `trusted_writers` (bindings of other keys are not routed to).
     pub fn trusted_writers(&mut self) -> Result<Vec<Owner>> {
+        if let Some(t) = &self.trusted {
+            return Ok(t.clone());
+        }
         let text = self.info(InfoKind::Ring)?;
         let keys: Vec<Owner> = text
             .lines()
@@ -451,12 +467,13 @@ impl Client {
             })
             .filter_map(owner::parse_owner)
             .collect();
-        match keys.is_empty() {
-            true => Err(Error::Refused(
+        if keys.is_empty() {
+            return Err(Error::Refused(
                 "the node did not name its writer key".into(),
-            )),
-            false => Ok(keys),
+            ));
         }
+        self.trusted = Some(keys.clone());
+        Ok(keys)
     }
 
     fn info(&mut self, kind: InfoKind) -> Result<String> {

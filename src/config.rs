@@ -18,6 +18,10 @@ pub enum LogLevel {
     Trace = 5,
 }
 
+/// Writer keys a node may trust besides its own: the node's ring report
+/// lists them for client handles in one datagram of the smallest size.
+pub const MAX_TRUSTED_WRITERS: usize = 12;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Address the node's UDP socket binds to (port 0 picks a free one).
@@ -252,6 +256,11 @@ impl Config {
             "trusted_writers" => {
                 let mut keys = Vec::new();
                 for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if keys.len() == MAX_TRUSTED_WRITERS {
+                        return Err(Bad(format!(
+                            "trusted_writers: at most {MAX_TRUSTED_WRITERS} keys"
+                        )));
+                    }
                     keys.push(crate::owner::parse_owner(part).ok_or_else(|| {
                         Bad(format!(
                             "trusted_writers: {part:?} is not a public key (64 hex digits)"

@@ -437,10 +437,6 @@ fn client_register_lists_more_bindings_than_fit_in_a_reply() {
     assert_eq!((p.inserted, p.result.len()), (16, 16));
 }
 
-/// A peer with another writer key (a second registrar, or a member gone bad)
-/// cannot refresh, replace or remove the bindings the registrar stored: its
-/// REGISTER sees only its own, its writes land in slots of its own, and the
-/// registrar's bindings stay as they were.
 /// A member of the overlay with a writer key of its own: another registrar,
 /// or an attacker.
 fn stranger(net: &Testnet) -> chordsip::Node {
@@ -453,6 +449,10 @@ fn stranger(net: &Testnet) -> chordsip::Node {
     n
 }
 
+/// A peer with another writer key (a second registrar, or a member gone bad)
+/// cannot refresh, replace or remove the bindings the registrar stored: its
+/// REGISTER sees only its own, its writes land in slots of its own, and the
+/// registrar's bindings stay as they were.
 #[test]
 fn a_registrar_with_another_writer_key_cannot_touch_bindings() {
     let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
@@ -571,9 +571,18 @@ fn lookups_route_only_to_bindings_of_trusted_writers() {
     let mut cfg = one_registrar();
     cfg.set("trusted_writers", &chordsip::owner::hex(&theirs))
         .unwrap();
+    cfg.client_key = Some(chordsip::testnet::TEST_CLIENT_KEY.to_vec());
     let judge = chordsip::Node::start(cfg).unwrap();
     judge.join(&net.bootstrap()).unwrap();
     assert_eq!(lookup(&mut &judge, aor).unwrap().len(), 2);
+    // Through a client handle the node's trust applies: the registrar's
+    // node trusts its own key only, the judge both.
+    let mut via_registrar = net.client(0).unwrap();
+    assert_eq!(lookup(&mut via_registrar, aor).unwrap().len(), 1);
+    let key = judge.config().client_key.clone();
+    let mut via_judge =
+        chordsip::client::Client::connect(judge.addr(), "chordsip", key.as_deref()).unwrap();
+    assert_eq!(lookup(&mut via_judge, aor).unwrap().len(), 2);
     let _ = judge.leave(Duration::from_secs(2));
     let _ = stranger.leave(Duration::from_secs(2));
 }

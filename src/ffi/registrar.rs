@@ -86,9 +86,6 @@ pub struct chordsip_binding {
     pub call_id: *const c_char,
     pub cseq: u32,
     pub path_len: usize,
-    /// The writer key the binding is stored under, 64 hex digits: the node
-    /// (or registrar) that wrote it. NULL in a REGISTER's answer.
-    pub owner: *const c_char,
 }
 
 /// Where a request for a binding is sent first (`chordsip_bindings_next_hop`).
@@ -188,11 +185,33 @@ pub unsafe extern "C" fn chordsip_bindings_get(
             call_id: o.call_id.as_ptr(),
             cseq: o.b.cseq,
             path_len: o.path.len(),
-            owner: o.owner.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         };
         // SAFETY: NULL or writable by the caller's contract.
         unsafe { write_out(out, view) }
     })
+}
+
+/// The writer key binding `index` is stored under, as 64 hex digits: who
+/// wrote it (borrowed from the list). NULL when out of range, and for the
+/// bindings of a REGISTER's answer (what the registrar itself wrote).
+/// An accessor rather than a field of `chordsip_binding`, so that hosts
+/// built against an older header keep working.
+///
+/// # Safety
+/// `list` is NULL or a live list.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_bindings_owner(
+    list: *const chordsip_bindings,
+    index: usize,
+) -> *const c_char {
+    std::panic::catch_unwind(|| {
+        // SAFETY: NULL or a live list by the caller's contract.
+        unsafe { list.as_ref() }
+            .and_then(|l| l.items.get(index))
+            .and_then(|o| o.owner.as_ref())
+            .map_or(std::ptr::null(), |c| c.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// Path entry `path_index` of binding `index`, or NULL when out of range

@@ -300,7 +300,7 @@ pub fn plan(
                     result: order(
                         current
                             .iter()
-                            .map(|s| (s.binding.clone(), s.expires_in_s))
+                            .map(|s| (without_owner(&s.binding), s.expires_in_s))
                             .collect(),
                     ),
                     ..Plan::default()
@@ -348,8 +348,20 @@ pub fn plan(
             expires,
         });
     }
-    plan.result = order(view.into_iter().map(|(_, b, e)| (b, e)).collect());
+    // A REGISTER's answer lists what the registrar itself wrote: no owner.
+    plan.result = order(
+        view.into_iter()
+            .map(|(_, b, e)| (without_owner(&b), e))
+            .collect(),
+    );
     Ok(plan)
+}
+
+fn without_owner(b: &Binding) -> Binding {
+    Binding {
+        owner: None,
+        ..b.clone()
+    }
 }
 
 /// Highest q first; equal q keep their order (stable sort).

@@ -746,16 +746,17 @@ static void check_bindings_list(chordsip_node *n) {
     CHECK(x.q == 500 && x.path_len == 2);
     CHECK(strcmp(chordsip_bindings_path(b, 1, 1), path[1]) == 0);
     /* Read back, a binding names its owner: this node's writer key. */
-    CHECK(x.owner != NULL && strlen(x.owner) == 64 && strspn(x.owner, "0123456789abcdef") == 64);
+    const char *own = chordsip_bindings_owner(b, 1);
+    CHECK(own != NULL && strlen(own) == 64 && strspn(own, "0123456789abcdef") == 64);
+    CHECK(chordsip_bindings_owner(b, 2) == NULL && chordsip_bindings_owner(NULL, 0) == NULL);
     char owner[65];
-    snprintf(owner, sizeof owner, "%s", x.owner);
+    snprintf(owner, sizeof owner, "%s", own);
     chordsip_bindings_free(b);
     /* Every binding, whoever wrote it: here the same two. */
     b = NULL;
     CHECK_OK(chordsip_node_lookup_aor_all(n, "sip:list@example.com", &b));
     CHECK(chordsip_bindings_len(b) == 2);
-    CHECK_OK(chordsip_bindings_get(b, 0, &x));
-    CHECK(strcmp(x.owner, owner) == 0);
+    CHECK(strcmp(chordsip_bindings_owner(b, 0), owner) == 0);
     chordsip_bindings_free(b);
     CHECK_RC(chordsip_node_lookup_aor_all(NULL, "sip:list@example.com", &b),
              CHORDSIP_ERR_NULL_POINTER);

@@ -151,7 +151,6 @@ class chordsip_binding(Structure):
         ("call_id", c_char_p),
         ("cseq", c_uint32),
         ("path_len", c_size_t),
-        ("owner", c_char_p),  # writer key, 64 hex digits; NULL when unknown
     ]
 
 
@@ -316,6 +315,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_bindings_len": (c_size_t, [_H]),
     "chordsip_bindings_get": (_R, [_H, c_size_t, POINTER(chordsip_binding)]),
     "chordsip_bindings_path": (c_char_p, [_H, c_size_t, c_size_t]),
+    "chordsip_bindings_owner": (c_char_p, [_H, c_size_t]),
     "chordsip_bindings_next_hop": (_R, [_H, c_size_t, POINTER(c_uint32), POINTER(c_char_p)]),
     "chordsip_bindings_contact": (_R, [_H, c_size_t, _BUF, c_size_t, POINTER(c_size_t)]),
     "chordsip_bindings_free": (None, [_H]),

@@ -185,7 +185,7 @@ def bindings_list(lib: ctypes.CDLL, bindings: Any) -> List[Binding]:
                 next_hop=_text(hop.value) or "",
                 next_hop_kind=Hop(kind.value),
                 contact_value=contact_value,
-                owner=_text(b.owner),
+                owner=_text(lib.chordsip_bindings_owner(bindings, i)),
             )
         )
     return out

@@ -227,7 +227,10 @@ def lookup(node: chordsip.Node, aor: str, timeout: float) -> Optional[Binding]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            bindings = node.lookup_aor(aor)
+            # Each user agent registers itself under its own writer key, so
+            # no key is "ours" here: take every binding (a real deployment
+            # would check b.owner against the callee's known key).
+            bindings = node.lookup_aor(aor, all=True)
         except (chordsip.ChordsipTimeout, chordsip.NoRoute, chordsip.NotJoined):
             bindings = []
         if bindings:
