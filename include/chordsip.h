@@ -343,9 +343,6 @@ typedef struct {
   const char *call_id;
   uint32_t cseq;
   size_t path_len;
-  // The writer key the binding is stored under, 64 hex digits: the node
-  // (or registrar) that wrote it. NULL in a REGISTER's answer.
-  const char *owner;
 } chordsip_binding;
 
 // One Contact of a REGISTER.
@@ -860,6 +857,16 @@ size_t chordsip_bindings_len(const chordsip_bindings *list);
 chordsip_result chordsip_bindings_get(const chordsip_bindings *list,
                                       size_t index,
                                       chordsip_binding *out);
+
+// The writer key binding `index` is stored under, as 64 hex digits: who
+// wrote it (borrowed from the list). NULL when out of range, and for the
+// bindings of a REGISTER's answer (what the registrar itself wrote).
+// An accessor rather than a field of `chordsip_binding`, so that hosts
+// built against an older header keep working.
+//
+// # Safety
+// `list` is NULL or a live list.
+const char *chordsip_bindings_owner(const chordsip_bindings *list, size_t index);
 
 // Path entry `path_index` of binding `index`, or NULL when out of range
 // (borrowed from the list).

@@ -20,7 +20,7 @@ pub enum LogLevel {
 
 /// Writer keys a node may trust besides its own: the node's ring report
 /// lists them for client handles in one datagram of the smallest size.
-pub const MAX_TRUSTED_WRITERS: usize = 12;
+const MAX_TRUSTED_WRITERS: usize = 12;
 
 #[derive(Clone, Debug)]
 pub struct Config {
