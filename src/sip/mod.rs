@@ -3,6 +3,8 @@
 
 pub mod binding;
 pub mod bytes;
+pub mod credentials;
+pub mod digest;
 pub mod registrar;
 pub mod remote;
 pub mod uri;
