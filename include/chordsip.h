@@ -61,6 +61,10 @@
 // to look up; a SIP URI is rarely over 256 bytes).
 #define CHORDSIP_MAX_URI_LEN 1024
 
+// Longest `WWW-Authenticate` value `chordsip_node_authenticate` writes,
+// terminating NUL included (the realm is at most 255 bytes).
+#define CHORDSIP_MAX_CHALLENGE_LEN 512
+
 // Most Contact values one REGISTER may carry (`contacts_len`); more give
 // `CHORDSIP_ERR_TOO_LARGE`.
 #define CHORDSIP_MAX_CONTACTS 64
@@ -133,6 +137,9 @@ typedef enum {
   // The node refused a client request: no client credential, a wrong
   // one, or a namespace the credential does not allow.
   CHORDSIP_ERR_UNAUTHORIZED = 25,
+  // There is no record of what was asked (e.g. no SIP credential for
+  // this user and realm).
+  CHORDSIP_ERR_NOT_FOUND = 26,
 } chordsip_result;
 
 // What a `chordsip_event` reports.
@@ -175,6 +182,32 @@ typedef enum {
   // binding's Path values as Route headers.
   CHORDSIP_HOP_PATH = 2,
 } chordsip_hop;
+
+// A digest hash algorithm (RFC 8760).
+typedef enum {
+  // MD5: an HA1 of 32 hex digits.
+  CHORDSIP_DIGEST_MD5 = 1,
+  // SHA-256: an HA1 of 64 hex digits.
+  CHORDSIP_DIGEST_SHA256 = 2,
+} chordsip_digest_algorithm;
+
+// What to answer a request whose credentials `chordsip_node_authenticate`
+// checked (`chordsip_auth_status` gives the SIP status and reason).
+typedef enum {
+  // Authenticated as the AOR's user: go on (e.g. `chordsip_node_register`).
+  CHORDSIP_AUTH_OK = 0,
+  // No credentials for the AOR's realm: 401 with the challenge given.
+  CHORDSIP_AUTH_CHALLENGE = 1,
+  // Credentials on an expired nonce (e.g. a replayed request): 401 with
+  // the challenge given, which says `stale=true`.
+  CHORDSIP_AUTH_STALE = 2,
+  // Wrong password, unknown user, or a nonce this node did not issue: 403.
+  CHORDSIP_AUTH_FORBIDDEN = 3,
+  // Authenticated, but as another user than the AOR's: 403.
+  CHORDSIP_AUTH_NOT_YOURS = 4,
+  // A malformed or oversized Authorization header: 400.
+  CHORDSIP_AUTH_MALFORMED = 5,
+} chordsip_auth_verdict;
 
 // The bindings of an AOR, highest q first. Free with `chordsip_bindings_free`.
 typedef struct chordsip_bindings chordsip_bindings;
@@ -408,6 +441,100 @@ const char *chordsip_result_str(int result);
 // # Safety
 // `key` is NULL or a NUL-terminated string; `buf` is NULL or writable for `buf_len` bytes.
 chordsip_result chordsip_key_id(const char *key, char *buf, size_t buf_len);
+
+// Writes the HA1 of `user` in `realm` for `algorithm`
+// (`chordsip_digest_algorithm`) into `out` as lower-case hex with a NUL
+// (33 bytes for MD5, 65 for SHA-256): what Kamailio's
+// `pv_www_authenticate(realm, "$var(ha1)", 1)` takes. The record is one an
+// administrator stored (`chordsip user add`), opened with the node's
+// `credentials_key` and counted only if written by a key in its
+// `credential_admins`.
+//
+// Returns `CHORDSIP_ERR_NOT_FOUND` when there is no such user (or no HA1
+// for that algorithm), `CHORDSIP_ERR_UNAUTHORIZED` when the node has no
+// `credentials_key` or `credential_admins`, or the record does not open
+// with its key, `CHORDSIP_ERR_BUFFER_TOO_SMALL` when `out_len` is short.
+//
+// # Safety
+// `node` NULL or live; `user`, `realm` NULL or NUL-terminated; `out` NULL
+// or writable for `out_len` bytes.
+chordsip_result chordsip_node_credential_ha1(chordsip_node *node,
+                                             const char *user,
+                                             const char *realm,
+                                             uint32_t algorithm,
+                                             char *out,
+                                             size_t out_len);
+
+// `chordsip_node_credential_ha1` through a client handle, which must have
+// been given the credentials key (`chordsip_client_set_credential_trust`):
+// the handle fetches the sealed record and opens it itself.
+//
+// # Safety
+// As `chordsip_node_credential_ha1`, with `client` NULL or live.
+chordsip_result chordsip_client_credential_ha1(chordsip_client *client,
+                                               const char *user,
+                                               const char *realm,
+                                               uint32_t algorithm,
+                                               char *out,
+                                               size_t out_len);
+
+// Lets a client handle read SIP credentials: `credentials_key` is the key
+// as 64 hex digits (the content of the file `chordsip keygen` wrote),
+// `admins` the administrators' public writer keys, comma-separated (the
+// node options `credentials_key` and `credential_admins`). They stay in
+// this process: nothing of them is sent.
+//
+// # Safety
+// `client` NULL or live; strings NULL or NUL-terminated.
+chordsip_result chordsip_client_set_credential_trust(chordsip_client *client,
+                                                     const char *credentials_key,
+                                                     const char *admins);
+
+// Checks the digest credentials of a request (a REGISTER) acting for
+// `aor`: the realm is the AOR's domain, the user must be the AOR's user,
+// the HA1 comes from the overlay (as `chordsip_node_credential_ha1`).
+// `authorization` is the request's `Authorization` value (NULL or "" when
+// it has none); `method` its method. Nonces are the node's own (secret
+// `digest_nonce_secret`, stale after `digest_nonce_lifetime_s`), so
+// registrars that share the secret accept each other's.
+//
+// `*verdict` receives a `chordsip_auth_verdict`; for
+// `CHORDSIP_AUTH_CHALLENGE` and `CHORDSIP_AUTH_STALE`, `challenge` receives
+// the `WWW-Authenticate` value to send with the 401 (NUL-terminated; at
+// most `CHORDSIP_MAX_CHALLENGE_LEN` bytes), else "". A failing call (e.g.
+// `CHORDSIP_ERR_UNAUTHORIZED`: the node has no `credentials_key`, or
+// `CHORDSIP_ERR_TIMEOUT`) leaves both untouched: answer 500, not 401.
+//
+// # Safety
+// `node` NULL or live; strings NULL (where allowed) or NUL-terminated;
+// `verdict` NULL or writable; `challenge` NULL or writable for `challenge_len` bytes.
+chordsip_result chordsip_node_authenticate(chordsip_node *node,
+                                           const char *method,
+                                           const char *aor,
+                                           const char *authorization,
+                                           uint32_t *verdict,
+                                           char *challenge,
+                                           size_t challenge_len);
+
+// The SIP status a verdict answers with (200 for `CHORDSIP_AUTH_OK`, 401,
+// 403 or 400), and its reason phrase in `*reason` (static storage; NULL
+// allowed). 0 for an unknown verdict.
+//
+// # Safety
+// `reason` NULL or writable.
+uint16_t chordsip_auth_status(uint32_t verdict, const char **reason);
+
+// Writes HA1 = H(user:realm:password) for `algorithm` as lower-case hex
+// with a NUL into `out` (33 bytes for MD5, 65 for SHA-256).
+//
+// # Safety
+// Strings NULL or NUL-terminated; `out` NULL or writable for `out_len` bytes.
+chordsip_result chordsip_digest_ha1(uint32_t algorithm,
+                                    const char *user,
+                                    const char *realm,
+                                    const char *password,
+                                    char *out,
+                                    size_t out_len);
 
 // Creates a handle to the peer at `peer`: `"ip:port"` (UDP) or
 // `"unix:/path"` (the node's `client_socket`). `overlay` is the overlay name

@@ -9,7 +9,7 @@ use crate::owner::{self, Owner};
 use crate::sip::binding::{Plan, RegisterRequest};
 use crate::sip::registrar::RegistrarError;
 use crate::sip::remote::{decode_outcome, encode_request, Outcome};
-use crate::types::{dict_store_by_methods, StoreReceipt, Value};
+use crate::types::{dict_store_by_methods, CredentialTrust, StoreReceipt, Value};
 use crate::wire::{
     error_of, Body, Codec, InfoKind, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT,
     FLAG_RESPONSE,
@@ -108,6 +108,9 @@ pub struct Client {
     /// The node's trusted writer keys, asked once: they are fixed for the
     /// node's lifetime, and every registrar lookup needs them.
     trusted: Option<Vec<Owner>>,
+    /// What opens SIP credential records, when the host gave it
+    /// ([`Client::set_credential_trust`]): it never crosses the wire.
+    credentials: Option<CredentialTrust>,
 }
 
 impl std::fmt::Debug for Client {
@@ -184,6 +187,7 @@ impl Client {
             timeout: Duration::from_secs(6),
             buf: vec![0; 65_536],
             trusted: None,
+            credentials: None,
         })
     }
 
@@ -474,6 +478,27 @@ impl Client {
         }
         self.trusted = Some(keys.clone());
         Ok(keys)
+    }
+
+    /// Lets this handle read SIP credentials (`sip::credentials`): the
+    /// credentials key and the admins' writer keys, as the node's
+    /// `credentials_key` and `credential_admins`.
+    pub fn set_credential_trust(&mut self, trust: CredentialTrust) -> Result<()> {
+        if trust.admins.is_empty() {
+            return Err(Error::InvalidArgument(
+                "credential_admins is empty: no credential record would count".into(),
+            ));
+        }
+        self.credentials = Some(trust);
+        Ok(())
+    }
+
+    pub fn credential_trust(&mut self) -> Result<CredentialTrust> {
+        self.credentials.clone().ok_or_else(|| {
+            Error::Unauthorized(
+                "no credentials_key: this handle cannot read SIP credentials".into(),
+            )
+        })
     }
 
     fn info(&mut self, kind: InfoKind) -> Result<String> {

@@ -1,6 +1,7 @@
 //! Node configuration. Defaults suit a LAN/loopback overlay of SIP servers.
 
 use crate::id::Id;
+use crate::owner::Owner;
 use crate::storage::StoreLimits;
 use crate::types::TransactionDecoder;
 use std::net::SocketAddr;
@@ -101,6 +102,20 @@ pub struct Config {
     /// Requests per second one source address may send (a burst of as many
     /// is allowed); more are dropped. 0: no limit.
     pub max_requests_per_source: u32,
+    /// Opens the SIP credential records of the overlay (crate `sip::credentials`):
+    /// the key the administrator sealed them with. None: this node cannot
+    /// read credentials (it is no registrar that authenticates).
+    pub credentials_key: Option<[u8; 32]>,
+    /// Writer keys whose credential records count (the administrators').
+    pub credential_admins: Vec<Owner>,
+    /// Secret of the digest nonces this node issues. Registrars that share
+    /// it accept each other's nonces; by default each node makes its own at start.
+    pub digest_nonce_secret: Option<[u8; 32]>,
+    /// A nonce older than this is stale: the UA is challenged again.
+    pub digest_nonce_lifetime: Duration,
+    /// The algorithm challenges offer, "MD5" (the default: every UA has it)
+    /// or "SHA-256" (RFC 8760). Answers with either are checked.
+    pub digest_algorithm: String,
 }
 
 impl Default for Config {
@@ -137,6 +152,11 @@ impl Default for Config {
             log_level: LogLevel::Off,
             replay_window: Duration::from_secs(30),
             max_requests_per_source: 20_000,
+            credentials_key: None,
+            credential_admins: Vec::new(),
+            digest_nonce_secret: None,
+            digest_nonce_lifetime: Duration::from_secs(300),
+            digest_algorithm: "MD5".into(),
         }
     }
 }
@@ -253,21 +273,24 @@ impl Config {
             "max_client_lifetime_s" => {
                 self.max_client_lifetime = Duration::from_secs(num(name, value)?)
             }
-            "trusted_writers" => {
-                let mut keys = Vec::new();
-                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    if keys.len() == MAX_TRUSTED_WRITERS {
-                        return Err(Bad(format!(
-                            "trusted_writers: at most {MAX_TRUSTED_WRITERS} keys"
-                        )));
-                    }
-                    keys.push(crate::owner::parse_owner(part).ok_or_else(|| {
-                        Bad(format!(
-                            "trusted_writers: {part:?} is not a public key (64 hex digits)"
-                        ))
-                    })?);
+            "trusted_writers" => self.limits.main_writers = owner_list(name, value)?,
+            "credential_admins" => self.credential_admins = owner_list(name, value)?,
+            "credentials_key" => self.credentials_key = secret_or_none(name, value)?,
+            "credentials_key_file" => {
+                self.credentials_key = Some(secret_file(name, value)?);
+            }
+            "digest_nonce_secret" => self.digest_nonce_secret = secret_or_none(name, value)?,
+            "digest_nonce_lifetime_s" => {
+                self.digest_nonce_lifetime = Duration::from_secs(num(name, value)?)
+            }
+            "digest_algorithm" => {
+                let v = value.trim().to_ascii_uppercase();
+                if v != "MD5" && v != "SHA-256" {
+                    return Err(Bad(format!(
+                        "digest_algorithm: {value:?} is not MD5 or SHA-256"
+                    )));
                 }
-                self.limits.main_writers = keys;
+                self.digest_algorithm = v;
             }
             "max_store_bytes" => self.limits.max_store_bytes = num(name, value)?,
             "max_entries_per_owner" => self.limits.max_entries_per_owner = num(name, value)?,
@@ -350,6 +373,45 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Public keys written as 64 hex digits, separated by commas.
+fn owner_list(name: &str, value: &str) -> crate::Result<Vec<Owner>> {
+    let mut keys = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if keys.len() == MAX_TRUSTED_WRITERS {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{name}: at most {MAX_TRUSTED_WRITERS} keys"
+            )));
+        }
+        keys.push(crate::owner::parse_owner(part).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "{name}: {part:?} is not a public key (64 hex digits)"
+            ))
+        })?);
+    }
+    Ok(keys)
+}
+
+/// A secret written as 64 hex digits; empty for none.
+fn secret_or_none(name: &str, value: &str) -> crate::Result<Option<[u8; 32]>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    crate::owner::parse_secret(value)
+        .map(Some)
+        .ok_or_else(|| crate::Error::InvalidArgument(format!("{name}: 64 hex digits expected")))
+}
+
+/// A secret from a file of 64 hex digits (as `chordsip keygen` writes).
+fn secret_file(name: &str, path: &str) -> crate::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::Error::InvalidArgument(format!("{name} {path:?}: {e}")))?;
+    crate::owner::parse_secret(&text).ok_or_else(|| {
+        crate::Error::InvalidArgument(format!(
+            "{name} {path:?}: 64 hex digits expected (chordsip keygen)"
+        ))
+    })
 }
 
 impl LogLevel {

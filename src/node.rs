@@ -12,7 +12,7 @@ use crate::id::Id;
 use crate::owner::Owner;
 use crate::runtime::{on_worker_thread, EventSink, Runtime, UnixEndpoint};
 use crate::stats::Stats;
-use crate::types::{dict_store_by_methods, LookupOutcome, StoreReceipt, Value};
+use crate::types::{dict_store_by_methods, CredentialTrust, LookupOutcome, StoreReceipt, Value};
 use crate::wire::{InfoKind, NodeInfo};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,6 +106,8 @@ impl Node {
             cfg.writer_key = Some(crate::owner::random_secret());
         }
         cfg.node_key.get_or_insert_with(crate::owner::random_secret);
+        cfg.digest_nonce_secret
+            .get_or_insert_with(crate::owner::random_secret);
         let socket = UdpSocket::bind(cfg.listen)?;
         let bound = socket.local_addr()?;
         let advertise = cfg.advertise.unwrap_or(bound);
@@ -382,6 +384,33 @@ impl Node {
             }
         }
         Ok(keys)
+    }
+
+    /// The key and admins this node reads SIP credentials with
+    /// (`credentials_key`, `credential_admins`).
+    pub fn credential_trust(&self) -> Result<CredentialTrust> {
+        self.check_usable()?;
+        let cfg = self.config();
+        match cfg.credentials_key {
+            Some(key) if !cfg.credential_admins.is_empty() => Ok(CredentialTrust {
+                key,
+                admins: cfg.credential_admins.clone(),
+            }),
+            Some(_) => Err(Error::Unauthorized(
+                "credential_admins is empty: no credential record would count".into(),
+            )),
+            None => Err(Error::Unauthorized(
+                "no credentials_key: this node cannot read SIP credentials".into(),
+            )),
+        }
+    }
+
+    /// The secret of the digest nonces this node issues (`digest_nonce_secret`,
+    /// or one made at start).
+    pub fn digest_nonce_secret(&self) -> [u8; 32] {
+        self.config()
+            .digest_nonce_secret
+            .expect("set at start when not configured")
     }
 
     /// The node's ring neighbours (`what` 0) or statistics (`what` 1) as text,

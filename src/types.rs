@@ -76,6 +76,25 @@ pub struct StoreReceipt {
     pub copies: u8,
 }
 
+/// Bytes of a credentials key (64 hex digits in its file, as `chordsip keygen` writes).
+pub const CREDENTIALS_KEY_LEN: usize = 32;
+
+/// What a registrar needs to read SIP credentials (`sip::credentials`): the
+/// key that opens the records, and the writer keys allowed to write them.
+#[derive(Clone)]
+pub struct CredentialTrust {
+    pub key: [u8; CREDENTIALS_KEY_LEN],
+    pub admins: Vec<Owner>,
+}
+
+impl std::fmt::Debug for CredentialTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialTrust")
+            .field("admins", &self.admins.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The dictionary operations a registrar needs; implemented by nodes
 /// (`node.rs`) and client handles (`client.rs`).
 pub trait DictStore {
@@ -94,6 +113,13 @@ pub trait DictStore {
     /// its own, and the ones it was told to trust (`trusted_writers`).
     fn trusted_writers(&mut self) -> Result<Vec<Owner>, Error> {
         Ok(vec![self.owner()?])
+    }
+    /// The key and admins this store reads SIP credentials with; an
+    /// `Unauthorized` error when it was given none.
+    fn credential_trust(&mut self) -> Result<CredentialTrust, Error> {
+        Err(Error::Unauthorized(
+            "no credentials_key: this handle cannot read SIP credentials".into(),
+        ))
     }
     /// The largest value the store takes, when known before writing.
     fn value_limit(&self) -> Option<usize> {
@@ -131,6 +157,9 @@ macro_rules! dict_store_by_methods {
             }
             fn trusted_writers(&mut self) -> $crate::error::Result<Vec<$crate::owner::Owner>> {
                 <$inherent>::trusted_writers(self)
+            }
+            fn credential_trust(&mut self) -> $crate::error::Result<$crate::types::CredentialTrust> {
+                <$inherent>::credential_trust(self)
             }
             $(fn value_limit(&self) -> Option<usize> {
                 let $s = self;

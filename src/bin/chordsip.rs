@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "chordsip/user.rs"]
+mod user;
+
 #[derive(Parser)]
 #[command(
     name = "chordsip",
@@ -45,11 +48,17 @@ enum Cmd {
     Stats(ViaArgs),
     /// Make a writer key: its secret (64 hex digits) goes to --out or stdout,
     /// its public half to stderr. Give the file to every server of one
-    /// registrar (`--writer-key-file`, Kamailio's `writer_key_file`).
+    /// registrar (`--writer-key-file`, Kamailio's `writer_key_file`). The
+    /// same command makes a credentials key (`credentials_key_file`).
     Keygen(KeygenArgs),
     /// Start a local overlay on loopback, store values, kill a quarter of the
     /// nodes one after another, and show that every value is still found.
     Demo(DemoArgs),
+    /// SIP digest credentials in the overlay (administrators): add, remove,
+    /// list and refresh users. Registrars read them with `credentials_key_file`
+    /// and `credential_admins`.
+    #[command(subcommand)]
+    User(user::UserCmd),
 }
 
 #[derive(Args)]
@@ -260,6 +269,7 @@ fn main() -> ExitCode {
             .map(|t| print!("{t}")),
         Cmd::Keygen(a) => run_keygen(a),
         Cmd::Demo(a) => run_demo(a),
+        Cmd::User(c) => user::run(c),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

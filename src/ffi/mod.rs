@@ -8,6 +8,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod diag;
@@ -82,6 +83,9 @@ pub enum chordsip_result {
     /// The node refused a client request: no client credential, a wrong
     /// one, or a namespace the credential does not allow.
     CHORDSIP_ERR_UNAUTHORIZED = 25,
+    /// There is no record of what was asked (e.g. no SIP credential for
+    /// this user and realm).
+    CHORDSIP_ERR_NOT_FOUND = 26,
 }
 
 use chordsip_result::*;
@@ -154,6 +158,7 @@ pub extern "C" fn chordsip_result_str(result: c_int) -> *const c_char {
         23 => "expires below the registrar's minimum\0",
         24 => "clocks differ by more than the replay window\0",
         25 => "not authorized by the node\0",
+        26 => "not found\0",
         _ => "unknown result code\0",
     };
     s.as_ptr().cast()

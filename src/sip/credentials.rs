@@ -16,15 +16,14 @@
 use super::digest::Algorithm;
 use crate::error::Error;
 use crate::id::Id;
-use crate::owner::Owner;
+pub use crate::types::CredentialTrust;
 use crate::types::DictStore;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// Bytes of a credentials key (64 hex digits in its file, as `chordsip keygen` writes).
-pub const CREDENTIALS_KEY_LEN: usize = 32;
+pub use crate::types::CREDENTIALS_KEY_LEN;
 /// The slot label of a user's record and of an index shard.
 const RECORD_LABEL: &[u8] = b"sip-credential";
 const INDEX_LABEL: &[u8] = b"sip-credential-index";
@@ -34,22 +33,6 @@ pub const INDEX_SHARDS: u32 = 64;
 pub const MAX_NAME_LEN: usize = 255;
 const SEAL_NONCE_LEN: usize = 12;
 const RECORD_FORMAT: u8 = 1;
-
-/// What a registrar needs to read credentials: the key that opens records,
-/// and the writer keys allowed to write them.
-#[derive(Clone)]
-pub struct CredentialTrust {
-    pub key: [u8; CREDENTIALS_KEY_LEN],
-    pub admins: Vec<Owner>,
-}
-
-impl std::fmt::Debug for CredentialTrust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialTrust")
-            .field("admins", &self.admins.len())
-            .finish_non_exhaustive()
-    }
-}
 
 /// One user's digest credentials: an HA1 per algorithm (either may be
 /// missing when the administrator gave only one HA1).

@@ -1,4 +1,5 @@
 use super::*;
+use crate::owner::Owner;
 use crate::types::{StoreReceipt, Value};
 use std::collections::HashMap;
 

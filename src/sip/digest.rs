@@ -39,7 +39,7 @@ impl Algorithm {
     }
 
     /// Bytes of a hash; its hex form has twice as many digits.
-    pub fn len(self) -> usize {
+    pub fn hash_len(self) -> usize {
         match self {
             Algorithm::Md5 => 16,
             Algorithm::Sha256 => 32,
@@ -195,11 +195,10 @@ impl Credentials {
         }
         match c.qop.as_deref() {
             None => {}
-            Some(q) if q.eq_ignore_ascii_case("auth") => {
-                if c.nc.is_none() || c.cnonce.is_none() {
-                    return Err(DigestError::Malformed("qop without nc or cnonce"));
-                }
+            Some(q) if q.eq_ignore_ascii_case("auth") && (c.nc.is_none() || c.cnonce.is_none()) => {
+                return Err(DigestError::Malformed("qop without nc or cnonce"));
             }
+            Some(q) if q.eq_ignore_ascii_case("auth") => {}
             Some(q) => return Err(DigestError::Unsupported(format!("qop {q:?}"))),
         }
         c.algorithm()?;
@@ -389,13 +388,21 @@ impl Verdict {
     }
 }
 
+/// How a registrar challenges and checks.
+#[derive(Clone)]
+pub struct AuthSettings {
+    pub nonces: NonceKey,
+    pub nonce_lifetime_s: u64,
+    /// What challenges offer; answers with any supported algorithm are checked.
+    pub algorithm: Algorithm,
+}
+
 /// Checks the credentials a request for `aor_user@realm` carries.
 /// `authorization` is the request's Authorization value for this realm
 /// (None when it has none); `ha1_of(user, algorithm)` fetches a user's HA1
 /// (None: no such user, or none for that algorithm).
 pub fn authenticate<E>(
-    nonces: &NonceKey,
-    nonce_lifetime_s: u64,
+    settings: &AuthSettings,
     now_s: u64,
     method: &str,
     aor_user: &str,
@@ -414,7 +421,10 @@ pub fn authenticate<E>(
     if creds.realm != realm {
         return Ok(Verdict::Challenge); // credentials for another realm are none for ours
     }
-    match nonces.check(&creds.nonce, realm, now_s, nonce_lifetime_s) {
+    match settings
+        .nonces
+        .check(&creds.nonce, realm, now_s, settings.nonce_lifetime_s)
+    {
         NonceState::Invalid => return Ok(Verdict::Forbidden),
         NonceState::Stale => return Ok(Verdict::Stale),
         NonceState::Fresh => {}

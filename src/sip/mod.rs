@@ -1,6 +1,7 @@
 //! SIP location service semantics on top of the overlay: URIs and AOR
 //! canonicalisation, registrar bindings, REGISTER processing and lookup.
 
+pub mod auth;
 pub mod binding;
 pub mod bytes;
 pub mod credentials;
