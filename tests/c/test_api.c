@@ -20,7 +20,7 @@ static uint8_t *big_data;                           /* above any datagram */
 static const size_t BIG_DATA_LEN = 70000;
 
 /* The highest result code the header defines. */
-#define LAST_RESULT CHORDSIP_ERR_UNAUTHORIZED
+#define LAST_RESULT CHORDSIP_ERR_NOT_FOUND
 
 /* Sentinel objects: a failed call must leave an out-pointer pointing here. */
 static char sentinel_obj;
@@ -94,6 +94,7 @@ static void test_version_and_results(void) {
     CHECK(CHORDSIP_ERR_TIMEOUT == 1 && CHORDSIP_ERR_FORKED == 15 && CHORDSIP_ERR_PANIC == 21);
     CHECK(CHORDSIP_ERR_OUT_OF_ORDER == 22 && CHORDSIP_ERR_INTERVAL_TOO_BRIEF == 23);
     CHECK(CHORDSIP_ERR_CLOCK_SKEW == 24 && CHORDSIP_ERR_UNAUTHORIZED == 25);
+    CHECK(CHORDSIP_ERR_NOT_FOUND == 26);
     /* The registrar's codes say what they are about. */
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_INTERVAL_TOO_BRIEF), "expires") != NULL);
@@ -1327,6 +1328,110 @@ static void test_lifecycle(void) {
     chordsip_config_free(cfg);
 }
 
+/* Digest authentication: the pure HA1 helper (RFC 2617's vector), the
+ * verdict table, and a registrar node with a credentials key but no users:
+ * a REGISTER without credentials is challenged, garbage is a 400, an
+ * unknown user's HA1 is NOT_FOUND; a node without the key says UNAUTHORIZED. */
+static void test_auth(void) {
+    char ha1[65], err[128];
+    CHECK_OK(chordsip_digest_ha1(CHORDSIP_DIGEST_MD5, "Mufasa", "testrealm@host.com",
+                                 "Circle Of Life", ha1, sizeof ha1));
+    CHECK(strcmp(ha1, "939e7578ed9e3c518a452acee763bce9") == 0);
+    CHECK_OK(chordsip_digest_ha1(CHORDSIP_DIGEST_SHA256, "u", "r", "p", ha1, sizeof ha1));
+    CHECK(strlen(ha1) == 64);
+    CHECK_RC(chordsip_digest_ha1(CHORDSIP_DIGEST_SHA256, "u", "r", "p", ha1, 64),
+             CHORDSIP_ERR_BUFFER_TOO_SMALL);
+    CHECK_RC(chordsip_digest_ha1(3, "u", "r", "p", ha1, sizeof ha1), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_digest_ha1(CHORDSIP_DIGEST_MD5, NULL, "r", "p", ha1, sizeof ha1),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_digest_ha1(CHORDSIP_DIGEST_MD5, BAD_UTF8, "r", "p", ha1, sizeof ha1),
+             CHORDSIP_ERR_BAD_UTF8);
+    CHECK_RC(chordsip_digest_ha1(CHORDSIP_DIGEST_MD5, "u", "r", "p", NULL, 65),
+             CHORDSIP_ERR_NULL_POINTER);
+
+    const char *reason = NULL;
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_OK, &reason) == 200 && strcmp(reason, "OK") == 0);
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_CHALLENGE, NULL) == 401);
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_STALE, NULL) == 401);
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_FORBIDDEN, NULL) == 403);
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_NOT_YOURS, &reason) == 403 && strstr(reason, "AOR"));
+    CHECK(chordsip_auth_status(CHORDSIP_AUTH_MALFORMED, NULL) == 400);
+    CHECK(chordsip_auth_status(99, &reason) == 0 && reason[0] == 0);
+
+    /* A node with no credentials key refuses to judge (answer 500, not 401). */
+    chordsip_config *cfg = fast_config();
+    chordsip_node *plain = node_from(cfg);
+    CHECK_OK(chordsip_node_join(plain, ""));
+    char ch[CHORDSIP_MAX_CHALLENGE_LEN];
+    uint32_t v = 77;
+    CHECK_RC(chordsip_node_authenticate(plain, "REGISTER", "sip:a@example.com", NULL, &v, ch,
+                                        sizeof ch),
+             CHORDSIP_ERR_UNAUTHORIZED);
+    CHECK(v == 77);
+    CHECK_RC(chordsip_node_credential_ha1(plain, "a", "example.com", CHORDSIP_DIGEST_MD5, ha1,
+                                          sizeof ha1),
+             CHORDSIP_ERR_UNAUTHORIZED);
+    chordsip_node_free(plain);
+
+    CHECK_OK(chordsip_config_set(cfg, "credentials_key", SHARED_WRITER_KEY, err, sizeof err));
+    CHECK_RC(chordsip_config_set(cfg, "credential_admins", "zz", err, sizeof err),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_OK(chordsip_config_set(cfg, "credential_admins",
+                                 "1111111111111111111111111111111111111111111111111111111111111111",
+                                 err, sizeof err));
+    chordsip_node *n = node_from(cfg);
+    CHECK_OK(chordsip_node_join(n, ""));
+    CHECK_RC(chordsip_node_credential_ha1(n, "nobody", "example.com", CHORDSIP_DIGEST_MD5, ha1,
+                                          sizeof ha1),
+             CHORDSIP_ERR_NOT_FOUND);
+    CHECK_RC(chordsip_node_credential_ha1(n, "a", "example.com", 0, ha1, sizeof ha1),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_credential_ha1(NULL, "a", "example.com", 1, ha1, sizeof ha1),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_credential_ha1(n, "a", NULL, 1, ha1, sizeof ha1),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_OK(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com", NULL, &v, ch,
+                                        sizeof ch));
+    CHECK(v == CHORDSIP_AUTH_CHALLENGE);
+    CHECK(strncmp(ch, "Digest realm=\"example.com\", nonce=\"", 35) == 0);
+    CHECK(strstr(ch, "algorithm=MD5") != NULL && strstr(ch, "stale") == NULL);
+    CHECK_OK(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com", "", &v, ch, sizeof ch));
+    CHECK(v == CHORDSIP_AUTH_CHALLENGE);
+    CHECK_OK(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com",
+                                        "Digest username=\"a\", realm=", &v, ch, sizeof ch));
+    CHECK(v == CHORDSIP_AUTH_MALFORMED && ch[0] == 0);
+    CHECK_RC(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com", NULL, &v, ch, 100),
+             CHORDSIP_ERR_BUFFER_TOO_SMALL);
+    CHECK_RC(chordsip_node_authenticate(n, "REGISTER", "not a uri", NULL, &v, ch, sizeof ch),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com", NULL, NULL, ch,
+                                        sizeof ch),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_authenticate(n, NULL, "sip:a@example.com", NULL, &v, ch, sizeof ch),
+             CHORDSIP_ERR_NULL_POINTER);
+
+    /* A client handle: no key yet, then a bad one, then a good one. */
+    char addr[64];
+    CHECK_OK(chordsip_node_addr(n, addr, sizeof addr));
+    chordsip_client *cl = NULL;
+    CHECK_OK(chordsip_client_new(addr, NULL, (const uint8_t *)TEST_CLIENT_KEY,
+                                 strlen(TEST_CLIENT_KEY), 2000, &cl));
+    CHECK_RC(chordsip_client_credential_ha1(cl, "a", "example.com", 1, ha1, sizeof ha1),
+             CHORDSIP_ERR_UNAUTHORIZED);
+    CHECK_RC(chordsip_client_set_credential_trust(cl, "12", "11"), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_client_set_credential_trust(cl, SHARED_WRITER_KEY, ""),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_client_set_credential_trust(NULL, SHARED_WRITER_KEY, ""),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_OK(chordsip_client_set_credential_trust(
+        cl, SHARED_WRITER_KEY, "1111111111111111111111111111111111111111111111111111111111111111"));
+    CHECK_RC(chordsip_client_credential_ha1(cl, "a", "example.com", 1, ha1, sizeof ha1),
+             CHORDSIP_ERR_NOT_FOUND);
+    chordsip_client_free(cl);
+    chordsip_node_free(n);
+    chordsip_config_free(cfg);
+}
+
 int main(void) {
     test_begin("test_api", 60);
     memset(long_key, 'k', sizeof long_key - 1);
@@ -1344,6 +1449,7 @@ int main(void) {
     test_config();
     test_unstarted();
     test_lifecycle();
+    test_auth();
     free(big_data);
     test_pass("test_api");
     return 0;

@@ -21,6 +21,8 @@ from typing import Union
 
 from . import _lib, errors
 from ._types import (
+    AuthResult,
+    AuthVerdict,
     Binding,
     Contact,
     Delivery,
@@ -36,6 +38,7 @@ from ._types import (
     SipReply,
     Value,
 )
+from ._dict_calls import digest_ha1
 from ._util import check, cstr
 from .client import Client
 from .errors import *  # noqa: F403  (the exceptions, listed once in errors.__all__)
@@ -54,6 +57,9 @@ __all__ = [
     "Value",
     "Contact",
     "Binding",
+    "AuthVerdict",
+    "AuthResult",
+    "digest_ha1",
     "Hop",
     "RegisterResult",
     "SipReply",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Iterable, List, Optional, Union
 
-from . import _callbacks, _lib, _registrar
+from . import _callbacks, _lib, _registrar, errors
 from ._handle import Handle
 from ._types import Binding, Contact, RegisterResult, Value
 from ._util import check, cstr, data_bytes, u32
@@ -99,3 +99,39 @@ class DictCalls:
         with self._use() as p:
             check(self._c(call)(p, a, ctypes.byref(out)), "lookup_aor %s" % aor)
         return _registrar.take_bindings(self._lib, out)
+
+    def credential_ha1(self, user: str, realm: str, algorithm: str = "MD5") -> Optional[str]:
+        """The HA1 of ``user`` in ``realm`` (lower-case hex) for ``algorithm``
+        ("MD5" or "SHA-256") from the credentials an administrator stored in
+        the overlay (``chordsip user add``); None when there is no such user.
+        Raises :class:`Unauthorized` when this handle cannot read credentials
+        (no credentials key, no admins, or a record sealed with another key)."""
+        u, r = cstr(user, "user"), cstr(realm, "realm")
+        alg = _digest_algorithm(algorithm)
+        buf = ctypes.create_string_buffer(65)
+        with self._use() as p:
+            rc = self._c("credential_ha1")(p, u, r, alg, buf, len(buf))
+        if rc == _lib.CHORDSIP_ERR_NOT_FOUND:
+            return None
+        check(rc, "credential_ha1 %s@%s" % (user, realm))
+        return buf.value.decode()
+
+
+def _digest_algorithm(name: str) -> int:
+    algs = {"MD5": _lib.CHORDSIP_DIGEST_MD5, "SHA-256": _lib.CHORDSIP_DIGEST_SHA256}
+    try:
+        return algs[name.upper()]
+    except (KeyError, AttributeError):
+        raise errors.InvalidArgument(detail="algorithm %r: MD5 or SHA-256" % (name,)) from None
+
+
+def digest_ha1(user: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """HA1 = H(user:realm:password) in lower-case hex (``chordsip_digest_ha1``)."""
+    u, r, pw = cstr(user, "user"), cstr(realm, "realm"), cstr(password, "password")
+    buf = ctypes.create_string_buffer(65)
+    check(
+        _lib.get().chordsip_digest_ha1(_digest_algorithm(algorithm), u, r, pw, buf, len(buf)),
+        "digest_ha1",
+    )
+    return buf.value.decode()
+

@@ -29,6 +29,7 @@ from ctypes import (
     c_int64,
     c_size_t,
     c_uint8,
+    c_uint16,
     c_uint32,
     c_uint64,
     c_void_p,
@@ -56,6 +57,10 @@ CHORDSIP_ERR_OUT_OF_ORDER = 22
 CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23
 CHORDSIP_ERR_CLOCK_SKEW = 24
 CHORDSIP_ERR_UNAUTHORIZED = 25
+CHORDSIP_ERR_NOT_FOUND = 26
+CHORDSIP_DIGEST_MD5 = 1
+CHORDSIP_DIGEST_SHA256 = 2
+CHORDSIP_MAX_CHALLENGE_LEN = 512
 
 CHORDSIP_DELIVER_THREAD = 0
 CHORDSIP_DELIVER_FD = 1
@@ -263,6 +268,8 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "chordsip_client_lookup_aor": (_R, [_H, c_char_p, _HH]),
     "chordsip_client_lookup_aor_all": (_R, [_H, c_char_p, _HH]),
+    "chordsip_client_set_credential_trust": (_R, [_H, c_char_p, c_char_p]),
+    "chordsip_client_credential_ha1": (_R, [_H, c_char_p, c_char_p, c_uint32, _BUF, c_size_t]),
     # config
     "chordsip_config_new": (_R, [_HH]),
     "chordsip_config_free": (None, [_H]),
@@ -325,6 +332,13 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "chordsip_node_lookup_aor": (_R, [_H, c_char_p, _HH]),
     "chordsip_node_lookup_aor_all": (_R, [_H, c_char_p, _HH]),
+    "chordsip_node_credential_ha1": (_R, [_H, c_char_p, c_char_p, c_uint32, _BUF, c_size_t]),
+    "chordsip_node_authenticate": (
+        _R,
+        [_H, c_char_p, c_char_p, c_char_p, POINTER(c_uint32), _BUF, c_size_t],
+    ),
+    "chordsip_auth_status": (c_uint16, [c_uint32, POINTER(c_char_p)]),
+    "chordsip_digest_ha1": (_R, [c_uint32, c_char_p, c_char_p, c_char_p, _BUF, c_size_t]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
     # SIP answers
     "chordsip_result_sip_status": (c_uint32, [c_int]),

@@ -63,6 +63,35 @@ class Hop(enum.IntEnum):
     PATH = 2
 
 
+class AuthVerdict(enum.IntEnum):
+    """What to answer a request whose credentials :meth:`Node.authenticate`
+    checked (``chordsip_auth_verdict``)."""
+
+    #: Authenticated as the AOR's user.
+    OK = 0
+    #: No credentials for the realm: 401 with the challenge.
+    CHALLENGE = 1
+    #: Credentials on an expired nonce: 401 with a ``stale=true`` challenge.
+    STALE = 2
+    #: Wrong password, unknown user, or a nonce the node did not issue: 403.
+    FORBIDDEN = 3
+    #: Authenticated as another user than the AOR's: 403.
+    NOT_YOURS = 4
+    #: A malformed or oversized Authorization header: 400.
+    MALFORMED = 5
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome of :meth:`Node.authenticate`: the verdict, the SIP status
+    and reason to answer with, and for 401 the ``WWW-Authenticate`` value."""
+
+    verdict: AuthVerdict
+    status: int
+    reason: str
+    challenge: str
+
+
 @dataclass(frozen=True)
 class Peer:
     """A node of the overlay."""

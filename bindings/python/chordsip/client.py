@@ -110,6 +110,17 @@ class Client(DictCalls):
             check(self._lib.chordsip_client_set_timeout(p, t), "set_timeout")
         self._timeout_ms = t or 5000
 
+    def set_credential_trust(self, credentials_key: str, admins: Union[str, list]) -> None:
+        """Lets this handle read SIP credentials (:meth:`credential_ha1`):
+        ``credentials_key`` is 64 hex digits (the key file's content),
+        ``admins`` the administrators' public writer keys (a list, or a
+        comma-separated str). They stay in this process."""
+        if not isinstance(admins, str):
+            admins = ",".join(admins)
+        k, a = cstr(credentials_key.strip(), "credentials_key"), cstr(admins, "admins")
+        with self._use() as p:
+            check(self._lib.chordsip_client_set_credential_trust(p, k, a), "set_credential_trust")
+
     # -- calls --------------------------------------------------------------
 
     def lookup(self, key: str) -> LookupInfo:

@@ -41,6 +41,7 @@ __all__ = [
     "IntervalTooBrief",
     "ClockSkew",
     "Unauthorized",
+    "NotFound",
     "Closed",
     "error_for",
 ]
@@ -73,6 +74,7 @@ RESULT_NAMES: Dict[int, str] = {
     23: "CHORDSIP_ERR_INTERVAL_TOO_BRIEF",
     24: "CHORDSIP_ERR_CLOCK_SKEW",
     25: "CHORDSIP_ERR_UNAUTHORIZED",
+    26: "CHORDSIP_ERR_NOT_FOUND",
 }
 
 
@@ -277,6 +279,13 @@ class Unauthorized(ChordsipError, PermissionError):
     default_code = 25
 
 
+class NotFound(ChordsipError, LookupError):
+    """CHORDSIP_ERR_NOT_FOUND: there is no record of what was asked (e.g. no
+    SIP credential for this user and realm)."""
+
+    default_code = 26
+
+
 class Closed(BadState):
     """The Node or Client was closed; raised by the binding without calling C."""
 
@@ -311,6 +320,7 @@ _BY_CODE: Dict[int, Type[ChordsipError]] = {
         IntervalTooBrief,
         ClockSkew,
         Unauthorized,
+        NotFound,
     )
 }
 

@@ -11,6 +11,8 @@ from . import _callbacks, _lib
 from ._dict_calls import DictCalls
 from ._handle import Handle
 from ._types import (
+    AuthResult,
+    AuthVerdict,
     Binding,
     Delivery,
     Event,
@@ -399,6 +401,36 @@ class Node(DictCalls):
         )
 
     # -- fd delivery --------------------------------------------------------
+
+    def authenticate(
+        self, method: str, aor: str, authorization: Optional[str] = None
+    ) -> AuthResult:
+        """Checks the digest credentials of a request (a REGISTER) acting for
+        ``aor`` against the credentials in the overlay: the realm is the
+        AOR's domain, the user must be the AOR's user. ``authorization`` is
+        the request's Authorization value (None when it has none). Returns
+        the verdict, the SIP status/reason to answer with and, for 401, the
+        ``WWW-Authenticate`` value. Raises :class:`Unauthorized` when the node
+        has no ``credentials_key`` (answer 500, not 401)."""
+        m, a = cstr(method, "method"), cstr(aor, "aor")
+        au = None if authorization is None else cstr(authorization, "authorization")
+        verdict = ctypes.c_uint32(0)
+        buf = ctypes.create_string_buffer(_lib.CHORDSIP_MAX_CHALLENGE_LEN)
+        with self._use() as p:
+            check(
+                self._lib.chordsip_node_authenticate(
+                    p, m, a, au, ctypes.byref(verdict), buf, len(buf)
+                ),
+                "authenticate %s" % aor,
+            )
+        reason = ctypes.c_char_p()
+        status = self._lib.chordsip_auth_status(verdict.value, ctypes.byref(reason))
+        return AuthResult(
+            AuthVerdict(verdict.value),
+            int(status),
+            (reason.value or b"").decode(),
+            buf.value.decode(),
+        )
 
     def event_fd(self) -> int:
         """In fd mode, the socket that becomes readable when callbacks wait

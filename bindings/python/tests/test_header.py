@@ -85,6 +85,7 @@ _C_TO_CTYPES = {
     "const uint8_t*": ctypes.c_char_p,
     "size_t": ctypes.c_size_t,
     "uint32_t": ctypes.c_uint32,
+    "uint16_t": ctypes.c_uint16,
     "size_t*": ctypes.POINTER(ctypes.c_size_t),
     "uint32_t*": ctypes.POINTER(ctypes.c_uint32),
     "uint64_t*": ctypes.POINTER(ctypes.c_uint64),
@@ -137,6 +138,12 @@ def test_result_codes_and_enums_match():
     }
     assert _enum("chordsip_neighbours") == {"CHORDSIP_" + e.name: e.value for e in chordsip.Neighbours}
     assert _enum("chordsip_hop") == {"CHORDSIP_HOP_" + e.name: e.value for e in chordsip.Hop}
+    assert _enum("chordsip_auth_verdict") == {"CHORDSIP_AUTH_" + e.name: e.value for e in chordsip.AuthVerdict}
+    assert _enum("chordsip_digest_algorithm") == {
+        "CHORDSIP_DIGEST_MD5": _lib.CHORDSIP_DIGEST_MD5,
+        "CHORDSIP_DIGEST_SHA256": _lib.CHORDSIP_DIGEST_SHA256,
+    }
+    assert "#define CHORDSIP_MAX_CHALLENGE_LEN %d" % _lib.CHORDSIP_MAX_CHALLENGE_LEN in _header()
     assert _enum("chordsip_delivery") == {
         "CHORDSIP_DELIVER_THREAD": _lib.CHORDSIP_DELIVER_THREAD,
         "CHORDSIP_DELIVER_FD": _lib.CHORDSIP_DELIVER_FD,
