@@ -334,3 +334,141 @@ fn register_and_locate_from_the_command_line() {
     assert!(!ok);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the CLI with `input` on its standard input.
+fn cli_input(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chordsip"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text += &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `keygen` for a key file; its public half (what it prints on stderr).
+fn keygen(path: &std::path::Path) -> String {
+    let _ = std::fs::remove_file(path);
+    let out = Command::new(env!("CARGO_BIN_EXE_chordsip"))
+        .args(["keygen", "--out"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .strip_prefix("writer ")
+        .unwrap()
+        .to_string()
+}
+
+/// An administrator adds, lists and removes SIP users with `chordsip user`
+/// against two registrar node processes; the registrars read the HA1s;
+/// a user added with another admin key does not count.
+#[test]
+fn users_are_added_listed_and_removed_from_the_command_line() {
+    use chordsip::sip::auth;
+    use chordsip::sip::credentials::CredentialTrust;
+    use chordsip::sip::digest::{self, Algorithm};
+    let dir = std::env::temp_dir().join(format!("chordsip-cli-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (admin, creds, other) = (
+        dir.join("admin.key"),
+        dir.join("creds.key"),
+        dir.join("other.key"),
+    );
+    let admin_pub = keygen(&admin);
+    keygen(&creds);
+    keygen(&other);
+    let creds_opt = format!("credentials_key_file={}", creds.display());
+    let admins_opt = format!("credential_admins={admin_pub}");
+    let registrar_args: Vec<&std::ffi::OsStr> = vec![
+        "--set".as_ref(),
+        creds_opt.as_ref(),
+        "--set".as_ref(),
+        admins_opt.as_ref(),
+    ];
+    let a = free_port();
+    let _first = spawn_with(a, &[], &registrar_args);
+    let b = free_port();
+    let _second = spawn_with(b, &[a], &registrar_args);
+    let boot = a.to_string();
+    let user = |cmd: &str, who: &str, key: &std::path::Path, extra: &[&str], input: &str| {
+        let mut args = vec!["user", cmd, who, "--bootstrap", &boot];
+        args.extend(["--admin-key-file", key.to_str().unwrap()]);
+        args.extend(["--credentials-key-file", creds.to_str().unwrap()]);
+        args.extend(extra);
+        cli_input(&args, input)
+    };
+    let (ok, out) = user("add", "alice@example.com", &admin, &[], "wonderland\n");
+    assert!(ok, "{out}");
+    let bob_md5 = digest::ha1(Algorithm::Md5, "bob", "example.com", "builder");
+    let (ok, out) = user("add", "bob@example.com", &admin, &["--ha1", &bob_md5], "");
+    assert!(ok, "{out}");
+    let (ok, out) = user("add", "mallory@example.com", &other, &[], "x\n");
+    assert!(
+        ok,
+        "a member may write, but its record does not count: {out}"
+    );
+    let (ok, out) = user("list", "example.com", &admin, &[], "");
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["alice", "bob"]);
+
+    let mut c = client(b);
+    c.set_credential_trust(CredentialTrust {
+        key: chordsip::owner::parse_secret(&std::fs::read_to_string(&creds).unwrap()).unwrap(),
+        admins: vec![chordsip::owner::parse_owner(&admin_pub).unwrap()],
+    })
+    .unwrap();
+    let ha1 = |c: &mut Client, u: &str, alg| auth::ha1(c, u, "example.com", alg).unwrap();
+    assert_eq!(
+        ha1(&mut c, "alice", Algorithm::Md5),
+        Some(digest::ha1(
+            Algorithm::Md5,
+            "alice",
+            "example.com",
+            "wonderland"
+        ))
+    );
+    assert_eq!(ha1(&mut c, "bob", Algorithm::Md5), Some(bob_md5));
+    assert_eq!(
+        ha1(&mut c, "bob", Algorithm::Sha256),
+        None,
+        "only an MD5 HA1 was given"
+    );
+    assert_eq!(ha1(&mut c, "mallory", Algorithm::Md5), None);
+
+    let (ok, out) = user("remove", "bob@example.com", &admin, &[], "");
+    assert!(ok, "{out}");
+    assert_eq!(ha1(&mut c, "bob", Algorithm::Md5), None);
+    let (ok, out) = user("remove", "bob@example.com", &admin, &[], "");
+    assert!(!ok && out.contains("no user bob@example.com"), "{out}");
+    let (ok, out) = user("refresh", "example.com", &admin, &[], "");
+    assert!(ok && out.contains("1 users"), "{out}");
+    // Bad input: clear errors, nothing stored.
+    for (who, extra, input, want) in [
+        ("nobody", &[][..], "pw\n", "USER@REALM expected"),
+        ("carol@example.com", &[][..], "\n", "empty password"),
+        (
+            "carol@example.com",
+            &["--ha1", "zz"][..],
+            "",
+            "hex digits expected",
+        ),
+    ] {
+        let (ok, out) = user("add", who, &admin, extra, input);
+        assert!(!ok && out.contains(want), "{who}: {out}");
+    }
+    assert_eq!(ha1(&mut c, "carol", Algorithm::Md5), None);
+}
