@@ -424,6 +424,34 @@ fn users_are_added_listed_and_removed_from_the_command_line() {
     let (ok, out) = user("list", "example.com", &admin, &[], "");
     assert!(ok, "{out}");
     assert_eq!(out.lines().collect::<Vec<_>>(), ["alice", "bob"]);
+    // Many users in one session (a password may hold spaces).
+    let file = dir.join("users.txt");
+    let mut lines = String::from("# user@realm password\n\n");
+    for i in 0..200 {
+        lines += &format!("u{i}@example.org pass word {i}\n");
+    }
+    std::fs::write(&file, lines).unwrap();
+    let file_arg = file.to_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let (ok, out) = cli_input(
+        &[
+            "user",
+            "add",
+            "--from-file",
+            &file_arg,
+            "--bootstrap",
+            &boot,
+            "--admin-key-file",
+            admin.to_str().unwrap(),
+            "--credentials-key-file",
+            creds.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok && out.contains("200 users stored"), "{out}");
+    eprintln!("200 users added in {:?}", t0.elapsed());
+    let (ok, out) = user("list", "example.org", &admin, &[], "");
+    assert!(ok && out.lines().count() == 200, "{out}");
 
     let mut c = client(b);
     c.set_credential_trust(CredentialTrust {
@@ -448,6 +476,15 @@ fn users_are_added_listed_and_removed_from_the_command_line() {
         "only an MD5 HA1 was given"
     );
     assert_eq!(ha1(&mut c, "mallory", Algorithm::Md5), None);
+    assert_eq!(
+        auth::ha1(&mut c, "u199", "example.org", Algorithm::Md5).unwrap(),
+        Some(digest::ha1(
+            Algorithm::Md5,
+            "u199",
+            "example.org",
+            "pass word 199"
+        ))
+    );
 
     let (ok, out) = user("remove", "bob@example.com", &admin, &[], "");
     assert!(ok, "{out}");

@@ -49,7 +49,13 @@ pub struct AdminArgs {
 #[derive(Args)]
 pub struct AddArgs {
     /// USER@REALM, e.g. alice@example.com (the realm is the AOR's domain).
-    user: String,
+    #[arg(required_unless_present = "from_file")]
+    user: Option<String>,
+    /// Add many users in one session: a file of `USER@REALM PASSWORD`
+    /// lines (the password is the rest of the line; `#` lines and empty
+    /// lines are skipped).
+    #[arg(long, conflicts_with_all = ["user", "ha1"])]
+    from_file: Option<PathBuf>,
     /// An HA1 in hex instead of a password: 32 digits for MD5, 64 for
     /// SHA-256 (repeat for both). UAs that answer with the other algorithm
     /// then fail.
@@ -83,10 +89,48 @@ pub struct RealmArgs {
 
 pub fn run(cmd: UserCmd) -> Result<(), String> {
     match cmd {
+        UserCmd::Add(a) if a.from_file.is_some() => {
+            let path = a.from_file.as_ref().expect("checked");
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut creds = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim_start();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let at = |e: String| format!("{}:{}: {e}", path.display(), i + 1);
+                let (who, password) = line
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| at("USER@REALM PASSWORD expected".into()))?;
+                let (user, realm) = split_user(who).map_err(at)?;
+                let password = password.trim_start();
+                if password.is_empty() {
+                    return Err(at("empty password".into()));
+                }
+                creds.push(
+                    Credential::from_password(user, realm, password)
+                        .map_err(|e| at(e.to_string()))?,
+                );
+            }
+            let lifetime = days(a.lifetime_days)?;
+            with_admin_node(&a.admin, |node, key| {
+                for c in &creds {
+                    credentials::store(&mut &*node, key, c, lifetime)?;
+                }
+                Ok(())
+            })?;
+            eprintln!("{} users stored", creds.len());
+            Ok(())
+        }
         UserCmd::Add(a) => {
-            let (user, realm) = split_user(&a.user)?;
+            let who = a
+                .user
+                .as_deref()
+                .expect("clap requires it without --from-file");
+            let (user, realm) = split_user(who)?;
             let cred = if a.ha1.is_empty() {
-                let password = read_password(&a.user)?;
+                let password = read_password(who)?;
                 Credential::from_password(user, realm, &password)
             } else {
                 let ha1s: Vec<&str> = a.ha1.iter().map(String::as_str).collect();
