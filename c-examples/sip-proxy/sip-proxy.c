@@ -59,7 +59,7 @@ struct addr {
 
 struct counters {
     uint64_t received, malformed, registers, forwarded_requests, forwarded_responses, replies,
-        dropped;
+        dropped, auth_refused;
 };
 
 struct proxy {
@@ -70,6 +70,7 @@ struct proxy {
     int self_port;
     char self_hostport[96];  /* "127.0.0.1:5060" */
     int log_level;           /* 0: quiet */
+    int no_auth;             /* --no-auth: REGISTERs are not authenticated */
     struct counters n;
 };
 
@@ -556,6 +557,50 @@ static void reply_result(struct proxy *px, const struct req *r, chordsip_result 
           chordsip_result_sip_headers(rc));
 }
 
+/* The request's Authorization value (the first), NUL-terminated in the arena; NULL if none. */
+static const char *authorization_of(const struct sip_msg *m) {
+    for (size_t i = 0; i < m->nhdr; i++)
+        if (str_ieq(m->hdr[i].name, "Authorization"))
+            return arena_cstr(m->hdr[i].value);
+    return NULL;
+}
+
+/* Digest authentication of a REGISTER for `aor` (RFC 3261 §22.4) against the
+ * credentials kept in the overlay (chordsip_node_authenticate): 0 when the
+ * caller may go on, else the answer (401 with a challenge, 403, 400, or the
+ * overlay's error) is sent. */
+static int authenticate_register(struct proxy *px, const struct req *r, const char *aor) {
+    if (px->no_auth)
+        return 0;
+    uint32_t verdict = 0;
+    char challenge[CHORDSIP_MAX_CHALLENGE_LEN], extra[CHORDSIP_MAX_CHALLENGE_LEN + 32];
+    chordsip_result rc = chordsip_node_authenticate(px->node, "REGISTER", aor,
+                                                    authorization_of(r->m), &verdict, challenge,
+                                                    sizeof challenge);
+    if (rc == CHORDSIP_ERR_INVALID_ARGUMENT) {
+        reply(px, r, 400, "Bad Request (To)", NULL);
+        return -1;
+    }
+    if (rc != CHORDSIP_OK) {
+        logmsg(LOG_ERROR, "REGISTER %s: authentication: %s", aor, chordsip_result_str(rc));
+        reply_result(px, r, rc);
+        return -1;
+    }
+    if (verdict == CHORDSIP_AUTH_OK)
+        return 0;
+    const char *reason = NULL;
+    int status = chordsip_auth_status(verdict, &reason);
+    px->n.auth_refused++;
+    logmsg(LOG_DEBUG, "REGISTER %s: %d %s", aor, status, reason);
+    if (status == 401) {
+        snprintf(extra, sizeof extra, "WWW-Authenticate: %s\r\n", challenge);
+        reply(px, r, status, reason, extra);
+    } else {
+        reply(px, r, status, reason, NULL);
+    }
+    return -1;
+}
+
 static void handle_register(struct proxy *px, const struct req *r) {
     const struct sip_msg *m = r->m;
     static const char *const supported[] = {"path", "outbound", NULL};
@@ -578,6 +623,8 @@ static void handle_register(struct proxy *px, const struct req *r) {
         reply(px, r, 400, "Bad Request (Call-ID)", NULL);
         return;
     }
+    if (authenticate_register(px, r, aor) != 0)
+        return;
     int64_t expires = -1;
     const struct sip_header *eh = sip_find(m, H_EXPIRES);
     if (eh != NULL)
@@ -1133,10 +1180,11 @@ static void on_signal(int sig) {
 static void print_counters(const struct proxy *px) {
     fprintf(stderr,
             "sip-proxy[%s]: %" PRIu64 " datagrams (%" PRIu64 " malformed), %" PRIu64
-            " REGISTERs, %" PRIu64 " requests and %" PRIu64 " responses forwarded, %" PRIu64
-            " replies, %" PRIu64 " dropped\n",
+            " REGISTERs (%" PRIu64 " not authenticated), %" PRIu64 " requests and %" PRIu64
+            " responses forwarded, %" PRIu64 " replies, %" PRIu64 " dropped\n",
             px->self_hostport, px->n.received, px->n.malformed, px->n.registers,
-            px->n.forwarded_requests, px->n.forwarded_responses, px->n.replies, px->n.dropped);
+            px->n.auth_refused, px->n.forwarded_requests, px->n.forwarded_responses,
+            px->n.replies, px->n.dropped);
 }
 
 /* SIGUSR1: the proxy's counters and the node's statistics on stderr. */
@@ -1161,6 +1209,11 @@ static void usage(FILE *f, const char *prog) {
             "  --writer-key-file FILE      writer key (`chordsip keygen`): proxies that share it\n"
             "                              act as one registrar (default: a new key each start)\n"
             "  --overlay-set NAME=VALUE    any chordsip_config_set option (repeatable)\n"
+            "  --credentials-key-file FILE the key that opens the users' credentials in the\n"
+            "                              overlay (`chordsip keygen`, as `chordsip user` uses)\n"
+            "  --credential-admins KEYS    public keys whose credential records count (comma-\n"
+            "                              separated); REGISTERs are authenticated with them\n"
+            "  --no-auth                   accept REGISTERs without authentication (tests only)\n"
             "  --join-timeout SECONDS      keep retrying the bootstrap nodes (default 30)\n"
             "  --log[=LEVEL]               log to stderr: 1 error .. 4 debug (default 3)\n"
             "SIGINT/SIGTERM: leave the overlay and exit; SIGUSR1: statistics to stderr.\n",
@@ -1199,11 +1252,13 @@ static double now_s(void) {
 int main(int argc, char **argv) {
     const char *listen = "127.0.0.1:5060", *overlay_listen = "127.0.0.1:0", *bootstrap = NULL;
     const char *overlay = NULL, *key_file = NULL, *writer_key_file = NULL;
+    const char *creds_file = NULL, *admins = NULL;
     const char *sets[32];
     size_t nsets = 0;
     double join_timeout = 30;
     static struct proxy px = {.sip_fd = -1, .event_fd = -1, .sig_rd = -1};
-    enum { O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_WKEY, O_SET, O_JOIN, O_LOG, O_HELP };
+    enum { O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_WKEY, O_SET, O_JOIN, O_LOG, O_HELP,
+           O_CREDS, O_ADMINS, O_NOAUTH };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"overlay-listen", required_argument, NULL, O_OVL},
@@ -1215,6 +1270,9 @@ int main(int argc, char **argv) {
         {"join-timeout", required_argument, NULL, O_JOIN},
         {"log", optional_argument, NULL, O_LOG},
         {"help", no_argument, NULL, O_HELP},
+        {"credentials-key-file", required_argument, NULL, O_CREDS},
+        {"credential-admins", required_argument, NULL, O_ADMINS},
+        {"no-auth", no_argument, NULL, O_NOAUTH},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -1234,6 +1292,9 @@ int main(int argc, char **argv) {
             sets[nsets++] = optarg;
             break;
         case O_JOIN: join_timeout = atof(optarg); break;
+        case O_CREDS: creds_file = optarg; break;
+        case O_ADMINS: admins = optarg; break;
+        case O_NOAUTH: px.no_auth = 1; break;
         case O_LOG: px.log_level = optarg ? atoi(optarg) : LOG_INFO; break;
         case O_HELP:
         case 'h': usage(stdout, argv[0]); return 0;
@@ -1242,6 +1303,18 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) {
         usage(stderr, argv[0]);
+        return 2;
+    }
+    /* Safe by default: a registrar that cannot authenticate does not start. */
+    for (size_t i = 0; i < nsets; i++) {
+        if (strncmp(sets[i], "credentials_key", 15) == 0)
+            creds_file = creds_file ? creds_file : "";
+        if (strncmp(sets[i], "credential_admins=", 18) == 0)
+            admins = admins ? admins : "";
+    }
+    if (!px.no_auth && (creds_file == NULL || admins == NULL)) {
+        fprintf(stderr, "sip-proxy: REGISTER authentication needs --credentials-key-file and "
+                        "--credential-admins (docs: README.md, \"Users\"); --no-auth turns it off\n");
         return 2;
     }
     if (addr_parse(listen, &px.self) != 0) {
@@ -1296,6 +1369,10 @@ int main(int argc, char **argv) {
         rc = chordsip_config_set(cfg, "overlay", overlay, err, sizeof err);
     if (rc == CHORDSIP_OK && writer_key_file != NULL)
         rc = chordsip_config_set(cfg, "writer_key_file", writer_key_file, err, sizeof err);
+    if (rc == CHORDSIP_OK && creds_file != NULL && creds_file[0] != 0)
+        rc = chordsip_config_set(cfg, "credentials_key_file", creds_file, err, sizeof err);
+    if (rc == CHORDSIP_OK && admins != NULL && admins[0] != 0)
+        rc = chordsip_config_set(cfg, "credential_admins", admins, err, sizeof err);
     for (size_t i = 0; rc == CHORDSIP_OK && i < nsets; i++) {
         char name[64];
         const char *eq = strchr(sets[i], '=');
