@@ -5,7 +5,8 @@
 #
 #   scripts/sip-bench.sh
 #
-# Proxies A, B, C on 127.0.0.1 (B and C join A). For each rate, in
+# Proxies A, B, C on 127.0.0.1 (B and C join A; each started by lib.sh's
+# start_proxy with --domain example.com). For each rate, in
 # increasing order, SIPp runs BENCH_SECONDS (10) seconds of:
 #   REGISTER  fresh users registered at A (register.xml);
 #   calls     INVITE/200/ACK/BYE/200 through B to a SIPp UAS (uac-call.xml),

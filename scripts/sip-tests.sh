@@ -3,19 +3,29 @@
 #
 #   1. scripts/setup.sh, stage the library (make install), build sip-proxy
 #      plainly and with ASan+UBSan;
-#   2. three proxies on 127.0.0.1 form one overlay (A starts it, B and C join A);
+#   2. three proxies on 127.0.0.1 form one overlay (A starts it, B and C join
+#      A), each serving the domain example.com (--domain);
 #   3. SIPp registers N users (1,000) at A, each contact pointing at a SIPp UAS;
-#   4. a SIPp UAC calls every user through B (INVITE/200/ACK/BYE/200);
-#   5. C is killed with SIGKILL; after 3 s the same N calls through B again;
-#   6. a call to an unregistered user gets 404 (and its ACK is absorbed);
-#   7. 100 users unregister (Expires: 0) through B; calls to them through A
+#   4. a SIPp UAC calls every user through B (INVITE/200/ACK/BYE/200), ACK
+#      and BYE to the AOR (looked up again);
+#   5. in-dialog requests: the same N calls through B with ACK and BYE sent
+#      along the route set (B record-routes the INVITE; Request-URI = the
+#      callee's contact, forwarded as is); then 100 callees registered at A
+#      hang up themselves, their BYE reaching the caller's contact through B;
+#   6. C is killed with SIGKILL; at once the same N calls through B again;
+#   7. a call to an unregistered user gets 404 (and its ACK is absorbed);
+#   8. 100 users unregister (Expires: 0) through B; calls to them through A
 #      get 404, calls to the next 100 still complete;
-#   8. tests/sip/proxy_checks.py against a fourth proxy (the ASan build, its
-#      own ring): protocol checks, then garbage, truncated, oversized and
-#      mutated datagrams, then it must still answer correctly; it must leave
-#      cleanly on SIGTERM with no sanitizer report; tests/sip/fuzz_sipmsg.c
-#      feeds 300,000 mutated messages to the parser under ASan+UBSan;
-#   9. A and B leave gracefully on SIGTERM (exit status 0).
+#   9. a proxy E with another writer key neither unregisters nor routes to
+#      A's bindings; a proxy F that trusts that key (and runs without
+#      --domain: its default serves every host name) routes to them;
+#  10. tests/sip/proxy_checks.py against a fourth proxy (the ASan build, its
+#      own ring): protocol and routing checks, then garbage, truncated,
+#      oversized and mutated datagrams, then it must still answer correctly;
+#      it must leave cleanly on SIGTERM with no sanitizer report;
+#      tests/sip/fuzz_sipmsg.c feeds 300,000 mutated messages to the parser
+#      and the routing decisions under ASan+UBSan;
+#  11. F, E, B and A leave gracefully on SIGTERM (exit status 0).
 # Every process started here is stopped on exit, even after a failure or ^C.
 # Prints SIPp's statistics for each run; exits non-zero if any step failed.
 # Environment: SIP_TEST_USERS (1000), SIP_TEST_RATE (calls/s, 200),
@@ -46,7 +56,7 @@ stage_and_build || exit 1
 make -s -C c-examples/sip-proxy BUILD="$BIN" SANITIZE=1 || exit 1
 cc -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined \
     -fno-sanitize-recover=all -Ic-examples/sip-proxy "$SIP/fuzz_sipmsg.c" c-examples/sip-proxy/sipmsg.c \
-    -o "$BIN/fuzz_sipmsg" || exit 1
+    c-examples/sip-proxy/route.c -o "$BIN/fuzz_sipmsg" || exit 1
 echo "built $BIN/sip-proxy and $BIN/sip-proxy-asan; $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
 
 # ---- ports -------------------------------------------------------------------
@@ -54,13 +64,14 @@ pick_ports || exit 1
 A_SIP=$BASE B_SIP=$((BASE + 1)) C_SIP=$((BASE + 2)) D_SIP=$((BASE + 3))
 A_OVL=$((BASE + 10)) B_OVL=$((BASE + 11)) C_OVL=$((BASE + 12)) D_OVL=$((BASE + 13))
 E_SIP=$((BASE + 4)) E_OVL=$((BASE + 14)) F_SIP=$((BASE + 5)) F_OVL=$((BASE + 15))
-UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
+UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21)) HANGUP_UAS_PORT=$((BASE + 22))
 echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL, UAS $UAS_PORT"
 
 # ---- users ---------------------------------------------------------------------
 users_csv "$OUT/users.csv" 1 "$N_USERS"
 users_csv "$OUT/unreg.csv" 1 100
 users_csv "$OUT/still.csv" 101 200
+users_csv "$OUT/callees.csv" 1 100 callee
 { echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
 
 # ---- 1. the overlay ------------------------------------------------------------------
@@ -82,6 +93,20 @@ run_sipp register "$N_USERS" -sf "$SIP/register.xml" -inf "$OUT/users.csv" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 run_sipp calls-via-B "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.csv" \
     -m "$N_USERS" -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+
+echo "== in-dialog requests along the route set (B record-routes; ACK/BYE go to the contact through B)"
+run_sipp dialog-via-B "$N_USERS" -sf "$SIP/uac-dialog.xml" -inf "$OUT/users.csv" \
+    -m "$N_USERS" -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+run_sipp register-callees 100 -sf "$SIP/register.xml" -inf "$OUT/callees.csv" \
+    -key contact_hostport "127.0.0.1:$HANGUP_UAS_PORT" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
+hangup_start=$(date +%s.%N)
+start_sipp callee-hangs-up-uas -sf "$SIP/uas-bye.xml" -m 100 -i 127.0.0.1 -p "$HANGUP_UAS_PORT"
+HANGUP_UAS_PID=$SIPP_PID
+sleep 0.3
+run_sipp callee-hangs-up 100 -sf "$SIP/uac-callee-bye.xml" -inf "$OUT/callees.csv" \
+    -m 100 -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+wait_sipp callee-hangs-up-uas 100 "$HANGUP_UAS_PID" "$hangup_start"
 
 echo "== proxy C killed (SIGKILL); the calls follow at once, while the ring repairs"
 { kill -KILL "$PID_C"; wait "$PID_C"; } 2>/dev/null # (no "Killed" job notice)
@@ -114,14 +139,14 @@ run_sipp untrusted-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/still.csv" -m 100 -
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
 run_sipp still-called-after 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
-echo "== a proxy that trusts the registrar's writer key routes to its bindings"
-WRITER_KEY=$OUT/stranger.key TRUSTED=$(cat "$OUT/writer.key.pub") \
+echo "== a proxy that trusts the registrar's writer key routes to its bindings (F: no --domain, the default)"
+WRITER_KEY=$OUT/stranger.key TRUSTED=$(cat "$OUT/writer.key.pub") PROXY_DOMAINS= \
     start_proxy F "$BIN/sip-proxy" "$F_SIP" "$F_OVL" "127.0.0.1:$A_OVL" || exit 1
 wait_ring "$A_OVL" "$B_OVL" "$E_OVL" "$F_OVL" || exit 1
 run_sipp trusting-proxy-calls 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$F_SIP"
 
-stop_uas $((2 * N_USERS + 300))
+stop_uas $((3 * N_USERS + 300))
 
 # ---- 3. malformed SIP against the ASan build -------------------------------------------
 echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"
@@ -161,7 +186,7 @@ else
 fi
 
 # ---- 4. graceful leave ------------------------------------------------------------------
-echo "== E, B and A leave on SIGTERM"
+echo "== F, E, B and A leave on SIGTERM"
 for name in F E B A; do
     pid_var=PID_$name
     pid=${!pid_var}

@@ -3,12 +3,15 @@
  *
  * Each process runs one chordsip node and one UDP SIP socket. REGISTERs are
  * stored in the overlay (chordsip_node_register), so any proxy of the overlay
- * finds a user registered at any other one: requests for a registered AOR
- * are looked up (chordsip_node_lookup_aor on the Request-URI) and forwarded
- * statelessly (RFC 3261 §16.11) to the contact with the highest q;
- * responses go back along the Via headers.
+ * finds a user registered at any other one: requests for an AOR of a
+ * served domain are looked up (chordsip_node_lookup_aor on the Request-URI)
+ * and forwarded statelessly (RFC 3261 §16.11) to the contact with the
+ * highest q; other requests (in-dialog ones to a contact) are forwarded as
+ * they are, by Route or Request-URI (route.c); dialog-creating requests are
+ * record-routed; responses go back along the Via headers.
  *
  *   sip-proxy --listen 127.0.0.1:5060 --overlay-listen 127.0.0.1:4000
+ *             [--domain D[,D...]]...
  *             [--bootstrap ip:port[,ip:port...]] [--overlay-key-file FILE]
  *             [--writer-key-file FILE]
  *             [--overlay NAME] [--overlay-set name=value]... [--log[=LEVEL]]
@@ -20,6 +23,7 @@
  */
 #include <chordsip.h>
 
+#include "route.h"
 #include "sipmsg.h"
 
 #include <arpa/inet.h>
@@ -71,6 +75,7 @@ struct proxy {
     char self_hostport[96];  /* "127.0.0.1:5060" */
     int log_level;           /* 0: quiet */
     int no_auth;             /* --no-auth: REGISTERs are not authenticated */
+    struct domains domains;  /* --domain: what is looked up and registered */
     struct counters n;
 };
 
@@ -312,6 +317,13 @@ static int uri_addr(str_t uri, int family_hint, struct addr *a) {
     if (sip_uri_hostport(u, NULL, &host, &port) != 0)
         return -1;
     return addr_from_host(host, port ? port : 5060, family_hint, a);
+}
+
+/* Are a SIP URI's host and port this proxy's address (route.h's names_self_fn)? */
+static int uri_names_self(const void *ctx, str_t uri) {
+    const struct proxy *px = ctx;
+    struct addr a;
+    return uri_addr(uri, px->self.ss.ss_family, &a) == 0 && addr_eq(&a, &px->self);
 }
 
 /* ---- sending ---------------------------------------------------------------- */
@@ -601,6 +613,17 @@ static int authenticate_register(struct proxy *px, const struct req *r, const ch
     return -1;
 }
 
+/* §10.3 steps 1 and 3: a REGISTER is ours when its Request-URI names one of
+ * our domains (or this proxy) and its address-of-record is in one of them. */
+static int register_domain_served(const struct proxy *px, str_t ruri, str_t aor) {
+    str_t host;
+    int port;
+    if (sip_uri_hostport(ruri, NULL, &host, &port) != 0 ||
+        !(domain_served(&px->domains, host) || uri_names_self(px, ruri)))
+        return 0;
+    return sip_uri_hostport(aor, NULL, &host, &port) == 0 && domain_served(&px->domains, host);
+}
+
 static void handle_register(struct proxy *px, const struct req *r) {
     const struct sip_msg *m = r->m;
     static const char *const supported[] = {"path", "outbound", NULL};
@@ -617,6 +640,10 @@ static void handle_register(struct proxy *px, const struct req *r) {
     const char *aor, *call_id;
     if (sip_name_addr(to->value, &uri, &params) != 0 || (aor = arena_cstr(uri)) == NULL) {
         reply(px, r, 400, "Bad Request (To)", NULL);
+        return;
+    }
+    if (!register_domain_served(px, m->ruri, uri)) {
+        reply(px, r, 403, "Forbidden (domain not served)", NULL);
         return;
     }
     if ((call_id = arena_cstr(cid->value)) == NULL) {
@@ -757,30 +784,6 @@ static void handle_register(struct proxy *px, const struct req *r) {
 
 /* ---- forwarding ------------------------------------------------------------------ */
 
-/* Is the URI this proxy (no user part, our host and port)? */
-static int uri_is_self(const struct proxy *px, str_t uri) {
-    str_t user, host;
-    int port;
-    struct addr a;
-    if (sip_uri_hostport(uri, &user, &host, &port) != 0 || user.n > 0)
-        return 0;
-    if (addr_from_host(host, port ? port : 5060, px->self.ss.ss_family, &a) != 0)
-        return 0;
-    return addr_eq(&a, &px->self);
-}
-
-/* Is this Route element ours (loose routing, §16.4)? */
-static int route_is_self(const struct proxy *px, str_t elem) {
-    str_t uri, params, host;
-    int port;
-    struct addr a;
-    if (sip_name_addr(elem, &uri, &params) != 0 || sip_uri_hostport(uri, NULL, &host, &port) != 0)
-        return 0;
-    if (addr_from_host(host, port ? port : 5060, px->self.ss.ss_family, &a) != 0)
-        return 0;
-    return addr_eq(&a, &px->self);
-}
-
 static void lookup_error(struct proxy *px, const struct req *r, chordsip_result rc) {
     if (rc == CHORDSIP_ERR_INVALID_ARGUMENT && !str_iprefix(r->m->ruri, "sip:") &&
         !str_iprefix(r->m->ruri, "sips:") && !str_iprefix(r->m->ruri, "tel:"))
@@ -820,6 +823,116 @@ static void our_branch(const struct req *r, char out[48]) {
     snprintf(out, 48, BRANCH_PREFIX "%016" PRIx64 "%016" PRIx64, h1, h2);
 }
 
+/* Where a request goes and as what (§16.6 steps 2-7). */
+struct forward_to {
+    str_t ruri;                    /* its Request-URI */
+    str_t hop_text;                /* the URI (or Route element) whose address is the next hop */
+    const char *hop_what;          /* where that came from, for the log */
+    const chordsip_bindings *path; /* a binding whose Path values become Routes (RFC 3327) */
+    size_t path_len;
+};
+
+/* Sends the request on (§16.6): new Request-URI, our Via on top, our
+ * Record-Route for a dialog-creating request, a binding's Path as Routes,
+ * Max-Forwards decremented, the Route values §16.4 removed left out, the
+ * rest as received. */
+static void forward(struct proxy *px, const struct req *r, const struct route_plan *plan,
+                    const struct forward_to *f, uint64_t mf, const char *ruri_text) {
+    const struct sip_msg *m = r->m;
+    char mb[48], rb[160];
+    struct addr hop;
+    if (uri_addr(f->hop_text, px->self.ss.ss_family, &hop) != 0) {
+        logmsg(LOG_INFO, "%s %s: the next hop (%s) is not a numeric address",
+               printable(m->method, mb, sizeof mb),
+               printable((str_t){ruri_text, strlen(ruri_text)}, rb, sizeof rb), f->hop_what);
+        reply(px, r, 480, "Temporarily Unavailable (unresolvable next hop)", NULL);
+        return;
+    }
+    /* The Route values naming us are gone: a request sent to ourselves now
+     * would come back with nothing new to route it by, again and again until
+     * Max-Forwards runs out (§16.3 step 4's loop, found without state). */
+    if (addr_eq(&hop, &px->self)) {
+        logmsg(LOG_INFO, "%s %s: the next hop (%s) is this proxy: loop",
+               printable(m->method, mb, sizeof mb),
+               printable((str_t){ruri_text, strlen(ruri_text)}, rb, sizeof rb), f->hop_what);
+        if (r->is_ack)
+            px->n.dropped++;
+        reply(px, r, 482, "Loop Detected", NULL);
+        return;
+    }
+
+    struct ob o;
+    ob_init(&o);
+    char branch[48];
+    our_branch(r, branch);
+    ob_s(&o, m->method);
+    ob_c(&o, " ");
+    ob_s(&o, f->ruri);
+    ob_fmt(&o, " SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s\r\n", px->self_hostport, branch);
+    /* above every Record-Route already there (§16.6 step 4); ;lr: we route loosely */
+    if (plan->record_route)
+        ob_fmt(&o, "Record-Route: <sip:%s;lr>\r\n", px->self_hostport);
+    for (size_t i = 0; i < f->path_len; i++) {
+        const char *p = chordsip_bindings_path(f->path, 0, i);
+        if (p != NULL)
+            ob_fmt(&o, "Route: %s\r\n", p);
+    }
+    int mf_done = 0;
+    size_t route_index = 0;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const struct sip_header *h = &m->hdr[i];
+        switch (h->id) {
+        case H_VIA:
+            if (h == r->via_h)
+                ob_top_via(&o, r);
+            else
+                ob_header(&o, h);
+            break;
+        case H_MAX_FORWARDS:
+            if (!mf_done)
+                ob_fmt(&o, "Max-Forwards: %" PRIu64 "\r\n", mf - 1);
+            mf_done = 1;
+            break;
+        case H_ROUTE: { /* the values the plan keeps, in route_iter's order */
+            str_t rest = h->value, elem;
+            int kept = 0;
+            while (sip_next_elem(&rest, &elem)) {
+                if (!route_keeps(plan, route_index++))
+                    continue;
+                if (kept++ == 0) {
+                    ob_s(&o, h->name);
+                    ob_c(&o, ": ");
+                } else {
+                    ob_c(&o, ", ");
+                }
+                ob_value(&o, elem);
+            }
+            if (kept > 0)
+                ob_c(&o, "\r\n");
+            break;
+        }
+        case H_CONTENT_LENGTH:
+            break; /* rewritten below */
+        default:
+            ob_header(&o, h);
+            break;
+        }
+    }
+    if (!mf_done)
+        ob_fmt(&o, "Max-Forwards: %d\r\n", MAX_FORWARDS_DEFAULT);
+    ob_fmt(&o, "Content-Length: %zu\r\n\r\n", m->body.n);
+    ob_s(&o, m->body);
+    if (o.overflow) {
+        reply(px, r, 513, "Message Too Large", NULL);
+        return;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%.*s for %.40s", (int)(m->method.n > 20 ? 20 : m->method.n),
+             m->method.p, ruri_text);
+    px->n.forwarded_requests++;
+    send_out(px, &o, &hop, what);
+}
+
 static void handle_forward(struct proxy *px, const struct req *r) {
     const struct sip_msg *m = r->m;
     char bad[256], extra[400];
@@ -847,44 +960,40 @@ static void handle_forward(struct proxy *px, const struct req *r) {
         reply(px, r, 420, "Bad Extension", extra);
         return;
     }
-    /* §16.4: a top Route naming us is removed */
-    const struct sip_header *route_h = sip_find(m, H_ROUTE);
-    str_t route_first = {NULL, 0}, route_rest = {NULL, 0}, next_route = {NULL, 0};
-    int strip_route = 0;
-    if (route_h != NULL) {
-        route_rest = route_h->value;
-        if (sip_next_elem(&route_rest, &route_first) && route_is_self(px, route_first))
-            strip_route = 1;
-        route_rest = str_trim(route_rest);
-        /* where the request goes after us, if a Route remains */
-        if (!strip_route) {
-            next_route = route_first;
-        } else {
-            str_t tmp = route_rest;
-            if (!sip_next_elem(&tmp, &next_route)) {
-                next_route.p = NULL;
-                for (size_t i = (size_t)(route_h - m->hdr) + 1; i < m->nhdr && !next_route.p; i++)
-                    if (m->hdr[i].id == H_ROUTE) {
-                        tmp = m->hdr[i].value;
-                        if (!sip_next_elem(&tmp, &next_route))
-                            next_route.p = NULL;
-                    }
-            }
-        }
+    /* §16.4 and §16.5 (route.c): our Route values removed, a strict router's
+     * Request-URI restored; then the Request-URI is this proxy, looked up, or
+     * forwarded as it is. */
+    struct route_plan plan;
+    route_plan(&plan, m, &px->domains, uri_names_self, px);
+    if (plan.target == ROUTE_TO_PROXY) {
+        if (method_is(m, "OPTIONS"))
+            reply(px, r, 200, "OK",
+                  ALLOW_LINE "Accept: application/sdp\r\nSupported: path, outbound\r\n");
+        else if (r->is_ack)
+            px->n.dropped++;
+        else
+            reply(px, r, 404, "Not Found", NULL);
+        return;
     }
-    /* OPTIONS for the proxy itself */
-    if (method_is(m, "OPTIONS") && uri_is_self(px, m->ruri)) {
-        reply(px, r, 200, "OK",
-              ALLOW_LINE "Accept: application/sdp\r\nSupported: path, outbound\r\n");
+    char ruri[CHORDSIP_MAX_URI_LEN + 1];
+    if (str_cstr(ruri, sizeof ruri, plan.ruri) != 0) {
+        reply(px, r, 400, "Bad Request (Request-URI)", NULL);
+        return;
+    }
+    /* Not ours to look up (a UA's contact, another domain): §16.5, the
+     * Request-URI is the only target; the next hop is a remaining Route, else
+     * the Request-URI's address. */
+    if (plan.target == ROUTE_AS_IS) {
+        struct forward_to f = {
+            .ruri = plan.ruri,
+            .hop_text = plan.next_route.p != NULL ? plan.next_route : plan.ruri,
+            .hop_what = plan.next_route.p != NULL ? "Route" : "Request-URI",
+        };
+        forward(px, r, &plan, &f, mf, ruri);
         return;
     }
 
     /* Location service: the Request-URI's bindings, highest q first. */
-    char ruri[CHORDSIP_MAX_URI_LEN + 1];
-    if (str_cstr(ruri, sizeof ruri, m->ruri) != 0) {
-        reply(px, r, 400, "Bad Request (Request-URI)", NULL);
-        return;
-    }
     chordsip_bindings *list = NULL;
     chordsip_result rc = chordsip_node_lookup_aor(px->node, ruri, &list);
     if (rc != CHORDSIP_OK) {
@@ -919,88 +1028,22 @@ static void handle_forward(struct proxy *px, const struct req *r) {
     const char *hop_uri = NULL;
     if (chordsip_bindings_next_hop(list, 0, &kind, &hop_uri) != CHORDSIP_OK)
         kind = CHORDSIP_HOP_CONTACT;
-    const char *hop_what = kind == CHORDSIP_HOP_PATH ? "Path"
-                           : next_route.p != NULL    ? "Route"
-                           : kind == CHORDSIP_HOP_RECEIVED ? "received"
-                                                           : "contact";
-    str_t hop_text = target;
-    if (kind != CHORDSIP_HOP_PATH && next_route.p != NULL)
-        hop_text = next_route;
+    struct forward_to f = {
+        .ruri = target,
+        .hop_text = target,
+        .hop_what = kind == CHORDSIP_HOP_PATH        ? "Path"
+                    : plan.next_route.p != NULL      ? "Route"
+                    : kind == CHORDSIP_HOP_RECEIVED ? "received"
+                                                     : "contact",
+        .path = list,
+        .path_len = b.path_len,
+    };
+    if (kind != CHORDSIP_HOP_PATH && plan.next_route.p != NULL)
+        f.hop_text = plan.next_route;
     else if (kind != CHORDSIP_HOP_CONTACT)
-        hop_text = (str_t){hop_uri, strlen(hop_uri)};
-    struct addr hop;
-    if (uri_addr(hop_text, px->self.ss.ss_family, &hop) != 0) {
-        char mb[48], rb[160];
-        logmsg(LOG_INFO, "%s %s: the next hop (%s) is not a numeric address", printable(m->method, mb, sizeof mb),
-               printable((str_t){ruri, strlen(ruri)}, rb, sizeof rb), hop_what);
-        chordsip_bindings_free(list);
-        reply(px, r, 480, "Temporarily Unavailable (unresolvable next hop)", NULL);
-        return;
-    }
-
-    /* The forwarded request (§16.6): new R-URI, our Via on top, Path routes,
-     * Max-Forwards decremented, our own Route removed, the rest as received. */
-    struct ob o;
-    ob_init(&o);
-    char branch[48];
-    our_branch(r, branch);
-    ob_s(&o, m->method);
-    ob_c(&o, " ");
-    ob_s(&o, target);
-    ob_fmt(&o, " SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s\r\n", px->self_hostport, branch);
-    for (size_t i = 0; i < b.path_len; i++) {
-        const char *p = chordsip_bindings_path(list, 0, i);
-        if (p != NULL)
-            ob_fmt(&o, "Route: %s\r\n", p);
-    }
-    int mf_done = 0;
-    for (size_t i = 0; i < m->nhdr; i++) {
-        const struct sip_header *h = &m->hdr[i];
-        switch (h->id) {
-        case H_VIA:
-            if (h == r->via_h)
-                ob_top_via(&o, r);
-            else
-                ob_header(&o, h);
-            break;
-        case H_MAX_FORWARDS:
-            if (!mf_done)
-                ob_fmt(&o, "Max-Forwards: %" PRIu64 "\r\n", mf - 1);
-            mf_done = 1;
-            break;
-        case H_ROUTE:
-            if (h == route_h && strip_route) {
-                if (route_rest.n > 0) {
-                    ob_s(&o, h->name);
-                    ob_c(&o, ": ");
-                    ob_value(&o, route_rest);
-                    ob_c(&o, "\r\n");
-                }
-            } else {
-                ob_header(&o, h);
-            }
-            break;
-        case H_CONTENT_LENGTH:
-            break; /* rewritten below */
-        default:
-            ob_header(&o, h);
-            break;
-        }
-    }
-    if (!mf_done)
-        ob_fmt(&o, "Max-Forwards: %d\r\n", MAX_FORWARDS_DEFAULT);
-    ob_fmt(&o, "Content-Length: %zu\r\n\r\n", m->body.n);
-    ob_s(&o, m->body);
+        f.hop_text = (str_t){hop_uri, strlen(hop_uri)};
+    forward(px, r, &plan, &f, mf, ruri);
     chordsip_bindings_free(list);
-    if (o.overflow) {
-        reply(px, r, 513, "Message Too Large", NULL);
-        return;
-    }
-    char what[96];
-    snprintf(what, sizeof what, "%.*s for %.40s", (int)(m->method.n > 20 ? 20 : m->method.n),
-             m->method.p, ruri);
-    px->n.forwarded_requests++;
-    send_out(px, &o, &hop, what);
 }
 
 /* ---- requests and responses -------------------------------------------------------- */
@@ -1204,6 +1247,9 @@ static void usage(FILE *f, const char *prog) {
             "  --listen IP:PORT            SIP over UDP (default 127.0.0.1:5060)\n"
             "  --overlay-listen IP:PORT    the chordsip node (default 127.0.0.1:0: any port)\n"
             "  --bootstrap IP:PORT[,...]   join the overlay through these nodes (none: new ring)\n"
+            "  --domain D[,D...]           the domains served: registered and looked up; other\n"
+            "                              Request-URIs are forwarded as they are (repeatable;\n"
+            "                              default: every host name, no IP address)\n"
             "  --overlay NAME              overlay name (default chordsip)\n"
             "  --overlay-key-file FILE     overlay key (file bytes, trailing newline stripped)\n"
             "  --writer-key-file FILE      writer key (`chordsip keygen`): proxies that share it\n"
@@ -1257,8 +1303,10 @@ int main(int argc, char **argv) {
     size_t nsets = 0;
     double join_timeout = 30;
     static struct proxy px = {.sip_fd = -1, .event_fd = -1, .sig_rd = -1};
-    enum { O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_WKEY, O_SET, O_JOIN, O_LOG, O_HELP,
-           O_CREDS, O_ADMINS, O_NOAUTH };
+    enum {
+        O_LISTEN = 1, O_OVL, O_BOOT, O_NAME, O_KEY, O_WKEY, O_SET, O_JOIN, O_LOG, O_DOMAIN, O_HELP,
+        O_CREDS, O_ADMINS, O_NOAUTH
+    };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"overlay-listen", required_argument, NULL, O_OVL},
@@ -1269,6 +1317,7 @@ int main(int argc, char **argv) {
         {"overlay-set", required_argument, NULL, O_SET},
         {"join-timeout", required_argument, NULL, O_JOIN},
         {"log", optional_argument, NULL, O_LOG},
+        {"domain", required_argument, NULL, O_DOMAIN},
         {"help", no_argument, NULL, O_HELP},
         {"credentials-key-file", required_argument, NULL, O_CREDS},
         {"credential-admins", required_argument, NULL, O_ADMINS},
@@ -1296,6 +1345,14 @@ int main(int argc, char **argv) {
         case O_ADMINS: admins = optarg; break;
         case O_NOAUTH: px.no_auth = 1; break;
         case O_LOG: px.log_level = optarg ? atoi(optarg) : LOG_INFO; break;
+        case O_DOMAIN: {
+            const char *why = "";
+            if (domains_add(&px.domains, optarg, &why) != 0) {
+                fprintf(stderr, "sip-proxy: bad --domain %s: %s\n", optarg, why);
+                return 2;
+            }
+            break;
+        }
         case O_HELP:
         case 'h': usage(stdout, argv[0]); return 0;
         default: usage(stderr, argv[0]); return 2;

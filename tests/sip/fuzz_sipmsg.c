@@ -1,11 +1,13 @@
 /*
  * fuzz_sipmsg: random mutations of SIP messages through every parser entry
- * point of c-examples/sip-proxy/sipmsg.c. Each input sits in an exact-size
- * heap block, so AddressSanitizer catches any read past the datagram.
+ * point of c-examples/sip-proxy/sipmsg.c and the routing decisions of
+ * route.c. Each input sits in an exact-size heap block, so AddressSanitizer
+ * catches any read past the datagram.
  * Built with -fsanitize=address,undefined and run by scripts/sip-tests.sh:
  *
  *   fuzz_sipmsg [iterations [seed]]
  */
+#include "route.h"
 #include "sipmsg.h"
 
 #include <stdio.h>
@@ -23,7 +25,25 @@ static const char *const seeds[] = {
     "SIP/2.0 200 OK\r\n"
     "Via: SIP/2.0/UDP 1.2.3.4:5;branch=z9hG4bKcspx, SIP/2.0/UDP 5.6.7.8;rport=9;received=9.9.9.9\r\n"
     "CSeq: 1 INVITE\r\n folded\r\n\r\n",
+    "BYE sip:1.2.3.4:5;lr SIP/2.0\r\n"
+    "Route: <sip:1.2.3.4:5;lr>, \"x\" <sip:[::1]:7;lr>;p=1\r\n"
+    "Route: <sip:u@example.com>,,<sip:1.2.3.4:5>\r\n"
+    "Record-Route: <sip:9.9.9.9;lr>\r\n"
+    "t: <sip:c@d>;tag=2\r\n\r\n",
+    "SUBSCRIBE sip:bob@Example.COM SIP/2.0\r\n"
+    "Route: <sip:1.2.3.4:5;lr>\r\nTo: <sip:bob@example.com>\r\n\r\n",
 };
+#define NSEEDS (sizeof seeds / sizeof seeds[0])
+
+/* "This proxy" for route.c: 1.2.3.4:5 (or [::1]:7), as a string compare. */
+static int names_self(const void *ctx, str_t uri) {
+    (void)ctx;
+    str_t host;
+    int port;
+    if (sip_uri_hostport(uri, NULL, &host, &port) != 0)
+        return 0;
+    return (str_ieq(host, "1.2.3.4") && port == 5) || (str_ieq(host, "[::1]") && port == 7);
+}
 
 static unsigned long long state = 88172645463325252ULL; /* xorshift64 */
 
@@ -60,6 +80,29 @@ static void walk(const struct sip_msg *m) {
         int port;
         sip_uri_hostport(m->ruri, &user, &host, &port);
     }
+    if (m->is_request && m->method.p != NULL && m->ruri.p != NULL) {
+        /* both kinds of domain setting; every Route element kept or not */
+        static struct domains none, listed;
+        if (listed.n == 0) {
+            const char *why;
+            if (domains_add(&listed, "example.com,1.2.3.4", &why) != 0)
+                abort();
+        }
+        for (int k = 0; k < 2; k++) {
+            struct route_plan p;
+            route_plan(&p, m, k ? &listed : &none, names_self, NULL);
+            size_t n = 0, kept = 0;
+            struct route_iter it;
+            str_t e;
+            route_iter_init(&it, m);
+            while (route_iter_next(&it, &e))
+                kept += (size_t)route_keeps(&p, n++);
+            if (n != p.nroutes || p.drop_first > n || kept + p.drop_first + (size_t)p.drop_last != n)
+                abort(); /* the plan must describe the Route set it was made from */
+            if (p.ruri.p == NULL || (p.next_route.p == NULL) != (kept == 0 || p.drop_first == n))
+                abort();
+        }
+    }
 }
 
 int main(int argc, char **argv) {
@@ -72,7 +115,7 @@ int main(int argc, char **argv) {
     static const char alphabet[] = " \r\n\t:;,<>\"@=[]\\/0123456789abcSIPzZ\x00\xff.";
     const size_t nalpha = sizeof alphabet - 1;
     for (long it = 0; it < iterations; it++) {
-        const char *seed = seeds[rnd() % 2];
+        const char *seed = seeds[rnd() % NSEEDS];
         size_t cap = strlen(seed) + 64, len = strlen(seed);
         char *b = malloc(cap);
         if (b == NULL)

@@ -120,11 +120,15 @@ writer_key() {
 
 # start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
 # With WRITER_KEY set, the proxy signs with that writer key file; with TRUSTED set (public
-# keys, comma-separated), it also routes to bindings written under those keys.
+# keys, comma-separated), it also routes to bindings written under those keys. It serves
+# PROXY_DOMAINS (comma-separated) if set, else $DOMAIN; set and empty: no --domain (the
+# proxy's default, every host name).
 start_proxy() {
     local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
+    local domains=${PROXY_DOMAINS-${DOMAIN:-}}
     local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2
         --overlay-set "client_key_file=$(client_key_file)")
+    [ -n "$domains" ] && args+=(--domain "$domains")
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
     [ -n "${WRITER_KEY:-}" ] && args+=(--writer-key-file "$WRITER_KEY")
     [ -n "${TRUSTED:-}" ] && args+=(--overlay-set "trusted_writers=$TRUSTED")
@@ -150,24 +154,49 @@ stat_of() {
         { v = $c } END { print (c && v != "") ? v : "?" }' "$1"
 }
 
-# users_csv FILE FIRST LAST: SIPp -inf users userFIRST..userLAST at $DOMAIN.
+# users_csv FILE FIRST LAST [PREFIX]: SIPp -inf users userFIRST..userLAST (PREFIX
+# instead of "user" if given) at $DOMAIN.
 users_csv() {
-    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf 'user%04d;%s;\n' "$i" "$DOMAIN"; done; } >"$1"
+    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf '%s%04d;%s;\n' "${4:-user}" "$i" "$DOMAIN"; done; } >"$1"
 }
 
 # run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
 # $OUT/LABEL; passes when sipp exits 0 and exactly EXPECTED calls succeeded.
 run_sipp() {
-    local label=$1 want=$2; shift 2
-    local dir=$OUT/$label start rc
-    mkdir -p "$dir"
+    local label=$1 want=$2 start rc; shift 2
     start=$(date +%s.%N)
     # in the background, so that a signal to this script reaches the trap
     # (which stops it) at once
+    start_sipp "$label" "$@"
+    run_tracked "$SIPP_PID"
+    rc=$?
+    sipp_verdict "$label" "$want" "$rc" "$start"
+}
+
+# start_sipp LABEL SIPP_ARGS...: the same SIPp run in the background (for a
+# UAS with -m, which exits by itself once its calls are done); sets SIPP_PID.
+start_sipp() {
+    local label=$1; shift
+    local dir=$OUT/$label
+    mkdir -p "$dir"
     (cd "$dir" && exec timeout 150 sipp "$@" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_err \
         -timeout 120s -timeout_error >sipp.log 2>&1) &
-    run_tracked $!
+    SIPP_PID=$!
+    pids+=("$SIPP_PID")
+}
+
+# wait_sipp LABEL EXPECTED_SUCCESSFUL PID START: waits for a start_sipp run; judged as run_sipp.
+wait_sipp() {
+    local rc
+    run_tracked "$3"
     rc=$?
+    sipp_verdict "$1" "$2" "$rc" "$4"
+}
+
+# sipp_verdict LABEL EXPECTED_SUCCESSFUL EXIT_STATUS START: PASS or FAIL for the run in $OUT/LABEL.
+sipp_verdict() {
+    local label=$1 want=$2 rc=$3 start=$4
+    local dir=$OUT/$label
     local took ok bad retrans rate stray
     took=$(elapsed "$start")
     if [ ! -s "$dir/stat.csv" ]; then

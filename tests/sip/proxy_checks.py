@@ -12,6 +12,12 @@ Plays UAC, UAS and edge proxy on loopback UDP sockets of its own:
    stateless forwarding (R-URI rewrite, Via on top with a branch that is the
    same for a retransmission and the CANCEL, Max-Forwards, Route/Path),
    responses routed back by Via, 404 + ACK absorbed, 483, 416;
+   routing (RFC 3261 §16.4-16.6): Record-Route on dialog-creating requests
+   only, responses passed back with it, our Route entries removed (also
+   twice, also across headers), the next Route as next hop, a strict
+   router's Request-URI, contacts and foreign domains forwarded as they are
+   (no lookup), 480 for a host name, REGISTER outside the served domain 403,
+   loops 482 (the --domain given is the one the proxy serves);
 2. garbage: random bytes, every truncation of valid requests, oversized
    datagrams and headers, absurd numbers, broken URIs/Vias/quotes, forged
    responses, and N random mutations of valid messages;
@@ -112,7 +118,8 @@ class Msg:
         out = []
         for n, v in self.headers:
             if n == name:
-                out.extend(split_commas(v) if name in ("via", "contact", "route", "path") else [v])
+                out.extend(split_commas(v) if name in ("via", "contact", "route", "record-route", "path")
+                           else [v])
         return out
 
     def get(self, name):
@@ -208,14 +215,16 @@ def contact_params(c):
 
 
 def transact(ua, proxy, msg, timeout=2.0):
-    """Sends a request and returns the first final response (skipping 1xx)."""
+    """Sends a request and returns the first final response to it (skipping
+    1xx and answers to earlier requests, matched by Call-ID)."""
+    call_id = Msg(msg.encode() if isinstance(msg, str) else msg).get("call-id")
     ua.send(msg, proxy)
     deadline = time.time() + timeout
     while time.time() < deadline:
         r = ua.recv(max(0.01, deadline - time.time()))
         if r is None:
             return None
-        if r.status and r.status >= 200:
+        if r.status and r.status >= 200 and r.get("call-id") == call_id:
             return r
     return None
 
@@ -454,6 +463,140 @@ def functional(proxy, domain):
     return alice, uas
 
 
+def top_branch(msg):
+    return msg.all("via")[0].split("branch=")[1].split(";")[0]
+
+
+def seen(m):
+    """What a routing check reports of a forwarded request."""
+    return repr(m and (m.start, m.all("route"), m.all("record-route")))
+
+
+def routing(proxy, domain):
+    print("routing checks")
+    ua, uas, nxt = Peer(), Peer(), Peer()
+    me = "<sip:%s:%d;lr>" % proxy
+    there = "<sip:127.0.0.1:%d;lr>" % nxt.port
+    callee = "sip:rr%s@%s" % (RUN, domain)
+    contact = "sip:callee@127.0.0.1:%d" % uas.port
+    r = transact(ua, proxy, request("REGISTER", "sip:" + domain, ua, frm=callee, to=callee,
+                                    extra=["Contact: <%s>" % contact]))
+    check(r is not None and r.status == 200, "routing: callee registered: %r" % r)
+
+    # a dialog-creating INVITE: our Record-Route on top of those already there (§16.6 step 4)
+    cid = "rr-%d" % random.randrange(1 << 30)
+    ua.send(request("INVITE", callee, ua, call_id=cid, extra=[
+        "Record-Route: <sip:127.0.0.1:9;lr>", "Contact: <sip:caller@127.0.0.1:%d>" % ua.port]), proxy)
+    got = uas.recv()
+    check(got is not None and got.ruri == contact and got.all("record-route") == [me, "<sip:127.0.0.1:9;lr>"],
+          "INVITE without To-tag: our Record-Route first: %r" % (got and got.all("record-route")))
+    if got:
+        # the 200 passes back unchanged: the Record-Route the UAS copied is the caller's route set
+        uas.send(response_to(got, 200, "OK", extra=[
+            "Record-Route: " + ", ".join(got.all("record-route")), "Contact: <%s>" % contact]), uas.last_src)
+        r = ua.recv()
+        check(r is not None and r.status == 200 and r.all("record-route") == [me, "<sip:127.0.0.1:9;lr>"]
+              and len(r.all("via")) == 1, "200 passed back with its Record-Route: %r" % (r and r.all("record-route")))
+    # in the dialog: ACK and BYE to the contact, Route = the route set (RFC 3261 §12.2.1.1;
+    # the caller's set is the Record-Route reversed, so ours is last when the callee sends)
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        ua.send(request(method, contact, ua, call_id=cid, cseq=cseq, to=callee, to_tag="uas1",
+                        extra=["Route: " + me]), proxy)
+        got = uas.recv()
+        check(got is not None and got.method == method and got.ruri == contact
+              and not got.all("route") and not got.all("record-route")
+              and "branch=z9hG4bKcsp" in got.all("via")[0],
+              "in-dialog %s: our Route removed, sent to %s as is, no Record-Route: %s"
+              % (method, contact, seen(got)))
+        if got and method == "BYE":
+            uas.send(response_to(got, 200, "OK"), uas.last_src)
+            r = ua.recv()
+            check(r is not None and r.status == 200 and "BYE" in r.get("cseq"), "200 to the in-dialog BYE back")
+    uas.drain()
+
+    # Route: <us;lr>, <next;lr>: the next Route is the next hop, the Request-URI unchanged
+    ua.send(request("BYE", contact, ua, to_tag="x", extra=["Route: %s, %s" % (me, there)]), proxy)
+    got = nxt.recv()
+    check(got is not None and got.ruri == contact and got.all("route") == [there],
+          "Route: us, next: sent to next with Route: next only: %s" % seen(got))
+    # ...also with the values in separate headers, and us twice (record-routed twice)
+    ua.send(request("BYE", contact, ua, to_tag="x", extra=["Route: " + me, "Route: %s, %s" % (me, there)]),
+            proxy)
+    got = nxt.recv()
+    check(got is not None and got.ruri == contact and got.all("route") == [there],
+          "Route: us / us, next: both of ours removed, sent to next: %s" % seen(got))
+    # a served AOR with a Route left after ours: looked up (R-URI := contact), sent to that Route
+    ua.send(request("INVITE", callee, ua, extra=["Route: %s, %s" % (me, there)]), proxy)
+    got = nxt.recv()
+    check(got is not None and got.ruri == contact and got.all("route") == [there],
+          "AOR with a Route after ours: looked up, sent to the Route: %s" % seen(got))
+    # a strict router upstream: the Request-URI is our Record-Route, the target the last Route (§16.4)
+    ua.send(request("BYE", "sip:%s:%d;lr" % proxy, ua, to_tag="x", extra=["Route: <%s>" % contact]), proxy)
+    got = uas.recv()
+    check(got is not None and got.ruri == contact and not got.all("route"),
+          "strict router: R-URI restored from the last Route, sent there: %s" % seen(got))
+    ua.send(request("BYE", "sip:%s:%d;lr" % proxy, ua, to_tag="x",
+                    extra=["Route: %s, <%s>" % (there, contact)]), proxy)
+    got = nxt.recv()
+    check(got is not None and got.ruri == contact and got.all("route") == [there],
+          "strict router with a Route left: R-URI restored, sent to the Route: %s" % seen(got))
+
+    # a contact address (not a served domain) is forwarded as it is: no lookup
+    ua.send(request("BYE", "sip:someone@127.0.0.1:%d;transport=udp" % nxt.port, ua, to_tag="x"), proxy)
+    got = nxt.recv()
+    check(got is not None and got.ruri == "sip:someone@127.0.0.1:%d;transport=udp" % nxt.port
+          and not got.all("record-route") and got.get("max-forwards") == "69",
+          "R-URI = a contact address: forwarded to it as it is: %r" % got)
+    # record-routed: dialog-creating requests without a To-tag; nothing else
+    for method, to_tag, want in (("SUBSCRIBE", None, True), ("REFER", None, True), ("INVITE", "x", False),
+                                 ("MESSAGE", None, False), ("OPTIONS", None, False), ("BYE", "x", False)):
+        ua.send(request(method, "sip:u@127.0.0.1:%d" % nxt.port, ua, to_tag=to_tag,
+                        extra=["Event: presence"] if method == "SUBSCRIBE" else []), proxy)
+        got = nxt.recv()
+        check(got is not None and got.method == method and (got.all("record-route") == [me]) == want,
+              "%s%s: Record-Route %s: %r" % (method, " with To-tag" if to_tag else "",
+                                            "added" if want else "absent", got and got.all("record-route")))
+    nxt.drain()
+
+    # a foreign domain is not looked up: forwarded as it is, and a name cannot be (no DNS): 480
+    r = transact(ua, proxy, request("INVITE", "sip:bob@foreign.invalid", ua))
+    check(r is not None and r.status == 480, "foreign domain name: 480 (not a 404 from a lookup): %r" % r)
+    # REGISTER outside the served domains: 403 (§10.3 steps 1 and 3)
+    for ruri, aor in (("sip:foreign.invalid", "sip:x@foreign.invalid"), ("sip:" + domain, "sip:x@foreign.invalid"),
+                      ("sip:" + domain, "sip:x@127.0.0.1"), ("sip:foreign.invalid", "sip:x@" + domain)):
+        r = transact(ua, proxy, request("REGISTER", ruri, ua, frm=aor, to=aor,
+                                        extra=["Contact: <sip:x@127.0.0.1:9>"]))
+        check(r is not None and r.status == 403 and "domain not served" in r.start,
+              "REGISTER %s for %s: 403: %r" % (ruri, aor, r))
+    r = transact(ua, proxy, request("REGISTER", "sip:%s:%d" % proxy, ua, frm=callee, to=callee))
+    check(r is not None and r.status == 200 and r.get("contact"),
+          "REGISTER sent to the proxy's address for a served AOR: 200: %r" % r)
+
+    # loops: a user at this proxy's own address (not a domain: it would come back forever)...
+    b482, cid482 = new_branch(), "loop-%d" % random.randrange(1 << 30)
+    loop_uri = "sip:loop@%s:%d" % proxy
+    r = transact(ua, proxy, request("INVITE", loop_uri, ua, branch=b482, call_id=cid482))
+    check(r is not None and r.status == 482 and ";tag=" in r.get("to"), "R-URI = a user at the proxy: 482: %r" % r)
+    if r:
+        ua.send(request("ACK", loop_uri, ua, branch=b482, call_id=cid482, to_tag=r.get("to").split("tag=")[1]),
+                proxy)
+        check(ua.recv(0.3) is None, "ACK to the 482: nothing comes back")
+    # ...a binding whose contact is this proxy...
+    looper = "sip:looper%s@%s" % (RUN, domain)
+    r = transact(ua, proxy, request("REGISTER", "sip:" + domain, ua, frm=looper, to=looper,
+                                    extra=["Contact: <sip:looper@%s:%d>" % proxy]))
+    check(r is not None and r.status == 200, "REGISTER of a contact at the proxy itself: 200: %r" % r)
+    r = transact(ua, proxy, request("INVITE", looper, ua))
+    check(r is not None and r.status == 482, "a binding pointing at the proxy: 482: %r" % r)
+    # ...and a request for the proxy itself that is not OPTIONS: 404, with or without our Route
+    r = transact(ua, proxy, request("BYE", "sip:%s:%d" % proxy, ua, to_tag="x", extra=["Route: " + me]))
+    check(r is not None and r.status == 404, "BYE for the proxy itself with our Route: 404: %r" % r)
+    r = transact(ua, proxy, request("OPTIONS", "sip:%s:%d" % proxy, ua, extra=["Route: " + me]))
+    check(r is not None and r.status == 200, "OPTIONS for the proxy with our Route: 200: %r" % r)
+    uas.drain()
+    nxt.drain()
+
+
 def garbage(proxy, domain, n_mutations, rng):
     print("malformed input")
     bad = Peer()
@@ -595,6 +738,7 @@ def main():
     rng = random.Random(a.seed)
     start = time.time()
     alice, uas = functional(proxy, a.domain)
+    routing(proxy, a.domain)
     garbage(proxy, a.domain, a.fuzz, rng)
     still_alive(proxy, a.domain, alice, uas)
     print("%d checks, %d failed, %.1f s" % (checks, len(failures), time.time() - start))
