@@ -5,7 +5,14 @@
 #      plainly and with ASan+UBSan;
 #   2. three proxies on 127.0.0.1 form one overlay (A starts it, B and C join
 #      A), each serving the domain example.com (--domain);
-#   3. SIPp registers N users (1,000) at A, each contact pointing at a SIPp UAS;
+#   3. an administrator stores N+100 users in the overlay (`chordsip user add
+#      --from-file`, the admin's writer key, the credentials key); SIPp
+#      registers the N users at A with digest authentication (401, then 200),
+#      each contact pointing at a SIPp UAS; wrong passwords and another user's
+#      credentials get 403 (register-refused.xml); tests/sip/auth_checks.py:
+#      401 without credentials, malformed, 10 kB-nonce, repeated-parameter and
+#      SHA-512 Authorization headers 4xx, a nonce replayed after its lifetime
+#      401 stale=true, and the proxy still answers;
 #   4. a SIPp UAC calls every user through B (INVITE/200/ACK/BYE/200), ACK
 #      and BYE to the AOR (looked up again);
 #   5. in-dialog requests: the same N calls through B with ACK and BYE sent
@@ -16,8 +23,10 @@
 #   7. a call to an unregistered user gets 404 (and its ACK is absorbed);
 #   8. 100 users unregister (Expires: 0) through B; calls to them through A
 #      get 404, calls to the next 100 still complete;
-#   9. a proxy E with another writer key neither unregisters nor routes to
-#      A's bindings; a proxy F that trusts that key (and runs without
+#   9. a proxy E with another writer key (and no authentication) neither
+#      unregisters nor routes to A's bindings, and the bindings it writes for
+#      the same users at a dead contact are never routed to by A; a proxy F
+#      that trusts A's key (and runs without
 #      --domain: its default serves every host name) routes to them;
 #  10. tests/sip/proxy_checks.py against a fourth proxy (the ASan build, its
 #      own ring): protocol and routing checks, then garbage, truncated,
@@ -69,9 +78,17 @@ echo "ports: SIP A $A_SIP B $B_SIP C $C_SIP, overlay A $A_OVL B $B_OVL C $C_OVL,
 
 # ---- users ---------------------------------------------------------------------
 users_csv "$OUT/users.csv" 1 "$N_USERS"
-users_csv "$OUT/unreg.csv" 1 100
+auth_users "$OUT/auth-users.csv" 1 "$N_USERS"
+auth_users "$OUT/auth-unreg.csv" 1 100
 users_csv "$OUT/still.csv" 101 200
+users_csv "$OUT/unreg.csv" 1 100
 users_csv "$OUT/callees.csv" 1 100 callee
+auth_users "$OUT/auth-callees.csv" 1 100 callee
+# Refused: user0001 with a wrong password; user0001's credentials for user0002's AOR.
+{ echo SEQUENTIAL
+  echo "user0001;$DOMAIN;[authentication username=user0001 password=wrong]"
+  echo "user0002;$DOMAIN;[authentication username=user0001 password=$(password_of user0001)]"
+} >"$OUT/refused.csv"
 { echo SEQUENTIAL; echo "nosuchuser;$DOMAIN;"; } >"$OUT/nobody.csv"
 
 # ---- 1. the overlay ------------------------------------------------------------------
@@ -79,16 +96,27 @@ echo "== three proxies, one overlay"
 # One registrar: the proxies share a writer key (B unregisters what A stored).
 WRITER_KEY=$OUT/writer.key
 writer_key "$WRITER_KEY" || exit 1
+# REGISTERs are authenticated against users an administrator stores in the overlay.
+ADMIN_KEY=$OUT/admin.key CREDS_KEY=$OUT/credentials.key NONCE_LIFETIME=3
+writer_key "$ADMIN_KEY" && writer_key "$CREDS_KEY" || exit 1
+export ADMIN_KEY CREDS_KEY NONCE_LIFETIME
 start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
 start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
 wait_ring "$A_OVL" "$B_OVL" "$C_OVL" || exit 1
+start=$(date +%s.%N)
+if add_users "$OUT/auth-users.csv.txt" "$A_OVL" >"$OUT/add-users.log" 2>&1 &&
+    add_users "$OUT/auth-callees.csv.txt" "$A_OVL" >>"$OUT/add-users.log" 2>&1; then
+    pass "add-users              $((N_USERS + 100)) users stored by the admin key, $(elapsed "$start") s"
+else
+    fail add-users "(log: $OUT/add-users.log)"
+fi
 
 start_uas "$UAS_PORT" || exit 1
 
 # ---- 2. registrations and calls --------------------------------------------------------
 echo "== SIPp: $N_USERS registrations at A, calls through B (rate $RATE/s)"
-run_sipp register "$N_USERS" -sf "$SIP/register.xml" -inf "$OUT/users.csv" \
+run_sipp register "$N_USERS" -sf "$SIP/register-auth.xml" -inf "$OUT/auth-users.csv" \
     -key contact_hostport "127.0.0.1:$UAS_PORT" -m "$N_USERS" -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 run_sipp calls-via-B "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.csv" \
@@ -97,7 +125,7 @@ run_sipp calls-via-B "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.csv" \
 echo "== in-dialog requests along the route set (B record-routes; ACK/BYE go to the contact through B)"
 run_sipp dialog-via-B "$N_USERS" -sf "$SIP/uac-dialog.xml" -inf "$OUT/users.csv" \
     -m "$N_USERS" -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
-run_sipp register-callees 100 -sf "$SIP/register.xml" -inf "$OUT/callees.csv" \
+run_sipp register-callees 100 -sf "$SIP/register-auth.xml" -inf "$OUT/auth-callees.csv" \
     -key contact_hostport "127.0.0.1:$HANGUP_UAS_PORT" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 hangup_start=$(date +%s.%N)
@@ -108,6 +136,20 @@ run_sipp callee-hangs-up 100 -sf "$SIP/uac-callee-bye.xml" -inf "$OUT/callees.cs
     -m 100 -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
 wait_sipp callee-hangs-up-uas 100 "$HANGUP_UAS_PID" "$hangup_start"
 
+echo "== digest authentication: refused REGISTERs (403), bad Authorization headers, a stale nonce"
+run_sipp refused-403 2 -sf "$SIP/register-refused.xml" -inf "$OUT/refused.csv" \
+    -key contact_hostport "127.0.0.1:9" -m 2 -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
+start=$(date +%s.%N)
+python3 "$SIP/auth_checks.py" --registrar "127.0.0.1:$B_SIP" --user callee0100 \
+    --password "$(password_of callee0100)" --other callee0099 --domain "$DOMAIN" \
+    --stale-after "$NONCE_LIFETIME" >"$OUT/auth-checks.log" 2>&1 &
+if run_tracked $!; then
+    pass "auth-checks            $(tail -n 1 "$OUT/auth-checks.log"), $(elapsed "$start") s"
+else
+    fail auth-checks "$(tail -n 1 "$OUT/auth-checks.log") (log: $OUT/auth-checks.log)"
+    grep FAIL "$OUT/auth-checks.log" | head -n 20 | sed 's/^/      /'
+fi
+
 echo "== proxy C killed (SIGKILL); the calls follow at once, while the ring repairs"
 { kill -KILL "$PID_C"; wait "$PID_C"; } 2>/dev/null # (no "Killed" job notice)
 forget_pid "$PID_C"
@@ -117,7 +159,7 @@ run_sipp calls-after-kill "$N_USERS" -sf "$SIP/uac-call.xml" -inf "$OUT/users.cs
 echo "== unknown and unregistered users"
 run_sipp unknown-user-404 1 -sf "$SIP/uac-404.xml" -inf "$OUT/nobody.csv" -m 1 \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
-run_sipp unregister-100 100 -sf "$SIP/unregister.xml" -inf "$OUT/unreg.csv" \
+run_sipp unregister-100 100 -sf "$SIP/unregister-auth.xml" -inf "$OUT/auth-unreg.csv" \
     -key contact_hostport "127.0.0.1:$UAS_PORT" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
 run_sipp unregistered-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/unreg.csv" -m 100 -r "$RATE" \
@@ -129,7 +171,7 @@ echo "== a proxy with another writer key joins: its unregisters cannot touch A's
 echo "   it routes to none of them (they are not written under a key it trusts)"
 WRITER_KEY=$OUT/stranger.key
 writer_key "$WRITER_KEY" || exit 1
-start_proxy E "$BIN/sip-proxy" "$E_SIP" "$E_OVL" "127.0.0.1:$A_OVL" || exit 1
+CREDS_KEY= start_proxy E "$BIN/sip-proxy" "$E_SIP" "$E_OVL" "127.0.0.1:$A_OVL" || exit 1
 WRITER_KEY=$OUT/writer.key
 wait_ring "$A_OVL" "$B_OVL" "$E_OVL" || exit 1
 run_sipp stranger-unregister 100 -sf "$SIP/unregister.xml" -inf "$OUT/still.csv" \
@@ -137,10 +179,16 @@ run_sipp stranger-unregister 100 -sf "$SIP/unregister.xml" -inf "$OUT/still.csv"
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
 run_sipp untrusted-404 100 -sf "$SIP/uac-404.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
+# E (no authentication, a key of its own) binds the same users to a dead contact at q=1:
+# the registrar's proxies must never route to those bindings.
+run_sipp stranger-register 100 -sf "$SIP/register.xml" -inf "$OUT/still.csv" \
+    -key contact_hostport "127.0.0.1:9" -m 100 -r "$RATE" \
+    -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$E_SIP"
 run_sipp still-called-after 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$A_SIP"
 echo "== a proxy that trusts the registrar's writer key routes to its bindings (F: no --domain, the default)"
-WRITER_KEY=$OUT/stranger.key TRUSTED=$(cat "$OUT/writer.key.pub") PROXY_DOMAINS= \
+writer_key "$OUT/judge.key" || exit 1
+WRITER_KEY=$OUT/judge.key TRUSTED=$(cat "$OUT/writer.key.pub") PROXY_DOMAINS= CREDS_KEY= \
     start_proxy F "$BIN/sip-proxy" "$F_SIP" "$F_OVL" "127.0.0.1:$A_OVL" || exit 1
 wait_ring "$A_OVL" "$B_OVL" "$E_OVL" "$F_OVL" || exit 1
 run_sipp trusting-proxy-calls 100 -sf "$SIP/uac-call.xml" -inf "$OUT/still.csv" -m 100 -r "$RATE" \
@@ -152,7 +200,7 @@ stop_uas $((3 * N_USERS + 300))
 echo "== protocol checks and malformed SIP (ASan+UBSan build, its own ring)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-if start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
+if CREDS_KEY= start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
     start=$(date +%s.%N)
     python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1 &
     run_tracked $!

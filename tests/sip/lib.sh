@@ -122,7 +122,8 @@ writer_key() {
 # With WRITER_KEY set, the proxy signs with that writer key file; with TRUSTED set (public
 # keys, comma-separated), it also routes to bindings written under those keys. It serves
 # PROXY_DOMAINS (comma-separated) if set, else $DOMAIN; set and empty: no --domain (the
-# proxy's default, every host name).
+# proxy's default, every host name). With CREDS_KEY (and ADMIN_KEY) set it authenticates
+# REGISTERs (NONCE_LIFETIME: seconds a nonce lives); without, it runs with --no-auth.
 start_proxy() {
     local name=$1 bin=$2 sip=$3 ovl=$4 boot=${5:-}
     local domains=${PROXY_DOMAINS-${DOMAIN:-}}
@@ -132,6 +133,13 @@ start_proxy() {
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
     [ -n "${WRITER_KEY:-}" ] && args+=(--writer-key-file "$WRITER_KEY")
     [ -n "${TRUSTED:-}" ] && args+=(--overlay-set "trusted_writers=$TRUSTED")
+    # REGISTERs authenticated with the users ADMIN_KEY stored, when CREDS_KEY is set
+    if [ -n "${CREDS_KEY:-}" ]; then
+        args+=(--credentials-key-file "$CREDS_KEY" --credential-admins "$(cat "$ADMIN_KEY.pub")")
+        [ -n "${NONCE_LIFETIME:-}" ] && args+=(--overlay-set "digest_nonce_lifetime_s=$NONCE_LIFETIME")
+    else
+        args+=(--no-auth)
+    fi
     "$bin" "${args[@]}" >"$OUT/proxy-$name.out" 2>"$OUT/proxy-$name.err" &
     local pid=$!
     pids+=("$pid")
@@ -158,6 +166,32 @@ stat_of() {
 # instead of "user" if given) at $DOMAIN.
 users_csv() {
     { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do printf '%s%04d;%s;\n' "${4:-user}" "$i" "$DOMAIN"; done; } >"$1"
+}
+
+# password_of USER: the test password of a provisioned user.
+password_of() { printf 'pw-%s' "$1"; }
+
+# auth_users FILE FIRST LAST [PREFIX]: users_csv whose third field is SIPp's
+# [authentication ...] for the user (register-auth.xml), and FILE.txt the
+# same users for `chordsip user add --from-file` (USER@DOMAIN PASSWORD).
+auth_users() {
+    local i u
+    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do
+        u=$(printf '%s%04d' "${4:-user}" "$i")
+        printf '%s;%s;[authentication username=%s password=%s]\n' "$u" "$DOMAIN" "$u" "$(password_of "$u")"
+    done; } >"$1"
+    for i in $(seq "$2" "$3"); do
+        u=$(printf '%s%04d' "${4:-user}" "$i")
+        printf '%s@%s %s\n' "$u" "$DOMAIN" "$(password_of "$u")"
+    done >"$1.txt"
+}
+
+# add_users FILE OVERLAY_PORT: an administrator stores the users of FILE
+# (auth_users' FILE.txt) in the overlay through the node at OVERLAY_PORT,
+# with ADMIN_KEY and CREDS_KEY.
+add_users() {
+    "$ROOT/target/release/chordsip" user add --from-file "$1" --bootstrap "127.0.0.1:$2" \
+        --admin-key-file "$ADMIN_KEY" --credentials-key-file "$CREDS_KEY" </dev/null
 }
 
 # run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
