@@ -589,8 +589,9 @@ static int authenticate_register(struct proxy *px, const struct req *r, const ch
     chordsip_result rc = chordsip_node_authenticate(px->node, "REGISTER", aor,
                                                     authorization_of(r->m), &verdict, challenge,
                                                     sizeof challenge);
-    if (rc == CHORDSIP_ERR_INVALID_ARGUMENT) {
-        reply(px, r, 400, "Bad Request (To)", NULL);
+    if (rc == CHORDSIP_ERR_INVALID_ARGUMENT || rc == CHORDSIP_ERR_BAD_UTF8) {
+        reply(px, r, 400, rc == CHORDSIP_ERR_BAD_UTF8 ? "Bad Request (not UTF-8)" : "Bad Request (To)",
+              NULL);
         return -1;
     }
     if (rc != CHORDSIP_OK) {

@@ -201,7 +201,15 @@ impl Credentials {
             Some(q) if q.eq_ignore_ascii_case("auth") => {}
             Some(q) => return Err(DigestError::Unsupported(format!("qop {q:?}"))),
         }
-        c.algorithm()?;
+        let alg = c.algorithm()?;
+        // A response that cannot be a hash of the algorithm is malformed, not a wrong password.
+        if c.response.len() != 2 * alg.hash_len()
+            || !c.response.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(DigestError::Malformed(
+                "response is not a hash of the algorithm",
+            ));
+        }
         Ok(c)
     }
 

@@ -49,7 +49,8 @@ fn rfc2617_vector_checks() {
 
 #[test]
 fn malformed_and_oversized_headers_are_refused() {
-    let ok = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"sip:r\", response=\"x\"";
+    let ok = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"sip:r\", \
+              response=\"0123456789abcdef0123456789ABCDEF\"";
     assert!(Credentials::parse(ok).is_ok());
     for (bad, want) in [
         ("Basic YWxhZGRpbjpvcGVuc2VzYW1l", DigestError::NotDigest),
@@ -81,16 +82,32 @@ fn malformed_and_oversized_headers_are_refused() {
     );
     assert_eq!(Credentials::parse(&huge_nonce), Err(DigestError::TooLong));
     let huge = format!("Digest username=\"{}\"", "a".repeat(MAX_HEADER_LEN));
+    let short = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"abc\"";
+    assert_eq!(
+        Credentials::parse(short),
+        Err(DigestError::Malformed(
+            "response is not a hash of the algorithm"
+        ))
+    );
+    let md5_for_sha = format!(
+        "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", algorithm=SHA-256, response=\"{}\"",
+        "ab".repeat(16)
+    );
+    assert!(
+        Credentials::parse(&md5_for_sha).is_err(),
+        "an MD5-length answer to SHA-256"
+    );
     assert_eq!(Credentials::parse(&huge), Err(DigestError::TooLong));
 }
 
 #[test]
 fn escaped_quotes_and_case_are_handled() {
-    let v = "digest USERNAME=\"a\\\"b\",realm=\"r\",nonce=n1,uri=\"sip:r\",response=ABC";
+    let v = "digest USERNAME=\"a\\\"b\",realm=\"r\",nonce=n1,uri=\"sip:r\",\
+             response=ABCDEF0123456789abcdef0123456789";
     let c = Credentials::parse(v).unwrap();
     assert_eq!(c.username, "a\"b");
     assert_eq!(c.nonce, "n1");
-    assert_eq!(c.response, "ABC");
+    assert_eq!(c.response, "ABCDEF0123456789abcdef0123456789");
 }
 
 #[test]
