@@ -644,7 +644,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
         return;
     }
     if (!register_domain_served(px, m->ruri, uri)) {
-        reply(px, r, 403, "Forbidden (domain not served)", NULL);
+        reply(px, r, 403, "Forbidden (not our domain)", NULL);
         return;
     }
     if ((call_id = arena_cstr(cid->value)) == NULL) {
