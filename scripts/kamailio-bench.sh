@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
 # Kamailio benchmark, side by side in one run, same SIPp scenarios
-# (tests/sip/register.xml, uac-call.xml), same cfg (bindings/kamailio/kamailio.cfg):
+# (tests/sip/register.xml, uac-call.xml, register-auth.xml), same cfg
+# (bindings/kamailio/kamailio.cfg):
 #   usrloc     one Kamailio with its own in-memory usrloc (-A WITH_USRLOC);
 #   chordsip   one Kamailio with the chordsip module (an overlay of one);
 #   overlay3   three Kamailio servers in one chordsip overlay: REGISTER at
-#              the first, calls through the second to users registered at the first.
-# For each setup, REGISTER/s then calls/s (INVITE/200/ACK/BYE/200) rate by
+#              the first, calls through the second to users registered at the first;
+#   (these three unauthenticated, -A NO_AUTH, as before issue 14)
+#   usrloc-auth    one Kamailio with usrloc and SIP digest authentication by
+#              auth_db over db_text (the subscriber table's HA1 column, in a
+#              directory made here);
+#   overlay3-auth  three Kamailio servers as shipped (authenticating), the
+#              users' HA1s stored in the overlay with `chordsip user add`;
+#              REGISTERs at the first.
+# For the first three, REGISTER/s then calls/s (INVITE/200/ACK/BYE/200) rate by
 # rate, each for BENCH_SECONDS (10) s, until a rate fails (>=1% failed, SIPp
 # below 95% of the rate, or a p99 over 500 ms); see `bench` in tests/sip/lib.sh.
+# For the two -auth setups, authenticated registrations/s: each is a REGISTER
+# answered 401 with a challenge, then the REGISTER with the digest (MD5,
+# SIPp's [authentication]) answered 200 (tests/sip/register-auth.xml), by a
+# pool of BENCH_AUTH_USERS (500) users re-registering in turn, rate by rate
+# the same way (p50/p99: first REGISTER to the 200).
+# Each setup runs its series BENCH_RUNS (1) times on the same servers; the
+# -auth setups are all up at once and take turns, run by run. The summary
+# gives every run's figure and the median.
 #
 #   scripts/kamailio-bench.sh
+#   BENCH_SETUPS="usrloc-auth overlay3-auth" BENCH_RUNS=3 scripts/kamailio-bench.sh
 #
-# Environment: BENCH_SECONDS, BENCH_SETUPS ("usrloc chordsip overlay3"),
-# BENCH_REG_RATES, BENCH_CALL_RATES, KAMAILIO_WORKERS (UDP workers, 16: a
+# Environment: BENCH_SECONDS, BENCH_SETUPS ("usrloc chordsip overlay3
+# usrloc-auth overlay3-auth"), BENCH_RUNS, BENCH_REG_RATES, BENCH_CALL_RATES,
+# BENCH_AUTH_RATES, BENCH_AUTH_USERS, KAMAILIO_WORKERS (UDP workers, 16: a
 # chordsip worker waits for each overlay round trip, so more workers keep the
 # cores busy; the same number for every setup),
 # SIP_TEST_PORT_BASE. Output in target/kamailio-bench/.
@@ -20,7 +38,10 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 SECONDS_PER_RATE=${BENCH_SECONDS:-10}
-SETUPS=${BENCH_SETUPS:-"usrloc chordsip overlay3"}
+SETUPS=${BENCH_SETUPS:-"usrloc chordsip overlay3 usrloc-auth overlay3-auth"}
+RUNS=${BENCH_RUNS:-1}
+AUTH_RATES=${BENCH_AUTH_RATES-"1000 1500 2000 2500 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000"}
+AUTH_USERS=${BENCH_AUTH_USERS:-500}
 REG_RATES=${BENCH_REG_RATES-"1000 2000 4000 6000 8000 9000 10000 11000 12000 14000"}
 CALL_RATES=${BENCH_CALL_RATES-"500 1000 1500 2000 2250 2500 2750"}
 WORKERS=${KAMAILIO_WORKERS:-16}
@@ -55,44 +76,138 @@ kamailio_up() {
 start_uas "$UAS_PORT" || exit 1
 setup_pids=()
 echo "== $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(kamailio -v | head -n 1 | sed 's/^version: //'), $WORKERS UDP workers; $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
-summary=()
-for setup in $SETUPS; do
-    case $setup in
-    usrloc)
-        kamailio_up usrloc "$BASE" -A WITH_USRLOC || exit 1
-        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
-    chordsip)
-        kamailio_up chordsip "$BASE" -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
-        wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 --client-key-file "$(client_key_file)" | head -n 2 | tail -n 1)
-        echo "   overlay node: $wait_ring_one"
-        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
-    overlay3)
-        # One registrar: the servers share a writer key, so each routes to
-        # the bindings the others stored (only trusted writers are routed to).
-        rm -f "$OUT/writer.key"
-        "$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || exit 1
-        wkey=(-A "WRITER_KEY_FILE=\"$OUT/writer.key\"")
-        kamailio_up k1 "$BASE" -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" "${wkey[@]}" || exit 1
-        for i in 1 2; do
-            kamailio_up "k$((i + 1))" $((BASE + i)) -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10 + i))\"" \
-                -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$((BASE + 10))\"" "${wkey[@]}" || exit 1
-        done
-        wait_ring $((BASE + 10)) $((BASE + 11)) $((BASE + 12)) || exit 1
-        reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
-    *) echo "unknown setup $setup"; exit 1 ;;
-    esac
-    echo "== $setup: REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
-    register_series "$setup-reg" "$reg" $REG_RATES
-    echo "== $setup: calls through $call to users registered at $reg"
-    call_series "$setup-call" "$reg" "$call" $CALL_RATES
-    summary+=("$(printf '%-9s REGISTER %6s/s  calls %5s/s' "$setup" "$BEST_REG" "$BEST_CALL")")
-    # the servers go (gracefully), the UAS stays
+
+# The users of the -auth setups: a CSV for SIPp (user;domain;[authentication ...]),
+# their HA1s for db_text (auth_db's subscriber table) and for `chordsip user add`.
+AUTH_SECRET=$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')
+python3 - "$OUT" "$AUTH_USERS" "$DOMAIN" <<'PY'
+import hashlib, os, sys
+out, n, domain = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.makedirs(out + "/dbtext", exist_ok=True)
+with open(out + "/auth-users.csv", "w") as csv, open(out + "/dbtext/subscriber", "w") as sub:
+    csv.write("SEQUENTIAL\n")
+    sub.write("id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n")
+    for i in range(1, n + 1):
+        user, pw = "auth%d" % i, os.urandom(6).hex()
+        ha1 = hashlib.md5(("%s:%s:%s" % (user, domain, pw)).encode()).hexdigest()
+        csv.write("%s;%s;[authentication username=%s password=%s]\n" % (user, domain, user, pw))
+        sub.write("%d:%s:%s:-:%s:-\n" % (i, user, domain, ha1))  # db_text: no empty fields
+with open(out + "/dbtext/version", "w") as v:
+    v.write("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
+PY
+
+# auth_series LABEL TARGET: authenticated registrations of the pool, rate by rate
+# until one fails; sets BEST_REG.
+auth_series() {
+    local label=$1 target=$2 r
+    BEST_REG=0
+    for r in $AUTH_RATES; do
+        bench "$label" "$r" register-auth.xml "$OUT/auth-users.csv" "$target" \
+            -key contact_hostport "127.0.0.1:$UAS_PORT" || break
+        BEST_REG=$r
+        sleep 2
+    done
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "?") }'; }
+
+# up_trio PREFIX SIP_BASE OVERLAY_BASE [-A DEFINE...]: three servers, one overlay,
+# one registrar (a shared writer key: each routes to what the others stored).
+up_trio() {
+    local p=$1 sip=$2 ovl=$3 i; shift 3
+    rm -f "$OUT/writer.key"
+    "$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || return 1
+    kamailio_up "${p}1" "$sip" -A "OVERLAY_LISTEN=\"127.0.0.1:$ovl\"" -A "WRITER_KEY_FILE=\"$OUT/writer.key\"" "$@" || return 1
+    for i in 1 2; do
+        kamailio_up "$p$((i + 1))" $((sip + i)) -A "OVERLAY_LISTEN=\"127.0.0.1:$((ovl + i))\"" \
+            -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$ovl\"" -A "WRITER_KEY_FILE=\"$OUT/writer.key\"" "$@" || return 1
+    done
+    wait_ring "$ovl" $((ovl + 1)) $((ovl + 2))
+}
+
+down() { # the servers go (gracefully), the UAS stays
+    local p
     for p in "${setup_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${setup_pids[@]}"; do wait "$p" 2>/dev/null; forget_pid "$p"; done
     setup_pids=()
     sleep 1
+}
+
+summary=()
+auth_setups=()
+# -- unauthenticated setups, one after the other ---------------------------------------
+for setup in $SETUPS; do
+    case $setup in
+    usrloc)
+        kamailio_up usrloc "$BASE" -A WITH_USRLOC -A NO_AUTH || exit 1
+        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
+    chordsip)
+        kamailio_up chordsip "$BASE" -A NO_AUTH -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
+        wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 --client-key-file "$(client_key_file)" | head -n 2 | tail -n 1)
+        echo "   overlay node: $wait_ring_one"
+        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
+    overlay3)
+        up_trio k "$BASE" $((BASE + 10)) -A NO_AUTH || exit 1
+        reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
+    usrloc-auth | overlay3-auth)
+        auth_setups+=("$setup")
+        continue ;;
+    *) echo "unknown setup $setup"; exit 1 ;;
+    esac
+    regs=() callr=()
+    for run in $(seq 1 "$RUNS"); do
+        echo "== $setup (run $run/$RUNS): REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
+        register_series "$setup-r$run-reg" "$reg" $REG_RATES
+        echo "== $setup (run $run/$RUNS): calls through $call to users registered at $reg"
+        call_series "$setup-r$run-call" "$reg" "$call" $CALL_RATES
+        regs+=("$BEST_REG") callr+=("$BEST_CALL")
+        sleep 3
+    done
+    summary+=("$(printf '%-13s REGISTER %6s/s  calls %5s/s (runs: %s; %s)' "$setup" \
+        "$(median <<<"${regs[*]}")" "$(median <<<"${callr[*]}")" "${regs[*]}" "${callr[*]}")")
+    down
 done
+
+# -- authenticated setups: all up at once, their runs taking turns -----------------------
+# (so that whatever else the machine does falls on both alike)
+declare -A target results
+for setup in "${auth_setups[@]}"; do
+    case $setup in
+    usrloc-auth)
+        kamailio_up ulauth $((BASE + 5)) -A WITH_USRLOC -A "DBTEXT_URL=\"text://$OUT/dbtext\"" \
+            -A "AUTH_SECRET=\"$AUTH_SECRET\"" || exit 1
+        target[$setup]=127.0.0.1:$((BASE + 5)) ;;
+    overlay3-auth)
+        writer_key "$OUT/admin.key" && "$ROOT/target/release/chordsip" keygen --out "$OUT/credentials.key" 2>/dev/null || exit 1
+        up_trio a $((BASE + 6)) $((BASE + 16)) -A "CREDENTIALS_KEY_FILE=\"$OUT/credentials.key\"" \
+            -A "CREDENTIAL_ADMINS=\"$(cat "$OUT/admin.key.pub")\"" -A "AUTH_SECRET=\"$AUTH_SECRET\"" || exit 1
+        t0=$(date +%s.%N) n=0
+        while IFS=';' read -r user _ cred; do
+            pw=${cred##*password=}
+            printf '%s\n' "${pw%]}" | timeout 20 "$ROOT/target/release/chordsip" user add "$user@$DOMAIN" \
+                --bootstrap "127.0.0.1:$((BASE + 16))" --admin-key-file "$OUT/admin.key" \
+                --credentials-key-file "$OUT/credentials.key" >>"$OUT/user-add.log" 2>&1 && n=$((n + 1))
+        done < <(tail -n +2 "$OUT/auth-users.csv")
+        echo "   $n of $AUTH_USERS users stored with chordsip user add in $(elapsed "$t0") s"
+        [ "$n" = "$AUTH_USERS" ] || { echo "provisioning failed: $OUT/user-add.log"; exit 1; }
+        sleep 5 # the ring settles after the admin's short-lived nodes came and went
+        target[$setup]=127.0.0.1:$((BASE + 6)) ;;
+    esac
+done
+for run in $(seq 1 "$RUNS"); do
+    for setup in "${auth_setups[@]}"; do
+        echo "== $setup (run $run/$RUNS): authenticated registrations (401, then 200) of $AUTH_USERS users at ${target[$setup]}, ${SECONDS_PER_RATE} s per rate"
+        auth_series "$setup-r$run" "${target[$setup]}"
+        results[$setup]="${results[$setup]:-} $BEST_REG"
+        sleep 10 # a failed rate leaves retransmissions to drain
+    done
+done
+for setup in "${auth_setups[@]}"; do
+    summary+=("$(printf '%-13s authenticated REGISTER %6s/s (runs:%s)' "$setup" \
+        "$(median <<<"${results[$setup]}")" "${results[$setup]}")")
+done
+[ ${#auth_setups[@]} -gt 0 ] && down
 echo
-echo "sustained (<1% failed, >=95% of the rate, p99 < 500 ms; the highest rate tried that passed):"
+echo "sustained (<1% failed, >=95% of the rate, p99 < 500 ms; the highest rate tried that passed; median of the runs):"
 printf '  %s\n' "${summary[@]}"
 echo "(runs in $OUT)"

@@ -9,7 +9,7 @@
 #      --from-file`, the admin's writer key, the credentials key); SIPp
 #      registers the N users at A with digest authentication (401, then 200),
 #      each contact pointing at a SIPp UAS; wrong passwords and another user's
-#      credentials get 403 (register-refused.xml); tests/sip/auth_checks.py:
+#      credentials get 403 (register-auth-403.xml); tests/sip/auth_checks.py:
 #      401 without credentials, malformed, 10 kB-nonce, repeated-parameter and
 #      SHA-512 Authorization headers 4xx, a nonce replayed after its lifetime
 #      401 stale=true, and the proxy still answers;
@@ -137,12 +137,13 @@ run_sipp callee-hangs-up 100 -sf "$SIP/uac-callee-bye.xml" -inf "$OUT/callees.cs
 wait_sipp callee-hangs-up-uas 100 "$HANGUP_UAS_PID" "$hangup_start"
 
 echo "== digest authentication: refused REGISTERs (403), bad Authorization headers, a stale nonce"
-run_sipp refused-403 2 -sf "$SIP/register-refused.xml" -inf "$OUT/refused.csv" \
+run_sipp refused-403 2 -sf "$SIP/register-auth-403.xml" -inf "$OUT/refused.csv" \
     -key contact_hostport "127.0.0.1:9" -m 2 -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
 start=$(date +%s.%N)
-python3 "$SIP/auth_checks.py" --registrar "127.0.0.1:$B_SIP" --user callee0100 \
-    --password "$(password_of callee0100)" --other callee0099 --domain "$DOMAIN" \
-    --stale-after "$NONCE_LIFETIME" >"$OUT/auth-checks.log" 2>&1 &
+python3 "$SIP/auth_checks.py" --target "127.0.0.1:$B_SIP" --user callee0100 \
+    --password "$(password_of callee0100)" --other callee0099 \
+    --other-password "$(password_of callee0099)" --contact "127.0.0.1:$HANGUP_UAS_PORT" \
+    --domain "$DOMAIN" --nonce-expire "$NONCE_LIFETIME" >"$OUT/auth-checks.log" 2>&1 &
 if run_tracked $!; then
     pass "auth-checks            $(tail -n 1 "$OUT/auth-checks.log"), $(elapsed "$start") s"
 else

@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
-"""Digest authentication of REGISTER at one running registrar (sip-proxy or
-Kamailio with the chordsip module), with raw UDP datagrams:
+"""SIP digest authentication checks of one registrar (scripts/kamailio-tests.sh),
+over UDP on loopback, standard library only.
 
-    auth_checks.py --registrar 127.0.0.1:PORT --user USER --password PW
-                   --other USER2 [--domain example.com] [--stale-after S]
+    auth_checks.py --target 127.0.0.1:PORT --user U --password P --other V
+                   --contact 127.0.0.1:UAS [--domain example.com] [--nonce-expire 3]
 
-1. no Authorization: 401 with a Digest challenge (realm = the domain);
-2. the right answer: 200, and the binding is listed;
-3. a wrong password: 403 (or 401), no binding stored;
-4. USER's right credentials for USER2's AOR: 403;
-5. bad input, each answered 4xx (400, 401 or 403), never 200, and the
-   registrar still answers afterwards: a malformed Authorization, a 10 kB
-   nonce, a parameter repeated, a Basic Authorization, a SHA-512 answer;
-6. with --stale-after S: a right answer on a nonce older than S seconds
-   (a replay after expiry) gets 401 with stale=true; a fresh one then 200.
+U is a provisioned user with password P, V another provisioned user; both
+AORs get (or keep) a binding with the contact hostport given, so the caller
+can check afterwards that they are still called. Checks, each a request
+and the exact answer expected:
 
-Exit status 0 when every check passed. Standard library only.
+1. no credentials: 401 with WWW-Authenticate: Digest, the AOR's domain as
+   realm, qop="auth", algorithm=MD5; the right password: 200 with the
+   contact; a wrong one: 403 "Forbidden"; an unknown user: the same 403
+   (nobody learns which users exist); U's credentials for V's AOR: 403
+   "Forbidden (not your AOR)"; a domain not the server's: 403 "Forbidden
+   (not our domain)", no challenge;
+2. bad input: malformed Authorization headers (no parameters, missing
+   nonce/response, unbalanced quotes, Basic, a response of the wrong length,
+   qop without nc/cnonce, binary bytes, thousands of parameters, a 5,000
+   character user name, two headers) and a 10 kB nonce: each 400 or 401,
+   never a lost answer;
+3. a replayed REGISTER whose nonce has expired (after --nonce-expire
+   seconds and one more): 401 with stale=true, and the new challenge
+   answered: 200;
+4. afterwards the server still answers: U and V register again (200).
+
+Prints one line per check and "auth-checks: N passed, M failed"; exit
+status 0 when every check passed.
 """
 
 import argparse
@@ -27,140 +39,215 @@ import sys
 import time
 
 failures = []
-checks = 0
+passed = 0
 
 
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
+def check(cond, what, detail=""):
+    global passed
+    if cond:
+        passed += 1
+        print("  ok    %s%s" % (what, (" (" + detail + ")") if detail else ""))
+    else:
         failures.append(what)
-        print("  FAIL", what)
+        print("  FAIL  %s%s" % (what, (": " + detail) if detail else ""))
     return cond
 
 
-class UA:
-    def __init__(self, registrar):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        host, port = registrar.rsplit(":", 1)
-        self.to = (host, int(port))
-        self.cseq = 0
+class Ua:
+    """One UDP socket and the requests of one test run."""
 
-    def register(self, user, domain, authorization=None, expires=60):
-        self.cseq += 1
-        branch = "z9hG4bK" + os.urandom(6).hex()
-        call_id = "auth-%s-%d@127.0.0.1" % (os.urandom(4).hex(), self.cseq)
+    def __init__(self, target, domain, contact):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.domain = domain
+        self.contact = contact
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.local = "127.0.0.1:%d" % self.s.getsockname()[1]
+        self.seq = 0
+
+    def register(self, user, domain=None, auth=None, cseq=None, callid=None, timeout=3.0):
+        """Sends one REGISTER for user@domain; returns (status, reason, headers
+        dict of lists, raw text) or None when nothing came within timeout."""
+        domain = domain or self.domain
+        self.seq += 1
+        callid = callid or "ac-%s-%d-%s" % (user[:20], self.seq, os.urandom(4).hex())
         lines = [
             "REGISTER sip:%s SIP/2.0" % domain,
-            "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport" % (self.port, branch),
+            "Via: SIP/2.0/UDP %s;branch=z9hG4bK-ac%s" % (self.local, os.urandom(6).hex()),
+            "Max-Forwards: 70",
             "From: <sip:%s@%s>;tag=%s" % (user, domain, os.urandom(4).hex()),
             "To: <sip:%s@%s>" % (user, domain),
-            "Call-ID: %s" % call_id,
-            "CSeq: %d REGISTER" % self.cseq,
-            "Contact: <sip:%s@127.0.0.1:%d>;expires=%d" % (user, self.port, expires),
-            "Max-Forwards: 70",
+            "Call-ID: %s" % callid,
+            "CSeq: %d REGISTER" % (cseq or self.seq),
+            "Contact: <sip:%s@%s>;expires=3600" % (user, self.contact),
+            "Expires: 3600",
         ]
-        if authorization is not None:
-            lines.append("Authorization: " + authorization)
-        lines += ["Content-Length: 0", "", ""]
-        self.sock.sendto("\r\n".join(lines).encode(), self.to)
-        deadline = time.monotonic() + 5
+        for a in ([auth] if isinstance(auth, (str, bytes)) else auth or []):
+            lines.append(a if isinstance(a, str) else a.decode("latin-1"))
+        lines.append("Content-Length: 0")
+        msg = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return self.exchange(msg, callid, timeout)
+
+    def exchange(self, msg, callid, timeout):
+        # Retransmit like a UA over UDP (RFC 3261 timer A): 0.5 s, 1 s, ...
+        deadline = time.monotonic() + timeout
+        interval = 0.5
         while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                data, _ = self.sock.recvfrom(65535)
-            except socket.timeout:
-                break
-            text = data.decode("utf-8", "replace")
-            if branch in text and text.startswith("SIP/2.0 "):
-                status = int(text.split(" ", 2)[1])
-                if status >= 200:
-                    return status, text
-        return None, ""
+            self.s.sendto(msg, self.target)
+            until = min(deadline, time.monotonic() + interval)
+            while True:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                self.s.settimeout(left)
+                try:
+                    data, _ = self.s.recvfrom(65535)
+                except socket.timeout:
+                    break
+                r = parse(data)
+                if r and callid in r[2].get("call-id", [""])[0] and r[0] >= 200:
+                    return r
+            interval *= 2
+        return None
 
 
-def header(text, name):
-    m = re.search(r"^%s:\s*(.*)$" % re.escape(name), text, re.M | re.I)
-    return m.group(1).strip() if m else ""
+def parse(data):
+    text = data.decode("latin-1")
+    head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+    m = re.match(r"SIP/2\.0 (\d{3}) ?(.*)", head[0])
+    if not m:
+        return None
+    hdrs = {}
+    for line in head[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            hdrs.setdefault(k.strip().lower(), []).append(v.strip())
+    return int(m.group(1)), m.group(2), hdrs, text
 
 
-def answer(challenge, user, password, domain, alg=None, nonce=None):
-    p = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
-    alg = alg or p.get("algorithm", "MD5")
-    h = hashlib.md5 if alg.upper() == "MD5" else hashlib.sha256
-    uri = "sip:%s" % domain
-    nonce = nonce or p["nonce"]
-    ha1 = h(("%s:%s:%s" % (user, p["realm"], password)).encode()).hexdigest()
-    ha2 = h(("REGISTER:%s" % uri).encode()).hexdigest()
-    resp = h(("%s:%s:00000001:0a4f113b:auth:%s" % (ha1, nonce, ha2)).encode()).hexdigest()
-    return (
-        'Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
-        'algorithm=%s, qop=auth, nc=00000001, cnonce="0a4f113b"' % (user, p["realm"], nonce, uri, resp, alg)
-    )
+def challenge_of(r):
+    """The WWW-Authenticate parameters of a 401 as a dict, or {}."""
+    if not r or r[0] != 401:
+        return {}
+    v = r[2].get("www-authenticate", [""])[0]
+    if not v.startswith("Digest "):
+        return {}
+    return {k.lower(): (q if q else t) for k, q, t in
+            re.findall(r'([A-Za-z-]+)=(?:"([^"]*)"|([^,\s]+))', v[7:])}
+
+
+def md5(s):
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+def digest(user, realm, password, nonce, uri="sip:example.com", nc="00000001", cnonce=None):
+    """An Authorization value answering a qop=auth MD5 challenge (RFC 2617)."""
+    cnonce = cnonce or os.urandom(4).hex()
+    ha1 = md5("%s:%s:%s" % (user, realm, password))
+    ha2 = md5("REGISTER:%s" % uri)
+    resp = md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
+    return ('Authorization: Digest username="%s", realm="%s", nonce="%s", uri="%s", '
+            'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"'
+            % (user, realm, nonce, uri, resp, nc, cnonce))
+
+
+def status(r):
+    return "no answer" if r is None else "%d %s" % (r[0], r[1])
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--registrar", required=True)
+    ap.add_argument("--target", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
     ap.add_argument("--other", required=True, help="another provisioned user")
+    ap.add_argument("--other-password", required=True)
+    ap.add_argument("--contact", required=True, help="hostport of the bindings made")
     ap.add_argument("--domain", default="example.com")
-    ap.add_argument("--stale-after", type=float, default=0)
+    ap.add_argument("--nonce-expire", type=float, default=0, help="0: skip the stale check")
     a = ap.parse_args()
-    ua = UA(a.registrar)
-    d = a.domain
+    ua = Ua(a.target, a.domain, a.contact)
+    u, pw, d = a.user, a.password, a.domain
 
-    status, text = ua.register(a.user, d)
-    check(status == 401, "no credentials: 401 (got %s)" % status)
-    ch = header(text, "WWW-Authenticate")
-    check(ch.startswith("Digest ") and 'realm="%s"' % d in ch, "a Digest challenge for the realm: %r" % ch)
-    if not ch:
-        print("no challenge: cannot go on")
-        return 1
+    def authed(user, password, aor=None, expect=200, reason=None, what=""):
+        """Challenge, then answer it; checks the final status (and reason)."""
+        aor = aor or user
+        callid = "ac-%s-%s" % (aor, os.urandom(4).hex())
+        r = ua.register(aor, callid=callid, cseq=1)
+        ch = challenge_of(r)
+        if not check(bool(ch.get("nonce")), "%s: challenged first" % what, status(r)):
+            return None
+        r = ua.register(aor, callid=callid, cseq=2,
+                        auth=digest(user, ch["realm"], password, ch["nonce"]))
+        ok = r is not None and r[0] == expect and (reason is None or r[1] == reason)
+        check(ok, "%s: %d%s" % (what, expect, (' "%s"' % reason) if reason else ""), status(r))
+        return r
 
-    status, text = ua.register(a.user, d, answer(ch, a.user, a.password, d))
-    check(status == 200, "right password: 200 (got %s)" % status)
-    contacts = " ".join(re.findall(r"^(?:Contact|m):(.*)$", text, re.M | re.I))
-    check("127.0.0.1:%d" % ua.port in contacts, "the 200 lists the binding: %r" % contacts)
+    print("== challenge, passwords, users, AORs, domains")
+    r = ua.register(u)
+    ch = challenge_of(r)
+    check(r is not None and r[0] == 401 and ch.get("realm") == d and ch.get("qop") == "auth"
+          and ch.get("algorithm") == "MD5" and ch.get("nonce") and "stale" not in ch,
+          "no credentials: 401 Digest realm=%s qop=auth algorithm=MD5" % d, status(r))
+    r = authed(u, pw, what="right password")
+    if r is not None:
+        check(any("sip:%s@%s" % (u, a.contact) in c for c in r[2].get("contact", [])),
+              "right password: 200 lists the contact", str(r[2].get("contact")))
+    authed(u, pw + "x", expect=403, reason="Forbidden", what="wrong password")
+    authed("nosuchuser" + os.urandom(3).hex(), "x", expect=403, reason="Forbidden",
+           what="unknown user")
+    authed(u, pw, aor=a.other, expect=403, reason="Forbidden (not your AOR)",
+           what="%s's credentials for %s's AOR" % (u, a.other))
+    r = ua.register(u, domain="not-" + d)
+    check(r is not None and r[0] == 403 and r[1] == "Forbidden (not our domain)",
+          "foreign domain: 403 \"Forbidden (not our domain)\"", status(r))
 
-    status, _ = ua.register(a.user, d, answer(ch, a.user, a.password + "x", d))
-    check(status in (401, 403), "wrong password: 401 or 403 (got %s)" % status)
+    print("== malformed Authorization headers and a 10 kB nonce: 400 or 401, always an answer")
+    r = ua.register(u)
+    nonce = challenge_of(r).get("nonce", "x")
+    good = digest(u, d, pw, nonce)
+    bad = [
+        ("no parameters", "Authorization: Digest"),
+        ("no nonce or response", 'Authorization: Digest username="%s", realm="%s"' % (u, d)),
+        ("unbalanced quotes", 'Authorization: Digest username="%s, realm="%s", nonce="%s' % (u, d, nonce)),
+        ("Basic", "Authorization: Basic dXNlcjpwYXNzd29yZA=="),
+        ("response of the wrong length", re.sub(r'response="[0-9a-f]+"', 'response="abc"', good)),
+        ("qop without nc and cnonce", re.sub(r", nc=\S+, cnonce=\"[^\"]*\"", "", good)),
+        ("binary bytes", "Authorization: Digest username=\"\x01\x02\xff\xfe\", realm=\"%s\", nonce=\"\x00\"" % d),
+        ("5,000 parameters", "Authorization: Digest " + ",".join("p%d=x" % i for i in range(5000))),
+        ("5,000 character user name", good.replace('username="%s"' % u, 'username="%s"' % ("u" * 5000))),
+        ("a user name with control characters", good.replace('username="%s"' % u, 'username="%s\x07"' % u)),
+        ("two Authorization headers, the first malformed",
+         [good.replace('response="', 'response=x"'), good]),
+        ("a nonce not ours", good.replace('nonce="%s"' % nonce, 'nonce="%s"' % ("Zm9v" * 8))),
+        ("a 10 kB nonce", good.replace('nonce="%s"' % nonce, 'nonce="%s"' % ("A" * 10240))),
+    ]
+    for what, hdr in bad:
+        r = ua.register(u, auth=hdr)
+        check(r is not None and r[0] in (400, 401), "%s: 400 or 401" % what, status(r))
 
-    status, _ = ua.register(a.other, d, answer(ch, a.user, a.password, d))
-    check(status == 403, "%s's credentials for %s's AOR: 403 (got %s)" % (a.user, a.other, status))
+    if a.nonce_expire > 0:
+        print("== a nonce replayed after it expired: 401 stale=true")
+        callid = "ac-stale-%s" % os.urandom(4).hex()
+        r = ua.register(u, callid=callid, cseq=1)
+        ch = challenge_of(r)
+        hdr = digest(u, d, pw, ch.get("nonce", "x"))
+        r = ua.register(u, callid=callid, cseq=2, auth=hdr)
+        check(r is not None and r[0] == 200, "fresh nonce: 200", status(r))
+        time.sleep(a.nonce_expire + 1.0)
+        r = ua.register(u, callid=callid, cseq=3, auth=hdr)
+        ch = challenge_of(r)
+        check(r is not None and r[0] == 401 and ch.get("stale", "").lower() == "true",
+              "the same credentials %.0f s later: 401 stale=true" % (a.nonce_expire + 1), status(r))
+        if ch.get("nonce"):
+            r = ua.register(u, callid=callid, cseq=4, auth=digest(u, d, pw, ch["nonce"]))
+            check(r is not None and r[0] == 200, "the new challenge answered: 200", status(r))
 
-    good = answer(ch, a.user, a.password, d)
-    bad = {
-        "malformed": 'Digest username="%s", realm=' % a.user,
-        "unterminated quote": 'Digest username="%s, realm="%s", nonce="x"' % (a.user, d),
-        "10 kB nonce": answer(ch, a.user, a.password, d, nonce="n" * 10000),
-        "parameter repeated": good + ', username="%s"' % a.other,
-        "Basic": "Basic " + "YWxhZGRpbjpvcGVuc2VzYW1l",
-        "SHA-512 answer": good.replace("algorithm=MD5", "algorithm=SHA-512"),
-        "empty": "",
-    }
-    for what, value in bad.items():
-        status, _ = ua.register(a.user, d, value)
-        check(status is not None and 400 <= status < 500, "%s Authorization: 4xx (got %s)" % (what, status))
-    status, _ = ua.register(a.user, d, answer(ch, a.user, a.password, d))
-    check(status == 200, "still answering after bad input: 200 (got %s)" % status)
-
-    if a.stale_after > 0:
-        status, text = ua.register(a.user, d)
-        old = header(text, "WWW-Authenticate")
-        time.sleep(a.stale_after + 1.5)
-        status, text = ua.register(a.user, d, answer(old, a.user, a.password, d))
-        check(status == 401, "a nonce replayed after it expired: 401 (got %s)" % status)
-        check("stale=true" in header(text, "WWW-Authenticate").lower(), "the new challenge says stale=true")
-        fresh = header(text, "WWW-Authenticate")
-        if fresh:
-            status, _ = ua.register(a.user, d, answer(fresh, a.user, a.password, d))
-            check(status == 200, "the fresh challenge answered: 200 (got %s)" % status)
-
-    print("%d checks, %d failed" % (checks, len(failures)))
+    print("== afterwards")
+    authed(u, pw, what="%s registers again" % u)
+    authed(a.other, a.other_password, what="%s registers again" % a.other)
+    print("auth-checks: %d passed, %d failed" % (passed, len(failures)))
     return 1 if failures else 0
 
 

@@ -18,6 +18,10 @@
  * Script functions mirror the registrar module: chordsip_save() (1 inserted,
  * 2 updated, 3 deleted, 4 contacts returned; the reply is sent) and
  * chordsip_lookup() (1 found, -1 not found, -3 internal error).
+ * chordsip_ha1(user, realm, $var) loads a user's digest HA1, stored in the
+ * overlay by an administrator (`chordsip user add`), for the auth module's
+ * pv_www_authenticate(realm, $var, 1): 1 found, -1 no such user, -2 bad
+ * arguments, -3 internal error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +49,8 @@
 #include "../../core/rpc_lookup.h"
 #include "../../core/kemi.h"
 #include "../../core/mod_fix.h"
+#include "../../core/pvar.h"
+#include "../../core/lvalue.h"
 #include "../../core/data_lump_rpl.h"
 #include "../../core/cfg/cfg_struct.h"
 #include "../../core/parser/msg_parser.h"
@@ -78,6 +84,10 @@ static int p_replicas = 3;
 static int p_op_timeout = 1500;   /* ms: the node's lookups and storage calls */
 static int p_timeout = 2000;      /* ms: the longest a worker waits for one call */
 static int p_leave_timeout = 2000; /* ms: graceful leave at shutdown */
+/* SIP digest credentials in the overlay (chordsip_ha1) */
+static char *p_credentials_key_file = ""; /* `chordsip keygen`: opens the records */
+static char *p_credential_admins = "";    /* public keys whose records count */
+static char *p_digest_algorithm = "MD5";  /* as auth's "algorithm" parameter */
 
 static param_export_t params[] = {
 	{"listen", PARAM_STRING, &p_listen},
@@ -95,6 +105,9 @@ static param_export_t params[] = {
 	{"lookup_timeout", PARAM_INT, &p_op_timeout},
 	{"timeout", PARAM_INT, &p_timeout},
 	{"leave_timeout", PARAM_INT, &p_leave_timeout},
+	{"credentials_key_file", PARAM_STRING, &p_credentials_key_file},
+	{"credential_admins", PARAM_STRING, &p_credential_admins},
+	{"digest_algorithm", PARAM_STRING, &p_digest_algorithm},
 	{0, 0, 0}
 };
 
@@ -103,6 +116,10 @@ static param_export_t params[] = {
 static char socket_path[256];
 static unsigned char overlay_key[1024];
 static size_t overlay_key_len;
+/* The credentials key as 64 hex digits (read in mod_init, before the fork). */
+#define CREDENTIALS_KEY_HEX 64
+static char credentials_key[CREDENTIALS_KEY_HEX + 1];
+static uint32_t digest_algorithm = CHORDSIP_DIGEST_MD5;
 static sl_api_t slb;
 
 /* The client handle of this process (created lazily, after the fork). */
@@ -110,7 +127,10 @@ static chordsip_client *client;
 static pid_t client_pid;
 
 static counter_handle_t cnt_saves, cnt_lookups, cnt_not_found, cnt_errors, cnt_slow;
+static counter_handle_t cnt_ha1_found, cnt_ha1_unknown;
 static counter_def_t counters[] = {
+	{&cnt_ha1_found, "ha1_found", 0, 0, 0, "chordsip_ha1 calls that loaded an HA1"},
+	{&cnt_ha1_unknown, "ha1_unknown", 0, 0, 0, "chordsip_ha1 calls for no such user"},
 	{&cnt_saves, "saves", 0, 0, 0, "REGISTERs handled by chordsip_save"},
 	{&cnt_lookups, "lookups", 0, 0, 0, "chordsip_lookup calls that found a contact"},
 	{&cnt_not_found, "not_found", 0, 0, 0, "chordsip_lookup calls for an AOR with no contact"},
@@ -154,6 +174,15 @@ static chordsip_client *get_client(void)
 		return NULL;
 	}
 	client_pid = getpid();
+	/* The credentials key stays in this process: the handle opens the
+	 * sealed records itself. Without it chordsip_ha1() answers -3. */
+	if(credentials_key[0]) {
+		rc = chordsip_client_set_credential_trust(client, credentials_key,
+				p_credential_admins);
+		if(rc != CHORDSIP_OK)
+			LM_ERR("cannot give the client handle the credentials key: %s\n",
+					chordsip_result_str(rc));
+	}
 	return client;
 }
 
@@ -337,6 +366,89 @@ static int read_key_file(void)
 	return 0;
 }
 
+/* credentials_key_file: 64 hex digits (`chordsip keygen --out FILE`), read
+ * once here in main, before the fork; whitespace around them is ignored. */
+static int read_credentials_key(void)
+{
+	credentials_key[0] = 0;
+	if(p_credentials_key_file[0] == 0)
+		return 0;
+	int fd = open(p_credentials_key_file, O_RDONLY | O_CLOEXEC);
+	if(fd < 0) {
+		LM_ERR("cannot open credentials_key_file %s: %s\n", p_credentials_key_file,
+				strerror(errno));
+		return -1;
+	}
+	char text[256];
+	ssize_t n = read(fd, text, sizeof text);
+	close(fd);
+	size_t a = 0, b = n > 0 ? (size_t)n : 0;
+	while(a < b && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r' || text[a] == '\n'))
+		a++;
+	while(b > a
+			&& (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\r'
+					|| text[b - 1] == '\n'))
+		b--;
+	int ok = b - a == CREDENTIALS_KEY_HEX;
+	for(size_t i = a; ok && i < b; i++)
+		ok = (text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')
+			 || (text[i] >= 'A' && text[i] <= 'F');
+	if(!ok) {
+		LM_ERR("credentials_key_file %s must hold %d hex digits (chordsip keygen)\n",
+				p_credentials_key_file, CREDENTIALS_KEY_HEX);
+		memset(text, 0, sizeof text);
+		return -1;
+	}
+	memcpy(credentials_key, text + a, CREDENTIALS_KEY_HEX);
+	credentials_key[CREDENTIALS_KEY_HEX] = 0;
+	memset(text, 0, sizeof text);
+	return 0;
+}
+
+/* The credential parameters, checked by the library's own parsers now so a
+ * bad cfg fails at startup (the key itself is never logged). */
+static int check_credentials(void)
+{
+	if(strcasecmp(p_digest_algorithm, "MD5") == 0)
+		digest_algorithm = CHORDSIP_DIGEST_MD5;
+	else if(strcasecmp(p_digest_algorithm, "SHA-256") == 0)
+		digest_algorithm = CHORDSIP_DIGEST_SHA256;
+	else {
+		LM_ERR("digest_algorithm must be MD5 or SHA-256 (as auth's algorithm)\n");
+		return -1;
+	}
+	if(read_credentials_key() < 0)
+		return -1;
+	if(credentials_key[0] == 0) {
+		if(p_credential_admins[0])
+			LM_WARN("credential_admins without credentials_key_file: chordsip_ha1() "
+					"will fail\n");
+		return 0;
+	}
+	if(p_credential_admins[0] == 0) {
+		LM_ERR("credentials_key_file needs credential_admins (the public keys of "
+			   "the administrators who add users)\n");
+		return -1;
+	}
+	chordsip_config *cfg = NULL;
+	char err[256];
+	if(chordsip_config_new(&cfg) != CHORDSIP_OK)
+		return -1;
+	int ok = 1;
+	if(chordsip_config_set(cfg, "credentials_key", credentials_key, err, sizeof err)
+			!= CHORDSIP_OK) {
+		LM_ERR("credentials_key_file %s: not a credentials key\n", p_credentials_key_file);
+		ok = 0;
+	} else if(chordsip_config_set(cfg, "credential_admins", p_credential_admins, err,
+					  sizeof err)
+			  != CHORDSIP_OK) {
+		LM_ERR("credential_admins: %s\n", err);
+		ok = 0;
+	}
+	chordsip_config_free(cfg);
+	return ok ? 0 : -1;
+}
+
 static int mod_init(void)
 {
 	if(p_timeout <= 0 || p_op_timeout <= 0 || p_leave_timeout < 0 || p_replicas < 1) {
@@ -352,7 +464,7 @@ static int mod_init(void)
 		LM_ERR("socket path %s is too long for a UNIX socket\n", socket_path);
 		return -1;
 	}
-	if(read_key_file() < 0)
+	if(read_key_file() < 0 || check_credentials() < 0)
 		return -1;
 	/* Check the options now, so a bad cfg fails at startup, in main. */
 	chordsip_config *cfg = NULL;
@@ -643,6 +755,8 @@ static int save_register(sip_msg_t *msg)
 
 static int w_save(sip_msg_t *msg, char *p1, char *p2)
 {
+	(void)p1;
+	(void)p2;
 	return save_register(msg);
 }
 
@@ -749,6 +863,8 @@ static int lookup_aor(sip_msg_t *msg, str *aor_uri)
 
 static int w_lookup(sip_msg_t *msg, char *p1, char *p2)
 {
+	(void)p1;
+	(void)p2;
 	if(parse_sip_msg_uri(msg) < 0)
 		return -3;
 	str ruri = msg->new_uri.s ? msg->new_uri : msg->first_line.u.request.uri;
@@ -757,6 +873,7 @@ static int w_lookup(sip_msg_t *msg, char *p1, char *p2)
 
 static int w_lookup_uri(sip_msg_t *msg, char *uri, char *p2)
 {
+	(void)p2;
 	str s;
 	if(fixup_get_svalue(msg, (gparam_t *)uri, &s) < 0)
 		return -3;
@@ -771,6 +888,169 @@ static int ki_lookup(sip_msg_t *msg)
 static int ki_lookup_uri(sip_msg_t *msg, str *uri)
 {
 	return lookup_aor(msg, uri);
+}
+
+/* ---- chordsip_ha1 ------------------------------------------------------ */
+
+/* Longest user name and realm the overlay stores (the library's limit). */
+#define NAME_MAX_LEN 255
+
+/* "MD5" / "SHA-256" as chordsip_digest_algorithm; 0 for anything else. */
+static uint32_t algorithm_of(const str *s)
+{
+	if(s->len == 3 && strncasecmp(s->s, "MD5", 3) == 0)
+		return CHORDSIP_DIGEST_MD5;
+	if(s->len == 7 && strncasecmp(s->s, "SHA-256", 7) == 0)
+		return CHORDSIP_DIGEST_SHA256;
+	return 0;
+}
+
+/* Sets the output variable to the string value (copied by the setter). */
+static int set_output(sip_msg_t *msg, pv_spec_t *out, char *value)
+{
+	pv_value_t val;
+	memset(&val, 0, sizeof val);
+	val.flags = PV_VAL_STR;
+	val.rs.s = value;
+	val.rs.len = (int)strlen(value);
+	if(out->setf == NULL || out->setf(msg, &out->pvp, (int)EQ_T, &val) < 0) {
+		LM_ERR("cannot set the HA1 output variable\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The HA1 of user@realm for `algorithm` into `out`: 1 found, -1 no such
+ * user, -2 bad arguments, -3 internal error. On anything but 1 the variable
+ * is emptied, so an HA1 left in it from an earlier request never serves. */
+static int load_ha1(sip_msg_t *msg, const str *user, const str *realm, uint32_t algorithm,
+		pv_spec_t *out)
+{
+	char u[NAME_MAX_LEN + 1], r[NAME_MAX_LEN + 1];
+	char ha1[2 * 32 + 1] = ""; /* hex of the longest digest (SHA-256) and its NUL */
+	int ret;
+	if(out == NULL || out->setf == NULL) {
+		LM_ERR("chordsip_ha1: the output is not a writable variable\n");
+		return -2;
+	}
+	if(user->len <= 0 || realm->len <= 0 || algorithm == 0
+			|| cstr(user, u, sizeof u) == NULL || cstr(realm, r, sizeof r) == NULL
+			|| strlen(u) != (size_t)user->len || strlen(r) != (size_t)realm->len) {
+		/* empty, too long, or with a NUL inside: what a client sent */
+		LM_DBG("chordsip_ha1: bad user, realm or algorithm\n");
+		ret = -2;
+		goto empty;
+	}
+	chordsip_client *c = get_client();
+	if(c == NULL) {
+		counter_inc(cnt_errors);
+		ret = -3;
+		goto empty;
+	}
+	double t0 = now_ms();
+	int rc = chordsip_client_credential_ha1(c, u, r, algorithm, ha1, sizeof ha1);
+	note_duration("chordsip_ha1", t0);
+	switch(rc) {
+		case CHORDSIP_OK:
+			if(set_output(msg, out, ha1) < 0) {
+				memset(ha1, 0, sizeof ha1);
+				return -3;
+			}
+			memset(ha1, 0, sizeof ha1);
+			counter_inc(cnt_ha1_found);
+			return 1;
+		case CHORDSIP_ERR_NOT_FOUND:
+			counter_inc(cnt_ha1_unknown);
+			ret = -1;
+			break;
+		case CHORDSIP_ERR_INVALID_ARGUMENT:
+		case CHORDSIP_ERR_BAD_UTF8:
+			/* e.g. control characters or bad UTF-8 in a user name */
+			LM_DBG("chordsip_ha1: the library refused %s@%s: %s\n", u, r,
+					chordsip_result_str(rc));
+			ret = -2;
+			break;
+		default:
+			counter_inc(cnt_errors);
+			LM_ERR("chordsip_ha1 of %s@%s: %s\n", u, r, chordsip_result_str(rc));
+			ret = -3;
+	}
+empty:
+	ha1[0] = 0;
+	if(set_output(msg, out, ha1) < 0)
+		return -3;
+	return ret;
+}
+
+static int fixup_ha1(void **param, int param_no)
+{
+	switch(param_no) {
+		case 1:
+		case 2:
+		case 4:
+			return fixup_spve_null(param, 1);
+		case 3:
+			if(fixup_pvar_null(param, 1) != 0) {
+				LM_ERR("chordsip_ha1: the third parameter must be a variable\n");
+				return -1;
+			}
+			if(((pv_spec_t *)(*param))->setf == NULL) {
+				LM_ERR("chordsip_ha1: the third parameter is a read-only variable\n");
+				fixup_free_pvar_null(param, 1);
+				return -1;
+			}
+			return 0;
+	}
+	return -1;
+}
+
+static int fixup_free_ha1(void **param, int param_no)
+{
+	switch(param_no) {
+		case 1:
+		case 2:
+		case 4:
+			return fixup_free_spve_null(param, 1);
+		case 3:
+			return fixup_free_pvar_null(param, 1);
+	}
+	return -1;
+}
+
+static int w_ha1_alg(sip_msg_t *msg, char *user, char *realm, char *out, char *alg)
+{
+	str su, sr, sa;
+	uint32_t algorithm = digest_algorithm;
+	if(fixup_get_svalue(msg, (gparam_t *)user, &su) < 0
+			|| fixup_get_svalue(msg, (gparam_t *)realm, &sr) < 0)
+		su.len = sr.len = 0; /* -2 below (and the variable emptied) */
+	if(alg != NULL) {
+		if(fixup_get_svalue(msg, (gparam_t *)alg, &sa) < 0)
+			sa.len = 0;
+		algorithm = algorithm_of(&sa);
+	}
+	return load_ha1(msg, &su, &sr, algorithm, (pv_spec_t *)out);
+}
+
+static int w_ha1(sip_msg_t *msg, char *user, char *realm, char *out)
+{
+	return w_ha1_alg(msg, user, realm, out, NULL);
+}
+
+/* KEMI: the variable by name, e.g. KSR.chordsip.ha1(user, realm, "$var(ha1)"). */
+static int ki_ha1_alg(sip_msg_t *msg, str *user, str *realm, str *pvname, str *alg)
+{
+	pv_spec_t *out = pv_cache_get(pvname);
+	if(out == NULL) {
+		LM_ERR("chordsip_ha1: %.*s is not a variable\n", pvname->len, pvname->s);
+		return -2;
+	}
+	return load_ha1(msg, user, realm, alg ? algorithm_of(alg) : digest_algorithm, out);
+}
+
+static int ki_ha1(sip_msg_t *msg, str *user, str *realm, str *pvname)
+{
+	return ki_ha1_alg(msg, user, realm, pvname, NULL);
 }
 
 /* ---- RPC: chordsip.ring, chordsip.stats ------------------------------- */
@@ -828,6 +1108,12 @@ static cmd_export_t cmds[] = {
 			REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE},
 	{"chordsip_lookup", (cmd_function)w_lookup_uri, 1, fixup_spve_null, fixup_free_spve_null,
 			REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE},
+	/* 3 and 4 parameters: Kamailio calls them with as many (the cast goes
+	 * through void (*)(void), the generic function pointer type) */
+	{"chordsip_ha1", (cmd_function)(void (*)(void))w_ha1, 3, fixup_ha1, fixup_free_ha1,
+			ANY_ROUTE},
+	{"chordsip_ha1", (cmd_function)(void (*)(void))w_ha1_alg, 4, fixup_ha1, fixup_free_ha1,
+			ANY_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -844,7 +1130,9 @@ struct module_exports exports = {
 	mod_destroy
 };
 
-/* KSR.chordsip.save(), KSR.chordsip.lookup(), KSR.chordsip.lookup_uri(uri) */
+/* KSR.chordsip.save(), KSR.chordsip.lookup(), KSR.chordsip.lookup_uri(uri),
+ * KSR.chordsip.ha1(user, realm, pvname) (also as chordsip_ha1),
+ * KSR.chordsip.ha1_alg(user, realm, pvname, algorithm) */
 static sr_kemi_t sr_kemi_chordsip_exports[] = {
 	{str_init("chordsip"), str_init("save"), SR_KEMIP_INT, ki_save,
 		{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
@@ -855,11 +1143,24 @@ static sr_kemi_t sr_kemi_chordsip_exports[] = {
 	{str_init("chordsip"), str_init("lookup_uri"), SR_KEMIP_INT, ki_lookup_uri,
 		{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE}},
+	{str_init("chordsip"), str_init("ha1"), SR_KEMIP_INT, ki_ha1,
+		{SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE}},
+	{str_init("chordsip"), str_init("chordsip_ha1"), SR_KEMIP_INT, ki_ha1,
+		{SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE}},
+	{str_init("chordsip"), str_init("ha1_alg"), SR_KEMIP_INT, ki_ha1_alg,
+		{SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE}},
 	{{0, 0}, {0, 0}, 0, NULL, {0, 0, 0, 0, 0, 0}}
 };
 
 int mod_register(char *path, int *dlflags, void *p1, void *p2)
 {
+	(void)path;
+	(void)dlflags;
+	(void)p1;
+	(void)p2;
 	sr_kemi_modules_add(sr_kemi_chordsip_exports);
 	return 0;
 }

@@ -20,8 +20,24 @@ environment is the embedded interpreter's ``os.environ``):
     CHORDSIP_LIBRARY      libchordsip.so to load (read by the binding)
     CHORDSIP_PYTHON_PATH  the folder holding the ``chordsip`` package (default:
                           bindings/python of the checkout this script is in)
+    CHORDSIP_CREDENTIALS_KEY_FILE  the credentials key (`chordsip keygen`)
+                          that opens the SIP credentials in the overlay
+    CHORDSIP_CREDENTIAL_ADMINS     the administrators' public keys, comma-
+                          separated: only records they wrote count
+    CHORDSIP_DIGEST_ALGORITHM      MD5 (default) or SHA-256: the auth
+                          module's `algorithm`
+    CHORDSIP_AUTH         "0": store REGISTERs unauthenticated (as before
+                          issue 14); default: authenticate them
 
-Semantics (as chordsip_save() / chordsip_lookup() of the module):
+Semantics (as bindings/kamailio/kamailio.cfg with the module):
+  REGISTER for a domain not ours (To URI not myself): 403 "Forbidden (not
+  our domain)". Then SIP digest authentication (the auth module, KEMI
+  pv_auth_check, with the user's HA1 read from the overlay, as the module's
+  chordsip_ha1() does, through ctypes): no credentials 401 with a challenge
+  (qop=auth); unknown user or wrong password 403 "Forbidden"; an expired
+  nonce 401 with stale=true; malformed credentials 400; authenticated as
+  another user than the To (and From) URI's 403 "Forbidden (not your AOR)".
+  Then as chordsip_save() / chordsip_lookup() of the module:
   REGISTER: 200 OK with one Contact per binding; a refusal or failure is
   answered from the library's table (chordsip.sip_reply: 400 malformed, 403
   too many bindings, 423 with Min-Expires, 500 CSeq out of order, 503 with
@@ -42,6 +58,7 @@ the workers: nothing here touches the overlay or even loads libchordsip at
 import time; each process creates its own Client on first use.
 """
 
+import ctypes
 import os
 import sys
 import time
@@ -429,6 +446,143 @@ def lookup():
     return 1
 
 
+# ---- SIP credentials (the module's chordsip_ha1()) ---------------------------
+#
+# The Python binding has no credential calls yet: this process's own client
+# handle, through ctypes on the same libchordsip, given the credentials key.
+
+_cred = None  # (pid, CDLL, handle) of this process
+CHORDSIP_ERR_INVALID_ARGUMENT, CHORDSIP_ERR_BAD_UTF8, CHORDSIP_ERR_NOT_FOUND = 10, 12, 26
+_ALGORITHMS = {"MD5": 1, "SHA-256": 2}
+
+
+def _cred_lib():
+    lib = ctypes.CDLL(chordsip.library_path())  # its own function prototypes
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    lib.chordsip_client_new.argtypes = [cp, cp, cp, ctypes.c_size_t, ctypes.c_uint32,
+                                        ctypes.POINTER(vp)]
+    lib.chordsip_client_new.restype = ctypes.c_int
+    lib.chordsip_client_set_credential_trust.argtypes = [vp, cp, cp]
+    lib.chordsip_client_set_credential_trust.restype = ctypes.c_int
+    lib.chordsip_client_credential_ha1.argtypes = [vp, cp, cp, ctypes.c_uint32, cp, ctypes.c_size_t]
+    lib.chordsip_client_credential_ha1.restype = ctypes.c_int
+    lib.chordsip_result_str.argtypes = [ctypes.c_int]
+    lib.chordsip_result_str.restype = cp
+    return lib
+
+
+def _cred_handle():
+    """(lib, handle) of this process, created on first use; None on failure."""
+    global _cred
+    if _cred is not None and _cred[0] == os.getpid():
+        return _cred[1], _cred[2]
+    _cred = None  # a parent's handle is left to the parent
+    try:
+        with open(os.environ.get("CHORDSIP_CREDENTIALS_KEY_FILE", ""), "rb") as f:
+            key = f.read(256).strip()
+        admins = os.environ.get("CHORDSIP_CREDENTIAL_ADMINS", "").encode()
+        cfg = _config()
+        lib = _cred_lib()
+        okey = _read_key()
+        h = ctypes.c_void_p()
+        rc = lib.chordsip_client_new(cfg["peer"].encode(), cfg["overlay"].encode(), okey,
+                                     len(okey or b""), cfg["timeout_ms"], ctypes.byref(h))
+        if rc == 0:
+            rc = lib.chordsip_client_set_credential_trust(h, key, admins)
+            if rc != 0:
+                lib.chordsip_client_free.argtypes = [ctypes.c_void_p]
+                lib.chordsip_client_free(h)
+        if rc != 0:
+            KSR.err("chordsip: no credentials client: %s\n" % lib.chordsip_result_str(rc).decode())
+            return None
+    except Exception as e:  # no key file, no library
+        KSR.err("chordsip: no credentials client: %s\n" % e)
+        return None
+    _cred = (os.getpid(), lib, h)
+    return lib, h
+
+
+def credential_ha1(user, realm):
+    """(1, HA1) found, (-1, None) no such user, (-2, None) bad user name or
+    realm, (-3, None) internal error: chordsip_ha1()'s answers."""
+    alg = _ALGORITHMS.get(os.environ.get("CHORDSIP_DIGEST_ALGORITHM", "MD5").upper())
+    try:
+        u, r = user.encode("utf-8", "surrogateescape"), realm.encode("utf-8", "surrogateescape")
+    except (AttributeError, UnicodeError):
+        return -2, None
+    if not u or not r or len(u) > 255 or len(r) > 255 or b"\0" in u + r or alg is None:
+        return -2, None
+    got = _cred_handle()
+    if got is None:
+        return -3, None
+    lib, h = got
+    out = ctypes.create_string_buffer(65)
+    started = time.monotonic()
+    rc = lib.chordsip_client_credential_ha1(h, u, r, alg, out, len(out))
+    _timed("credential_ha1", started)
+    if rc == 0:
+        return 1, out.value.decode()
+    if rc == CHORDSIP_ERR_NOT_FOUND:
+        return -1, None
+    if rc in (CHORDSIP_ERR_INVALID_ARGUMENT, CHORDSIP_ERR_BAD_UTF8):
+        return -2, None
+    KSR.err("chordsip: credential of %r@%r: %s\n" % (user, realm, lib.chordsip_result_str(rc).decode()))
+    return -3, None
+
+
+def _pv(name):
+    """A PV's value as text, "" when unset or not UTF-8."""
+    try:
+        return KSR.pv.get(name) or ""
+    except UnicodeError:
+        return ""
+
+
+def authenticate():
+    """route[AUTH] of kamailio.cfg: True to go on (authenticated as the
+    AOR's user, credentials consumed); False when the reply was sent."""
+    try:
+        realm = KSR.pv.get("$td")
+    except UnicodeError:  # the interpreter decodes values as UTF-8
+        realm = None
+    if not realm:
+        KSR.sl.send_reply(400, "Bad Request (To)")
+        return False
+    if KSR.auth.has_credentials(realm) < 0:
+        KSR.auth.auth_challenge(realm, 1)  # 401 for a REGISTER, qop=auth
+        return False
+    try:
+        user = KSR.pv.get("$au") or ""
+    except UnicodeError:
+        user = ""  # -2 below: 400
+    rc, ha1 = credential_ha1(user, realm)
+    if rc == -1:
+        KSR.sl.send_reply(403, "Forbidden")
+        return False
+    if rc == -2:
+        KSR.sl.send_reply(400, "Bad Request (credentials)")
+        return False
+    if rc < 0:
+        KSR.sl.send_reply(500, "Server Internal Error")
+        return False
+    # flags 1: the password is an HA1; checks 1: the user is the To and From user's
+    rc = KSR.auth.pv_auth_check(realm, ha1, 1, 1)
+    if rc == 1:
+        KSR.auth.consume_credentials()
+        return True
+    if rc == -8:
+        KSR.sl.send_reply(403, "Forbidden (not your AOR)")
+    elif rc == -2:  # wrong password
+        KSR.sl.send_reply(403, "Forbidden")
+    elif rc == -4:  # the nonce expired: a new one, stale=true
+        KSR.auth.auth_challenge(realm, 17)
+    elif rc == -1:  # malformed credentials, a nonce not ours
+        KSR.sl.send_reply(400, "Bad Request (credentials)")
+    else:  # -5 none for this realm, -6 nonce reused
+        KSR.auth.auth_challenge(realm, 1)
+    return False
+
+
 # ---- the routing script ------------------------------------------------------
 
 
@@ -450,6 +604,11 @@ class kamailio:
         if KSR.sanity.sanity_check(17895, 7) < 0:
             return 1
         if KSR.is_REGISTER():
+            if KSR.is_myself(_pv("$tu")) <= 0:
+                KSR.sl.send_reply(403, "Forbidden (not our domain)")
+                return 1
+            if os.environ.get("CHORDSIP_AUTH", "1") != "0" and not authenticate():
+                return 1
             save()
             return 1
         if KSR.is_CANCEL():
@@ -476,6 +635,11 @@ class kamailio:
         return self.route_location()
 
     def route_location(self):
+        # no open relay: requests go to users of our domain only
+        if KSR.is_myself(_pv("$ru")) <= 0:
+            if not KSR.is_ACK():
+                KSR.sl.send_reply(403, "Not relaying")
+            return 1
         rc = lookup()
         if rc == -1:
             if not KSR.is_ACK():
