@@ -33,7 +33,7 @@ Semantics (as bindings/kamailio/kamailio.cfg with the module):
   REGISTER for a domain not ours (To URI not myself): 403 "Forbidden (not
   our domain)". Then SIP digest authentication (the auth module, KEMI
   pv_auth_check, with the user's HA1 read from the overlay, as the module's
-  chordsip_ha1() does, through ctypes): no credentials 401 with a challenge
+  chordsip_ha1() does, through its client handle): no credentials 401 with a challenge
   (qop=auth); unknown user or wrong password 403 "Forbidden"; an expired
   nonce 401 with stale=true; malformed credentials 400; authenticated as
   another user than the To (and From) URI's 403 "Forbidden (not your AOR)".
@@ -58,7 +58,6 @@ the workers: nothing here touches the overlay or even loads libchordsip at
 import time; each process creates its own Client on first use.
 """
 
-import ctypes
 import os
 import sys
 import time
@@ -448,86 +447,53 @@ def lookup():
 
 # ---- SIP credentials (the module's chordsip_ha1()) ---------------------------
 #
-# The Python binding has no credential calls yet: this process's own client
-# handle, through ctypes on the same libchordsip, given the credentials key.
+# This process's client handle reads them, given the credentials key and the
+# admins once (they stay in this process: nothing of them is sent).
 
-_cred = None  # (pid, CDLL, handle) of this process
-CHORDSIP_ERR_INVALID_ARGUMENT, CHORDSIP_ERR_BAD_UTF8, CHORDSIP_ERR_NOT_FOUND = 10, 12, 26
-_ALGORITHMS = {"MD5": 1, "SHA-256": 2}
-
-
-def _cred_lib():
-    lib = ctypes.CDLL(chordsip.library_path())  # its own function prototypes
-    vp, cp = ctypes.c_void_p, ctypes.c_char_p
-    lib.chordsip_client_new.argtypes = [cp, cp, cp, ctypes.c_size_t, ctypes.c_uint32,
-                                        ctypes.POINTER(vp)]
-    lib.chordsip_client_new.restype = ctypes.c_int
-    lib.chordsip_client_set_credential_trust.argtypes = [vp, cp, cp]
-    lib.chordsip_client_set_credential_trust.restype = ctypes.c_int
-    lib.chordsip_client_credential_ha1.argtypes = [vp, cp, cp, ctypes.c_uint32, cp, ctypes.c_size_t]
-    lib.chordsip_client_credential_ha1.restype = ctypes.c_int
-    lib.chordsip_result_str.argtypes = [ctypes.c_int]
-    lib.chordsip_result_str.restype = cp
-    return lib
+_trusted_pid = None  # the process whose client was given the credentials key
+_ALGORITHMS = ("MD5", "SHA-256")
 
 
-def _cred_handle():
-    """(lib, handle) of this process, created on first use; None on failure."""
-    global _cred
-    if _cred is not None and _cred[0] == os.getpid():
-        return _cred[1], _cred[2]
-    _cred = None  # a parent's handle is left to the parent
+def _credential_client():
+    """This process's Client, able to read credentials; None on failure."""
+    global _trusted_pid
+    client = get_client()
+    if client is None or _trusted_pid == os.getpid():
+        return client
     try:
-        with open(os.environ.get("CHORDSIP_CREDENTIALS_KEY_FILE", ""), "rb") as f:
+        with open(os.environ.get("CHORDSIP_CREDENTIALS_KEY_FILE", ""), "r") as f:
             key = f.read(256).strip()
-        admins = os.environ.get("CHORDSIP_CREDENTIAL_ADMINS", "").encode()
-        cfg = _config()
-        lib = _cred_lib()
-        okey = _read_key()
-        h = ctypes.c_void_p()
-        rc = lib.chordsip_client_new(cfg["peer"].encode(), cfg["overlay"].encode(), okey,
-                                     len(okey or b""), cfg["timeout_ms"], ctypes.byref(h))
-        if rc == 0:
-            rc = lib.chordsip_client_set_credential_trust(h, key, admins)
-            if rc != 0:
-                lib.chordsip_client_free.argtypes = [ctypes.c_void_p]
-                lib.chordsip_client_free(h)
-        if rc != 0:
-            KSR.err("chordsip: no credentials client: %s\n" % lib.chordsip_result_str(rc).decode())
-            return None
-    except Exception as e:  # no key file, no library
-        KSR.err("chordsip: no credentials client: %s\n" % e)
+        client.set_credential_trust(key, os.environ.get("CHORDSIP_CREDENTIAL_ADMINS", ""))
+    except (OSError, ValueError, chordsip.ChordsipError) as e:  # no key file, a bad key
+        KSR.err("chordsip: no credentials for this process: %s\n" % e)
         return None
-    _cred = (os.getpid(), lib, h)
-    return lib, h
+    _trusted_pid = os.getpid()
+    return client
 
 
 def credential_ha1(user, realm):
     """(1, HA1) found, (-1, None) no such user, (-2, None) bad user name or
     realm, (-3, None) internal error: chordsip_ha1()'s answers."""
-    alg = _ALGORITHMS.get(os.environ.get("CHORDSIP_DIGEST_ALGORITHM", "MD5").upper())
-    try:
-        u, r = user.encode("utf-8", "surrogateescape"), realm.encode("utf-8", "surrogateescape")
-    except (AttributeError, UnicodeError):
+    alg = os.environ.get("CHORDSIP_DIGEST_ALGORITHM", "MD5").upper()
+    if not isinstance(user, str) or not isinstance(realm, str) or alg not in _ALGORITHMS:
         return -2, None
-    if not u or not r or len(u) > 255 or len(r) > 255 or b"\0" in u + r or alg is None:
+    if not user or not realm or len(user.encode("utf-8", "surrogateescape")) > 255 \
+            or len(realm.encode("utf-8", "surrogateescape")) > 255 or "\0" in user + realm:
         return -2, None
-    got = _cred_handle()
-    if got is None:
+    client = _credential_client()
+    if client is None:
         return -3, None
-    lib, h = got
-    out = ctypes.create_string_buffer(65)
     started = time.monotonic()
-    rc = lib.chordsip_client_credential_ha1(h, u, r, alg, out, len(out))
-    _timed("credential_ha1", started)
-    if rc == 0:
-        return 1, out.value.decode()
-    if rc == CHORDSIP_ERR_NOT_FOUND:
-        return -1, None
-    if rc in (CHORDSIP_ERR_INVALID_ARGUMENT, CHORDSIP_ERR_BAD_UTF8):
+    try:
+        ha1 = client.credential_ha1(user, realm, alg)
+    except (chordsip.InvalidArgument, chordsip.BadUtf8):
         return -2, None
-    KSR.err("chordsip: credential of %r@%r: %s\n" % (user, realm, lib.chordsip_result_str(rc).decode()))
-    return -3, None
+    except chordsip.ChordsipError as e:
+        KSR.err("chordsip: credential of %r@%r: %s\n" % (user, realm, e))
+        return -3, None
+    finally:
+        _timed("credential_ha1", started)
+    return (1, ha1) if ha1 is not None else (-1, None)
 
 
 def _pv(name):
