@@ -184,11 +184,13 @@ for setup in "${auth_setups[@]}"; do
         t0=$(date +%s.%N) n=0
         while IFS=';' read -r user _ cred; do
             pw=${cred##*password=}
-            printf '%s\n' "${pw%]}" | timeout 20 "$ROOT/target/release/chordsip" user add "$user@$DOMAIN" \
-                --bootstrap "127.0.0.1:$((BASE + 16))" --admin-key-file "$OUT/admin.key" \
-                --credentials-key-file "$OUT/credentials.key" >>"$OUT/user-add.log" 2>&1 && n=$((n + 1))
-        done < <(tail -n +2 "$OUT/auth-users.csv")
-        echo "   $n of $AUTH_USERS users stored with chordsip user add in $(elapsed "$t0") s"
+            printf '%s@%s %s\n' "$user" "$DOMAIN" "${pw%]}"
+        done < <(tail -n +2 "$OUT/auth-users.csv") >"$OUT/auth-users.txt"
+        timeout 120 "$ROOT/target/release/chordsip" user add --from-file "$OUT/auth-users.txt" \
+            --bootstrap "127.0.0.1:$((BASE + 16))" --admin-key-file "$OUT/admin.key" \
+            --credentials-key-file "$OUT/credentials.key" </dev/null >>"$OUT/user-add.log" 2>&1 &&
+            n=$AUTH_USERS
+        echo "   $n of $AUTH_USERS users stored with chordsip user add --from-file in $(elapsed "$t0") s"
         [ "$n" = "$AUTH_USERS" ] || { echo "provisioning failed: $OUT/user-add.log"; exit 1; }
         sleep 5 # the ring settles after the admin's short-lived nodes came and went
         target[$setup]=127.0.0.1:$((BASE + 6)) ;;
