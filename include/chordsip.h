@@ -196,12 +196,14 @@ typedef enum {
 typedef enum {
   // Authenticated as the AOR's user: go on (e.g. `chordsip_node_register`).
   CHORDSIP_AUTH_OK = 0,
-  // No credentials for the AOR's realm: 401 with the challenge given.
+  // No credentials for the AOR's realm, or on a nonce this node did not
+  // issue (another registrar's, without a shared `digest_nonce_secret`):
+  // 401 with the challenge given.
   CHORDSIP_AUTH_CHALLENGE = 1,
   // Credentials on an expired nonce (e.g. a replayed request): 401 with
   // the challenge given, which says `stale=true`.
   CHORDSIP_AUTH_STALE = 2,
-  // Wrong password, unknown user, or a nonce this node did not issue: 403.
+  // Wrong password or unknown user: 403.
   CHORDSIP_AUTH_FORBIDDEN = 3,
   // Authenticated, but as another user than the AOR's: 403.
   CHORDSIP_AUTH_NOT_YOURS = 4,

@@ -9,10 +9,10 @@
 #      --from-file`, the admin's writer key, the credentials key); SIPp
 #      registers the N users at A with digest authentication (401, then 200),
 #      each contact pointing at a SIPp UAS; wrong passwords and another user's
-#      credentials get 403 (register-auth-403.xml); tests/sip/auth_checks.py:
-#      401 without credentials, malformed, 10 kB-nonce, repeated-parameter and
-#      SHA-512 Authorization headers 4xx, a nonce replayed after its lifetime
-#      401 stale=true, and the proxy still answers;
+#      credentials get 403 (register-auth-403.xml); tests/sip/auth_checks.py
+#      at B (the checks kamailio-tests.sh makes too): exact 401/403 answers,
+#      13 malformed Authorization headers and a 10 kB nonce 400 or 401, a
+#      nonce replayed after its lifetime 401 stale=true, users still served;
 #   4. a SIPp UAC calls every user through B (INVITE/200/ACK/BYE/200), ACK
 #      and BYE to the AOR (looked up again);
 #   5. in-dialog requests: the same N calls through B with ACK and BYE sent

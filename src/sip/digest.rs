@@ -371,11 +371,12 @@ fn quote(s: &str) -> String {
 pub enum Verdict {
     /// Authenticated as this user, who may act for the AOR.
     Ok { user: String },
-    /// No credentials for this realm: 401 with a challenge.
+    /// No credentials for this realm, or on a nonce this server did not
+    /// issue: 401 with a challenge.
     Challenge,
     /// Credentials on an expired nonce: 401 with a challenge saying `stale=true`.
     Stale,
-    /// Wrong password, unknown user, or a nonce that is not ours: 403.
+    /// Wrong password or unknown user: 403.
     Forbidden,
     /// Authenticated, but as another user than the AOR's: 403.
     NotYours { user: String },
@@ -433,7 +434,9 @@ pub fn authenticate<E>(
         .nonces
         .check(&creds.nonce, realm, now_s, settings.nonce_lifetime_s)
     {
-        NonceState::Invalid => return Ok(Verdict::Forbidden),
+        // Another registrar's nonce (no shared secret) or a forged one: a
+        // new challenge lets a real UA recover; it tells a forger nothing.
+        NonceState::Invalid => return Ok(Verdict::Challenge),
         NonceState::Stale => return Ok(Verdict::Stale),
         NonceState::Fresh => {}
     }

@@ -210,7 +210,7 @@ fn authenticate_gives_each_case_its_answer() {
         &NonceKey::new([2; 32]).issue(realm, 100),
         Algorithm::Md5,
     );
-    assert_eq!(run("alice", Some(&not_ours), 100), Verdict::Forbidden);
+    assert_eq!(run("alice", Some(&not_ours), 100), Verdict::Challenge);
     assert!(matches!(
         run("alice", Some("Digest nonce"), 100),
         Verdict::Malformed(_)

@@ -69,11 +69,11 @@ class AuthVerdict(enum.IntEnum):
 
     #: Authenticated as the AOR's user.
     OK = 0
-    #: No credentials for the realm: 401 with the challenge.
+    #: No credentials for the realm, or on a nonce the node did not issue: 401.
     CHALLENGE = 1
     #: Credentials on an expired nonce: 401 with a ``stale=true`` challenge.
     STALE = 2
-    #: Wrong password, unknown user, or a nonce the node did not issue: 403.
+    #: Wrong password or unknown user: 403.
     FORBIDDEN = 3
     #: Authenticated as another user than the AOR's: 403.
     NOT_YOURS = 4
