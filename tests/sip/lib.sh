@@ -284,16 +284,16 @@ stop_uas() {
     elif [ "${2:-}" = reordered-ok ]; then
         # A proxy with several workers may relay a call's ACK after its BYE
         # (both sent back to back by the caller): the UAS aborts that call on
-        # the BYE and counts the late ACK as a second failed call. Those and
-        # only those are tolerated: every other call answered, every error one
-        # of the two.
+        # the BYE, and the late ACK, unless SIPp still holds the aborted call
+        # then, counts as a second failed call. Those and only those are
+        # tolerated: every other call answered, every error one of the two.
         local log r late all
         log=$(cat "$OUT"/uas/*_errors.log 2>/dev/null)
         r=$(grep -o 'Aborting call on an unexpected BYE' <<<"$log" | wc -l)
         late=$(grep -o "while expecting 'INVITE' (index 0), received 'ACK " <<<"$log" | wc -l)
         all=$(grep -o 'Aborting call' <<<"$log" | wc -l)
-        if [ $((ok + r)) = "$1" ] && [ "$bad" = $((2 * r)) ] && [ "$late" = "$r" ] &&
-            [ "$all" = $((2 * r)) ]; then
+        if [ $((ok + r)) = "$1" ] && [ "$late" -le "$r" ] && [ "$bad" = $((r + late)) ] &&
+            [ "$all" = $((r + late)) ]; then
             pass "$line; $r calls had their ACK relayed after their BYE"
         else
             fail uas "$line"
