@@ -326,12 +326,7 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         open_overlay: a.open_overlay,
         ..Config::default()
     };
-    for option in &a.options {
-        let (name, value) = option
-            .split_once('=')
-            .ok_or_else(|| format!("--set {option}: want NAME=VALUE"))?;
-        cfg.set(name, value).map_err(|e| e.to_string())?;
-    }
+    apply_sets(&mut cfg, &a.options)?;
     if let Some(p) = &a.writer_key_file {
         cfg.set("writer_key_file", &p.to_string_lossy())
             .map_err(|e| e.to_string())?;
@@ -378,6 +373,17 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         }
         Err(e) => Err(format!("leave incomplete: {e}")),
     }
+}
+
+/// Applies `--set NAME=VALUE` options to a node's configuration.
+fn apply_sets(cfg: &mut Config, options: &[String]) -> Result<(), String> {
+    for option in options {
+        let (name, value) = option
+            .split_once('=')
+            .ok_or_else(|| format!("--set {option}: want NAME=VALUE"))?;
+        cfg.set(name, value).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn client(a: &ViaArgs) -> Result<Client, String> {

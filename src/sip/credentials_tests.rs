@@ -16,6 +16,15 @@ struct Writer<'a> {
     owner: Owner,
 }
 
+impl Shared {
+    fn writer(&mut self, owner: Owner) -> Writer<'_> {
+        Writer {
+            shared: self,
+            owner,
+        }
+    }
+}
+
 impl DictStore for Writer<'_> {
     fn dict_get(&mut self, key: Id) -> Result<Vec<Value>, Error> {
         Ok(self
@@ -79,37 +88,17 @@ fn trust() -> CredentialTrust {
 fn a_registrar_reads_what_the_admin_stored() {
     let mut s = Shared::default();
     let alice = Credential::from_password("alice", "example.com", "secret").unwrap();
-    store(
-        &mut Writer {
-            shared: &mut s,
-            owner: ADMIN,
-        },
-        &KEY,
-        &alice,
-        DAY,
-    )
-    .unwrap();
-    let got = fetch(
-        &mut Writer {
-            shared: &mut s,
-            owner: [3; 32],
-        },
-        &trust(),
-        "alice",
-        "example.com",
-    )
-    .unwrap()
-    .unwrap();
+    store(&mut s.writer(ADMIN), &KEY, &alice, DAY).unwrap();
+    let got = fetch(&mut s.writer([3; 32]), &trust(), "alice", "example.com")
+        .unwrap()
+        .unwrap();
     assert_eq!(got, alice);
     assert_eq!(
         got.ha1_hex(Algorithm::Md5).unwrap(),
         crate::sip::digest::ha1(Algorithm::Md5, "alice", "example.com", "secret")
     );
     assert_eq!(got.ha1_hex(Algorithm::Sha256).unwrap().len(), 64);
-    let mut r = Writer {
-        shared: &mut s,
-        owner: [3; 32],
-    };
+    let mut r = s.writer([3; 32]);
     assert_eq!(fetch(&mut r, &trust(), "bob", "example.com").unwrap(), None);
     assert_eq!(
         fetch(&mut r, &trust(), "alice", "example.org").unwrap(),
@@ -125,20 +114,8 @@ fn a_registrar_reads_what_the_admin_stored() {
 fn records_of_non_admins_and_foreign_keys_are_not_used() {
     let mut s = Shared::default();
     let fake = Credential::from_password("alice", "example.com", "mallory's").unwrap();
-    store(
-        &mut Writer {
-            shared: &mut s,
-            owner: STRANGER,
-        },
-        &KEY,
-        &fake,
-        DAY,
-    )
-    .unwrap();
-    let mut r = Writer {
-        shared: &mut s,
-        owner: [3; 32],
-    };
+    store(&mut s.writer(STRANGER), &KEY, &fake, DAY).unwrap();
+    let mut r = s.writer([3; 32]);
     assert_eq!(
         fetch(&mut r, &trust(), "alice", "example.com").unwrap(),
         None,
@@ -147,20 +124,8 @@ fn records_of_non_admins_and_foreign_keys_are_not_used() {
     assert!(list(&mut r, &trust(), "example.com").unwrap().is_empty());
     // an admin record sealed with another key: a clear error, not "no user"
     let real = Credential::from_password("alice", "example.com", "secret").unwrap();
-    store(
-        &mut Writer {
-            shared: &mut s,
-            owner: ADMIN,
-        },
-        &[8; 32],
-        &real,
-        DAY,
-    )
-    .unwrap();
-    let mut r = Writer {
-        shared: &mut s,
-        owner: [3; 32],
-    };
+    store(&mut s.writer(ADMIN), &[8; 32], &real, DAY).unwrap();
+    let mut r = s.writer([3; 32]);
     assert!(matches!(
         fetch(&mut r, &trust(), "alice", "example.com"),
         Err(Error::Unauthorized(_))
@@ -171,16 +136,7 @@ fn records_of_non_admins_and_foreign_keys_are_not_used() {
 fn a_sealed_record_cannot_be_moved_to_another_user() {
     let mut s = Shared::default();
     let alice = Credential::from_password("alice", "example.com", "secret").unwrap();
-    store(
-        &mut Writer {
-            shared: &mut s,
-            owner: ADMIN,
-        },
-        &KEY,
-        &alice,
-        DAY,
-    )
-    .unwrap();
+    store(&mut s.writer(ADMIN), &KEY, &alice, DAY).unwrap();
     let (k, o, l) = s
         .entries
         .keys()
@@ -190,20 +146,14 @@ fn a_sealed_record_cannot_be_moved_to_another_user() {
     let v = s.entries[&(k, o, l.clone())].clone();
     s.entries
         .insert((record_key("bob", "example.com"), o, l), v);
-    let mut r = Writer {
-        shared: &mut s,
-        owner: [3; 32],
-    };
+    let mut r = s.writer([3; 32]);
     assert!(fetch(&mut r, &trust(), "bob", "example.com").is_err());
 }
 
 #[test]
 fn users_are_listed_added_and_removed() {
     let mut s = Shared::default();
-    let mut admin = Writer {
-        shared: &mut s,
-        owner: ADMIN,
-    };
+    let mut admin = s.writer(ADMIN);
     for i in 0..300 {
         let c = Credential::from_password(&format!("user{i}"), "example.com", "pw").unwrap();
         store(&mut admin, &KEY, &c, DAY).unwrap();

@@ -3,7 +3,7 @@
 //! that signs with the admin's writer key (only that key's records count
 //! at the registrars), writes or reads, and leaves.
 
-use super::{read_key, resolve, OverlayArgs};
+use super::{apply_sets, read_key, resolve, OverlayArgs};
 use chordsip::sip::credentials::{self, Credential, CredentialTrust};
 use chordsip::{Config, LogLevel, Node};
 use clap::{Args, Subcommand};
@@ -251,12 +251,7 @@ fn with_admin_node<T>(
         log_level: LogLevel::Off,
         ..Config::default()
     };
-    for option in &a.options {
-        let (name, value) = option
-            .split_once('=')
-            .ok_or_else(|| format!("--set {option}: want NAME=VALUE"))?;
-        cfg.set(name, value).map_err(|e| e.to_string())?;
-    }
+    apply_sets(&mut cfg, &a.options)?;
     let bootstrap = a
         .bootstrap
         .iter()
