@@ -123,6 +123,15 @@ fn copies_restored(addrs: &[SocketAddr], want: usize, max: Duration) -> bool {
         }
         if Instant::now() > end {
             eprintln!("only {total} of {want} entries held");
+            // Each node's lists and keys, to find the range short of copies.
+            for a in addrs {
+                if let Ok(t) = client(*a).ring_text() {
+                    eprintln!("=== RING {a}\n{t}");
+                }
+                if let Ok(t) = client(*a).stats_text() {
+                    eprintln!("=== STATS {a}\n{t}");
+                }
+            }
             return false;
         }
         std::thread::sleep(Duration::from_millis(200));
