@@ -22,6 +22,7 @@ pub mod error;
 pub mod ffi;
 pub mod id;
 pub mod identity;
+pub mod membership;
 pub mod node;
 pub mod owner;
 pub mod routing;

@@ -1,6 +1,6 @@
 //! The message bodies: one variant per request and reply kind (numbers in `Body::kind`).
 
-use super::{ItemSummary, NodeInfo, Status, WireEntry};
+use super::{ItemSummary, MemberChange, NodeInfo, Status, WireEntry};
 use crate::id::Id;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +121,26 @@ pub enum Body {
     /// a request from an address not yet proven, when the real answer would
     /// be larger than the request or the request changes state.
     Retry,
+    /// Membership changes of a one-hop overlay, spread over a tree: the
+    /// receiver applies them and passes them on to the members it knows in
+    /// (itself, `limit`).
+    Members {
+        limit: Id,
+        changes: Vec<MemberChange>,
+    },
+    MembersAck,
+    /// "My membership digests, bucket by bucket: send me what differs",
+    /// from the first id after `after` on (a page at a time).
+    MembersDigest {
+        after: Id,
+        buckets: Vec<u64>,
+    },
+    /// Members and removals in the buckets that differ; `more` when the
+    /// page could not hold them all (ask again after the last id).
+    MembersPage {
+        more: bool,
+        changes: Vec<MemberChange>,
+    },
 }
 
 impl Body {
@@ -156,6 +176,10 @@ impl Body {
             Body::ClientTransactionReply { .. } => 29,
             Body::ClientInfoReply { .. } => 27,
             Body::Retry => 30,
+            Body::Members { .. } => 31,
+            Body::MembersAck => 32,
+            Body::MembersDigest { .. } => 33,
+            Body::MembersPage { .. } => 34,
         }
     }
 
@@ -192,6 +216,10 @@ impl Body {
             Body::ClientTransactionReply { .. } => "client_transaction_reply",
             Body::ClientInfoReply { .. } => "client_info_reply",
             Body::Retry => "retry",
+            Body::Members { .. } => "members",
+            Body::MembersAck => "members_ack",
+            Body::MembersDigest { .. } => "members_digest",
+            Body::MembersPage { .. } => "members_page",
         }
     }
 
@@ -227,6 +255,8 @@ impl Body {
                 | Body::ClientInfoReply { .. }
                 | Body::ClientTransactionReply { .. }
                 | Body::Retry
+                | Body::MembersAck
+                | Body::MembersPage { .. }
         )
     }
 
@@ -237,7 +267,7 @@ impl Body {
     pub fn needs_signature(&self) -> bool {
         matches!(
             self,
-            Body::Notify | Body::Leaving { .. } | Body::Replicate { .. }
+            Body::Notify | Body::Leaving { .. } | Body::Replicate { .. } | Body::Members { .. }
         )
     }
 
@@ -255,6 +285,7 @@ impl Body {
                 | Body::SyncDigest { .. }
                 | Body::SyncItems { .. }
                 | Body::ClientPut { .. }
+                | Body::Members { .. }
         )
     }
 

@@ -269,28 +269,28 @@ pub enum EncodeError {
     ListTooLong,
 }
 
-struct Writer(Vec<u8>);
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(super) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(super) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
-    fn id(&mut self, id: &Id) {
+    pub(super) fn id(&mut self, id: &Id) {
         self.bytes(&id.0);
     }
-    fn addr(&mut self, addr: &SocketAddr) {
+    pub(super) fn addr(&mut self, addr: &SocketAddr) {
         match addr.ip() {
             IpAddr::V4(ip) => {
                 self.u8(4);
@@ -303,11 +303,11 @@ impl Writer {
         }
         self.u16(addr.port());
     }
-    fn node(&mut self, n: &NodeInfo) {
+    pub(super) fn node(&mut self, n: &NodeInfo) {
         self.id(&n.id);
         self.addr(&n.addr);
     }
-    fn nodes(&mut self, list: &[NodeInfo]) -> Result<(), EncodeError> {
+    pub(super) fn nodes(&mut self, list: &[NodeInfo]) -> Result<(), EncodeError> {
         if list.len() > MAX_NODE_LIST {
             return Err(EncodeError::ListTooLong);
         }
@@ -317,7 +317,7 @@ impl Writer {
         }
         Ok(())
     }
-    fn short_bytes(&mut self, v: &[u8]) -> Result<(), EncodeError> {
+    pub(super) fn short_bytes(&mut self, v: &[u8]) -> Result<(), EncodeError> {
         if v.len() > MAX_WRITER_LEN {
             return Err(EncodeError::ListTooLong);
         }
@@ -326,7 +326,7 @@ impl Writer {
         Ok(())
     }
     /// A page cursor: 0, or 1 and a writer.
-    fn cursor(&mut self, c: &Option<Vec<u8>>) -> Result<(), EncodeError> {
+    pub(super) fn cursor(&mut self, c: &Option<Vec<u8>>) -> Result<(), EncodeError> {
         match c {
             None => self.u8(0),
             Some(w) => {
@@ -336,7 +336,7 @@ impl Writer {
         }
         Ok(())
     }
-    fn entry(&mut self, e: &WireEntry) -> Result<(), EncodeError> {
+    pub(super) fn entry(&mut self, e: &WireEntry) -> Result<(), EncodeError> {
         self.short_bytes(&e.writer)?;
         self.u64(e.version);
         self.u32(e.lifetime_ms);
@@ -350,7 +350,7 @@ impl Writer {
         self.bytes(&e.signature);
         Ok(())
     }
-    fn count(&mut self, n: usize) -> Result<(), EncodeError> {
+    pub(super) fn count(&mut self, n: usize) -> Result<(), EncodeError> {
         if n > u16::MAX as usize {
             return Err(EncodeError::ListTooLong);
         }
@@ -474,17 +474,21 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
             w.count(outcome.len())?;
             w.bytes(outcome);
         }
+        Body::Members { .. }
+        | Body::MembersAck
+        | Body::MembersDigest { .. }
+        | Body::MembersPage { .. } => super::members::encode(w, body)?,
     }
     Ok(())
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
         if end > self.buf.len() {
             return Err(DecodeError::Truncated);
@@ -493,29 +497,29 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
-    fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub(super) fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(DecodeError::BadValue("bool")),
         }
     }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
     }
-    fn id(&mut self) -> Result<Id, DecodeError> {
+    pub(super) fn id(&mut self) -> Result<Id, DecodeError> {
         Ok(Id(self.take(ID_LEN)?.try_into().expect("20")))
     }
-    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+    pub(super) fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
         let ip = match self.u8()? {
             4 => IpAddr::V4(Ipv4Addr::from(
                 <[u8; 4]>::try_from(self.take(4)?).expect("4"),
@@ -531,31 +535,31 @@ impl<'a> Reader<'a> {
         }
         Ok(SocketAddr::new(ip, port))
     }
-    fn node(&mut self) -> Result<NodeInfo, DecodeError> {
+    pub(super) fn node(&mut self) -> Result<NodeInfo, DecodeError> {
         Ok(NodeInfo {
             id: self.id()?,
             addr: self.addr()?,
         })
     }
-    fn nodes(&mut self) -> Result<Vec<NodeInfo>, DecodeError> {
+    pub(super) fn nodes(&mut self) -> Result<Vec<NodeInfo>, DecodeError> {
         let n = self.u8()? as usize;
         if n > MAX_NODE_LIST {
             return Err(DecodeError::BadValue("node list length"));
         }
         (0..n).map(|_| self.node()).collect()
     }
-    fn short_bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+    pub(super) fn short_bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
         let n = self.u8()? as usize;
         Ok(self.take(n)?.to_vec())
     }
-    fn cursor(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+    pub(super) fn cursor(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
         Ok(if self.bool()? {
             Some(self.short_bytes()?)
         } else {
             None
         })
     }
-    fn entry(&mut self) -> Result<WireEntry, DecodeError> {
+    pub(super) fn entry(&mut self) -> Result<WireEntry, DecodeError> {
         let writer = self.short_bytes()?;
         let version = self.u64()?;
         let lifetime_ms = self.u32()?;
@@ -575,7 +579,7 @@ impl<'a> Reader<'a> {
         })
     }
     /// A list length, refused early when the remaining bytes cannot hold it.
-    fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+    pub(super) fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
         let n = self.u16()? as usize;
         if n * min_item > self.buf.len() - self.pos {
             return Err(DecodeError::Truncated);
@@ -706,6 +710,7 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
             }
         }
         30 => Body::Retry,
+        31..=34 => super::members::decode(r, kind)?,
         k => return Err(DecodeError::UnknownKind(k)),
     })
 }

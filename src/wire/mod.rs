@@ -15,6 +15,7 @@
 
 mod body;
 mod codec;
+mod members;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,10 @@ pub use body::Body;
 pub use codec::{
     fetch_entry_len, overlay_tag, replicate_item_len, summary_item_len, Codec, DecodeError,
     EncodeError,
+};
+pub use members::{
+    member_change_len, MemberChange, MemberRecord, MEMBERS_OVERHEAD, MEMBERS_PAGE_OVERHEAD,
+    MEMBER_BUCKETS,
 };
 pub use status::{error_of, status_of, Status};
 
@@ -70,6 +75,10 @@ pub const FLAG_CLIENT: u8 = 0x04;
 
 /// Carries a proof (`PROOF_LEN`) signed with the sender's node key.
 pub const FLAG_SIGNED: u8 = 0x08;
+
+/// Sent by a node of a one-hop overlay (every member knows every other):
+/// a node of the other routing mode refuses its requests, and it theirs.
+pub const FLAG_ONE_HOP: u8 = 0x10;
 
 /// Signs datagrams with a node key (crate::owner implements it, so that this
 /// module needs no signature scheme of its own).

@@ -32,6 +32,9 @@ pub enum Status {
     /// A client request without the credential it needs (or for a
     /// namespace its credential does not allow).
     Unauthorized = 12,
+    /// The receiver routes in the other mode (one-hop against multi-hop):
+    /// the two cannot share a ring.
+    ModeMismatch = 13,
 }
 
 impl Status {
@@ -50,6 +53,7 @@ impl Status {
             10 => Status::NotJoined,
             11 => Status::ClockSkew,
             12 => Status::Unauthorized,
+            13 => Status::ModeMismatch,
             _ => return Err(DecodeError::BadValue("status")),
         })
     }
@@ -84,6 +88,7 @@ pub fn error_of(s: Status) -> Error {
         Status::ClockSkew => Error::ClockSkew,
         Status::Unauthorized => Error::Unauthorized("refused by the node".into()),
         Status::BadRequest => Error::InvalidArgument("request refused by the peer".into()),
+        Status::ModeMismatch => Error::Refused("the overlay routes in another mode".into()),
         Status::NotFound | Status::Ok => Error::Refused(format!("{s:?}")),
     }
 }
