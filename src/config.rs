@@ -19,6 +19,70 @@ pub enum LogLevel {
     Trace = 5,
 }
 
+/// How lookups find the responsible node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RoutingMode {
+    /// Chord: O(log N) hops over fingers; for large overlays of user agents.
+    #[default]
+    MultiHop,
+    /// Every member keeps the full membership, and the responsible node is
+    /// one hop away (a lookup falls back to Chord routing when the table is
+    /// stale); for small, stable overlays of SIP servers (the hybrid model).
+    OneHop,
+}
+
+impl RoutingMode {
+    pub fn parse(s: &str) -> crate::Result<RoutingMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "multi-hop" | "multihop" | "chord" => Ok(RoutingMode::MultiHop),
+            "one-hop" | "onehop" => Ok(RoutingMode::OneHop),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "routing: {s:?} is not one-hop or multi-hop"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RoutingMode::MultiHop => "multi-hop",
+            RoutingMode::OneHop => "one-hop",
+        }
+    }
+}
+
+/// Where a one-hop overlay publishes its live members (docs/HYBRID.md):
+/// `_sip._udp.<domain>` SRV records (and `_sip._tcp`) with A/AAAA records,
+/// kept by RFC 2136 dynamic updates signed with TSIG.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// The authoritative server that takes the updates. None: nothing is published.
+    pub server: Option<SocketAddr>,
+    /// The zone the records live in.
+    pub zone: String,
+    /// Owner of the SRV records; the zone when empty.
+    pub domain: String,
+    /// The TSIG key: `name:base64`, `hmac-sha256:name:base64`, or the text
+    /// of a BIND/Knot key file. None: updates go unsigned (the server must
+    /// then allow them by address).
+    pub key: Option<String>,
+    /// TTL of the published records, in seconds: how long a resolver may
+    /// keep a dead member's address.
+    pub ttl: u32,
+    /// Also publish `_sip._tcp` records.
+    pub tcp: bool,
+}
+
+impl DnsSettings {
+    /// The SRV owner domain.
+    pub fn domain(&self) -> &str {
+        if self.domain.is_empty() {
+            &self.zone
+        } else {
+            &self.domain
+        }
+    }
+}
+
 /// Writer keys a node may trust besides its own: the node's ring report
 /// lists them for client handles in one datagram of the smallest size.
 const MAX_TRUSTED_WRITERS: usize = 12;
@@ -116,6 +180,14 @@ pub struct Config {
     /// The algorithm challenges offer, "MD5" (the default: every UA has it)
     /// or "SHA-256" (RFC 8760). Answers with either are checked.
     pub digest_algorithm: String,
+    pub routing: RoutingMode,
+    /// Relative capacity of this node, published as its SRV weight.
+    pub capacity: u16,
+    /// Where this node serves SIP (a hybrid overlay publishes it in DNS).
+    pub sip_address: Option<SocketAddr>,
+    /// How often a one-hop member compares its table with a random member's.
+    pub membership_sync_interval: Duration,
+    pub dns: DnsSettings,
 }
 
 impl Default for Config {
@@ -157,6 +229,14 @@ impl Default for Config {
             digest_nonce_secret: None,
             digest_nonce_lifetime: Duration::from_secs(300),
             digest_algorithm: "MD5".into(),
+            routing: RoutingMode::MultiHop,
+            capacity: 100,
+            sip_address: None,
+            membership_sync_interval: Duration::from_secs(5),
+            dns: DnsSettings {
+                ttl: 5,
+                ..DnsSettings::default()
+            },
         }
     }
 }
@@ -208,6 +288,23 @@ impl Config {
             if d.is_zero() {
                 return Err(Bad(format!("{name} must be positive")));
             }
+        }
+        if self.dns.server.is_some() {
+            if self.routing != RoutingMode::OneHop {
+                return Err(Bad(
+                    "dns_server: DNS publication needs routing=one-hop (every member knows every other)"
+                        .into(),
+                ));
+            }
+            if self.dns.zone.is_empty() {
+                return Err(Bad("dns_server needs dns_zone".into()));
+            }
+        }
+        if self.capacity == 0 {
+            return Err(Bad("capacity must be 1..=65535".into()));
+        }
+        if self.membership_sync_interval.is_zero() {
+            return Err(Bad("membership_sync_ms must be positive".into()));
         }
         if self.rpc_timeout_min > self.rpc_timeout_max {
             return Err(Bad("rpc_timeout_min exceeds rpc_timeout_max".into()));
@@ -369,10 +466,50 @@ impl Config {
             "log_level" => self.log_level = LogLevel::parse(value)?,
             "replay_window_ms" => self.replay_window = ms(value)?,
             "max_requests_per_source" => self.max_requests_per_source = num(name, value)?,
+            "routing" => self.routing = RoutingMode::parse(value)?,
+            "capacity" => self.capacity = num(name, value)?,
+            "sip_address" => {
+                self.sip_address = (!value.trim().is_empty())
+                    .then(|| addr(value))
+                    .transpose()?
+            }
+            "membership_sync_ms" => self.membership_sync_interval = ms(value)?,
+            "dns_server" => {
+                self.dns.server = (!value.trim().is_empty())
+                    .then(|| addr(value))
+                    .transpose()?
+            }
+            "dns_zone" => self.dns.zone = dns_name(name, value)?,
+            "dns_domain" => self.dns.domain = dns_name(name, value)?,
+            "dns_key" => self.dns.key = (!value.trim().is_empty()).then(|| value.to_string()),
+            "dns_key_file" => {
+                let text = std::fs::read_to_string(value.trim())
+                    .map_err(|e| Bad(format!("{name} {value:?}: {e}")))?;
+                self.dns.key = Some(text);
+            }
+            "dns_ttl_s" => self.dns.ttl = num(name, value)?,
+            "dns_tcp" => self.dns.tcp = flag(name, value)?,
             _ => return Err(Bad(format!("unknown option {name:?}"))),
         }
         Ok(())
     }
+}
+
+/// A DNS name, without the trailing dot, in lower case.
+fn dns_name(name: &str, value: &str) -> crate::Result<String> {
+    let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if v.len() > 253 || !v.split('.').all(label_ok) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "{name}: {value:?} is not a DNS name like example.test"
+        )));
+    }
+    Ok(v)
 }
 
 /// Public keys written as 64 hex digits, separated by commas.
@@ -477,5 +614,24 @@ mod tests {
         }
         c.set("replicas", "100").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn hybrid_options() {
+        let mut c = Config::default();
+        c.set("dns_server", "127.0.0.1:5353").unwrap();
+        c.set("dns_zone", "Example.Test.").unwrap();
+        assert_eq!(c.dns.zone, "example.test");
+        assert_eq!(c.dns.domain(), "example.test");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("routing=one-hop"), "{e}");
+        c.set("routing", "one-hop").unwrap();
+        c.set("capacity", "250").unwrap();
+        c.set("sip_address", "127.0.0.1:5060").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.routing, RoutingMode::OneHop);
+        assert!(c.set("routing", "two-hop").is_err());
+        assert!(c.set("dns_zone", "bad name!").is_err());
+        assert!(c.set("capacity", "0").is_ok() && c.validate().is_err());
     }
 }

@@ -132,6 +132,12 @@ pub struct Stats {
     pub primary_entries: u64,
     pub stored_value_bytes: u64,
     pub nodes_failed_detected: u64,
+    /// Members in the one-hop table (0 in multi-hop mode).
+    pub members: u64,
+    /// Membership changes this node started spreading or passed on.
+    pub member_changes_spread: u64,
+    /// Bytes sent to keep the one-hop table (changes, syncs and their answers).
+    pub member_bytes_sent: u64,
 }
 
 impl Stats {
@@ -139,7 +145,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 22] = [
+        let counters: [(&'static str, u64); 24] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -162,6 +168,8 @@ impl Stats {
             ("puts_failed", self.puts_failed),
             ("gets_ok", self.gets_ok),
             ("gets_failed", self.gets_failed),
+            ("member_changes_spread", self.member_changes_spread),
+            ("member_bytes_sent", self.member_bytes_sent),
         ];
         let mut out: Vec<(&'static str, String)> = counters
             .into_iter()

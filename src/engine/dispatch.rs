@@ -3,6 +3,7 @@
 
 use super::dict::{GetJob, PutJob};
 use super::lookup::Lookup;
+use super::members::MemberSync;
 use super::primary::ReplyTo;
 use super::rpc::Rpc;
 use super::{Engine, OpResult};
@@ -10,7 +11,7 @@ use crate::config::LogLevel;
 use crate::error::Error;
 use crate::id::Id;
 use crate::types::OpId;
-use crate::wire::{Body, ItemSummary, Message, NodeInfo, Status, FLAG_CLIENT};
+use crate::wire::{Body, ItemSummary, MemberChange, Message, NodeInfo, Status, FLAG_CLIENT};
 use std::net::SocketAddr;
 
 /// What to do when a request is answered or given up on.
@@ -68,6 +69,15 @@ pub(super) enum OnAnswer {
     MergeProbe {
         node: NodeInfo,
     },
+    /// Membership changes sent down the tree to `target`, for (target, limit).
+    Members {
+        target: NodeInfo,
+        limit: Id,
+        changes: Vec<MemberChange>,
+    },
+    MembersSync(MemberSync),
+    /// A member a peer's table lacks: is it alive?
+    MemberProbe,
 }
 
 impl Engine {
@@ -111,6 +121,10 @@ impl Engine {
             Body::ClientGet { key, after } => self.serve_get(from, rid, key, after),
             Body::ClientTransaction { request } => self.client_transaction(from, rid, &request),
             Body::ClientInfo { what } => self.serve_info(from, rid, what),
+            Body::Members { limit, changes } => self.on_members(from, rid, peer, limit, changes),
+            Body::MembersDigest { after, buckets } => {
+                self.on_members_digest(from, rid, after, buckets)
+            }
             other => self.drop_unexpected(format!("unexpected request {}", other.name())),
         }
     }
@@ -167,6 +181,10 @@ impl Engine {
                 Body::Neighbors { preds, .. },
             ) => self.verified(id, *lookup, nodes, vouched_by, preds),
             (OnAnswer::Ping { op }, Body::Pong) => self.pinged(op, rpc.sent_at),
+            (OnAnswer::Members { .. }, Body::MembersAck) | (OnAnswer::MemberProbe, Body::Pong) => {}
+            (OnAnswer::MembersSync(sync), Body::MembersPage { more, changes }) => {
+                self.member_page(sync, more, changes)
+            }
             (ctx, body) => {
                 self.drop_unexpected(format!("reply {} does not fit {ctx:?}", body.name()));
                 self.rpc_failed(rpc.to, rpc.to_id, ctx, false, rpc.attempts);
@@ -196,7 +214,17 @@ impl Engine {
             | OnAnswer::Push
             | OnAnswer::SyncDigest { .. }
             | OnAnswer::SyncItems { .. } => {}
-            OnAnswer::MergeProbe { .. } => {}
+            OnAnswer::MergeProbe { .. } | OnAnswer::MemberProbe => {}
+            OnAnswer::Members {
+                target,
+                limit,
+                changes,
+            } => self.members_undelivered(target, limit, changes),
+            OnAnswer::MembersSync(sync) => {
+                if sync.announce {
+                    self.announce_self();
+                }
+            }
             OnAnswer::Store(job) => self.retry_put(job),
             OnAnswer::Fetch(job) => self.retry_get(job),
             OnAnswer::FetchFallback { key, after, reply } => {

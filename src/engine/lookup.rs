@@ -94,7 +94,29 @@ impl Engine {
     }
 
     pub(super) fn start_lookup(&mut self, key: Id, purpose: LookupFor, timeout: Duration) {
-        match self.local_route(&key) {
+        // One-hop mode: the member the table names is asked first (a lookup
+        // the caller trusts), or written to at once (a put or get, which the
+        // member itself refuses if it is not responsible); Chord routing
+        // follows only if it fails.
+        let route = match (self.local_route(&key), self.one_hop_hint(&key)) {
+            (Err(mut candidates), Some(hint)) => {
+                let trusting = match &purpose {
+                    LookupFor::Put(j) => !j.verify,
+                    LookupFor::Get(j) => !j.verify,
+                    LookupFor::Handoff(_) => true,
+                    _ => false,
+                };
+                if trusting {
+                    Ok(hint)
+                } else {
+                    candidates.retain(|c| c.id != Some(hint[0].id));
+                    candidates.insert(0, Candidate::from(&hint[0]));
+                    Err(candidates)
+                }
+            }
+            (route, _) => route,
+        };
+        match route {
             Ok(nodes) => {
                 let l = Lookup {
                     key,
@@ -401,7 +423,15 @@ impl Engine {
             LookupFor::Join { op, mut rest } => {
                 if rest.is_empty() || !self.op_live(op) {
                     self.phase = Phase::Idle;
-                    self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+                    let e = match self.mode_refused_by.take() {
+                        Some(peer) => Error::Refused(format!(
+                            "{peer} belongs to an overlay that routes in another mode; this \
+                             node is configured routing={} (all members must agree)",
+                            self.cfg.routing.name()
+                        )),
+                        None => Error::JoinFailed,
+                    };
+                    self.complete(op, OpResult::Join(Err(e)));
                 } else {
                     let next = rest.remove(0);
                     let remaining = self.op_remaining(op);

@@ -97,6 +97,7 @@ impl Engine {
         self.next_fix_finger = now;
         self.next_sync = now + self.jitter(self.cfg.sync_interval);
         self.next_expire = now + EXPIRE_EVERY_US;
+        self.members_joined();
     }
 
     /// Whether `n` may be asked: not suspected of failure (or the suspicion ran out).
@@ -119,6 +120,9 @@ impl Engine {
         self.stats.nodes_failed_detected += 1;
         self.remember(NodeInfo { id, addr });
         self.suspect(id, self.now + SUSPECT_US);
+        let neighbour = self.rt.predecessor().is_some_and(|p| p.id == id)
+            || self.rt.successor().is_some_and(|s| s.id == id);
+        self.member_failed(id, neighbour);
         self.rt.remove(&id);
         self.repair_successor();
     }
@@ -296,6 +300,9 @@ impl Engine {
         succs: Vec<NodeInfo>,
     ) {
         self.suspect(who.id, self.now + SUSPECT_US);
+        let neighbour = self.rt.predecessor().is_some_and(|p| p.id == who.id)
+            || self.rt.successor().is_some_and(|s| s.id == who.id);
+        self.member_failed(who.id, neighbour);
         if self.rt.predecessor().map(|p| p.id) == Some(who.id) {
             self.rt.set_predecessors(preds);
         }

@@ -25,6 +25,7 @@ mod dict;
 mod dispatch;
 mod lookup;
 mod maintain;
+mod members;
 mod ops;
 mod primary;
 mod replicate;
@@ -47,11 +48,12 @@ use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::Id;
 use crate::identity::{NodeKey, ProofChecker};
+use crate::membership::Membership;
 use crate::owner::{Owner, Verifier, WriterKey};
 use crate::routing::RoutingTable;
 use crate::stats::Stats;
 use crate::storage::Store;
-use crate::wire::{Codec, NodeInfo};
+use crate::wire::{Codec, MemberRecord, NodeInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -122,6 +124,19 @@ pub enum Event {
     KeysIn(usize),
     /// Entries this node handed away and dropped.
     KeysOut(usize),
+    /// A one-hop overlay: a member joined (or announced new details).
+    MemberUp(MemberRecord),
+    /// A one-hop overlay: a member left or failed.
+    MemberDown(NodeInfo),
+    /// This node publishes the overlay's members in DNS (it is responsible
+    /// for the published domain): the live members, and the ids of members
+    /// removed lately whose records must go.
+    Publish {
+        members: Vec<MemberRecord>,
+        removed: Vec<Id>,
+    },
+    /// Another member publishes now.
+    PublishStopped,
     Log(LogLevel, String),
 }
 
@@ -234,6 +249,20 @@ pub struct Engine {
     client_ops: HashMap<OpId, (SocketAddr, u64)>,
     client_reqs: HashMap<(SocketAddr, u64), OpId>,
     next_client_op: u64,
+    /// The full membership (one-hop mode; empty otherwise).
+    members: Membership,
+    /// This incarnation's announcement time (ms), in its member record.
+    my_since_ms: u64,
+    next_member_sync: u64,
+    /// The table version the fingers were derived from.
+    fingers_version: u64,
+    /// Hash of the DNS domain this overlay publishes (its member publishes).
+    publish_key: Option<Id>,
+    publishing: bool,
+    published: u64,
+    next_republish: u64,
+    /// The peer that refused our join because it routes in the other mode.
+    mode_refused_by: Option<SocketAddr>,
     stats: Stats,
     transmits: Vec<Transmit>,
     completions: Vec<Completion>,
@@ -313,11 +342,25 @@ impl Engine {
             client_ops: HashMap::new(),
             client_reqs: HashMap::new(),
             next_client_op: 0,
+            members: Membership::new(),
+            my_since_ms: 0,
+            next_member_sync: 0,
+            fingers_version: u64::MAX,
+            publish_key: None,
+            publishing: false,
+            published: 0,
+            next_republish: 0,
+            mode_refused_by: None,
             stats: Stats::default(),
             transmits: Vec::new(),
             completions: Vec::new(),
             events: Vec::new(),
         };
+        if engine.cfg.routing == crate::config::RoutingMode::OneHop
+            && engine.cfg.dns.server.is_some()
+        {
+            engine.publish_key = Some(Id::from_name(engine.cfg.dns.domain()));
+        }
         if open_off_loopback {
             engine.log(LogLevel::Warn, || {
                 format!(
@@ -366,6 +409,7 @@ impl Engine {
         s.stored_keys = self.store.key_count() as u64;
         s.stored_entries = self.store.entry_count() as u64;
         s.stored_value_bytes = self.store.value_bytes() as u64;
+        s.members = self.members.len() as u64;
         s.primary_entries = match self.rt.predecessor() {
             Some(p) => self
                 .store
@@ -407,6 +451,7 @@ impl Engine {
                 self.next_stabilize,
                 self.next_check_pred,
                 self.next_fix_finger,
+                self.next_member_sync,
                 self.next_sync,
                 self.next_expire,
                 self.next_merge,
@@ -476,7 +521,21 @@ impl Engine {
             if now >= self.next_fix_finger {
                 self.next_fix_finger = now + self.jitter(self.cfg.fix_fingers_interval);
                 if self.phase == Phase::Joined {
-                    self.fix_next_finger();
+                    if self.one_hop() {
+                        self.fingers_from_table();
+                        self.check_publication();
+                    } else {
+                        self.fix_next_finger();
+                    }
+                }
+            }
+            if now >= self.next_member_sync {
+                self.next_member_sync = match self.one_hop() {
+                    true => now + self.jitter(self.cfg.membership_sync_interval),
+                    false => u64::MAX,
+                };
+                if self.phase == Phase::Joined && self.one_hop() {
+                    self.sync_members();
                 }
             }
             if now >= self.next_sync {

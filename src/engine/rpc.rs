@@ -8,7 +8,7 @@ use super::{Engine, Phase, Timer, Transmit};
 use crate::config::LogLevel;
 use crate::id::Id;
 use crate::wire;
-use crate::wire::{Body, Message, NodeInfo, FLAG_CLIENT, FLAG_RESPONSE};
+use crate::wire::{Body, Message, NodeInfo, FLAG_CLIENT, FLAG_ONE_HOP, FLAG_RESPONSE};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 
@@ -73,6 +73,19 @@ impl Engine {
             return;
         }
         let from_peer = msg.flags & FLAG_CLIENT == 0 && msg.sender != self.me.id;
+        if from_peer
+            && msg.flags & FLAG_RESPONSE == 0
+            && msg.flags & FLAG_ONE_HOP != self.mode_flag()
+        {
+            // A node of the other routing mode cannot share our ring: it is
+            // told so (an answer smaller than its request) and not served.
+            self.stats.refused_membership += 1;
+            let (rid, status) = (msg.request_id, wire::Status::ModeMismatch);
+            self.note_budget(from, rid, data.len());
+            self.reply(from, rid, Body::Error { status });
+            self.after_step();
+            return;
+        }
         if msg.flags & FLAG_RESPONSE != 0 {
             if from_peer {
                 self.suspects.remove(&msg.sender);
@@ -146,7 +159,7 @@ impl Engine {
         body: Body,
     ) -> Message {
         Message {
-            flags,
+            flags: flags | self.mode_flag(),
             overlay: self.codec.overlay(),
             request_id,
             timestamp_ms: self.wall_ms(),
@@ -229,6 +242,9 @@ impl Engine {
             Ok(data) => {
                 self.stats.msgs_sent += 1;
                 self.stats.bytes_sent += data.len() as u64;
+                if is_membership(&msg.body) {
+                    self.stats.member_bytes_sent += data.len() as u64;
+                }
                 self.transmits.push(Transmit { to, data });
                 true
             }
@@ -274,6 +290,9 @@ impl Engine {
             Ok(data) => {
                 self.stats.msgs_sent += 1;
                 self.stats.bytes_sent += data.len() as u64;
+                if is_membership(&msg.body) {
+                    self.stats.member_bytes_sent += data.len() as u64;
+                }
                 self.transmits.push(Transmit { to, data });
             }
             Err(e) => self.log(LogLevel::Warn, || format!("cannot encode reply: {e:?}")),
@@ -336,6 +355,9 @@ impl Engine {
             self.sample_rtt(from, self.now.saturating_sub(rpc.sent_at));
         }
         if let Body::Error { status } = msg.body {
+            if status == wire::Status::ModeMismatch {
+                self.mode_refused_by = Some(from);
+            }
             self.log(LogLevel::Debug, || format!("{from} answered {status:?}"));
             self.rpc_failed(rpc.to, rpc.to_id, rpc.ctx, false, rpc.attempts);
             return;
@@ -346,4 +368,15 @@ impl Engine {
         };
         self.dispatch_response(rpc, sender, msg.body);
     }
+}
+
+/// The bodies that keep a one-hop table (their bytes are counted apart).
+fn is_membership(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Members { .. }
+            | Body::MembersAck
+            | Body::MembersDigest { .. }
+            | Body::MembersPage { .. }
+    )
 }

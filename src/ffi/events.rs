@@ -27,6 +27,11 @@ pub enum chordsip_event_kind {
     CHORDSIP_EVENT_KEYS_IN = 3,
     /// `count` entries were handed away and dropped here (a newcomer took over their keys).
     CHORDSIP_EVENT_KEYS_OUT = 4,
+    /// One-hop overlays: `peer` joined the membership (or announced new
+    /// details); `weight` and `sip_address` are what it announced.
+    CHORDSIP_EVENT_MEMBER_UP = 5,
+    /// One-hop overlays: `peer` left or failed.
+    CHORDSIP_EVENT_MEMBER_DOWN = 6,
 }
 
 /// A membership or storage event, valid only during the callback.
@@ -38,6 +43,10 @@ pub struct chordsip_event {
     pub peer: chordsip_peer,
     /// Number of entries, for the KEYS events.
     pub count: u64,
+    /// MEMBER_UP: the member's capacity (its SRV weight).
+    pub weight: u32,
+    /// MEMBER_UP: where the member serves SIP (`ip:port`), empty when it did not say.
+    pub sip_address: [c_char; 64],
 }
 
 /// Receives membership and storage events.
@@ -207,7 +216,22 @@ impl Dispatcher {
                 let Some((Some(cb), ud)) = self.event_cb else {
                     return;
                 };
+                let mut weight = 0u32;
+                let mut sip = String::new();
                 let (kind, peer, count) = match other {
+                    Event::MemberUp(m) => {
+                        weight = m.weight as u32;
+                        sip = m.sip.map(|a| a.to_string()).unwrap_or_default();
+                        (
+                            chordsip_event_kind::CHORDSIP_EVENT_MEMBER_UP,
+                            Some(m.node),
+                            0,
+                        )
+                    }
+                    Event::MemberDown(n) => {
+                        (chordsip_event_kind::CHORDSIP_EVENT_MEMBER_DOWN, Some(*n), 0)
+                    }
+                    Event::Publish { .. } | Event::PublishStopped => return,
                     Event::PredecessorChanged(p) => {
                         (chordsip_event_kind::CHORDSIP_EVENT_PREDECESSOR, *p, 0)
                     }
@@ -225,6 +249,8 @@ impl Dispatcher {
                         .as_ref()
                         .map_or_else(chordsip_peer::empty, chordsip_peer::from),
                     count: count as u64,
+                    weight,
+                    sip_address: super::lists::fill(&sip),
                 };
                 self.deliver(
                     false,

@@ -17,7 +17,7 @@ pub struct chordsip_peer {
     pub addr: [c_char; 64],
 }
 
-fn fill<const N: usize>(s: &str) -> [c_char; N] {
+pub(crate) fn fill<const N: usize>(s: &str) -> [c_char; N] {
     let mut out = [0 as c_char; N];
     for (o, b) in out.iter_mut().zip(s.bytes().take(N - 1)) {
         *o = b as c_char;

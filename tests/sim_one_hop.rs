@@ -1,0 +1,213 @@
+//! One-hop routing (hybrid overlays) on the in-memory network: every member
+//! learns the full membership, lookups take one hop, a stale table only
+//! falls back to Chord routing, failures and leaves reach every table, and a
+//! node of the other routing mode is refused at join with a clear error.
+
+use chordsip::config::RoutingMode;
+use chordsip::sim::{SimConfig, SimNet};
+use chordsip::{Config, Error, Id};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn one_hop() -> Config {
+    Config {
+        routing: RoutingMode::OneHop,
+        ..Config::default()
+    }
+}
+
+fn key(i: usize) -> Id {
+    Id::from_name(&format!("sip:user{i}@example.com"))
+}
+
+fn build(n: usize, cfg: &Config, seed: u64, loss: f64) -> SimNet {
+    let mut net = SimNet::new(SimConfig {
+        seed,
+        loss,
+        ..SimConfig::default()
+    });
+    let ok = net.build_ring(n, cfg, Duration::from_millis(20), Duration::from_secs(300));
+    assert!(ok, "ring of {n} did not converge: {:?}", net.check_ring());
+    net
+}
+
+/// Live nodes whose table differs from the set of live nodes.
+fn stale_tables(net: &SimNet) -> usize {
+    let live: BTreeSet<Id> = net
+        .live_nodes()
+        .iter()
+        .map(|&i| net.engine(i).me().id)
+        .collect();
+    net.live_nodes()
+        .iter()
+        .filter(|&&i| {
+            let table: BTreeSet<Id> = net.engine(i).members().iter().map(|m| m.node.id).collect();
+            table != live
+        })
+        .count()
+}
+
+fn wait_tables(net: &mut SimNet, max: Duration) -> bool {
+    net.run_until(max, Duration::from_millis(250), |s| stale_tables(s) == 0)
+}
+
+/// Mean hops of `count` lookups from random nodes; every answer checked.
+fn lookups(net: &mut SimNet, count: usize, seed: u64) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let live = net.live_nodes();
+    let mut hops = 0u64;
+    for i in 0..count {
+        let from = live[rng.gen_range(0..live.len())];
+        let k = key(i + seed as usize * 100_000);
+        let r = net.lookup(from, k).expect("lookup succeeds");
+        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i} from {from}");
+        hops += r.hops as u64;
+    }
+    hops as f64 / count as f64
+}
+
+#[test]
+fn every_member_learns_the_whole_overlay_and_lookups_take_one_hop() {
+    let n = 1000;
+    let mut net = build(n, &one_hop(), 11, 0.0);
+    assert!(
+        wait_tables(&mut net, Duration::from_secs(60)),
+        "{} of {n} tables still incomplete",
+        stale_tables(&net)
+    );
+    let mean = lookups(&mut net, 2000, 1);
+    println!("one-hop, {n} members: mean hops {mean:.3}");
+    assert!(mean <= 1.05, "mean hops {mean}");
+
+    // Upkeep with one membership change per second (a crash or a join, in
+    // turn): the bytes each member sends for its table, and in all.
+    let sent = |net: &SimNet| -> (u64, u64) {
+        net.live_nodes().iter().fold((0, 0), |(m, t), &i| {
+            let s = net.engine(i).stats();
+            (m + s.member_bytes_sent, t + s.bytes_sent)
+        })
+    };
+    let (m0, t0) = sent(&net);
+    let secs = 30;
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    for s in 0..secs {
+        let live = net.live_nodes();
+        if s % 2 == 0 {
+            net.kill(live[rng.gen_range(0..live.len())]);
+        } else {
+            let boot = live[rng.gen_range(0..live.len())];
+            let i = net.add_node(one_hop());
+            net.start_join(i, &[boot]);
+        }
+        net.run_for(Duration::from_secs(1));
+    }
+    let (m1, t1) = sent(&net);
+    let members = net.live_nodes().len() as f64;
+    let per = |b: u64| b as f64 / members / secs as f64;
+    println!(
+        "one-hop, {n} members, 1 change/s: {:.0} B/s per member for the table, {:.0} B/s in all",
+        per(m1 - m0),
+        per(t1 - t0)
+    );
+    assert!(
+        per(m1 - m0) < 1024.0,
+        "table upkeep {:.0} B/s",
+        per(m1 - m0)
+    );
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+}
+
+#[test]
+fn crashes_and_leaves_reach_every_table_and_lookups_stay_correct() {
+    let n = 120;
+    let mut net = build(n, &one_hop(), 5, 0.0);
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut live = net.live_nodes();
+    for _ in 0..10 {
+        let victim = live.remove(rng.gen_range(0..live.len()));
+        net.kill(victim);
+    }
+    for _ in 0..10 {
+        let leaver = live.remove(rng.gen_range(0..live.len()));
+        net.leave(leaver).expect("graceful leave");
+    }
+    // Right after the failures, before the tables caught up, lookups still
+    // answer correctly (falling back to Chord routing where needed).
+    let mean = lookups(&mut net, 300, 2);
+    assert!(mean < 2.0, "mean hops {mean}");
+    assert!(
+        wait_tables(&mut net, Duration::from_secs(30)),
+        "{} tables still list dead or departed members",
+        stale_tables(&net)
+    );
+    let mean = lookups(&mut net, 500, 3);
+    assert!(mean <= 1.05, "mean hops {mean}");
+}
+
+#[test]
+fn tables_converge_under_loss_and_newcomers_are_found_at_once() {
+    let n = 60;
+    let mut net = build(n, &one_hop(), 21, 0.05);
+    assert!(
+        wait_tables(&mut net, Duration::from_secs(60)),
+        "{} tables incomplete under 5% loss",
+        stale_tables(&net)
+    );
+    // A newcomer: its keys are found at once, by table or by fallback.
+    let boot = net.live_nodes()[0];
+    let i = net.add_node(one_hop());
+    net.join(i, &[boot]).expect("join");
+    let mean = lookups(&mut net, 200, 4);
+    assert!(mean < 1.5, "mean hops {mean}");
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+}
+
+#[test]
+fn a_node_of_the_other_mode_is_refused_at_join_with_a_clear_error() {
+    let mut net = build(5, &one_hop(), 3, 0.0);
+    let boot = net.live_nodes()[0];
+    let i = net.add_node(Config::default());
+    match net.join(i, &[boot]) {
+        Err(Error::Refused(msg)) => {
+            assert!(msg.contains("routing=multi-hop"), "{msg}");
+            assert!(msg.contains("another mode"), "{msg}");
+        }
+        other => panic!("a multi-hop node joined a one-hop overlay: {other:?}"),
+    }
+    let mut net = build(5, &Config::default(), 4, 0.0);
+    let boot = net.live_nodes()[0];
+    let i = net.add_node(one_hop());
+    match net.join(i, &[boot]) {
+        Err(Error::Refused(msg)) => assert!(msg.contains("routing=one-hop"), "{msg}"),
+        other => panic!("a one-hop node joined a multi-hop overlay: {other:?}"),
+    }
+    // Nothing of it reached the ring.
+    assert_eq!(net.check_ring().live, 5);
+}
+
+#[test]
+fn a_member_wrongly_reported_dead_comes_back_as_a_new_incarnation() {
+    let n = 30;
+    let mut net = build(n, &one_hop(), 8, 0.0);
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+    // Cut one member off for long enough to be declared failed, then heal.
+    let victim = net.live_nodes()[7];
+    net.partition(|i| if i == victim { 1 } else { 0 });
+    let gone = net.run_until(Duration::from_secs(30), Duration::from_millis(250), |s| {
+        let id = s.engine(victim).me().id;
+        s.live_nodes()
+            .iter()
+            .filter(|&&i| i != victim)
+            .all(|&i| s.engine(i).members().iter().all(|m| m.node.id != id))
+    });
+    assert!(gone, "the cut-off member stayed in some tables");
+    net.heal();
+    assert!(
+        wait_tables(&mut net, Duration::from_secs(60)),
+        "{} tables did not take the member back",
+        stale_tables(&net)
+    );
+}
