@@ -140,6 +140,9 @@ typedef enum {
   // There is no record of what was asked (e.g. no SIP credential for
   // this user and realm).
   CHORDSIP_ERR_NOT_FOUND = 26,
+  // The overlay joined routes in the other mode (`routing=one-hop`
+  // against `multi-hop`): every member must be configured alike.
+  CHORDSIP_ERR_MODE_MISMATCH = 27,
 } chordsip_result;
 
 // What a `chordsip_event` reports.
@@ -152,6 +155,11 @@ typedef enum {
   CHORDSIP_EVENT_KEYS_IN = 3,
   // `count` entries were handed away and dropped here (a newcomer took over their keys).
   CHORDSIP_EVENT_KEYS_OUT = 4,
+  // One-hop overlays: `peer` joined the membership (or announced new
+  // details); `weight` and `sip_address` are what it announced.
+  CHORDSIP_EVENT_MEMBER_UP = 5,
+  // One-hop overlays: `peer` left or failed.
+  CHORDSIP_EVENT_MEMBER_DOWN = 6,
 } chordsip_event_kind;
 
 // How a node delivers completions and events (`chordsip_config_set_delivery`).
@@ -169,6 +177,9 @@ typedef enum {
   CHORDSIP_SUCCESSORS = 1,
   // Distinct finger-table nodes, nearest finger first.
   CHORDSIP_FINGERS = 2,
+  // One-hop overlays: every member of the table (this node included), in
+  // id order; empty in multi-hop mode.
+  CHORDSIP_MEMBERS = 3,
 } chordsip_neighbours;
 
 // Where a request for a binding is sent first (`chordsip_bindings_next_hop`).
@@ -263,6 +274,10 @@ typedef struct {
   chordsip_peer peer;
   // Number of entries, for the KEYS events.
   uint64_t count;
+  // MEMBER_UP: the member's capacity (its SRV weight).
+  uint32_t weight;
+  // MEMBER_UP: where the member serves SIP (`ip:port`), empty when it did not say.
+  char sip_address[64];
 } chordsip_event;
 
 // Receives membership and storage events.
@@ -757,7 +772,7 @@ chordsip_result chordsip_node_info(chordsip_node *node,
                                    size_t len,
                                    size_t *needed);
 
-// Lists the node's predecessors, successors or fingers (`which` is a
+// Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a
 // `chordsip_neighbours` value) in a new list the caller frees with
 // `chordsip_peers_free`.
 //

@@ -43,6 +43,9 @@ pub enum Error {
     /// The node refused a client request: no credential, a wrong one, or
     /// one that does not allow this namespace.
     Unauthorized(String),
+    /// The overlay routes in the other mode (one-hop against multi-hop):
+    /// every member of an overlay must be configured alike.
+    ModeMismatch(String),
 }
 
 impl fmt::Display for Error {
@@ -66,6 +69,7 @@ impl fmt::Display for Error {
                 "the responsible node's clock differs from ours by more than the replay window",
             ),
             Error::Unauthorized(s) => write!(f, "not authorized: {s}"),
+            Error::ModeMismatch(s) => write!(f, "routing mode mismatch: {s}"),
             Error::Cancelled => {
                 f.write_str("cancelled: the node stopped before the operation finished")
             }

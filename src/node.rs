@@ -468,6 +468,11 @@ impl Node {
         })
     }
 
+    /// The one-hop membership table (empty in multi-hop mode).
+    pub fn members(&self) -> Result<Vec<crate::wire::MemberRecord>> {
+        self.query(|e| e.members())
+    }
+
     /// The keys this node stores (primary copies and replicas).
     pub fn stored_keys(&self) -> Result<Vec<Id>> {
         self.query(|e| e.store().all_keys().copied().collect())

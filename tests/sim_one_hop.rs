@@ -171,7 +171,7 @@ fn a_node_of_the_other_mode_is_refused_at_join_with_a_clear_error() {
     let boot = net.live_nodes()[0];
     let i = net.add_node(Config::default());
     match net.join(i, &[boot]) {
-        Err(Error::Refused(msg)) => {
+        Err(Error::ModeMismatch(msg)) => {
             assert!(msg.contains("routing=multi-hop"), "{msg}");
             assert!(msg.contains("another mode"), "{msg}");
         }
@@ -181,7 +181,7 @@ fn a_node_of_the_other_mode_is_refused_at_join_with_a_clear_error() {
     let boot = net.live_nodes()[0];
     let i = net.add_node(one_hop());
     match net.join(i, &[boot]) {
-        Err(Error::Refused(msg)) => assert!(msg.contains("routing=one-hop"), "{msg}"),
+        Err(Error::ModeMismatch(msg)) => assert!(msg.contains("routing=one-hop"), "{msg}"),
         other => panic!("a one-hop node joined a multi-hop overlay: {other:?}"),
     }
     // Nothing of it reached the ring.

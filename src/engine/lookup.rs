@@ -424,7 +424,7 @@ impl Engine {
                 if rest.is_empty() || !self.op_live(op) {
                     self.phase = Phase::Idle;
                     let e = match self.mode_refused_by.take() {
-                        Some(peer) => Error::Refused(format!(
+                        Some(peer) => Error::ModeMismatch(format!(
                             "{peer} belongs to an overlay that routes in another mode; this \
                              node is configured routing={} (all members must agree)",
                             self.cfg.routing.name()

@@ -109,13 +109,15 @@ impl Engine {
         if !self.one_hop() {
             return;
         }
+        // A table from before a leave is stale: the join sync brings it anew.
+        self.members = crate::membership::Membership::new();
+        self.fingers_version = u64::MAX;
         self.my_since_ms = self.wall_ms().max(self.my_since_ms + 1);
         let me = self.my_record();
         self.members.apply(&MemberChange::Up(me), self.wall_ms());
         self.next_member_sync = self.now + self.jitter(self.cfg.membership_sync_interval);
-        match self.rt.successor().copied() {
-            Some(succ) => self.sync_members_with(succ, true),
-            None => {}
+        if let Some(succ) = self.rt.successor().copied() {
+            self.sync_members_with(succ, true);
         }
     }
 

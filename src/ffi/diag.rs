@@ -16,6 +16,9 @@ pub enum chordsip_neighbours {
     CHORDSIP_SUCCESSORS = 1,
     /// Distinct finger-table nodes, nearest finger first.
     CHORDSIP_FINGERS = 2,
+    /// One-hop overlays: every member of the table (this node included), in
+    /// id order; empty in multi-hop mode.
+    CHORDSIP_MEMBERS = 3,
 }
 
 /// A node's counters (`chordsip_node_stats`).
@@ -182,7 +185,7 @@ pub unsafe extern "C" fn chordsip_node_info(
     })
 }
 
-/// Lists the node's predecessors, successors or fingers (`which` is a
+/// Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a
 /// `chordsip_neighbours` value) in a new list the caller frees with
 /// `chordsip_peers_free`.
 ///
@@ -200,12 +203,19 @@ pub unsafe extern "C" fn chordsip_node_neighbours(
         if out.is_null() {
             return Err(CHORDSIP_ERR_NULL_POINTER);
         }
-        let ring = code(n.ring())?;
-        let items = match which {
-            0 => ring.predecessors.iter().map(Into::into).collect(),
-            1 => ring.successors.iter().map(Into::into).collect(),
-            2 => ring.fingers.iter().map(|(_, n)| n.into()).collect(),
-            _ => return Err(CHORDSIP_ERR_INVALID_ARGUMENT),
+        if which > 3 {
+            return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
+        }
+        let items = if which == 3 {
+            let members = code(n.members())?;
+            members.iter().map(|m| (&m.node).into()).collect()
+        } else {
+            let ring = code(n.ring())?;
+            match which {
+                0 => ring.predecessors.iter().map(Into::into).collect(),
+                1 => ring.successors.iter().map(Into::into).collect(),
+                _ => ring.fingers.iter().map(|(_, n)| n.into()).collect(),
+            }
         };
         let list = Box::into_raw(Box::new(chordsip_peers { items }));
         // SAFETY: out is non-NULL (checked) and writable.

@@ -86,6 +86,9 @@ pub enum chordsip_result {
     /// There is no record of what was asked (e.g. no SIP credential for
     /// this user and realm).
     CHORDSIP_ERR_NOT_FOUND = 26,
+    /// The overlay joined routes in the other mode (`routing=one-hop`
+    /// against `multi-hop`): every member must be configured alike.
+    CHORDSIP_ERR_MODE_MISMATCH = 27,
 }
 
 use chordsip_result::*;
@@ -111,6 +114,7 @@ impl From<&Error> for chordsip_result {
             Error::BadState(_) => CHORDSIP_ERR_BAD_STATE,
             Error::ClockSkew => CHORDSIP_ERR_CLOCK_SKEW,
             Error::Unauthorized(_) => CHORDSIP_ERR_UNAUTHORIZED,
+            Error::ModeMismatch(_) => CHORDSIP_ERR_MODE_MISMATCH,
         }
     }
 }
@@ -159,6 +163,7 @@ pub extern "C" fn chordsip_result_str(result: c_int) -> *const c_char {
         24 => "clocks differ by more than the replay window\0",
         25 => "not authorized by the node\0",
         26 => "not found\0",
+        27 => "the overlay routes in another mode (one-hop against multi-hop)\0",
         _ => "unknown result code\0",
     };
     s.as_ptr().cast()

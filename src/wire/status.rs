@@ -71,6 +71,7 @@ pub fn status_of(e: &Error) -> Status {
         Error::Shutdown => Status::Leaving,
         Error::ClockSkew => Status::ClockSkew,
         Error::Unauthorized(_) => Status::Unauthorized,
+        Error::ModeMismatch(_) => Status::ModeMismatch,
         _ => Status::BadRequest,
     }
 }
@@ -88,7 +89,7 @@ pub fn error_of(s: Status) -> Error {
         Status::ClockSkew => Error::ClockSkew,
         Status::Unauthorized => Error::Unauthorized("refused by the node".into()),
         Status::BadRequest => Error::InvalidArgument("request refused by the peer".into()),
-        Status::ModeMismatch => Error::Refused("the overlay routes in another mode".into()),
+        Status::ModeMismatch => Error::ModeMismatch("the overlay routes in another mode".into()),
         Status::NotFound | Status::Ok => Error::Refused(format!("{s:?}")),
     }
 }

@@ -20,7 +20,7 @@ static uint8_t *big_data;                           /* above any datagram */
 static const size_t BIG_DATA_LEN = 70000;
 
 /* The highest result code the header defines. */
-#define LAST_RESULT CHORDSIP_ERR_NOT_FOUND
+#define LAST_RESULT CHORDSIP_ERR_MODE_MISMATCH
 
 /* Sentinel objects: a failed call must leave an out-pointer pointing here. */
 static char sentinel_obj;
@@ -95,6 +95,7 @@ static void test_version_and_results(void) {
     CHECK(CHORDSIP_ERR_OUT_OF_ORDER == 22 && CHORDSIP_ERR_INTERVAL_TOO_BRIEF == 23);
     CHECK(CHORDSIP_ERR_CLOCK_SKEW == 24 && CHORDSIP_ERR_UNAUTHORIZED == 25);
     CHECK(CHORDSIP_ERR_NOT_FOUND == 26);
+    CHECK(CHORDSIP_ERR_MODE_MISMATCH == 27);
     /* The registrar's codes say what they are about. */
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
     CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_INTERVAL_TOO_BRIEF), "expires") != NULL);

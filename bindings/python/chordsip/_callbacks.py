@@ -251,7 +251,15 @@ def _event_trampoline(event: Any, token: Optional[int]) -> None:
         peer = peer_of(ev.peer) if ev.has_peer else None
         _run(
             cbs.on_event,
-            (Event(kind, peer, int(ev.count)),),
+            (
+                Event(
+                    kind,
+                    peer,
+                    int(ev.count),
+                    int(ev.weight),
+                    ev.sip_address.decode("utf-8", "replace") or None,
+                ),
+            ),
             cbs.thread_mode,
             "Exception ignored in chordsip on_event callback",
             cbs.errors,

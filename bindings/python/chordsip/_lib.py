@@ -58,6 +58,7 @@ CHORDSIP_ERR_INTERVAL_TOO_BRIEF = 23
 CHORDSIP_ERR_CLOCK_SKEW = 24
 CHORDSIP_ERR_UNAUTHORIZED = 25
 CHORDSIP_ERR_NOT_FOUND = 26
+CHORDSIP_ERR_MODE_MISMATCH = 27
 CHORDSIP_DIGEST_MD5 = 1
 CHORDSIP_DIGEST_SHA256 = 2
 CHORDSIP_MAX_CHALLENGE_LEN = 512
@@ -91,6 +92,8 @@ class chordsip_event(Structure):
         ("has_peer", c_uint32),
         ("peer", chordsip_peer),
         ("count", c_uint64),
+        ("weight", c_uint32),
+        ("sip_address", c_char * 64),
     ]
 
 

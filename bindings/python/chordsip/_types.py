@@ -24,6 +24,10 @@ class EventKind(enum.IntEnum):
     SUCCESSOR = 2
     KEYS_IN = 3
     KEYS_OUT = 4
+    #: One-hop overlays: a member joined (``peer``, ``weight``, ``sip_address``).
+    MEMBER_UP = 5
+    #: One-hop overlays: a member left or failed.
+    MEMBER_DOWN = 6
 
 
 class Neighbours(enum.IntEnum):
@@ -32,6 +36,8 @@ class Neighbours(enum.IntEnum):
     PREDECESSORS = 0
     SUCCESSORS = 1
     FINGERS = 2
+    #: One-hop overlays: every member of the table.
+    MEMBERS = 3
 
 
 class InfoKind(enum.IntEnum):
@@ -144,6 +150,10 @@ class Event:
     peer: Optional[Peer]
     #: Number of entries, for the KEYS events.
     count: int
+    #: MEMBER_UP: the member's capacity (its SRV weight).
+    weight: int = 0
+    #: MEMBER_UP: where the member serves SIP (``ip:port``), or None.
+    sip_address: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ __all__ = [
     "ClockSkew",
     "Unauthorized",
     "NotFound",
+    "ModeMismatch",
     "Closed",
     "error_for",
 ]
@@ -75,6 +76,7 @@ RESULT_NAMES: Dict[int, str] = {
     24: "CHORDSIP_ERR_CLOCK_SKEW",
     25: "CHORDSIP_ERR_UNAUTHORIZED",
     26: "CHORDSIP_ERR_NOT_FOUND",
+    27: "CHORDSIP_ERR_MODE_MISMATCH",
 }
 
 
@@ -286,6 +288,14 @@ class NotFound(ChordsipError, LookupError):
     default_code = 26
 
 
+class ModeMismatch(ChordsipError):
+    """CHORDSIP_ERR_MODE_MISMATCH: the overlay joined routes in the other
+    mode (``routing=one-hop`` against ``multi-hop``); every member must be
+    configured alike."""
+
+    default_code = 27
+
+
 class Closed(BadState):
     """The Node or Client was closed; raised by the binding without calling C."""
 
@@ -321,6 +331,7 @@ _BY_CODE: Dict[int, Type[ChordsipError]] = {
         ClockSkew,
         Unauthorized,
         NotFound,
+        ModeMismatch,
     )
 }
 

@@ -43,6 +43,7 @@ _NEIGHBOURS = {
     "predecessors": Neighbours.PREDECESSORS,
     "successors": Neighbours.SUCCESSORS,
     "fingers": Neighbours.FINGERS,
+    "members": Neighbours.MEMBERS,
 }
 
 _INFO = {"ring": InfoKind.RING, "stats": InfoKind.STATS, "statistics": InfoKind.STATS}
@@ -490,7 +491,8 @@ class Node(DictCalls):
             )
 
     def neighbours(self, kind: Union[int, str, Neighbours] = Neighbours.SUCCESSORS) -> List[Peer]:
-        """The node's ``"predecessors"``, ``"successors"`` or ``"fingers"``."""
+        """The node's ``"predecessors"``, ``"successors"``, ``"fingers"`` or
+        (one-hop overlays) ``"members"``."""
         k = _enum_arg(kind, _NEIGHBOURS, "kind")
         out = ctypes.c_void_p()
         with self._use() as p:
