@@ -45,6 +45,8 @@ struct Inner {
     next_op: AtomicU64,
     removed: AtomicBool,
     pid: u32,
+    /// The DNS publisher (hybrid overlays with `dns_server`).
+    publisher: Option<Arc<crate::publish::Publisher>>,
 }
 
 impl Inner {
@@ -137,6 +139,24 @@ impl Node {
         let engine = Engine::new(cfg.clone(), advertise, seed, runtime.wall_offset_ms());
         let me = *engine.me();
         let owner = *engine.owner();
+        let publisher = match cfg.dns.server {
+            Some(_) => Some(Arc::new(crate::publish::Publisher::start(&cfg.dns)?)),
+            None => None,
+        };
+        let events = match &publisher {
+            Some(p) => {
+                let p = Arc::clone(p);
+                let host = events;
+                let sink: EventSink = Arc::new(move |e: &Event| {
+                    p.on_event(e);
+                    if let Some(h) = &host {
+                        h(e);
+                    }
+                });
+                Some(sink)
+            }
+            None => events,
+        };
         let (worker, token) = runtime.add_node(engine, socket, unix, events)?;
         Ok(Node {
             inner: Arc::new(Inner {
@@ -149,6 +169,7 @@ impl Node {
                 next_op: AtomicU64::new(1),
                 removed: AtomicBool::new(false),
                 pid: std::process::id(),
+                publisher,
             }),
         })
     }
@@ -466,6 +487,11 @@ impl Node {
                 stored_entries: e.store().entry_count(),
             }
         })
+    }
+
+    /// What the DNS publisher did (None without `dns_server`).
+    pub fn publish_status(&self) -> Option<crate::publish::PublishStatus> {
+        self.inner.publisher.as_ref().map(|p| p.status())
     }
 
     /// The one-hop membership table (empty in multi-hop mode).
