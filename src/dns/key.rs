@@ -195,6 +195,9 @@ fn parse_knot(text: &str) -> Result<Parts, DnsError> {
     let (mut name, mut alg, mut secret) = (None, None, None);
     for line in text.lines() {
         let line = line.trim().trim_start_matches('-').trim();
+        if line.starts_with('#') {
+            continue;
+        }
         let Some((k, v)) = line.split_once(':') else {
             continue;
         };
