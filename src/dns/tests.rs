@@ -419,3 +419,55 @@ fn keys_parse_from_every_accepted_form() {
     }
     assert!(!format!("{want:?}").contains("c2Vj") && !format!("{want:?}").contains("115"));
 }
+
+/// An exchange with knotd 3.2.6 (captured from tests/dns_knot.rs with key()):
+/// the request knotd accepted, and its response, signed by Knot's own TSIG code.
+const KNOT_NOW: u64 = 1_796_384_911;
+const KNOT_REQUEST: &str = "5eed28000001000000050001076578616d706c6504746573740000060001045f736970045f756470076578616d706c65047465737400002100ff000000000000045f736970045f756470076578616d706c65047465737400002100010000003c00170001000a13c4026e31076578616d706c65047465737400026e31076578616d706c65047465737400000100ff000000000000026e31076578616d706c65047465737400001c00ff000000000000026e31076578616d706c65047465737400000100010000003c00047f00000b03757064036b65790000fa00ff00000000003d0b686d61632d7368613235360000006b12a88f012c00208fe28b37e1ea4f4f60df0553afe7d918fcdb3c7c64ce3ba5e0e56a96f82c7c3a5eed00000000";
+const KNOT_RESPONSE: &str = "5eeda8000001000000000001076578616d706c650474657374000006000103757064036b65790000fa00ff00000000003d0b686d61632d7368613235360000006b12a88f012c0020908c60d27f992f965804542bb5211836b103e79005a1e1d4105a7a7b6ecd6ecd5eed00000000";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn knotd_signed_response_verifies() {
+    let set = RecordSet {
+        domain: "example.test".into(),
+        transports: vec![Transport::Udp],
+        ttl: 60,
+        members: vec![member("n1", [127, 0, 0, 11], 5060)],
+        removed: vec![],
+    };
+    let request = build_update("example.test", &set, 0x5eed, Some(&key()), KNOT_NOW).unwrap();
+    assert_eq!(request, unhex(KNOT_REQUEST));
+    let response = unhex(KNOT_RESPONSE);
+    assert_eq!(
+        check_response(&response, &request, Some(&key()), KNOT_NOW),
+        Ok(())
+    );
+    // Names compare case-insensitively (the MAC covers their lowercase form):
+    // "Upd.key" is the same key.
+    let mut upper = response.clone();
+    upper[31] = b'U';
+    assert_eq!(check_response(&upper, &request, Some(&key()), KNOT_NOW), Ok(()));
+    for at in 0..response.len() {
+        let mut bad = response.clone();
+        bad[at] ^= 0x01;
+        assert!(
+            check_response(&bad, &request, Some(&key()), KNOT_NOW).is_err(),
+            "byte {at}"
+        );
+    }
+    let other = TsigKey {
+        secret: vec![7; 32],
+        ..key()
+    };
+    assert!(matches!(
+        check_response(&response, &request, Some(&other), KNOT_NOW),
+        Err(DnsError::BadTsig(_))
+    ));
+}
