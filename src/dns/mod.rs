@@ -211,8 +211,10 @@ pub fn build_update(
 ) -> Result<Vec<u8>, DnsError> {
     validate(zone, set)?;
     let domain = lower(&set.domain);
+    // Each transport once: a second pass would only delete and re-add the same set.
     let mut transports = set.transports.clone();
-    transports.dedup();
+    let mut seen = HashSet::new();
+    transports.retain(|t| seen.insert(*t));
     let host = |label: &str| format!("{}.{domain}", label.to_ascii_lowercase());
 
     let mut body = Vec::new();

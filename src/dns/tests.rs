@@ -368,6 +368,11 @@ fn invalid_sets_are_refused_before_any_bytes() {
         Err(DnsError::Invalid(_))
     ));
     let mut s = small_set();
+    s.transports = vec![Transport::Udp, Transport::Tcp, Transport::Udp];
+    let twice = build_update("a", &s, 1, None, NOW).unwrap();
+    s.transports.pop();
+    assert_eq!(twice, build_update("a", &s, 1, None, NOW).unwrap());
+    let mut s = small_set();
     s.members = (0..3000)
         .map(|i| member(&format!("n{i:040}"), [10, 0, 0, 1], 5060))
         .collect();
@@ -453,7 +458,10 @@ fn knotd_signed_response_verifies() {
     // "Upd.key" is the same key.
     let mut upper = response.clone();
     upper[31] = b'U';
-    assert_eq!(check_response(&upper, &request, Some(&key()), KNOT_NOW), Ok(()));
+    assert_eq!(
+        check_response(&upper, &request, Some(&key()), KNOT_NOW),
+        Ok(())
+    );
     for at in 0..response.len() {
         let mut bad = response.clone();
         bad[at] ^= 0x01;
