@@ -14,6 +14,7 @@ declare -A allowed=(
     [id]=""
     [stats]=""
     [clock]=""
+    [dns]="error"
     [wire]="error id"
     [owner]="id wire"
     [identity]="id owner wire"

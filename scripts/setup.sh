@@ -17,6 +17,10 @@ command -v kamailio >/dev/null || need_apt+=(kamailio)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so ] || need_apt+=(kamailio-python3-modules)
 command -v dpkg-buildflags >/dev/null || need_apt+=(dpkg-dev)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
+# DNS publisher tests (tests/dns_knot.rs) run Knot DNS and query it with kdig
+# (or dig); knotd lives in /usr/sbin, off some users' PATH.
+{ command -v knotd >/dev/null || [ -x /usr/sbin/knotd ]; } || need_apt+=(knot)
+{ command -v kdig >/dev/null || command -v dig >/dev/null; } || need_apt+=(knot-dnsutils)
 # Python binding tests use a venv of the python3 on PATH.
 command -v python3 >/dev/null || need_apt+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod ffi;

@@ -1,0 +1,439 @@
+//! The DNS publisher against a real authoritative server, Knot DNS (`knotd`,
+//! Debian package `knot`), queried with `kdig` or `dig`: TSIG-signed updates
+//! replace the SRV set and A/AAAA records, a wrong key or zone is refused.
+//! Without knotd the test skips, except under `CI=true`, where it fails.
+
+use base64ct::{Base64, Encoding};
+use chordsip::dns::{
+    build_update, check_response, send_update, DnsError, DnsTarget, Member, RecordSet, Transport,
+    TsigAlgorithm, TsigKey,
+};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A program on PATH or in /usr/sbin (where Debian puts knotd, often off a user's PATH).
+fn find(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// knotd and a query tool, or None to skip (a failure under CI=true: no silent skips there).
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    let knotd = find("knotd");
+    let dig = find("kdig").or_else(|| find("dig"));
+    match (knotd, dig) {
+        (Some(k), Some(d)) => Some((k, d)),
+        (k, _) => {
+            let missing = if k.is_none() {
+                "knotd (apt-get install knot)"
+            } else {
+                "kdig or dig (apt-get install knot-dnsutils)"
+            };
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("dns_knot: {missing} not found; scripts/setup.sh installs it");
+            }
+            eprintln!("dns_knot: skipped, {missing} not found");
+            None
+        }
+    }
+}
+
+fn random_key(name: &str) -> TsigKey {
+    let secret: [u8; 32] = rand::random();
+    TsigKey {
+        name: name.into(),
+        algorithm: TsigAlgorithm::HmacSha256,
+        secret: secret.to_vec(),
+    }
+}
+
+/// A running knotd with its temporary directory; killed and removed on drop
+/// (a failed assertion included).
+struct Knot {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    dig: PathBuf,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("knotd.log")).unwrap_or_default();
+            eprintln!("knotd log:\n{log}");
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn zone_file(zone: &str) -> String {
+    format!(
+        "$ORIGIN {zone}.\n$TTL 60\n@ SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n"
+    )
+}
+
+/// Zones example.test (updatable with `key`) and other.test (only with `other`).
+fn config(dir: &Path, port: u16, key: &TsigKey, other: &TsigKey) -> String {
+    let d = dir.display();
+    let k = |k: &TsigKey| {
+        format!(
+            "  - id: {}\n    algorithm: {}\n    secret: {}\n",
+            k.name,
+            k.algorithm,
+            Base64::encode_string(&k.secret)
+        )
+    };
+    format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n\
+         database:\n    storage: \"{d}/db\"\n\
+         log:\n  - target: stderr\n    any: info\n\
+         key:\n{}{}\
+         acl:\n  - id: upd_acl\n    key: {}\n    action: update\n  - id: other_acl\n    key: {}\n    action: update\n\
+         template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    zonefile-load: whole\n    journal-content: changes\n\
+         zone:\n  - domain: example.test\n    file: example.test.zone\n    acl: upd_acl\n\
+         \x20 - domain: other.test\n    file: other.test.zone\n    acl: other_acl\n",
+        k(key),
+        k(other),
+        key.name,
+        other.name
+    )
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on loopback");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1 in 50 tries");
+}
+
+impl Knot {
+    /// Starts knotd in the foreground; retries on another port if it could not bind.
+    fn start(knotd: &Path, dig: &Path, key: &TsigKey, other: &TsigKey) -> Knot {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("chordsip-knot-{}-{nanos}", std::process::id()));
+        // knotd 3.2 starts without its database directory but then fails every
+        // update with SERVFAIL ("processing failed (not exists)").
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        for zone in ["example.test", "other.test"] {
+            std::fs::write(dir.join(format!("{zone}.zone")), zone_file(zone)).unwrap();
+        }
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.join("knot.conf");
+            std::fs::write(&conf, config(&dir, port, key, other)).unwrap();
+            let log = std::fs::File::create(dir.join("knotd.log")).unwrap();
+            let child = Command::new(knotd)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start knotd");
+            let mut knot = Knot {
+                child,
+                dir: dir.clone(),
+                port,
+                dig: dig.to_path_buf(),
+            };
+            if knot.wait_ready(Duration::from_secs(15)) {
+                return knot;
+            }
+            last_log = std::fs::read_to_string(dir.join("knotd.log")).unwrap_or_default();
+            // Keep the directory for the next try: take it out of the guard.
+            let _ = knot.child.kill();
+            let _ = knot.child.wait();
+            std::mem::forget(knot);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("knotd did not start in 5 tries; last log:\n{last_log}");
+    }
+
+    /// Polls the SOA until knotd serves both zones, the process exits, or the deadline passes.
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if !self.query("example.test", "SOA").is_empty()
+                && !self.query("other.test", "SOA").is_empty()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// `+short` answer lines, sorted.
+    fn query(&self, name: &str, rtype: &str) -> Vec<String> {
+        let out = Command::new(&self.dig)
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+short",
+                "+time=1",
+                "+retry=0",
+            ])
+            .args([name, rtype])
+            .output()
+            .expect("run dig");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    fn target(&self, zone: &str, key: Option<TsigKey>) -> DnsTarget {
+        DnsTarget {
+            server: SocketAddr::from(([127, 0, 0, 1], self.port)),
+            zone: zone.into(),
+            key,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn member(n: u8, port: u16, weight: u16, v6: bool) -> Member {
+    let mut addrs = vec![IpAddr::from([127, 0, 0, 10 + n])];
+    if v6 {
+        addrs.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+    Member {
+        host_label: format!("n{n}"),
+        addrs,
+        port,
+        weight,
+        priority: 1,
+    }
+}
+
+fn set(domain: &str, members: Vec<Member>, removed: &[&str]) -> RecordSet {
+    RecordSet {
+        domain: domain.into(),
+        transports: vec![Transport::Udp, Transport::Tcp],
+        ttl: 30,
+        members,
+        removed: removed.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// One update sent by hand (not through send_update), so the knotd-signed
+/// response is checked by check_response on its own.
+fn exchange_by_hand(knot: &Knot, key: &TsigKey, s: &RecordSet) -> Result<(), DnsError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = build_update("example.test", s, 0x5eed, Some(key), now)?;
+    let mut tcp = TcpStream::connect(("127.0.0.1", knot.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(&(request.len() as u16).to_be_bytes())
+        .unwrap();
+    tcp.write_all(&request).unwrap();
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).unwrap();
+    let mut response = vec![0u8; u16::from_be_bytes(len) as usize];
+    tcp.read_exact(&mut response).unwrap();
+    // The same response under another key, or a flipped byte, must not pass.
+    let wrong = random_key(&key.name);
+    assert!(matches!(
+        check_response(&response, &request, Some(&wrong), now),
+        Err(DnsError::BadTsig(_))
+    ));
+    let mut flipped = response.clone();
+    flipped[3] ^= 0x01;
+    assert!(check_response(&flipped, &request, Some(key), now).is_err());
+    check_response(&response, &request, Some(key), now)
+}
+
+#[test]
+fn knot_serves_what_the_updates_publish() {
+    let Some((knotd, dig)) = tools() else { return };
+    // The key in the text form `keymgr -t` / `tsig-keygen` print, read back by TsigKey::parse.
+    let generated = random_key("upd.key");
+    let bind_text = format!(
+        "key \"upd.key\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+        Base64::encode_string(&generated.secret)
+    );
+    let key = TsigKey::parse(&bind_text).expect("parse a BIND key file");
+    assert_eq!(key, generated);
+    let other = random_key("other.key");
+    let knot = Knot::start(&knotd, &dig, &key, &other);
+    let target = knot.target("example.test", Some(key.clone()));
+
+    // Three members: exactly three SRV per transport, A and AAAA served.
+    let three = vec![
+        member(1, 5060, 10, false),
+        member(2, 5070, 20, true),
+        member(3, 5080, 30, false),
+    ];
+    send_update(&target, &set("example.test", three, &[])).expect("first update");
+    let srv3 = strings(&[
+        "1 10 5060 n1.example.test.",
+        "1 20 5070 n2.example.test.",
+        "1 30 5080 n3.example.test.",
+    ]);
+    assert_eq!(knot.query("_sip._udp.example.test", "SRV"), srv3);
+    assert_eq!(knot.query("_sip._tcp.example.test", "SRV"), srv3);
+    assert_eq!(knot.query("n1.example.test", "A"), ["127.0.0.11"]);
+    assert_eq!(knot.query("n2.example.test", "A"), ["127.0.0.12"]);
+    assert_eq!(knot.query("n2.example.test", "AAAA"), ["::1"]);
+    assert_eq!(knot.query("n3.example.test", "A"), ["127.0.0.13"]);
+
+    // Two members, n2 removed, n3 moved: the sets are replaced, not merged.
+    let mut n3 = member(3, 5090, 5, true);
+    n3.addrs[0] = IpAddr::from([127, 0, 0, 33]);
+    let two = set(
+        "example.test",
+        vec![member(1, 5060, 10, false), n3],
+        &["n2"],
+    );
+    exchange_by_hand(&knot, &key, &two).expect("second update");
+    let srv2 = strings(&["1 10 5060 n1.example.test.", "1 5 5090 n3.example.test."]);
+    assert_eq!(knot.query("_sip._udp.example.test", "SRV"), srv2);
+    assert_eq!(knot.query("_sip._tcp.example.test", "SRV"), srv2);
+    assert!(knot.query("n2.example.test", "A").is_empty());
+    assert!(knot.query("n2.example.test", "AAAA").is_empty());
+    assert_eq!(knot.query("n3.example.test", "A"), ["127.0.0.33"]);
+    assert_eq!(knot.query("n3.example.test", "AAAA"), ["::1"]);
+
+    // Same key name, another secret: NOTAUTH with TSIG error BADSIG.
+    let one = set("example.test", vec![member(4, 5060, 1, false)], &[]);
+    let forged = knot.target("example.test", Some(random_key("upd.key")));
+    let err = send_update(&forged, &one).unwrap_err();
+    assert_eq!(
+        err,
+        DnsError::Refused {
+            rcode: 9,
+            tsig_error: 16
+        },
+        "{err}"
+    );
+    // A key knotd does not know: BADKEY.
+    let unknown = knot.target("example.test", Some(random_key("nobody.key")));
+    let err = send_update(&unknown, &one).unwrap_err();
+    assert_eq!(
+        err,
+        DnsError::Refused {
+            rcode: 9,
+            tsig_error: 17
+        },
+        "{err}"
+    );
+    // A valid key, but other.test's ACL does not name it: knotd answers BADKEY.
+    let wrong_zone = knot.target("other.test", Some(key.clone()));
+    let err = send_update(
+        &wrong_zone,
+        &set("other.test", vec![member(4, 5060, 1, false)], &[]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        DnsError::Refused {
+            rcode: 9,
+            tsig_error: 17
+        },
+        "{err}"
+    );
+    // A zone knotd does not serve: NOTAUTH.
+    let nowhere = knot.target("nowhere.test", Some(key.clone()));
+    let err = send_update(
+        &nowhere,
+        &set("nowhere.test", vec![member(4, 5060, 1, false)], &[]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        DnsError::Refused {
+            rcode: 9,
+            tsig_error: 0
+        },
+        "{err}"
+    );
+    // No refused update changed anything.
+    assert_eq!(knot.query("_sip._udp.example.test", "SRV"), srv2);
+    assert!(knot.query("_sip._udp.other.test", "SRV").is_empty());
+    assert!(knot.query("n4.example.test", "A").is_empty());
+
+    // Zero members empties the SRV sets (the overlay's last member leaving).
+    send_update(&target, &set("example.test", vec![], &["n1", "n3"])).expect("empty update");
+    assert!(knot.query("_sip._udp.example.test", "SRV").is_empty());
+    assert!(knot.query("n1.example.test", "A").is_empty());
+}
+
+#[test]
+fn a_silent_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = DnsTarget {
+        server: listener.local_addr().unwrap(),
+        zone: "example.test".into(),
+        key: Some(random_key("upd.key")),
+        timeout: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let err = send_update(
+        &target,
+        &set("example.test", vec![member(1, 5060, 1, false)], &[]),
+    )
+    .unwrap_err();
+    assert_eq!(err, DnsError::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `keymgr -t` (Knot's key generator) output parses, when keymgr is installed.
+#[test]
+fn keymgr_output_parses() {
+    let Some(keymgr) = find("keymgr") else { return };
+    let out = Command::new(keymgr)
+        .args(["-t", "gen.key", "hmac-sha512"])
+        .output()
+        .expect("run keymgr");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key =
+        TsigKey::parse(&String::from_utf8_lossy(&out.stdout)).expect("parse keymgr -t output");
+    assert_eq!(
+        (key.name.as_str(), key.algorithm),
+        ("gen.key", TsigAlgorithm::HmacSha512)
+    );
+    assert!(!key.secret.is_empty());
+}
