@@ -26,6 +26,7 @@ pub mod identity;
 pub mod membership;
 pub mod node;
 pub mod owner;
+pub mod publish;
 pub mod routing;
 pub mod runtime;
 pub mod sim;

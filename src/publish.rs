@@ -7,7 +7,7 @@
 //! succeeds or a newer set replaces it.
 
 use crate::config::DnsSettings;
-use crate::dns::{send_update, DnsError, DnsTarget, Member, RecordSet, TsigKey, Transport};
+use crate::dns::{send_update, DnsError, DnsTarget, Member, RecordSet, Transport, TsigKey};
 use crate::engine::Event;
 use crate::error::{Error, Result};
 use crate::id::Id;

@@ -1,0 +1,217 @@
+//! A hybrid overlay keeps a real DNS server (Knot) up to date: five
+//! `chordsip node` processes in one-hop mode publish `_sip._udp` SRV records
+//! (weights from their capacities) and A records for their SIP addresses,
+//! one publisher at a time; after a kill -9 of the publisher and a graceful
+//! leave of another member the records follow within the stated bound.
+//! Without knotd the test skips, except under `CI=true`, where it fails.
+
+#[path = "support/knot.rs"]
+mod knot;
+
+use base64ct::{Base64, Encoding};
+use chordsip::Id;
+use knot::*;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How soon after a member dies or leaves its records must be gone (issue 15: ≤ 10 s).
+const CONVERGENCE_BOUND: Duration = Duration::from_secs(10);
+
+struct Proc {
+    child: Child,
+    id: Id,
+    overlay: SocketAddr,
+    sip: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn spawn(i: usize, key_file: &std::path::Path, dns: u16, bootstrap: Option<SocketAddr>) -> Proc {
+    let overlay = free_udp();
+    let sip: SocketAddr = format!("127.0.0.{}:{}", 11 + i, 5060 + i).parse().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
+    cmd.args(["node", "--listen", &overlay.to_string(), "--log", "warn"]);
+    for set in [
+        "routing=one-hop".to_string(),
+        format!("sip_address={sip}"),
+        format!("capacity={}", 100 * (i + 1)),
+        format!("dns_server=127.0.0.1:{dns}"),
+        "dns_zone=example.test".into(),
+        "dns_ttl_s=5".into(),
+        format!("dns_key_file={}", key_file.display()),
+        "stabilize_ms=100".into(),
+        "check_predecessor_ms=100".into(),
+        "membership_sync_ms=1000".into(),
+    ] {
+        cmd.args(["--set", &set]);
+    }
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", &b.to_string()]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("node reports it joined");
+    assert!(line.contains("joined"), "unexpected output: {line}");
+    // "node <id> listening on <addr> joined"
+    let id = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(Id::from_hex)
+        .unwrap_or_else(|| panic!("no node id in {line:?}"));
+    Proc {
+        child,
+        id,
+        overlay,
+        sip,
+    }
+}
+
+/// (priority, weight, port, target) of each published SRV record, sorted by port.
+fn srv(knot: &Knot) -> Vec<(u16, u16, u16, String)> {
+    let mut out: Vec<(u16, u16, u16, String)> = knot
+        .query("_sip._udp.example.test", "SRV")
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| {
+                (
+                    f[0].parse().unwrap_or(0),
+                    f[1].parse().unwrap_or(0),
+                    f[2].parse().unwrap_or(0),
+                    f[3].to_string(),
+                )
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| r.2);
+    out
+}
+
+fn wait_for(max: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < max {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The SRV records name exactly these members, each with its A record.
+fn published(knot: &Knot, procs: &[&Proc]) -> bool {
+    let records = srv(knot);
+    let mut want: Vec<u16> = procs.iter().map(|p| p.sip.port()).collect();
+    want.sort();
+    if records.iter().map(|r| r.2).collect::<Vec<_>>() != want {
+        return false;
+    }
+    records.iter().all(|(_, weight, port, target)| {
+        let p = procs.iter().find(|p| p.sip.port() == *port).unwrap();
+        let i = (*port - 5060) as u16;
+        *weight == 100 * (i + 1) && knot.query(target, "A") == vec![p.sip.ip().to_string()]
+    })
+}
+
+#[test]
+fn members_are_published_and_a_killed_publisher_is_replaced() {
+    let Some((knotd, dig)) = tools() else {
+        return;
+    };
+    let key = random_key("overlay.key");
+    let other = random_key("other.key");
+    let knot = Knot::start(&knotd, &dig, &key, &other);
+    let key_file = knot.dir.join("overlay.key");
+    std::fs::write(
+        &key_file,
+        format!(
+            "key \"overlay.key\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+            Base64::encode_string(&key.secret)
+        ),
+    )
+    .unwrap();
+
+    let mut procs: Vec<Proc> = vec![spawn(0, &key_file, knot.port, None)];
+    for i in 1..5 {
+        let boot = procs[0].overlay;
+        procs.push(spawn(i, &key_file, knot.port, Some(boot)));
+    }
+    let all: Vec<&Proc> = procs.iter().collect();
+    let t = wait_for(Duration::from_secs(30), || published(&knot, &all))
+        .unwrap_or_else(|| panic!("five members never published: {:?}", srv(&knot)));
+    println!(
+        "five members published {:.1} s after the last join",
+        t.as_secs_f64()
+    );
+
+    // The publisher is the member responsible for the domain's hash: the
+    // first at or after it on the ring.
+    let domain = Id::from_name("example.test");
+    let victim = (0..procs.len())
+        .min_by_key(|&i| domain.distance_to(&procs[i].id))
+        .unwrap();
+    let dead_target = srv(&knot)
+        .into_iter()
+        .find(|r| r.2 == procs[victim].sip.port())
+        .map(|r| r.3)
+        .expect("the victim is published");
+    let mut killed = procs.remove(victim);
+    killed.child.kill().unwrap(); // SIGKILL: no leave, no last update
+    let _ = killed.child.wait();
+    let started = Instant::now();
+    let rest: Vec<&Proc> = procs.iter().collect();
+    let t = wait_for(CONVERGENCE_BOUND, || {
+        published(&knot, &rest) && knot.query(&dead_target, "A").is_empty()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "records still name the killed publisher after {CONVERGENCE_BOUND:?}: {:?}",
+            srv(&knot)
+        )
+    });
+    println!(
+        "kill -9 of the publisher: its records gone after {:.2} s",
+        t.as_secs_f64()
+    );
+    drop(killed);
+    assert!(started.elapsed() <= CONVERGENCE_BOUND + Duration::from_secs(1));
+
+    // A graceful leave (SIGTERM) of another member.
+    let leaver = procs.remove(0);
+    let pid = nix::unistd::Pid::from_raw(leaver.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let rest: Vec<&Proc> = procs.iter().collect();
+    let t = wait_for(CONVERGENCE_BOUND, || published(&knot, &rest))
+        .unwrap_or_else(|| panic!("records after a leave: {:?}", srv(&knot)));
+    println!(
+        "graceful leave: records follow after {:.2} s",
+        t.as_secs_f64()
+    );
+    drop(leaver);
+}
