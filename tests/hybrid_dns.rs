@@ -134,7 +134,7 @@ fn published(knot: &Knot, procs: &[&Proc]) -> bool {
     }
     records.iter().all(|(_, weight, port, target)| {
         let p = procs.iter().find(|p| p.sip.port() == *port).unwrap();
-        let i = (*port - 5060) as u16;
+        let i = *port - 5060;
         *weight == 100 * (i + 1) && knot.query(target, "A") == vec![p.sip.ip().to_string()]
     })
 }
