@@ -126,6 +126,13 @@ static void on_event(const chordsip_event *e, void *ud) {
     case CHORDSIP_EVENT_KEYS_OUT:
         printf("  event: %llu entries handed away\n", (unsigned long long)e->count);
         break;
+    case CHORDSIP_EVENT_MEMBER_UP:
+    case CHORDSIP_EVENT_MEMBER_DOWN: /* one-hop overlays only */
+        printf("  event: member %s %s\n", e->peer.addr,
+               e->kind == CHORDSIP_EVENT_MEMBER_UP ? "up" : "down");
+        break;
+    default: /* kinds added by later versions */
+        break;
     }
 }
 

@@ -1112,7 +1112,7 @@ static void test_node_args(chordsip_node *n, chordsip_node *other) {
     chordsip_peers *p = SENTINEL;
     CHECK_RC(chordsip_node_neighbours(NULL, CHORDSIP_SUCCESSORS, &p), CHORDSIP_ERR_NULL_POINTER);
     CHECK_RC(chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, NULL), CHORDSIP_ERR_NULL_POINTER);
-    CHECK_RC(chordsip_node_neighbours(n, 3, &p), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_neighbours(n, 4, &p), CHORDSIP_ERR_INVALID_ARGUMENT);
     CHECK(p == SENTINEL);
     CHECK_OK(chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, &p));
     CHECK(p != NULL && p != SENTINEL);
@@ -1433,6 +1433,101 @@ static void test_auth(void) {
     chordsip_config_free(cfg);
 }
 
+/* One-hop (hybrid) overlays: MEMBER_UP events carry what each member
+ * announced (capacity, SIP address), the members list holds the whole
+ * overlay, a node of the other routing mode is refused with MODE_MISMATCH,
+ * and DNS publication without one-hop routing is refused at start. */
+static struct {
+    int ups, downs, weight_ok, sip_ok;
+} member_events;
+
+static void member_cb(const chordsip_event *e, void *ud) {
+    (void)ud;
+    if (e->kind == CHORDSIP_EVENT_MEMBER_UP) {
+        __atomic_add_fetch(&member_events.ups, 1, __ATOMIC_SEQ_CST);
+        if (e->has_peer && e->weight == 250)
+            __atomic_add_fetch(&member_events.weight_ok, 1, __ATOMIC_SEQ_CST);
+        if (strcmp(e->sip_address, "127.0.0.1:5099") == 0)
+            __atomic_add_fetch(&member_events.sip_ok, 1, __ATOMIC_SEQ_CST);
+    } else if (e->kind == CHORDSIP_EVENT_MEMBER_DOWN && e->has_peer) {
+        __atomic_add_fetch(&member_events.downs, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static size_t members_of(chordsip_node *n) {
+    chordsip_peers *list = NULL;
+    CHECK_OK(chordsip_node_neighbours(n, CHORDSIP_MEMBERS, &list));
+    size_t len = chordsip_peers_len(list);
+    chordsip_peers_free(list);
+    return len;
+}
+
+static void test_one_hop(void) {
+    char err[256];
+    chordsip_config *cfg = fast_config();
+    CHECK_RC(chordsip_config_set(cfg, "routing", "two-hop", err, sizeof err),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "one-hop") != NULL);
+    CHECK_OK(chordsip_config_set(cfg, "routing", "one-hop", err, sizeof err));
+    CHECK_OK(chordsip_config_set(cfg, "membership_sync_ms", "300", err, sizeof err));
+    CHECK_OK(chordsip_config_set_event_callback(cfg, member_cb, NULL));
+    chordsip_node *n[3];
+    n[0] = node_from(cfg);
+    join_via(n[0], NULL);
+    chordsip_config *other = fast_config();
+    CHECK_OK(chordsip_config_set(other, "routing", "one-hop", err, sizeof err));
+    CHECK_OK(chordsip_config_set(other, "capacity", "250", err, sizeof err));
+    CHECK_OK(chordsip_config_set(other, "sip_address", "127.0.0.1:5099", err, sizeof err));
+    for (int i = 1; i < 3; i++) {
+        n[i] = node_from(other);
+        join_via(n[i], n[0]);
+    }
+    double deadline = now_s() + scaled(10);
+    while (now_s() < deadline &&
+           (members_of(n[0]) != 3 || members_of(n[1]) != 3 || members_of(n[2]) != 3 ||
+            __atomic_load_n(&member_events.sip_ok, __ATOMIC_SEQ_CST) < 2))
+        sleep_ms(20);
+    CHECK(members_of(n[0]) == 3 && members_of(n[1]) == 3 && members_of(n[2]) == 3);
+    CHECK(member_events.weight_ok >= 2 && member_events.sip_ok >= 2);
+    note("one-hop: %d MEMBER_UP events at the first node", member_events.ups);
+
+    /* A multi-hop node is refused with a code of its own. */
+    chordsip_config *multi = fast_config();
+    chordsip_node *m = node_from(multi);
+    char addr[64];
+    CHECK_OK(chordsip_node_addr(n[0], addr, sizeof addr));
+    CHECK_RC(chordsip_node_join(m, addr), CHORDSIP_ERR_MODE_MISMATCH);
+    CHECK(strstr(chordsip_result_str(CHORDSIP_ERR_MODE_MISMATCH), "another mode") != NULL);
+    chordsip_node_free(m);
+    CHECK(members_of(n[0]) == 3);
+
+    /* A member leaves: MEMBER_DOWN reaches the first node. */
+    CHECK_OK(chordsip_node_leave(n[2], 2000));
+    chordsip_node_free(n[2]);
+    deadline = now_s() + scaled(10);
+    while (now_s() < deadline && (__atomic_load_n(&member_events.downs, __ATOMIC_SEQ_CST) < 1 ||
+                                  members_of(n[0]) != 2))
+        sleep_ms(20);
+    CHECK(member_events.downs >= 1 && members_of(n[0]) == 2);
+
+    /* DNS publication needs one-hop routing: refused when the node is made. */
+    CHECK_OK(chordsip_config_set(multi, "dns_server", "127.0.0.1:5353", err, sizeof err));
+    CHECK_OK(chordsip_config_set(multi, "dns_zone", "example.test", err, sizeof err));
+    chordsip_node *bad = NULL;
+    int rc = chordsip_node_new(multi, &bad, err, sizeof err);
+    if (rc == CHORDSIP_OK) {
+        rc = chordsip_node_start(bad);
+        chordsip_node_free(bad);
+    }
+    CHECK(rc == CHORDSIP_ERR_INVALID_ARGUMENT);
+
+    for (int i = 1; i >= 0; i--)
+        chordsip_node_free(n[i]);
+    chordsip_config_free(multi);
+    chordsip_config_free(other);
+    chordsip_config_free(cfg);
+}
+
 int main(void) {
     test_begin("test_api", 60);
     memset(long_key, 'k', sizeof long_key - 1);
@@ -1451,6 +1546,7 @@ int main(void) {
     test_unstarted();
     test_lifecycle();
     test_auth();
+    test_one_hop();
     free(big_data);
     test_pass("test_api");
     return 0;
