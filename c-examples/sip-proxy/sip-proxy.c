@@ -140,6 +140,13 @@ static void on_event(const chordsip_event *e, void *ud) {
     case CHORDSIP_EVENT_KEYS_OUT:
         logmsg(LOG_DEBUG, "overlay: %" PRIu64 " entries handed away", e->count);
         break;
+    case CHORDSIP_EVENT_MEMBER_UP:
+    case CHORDSIP_EVENT_MEMBER_DOWN:
+        /* one-hop overlays only */
+        logmsg(LOG_INFO, "overlay: member %s %s",
+               e->has_peer ? e->peer.addr : "(unknown)",
+               e->kind == CHORDSIP_EVENT_MEMBER_UP ? "up" : "down");
+        break;
     }
 }
 
