@@ -435,7 +435,7 @@ if [ $MODE = bench ]; then
             (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv-$((i + 1)).csv" \
                 -key contact_hostport "127.0.0.1:$UAS_PORT" -m $((each * SECONDS_PER_RATE)) -r "$each" \
                 -i 127.0.0.1 -p $((UAC_PORT + i)) -nostdin -trace_stat -stf stat.csv -fd 1 \
-                -trace_rtt -rtt_freq 1000 -timeout $((SECONDS_PER_RATE + 60))s "${targets[$i]}:5060" >sipp.log 2>&1) &
+                -trace_rtt -rtt_freq 100 -timeout $((SECONDS_PER_RATE + 60))s "${targets[$i]}:5060" >sipp.log 2>&1) &
             bp+=($!)
             pids+=($!)
         done
