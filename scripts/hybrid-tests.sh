@@ -274,7 +274,31 @@ sipp5() {
     done
 }
 
+# refused NAME REASON_REGEX SET...: a Kamailio given these `set` values must not start,
+# and say why in its log.
+refused() {
+    local name=$1 why=$2 dir=$OUT/$1 rc i=0 args=(); shift 2
+    for v in "$@"; do i=$((i + 1)); args+=(-A "CHORDSIP_SET$i=\"$v\""); done
+    mkdir -p "$dir"
+    timeout 20 kamailio -f "$CFG" -DD -E -A NO_AUTH -A "RUN_DIR=\"$dir\"" -A "SIP_ADDR=${SERVERS[0]}" \
+        -A SIP_PORT=5060 -A "OVERLAY_LISTEN=\"${SERVERS[0]}:5070\"" -A "CHORDSIP_MODULE=\"$MODULE\"" \
+        "${args[@]}" >"$dir/kamailio.log" 2>&1
+    rc=$?
+    if [ $rc != 0 ] && [ $rc != 124 ] && grep -qE "$why" "$dir/kamailio.log"; then
+        pass "$(printf '%-22s %s' "$name" "refused to start (exit $rc): $(grep -oE "$why.*" "$dir/kamailio.log" | head -n 1)")"
+    else
+        fail "$name" "exit $rc, expected a refusal matching '$why' (see $dir/kamailio.log)"
+    fi
+}
+
 if [ $MODE = test ]; then
+    # ---- 0. bad settings stop Kamailio at startup -------------------------------------------
+    echo "== modparam(\"chordsip\", \"set\", ...) with bad settings: Kamailio must refuse to start"
+    refused set-bad-value 'modparam set "routing=two-hop": .*' routing=two-hop
+    refused set-unknown-name 'modparam set "no_such_option=1": .*' no_such_option=1
+    refused set-owned-name 'use modparam\("chordsip", "socket".*' client_socket=/tmp/x.sock
+    refused set-inconsistent "the node's settings do not fit together: .*" "dns_server=$DNS_IP:53" "dns_zone=$DOMAIN"
+
     # ---- 1. DNS and five servers ---------------------------------------------------------
     start_knot || exit 1
     writer_key "$OUT/admin.key" && "$B" keygen --out "$OUT/credentials.key" 2>/dev/null || exit 1
