@@ -32,10 +32,13 @@
 #      registered at the killed servers) called at once, then all registered
 #      again round-robin and called through another server;
 #   7. no ERROR/CRITICAL in the survivors' logs, no slow call (counters),
-#      knotd's log shows the updates.
+#      knotd's log shows the signed updates and no refused one.
+# Before all this, Kamailio given a bad `set` (bad value, unknown name, a
+# setting the module owns, settings that do not fit together) must refuse
+# to start and say why.
 # Every process started here is stopped on exit, failures and ^C included.
 #
-#   scripts/hybrid-tests.sh            the tests above (about 2 minutes)
+#   scripts/hybrid-tests.sh            the tests above (about 30 s)
 #   scripts/hybrid-tests.sh --bench    SIPp throughput through five servers,
 #       one-hop (with DNS publication) against multi-hop (the same cfg,
 #       routing=multi-hop, no DNS), unauthenticated (-A NO_AUTH, as
@@ -430,8 +433,14 @@ if [ $MODE = test ]; then
             grep -E '(ERROR|CRITICAL|BUG):' "$OUT/$k/kamailio.log" | head -n 5 | sed 's/^/      /'
         fi
     done
+    # at least the five joining and the two killed (updates may bundle changes)
     updates=$(grep -c 'DDNS, processing' "$OUT/knot/knotd.log")
-    pass "$(printf '%-22s %s' knotd "$updates signed updates processed ($OUT/knot/knotd.log)")"
+    refusals=$(grep -ciE 'denied|refused|failed|BADSIG|BADKEY|BADTIME' "$OUT/knot/knotd.log")
+    if [ "$updates" -ge 2 ] && [ "$refusals" = 0 ]; then
+        pass "$(printf '%-22s %s' knotd "$updates signed updates processed, none refused ($OUT/knot/knotd.log)")"
+    else
+        fail knotd "$updates updates processed, $refusals refused (see $OUT/knot/knotd.log)"
+    fi
     down_five
 fi
 
