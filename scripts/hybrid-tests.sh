@@ -52,10 +52,10 @@
 # ports on 127.0.0.1). Output in target/hybrid-tests/ (target/hybrid-bench/).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 T_START=$(date +%s.%N)
-MODE=test
-[ "${1:-}" = --bench ] && MODE=bench
+MODE="test"
+[ "${1:-}" = --bench ] && MODE="bench"
 DOMAIN=hybrid.test
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/hybrid-tests
@@ -122,10 +122,10 @@ dns() {
     "$DIG" "@$DNS_IP" -p 53 +short +time=1 +retry=0 "$1" "$2" 2>/dev/null | grep -v '^;' | sort
 }
 
-# srv_ports_hosts: "ip:port" of every published SRV target (its A record), sorted.
+# srv_members: "ip:port/weight" of every published SRV target (its A record), sorted.
 srv_members() {
-    local prio weight port target ip
-    dns "_sip._udp.$DOMAIN" SRV | while read -r prio weight port target; do
+    local weight port target ip
+    dns "_sip._udp.$DOMAIN" SRV | while read -r _ weight port target; do
         [ -n "$target" ] || continue
         for ip in $(dns "$target" A); do echo "$ip:$port/$weight"; done
     done | sort
@@ -236,7 +236,7 @@ up_five() {
         SIP_ADDR=$ip start_kamailio "H$((i + 1))" "$CFG" 5060 -A "SIP_DOMAIN=$DOMAIN" \
             -A "OVERLAY_LISTEN=\"$ip:5070\"" -A "WRITER_KEY_FILE=\"$OUT/writer.key\"" "${sets[@]}" "$@" || return 1
         local v=PID_H$((i + 1))
-        H_PIDS[$i]=${!v}
+        H_PIDS[i]=${!v}
         H_UP+=("$ip")
     done
     wait_members "${SERVERS[@]}"
@@ -507,7 +507,7 @@ if [ $MODE = bench ]; then
             best=0
             for r in $REG_RATES; do
                 for i in 1 2 3 4 5; do
-                    { echo SEQUENTIAL; seq 1 $((r / 5 * SECONDS_PER_RATE)) |
+                    { echo SEQUENTIAL; seq 1 $((r * SECONDS_PER_RATE / 5)) |
                         awk -v p="b${n}r${r}s${i}u" -v d="$DOMAIN" '{ print p $1 ";" d ";" }'; } >"$OUT/reg-$n-$r-$i.csv"
                 done
                 bench5 "$routing-r$run-reg" "$r" register.xml "$OUT/reg-$n-$r" "${SERVERS[@]}" || break
