@@ -380,12 +380,14 @@ call_series() {
 # start_kamailio NAME CFG SIP_PORT [-A DEFINE...]: a Kamailio in the
 # foreground of its own session (so SIGKILL can reach all its processes),
 # its run directory $OUT/NAME, module $MODULE, KAMAILIO_SHM MB of shared
-# memory (256); waits until its ctl socket answers. Sets PID_NAME.
+# memory (256), SIP on SIP_ADDR (127.0.0.1); waits until its ctl socket
+# answers. Sets PID_NAME.
 start_kamailio() {
     local name=$1 cfg=$2 port=$3; shift 3
-    local dir=$OUT/$name
+    local dir=$OUT/$name addr=${SIP_ADDR:-127.0.0.1}
     mkdir -p "$dir"
     setsid kamailio -f "$cfg" -DD -E -m "${KAMAILIO_SHM:-256}" -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
+        -A "SIP_ADDR=$addr" \
         -A "CHORDSIP_MODULE=\"$MODULE\"" -A "CLIENT_KEY_FILE=\"$(client_key_file)\"" \
         "$@" >"$dir/kamailio.log" 2>&1 &
     local pid=$!
@@ -393,7 +395,7 @@ start_kamailio() {
     printf -v "PID_$name" '%s' "$pid"
     for _ in $(seq 1 150); do
         if kamcmd -s "unix:$dir/kamailio_ctl" core.uptime >/dev/null 2>&1; then
-            echo "$name (pid $pid): SIP 127.0.0.1:$port"
+            echo "$name (pid $pid): SIP $addr:$port"
             return 0
         fi
         kill -0 "$pid" 2>/dev/null || break

@@ -89,7 +89,19 @@ static char *p_credentials_key_file = ""; /* `chordsip keygen`: opens the record
 static char *p_credential_admins = "";    /* public keys whose records count */
 static char *p_digest_algorithm = "MD5";  /* as auth's "algorithm" parameter */
 
+/* "set": any other node setting, `name=value` (chordsip_config_set's names),
+ * one per modparam line, applied in order after the settings above. */
+typedef struct node_setting {
+	char *name;
+	char *value;
+	struct node_setting *next;
+} node_setting_t;
+static node_setting_t *p_settings;
+static node_setting_t **p_settings_tail = &p_settings;
+static int set_param(modparam_t type, void *val);
+
 static param_export_t params[] = {
+	{"set", PARAM_STRING | USE_FUNC_PARAM, (void *)set_param},
 	{"listen", PARAM_STRING, &p_listen},
 	{"advertise", PARAM_STRING, &p_advertise},
 	{"bootstrap", PARAM_STRING, &p_bootstrap},
@@ -243,6 +255,93 @@ static int set_int_opt(chordsip_config *cfg, const char *name, int value)
 	return set_opt(cfg, name, text);
 }
 
+/* Names the module sets from its own parameters: `set` refuses them, so
+ * that one setting has one place (the parameter to use instead). */
+static const char *owned_setting(const char *name)
+{
+	static const char *owned[][2] = {{"listen", "listen"}, {"advertise", "advertise"},
+			{"overlay", "overlay"}, {"client_socket", "socket"},
+			{"writer_key_file", "writer_key_file"}, {"client_key_file", "client_key_file"},
+			{"trusted_writers", "trusted_writers"}, {"open_overlay", "open_overlay"},
+			{"replicas", "replicas"}, {"op_timeout_ms", "lookup_timeout"},
+			{"log_level", "log_level"}, {"credentials_key", "credentials_key_file"},
+			{"credential_admins", "credential_admins"}};
+	for(size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+		if(strcmp(name, owned[i][0]) == 0)
+			return owned[i][1];
+	return NULL;
+}
+
+/* modparam("chordsip", "set", "name=value"): checked at once with the
+ * library's own parser (so a bad name or value stops Kamailio while it reads
+ * the cfg, with the library's reason), kept, and applied when the node's
+ * configuration is built. */
+static int set_param(modparam_t type, void *val)
+{
+	const char *text = (const char *)val;
+	(void)type;
+	/* what the log shows of the line: no secret (dns_key, writer_key...) */
+	const char *shown = text && strstr(text, "key") && !strstr(text, "_file") ? "<secret>" : text;
+	const char *eq = text ? strchr(text, '=') : NULL;
+	if(eq == NULL) {
+		LM_ERR("modparam set \"%s\": expected name=value (e.g. \"routing=one-hop\")\n",
+				shown ? shown : "");
+		return -1;
+	}
+	const char *a = text, *b = eq;
+	while(a < b && (*a == ' ' || *a == '\t'))
+		a++;
+	while(b > a && (b[-1] == ' ' || b[-1] == '\t'))
+		b--;
+	if(a == b) {
+		LM_ERR("modparam set \"%s\": no setting name before '='\n", shown);
+		return -1;
+	}
+	size_t nlen = (size_t)(b - a), vlen = strlen(eq + 1);
+	node_setting_t *s = pkg_malloc(sizeof *s + nlen + 1 + vlen + 1);
+	if(s == NULL) {
+		PKG_MEM_ERROR;
+		return -1;
+	}
+	s->name = (char *)(s + 1);
+	memcpy(s->name, a, nlen);
+	s->name[nlen] = 0;
+	s->value = s->name + nlen + 1;
+	memcpy(s->value, eq + 1, vlen + 1);
+	s->next = NULL;
+	const char *instead = owned_setting(s->name);
+	if(instead) {
+		LM_ERR("modparam set \"%s\": use modparam(\"chordsip\", \"%s\", ...) for this "
+			   "setting\n",
+				shown, instead);
+		pkg_free(s);
+		return -1;
+	}
+	chordsip_config *cfg = NULL;
+	char err[256] = "";
+	int rc = chordsip_config_new(&cfg);
+	if(rc == CHORDSIP_OK)
+		rc = chordsip_config_set(cfg, s->name, s->value, err, sizeof err);
+	chordsip_config_free(cfg);
+	if(rc != CHORDSIP_OK) {
+		LM_ERR("modparam set \"%s\": %s\n", shown, err[0] ? err : chordsip_result_str(rc));
+		pkg_free(s);
+		return -1;
+	}
+	*p_settings_tail = s;
+	p_settings_tail = &s->next;
+	return 0;
+}
+
+/* The `set` settings, in order. */
+static int apply_settings(chordsip_config *cfg)
+{
+	for(node_setting_t *s = p_settings; s; s = s->next)
+		if(set_opt(cfg, s->name, s->value) < 0)
+			return -1;
+	return 0;
+}
+
 static chordsip_node *create_node(void)
 {
 	chordsip_config *cfg = NULL;
@@ -262,7 +361,8 @@ static chordsip_node *create_node(void)
 					 || set_opt(cfg, "trusted_writers", p_trusted_writers) == 0)
 			 && set_opt(cfg, "open_overlay", p_open_overlay ? "true" : "false") == 0
 			 && set_int_opt(cfg, "replicas", p_replicas) == 0
-			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0;
+			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0
+			 && apply_settings(cfg) == 0;
 	if(ok && overlay_key_len > 0)
 		ok = chordsip_config_set_overlay_key(cfg, overlay_key, overlay_key_len)
 			 == CHORDSIP_OK;
@@ -474,7 +574,19 @@ static int mod_init(void)
 			 && (p_advertise[0] == 0 || set_opt(cfg, "advertise", p_advertise) == 0)
 			 && set_opt(cfg, "overlay", p_overlay) == 0
 			 && set_int_opt(cfg, "replicas", p_replicas) == 0
-			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0;
+			 && set_int_opt(cfg, "op_timeout_ms", p_op_timeout) == 0
+			 && apply_settings(cfg) == 0;
+	if(ok) {
+		/* the whole node configuration, as chordsip_node_new will check it
+		 * (e.g. dns_server needs routing=one-hop and dns_zone) */
+		char err[256] = "";
+		int rc = chordsip_config_check(cfg, err, sizeof err);
+		if(rc != CHORDSIP_OK) {
+			LM_ERR("the node's settings do not fit together: %s\n",
+					err[0] ? err : chordsip_result_str(rc));
+			ok = 0;
+		}
+	}
 	chordsip_config_free(cfg);
 	if(!ok)
 		return -1;
