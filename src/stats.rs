@@ -138,6 +138,8 @@ pub struct Stats {
     pub member_changes_spread: u64,
     /// Bytes sent to keep the one-hop table (changes, syncs and their answers).
     pub member_bytes_sent: u64,
+    /// 1 while this node is the one that publishes the overlay in DNS.
+    pub dns_publisher: u64,
 }
 
 impl Stats {
@@ -185,6 +187,8 @@ impl Stats {
             ("stored_entries", self.stored_entries),
             ("primary_entries", self.primary_entries),
             ("stored_value_bytes", self.stored_value_bytes),
+            ("members", self.members),
+            ("dns_publisher", self.dns_publisher),
         ] {
             out.push((name, v.to_string()));
         }

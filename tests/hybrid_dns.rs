@@ -9,6 +9,7 @@
 mod knot;
 
 use base64ct::{Base64, Encoding};
+use chordsip::client::Client;
 use chordsip::Id;
 use knot::*;
 use std::io::{BufRead, BufReader};
@@ -45,6 +46,7 @@ fn spawn(i: usize, key_file: &std::path::Path, dns: u16, bootstrap: Option<Socke
     let sip: SocketAddr = format!("127.0.0.{}:{}", 11 + i, 5060 + i).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
     cmd.args(["node", "--listen", &overlay.to_string(), "--log", "warn"]);
+    cmd.arg("--client-key-file").arg(client_key_file());
     for set in [
         "routing=one-hop".to_string(),
         format!("sip_address={sip}"),
@@ -90,6 +92,33 @@ fn spawn(i: usize, key_file: &std::path::Path, dns: u16, bootstrap: Option<Socke
         overlay,
         sip,
     }
+}
+
+const CLIENT_KEY: &[u8] = b"hybrid-dns-client-key";
+
+fn client_key_file() -> std::path::PathBuf {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("chordsip-hybrid-{}.ckey", std::process::id()));
+        std::fs::write(&p, CLIENT_KEY).unwrap();
+        p
+    })
+    .clone()
+}
+
+/// How many of `procs` say (in their statistics) that they publish in DNS.
+fn publishers(procs: &[&Proc]) -> usize {
+    procs
+        .iter()
+        .filter(|p| {
+            let Ok(mut c) = Client::connect(p.overlay, "chordsip", Some(CLIENT_KEY)) else {
+                return false;
+            };
+            c.set_timeout(Duration::from_secs(2));
+            c.stats_text()
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "dns_publisher 1"))
+        })
+        .count()
 }
 
 /// (priority, weight, port, target) of each published SRV record, sorted by port.
@@ -169,6 +198,12 @@ fn members_are_published_and_a_killed_publisher_is_replaced() {
         "five members published {:.1} s after the last join",
         t.as_secs_f64()
     );
+    // Exactly one member publishes.
+    assert!(
+        wait_for(Duration::from_secs(5), || publishers(&all) == 1).is_some(),
+        "{} members say they publish",
+        publishers(&all)
+    );
 
     // The publisher is the member responsible for the domain's hash: the
     // first at or after it on the ring.
@@ -201,6 +236,12 @@ fn members_are_published_and_a_killed_publisher_is_replaced() {
     );
     drop(killed);
     assert!(started.elapsed() <= CONVERGENCE_BOUND + Duration::from_secs(1));
+    let rest: Vec<&Proc> = procs.iter().collect();
+    assert!(
+        wait_for(Duration::from_secs(5), || publishers(&rest) == 1).is_some(),
+        "after the kill, {} survivors say they publish",
+        publishers(&rest)
+    );
 
     // A graceful leave (SIGTERM) of another member.
     let leaver = procs.remove(0);

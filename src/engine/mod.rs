@@ -410,6 +410,7 @@ impl Engine {
         s.stored_entries = self.store.entry_count() as u64;
         s.stored_value_bytes = self.store.value_bytes() as u64;
         s.members = self.members.len() as u64;
+        s.dns_publisher = self.publishing as u64;
         s.primary_entries = match self.rt.predecessor() {
             Some(p) => self
                 .store
