@@ -8,12 +8,15 @@
 //! 3. keys per member (p99/mean, max/mean) with one id per member.
 
 use chordsip::config::RoutingMode;
+use chordsip::membership::Membership;
 use chordsip::sim::{SimConfig, SimNet};
 use chordsip::stats::Histogram;
 use chordsip::testnet::Testnet;
+use chordsip::wire::{MemberChange, MemberRecord};
 use chordsip::{Config, Id};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 fn cfg(mode: RoutingMode) -> Config {
@@ -173,11 +176,59 @@ fn spread_section() {
         }
         println!("| {n} | {:.2} | {:.2} |", median(p99s), median(maxes));
     }
+    println!(
+        "\n## keys per member, virtual points (virtual_nodes=V, 100,000 keys, median of 9 draws)"
+    );
+    println!("| members | V | p99/mean | max/mean |");
+    println!("|---|---|---|---|");
+    for n in [16usize, 64, 256] {
+        for v in [64usize, 128, 256] {
+            let (mut p99s, mut maxes) = (Vec::new(), Vec::new());
+            for seed in 0..9u64 {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let mut t = Membership::with_virtual_nodes(v);
+                let ids: Vec<Id> = (0..n).map(|_| Id(rng.gen())).collect();
+                for id in &ids {
+                    t.apply(&MemberChange::Up(record(*id)), 0);
+                }
+                let mut count: HashMap<Id, u64> = HashMap::new();
+                for k in &keys {
+                    *count.entry(t.placement(k, 1)[0].node.id).or_default() += 1;
+                }
+                let mut c: Vec<u64> = ids
+                    .iter()
+                    .map(|id| count.get(id).copied().unwrap_or(0))
+                    .collect();
+                c.sort();
+                let mean = keys.len() as f64 / n as f64;
+                let p99 = c[((n as f64 * 0.99).ceil() as usize).min(n) - 1] as f64;
+                p99s.push(p99 / mean);
+                maxes.push(*c.last().unwrap() as f64 / mean);
+            }
+            println!("| {n} | {v} | {:.2} | {:.2} |", median(p99s), median(maxes));
+        }
+    }
+}
+
+fn record(id: Id) -> MemberRecord {
+    MemberRecord {
+        node: chordsip::NodeInfo {
+            id,
+            addr: "127.0.0.1:1".parse().unwrap(),
+        },
+        since_ms: 1,
+        weight: 100,
+        sip: None,
+        points: 1,
+    }
 }
 
 fn main() {
     let t = Instant::now();
     spread_section();
+    if std::env::args().any(|a| a == "--spread-only") {
+        return;
+    }
     udp_section();
     sim_section();
     println!("\n(total {:.0} s)", t.elapsed().as_secs_f64());

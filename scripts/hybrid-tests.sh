@@ -13,7 +13,8 @@
 #      the same addresses, port 5070), domain hybrid.test (-A SIP_DOMAIN),
 #      one-hop routing and DNS publication through modparam("chordsip",
 #      "set", ...) (-A CHORDSIP_SETn): routing=one-hop, sip_address, capacity,
-#      dns_server, dns_zone, dns_key_file, dns_ttl_s; kdig must show the five
+#      dns_server, dns_zone, dns_key_file, dns_ttl_s, virtual_nodes (128:
+#      keys placed by virtual points); kdig must show the five
 #      in `_sip._udp.hybrid.test` SRV, each with its A record;
 #   3. users stored with `chordsip user add --from-file` (HYBRID_USERS SIPp
 #      users and two PJSUA users);
@@ -46,7 +47,7 @@
 #       SIPp at once (one per server, each a fifth of the rate; calls through
 #       the next server), medians of BENCH_RUNS (3) rounds.
 #
-# Environment: HYBRID_USERS (500), HYBRID_RATE (calls/s of each of the five
+# Environment: HYBRID_VNODES (virtual_nodes, 128), HYBRID_USERS (500), HYBRID_RATE (calls/s of each of the five
 # SIPp, 40), BENCH_RUNS, BENCH_SECONDS (10), BENCH_REG_RATES,
 # BENCH_CALL_RATES, KAMAILIO_WORKERS (bench: 16), SIP_TEST_PORT_BASE (SIPp's
 # ports on 127.0.0.1). Output in target/hybrid-tests/ (target/hybrid-bench/).
@@ -57,6 +58,9 @@ T_START=$(date +%s.%N)
 MODE="test"
 [ "${1:-}" = --bench ] && MODE="bench"
 DOMAIN=hybrid.test
+# Keys placed by virtual points (one-hop mode): every member, and the
+# administrator's short-lived node, must use the same number.
+VNODES=${HYBRID_VNODES:-128}
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/hybrid-tests
 [ $MODE = bench ] && OUT=$ROOT/target/hybrid-bench
@@ -230,7 +234,8 @@ up_five() {
         if [ "$routing" = one-hop ]; then
             sets+=(-A "CHORDSIP_SET2=\"sip_address=$ip:5060\"" -A "CHORDSIP_SET3=\"capacity=100\""
                 -A "CHORDSIP_SET4=\"dns_server=$DNS_IP:53\"" -A "CHORDSIP_SET5=\"dns_zone=$DOMAIN\""
-                -A "CHORDSIP_SET6=\"dns_key_file=$OUT/knot/tsig.key\"" -A "CHORDSIP_SET7=\"dns_ttl_s=$DNS_TTL\"")
+                -A "CHORDSIP_SET6=\"dns_key_file=$OUT/knot/tsig.key\"" -A "CHORDSIP_SET7=\"dns_ttl_s=$DNS_TTL\""
+                -A "CHORDSIP_SET8=\"virtual_nodes=$VNODES\"")
         fi
         [ "$i" -gt 0 ] && sets+=(-A "OVERLAY_BOOTSTRAP=\"${SERVERS[0]}:5070\"")
         SIP_ADDR=$ip start_kamailio "H$((i + 1))" "$CFG" 5060 -A "SIP_DOMAIN=$DOMAIN" \
@@ -331,7 +336,7 @@ if [ $MODE = test ]; then
     added=0
     timeout 120 "$B" user add --from-file "$OUT/all-users.txt" --bootstrap "${SERVERS[0]}:5070" \
         --admin-key-file "$OUT/admin.key" --credentials-key-file "$OUT/credentials.key" \
-        --set routing=one-hop </dev/null >"$OUT/user-add.log" 2>&1 && added=$((PER * 5 + 2))
+        --set routing=one-hop --set "virtual_nodes=$VNODES" </dev/null >"$OUT/user-add.log" 2>&1 && added=$((PER * 5 + 2))
     line=$(printf '%-22s %s' user-add "$added of $((PER * 5 + 2)) users stored with chordsip user add --from-file in $(elapsed "$t0") s")
     if [ "$added" = $((PER * 5 + 2)) ]; then pass "$line"; else fail user-add "$line; see $OUT/user-add.log"; exit 1; fi
 

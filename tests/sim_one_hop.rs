@@ -211,3 +211,140 @@ fn a_member_wrongly_reported_dead_comes_back_as_a_new_incarnation() {
         stale_tables(&net)
     );
 }
+
+fn with_points(v: usize) -> Config {
+    Config {
+        routing: RoutingMode::OneHop,
+        virtual_nodes: v,
+        writer_key: Some([0x42; 32]),
+        ..Config::default()
+    }
+}
+
+/// The holders of `key` by the union of the live members' records.
+fn holders(net: &SimNet, key: &Id, v: usize, count: usize) -> Vec<Id> {
+    use chordsip::membership::Membership;
+    use chordsip::wire::MemberChange;
+    let mut t = Membership::with_virtual_nodes(v);
+    let i = net.live_nodes()[0];
+    for m in net.engine(i).members() {
+        t.apply(&MemberChange::Up(m), 0);
+    }
+    t.placement(key, count).iter().map(|m| m.node.id).collect()
+}
+
+fn all_copies(net: &SimNet, keys: usize, copies: usize) -> bool {
+    (0..keys).all(|i| net.copies(&key(i), b"dev") >= copies)
+}
+
+#[test]
+fn virtual_points_even_out_the_shares_and_lose_nothing_to_crashes_and_leaves() {
+    let (n, v, keys) = (24, 128, 20_000);
+    let mut net = build(n, &with_points(v), 13, 0.0);
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+    let live = net.live_nodes();
+    for i in 0..keys {
+        let from = live[i % live.len()];
+        let r = net
+            .put(
+                from,
+                key(i),
+                b"dev",
+                b"contact",
+                1,
+                Duration::from_secs(3600),
+            )
+            .expect("put");
+        assert_eq!(r.copies, 3, "put {i}");
+    }
+    // Each key's primary is the owner of the point after it, and every
+    // holder has a copy.
+    for i in (0..keys).step_by(70) {
+        let k = key(i);
+        let want = holders(&net, &k, v, 3);
+        let from = live[(i * 5) % live.len()];
+        let r = net.lookup(from, k).expect("lookup");
+        assert_eq!(r.node.id, want[0], "lookup {i}");
+        assert!(r.hops <= 1, "lookup {i} took {} hops", r.hops);
+    }
+    // The shares: primary entries per member.
+    let mut shares: Vec<u64> = live
+        .iter()
+        .map(|&i| net.engine(i).stats().primary_entries)
+        .collect();
+    shares.sort();
+    let mean = keys as f64 / n as f64;
+    let max = *shares.last().unwrap() as f64;
+    println!(
+        "virtual points {v}, {n} members: max/mean {:.2}",
+        max / mean
+    );
+    assert!(max / mean <= 1.3, "max/mean {:.2}: {shares:?}", max / mean);
+
+    // Two crashes at once (three would take every copy of the keys those
+    // three alone hold, 1 in 2,024 with 3 copies), one more once repaired,
+    // then two graceful leaves: every key back at 3 copies and readable.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut live = net.live_nodes();
+    for round in [2usize, 1] {
+        for _ in 0..round {
+            let victim = live.remove(rng.gen_range(0..live.len()));
+            net.kill(victim);
+        }
+        assert!(wait_tables(&mut net, Duration::from_secs(30)));
+        let t = net.now();
+        let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+            all_copies(s, keys, 3)
+        });
+        let short = (0..keys)
+            .filter(|&i| net.copies(&key(i), b"dev") < 3)
+            .count();
+        assert!(
+            restored,
+            "{short} of {keys} keys below 3 copies after {round} crash(es)"
+        );
+        println!(
+            "{round} crash(es): 3 copies again after {:.0} s",
+            (net.now() - t) as f64 / 1e6
+        );
+    }
+    for _ in 0..2 {
+        let leaver = live.remove(rng.gen_range(0..live.len()));
+        net.leave(leaver).expect("leave");
+    }
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+    let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+        all_copies(s, keys, 3)
+    });
+    let short = (0..keys)
+        .filter(|&i| net.copies(&key(i), b"dev") < 3)
+        .count();
+    assert!(
+        restored,
+        "{short} of {keys} keys below 3 copies after the leaves"
+    );
+    for i in (0..keys).step_by(97) {
+        let from = live[i % live.len()];
+        let got = net.get(from, key(i)).expect("get");
+        assert_eq!(got.len(), 1, "key {i}");
+    }
+}
+
+#[test]
+fn members_that_place_keys_differently_are_kept_out() {
+    let mut net = build(4, &with_points(128), 17, 0.0);
+    assert!(wait_tables(&mut net, Duration::from_secs(30)));
+    let boot = net.live_nodes()[0];
+    let odd = net.add_node(with_points(64));
+    net.join(odd, &[boot]).expect("the ring itself takes it");
+    net.run_for(Duration::from_secs(10));
+    let odd_id = net.engine(odd).me().id;
+    let others: Vec<usize> = net.live_nodes().into_iter().filter(|&i| i != odd).collect();
+    for &i in &others {
+        assert!(net.engine(i).members().iter().all(|m| m.node.id != odd_id));
+    }
+    // The odd one refused the others' records (and logged why): its table
+    // holds only itself, so it announces itself to nobody.
+    assert_eq!(net.engine(odd).members().len(), 1);
+    assert!(net.engine(odd).stats().refused_membership > 0);
+}

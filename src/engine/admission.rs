@@ -112,7 +112,7 @@ impl Engine {
                 addr: from,
             });
             let stranger = matches!(msg.body, Body::Replicate { .. })
-                && !self.in_neighbourhood(peer)
+                && !self.may_push(peer)
                 && !self.just_departed(peer);
             // A stranger's Replicate is refused by on_replicate, unverified.
             if !stranger {

@@ -188,49 +188,54 @@ impl Engine {
             return;
         }
         let mut next = next;
-        let entries =
-            if entries.is_empty() && self.rt.predecessor().is_some_and(|p| p.id == from.id) {
-                // Our predecessor is the primary and has nothing (it may have just
-                // joined, its handoff still on the way), and it does not ask us,
-                // its successor, back: our replica answers.
-                let (mine, cursor) = self.local_page(&job.key, job.after.as_deref());
-                next = cursor;
-                mine
-            } else if from.id == self.me.id {
-                entries // checked when they were stored
-            } else {
-                // What a remote node returns is believed only when its owner
-                // signed it, and never for longer than the owner said.
-                let total = entries.len();
-                let mut forged = 0;
-                let checked: Vec<WireEntry> = entries
-                    .into_iter()
-                    .filter_map(|mut e| {
-                        if e.tombstone {
-                            return None; // readers never see removals
-                        }
-                        e.lifetime_ms = self.signed_lifetime_ms(&e);
-                        if e.lifetime_ms == 0 {
-                            return None;
-                        }
-                        let ok = self.authentic(&job.key, &e);
-                        forged += usize::from(!ok);
-                        ok.then_some(e)
-                    })
-                    .collect();
-                if forged > 0 && !job.backups.is_empty() {
-                    // A node that forges may hide genuine entries too: read this
-                    // page from the next replica instead.
-                    self.log(LogLevel::Warn, || {
-                        format!("{forged} of {total} entries from {} are forged", from.addr)
-                    });
-                    let backup = job.backups.remove(0);
-                    job.from_replica = true;
-                    self.fetch_page(job, backup);
-                    return;
-                }
-                checked
-            };
+        let replica_here = match self.by_points() {
+            true => {
+                from.id != self.me.id && self.holds_copy(&job.key, self.cfg.replicas) == Some(true)
+            }
+            false => self.rt.predecessor().is_some_and(|p| p.id == from.id),
+        };
+        let entries = if entries.is_empty() && replica_here {
+            // Our predecessor is the primary and has nothing (it may have just
+            // joined, its handoff still on the way), and it does not ask us,
+            // its successor, back: our replica answers.
+            let (mine, cursor) = self.local_page(&job.key, job.after.as_deref());
+            next = cursor;
+            mine
+        } else if from.id == self.me.id {
+            entries // checked when they were stored
+        } else {
+            // What a remote node returns is believed only when its owner
+            // signed it, and never for longer than the owner said.
+            let total = entries.len();
+            let mut forged = 0;
+            let checked: Vec<WireEntry> = entries
+                .into_iter()
+                .filter_map(|mut e| {
+                    if e.tombstone {
+                        return None; // readers never see removals
+                    }
+                    e.lifetime_ms = self.signed_lifetime_ms(&e);
+                    if e.lifetime_ms == 0 {
+                        return None;
+                    }
+                    let ok = self.authentic(&job.key, &e);
+                    forged += usize::from(!ok);
+                    ok.then_some(e)
+                })
+                .collect();
+            if forged > 0 && !job.backups.is_empty() {
+                // A node that forges may hide genuine entries too: read this
+                // page from the next replica instead.
+                self.log(LogLevel::Warn, || {
+                    format!("{forged} of {total} entries from {} are forged", from.addr)
+                });
+                let backup = job.backups.remove(0);
+                job.from_replica = true;
+                self.fetch_page(job, backup);
+                return;
+            }
+            checked
+        };
         job.got.extend(entries);
         if job.page_only {
             self.stats.gets_ok += 1;

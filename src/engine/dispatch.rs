@@ -95,6 +95,7 @@ impl Engine {
         match msg.body {
             Body::Ping => self.reply(from, rid, Body::Pong),
             Body::FindSuccessor { key } => self.answer_find(from, rid, key),
+            Body::FindHolder { key } => self.answer_holder(from, rid, key),
             Body::GetNeighbors => self.answer_neighbors(from, rid),
             Body::Notify => self.on_notify(from, rid, peer, sent_ms),
             Body::Leaving { preds, succs } => {

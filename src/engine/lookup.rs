@@ -19,6 +19,17 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+impl LookupFor {
+    /// Lookups for a key's data (by virtual points when the overlay places
+    /// keys so), as opposed to the ring's own (joins, fingers, merges).
+    pub(super) fn is_for_data(&self) -> bool {
+        matches!(
+            self,
+            LookupFor::User(_) | LookupFor::Put(_) | LookupFor::Get(_) | LookupFor::Handoff(_)
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) enum LookupFor {
     User(OpId),
@@ -78,7 +89,16 @@ pub(super) const FANOUT: usize = 3;
 impl Engine {
     /// What this node's own table says about `key`: the responsible node and its
     /// successors, or the first candidates to ask (the successor as a last resort).
-    pub(super) fn local_route(&self, key: &Id) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
+    /// `for_data`: the lookup is for a key's data, which an overlay with
+    /// virtual points places by its table rather than by the ring.
+    pub(super) fn local_route(
+        &self,
+        key: &Id,
+        for_data: bool,
+    ) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
+        if for_data && self.by_points() {
+            return self.placed_route(key);
+        }
         match self.rt.answer(key, |n| self.not_suspected(n), FANOUT) {
             Answer::Done(nodes) => Ok(nodes),
             Answer::Next(nodes) => {
@@ -98,8 +118,9 @@ impl Engine {
         // the caller trusts), or written to at once (a put or get, which the
         // member itself refuses if it is not responsible); Chord routing
         // follows only if it fails.
-        let route = match (self.local_route(&key), self.one_hop_hint(&key)) {
-            (Err(mut candidates), Some(hint)) => {
+        let for_data = purpose.is_for_data();
+        let route = match (self.local_route(&key, for_data), self.one_hop_hint(&key)) {
+            (Err(mut candidates), Some(hint)) if for_data || !self.by_points() => {
                 let trusting = match &purpose {
                     LookupFor::Put(j) => !j.verify,
                     LookupFor::Get(j) => !j.verify,
@@ -223,11 +244,15 @@ impl Engine {
             } else {
                 self.cfg.rpc_retries.min(2) + 1
             };
+            let body = match self.by_points() && l.purpose.is_for_data() {
+                true => Body::FindHolder { key },
+                false => Body::FindSuccessor { key },
+            };
             self.lookups.insert(id, l);
             self.send_request(
                 c.addr,
                 c.id,
-                Body::FindSuccessor { key },
+                body,
                 OnAnswer::LookupStep { lookup: id },
                 attempts,
             );
@@ -260,6 +285,19 @@ impl Engine {
             return;
         };
         l.hops += 1;
+        let by_points = self.by_points() && l.purpose.is_for_data();
+        if by_points && done && nodes.first().is_some_and(|n| n.id != from.id) {
+            // Virtual points: only a holder's own word counts. Ours, when we
+            // are the one named and our table agrees; else the one named is asked.
+            if nodes[0].id == self.me.id && self.responsible_here(&l.key) {
+                return self.lookup_done(l, nodes);
+            }
+            let named = Candidate::from(&nodes[0]);
+            if nodes[0].id != self.me.id && !l.tried.contains(&named.addr) {
+                l.candidates.insert(0, named);
+            }
+            return self.lookup_next(id, l);
+        }
         if done && !nodes.is_empty() {
             let mut nodes = nodes;
             if matches!(l.purpose, LookupFor::Join { .. }) && nodes.iter().all(|n| n.id != from.id)
@@ -273,15 +311,19 @@ impl Engine {
             self.lookup_done(l, nodes);
             return;
         }
-        // Only nodes strictly closer to the key than the one that answered count as progress.
+        // Only nodes strictly closer to the key than the one that answered
+        // count as progress (with virtual points there is no such order: the
+        // nodes named are holders by the answerer's table, each asked once).
         let mut closer: Vec<Candidate> = nodes
             .into_iter()
-            .filter(|n| n.id.in_open(&from.id, &l.key) && n.id != self.me.id)
+            .filter(|n| (by_points || n.id.in_open(&from.id, &l.key)) && n.id != self.me.id)
             .map(|n| Candidate::from(&n))
             .collect();
         closer.append(&mut l.candidates);
         let key = l.key;
-        closer.sort_by_key(|c| c.id.map(|i| i.distance_to(&key)).unwrap_or(Id::MAX));
+        if !by_points {
+            closer.sort_by_key(|c| c.id.map(|i| i.distance_to(&key)).unwrap_or(Id::MAX));
+        }
         l.candidates = closer;
         self.lookup_next(id, l);
     }
@@ -481,6 +523,33 @@ impl Engine {
             Answer::Next(nodes) => Body::FindReply { done: false, nodes },
         };
         self.reply(from, rid, body);
+    }
+
+    /// Answers a FindHolder (virtual points): the holders of the key by our
+    /// table when we are its primary, otherwise the primary to ask.
+    pub(super) fn answer_holder(&mut self, from: SocketAddr, rid: u64, key: Id) {
+        if !matches!(self.phase, Phase::Joined | Phase::Leaving) || !self.by_points() {
+            let status = Status::NotResponsible;
+            self.reply(from, rid, Body::Error { status });
+            return;
+        }
+        {
+            let body = match self.placed_route(&key) {
+                Ok(mut nodes) => {
+                    nodes.truncate(wire::MAX_NODE_LIST);
+                    Body::FindReply { done: true, nodes }
+                }
+                Err(c) => Body::FindReply {
+                    done: false,
+                    nodes: c
+                        .iter()
+                        .filter_map(|c| c.id.map(|id| NodeInfo { id, addr: c.addr }))
+                        .take(FANOUT)
+                        .collect(),
+                },
+            };
+            self.reply(from, rid, body);
+        }
     }
 
     /// A lookup step went unanswered: ask the next candidate.

@@ -278,8 +278,9 @@ impl Engine {
             self.log(LogLevel::Debug, || {
                 format!("predecessor is now {}", cand.addr)
             });
-            // Hand the newcomer the keys it is now primary for: (old pred, cand].
-            if let Some(p) = old {
+            // Hand the newcomer the keys it is now primary for: (old pred, cand]
+            // (with virtual points, replica sync moves keys instead).
+            if let Some(p) = old.filter(|_| !self.by_points()) {
                 if cand.id.in_open(&p.id, &self.me.id) {
                     let keys = self.store.keys_in(&p.id, &cand.id);
                     if !keys.is_empty() {

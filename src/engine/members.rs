@@ -19,7 +19,7 @@
 
 use super::dispatch::OnAnswer;
 use super::{Engine, Event};
-use crate::config::RoutingMode;
+use crate::config::{LogLevel, RoutingMode};
 use crate::id::{Id, ID_BITS};
 use crate::membership::{bucket_of, Applied};
 use crate::wire::{
@@ -69,6 +69,7 @@ impl Engine {
             since_ms: self.my_since_ms,
             weight: self.cfg.capacity,
             sip: self.cfg.sip_address,
+            points: self.cfg.virtual_nodes.min(u16::MAX as usize) as u16,
         }
     }
 
@@ -87,6 +88,16 @@ impl Engine {
     pub(super) fn one_hop_hint(&self, key: &Id) -> Option<Vec<NodeInfo>> {
         if !self.one_hop() {
             return None;
+        }
+        if self.by_points() {
+            let holders: Vec<NodeInfo> = self
+                .members
+                .placement(key, self.cfg.successors.max(self.cfg.replicas))
+                .into_iter()
+                .map(|m| m.node)
+                .collect();
+            let x = *holders.first()?;
+            return (x.id != self.me.id && self.not_suspected(&x)).then_some(holders);
         }
         let x = self.members.responsible(key)?.node;
         if x.id == self.me.id || !self.not_suspected(&x) {
@@ -110,7 +121,7 @@ impl Engine {
             return;
         }
         // A table from before a leave is stale: the join sync brings it anew.
-        self.members = crate::membership::Membership::new();
+        self.members = crate::membership::Membership::with_virtual_nodes(self.cfg.virtual_nodes);
         self.fingers_version = u64::MAX;
         self.my_since_ms = self.wall_ms().max(self.my_since_ms + 1);
         let me = self.my_record();
@@ -134,6 +145,25 @@ impl Engine {
                 }
             }
             return false;
+        }
+        if let MemberChange::Up(m) = change {
+            let mine = self.cfg.virtual_nodes.min(u16::MAX as usize) as u16;
+            if m.points != mine {
+                // Placements would differ: keys would be looked for where
+                // they are not. The member stays out of our table.
+                self.stats.refused_membership += 1;
+                self.log(LogLevel::Error, || {
+                    format!(
+                        "member {} at {} places keys by {} virtual points, this node by {}: \
+                         every member must use the same virtual_nodes",
+                        m.node.id.to_hex(),
+                        m.node.addr,
+                        m.points,
+                        mine
+                    )
+                });
+                return false;
+            }
         }
         match self.members.apply(change, self.wall_ms()) {
             Applied::Joined | Applied::Updated => {

@@ -27,6 +27,7 @@ mod lookup;
 mod maintain;
 mod members;
 mod ops;
+mod placement;
 mod primary;
 mod replicate;
 mod rpc;
@@ -261,6 +262,8 @@ pub struct Engine {
     publishing: bool,
     published: u64,
     next_republish: u64,
+    /// Which of this node's arcs the next replica sync starts at (virtual points).
+    arc_cursor: usize,
     /// The peer that refused our join because it routes in the other mode.
     mode_refused_by: Option<SocketAddr>,
     stats: Stats,
@@ -288,6 +291,10 @@ impl Engine {
         let mut limits = cfg.limits.clone();
         limits.main_writers.push(*writer.owner());
         let open_off_loopback = cfg.overlay_key.is_none() && !addr.ip().is_loopback();
+        let virtual_nodes = match cfg.routing {
+            crate::config::RoutingMode::OneHop => cfg.virtual_nodes,
+            crate::config::RoutingMode::MultiHop => 1,
+        };
         let mut engine = Engine {
             writer,
             verifier: Verifier::default(),
@@ -342,7 +349,8 @@ impl Engine {
             client_ops: HashMap::new(),
             client_reqs: HashMap::new(),
             next_client_op: 0,
-            members: Membership::new(),
+            members: Membership::with_virtual_nodes(virtual_nodes),
+            arc_cursor: 0,
             my_since_ms: 0,
             next_member_sync: 0,
             fingers_version: u64::MAX,
@@ -412,6 +420,7 @@ impl Engine {
         s.members = self.members.len() as u64;
         s.dns_publisher = self.publishing as u64;
         s.primary_entries = match self.rt.predecessor() {
+            _ if self.by_points() => self.primary_entry_count(),
             Some(p) => self
                 .store
                 .keys_in(&p.id, &self.me.id)
@@ -481,7 +490,7 @@ impl Engine {
                 Timer::LookupRetry(id) => {
                     if let Some(mut l) = self.lookups.remove(&id) {
                         l.tried.clear();
-                        match self.local_route(&l.key) {
+                        match self.local_route(&l.key, l.purpose.is_for_data()) {
                             Ok(nodes) => self.lookup_done(l, nodes),
                             Err(candidates) => {
                                 l.candidates = candidates;

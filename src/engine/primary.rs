@@ -89,7 +89,7 @@ impl Engine {
     pub(super) fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
         let status = if self.phase == Phase::Leaving {
             Some(Status::Leaving)
-        } else if self.phase != Phase::Joined || !self.rt.is_responsible(&key) {
+        } else if self.phase != Phase::Joined || !self.responsible_here(&key) {
             Some(Status::NotResponsible)
         } else if entry.lifetime_ms == 0 {
             Some(Status::BadRequest)
@@ -110,7 +110,7 @@ impl Engine {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
             return;
         }
-        let holders = self.replica_holders();
+        let holders = self.replica_holders_for(&key);
         if holders.is_empty() {
             self.answer(
                 reply,
@@ -175,7 +175,7 @@ impl Engine {
     ) {
         if !replica
             && (!matches!(self.phase, Phase::Joined | Phase::Leaving)
-                || !self.rt.is_responsible(&key))
+                || !self.responsible_here(&key))
         {
             self.answer(
                 reply,
@@ -194,7 +194,11 @@ impl Engine {
         if entries.is_empty() && !replica {
             // A new primary may not have received its handoff yet, and a primary
             // that just took over may have missed a write: ask the successor.
-            if let Some(s) = self.rt.successor().copied() {
+            let next = match self.by_points() {
+                true => self.replica_holders_for(&key).first().copied(),
+                false => self.rt.successor().copied(),
+            };
+            if let Some(s) = next {
                 if Some(s.addr) != requester {
                     self.send_request(
                         s.addr,

@@ -120,6 +120,9 @@ impl Engine {
     }
 
     pub(super) fn sync_replicas(&mut self) {
+        if self.by_points() {
+            return self.sync_arcs();
+        }
         if let Some(pred) = self.rt.predecessor().copied() {
             let (lo, hi) = (pred.id, self.me.id);
             let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
@@ -153,6 +156,80 @@ impl Engine {
         }
     }
 
+    /// Virtual points: each arc's digest to the replicas of that arc, a few
+    /// arcs a round; then keys this node no longer holds go to their primary.
+    fn sync_arcs(&mut self) {
+        for (lo, hi) in self.arcs_to_sync() {
+            let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
+            for s in self.replica_holders_for(&hi) {
+                self.send_request(
+                    s.addr,
+                    Some(s.id),
+                    Body::SyncDigest {
+                        lo,
+                        hi,
+                        digest,
+                        count,
+                    },
+                    OnAnswer::SyncDigest { peer: s, lo, hi },
+                    2,
+                );
+            }
+        }
+        if self.handoffs_in_flight == 0 {
+            let timeout = self.cfg.op_timeout;
+            for k in self.misplaced_keys(HANDOFF_BATCH) {
+                self.handoffs_in_flight += 1;
+                self.start_lookup(k, LookupFor::Handoff(k), timeout);
+            }
+        }
+    }
+
+    /// Virtual points: the keys this node holds, each to the member that
+    /// becomes one of its holders when this node is gone.
+    fn leave_handoff_by_points(&mut self) -> usize {
+        let me = self.me.id;
+        let mut by_target: std::collections::HashMap<Id, (NodeInfo, Vec<Id>)> =
+            std::collections::HashMap::new();
+        let keys: Vec<Id> = self.store.all_keys().copied().collect();
+        for k in keys {
+            let holders = self.members.placement(&k, self.cfg.replicas + 1);
+            if !holders
+                .iter()
+                .take(self.cfg.replicas)
+                .any(|m| m.node.id == me)
+            {
+                continue;
+            }
+            if let Some(next) = holders.iter().find(|m| m.node.id != me).map(|m| m.node) {
+                // The first other holder is sure to hold it after us (it may
+                // already: versions make a second copy harmless).
+                by_target
+                    .entry(next.id)
+                    .or_insert((next, Vec::new()))
+                    .1
+                    .push(k);
+            }
+            if let Some(last) = holders.get(self.cfg.replicas).map(|m| m.node) {
+                if last.id != me {
+                    by_target
+                        .entry(last.id)
+                        .or_insert((last, Vec::new()))
+                        .1
+                        .push(k);
+                }
+            }
+        }
+        let mut sent = 0;
+        for (_, (to, keys)) in by_target {
+            let ctx = || OnAnswer::LeaveStep {
+                successor: Some(to.id),
+            };
+            sent += self.push_keys(to, &keys, ctx);
+        }
+        sent
+    }
+
     /// Hands every stored entry to the first successor and tells it we leave;
     /// returns the requests sent (0: no successor left to hand to).
     pub(super) fn leave_handoff(&mut self) -> usize {
@@ -164,8 +241,12 @@ impl Engine {
         let ctx = || OnAnswer::LeaveStep {
             successor: Some(succ.id),
         };
-        let keys: Vec<Id> = self.store.all_keys().copied().collect();
-        let mut sent = self.push_keys(succ, &keys, ctx);
+        let mut sent = if self.by_points() {
+            self.leave_handoff_by_points()
+        } else {
+            let keys: Vec<Id> = self.store.all_keys().copied().collect();
+            self.push_keys(succ, &keys, ctx)
+        };
         sent += self.send_request(
             succ.addr,
             Some(succ.id),
@@ -187,6 +268,9 @@ impl Engine {
                 l.failed = true;
                 // The handoff target died: the next successor takes over.
                 self.rt.remove(&id);
+                if self.by_points() {
+                    self.members.forget(&id);
+                }
             }
         }
         self.maybe_finish_leave();
@@ -231,7 +315,7 @@ impl Engine {
         peer: Option<NodeInfo>,
         mut items: Vec<(Id, WireEntry)>,
     ) {
-        if !self.in_neighbourhood(peer) && !self.just_departed(peer) {
+        if !self.may_push(peer) && !self.just_departed(peer) {
             self.stats.refused_membership += 1;
             let status = Status::NotResponsible;
             self.reply(from, rid, Body::ReplicateAck { status });
@@ -241,7 +325,7 @@ impl Engine {
         // A sender whose lists lag ours by a join or two may count us among
         // a key's holders a little too far out; beyond that, it is wrong.
         let reach = self.cfg.replicas + HOLDER_SLACK;
-        items.retain(|(k, _)| self.rt.is_holder(k, reach) != Some(false));
+        items.retain(|(k, _)| self.holds_copy(k, reach) != Some(false));
         let kept = items.len();
         let mut status = self.accept_items(items);
         if kept < offered {
@@ -264,7 +348,7 @@ impl Engine {
     ) {
         // The offer goes to a neighbour only: anyone else could aim it
         // (many times the digest's size) at a spoofed address.
-        if !self.is_neighbour(peer) {
+        if !self.may_sync(peer) {
             self.stats.refused_membership += 1;
             let status = Status::NotResponsible;
             self.reply(from, rid, Body::Error { status });
@@ -285,7 +369,7 @@ impl Engine {
         peer: Option<NodeInfo>,
         items: Vec<ItemSummary>,
     ) {
-        if !self.is_neighbour(peer) {
+        if !self.may_sync(peer) {
             self.stats.refused_membership += 1;
             let status = Status::NotResponsible;
             self.reply(from, rid, Body::Error { status });
@@ -342,7 +426,7 @@ impl Engine {
         let all_taken = *all_taken;
         self.handoff_entries.remove(&key);
         self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
-        if all_taken && self.rt.is_holder(&key, self.cfg.replicas) == Some(false) {
+        if all_taken && self.holds_copy(&key, self.cfg.replicas) == Some(false) {
             let gone = self.store.remove_key(&key);
             if gone > 0 {
                 self.events.push(Event::KeysOut(gone));

@@ -14,6 +14,7 @@ fn rec(id: Id, since_ms: u64) -> MemberRecord {
         since_ms,
         weight: 100,
         sip: None,
+        points: 1,
     }
 }
 
@@ -188,4 +189,36 @@ fn members_a_complete_page_does_not_list_are_unknown_to_the_peer() {
     let unknown = a.unlisted(&differing, &page);
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].node.id, ids[7]);
+}
+
+#[test]
+fn virtual_points_even_out_the_shares_and_name_distinct_holders() {
+    let ids = random_ids(16, 5);
+    let mut t = Membership::with_virtual_nodes(128);
+    for id in &ids {
+        t.apply(&MemberChange::Up(rec(*id, 1)), 0);
+    }
+    let mut count: HashMap<Id, usize> = HashMap::new();
+    let keys = 50_000;
+    for i in 0..keys {
+        let k = Id::from_name(&format!("sip:user{i}@example.com"));
+        let holders = t.placement(&k, 3);
+        assert_eq!(holders.len(), 3);
+        assert!(
+            holders[0].node.id != holders[1].node.id && holders[1].node.id != holders[2].node.id
+        );
+        assert!(holders[0].node.id != holders[2].node.id);
+        *count.entry(holders[0].node.id).or_default() += 1;
+    }
+    let mean = keys as f64 / ids.len() as f64;
+    let max = *count.values().max().unwrap() as f64;
+    assert!(max / mean <= 1.3, "max/mean {}", max / mean);
+    // Each member owns V arcs; a removed member's points go.
+    assert_eq!(t.arcs_of(&ids[3]).len(), 128);
+    t.forget(&ids[3]);
+    assert!(t.arcs_of(&ids[3]).is_empty());
+    assert!((0..1000).all(|i| {
+        let k = Id::from_name(&format!("k{i}"));
+        t.placement(&k, 3).iter().all(|m| m.node.id != ids[3])
+    }));
 }

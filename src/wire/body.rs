@@ -141,6 +141,12 @@ pub enum Body {
         more: bool,
         changes: Vec<MemberChange>,
     },
+    /// Lookup step of an overlay that places keys by virtual points: "who
+    /// holds `key` by your table?" (answered with FindReply; FindSuccessor
+    /// stays the ring's question, for joins).
+    FindHolder {
+        key: Id,
+    },
 }
 
 impl Body {
@@ -180,6 +186,7 @@ impl Body {
             Body::MembersAck => 32,
             Body::MembersDigest { .. } => 33,
             Body::MembersPage { .. } => 34,
+            Body::FindHolder { .. } => 35,
         }
     }
 
@@ -220,6 +227,7 @@ impl Body {
             Body::MembersAck => "members_ack",
             Body::MembersDigest { .. } => "members_digest",
             Body::MembersPage { .. } => "members_page",
+            Body::FindHolder { .. } => "find_holder",
         }
     }
 

@@ -477,7 +477,8 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
         Body::Members { .. }
         | Body::MembersAck
         | Body::MembersDigest { .. }
-        | Body::MembersPage { .. } => super::members::encode(w, body)?,
+        | Body::MembersPage { .. }
+        | Body::FindHolder { .. } => super::members::encode(w, body)?,
     }
     Ok(())
 }
@@ -710,7 +711,7 @@ fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> {
             }
         }
         30 => Body::Retry,
-        31..=34 => super::members::decode(r, kind)?,
+        31..=35 => super::members::decode(r, kind)?,
         k => return Err(DecodeError::UnknownKind(k)),
     })
 }

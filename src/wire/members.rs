@@ -24,6 +24,9 @@ pub struct MemberRecord {
     pub weight: u16,
     /// Where the member serves SIP, when it does (published in DNS).
     pub sip: Option<SocketAddr>,
+    /// The member's `virtual_nodes` (1: keys by member ids): every member
+    /// must place keys alike.
+    pub points: u16,
 }
 
 /// A change of the membership, as it spreads.
@@ -64,7 +67,7 @@ fn addr_len(a: &SocketAddr) -> usize {
 pub fn member_change_len(c: &MemberChange) -> usize {
     match c {
         MemberChange::Up(m) => {
-            1 + ID_LEN + addr_len(&m.node.addr) + 8 + 2 + 1 + m.sip.as_ref().map_or(0, addr_len)
+            1 + ID_LEN + addr_len(&m.node.addr) + 8 + 2 + 2 + 1 + m.sip.as_ref().map_or(0, addr_len)
         }
         MemberChange::Down { node, .. } => 1 + ID_LEN + addr_len(&node.addr) + 8,
     }
@@ -84,6 +87,7 @@ impl Writer {
                 self.node(&m.node);
                 self.u64(m.since_ms);
                 self.u16(m.weight);
+                self.u16(m.points);
                 match &m.sip {
                     Some(a) => {
                         self.u8(1);
@@ -114,6 +118,7 @@ impl Reader<'_> {
                 let node = self.node()?;
                 let since_ms = self.u64()?;
                 let weight = self.u16()?;
+                let points = self.u16()?;
                 let sip = if self.bool()? {
                     Some(self.addr()?)
                 } else {
@@ -124,6 +129,7 @@ impl Reader<'_> {
                     since_ms,
                     weight,
                     sip,
+                    points,
                 })
             }
             DOWN => MemberChange::Down {
@@ -158,6 +164,7 @@ pub(super) fn encode(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
             w.u8(*more as u8);
             w.changes(changes)?;
         }
+        Body::FindHolder { key } => w.id(key),
         _ => {}
     }
     Ok(())
@@ -176,6 +183,7 @@ pub(super) fn decode(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> 
                 .map(|_| r.u64())
                 .collect::<Result<_, _>>()?,
         },
+        35 => Body::FindHolder { key: r.id()? },
         _ => Body::MembersPage {
             more: r.bool()?,
             changes: r.changes()?,
