@@ -348,3 +348,60 @@ fn members_that_place_keys_differently_are_kept_out() {
     assert_eq!(net.engine(odd).members().len(), 1);
     assert!(net.engine(odd).stats().refused_membership > 0);
 }
+
+#[test]
+fn with_virtual_points_a_newcomer_and_loss_fail_no_write_and_no_read() {
+    let (n, v, keys) = (20, 128, 2000);
+    let mut net = build(n, &with_points(v), 29, 0.0);
+    net.set_loss(0.05);
+    assert!(wait_tables(&mut net, Duration::from_secs(60)));
+    let live = net.live_nodes();
+    for i in 0..keys {
+        net.put(
+            live[i % n],
+            key(i),
+            b"dev",
+            b"contact",
+            1,
+            Duration::from_secs(3600),
+        )
+        .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
+    }
+    // A newcomer: before any table knows it, and while they learn of it,
+    // every write and read still succeeds (the new primaries pull their
+    // keys from the other holders).
+    let boot = live[3];
+    let newcomer = net.add_node(with_points(v));
+    net.join(newcomer, &[boot]).expect("join");
+    let mut everyone = net.live_nodes();
+    everyone.push(newcomer);
+    for i in 0..keys {
+        let from = everyone[(i * 7) % everyone.len()];
+        if i % 2 == 0 {
+            let got = net
+                .get(from, key(i))
+                .unwrap_or_else(|e| panic!("get {i}: {e:?}"));
+            assert_eq!(got.len(), 1, "get {i} from {from}");
+        } else {
+            net.put(
+                from,
+                key(i),
+                b"dev",
+                b"contact2",
+                2,
+                Duration::from_secs(3600),
+            )
+            .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
+        }
+    }
+    assert!(wait_tables(&mut net, Duration::from_secs(60)));
+    let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+        all_copies(s, keys, 3)
+    });
+    let short = (0..keys)
+        .filter(|&i| net.copies(&key(i), b"dev") < 3)
+        .count();
+    assert!(restored, "{short} of {keys} keys below 3 copies");
+    // The newcomer holds its share as primary.
+    assert!(net.engine(newcomer).stats().primary_entries > 0);
+}
