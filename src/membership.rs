@@ -58,6 +58,13 @@ pub fn bucket_of(id: &Id) -> usize {
     (id.0[0] >> 4) as usize
 }
 
+/// The buckets whose digests differ: those a page answering `ours` sent whole.
+pub fn differing(ours: &[u64], theirs: &[u64]) -> Vec<usize> {
+    (0..MEMBER_BUCKETS)
+        .filter(|b| ours.get(*b) != theirs.get(*b))
+        .collect()
+}
+
 /// What one member contributes to its bucket's digest.
 fn fingerprint(m: &MemberRecord) -> u64 {
     use sha1::{Digest, Sha1};
@@ -373,7 +380,7 @@ impl Membership {
         (out, false)
     }
 
-    /// Members of the buckets a complete page covered (`buckets`), in this
+    /// Members of the buckets a complete page covered (`buckets`, see [`differing`]), in this
     /// table, that the page did not list: the peer does not know them.
     pub fn unlisted(&self, buckets: &[usize], listed: &[MemberChange]) -> Vec<MemberRecord> {
         self.members

@@ -124,7 +124,7 @@ impl Engine {
             Body::ClientInfo { what } => self.serve_info(from, rid, what),
             Body::Members { limit, changes } => self.on_members(from, rid, peer, limit, changes),
             Body::MembersDigest { after, buckets } => {
-                self.on_members_digest(from, rid, after, buckets)
+                self.on_members_digest(from, rid, peer, after, buckets)
             }
             other => self.drop_unexpected(format!("unexpected request {}", other.name())),
         }
@@ -183,9 +183,14 @@ impl Engine {
             ) => self.verified(id, *lookup, nodes, vouched_by, preds),
             (OnAnswer::Ping { op }, Body::Pong) => self.pinged(op, rpc.sent_at),
             (OnAnswer::Members { .. }, Body::MembersAck) | (OnAnswer::MemberProbe, Body::Pong) => {}
-            (OnAnswer::MembersSync(sync), Body::MembersPage { more, changes }) => {
-                self.member_page(sync, more, changes)
-            }
+            (
+                OnAnswer::MembersSync(sync),
+                Body::MembersPage {
+                    more,
+                    buckets,
+                    changes,
+                },
+            ) => self.member_page(sync, more, &buckets, changes),
             (ctx, body) => {
                 self.drop_unexpected(format!("reply {} does not fit {ctx:?}", body.name()));
                 self.rpc_failed(rpc.to, rpc.to_id, ctx, false, rpc.attempts);

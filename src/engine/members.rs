@@ -21,7 +21,7 @@ use super::dispatch::OnAnswer;
 use super::{Engine, Event};
 use crate::config::{LogLevel, RoutingMode};
 use crate::id::{Id, ID_BITS};
-use crate::membership::{bucket_of, Applied};
+use crate::membership::{differing, Applied};
 use crate::wire::{
     member_change_len, Body, MemberChange, MemberRecord, NodeInfo, FLAG_ONE_HOP, HEADER_LEN,
     MEMBERS_OVERHEAD, MEMBERS_PAGE_OVERHEAD, MEMBER_BUCKETS, PROOF_LEN, TAG_LEN,
@@ -353,23 +353,19 @@ impl Engine {
     }
 
     /// A member asks what differs from its digests: one page of it.
+    /// Client handles are not members: they get no member list.
     pub(super) fn on_members_digest(
         &mut self,
         from: SocketAddr,
         rid: u64,
+        peer: Option<NodeInfo>,
         after: Id,
         theirs: Vec<u64>,
     ) {
-        if !self.one_hop() {
-            self.reply(
-                from,
-                rid,
-                Body::MembersPage {
-                    more: false,
-                    changes: Vec::new(),
-                },
-            );
-            return;
+        if peer.is_none() || !self.one_hop() {
+            self.stats.refused_membership += 1;
+            let status = crate::wire::Status::BadRequest;
+            return self.reply(from, rid, Body::Error { status });
         }
         let mut room = change_room(self.cfg.max_datagram, MEMBERS_PAGE_OVERHEAD);
         let (changes, more) = self.members.page(&theirs, &after, |c| {
@@ -378,11 +374,23 @@ impl Engine {
             room = room.saturating_sub(len);
             fits
         });
-        self.reply(from, rid, Body::MembersPage { more, changes });
+        let buckets = self.members.bucket_digests().to_vec();
+        let page = Body::MembersPage {
+            more,
+            buckets,
+            changes,
+        };
+        self.reply(from, rid, page);
     }
 
     /// A page of a peer's table arrived.
-    pub(super) fn member_page(&mut self, sync: MemberSync, more: bool, changes: Vec<MemberChange>) {
+    pub(super) fn member_page(
+        &mut self,
+        sync: MemberSync,
+        more: bool,
+        theirs: &[u64],
+        changes: Vec<MemberChange>,
+    ) {
         let mut moved = false;
         for c in &changes {
             moved |= self.apply_member_change(c);
@@ -396,14 +404,10 @@ impl Engine {
             }
         }
         if sync.first && !more {
-            // Members the peer did not list in a bucket it sent whole may be
-            // gone: ask them (one silent to every try is handled as failed).
-            let differing: Vec<usize> = (0..MEMBER_BUCKETS)
-                .filter(|b| {
-                    changes.iter().any(|c| bucket_of(&c.id()) == *b)
-                        && sync.ours[*b] != self.members.bucket_digests()[*b]
-                })
-                .collect();
+            // The peer sent the buckets whose digests differed whole: the
+            // members of ours it did not list may be gone. Ask them (one
+            // silent to every try is handled as failed).
+            let differing = differing(&sync.ours, theirs);
             let me = self.me.id;
             let unknown: Vec<MemberRecord> = self
                 .members

@@ -183,9 +183,8 @@ fn members_a_complete_page_does_not_list_are_unknown_to_the_peer() {
     }
     let (page, more) = b.page(&a.bucket_digests(), &Id::ZERO, |_| true);
     assert!(!more);
-    let differing: Vec<usize> = (0..MEMBER_BUCKETS)
-        .filter(|i| a.bucket_digests()[*i] != b.bucket_digests()[*i])
-        .collect();
+    let differing = differing(&a.bucket_digests(), &b.bucket_digests());
+    assert_eq!(differing, vec![bucket_of(&ids[7])]);
     let unknown = a.unlisted(&differing, &page);
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].node.id, ids[7]);

@@ -136,9 +136,11 @@ pub enum Body {
         buckets: Vec<u64>,
     },
     /// Members and removals in the buckets that differ; `more` when the
-    /// page could not hold them all (ask again after the last id).
+    /// page could not hold them all (ask again after the last id). The
+    /// answerer's own digests tell which buckets it sent whole.
     MembersPage {
         more: bool,
+        buckets: Vec<u64>,
         changes: Vec<MemberChange>,
     },
     /// Lookup step of an overlay that places keys by virtual points: "who

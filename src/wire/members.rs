@@ -76,8 +76,8 @@ pub fn member_change_len(c: &MemberChange) -> usize {
 /// Bytes of a `Members` body besides its changes (limit and count).
 pub const MEMBERS_OVERHEAD: usize = ID_LEN + 2;
 
-/// Bytes of a `MembersPage` body besides its changes (more flag and count).
-pub const MEMBERS_PAGE_OVERHEAD: usize = 1 + 2;
+/// Bytes of a `MembersPage` body besides its changes (more flag, digests, count).
+pub const MEMBERS_PAGE_OVERHEAD: usize = 1 + 8 * MEMBER_BUCKETS + 2;
 
 impl Writer {
     fn change(&mut self, c: &MemberChange) {
@@ -102,6 +102,14 @@ impl Writer {
                 self.u64(*since_ms);
             }
         }
+    }
+
+    fn digests(&mut self, buckets: &[u64]) -> Result<(), EncodeError> {
+        if buckets.len() != MEMBER_BUCKETS {
+            return Err(EncodeError::ListTooLong);
+        }
+        buckets.iter().for_each(|d| self.u64(*d));
+        Ok(())
     }
 
     fn changes(&mut self, list: &[MemberChange]) -> Result<(), EncodeError> {
@@ -140,6 +148,10 @@ impl Reader<'_> {
         })
     }
 
+    fn digests(&mut self) -> Result<Vec<u64>, DecodeError> {
+        (0..MEMBER_BUCKETS).map(|_| self.u64()).collect()
+    }
+
     fn changes(&mut self) -> Result<Vec<MemberChange>, DecodeError> {
         let n = self.count(MIN_CHANGE)?;
         (0..n).map(|_| self.change()).collect()
@@ -154,14 +166,16 @@ pub(super) fn encode(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
         }
         Body::MembersAck => {}
         Body::MembersDigest { buckets, after } => {
-            if buckets.len() != MEMBER_BUCKETS {
-                return Err(EncodeError::ListTooLong);
-            }
             w.id(after);
-            buckets.iter().for_each(|d| w.u64(*d));
+            w.digests(buckets)?;
         }
-        Body::MembersPage { more, changes } => {
+        Body::MembersPage {
+            more,
+            buckets,
+            changes,
+        } => {
             w.u8(*more as u8);
+            w.digests(buckets)?;
             w.changes(changes)?;
         }
         Body::FindHolder { key } => w.id(key),
@@ -179,13 +193,12 @@ pub(super) fn decode(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeError> 
         32 => Body::MembersAck,
         33 => Body::MembersDigest {
             after: r.id()?,
-            buckets: (0..MEMBER_BUCKETS)
-                .map(|_| r.u64())
-                .collect::<Result<_, _>>()?,
+            buckets: r.digests()?,
         },
         35 => Body::FindHolder { key: r.id()? },
         _ => Body::MembersPage {
             more: r.bool()?,
+            buckets: r.digests()?,
             changes: r.changes()?,
         },
     })

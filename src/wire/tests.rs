@@ -138,7 +138,60 @@ fn all_bodies() -> Vec<Body> {
             status: Status::Ok,
             outcome: vec![0, 1, 2],
         },
+        Body::Members {
+            limit: Id::from_u64(99),
+            changes: vec![
+                MemberChange::Up(MemberRecord {
+                    node: node(4),
+                    since_ms: 1_700_000_000_123,
+                    weight: 250,
+                    sip: Some(v6),
+                    points: 128,
+                }),
+                MemberChange::Up(MemberRecord {
+                    node: node(5),
+                    since_ms: 1,
+                    weight: 1,
+                    sip: None,
+                    points: 1,
+                }),
+                MemberChange::Down {
+                    node: node(6),
+                    since_ms: 42,
+                },
+            ],
+        },
+        Body::MembersAck,
+        Body::MembersDigest {
+            after: Id::from_u64(3),
+            buckets: (0..MEMBER_BUCKETS as u64).collect(),
+        },
+        Body::MembersPage {
+            more: true,
+            buckets: vec![7; MEMBER_BUCKETS],
+            changes: vec![MemberChange::Down {
+                node: node(8),
+                since_ms: 9,
+            }],
+        },
+        Body::FindHolder { key: Id::MAX },
     ]
+}
+
+#[test]
+fn membership_bodies_have_the_sizes_pages_are_filled_by() {
+    // Pages and batches are filled by these sizes: they must be the encoded ones.
+    let codec = Codec::new("test", None, 8192);
+    let size = |b: Body| codec.encode(&msg(b)).unwrap().len() - HEADER_LEN;
+    for body in all_bodies() {
+        let (overhead, changes) = match &body {
+            Body::Members { changes, .. } => (MEMBERS_OVERHEAD, changes.clone()),
+            Body::MembersPage { changes, .. } => (MEMBERS_PAGE_OVERHEAD, changes.clone()),
+            _ => continue,
+        };
+        let want = overhead + changes.iter().map(member_change_len).sum::<usize>();
+        assert_eq!(size(body.clone()), want, "{}", body.name());
+    }
 }
 
 fn msg(body: Body) -> Message {
