@@ -13,7 +13,7 @@
 #      the same addresses, port 5070), domain hybrid.test (-A SIP_DOMAIN),
 #      one-hop routing and DNS publication through modparam("chordsip",
 #      "set", ...) (-A CHORDSIP_SETn): routing=one-hop, sip_address, capacity,
-#      dns_server, dns_zone, dns_key_file, dns_ttl_s, virtual_nodes (128:
+#      dns_server, dns_zone, dns_key_file, dns_ttl_s, virtual_nodes (256:
 #      keys placed by virtual points); kdig must show the five
 #      in `_sip._udp.hybrid.test` SRV, each with its A record;
 #   3. users stored with `chordsip user add --from-file` (HYBRID_USERS SIPp
@@ -47,7 +47,7 @@
 #       SIPp at once (one per server, each a fifth of the rate; calls through
 #       the next server), medians of BENCH_RUNS (3) rounds.
 #
-# Environment: HYBRID_VNODES (virtual_nodes, 128), HYBRID_USERS (500), HYBRID_RATE (calls/s of each of the five
+# Environment: HYBRID_VNODES (virtual_nodes, 256), HYBRID_USERS (500), HYBRID_RATE (calls/s of each of the five
 # SIPp, 40), BENCH_RUNS, BENCH_SECONDS (10), BENCH_REG_RATES,
 # BENCH_CALL_RATES, KAMAILIO_WORKERS (bench: 16), SIP_TEST_PORT_BASE (SIPp's
 # ports on 127.0.0.1). Output in target/hybrid-tests/ (target/hybrid-bench/).
@@ -60,7 +60,7 @@ MODE="test"
 DOMAIN=hybrid.test
 # Keys placed by virtual points (one-hop mode): every member, and the
 # administrator's short-lived node, must use the same number.
-VNODES=${HYBRID_VNODES:-128}
+VNODES=${HYBRID_VNODES:-256}
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/hybrid-tests
 [ $MODE = bench ] && OUT=$ROOT/target/hybrid-bench

@@ -126,18 +126,41 @@ impl Membership {
     /// points, each member once, `count` at most.
     pub fn placement(&self, key: &Id, count: usize) -> Vec<MemberRecord> {
         let mut out: Vec<MemberRecord> = Vec::with_capacity(count);
-        let walk = self.points.range(*key..).chain(self.points.range(..*key));
-        for (_, id) in walk {
-            if out.len() >= count || out.len() >= self.members.len() {
-                break;
-            }
-            if !out.iter().any(|m| m.node.id == *id) {
-                if let Some(m) = self.members.get(id) {
-                    out.push(*m);
-                }
+        for id in self.holder_ids(key, count) {
+            if let Some(m) = self.members.get(&id) {
+                out.push(*m);
             }
         }
         out
+    }
+
+    /// The ids of the first `count` holders of `key`, as [`Self::placement`],
+    /// without copying records: what the per-request checks ask.
+    fn holder_ids(&self, key: &Id, count: usize) -> impl Iterator<Item = Id> + '_ {
+        let count = count.min(self.members.len());
+        let mut seen: Vec<Id> = Vec::with_capacity(count);
+        self.points
+            .range(*key..)
+            .chain(self.points.range(..*key))
+            .map(|(_, id)| *id)
+            .filter(move |id| {
+                let new = !seen.contains(id);
+                if new {
+                    seen.push(*id);
+                }
+                new
+            })
+            .take(count)
+    }
+
+    /// Whether `id` is among the first `reach` holders of `key`.
+    pub fn holds(&self, key: &Id, id: &Id, reach: usize) -> bool {
+        self.holder_ids(key, reach).any(|h| h == *id)
+    }
+
+    /// The primary of `key` by virtual points (None: no member).
+    pub fn owner(&self, key: &Id) -> Option<Id> {
+        self.holder_ids(key, 1).next()
     }
 
     /// The arcs (previous point, point] whose point belongs to `id`.

@@ -239,7 +239,7 @@ fn all_copies(net: &SimNet, keys: usize, copies: usize) -> bool {
 
 #[test]
 fn virtual_points_even_out_the_shares_and_lose_nothing_to_crashes_and_leaves() {
-    let (n, v, keys) = (24, 128, 20_000);
+    let (n, v, keys) = (24, 256, 20_000);
     let mut net = build(n, &with_points(v), 13, 0.0);
     assert!(wait_tables(&mut net, Duration::from_secs(30)));
     let live = net.live_nodes();
@@ -332,7 +332,7 @@ fn virtual_points_even_out_the_shares_and_lose_nothing_to_crashes_and_leaves() {
 
 #[test]
 fn members_that_place_keys_differently_are_kept_out() {
-    let mut net = build(4, &with_points(128), 17, 0.0);
+    let mut net = build(4, &with_points(256), 17, 0.0);
     assert!(wait_tables(&mut net, Duration::from_secs(30)));
     let boot = net.live_nodes()[0];
     let odd = net.add_node(with_points(64));
@@ -351,7 +351,7 @@ fn members_that_place_keys_differently_are_kept_out() {
 
 #[test]
 fn with_virtual_points_a_newcomer_and_loss_fail_no_write_and_no_read() {
-    let (n, v, keys) = (20, 128, 2000);
+    let (n, v, keys) = (20, 256, 2000);
     let mut net = build(n, &with_points(v), 29, 0.0);
     net.set_loss(0.05);
     assert!(wait_tables(&mut net, Duration::from_secs(60)));

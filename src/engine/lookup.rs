@@ -503,6 +503,7 @@ impl Engine {
             }
             LookupFor::Handoff(_) => {
                 self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
+                self.rescan_placement();
             }
         }
     }

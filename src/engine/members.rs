@@ -90,12 +90,10 @@ impl Engine {
             return None;
         }
         if self.by_points() {
-            let holders: Vec<NodeInfo> = self
-                .members
-                .placement(key, self.cfg.successors.max(self.cfg.replicas))
-                .into_iter()
-                .map(|m| m.node)
-                .collect();
+            if !self.members_ready {
+                return None;
+            }
+            let holders = self.placed(key, self.cfg.successors.max(self.cfg.replicas));
             let x = *holders.first()?;
             return (x.id != self.me.id && self.not_suspected(&x)).then_some(holders);
         }
@@ -127,6 +125,8 @@ impl Engine {
         let me = self.my_record();
         self.members.apply(&MemberChange::Up(me), self.wall_ms());
         self.next_member_sync = self.now + self.jitter(self.cfg.membership_sync_interval);
+        // Until the join sync brought the table in, it names only us.
+        self.members_ready = self.rt.successor().is_none();
         if let Some(succ) = self.rt.successor().copied() {
             self.sync_members_with(succ, true);
         }
@@ -428,6 +428,7 @@ impl Engine {
 
     /// The first sync after a join failed or finished: tell everyone we are here.
     pub(super) fn announce_self(&mut self) {
+        self.members_ready = true;
         if self.phase != super::Phase::Joined {
             return;
         }

@@ -264,6 +264,11 @@ pub struct Engine {
     next_republish: u64,
     /// Which of this node's arcs the next replica sync starts at (virtual points).
     arc_cursor: usize,
+    /// The table holds the whole membership (the join sync is over): only
+    /// then may it place keys (virtual points).
+    members_ready: bool,
+    /// The table version whose misplaced keys were all handed off (virtual points).
+    placement_scanned: Option<u64>,
     /// The peer that refused our join because it routes in the other mode.
     mode_refused_by: Option<SocketAddr>,
     stats: Stats,
@@ -351,6 +356,8 @@ impl Engine {
             next_client_op: 0,
             members: Membership::with_virtual_nodes(virtual_nodes),
             arc_cursor: 0,
+            placement_scanned: None,
+            members_ready: false,
             my_since_ms: 0,
             next_member_sync: 0,
             fingers_version: u64::MAX,

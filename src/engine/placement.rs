@@ -12,9 +12,10 @@ use super::Engine;
 use crate::id::Id;
 use crate::wire::NodeInfo;
 
-/// Arcs synchronised with their replicas per sync round (each arc's
-/// digest goes to its replicas; all arcs come round every V / this rounds).
-pub(super) const ARCS_PER_SYNC: usize = 16;
+/// Sync rounds in which all of a member's arcs come round (each round
+/// sends the digests of V / this arcs to their replicas): with the default
+/// 1 s rounds, a copy lost in a crash is back within about this many seconds.
+pub(super) const ROUNDS_PER_ARC_CYCLE: usize = 8;
 
 impl Engine {
     /// Keys are placed by virtual points (one-hop with `virtual_nodes` > 1).
@@ -23,7 +24,7 @@ impl Engine {
     }
 
     /// The members that hold `key`, primary first (virtual points only).
-    fn placed(&self, key: &Id, count: usize) -> Vec<NodeInfo> {
+    pub(super) fn placed(&self, key: &Id, count: usize) -> Vec<NodeInfo> {
         self.members
             .placement(key, count)
             .into_iter()
@@ -31,13 +32,11 @@ impl Engine {
             .collect()
     }
 
-    /// Whether this node is the primary of `key`.
+    /// Whether this node is the primary of `key`. A node whose table is not
+    /// in yet (it just joined) is no one's primary.
     pub(super) fn responsible_here(&self, key: &Id) -> bool {
         if self.by_points() {
-            match self.placed(key, 1).first() {
-                Some(n) => n.id == self.me.id,
-                None => true,
-            }
+            self.members_ready && self.members.owner(key).is_none_or(|o| o == self.me.id)
         } else {
             self.rt.is_responsible(key)
         }
@@ -60,7 +59,8 @@ impl Engine {
     /// (None: cannot tell yet, too few predecessors known).
     pub(super) fn holds_copy(&self, key: &Id, reach: usize) -> Option<bool> {
         if self.by_points() {
-            Some(self.placed(key, reach).iter().any(|n| n.id == self.me.id))
+            self.members_ready
+                .then(|| self.members.holds(key, &self.me.id, reach))
         } else {
             self.rt.is_holder(key, reach)
         }
@@ -90,6 +90,10 @@ impl Engine {
     /// Virtual points: what the table says of `key` (this node and the
     /// other holders when it is the primary; else the primary to ask).
     pub(super) fn placed_route(&self, key: &Id) -> Result<Vec<NodeInfo>, Vec<Candidate>> {
+        if !self.members_ready {
+            // Our table is not in yet: our successor's answers from its own.
+            return Err(self.rt.successors().iter().map(Candidate::from).collect());
+        }
         let holders = self.placed(key, self.cfg.successors.max(self.cfg.replicas));
         match holders.first() {
             None => Ok(vec![self.me]),
@@ -108,18 +112,38 @@ impl Engine {
         if arcs.is_empty() {
             return arcs;
         }
+        let per_round = arcs.len().div_ceil(ROUNDS_PER_ARC_CYCLE);
         let start = self.arc_cursor % arcs.len();
-        self.arc_cursor = (start + ARCS_PER_SYNC) % arcs.len();
+        self.arc_cursor = (start + per_round) % arcs.len();
         arcs.iter()
             .cycle()
             .skip(start)
-            .take(ARCS_PER_SYNC.min(arcs.len()))
+            .take(per_round)
             .copied()
             .collect()
     }
 
-    /// Virtual points: keys held here that this node no longer holds a copy of.
-    pub(super) fn misplaced_keys(&self, max: usize) -> Vec<Id> {
+    /// Virtual points: keys held here that this node no longer holds a copy
+    /// of. Which keys a node holds changes only with the table, so the store
+    /// is scanned once per table version (again after a handoff that failed).
+    pub(super) fn misplaced_keys(&mut self, max: usize) -> Vec<Id> {
+        let version = self.members.version();
+        if self.placement_scanned == Some(version) {
+            return Vec::new();
+        }
+        let keys = self.scan_misplaced(max);
+        if keys.len() < max {
+            self.placement_scanned = Some(version);
+        }
+        keys
+    }
+
+    /// A handoff did not complete: the next round scans the store again.
+    pub(super) fn rescan_placement(&mut self) {
+        self.placement_scanned = None;
+    }
+
+    fn scan_misplaced(&self, max: usize) -> Vec<Id> {
         let reach = self.cfg.replicas;
         self.store
             .all_keys()

@@ -119,69 +119,52 @@ impl Engine {
         self.rt.successors().iter().take(copies).copied().collect()
     }
 
+    /// Every sync round: the digest of each range this node is primary for
+    /// goes to the nodes holding its copies, and keys this node no longer
+    /// holds a copy of go to their primary, then are dropped. On the ring
+    /// the range is (predecessor, me]; with virtual points, a few of this
+    /// node's arcs a round.
     pub(super) fn sync_replicas(&mut self) {
-        if self.by_points() {
-            return self.sync_arcs();
-        }
-        if let Some(pred) = self.rt.predecessor().copied() {
-            let (lo, hi) = (pred.id, self.me.id);
+        let ranges: Vec<(Id, Id, Vec<NodeInfo>)> = if self.by_points() {
+            let arcs = self.arcs_to_sync();
+            arcs.into_iter()
+                .map(|(lo, hi)| (lo, hi, self.replica_holders_for(&hi)))
+                .collect()
+        } else {
+            let me = self.me.id;
+            let pred = self.rt.predecessor().map(|p| p.id);
+            pred.map(|p| (p, me, self.replica_holders()))
+                .into_iter()
+                .collect()
+        };
+        for (lo, hi, holders) in ranges {
             let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
-            for s in self.replica_holders() {
-                self.send_request(
-                    s.addr,
-                    Some(s.id),
-                    Body::SyncDigest {
-                        lo,
-                        hi,
-                        digest,
-                        count,
-                    },
-                    OnAnswer::SyncDigest { peer: s, lo, hi },
-                    2,
-                );
+            for s in holders {
+                let body = Body::SyncDigest {
+                    lo,
+                    hi,
+                    digest,
+                    count,
+                };
+                let ctx = OnAnswer::SyncDigest { peer: s, lo, hi };
+                self.send_request(s.addr, Some(s.id), body, ctx, 2);
             }
         }
-        // Keys this node no longer holds a copy of go to their primary, then are dropped.
-        if self.handoffs_in_flight == 0 {
-            let preds = self.rt.predecessors();
-            if preds.len() >= self.cfg.replicas {
-                let far = preds[self.cfg.replicas - 1].id;
-                let keys = self.store.keys_outside(&far, &self.me.id, HANDOFF_BATCH);
-                let timeout = self.cfg.op_timeout;
-                for k in keys {
-                    self.handoffs_in_flight += 1;
-                    self.start_lookup(k, LookupFor::Handoff(k), timeout);
-                }
-            }
+        if self.handoffs_in_flight > 0 {
+            return;
         }
-    }
-
-    /// Virtual points: each arc's digest to the replicas of that arc, a few
-    /// arcs a round; then keys this node no longer holds go to their primary.
-    fn sync_arcs(&mut self) {
-        for (lo, hi) in self.arcs_to_sync() {
-            let (digest, count) = self.store.range_digest(&lo, &hi, self.now);
-            for s in self.replica_holders_for(&hi) {
-                self.send_request(
-                    s.addr,
-                    Some(s.id),
-                    Body::SyncDigest {
-                        lo,
-                        hi,
-                        digest,
-                        count,
-                    },
-                    OnAnswer::SyncDigest { peer: s, lo, hi },
-                    2,
-                );
+        let keys = if self.by_points() {
+            self.misplaced_keys(HANDOFF_BATCH)
+        } else {
+            match self.rt.predecessors().get(self.cfg.replicas.max(1) - 1) {
+                Some(far) => self.store.keys_outside(&far.id, &self.me.id, HANDOFF_BATCH),
+                None => Vec::new(),
             }
-        }
-        if self.handoffs_in_flight == 0 {
-            let timeout = self.cfg.op_timeout;
-            for k in self.misplaced_keys(HANDOFF_BATCH) {
-                self.handoffs_in_flight += 1;
-                self.start_lookup(k, LookupFor::Handoff(k), timeout);
-            }
+        };
+        let timeout = self.cfg.op_timeout;
+        for k in keys {
+            self.handoffs_in_flight += 1;
+            self.start_lookup(k, LookupFor::Handoff(k), timeout);
         }
     }
 
@@ -424,6 +407,9 @@ impl Engine {
             return;
         }
         let all_taken = *all_taken;
+        if !all_taken {
+            self.rescan_placement();
+        }
         self.handoff_entries.remove(&key);
         self.handoffs_in_flight = self.handoffs_in_flight.saturating_sub(1);
         if all_taken && self.holds_copy(&key, self.cfg.replicas) == Some(false) {
