@@ -7,7 +7,7 @@
 //! succeeds or a newer set replaces it.
 
 use crate::config::DnsSettings;
-use crate::dns::{send_update, DnsError, DnsTarget, Member, RecordSet, Transport, TsigKey};
+use crate::dns::{send_update, DnsTarget, Member, RecordSet, Transport, TsigKey};
 use crate::engine::Event;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -78,7 +78,7 @@ impl Publisher {
         std::thread::Builder::new()
             .name("chordsip-dns".into())
             .spawn(move || {
-                block_signals();
+                crate::runtime::block_signals();
                 run(target, rx, thread_status)
             })
             .map_err(|e| Error::Io(format!("cannot start the DNS publisher: {e}")))?;
@@ -187,7 +187,7 @@ fn run(target: DnsTarget, rx: Receiver<Job>, status: Arc<Mutex<PublishStatus>>) 
             Err(e) => {
                 let mut s = status.lock();
                 s.updates_failed += 1;
-                s.last_error = Some(describe(&e));
+                s.last_error = Some(e.to_string());
                 drop(s);
                 pending = Some(set);
                 retry_at = Some(Instant::now() + backoff);
@@ -195,13 +195,4 @@ fn run(target: DnsTarget, rx: Receiver<Job>, status: Arc<Mutex<PublishStatus>>) 
             }
         }
     }
-}
-
-fn describe(e: &DnsError) -> String {
-    e.to_string()
-}
-
-fn block_signals() {
-    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
-    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
 }

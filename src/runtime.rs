@@ -448,7 +448,7 @@ impl Drop for Runtime {
 }
 
 /// Library threads never run the host's signal handlers.
-fn block_signals() {
+pub(crate) fn block_signals() {
     use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
 }

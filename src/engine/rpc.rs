@@ -73,19 +73,6 @@ impl Engine {
             return;
         }
         let from_peer = msg.flags & FLAG_CLIENT == 0 && msg.sender != self.me.id;
-        if from_peer
-            && msg.flags & FLAG_RESPONSE == 0
-            && msg.flags & FLAG_ONE_HOP != self.mode_flag()
-        {
-            // A node of the other routing mode cannot share our ring: it is
-            // told so (an answer smaller than its request) and not served.
-            self.stats.refused_membership += 1;
-            let (rid, status) = (msg.request_id, wire::Status::ModeMismatch);
-            self.note_budget(from, rid, data.len());
-            self.reply(from, rid, Body::Error { status });
-            self.after_step();
-            return;
-        }
         if msg.flags & FLAG_RESPONSE != 0 {
             if from_peer {
                 self.suspects.remove(&msg.sender);
@@ -93,6 +80,13 @@ impl Engine {
             self.handle_response(from, decoded.msg);
         } else if !self.admit(from) {
             self.stats.dropped_rate_limited += 1;
+        } else if from_peer && decoded.msg.flags & FLAG_ONE_HOP != self.mode_flag() {
+            // A node of the other routing mode cannot share our ring: it is
+            // told so (an answer smaller than its request) and not served.
+            self.stats.refused_membership += 1;
+            let (rid, status) = (decoded.msg.request_id, wire::Status::ModeMismatch);
+            self.note_budget(from, rid, data.len());
+            self.reply(from, rid, Body::Error { status });
         } else {
             match self.admission(from, data, &decoded) {
                 Admission::Serve { proven } => {
