@@ -322,8 +322,14 @@ proptest! {
         let req = signed_request();
         let mut resp = response(&req, 0x1234, 0, NOW, 0, true);
         let at = at % resp.len();
+        // In the TSIG record (from its owner name, the key's, on) a letter's
+        // case flipped is the same name (RFC 4343), and the MAC covers the
+        // key and algorithm names in canonical (lower) case: that passes.
+        let owner = b"\x03upd\x03key\x00";
+        let tsig_at = resp.windows(owner.len()).rposition(|w| w == owner).unwrap();
+        prop_assume!(!(x == 0x20 && at >= tsig_at && resp[at].is_ascii_alphabetic()));
         resp[at] ^= x;
-        // Every byte counts: the id by the id check, the rest by the MAC.
+        // Every other byte counts: the id by the id check, the rest by the MAC.
         let r = check_response(&resp, &req, Some(&key()), NOW);
         prop_assert!(r.is_err(), "byte {} ^ {:#x} accepted", at, x);
     }
