@@ -1,23 +1,15 @@
 //! Eight `chordsip node` processes on loopback: join, store, graceful leave on
 //! SIGTERM, kill -9 of three, restart and rejoin; no value lost.
 
+#[path = "support/node_proc.rs"]
+mod node_proc;
+
 use chordsip::client::Client;
 use chordsip::Id;
-use std::io::{BufRead, BufReader};
+use node_proc::{client_key_file, start_node, NodeProc as Proc, CLIENT_KEY};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0")
@@ -26,50 +18,25 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// The client credential every node process here is started with.
-const CLIENT_KEY: &[u8] = b"cli-processes-client-key";
-
-fn client_key_file() -> std::path::PathBuf {
-    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    FILE.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("chordsip-cli-{}.ckey", std::process::id()));
-        std::fs::write(&p, CLIENT_KEY).unwrap();
-        p
-    })
-    .clone()
-}
-
 fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
     spawn_with(addr, bootstrap, &[])
 }
 
 /// Starts a node process and waits until it reports that it joined.
 fn spawn_with(addr: SocketAddr, bootstrap: &[SocketAddr], extra: &[&std::ffi::OsStr]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
-    cmd.args(["node", "--listen", &addr.to_string(), "--log", "warn"]);
-    cmd.arg("--client-key-file").arg(client_key_file());
-    cmd.args(extra);
+    let mut args: Vec<std::ffi::OsString> = ["--listen", &addr.to_string(), "--log", "warn"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push("--client-key-file".into());
+    args.push(client_key_file().into());
+    args.extend(extra.iter().map(|a| a.to_os_string()));
     if !bootstrap.is_empty() {
         let list: Vec<String> = bootstrap.iter().map(|a| a.to_string()).collect();
-        cmd.args(["--bootstrap", &list.join(",")]);
+        args.push("--bootstrap".into());
+        args.push(list.join(",").into());
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("node reports it joined");
-    assert!(line.contains("joined"), "unexpected output: {line}");
-    Proc { child }
+    start_node(args)
 }
 
 fn key(i: usize) -> Id {
@@ -267,15 +234,13 @@ fn register_and_locate_from_the_command_line() {
     let _first = spawn_with(a, &[], &["--writer-key-file".as_ref(), key.as_os_str()]);
     let b = free_port();
     let sock = dir.join("b.sock");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chordsip"));
-    cmd.args(["node", "--listen", &b.to_string(), "--log", "off"]);
-    cmd.arg("--client-key-file").arg(client_key_file());
-    cmd.args(["--writer-key-file", path]);
-    cmd.args(["--bootstrap", &a.to_string(), "--client-socket"]);
-    cmd.arg(&sock);
-    let _second = Proc {
-        child: cmd.stdout(Stdio::null()).spawn().unwrap(),
-    };
+    let extra = [
+        "--writer-key-file".as_ref(),
+        path.as_ref(),
+        "--client-socket".as_ref(),
+        sock.as_os_str(),
+    ];
+    let _second = spawn_with(b, &[a], &extra);
     let via_unix = format!("unix:{}", sock.display());
     assert!(chordsip::testnet::wait_until(
         Duration::from_secs(10),
