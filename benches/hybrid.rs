@@ -54,29 +54,8 @@ fn sim_row(n: usize, mode: RoutingMode) -> (f64, u64, f64, f64) {
         assert_eq!(Some(r.node), net.responsible(&key));
         h.record(r.hops as u64);
     }
-    let sent = |net: &SimNet| -> (u64, u64) {
-        net.live_nodes().iter().fold((0, 0), |(m, t), &i| {
-            let s = net.engine(i).stats();
-            (m + s.member_bytes_sent, t + s.bytes_sent)
-        })
-    };
-    let (m0, t0) = sent(&net);
-    let secs = 30;
-    let mut rng = ChaCha8Rng::seed_from_u64(77);
-    for s in 0..secs {
-        let live = net.live_nodes();
-        if s % 2 == 0 {
-            net.kill(live[rng.gen_range(0..live.len())]);
-        } else {
-            let boot = live[rng.gen_range(0..live.len())];
-            let i = net.add_node(cfg(mode));
-            net.start_join(i, &[boot]);
-        }
-        net.run_for(Duration::from_secs(1));
-    }
-    let (m1, t1) = sent(&net);
-    let per = |b: u64| b as f64 / net.live_nodes().len() as f64 / secs as f64;
-    (h.mean(), h.quantile(0.99), per(m1 - m0), per(t1 - t0))
+    let (table, all) = net.upkeep_under_churn(30, &cfg(mode));
+    (h.mean(), h.quantile(0.99), table, all)
 }
 
 fn sim_section() {

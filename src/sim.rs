@@ -622,6 +622,34 @@ impl SimNet {
             .count()
     }
 
+    /// Bytes each live node sent per second while one membership change a
+    /// second happens for `secs` seconds: a random node crashes, or a new
+    /// node with `cfg` joins through a random live one, in turn. Returns
+    /// (bytes for one-hop tables, bytes in all), per node per second.
+    pub fn upkeep_under_churn(&mut self, secs: u32, cfg: &Config) -> (f64, f64) {
+        let sent = |net: &SimNet| -> (u64, u64) {
+            net.live_nodes().iter().fold((0, 0), |(m, t), &i| {
+                let s = net.nodes[i].engine.stats();
+                (m + s.member_bytes_sent, t + s.bytes_sent)
+            })
+        };
+        let (m0, t0) = sent(self);
+        for s in 0..secs {
+            let live = self.live_nodes();
+            let pick = live[self.rng.gen_range(0..live.len())];
+            if s % 2 == 0 {
+                self.kill(pick);
+            } else {
+                let i = self.add_node(cfg.clone());
+                self.start_join(i, &[pick]);
+            }
+            self.run_for(Duration::from_secs(1));
+        }
+        let (m1, t1) = sent(self);
+        let per = |b: u64| b as f64 / self.live_nodes().len() as f64 / secs as f64;
+        (per(m1 - m0), per(t1 - t0))
+    }
+
     /// Builds a ring of `n` nodes, each joining through a random node that has
     /// already joined, `gap` apart. Returns true once every join succeeded and
     /// all `n` nodes form a correct ring, false if that does not happen within

@@ -127,59 +127,27 @@ fn knot_serves_what_the_updates_publish() {
     assert_eq!(knot.query("n3.example.test", "A"), ["127.0.0.33"]);
     assert_eq!(knot.query("n3.example.test", "AAAA"), ["::1"]);
 
-    // Same key name, another secret: NOTAUTH with TSIG error BADSIG.
-    let one = set("example.test", vec![member(4, 5060, 1, false)], &[]);
-    let forged = knot.target("example.test", Some(random_key("upd.key")));
-    let err = send_update(&forged, &one).unwrap_err();
-    assert_eq!(
-        err,
-        DnsError::Refused {
+    // Refusals: (target zone and key, what knotd answers: NOTAUTH = rcode 9
+    // with TSIG error BADSIG 16, BADKEY 17, or none).
+    let refusals = [
+        // Same key name, another secret.
+        ("example.test", random_key("upd.key"), 16),
+        // A key knotd does not know.
+        ("example.test", random_key("nobody.key"), 17),
+        // A valid key, but other.test's ACL does not name it.
+        ("other.test", key.clone(), 17),
+        // A zone knotd does not serve.
+        ("nowhere.test", key.clone(), 0),
+    ];
+    for (zone, k, tsig_error) in refusals {
+        let one = set(zone, vec![member(4, 5060, 1, false)], &[]);
+        let err = send_update(&knot.target(zone, Some(k)), &one).unwrap_err();
+        let want = DnsError::Refused {
             rcode: 9,
-            tsig_error: 16
-        },
-        "{err}"
-    );
-    // A key knotd does not know: BADKEY.
-    let unknown = knot.target("example.test", Some(random_key("nobody.key")));
-    let err = send_update(&unknown, &one).unwrap_err();
-    assert_eq!(
-        err,
-        DnsError::Refused {
-            rcode: 9,
-            tsig_error: 17
-        },
-        "{err}"
-    );
-    // A valid key, but other.test's ACL does not name it: knotd answers BADKEY.
-    let wrong_zone = knot.target("other.test", Some(key.clone()));
-    let err = send_update(
-        &wrong_zone,
-        &set("other.test", vec![member(4, 5060, 1, false)], &[]),
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        DnsError::Refused {
-            rcode: 9,
-            tsig_error: 17
-        },
-        "{err}"
-    );
-    // A zone knotd does not serve: NOTAUTH.
-    let nowhere = knot.target("nowhere.test", Some(key.clone()));
-    let err = send_update(
-        &nowhere,
-        &set("nowhere.test", vec![member(4, 5060, 1, false)], &[]),
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        DnsError::Refused {
-            rcode: 9,
-            tsig_error: 0
-        },
-        "{err}"
-    );
+            tsig_error,
+        };
+        assert_eq!(err, want, "update of {zone}: {err}");
+    }
     // No refused update changed anything.
     assert_eq!(knot.query("_sip._udp.example.test", "SRV"), srv2);
     assert!(knot.query("_sip._udp.other.test", "SRV").is_empty());

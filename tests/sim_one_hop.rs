@@ -83,39 +83,11 @@ fn every_member_learns_the_whole_overlay_and_lookups_take_one_hop() {
 
     // Upkeep with one membership change per second (a crash or a join, in
     // turn): the bytes each member sends for its table, and in all.
-    let sent = |net: &SimNet| -> (u64, u64) {
-        net.live_nodes().iter().fold((0, 0), |(m, t), &i| {
-            let s = net.engine(i).stats();
-            (m + s.member_bytes_sent, t + s.bytes_sent)
-        })
-    };
-    let (m0, t0) = sent(&net);
-    let secs = 30;
-    let mut rng = ChaCha8Rng::seed_from_u64(77);
-    for s in 0..secs {
-        let live = net.live_nodes();
-        if s % 2 == 0 {
-            net.kill(live[rng.gen_range(0..live.len())]);
-        } else {
-            let boot = live[rng.gen_range(0..live.len())];
-            let i = net.add_node(one_hop());
-            net.start_join(i, &[boot]);
-        }
-        net.run_for(Duration::from_secs(1));
-    }
-    let (m1, t1) = sent(&net);
-    let members = net.live_nodes().len() as f64;
-    let per = |b: u64| b as f64 / members / secs as f64;
+    let (table, all) = net.upkeep_under_churn(30, &one_hop());
     println!(
-        "one-hop, {n} members, 1 change/s: {:.0} B/s per member for the table, {:.0} B/s in all",
-        per(m1 - m0),
-        per(t1 - t0)
+        "one-hop, {n} members, 1 change/s: {table:.0} B/s per member for the table, {all:.0} B/s in all"
     );
-    assert!(
-        per(m1 - m0) < 1024.0,
-        "table upkeep {:.0} B/s",
-        per(m1 - m0)
-    );
+    assert!(table < 1024.0, "table upkeep {table:.0} B/s");
     assert!(wait_tables(&mut net, Duration::from_secs(30)));
 }
 
@@ -233,8 +205,25 @@ fn holders(net: &SimNet, key: &Id, v: usize, count: usize) -> Vec<Id> {
     t.placement(key, count).iter().map(|m| m.node.id).collect()
 }
 
-fn all_copies(net: &SimNet, keys: usize, copies: usize) -> bool {
-    (0..keys).all(|i| net.copies(&key(i), b"dev") >= copies)
+/// Runs until every one of the first `keys` keys has 3 copies again (two
+/// minutes at most, else fails saying how many do not, `after` what);
+/// returns the seconds it took.
+fn wait_three_copies(net: &mut SimNet, keys: usize, after: &str) -> f64 {
+    let short = |net: &SimNet| {
+        (0..keys)
+            .filter(|&i| net.copies(&key(i), b"dev") < 3)
+            .count()
+    };
+    let t = net.now();
+    let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
+        short(s) == 0
+    });
+    assert!(
+        restored,
+        "{} of {keys} keys below 3 copies after {after}",
+        short(net)
+    );
+    (net.now() - t) as f64 / 1e6
 }
 
 #[test]
@@ -292,37 +281,15 @@ fn virtual_points_even_out_the_shares_and_lose_nothing_to_crashes_and_leaves() {
             net.kill(victim);
         }
         assert!(wait_tables(&mut net, Duration::from_secs(30)));
-        let t = net.now();
-        let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
-            all_copies(s, keys, 3)
-        });
-        let short = (0..keys)
-            .filter(|&i| net.copies(&key(i), b"dev") < 3)
-            .count();
-        assert!(
-            restored,
-            "{short} of {keys} keys below 3 copies after {round} crash(es)"
-        );
-        println!(
-            "{round} crash(es): 3 copies again after {:.0} s",
-            (net.now() - t) as f64 / 1e6
-        );
+        let took = wait_three_copies(&mut net, keys, &format!("{round} crash(es)"));
+        println!("{round} crash(es): 3 copies again after {took:.0} s");
     }
     for _ in 0..2 {
         let leaver = live.remove(rng.gen_range(0..live.len()));
         net.leave(leaver).expect("leave");
     }
     assert!(wait_tables(&mut net, Duration::from_secs(30)));
-    let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
-        all_copies(s, keys, 3)
-    });
-    let short = (0..keys)
-        .filter(|&i| net.copies(&key(i), b"dev") < 3)
-        .count();
-    assert!(
-        restored,
-        "{short} of {keys} keys below 3 copies after the leaves"
-    );
+    wait_three_copies(&mut net, keys, "the leaves");
     for i in (0..keys).step_by(97) {
         let from = live[i % live.len()];
         let got = net.get(from, key(i)).expect("get");
@@ -395,13 +362,7 @@ fn with_virtual_points_a_newcomer_and_loss_fail_no_write_and_no_read() {
         }
     }
     assert!(wait_tables(&mut net, Duration::from_secs(60)));
-    let restored = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
-        all_copies(s, keys, 3)
-    });
-    let short = (0..keys)
-        .filter(|&i| net.copies(&key(i), b"dev") < 3)
-        .count();
-    assert!(restored, "{short} of {keys} keys below 3 copies");
+    wait_three_copies(&mut net, keys, "a newcomer joined under loss");
     // The newcomer holds its share as primary.
     assert!(net.engine(newcomer).stats().primary_entries > 0);
 }

@@ -23,6 +23,7 @@ import sys
 import time
 
 import pjsua2 as pj
+from pjsua2_media import connect_call_audio
 
 
 class Call(pj.Call):
@@ -36,13 +37,7 @@ class Call(pj.Call):
         print("call %s %d" % (ci.stateText, ci.lastStatusCode), flush=True)
 
     def onCallMediaState(self, prm):
-        ci = self.getInfo()
-        adm = pj.Endpoint.instance().audDevManager()
-        for i, mi in enumerate(ci.media):
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                m = self.getAudioMedia(i)
-                m.startTransmit(adm.getPlaybackDevMedia())
-                adm.getCaptureDevMedia().startTransmit(m)
+        connect_call_audio(self, pj)
 
 
 class Acc(pj.Account):

@@ -46,6 +46,7 @@ import time
 
 def agent_main(argv):
     import pjsua2 as pj
+    from pjsua2_media import connect_call_audio
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--user", required=True)
@@ -80,13 +81,7 @@ def agent_main(argv):
                 self.done = True
 
         def onCallMediaState(self, prm):
-            ci = self.getInfo()
-            adm = pj.Endpoint.instance().audDevManager()
-            for i, mi in enumerate(ci.media):
-                if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                    m = self.getAudioMedia(i)
-                    m.startTransmit(adm.getPlaybackDevMedia())
-                    adm.getCaptureDevMedia().startTransmit(m)
+            connect_call_audio(self, pj)
 
         def sample(self):
             """RTP packets so far (RTCP statistics of the audio stream)."""
