@@ -882,6 +882,18 @@ chordsip_result chordsip_node_addr(const chordsip_node *node, char *buf, size_t 
 // `node` NULL or live; `buf` NULL or writable for `len` bytes.
 chordsip_result chordsip_node_id(const chordsip_node *node, char *buf, size_t len);
 
+// Tells whether `owner` (a `chordsip_value.owner`, `CHORDSIP_OWNER_LEN`
+// bytes) is this node's writer key or one of its `trusted_writers`: hosts
+// that read values with `chordsip_node_get` keep only those, as the
+// registrar's lookups do. `*trusted` receives 1 or 0.
+//
+// # Safety
+// `node` NULL or live; `owner` NULL or readable for `CHORDSIP_OWNER_LEN`
+// bytes; `trusted` NULL or writable.
+chordsip_result chordsip_node_writer_trusted(const chordsip_node *node,
+                                             const uint8_t *owner,
+                                             uint32_t *trusted);
+
 // Stores `data` as `writer`'s entry under `key` (a NUL-terminated UTF-8
 // name, hashed onto the ring) for `lifetime_s` seconds, replacing that
 // writer's older entry. Blocks until the responsible node acknowledged it

@@ -21,6 +21,12 @@ command -v dpkg-buildflags >/dev/null || need_apt+=(dpkg-dev)
 # (or dig); knotd lives in /usr/sbin, off some users' PATH.
 { command -v knotd >/dev/null || [ -x /usr/sbin/knotd ]; } || need_apt+=(knot)
 { command -v kdig >/dev/null || command -v dig >/dev/null; } || need_apt+=(knot-dnsutils)
+# Asterisk tests build Asterisk 22.10.1 from ../shared/vendor/
+# (scripts/asterisk-build.sh): its configure needs these headers and tools.
+for p in libedit-dev libjansson-dev libsqlite3-dev uuid-dev libxml2-dev libssl-dev \
+    libncurses-dev bzip2 patch wget g++; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
 # Python binding tests use a venv of the python3 on PATH.
 command -v python3 >/dev/null || need_apt+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

@@ -309,6 +309,32 @@ pub unsafe extern "C" fn chordsip_node_id(
     })
 }
 
+/// Tells whether `owner` (a `chordsip_value.owner`, `CHORDSIP_OWNER_LEN`
+/// bytes) is this node's writer key or one of its `trusted_writers`: hosts
+/// that read values with `chordsip_node_get` keep only those, as the
+/// registrar's lookups do. `*trusted` receives 1 or 0.
+///
+/// # Safety
+/// `node` NULL or live; `owner` NULL or readable for `CHORDSIP_OWNER_LEN`
+/// bytes; `trusted` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_writer_trusted(
+    node: *const chordsip_node,
+    owner: *const u8,
+    trusted: *mut u32,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        // SAFETY: NULL or readable for CHORDSIP_OWNER_LEN bytes by the caller's contract.
+        let owner = unsafe { bytes_arg(owner, crate::owner::OWNER_LEN) }?;
+        let known = code(n.trusted_writers())?;
+        let yes = known.iter().any(|k| k.as_slice() == owner);
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_out(trusted, u32::from(yes)) }
+    })
+}
+
 /// The key, writer and data arguments of a write.
 ///
 /// # Safety

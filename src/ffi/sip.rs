@@ -55,10 +55,11 @@ fn answer(result: c_int) -> Answer {
     } else if one_of(&[CHORDSIP_ERR_INTERVAL_TOO_BRIEF]) {
         reply(423, c"Interval Too Brief", Headers::MinExpires)
     } else if one_of(&[CHORDSIP_ERR_OUT_OF_ORDER]) {
-        // RFC 3261 §10.3 step 7
+        // RFC 3261 §10.3 step 7. The phrase names no header: SIPp (3.6.1)
+        // reads "CSeq" in a reason phrase as the CSeq header and drops the answer.
         reply(
             500,
-            c"Server Internal Error (CSeq out of order)",
+            c"Server Internal Error (request out of order)",
             Headers::None,
         )
     } else if one_of(&[CHORDSIP_ERR_STALE]) {
