@@ -91,22 +91,24 @@ reg_run pool-A 200 "$A_SIP" || exit 1
 SECONDS_PER_RATE=$SAVE
 
 echo "== latency at 50/s (REGISTER with its challenge; call setup)"
+SECONDS_PER_RATE=20 # 1,000 of each
 for what in "astdb $S_SIP $S_SIP" "chordsip $A_SIP $B_SIP"; do
     read -r name reg_port call_port <<<"$what"
     reg_run "lat-reg-$name" 50 "$reg_port"
     bench "lat-call-$name" 50 uac-call.xml "$OUT/calls.csv" "127.0.0.1:$call_port"
 done
+SECONDS_PER_RATE=$SAVE
 for s in A B; do echo "   $s: $(ast_cli "$s" "chordsip show status" | grep -E '^(puts|gets)' | tr '\n' ';')"; done
 
 reg_s=() reg_c=() call_s=() call_c=() call_c_same=()
 for round in $(seq 1 "$RUNS"); do
     echo "== round $round: REGISTER/s"
-    reg_series "reg-astdb-r$round" "$S_SIP" 100 200 300 400 600 800 1000; reg_s+=("$BEST")
-    reg_series "reg-chordsip-r$round" "$A_SIP" 100 200 300 400 600 800 1000; reg_c+=("$BEST")
+    reg_series "reg-astdb-r$round" "$S_SIP" 200 400 600 800 1000 1500 2000 2500 3000; reg_s+=("$BEST")
+    reg_series "reg-chordsip-r$round" "$A_SIP" 200 400 600 800 1000 1500 2000 2500 3000; reg_c+=("$BEST")
     echo "== round $round: calls/s"
-    call_series "call-astdb-r$round" "$S_SIP" 50 100 150 200 300 400; call_s+=("$BEST")
-    call_series "call-chordsip-other-r$round" "$B_SIP" 50 100 150 200 300 400; call_c+=("$BEST")
-    call_series "call-chordsip-same-r$round" "$A_SIP" 50 100 150 200 300 400; call_c_same+=("$BEST")
+    call_series "call-astdb-r$round" "$S_SIP" 100 200 300 400 600 800; call_s+=("$BEST")
+    call_series "call-chordsip-other-r$round" "$B_SIP" 100 200 300 400 600 800; call_c+=("$BEST")
+    call_series "call-chordsip-same-r$round" "$A_SIP" 100 200 300 400 600 800; call_c_same+=("$BEST")
 done
 echo
 echo "highest rate passed (<1% failed, >=95% of the rate, p99 < 500 ms), median of $RUNS rounds:"

@@ -319,7 +319,7 @@ bench() {
     mkdir -p "$dir"
     (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
         -m "$m" -r "$rate" -i 127.0.0.1 -p "$UAC_PORT" -nostdin -trace_stat -stf stat.csv -fd 1 \
-        -trace_rtt -rtt_freq 1000 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
+        -trace_rtt -rtt_freq 50 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
     run_tracked $!
     local ok bad retrans achieved rtt line worst=0 p99
     ok=$(stat_of "$dir/stat.csv" 'SuccessfulCall(C)')
