@@ -301,6 +301,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_node_free": (None, [_H]),
     "chordsip_node_addr": (_R, [_H, _BUF, c_size_t]),
     "chordsip_node_id": (_R, [_H, _BUF, c_size_t]),
+    "chordsip_node_writer_trusted": (_R, [_H, c_char_p, POINTER(c_uint32)]),
     "chordsip_node_put": (
         _R,
         [_H, c_char_p, c_char_p, _BYTES, c_size_t, c_uint32, POINTER(c_uint32)],

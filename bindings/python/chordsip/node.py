@@ -285,6 +285,17 @@ class Node(DictCalls):
             check(self._lib.chordsip_node_id(p, buf, len(buf)), "id")
         return buf.value.decode()
 
+    def trusts_writer(self, owner: bytes) -> bool:
+        """Whether ``owner`` (a :attr:`Value.owner`) is this node's writer key or
+        one of its ``trusted_writers``: keep only such values, as the
+        registrar's lookups do."""
+        if len(owner) != 32:
+            raise ValueError("owner must be 32 bytes")
+        out = ctypes.c_uint32(0)
+        with self._use() as p:
+            check(self._lib.chordsip_node_writer_trusted(p, bytes(owner), ctypes.byref(out)), "trusts_writer")
+        return bool(out.value)
+
     @property
     def delivery(self) -> Delivery:
         return self._delivery

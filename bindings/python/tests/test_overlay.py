@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import chordsip
+import pytest
 from conftest import wait_until
 
 KEYS = ["sip:user%d@example.org" % i for i in range(20)]
@@ -19,12 +20,19 @@ def test_five_nodes_agree(ring_factory):
         copies = writer.put(key, "dev-%d" % i, ("contact-%d" % i).encode(), 60)
         assert copies >= 1
 
+    with pytest.raises(ValueError):
+        nodes[0].trusts_writer(b"short")
+
     # Every node reads every value, and they all agree on the responsible node.
     for i, key in enumerate(KEYS):
         owners = set()
         for reader in nodes:
             values = reader.get(key)
             assert [(v.writer, v.data) for v in values] == [("dev-%d" % i, ("contact-%d" % i).encode())]
+            # The test nodes share one writer key: every reader trusts the value,
+            # no one trusts a key nobody configured.
+            assert reader.trusts_writer(values[0].owner)
+            assert not reader.trusts_writer(bytes(range(32)))
             assert values[0].expires_in_ms > 50_000
             info = reader.lookup(key)
             assert isinstance(info, chordsip.LookupInfo)
