@@ -69,7 +69,7 @@ CONF
             echo "key_file = $OUT/overlay.key"
             echo "writer_key_file = $OUT/writer.key"
             echo "timeout_ms = 1500"
-            echo "mirror_interval_s = 2"
+            echo "mirror_interval_s = ${MIRROR_INTERVAL_S:-2}"
             echo "set = stabilize_ms=100"
             echo "set = check_predecessor_ms=100"
         } >"$d/etc/chordsip.conf"

@@ -1,4 +1,5 @@
-/*
+/* SPDX-License-Identifier: GPL-2.0-only (links Asterisk)
+ *
  * res_pjsip_chordsip: the res_pjsip half of the chordsip contact store.
  *
  * res_sorcery_chordsip (the wizard) loads before res_pjsip; this module loads

@@ -1,4 +1,5 @@
-/*
+/* SPDX-License-Identifier: GPL-2.0-only (links Asterisk)
+ *
  * res_sorcery_chordsip: a sorcery wizard that keeps res_pjsip's contacts in a
  * chordsip overlay, so that Asterisk servers share registrations with no
  * database.

@@ -1,4 +1,5 @@
-/*
+/* SPDX-License-Identifier: GPL-2.0-only (links Asterisk)
+ *
  * res_sorcery_chordsip: the functions res_pjsip_chordsip uses.
  *
  * res_sorcery_chordsip must be loaded before res_pjsip (it registers the

@@ -29,6 +29,11 @@ pub(super) const REMEMBER_US: u64 = 3_600_000_000;
 
 pub(super) const MAX_REMEMBERED: usize = 64;
 
+/// How long after a neighbour's Leaving its Notify is ignored whatever its
+/// stamp: longer than a request's retransmissions last (4 transmissions,
+/// RTO at most 1 s by default), short enough for a restarted node to rejoin.
+pub(super) const DEPARTED_ECHO_US: u64 = 5_000_000;
+
 /// A neighbour that said it leaves: its Notify sent before then is ignored,
 /// and the handoff it sent around its Leaving is still taken.
 #[derive(Clone, Copy, Debug)]
@@ -476,12 +481,14 @@ impl Engine {
     ) {
         let joined = matches!(self.phase, Phase::Joined | Phase::Leaving);
         if let Some(sender) = peer.filter(|p| joined && p.id != self.me.id) {
-            // A Notify sent before its sender left (a late retransmission)
-            // must not bring the departed node back.
-            let stale = self
-                .departed
-                .get(&sender.id)
-                .is_some_and(|d| sent_ms <= d.left_at_ms);
+            // A Notify sent before its sender left, or retransmitted (and so
+            // stamped again) while its Leaving was on the way, must not bring
+            // the departed node back.
+            let now = self.now;
+            let stale = self.departed.get(&sender.id).is_some_and(|d| {
+                sent_ms <= d.left_at_ms
+                    || (d.addr == sender.addr && now.saturating_sub(d.seen) < DEPARTED_ECHO_US)
+            });
             if !stale {
                 self.notified(sender);
             }

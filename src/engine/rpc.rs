@@ -195,6 +195,9 @@ impl Engine {
         ctx: OnAnswer,
         max_attempts: u32,
     ) -> bool {
+        if self.phase == Phase::Leaving && matches!(body, Body::Notify) {
+            return false; // a leaving node is nobody's predecessor any more
+        }
         self.next_request = self.next_request.wrapping_add(1);
         let request_id = self.next_request;
         let rto = self.rto(&to);

@@ -181,3 +181,39 @@ fn full_replicate_batches_fit_a_datagram() {
         "batches are full"
     );
 }
+
+/// A leaving node sends no Notify, and drops the one it was retransmitting:
+/// stamped after its Leaving, it would bring it back into its neighbour's
+/// lists (the neighbour then leaves towards a node that is gone).
+#[test]
+fn a_leaving_node_stops_notifying() {
+    use super::dispatch::OnAnswer;
+    use crate::wire::{Body, NodeInfo};
+    let mut e = Engine::new(Config::default(), addr(7020), 1, 0);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    let peer = NodeInfo {
+        id: Id::from_name("peer"),
+        addr: addr(7021),
+    };
+    e.rt.set_successors([peer]);
+    e.rt.set_predecessors([peer]);
+    assert!(e.send_request(peer.addr, Some(peer.id), Body::Notify, OnAnswer::Notify, 4));
+    assert!(e.rpcs.values().any(|r| matches!(r.body, Body::Notify)));
+    e.leave(10, 2, Duration::from_secs(2));
+    assert_eq!(e.phase(), Phase::Leaving);
+    assert!(!e.rpcs.values().any(|r| matches!(r.body, Body::Notify)));
+    assert!(!e.send_request(peer.addr, Some(peer.id), Body::Notify, OnAnswer::Notify, 4));
+    // Stabilize keeps running while the leave waits for its acknowledgements:
+    // still no Notify goes out.
+    let mut now = 10;
+    while e.phase() == Phase::Leaving {
+        assert!(!e.rpcs.values().any(|r| matches!(r.body, Body::Notify)));
+        e.drain_transmits().for_each(drop);
+        now = e.next_timeout().expect("a leave in progress has a timer");
+        e.handle_timeout(now);
+    }
+    assert!(
+        now <= 2_100_000,
+        "the leave ended by its deadline, at {now} us"
+    );
+}

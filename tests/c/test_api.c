@@ -129,7 +129,9 @@ static void test_sip_answers(void) {
     CHECK(strcmp(chordsip_result_sip_reason(CHORDSIP_ERR_INTERVAL_TOO_BRIEF),
                  "Interval Too Brief") == 0);
     check_answer(CHORDSIP_ERR_OUT_OF_ORDER, 500, ""); /* RFC 3261 §10.3 step 7 */
-    CHECK(strstr(chordsip_result_sip_reason(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") != NULL);
+    /* (no header name in the phrase: SIPp reads "CSeq" there as the header) */
+    CHECK(strstr(chordsip_result_sip_reason(CHORDSIP_ERR_OUT_OF_ORDER), "out of order") != NULL);
+    CHECK(strstr(chordsip_result_sip_reason(CHORDSIP_ERR_OUT_OF_ORDER), "CSeq") == NULL);
     check_answer(CHORDSIP_ERR_STALE, 500, "Retry-After: 1\r\n");
     /* the overlay cannot answer now: another server, or later */
     const int unavailable[] = {CHORDSIP_ERR_TIMEOUT,  CHORDSIP_ERR_NO_ROUTE,
