@@ -16,6 +16,13 @@ pub enum Answer {
     Next(Vec<NodeInfo>),
 }
 
+/// Which list [`RoutingTable::clean`] makes.
+#[derive(Clone, Copy)]
+enum Side {
+    Successors,
+    Predecessors,
+}
+
 /// A node's view of its neighbourhood on the ring.
 #[derive(Clone, Debug)]
 pub struct RoutingTable {
@@ -74,31 +81,54 @@ impl RoutingTable {
         out
     }
 
-    /// Sets the successor list (dropping self and duplicates, keeping order).
+    /// Sets the successor list: in ring order from this node on, see [`Self::clean`].
     pub fn set_successors(&mut self, list: impl IntoIterator<Item = NodeInfo>) -> bool {
-        let new = self.clean(list, self.succ_len);
+        let new = self.clean(list, self.succ_len, Side::Successors);
         let changed = new.first().map(|n| n.id) != self.succs.first().map(|n| n.id);
         self.succs = new;
         changed
     }
 
-    /// Sets the predecessor list; returns whether the predecessor changed.
     /// How many predecessors the list keeps when the ring is large enough.
     pub fn predecessor_capacity(&self) -> usize {
         self.pred_len
     }
 
+    /// Sets the predecessor list: in ring order from this node back, see
+    /// [`Self::clean`]. Returns whether the predecessor changed.
     pub fn set_predecessors(&mut self, list: impl IntoIterator<Item = NodeInfo>) -> bool {
-        let new = self.clean(list, self.pred_len);
+        let new = self.clean(list, self.pred_len, Side::Predecessors);
         let changed = new.first().map(|n| n.id) != self.preds.first().map(|n| n.id);
         self.preds = new;
         changed
     }
 
-    fn clean(&self, list: impl IntoIterator<Item = NodeInfo>, max: usize) -> Vec<NodeInfo> {
+    /// The first `max` nodes of `list` that keep going one way around the
+    /// ring from this node: each successor lies between the one kept before
+    /// it and us, each predecessor between us and the one kept before it;
+    /// any other entry is dropped (so are this node and duplicates). A list
+    /// thus ends where it would come round past this node. In a ring with
+    /// fewer nodes than a list holds, a neighbour's list names us and then
+    /// wraps: to nodes listed already, or to a dead node that would take
+    /// the slot the wrap left free and be handed on from list to list
+    /// around the ring for ever (at the end of a predecessor list it bounds
+    /// [`Self::is_holder`] at a node that is not there, and copies of the
+    /// range behind it are refused).
+    fn clean(
+        &self,
+        list: impl IntoIterator<Item = NodeInfo>,
+        max: usize,
+        side: Side,
+    ) -> Vec<NodeInfo> {
+        let me = self.me.id;
         let mut out: Vec<NodeInfo> = Vec::with_capacity(max);
         for n in list {
-            if n.id == self.me.id || out.iter().any(|o| o.id == n.id) {
+            let last = out.last().map_or(me, |l| l.id);
+            let in_order = match side {
+                Side::Successors => n.id.in_open(&last, &me),
+                Side::Predecessors => n.id.in_open(&me, &last),
+            };
+            if !in_order {
                 continue;
             }
             out.push(n);
@@ -340,6 +370,28 @@ mod tests {
             t.closest_preceding(&Id::from_u64(1000), |_| true, 1),
             vec![n(16)]
         );
+    }
+
+    /// In a ring of five (10 to 50) with lists longer than that, a
+    /// neighbour's list comes round past us: what follows, here the dead
+    /// node 35, must not take the free slot at the end.
+    #[test]
+    fn lists_end_where_they_come_round() {
+        let mut t = RoutingTable::new(n(20), 8, 5);
+        // Our predecessor 10 lists 50, 40, 30, us, and the dead 35.
+        t.set_predecessors([n(10), n(50), n(40), n(30), n(20), n(35)]);
+        assert_eq!(t.predecessors(), &[n(10), n(50), n(40), n(30)]);
+        // Not a bound at 35 that would refuse the keys in (30, 35].
+        assert_eq!(t.is_holder(&Id::from_u64(32), 5), None);
+        assert_eq!(t.is_holder(&Id::from_u64(32), 4), Some(true));
+        // Our successor 30 lists 40, 50, 10, us, and the dead 25.
+        t.set_successors([n(30), n(40), n(50), n(10), n(20), n(25)]);
+        assert_eq!(t.successors(), &[n(30), n(40), n(50), n(10)]);
+        // Entries out of ring order are dropped, the rest kept.
+        t.set_successors([n(30), n(25), n(40), n(35), n(50)]);
+        assert_eq!(t.successors(), &[n(30), n(40), n(50)]);
+        t.set_predecessors([n(10), n(15), n(50), n(30), n(40)]);
+        assert_eq!(t.predecessors(), &[n(10), n(50), n(30)]);
     }
 
     #[test]
