@@ -145,14 +145,10 @@ static void fail(int rc)
 
 int chordsip_ast_ready(void)
 {
-	chordsip_stats stats;
-	int ready;
-	if(!__atomic_load_n(&joined, __ATOMIC_ACQUIRE))
-		return 0;
-	pthread_rwlock_rdlock(&node_lock);
-	ready = node && chordsip_node_stats(node, &stats) == CHORDSIP_OK && stats.joined;
-	pthread_rwlock_unlock(&node_lock);
-	return ready;
+	/* Set by the join thread, cleared by the leave: no call into the node on
+	 * the REGISTER path. A node cut off later fails its puts, which the
+	 * REGISTER supplement answers 503. */
+	return __atomic_load_n(&joined, __ATOMIC_ACQUIRE);
 }
 
 /* ---- the local record ------------------------------------------------------ */
@@ -173,17 +169,25 @@ static void local_entry_destroy(void *obj)
 	ast_free(e->record);
 }
 
+/* Entries hash by their AOR (the id up to ";@"), so that both a whole id and
+ * an AOR's prefix "<aor>;@" find their bucket: the mirror lists one AOR's
+ * contacts without walking the record. */
 static int local_hash(const void *obj, int flags)
 {
 	const char *id = (flags & OBJ_SEARCH_KEY) ? obj : ((const struct local_entry *)obj)->id;
-	return ast_str_hash(id);
+	const char *at = strstr(id, ";@");
+	return ast_str_hash(at ? strndupa(id, at - id) : id);
 }
 
+/* A key ending in ";@" matches every contact of that AOR; any other key one id. */
 static int local_cmp(void *obj, void *arg, int flags)
 {
 	const struct local_entry *e = obj;
-	const char *id = (flags & OBJ_SEARCH_KEY) ? arg : ((const struct local_entry *)arg)->id;
-	return strcmp(e->id, id) ? 0 : CMP_MATCH | CMP_STOP;
+	const char *key = (flags & OBJ_SEARCH_KEY) ? arg : ((const struct local_entry *)arg)->id;
+	size_t len = strlen(key);
+	if(len >= 2 && !strcmp(key + len - 2, ";@"))
+		return strncmp(e->id, key, len) ? 0 : CMP_MATCH;
+	return strcmp(e->id, key) ? 0 : CMP_MATCH | CMP_STOP;
 }
 
 static void local_put(const char *id, const char *record, time_t expires_at)
@@ -219,22 +223,22 @@ static int local_prune_cb(void *obj, void *arg, int flags)
 	return e->expires_at + 60 < *(time_t *)arg ? CMP_MATCH : 0;
 }
 
-size_t chordsip_ast_local_list(const char *prefix, struct chordsip_ast_local *out, size_t max)
+size_t chordsip_ast_local_list(const char *aor_prefix, struct chordsip_ast_local *out, size_t max)
 {
-	size_t n = 0, plen = strlen(prefix);
-	struct ao2_iterator it = ao2_iterator_init(local_record, 0);
+	size_t n = 0;
+	struct ao2_iterator *it = ao2_find(local_record, aor_prefix, OBJ_SEARCH_KEY | OBJ_MULTIPLE);
 	struct local_entry *e;
-	while((e = ao2_iterator_next(&it))) {
-		if(!strncmp(e->id, prefix, plen)) {
-			if(n < max) {
-				ast_copy_string(out[n].id, e->id, sizeof out[n].id);
-				out[n].expires_at = e->expires_at;
-			}
-			n++;
+	if(it == NULL)
+		return 0;
+	while((e = ao2_iterator_next(it))) {
+		if(n < max) {
+			ast_copy_string(out[n].id, e->id, sizeof out[n].id);
+			out[n].expires_at = e->expires_at;
 		}
+		n++;
 		ao2_ref(e, -1);
 	}
-	ao2_iterator_destroy(&it);
+	ao2_iterator_destroy(it);
 	return n;
 }
 
@@ -345,12 +349,11 @@ static struct ast_variable *parse_record(const char *text, size_t len)
 	return set;
 }
 
-/* Builds a contact object from a stored record; its expiry is the one the
- * overlay (or the local record) knows, not the writer's clock. */
-static void *object_from_record(const struct ast_sorcery *sorcery, const char *type,
-		const char *id, const char *text, size_t len, time_t expires_at)
+/* Builds a contact object from a parsed record (consumed); its expiry is the
+ * one the overlay (or the local record) knows, not the writer's clock. */
+static void *object_from_set(const struct ast_sorcery *sorcery, const char *type,
+		const char *id, struct ast_variable *set, time_t expires_at)
 {
-	struct ast_variable *set = parse_record(text, len);
 	char when[32];
 	void *object = NULL;
 	if(set == NULL)
@@ -365,6 +368,12 @@ static void *object_from_record(const struct ast_sorcery *sorcery, const char *t
 	}
 	ast_variables_destroy(set);
 	return object;
+}
+
+static void *object_from_record(const struct ast_sorcery *sorcery, const char *type,
+		const char *id, const char *text, size_t len, time_t expires_at)
+{
+	return object_from_set(sorcery, type, id, parse_record(text, len), expires_at);
 }
 
 /* The record to store for `object`, and the expiry it carries. */
@@ -411,12 +420,11 @@ static int out_of_order(const char *label)
 	return 0;
 }
 
-static void remember_seen(const char *label, const char *text, size_t len)
+static void remember_seen(const char *label, const struct ast_variable *set)
 {
-	struct ast_variable *set;
 	const char *cseq;
 	struct seen *s;
-	if(!request.active || request.seen_len == SEEN_MAX || !(set = parse_record(text, len)))
+	if(!request.active || request.seen_len == SEEN_MAX || set == NULL)
 		return;
 	s = &request.seen[request.seen_len++];
 	ast_copy_string(s->label, label, sizeof s->label);
@@ -424,7 +432,6 @@ static void remember_seen(const char *label, const char *text, size_t len)
 			sizeof s->call_id);
 	cseq = ast_variable_find_in_list(set, "x_cseq");
 	s->cseq = cseq ? (uint32_t)strtoul(cseq, NULL, 10) : 0;
-	ast_variables_destroy(set);
 }
 
 /* ---- wizard callbacks ------------------------------------------------------ */
@@ -562,6 +569,7 @@ static int read_aor(const struct ast_sorcery *sorcery, const char *type, const c
 	for(i = 0; i < n; i++) {
 		chordsip_value v;
 		uint32_t trusted = 0;
+		struct ast_variable *set;
 		void *object;
 		time_t expires_at;
 		if(chordsip_values_get(values, i, &v) != CHORDSIP_OK)
@@ -574,9 +582,10 @@ static int read_aor(const struct ast_sorcery *sorcery, const char *type, const c
 			continue;
 		if(snprintf(id, sizeof id, "%s;@%s", aor, v.writer) >= (int)sizeof id)
 			continue;
-		remember_seen(v.writer, (const char *)v.data, v.data_len);
+		set = parse_record((const char *)v.data, v.data_len);
+		remember_seen(v.writer, set);
 		expires_at = now + (time_t)((v.expires_in_ms + 999) / 1000);
-		object = object_from_record(sorcery, type, id, (const char *)v.data, v.data_len, expires_at);
+		object = object_from_set(sorcery, type, id, set, expires_at);
 		if(object == NULL)
 			continue;
 		if(found) {
@@ -730,6 +739,7 @@ static struct ast_sorcery_wizard chordsip_wizard = {
 static char *cli_status(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	char addr[64] = "", id[41] = "";
+	chordsip_peers *succs = NULL, *preds = NULL;
 	chordsip_stats s;
 	uint64_t puts, gets, removes;
 	switch(cmd) {
@@ -749,11 +759,17 @@ static char *cli_status(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a
 	}
 	chordsip_node_addr(node, addr, sizeof addr);
 	chordsip_node_id(node, id, sizeof id);
+	chordsip_node_neighbours(node, CHORDSIP_SUCCESSORS, &succs);
+	chordsip_node_neighbours(node, CHORDSIP_PREDECESSORS, &preds);
 	pthread_rwlock_unlock(&node_lock);
 	puts = counters.puts ? counters.puts : 1;
 	gets = counters.gets ? counters.gets : 1;
 	removes = counters.removes ? counters.removes : 1;
 	ast_cli(a->fd, "node %s id %s joined %u\n", addr, id, s.joined);
+	ast_cli(a->fd, "successors %zu predecessors %zu\n", chordsip_peers_len(succs),
+			chordsip_peers_len(preds));
+	chordsip_peers_free(succs);
+	chordsip_peers_free(preds);
 	ast_cli(a->fd, "stored keys %lu entries %lu\n", (unsigned long)s.stored_keys,
 			(unsigned long)s.stored_entries);
 	ast_cli(a->fd, "local record %d contacts\n", ao2_container_count(local_record));

@@ -37,9 +37,9 @@ struct chordsip_ast_local {
 	time_t expires_at;
 };
 
-/* Copies up to `max` local-record contacts whose id starts with `prefix`
- * into `out` and returns how many there are in all. */
-size_t chordsip_ast_local_list(const char *prefix, struct chordsip_ast_local *out, size_t max);
+/* Copies up to `max` local-record contacts of one AOR (`aor_prefix` is
+ * "<aor>;@") into `out` and returns how many there are in all. */
+size_t chordsip_ast_local_list(const char *aor_prefix, struct chordsip_ast_local *out, size_t max);
 
 struct ast_sorcery;
 
