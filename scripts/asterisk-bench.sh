@@ -38,12 +38,8 @@ pick_ports || exit 1
 S_SIP=$BASE A_SIP=$((BASE + 1)) B_SIP=$((BASE + 2)) C_SIP=$((BASE + 3))
 A_OVL=$((BASE + 11)) B_OVL=$((BASE + 12)) C_OVL=$((BASE + 13))
 UAS_PORT=$((BASE + 20)) UAC_PORT=$((BASE + 21))
-"$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || exit 1
-head -c 32 /dev/urandom >"$OUT/overlay.key"
-RUN_TAG=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
-{ echo SEQUENTIAL; for i in $(seq 1 "$N_USERS"); do
-    printf 'user%04d;%s;[authentication username=user%04d password=pw-%04d-%s]\n' \
-        "$i" "$DOMAIN" "$i" "$i" "$RUN_TAG"; done; } >"$OUT/users.csv"
+make_keys || exit 1
+ast_users "$OUT/users.csv" 1 "$N_USERS"
 users_csv "$OUT/calls.csv" 1 "$N_USERS"
 # bench() runs $SIP/<scenario>: the scenarios it needs, in one folder
 sed "s/__FINAL__/200/" "$ROOT/tests/sip/asterisk/register.xml.in" >"$OUT/scen/register-200.xml"

@@ -10,6 +10,22 @@ module_dir() {
         ln -sf "$ROOT"/target/asterisk/res_sorcery_chordsip.so "$ROOT"/target/asterisk/res_pjsip_chordsip.so "$1"/
 }
 
+# make_keys: the shared writer key and overlay key of the servers, and RUN_TAG
+# (the users' passwords and Call-IDs of this run).
+make_keys() {
+    "$ROOT/target/release/chordsip" keygen --out "$OUT/writer.key" 2>/dev/null || return 1
+    head -c 32 /dev/urandom >"$OUT/overlay.key"
+    RUN_TAG=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
+}
+
+# ast_users FILE FIRST LAST: SIPp -inf users (user;domain;[authentication ...])
+# with the passwords make_server gives them.
+ast_users() {
+    { echo SEQUENTIAL; for i in $(seq "$2" "$3"); do
+        printf 'user%04d;%s;[authentication username=user%04d password=pw-%04d-%s]\n' \
+            "$i" "$DOMAIN" "$i" "$i" "$RUN_TAG"; done; } >"$1"
+}
+
 # ast_cli NAME COMMAND: runs one CLI command on a running server.
 ast_cli() {
     timeout 10 "$AST_PREFIX/sbin/asterisk" -C "$OUT/$1/etc/asterisk.conf" -rx "$2" 2>/dev/null
@@ -122,6 +138,23 @@ start_asterisk() {
         sleep 0.2
     done
     echo "Asterisk $name did not come up:"; tail -n 30 "$d/asterisk.out"
+    return 1
+}
+
+# wait_ring COUNT NAME...: until every named server's node lists COUNT-1
+# successors and a predecessor (each knows every other), at most 10 s.
+wait_ring_of() {
+    local count=$1 name status ok; shift
+    for _ in $(seq 1 100); do
+        ok=1
+        for name in "$@"; do
+            status=$(ast_cli "$name" "chordsip show status")
+            grep -q "^successors $((count - 1)) predecessors [1-9]" <<<"$status" || ok=0
+        done
+        [ $ok = 1 ] && return 0
+        sleep 0.1
+    done
+    echo "servers $* did not form one ring of $count within 10 s"
     return 1
 }
 
