@@ -222,6 +222,10 @@ typedef enum {
   CHORDSIP_AUTH_MALFORMED = 5,
 } chordsip_auth_verdict;
 
+// Peers found by ability, least loaded first. Free with
+// `chordsip_ability_peers_free`.
+typedef struct chordsip_ability_peers chordsip_ability_peers;
+
 // The bindings of an AOR, highest q first. Free with `chordsip_bindings_free`.
 typedef struct chordsip_bindings chordsip_bindings;
 
@@ -254,6 +258,23 @@ typedef struct {
   // `ip:port` or `[ipv6]:port`.
   char addr[64];
 } chordsip_peer;
+
+// One peer found by ability. Its strings borrow from the list they came
+// from and stay valid until that list is freed.
+typedef struct {
+  // The peer's id and overlay address.
+  chordsip_peer peer;
+  // The ability's name, NUL-terminated.
+  const char *name;
+  // How much the peer can take (0: not stated) and how much is in use.
+  uint32_t capacity;
+  uint32_t load;
+  // The other attributes as `name=value` pairs separated by `,`
+  // (e.g. `turn=10.0.0.5:3478`), NUL-terminated; "" when none.
+  const char *attrs;
+  // How long the announcement lives unless its peer refreshes it, in ms.
+  uint64_t expires_in_ms;
+} chordsip_ability_peer;
 
 // The answer of the bare Chord lookup.
 typedef struct {
@@ -458,6 +479,71 @@ const char *chordsip_result_str(int result);
 // # Safety
 // `key` is NULL or a NUL-terminated string; `buf` is NULL or writable for `buf_len` bytes.
 chordsip_result chordsip_key_id(const char *key, char *buf, size_t buf_len);
+
+// Replaces a started node's abilities with `abilities`, in the form of the
+// `abilities` option: `name[:attr=value,...]` separated by `;`, e.g.
+// `relay:capacity=100,load=3,turn=10.0.0.5:3478;voicemail` (NULL or "":
+// none). They are announced at once when the node is joined (else once it
+// joins) and refreshed every third of `ability_ttl_s` (30 s by default);
+// abilities left out are withdrawn, and a graceful leave withdraws them
+// all. Call it again to report a new load. Returns without waiting for the
+// writes. `CHORDSIP_ERR_INVALID_ARGUMENT` for a malformed list.
+//
+// # Safety
+// `node` NULL or live; `abilities` NULL or NUL-terminated.
+chordsip_result chordsip_node_set_abilities(chordsip_node *node, const char *abilities);
+
+// Finds up to `max` peers that announce ability `name`, least loaded first
+// (load per capacity, then the larger capacity): one lookup and one read,
+// whatever the overlay's size. A peer that left is not found; one that
+// died is found until its announcement expires (`ability_ttl_s`). `*out`
+// receives a list (possibly empty) to free with `chordsip_ability_peers_free`.
+//
+// # Safety
+// `node` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+chordsip_result chordsip_node_find_peers(chordsip_node *node,
+                                         const char *name,
+                                         size_t max,
+                                         chordsip_ability_peers **out);
+
+// `chordsip_node_find_peers` through the client handle's peer.
+//
+// # Safety
+// As `chordsip_node_find_peers`, with `client` NULL or live.
+chordsip_result chordsip_client_find_peers(chordsip_client *client,
+                                           const char *name,
+                                           size_t max,
+                                           chordsip_ability_peers **out);
+
+// Number of peers in the list; 0 for NULL.
+//
+// # Safety
+// `list` is NULL or a live list.
+size_t chordsip_ability_peers_len(const chordsip_ability_peers *list);
+
+// Describes peer `index` in `out`; its strings borrow from the list.
+//
+// # Safety
+// `list` NULL or live; `out` NULL or writable.
+chordsip_result chordsip_ability_peers_get(const chordsip_ability_peers *list,
+                                           size_t index,
+                                           chordsip_ability_peer *out);
+
+// The value of attribute `attr` of peer `index` (`capacity` and `load`
+// included, as decimal text), borrowed from the list; NULL when the peer
+// has no such attribute, or for a NULL list or name or an index out of range.
+//
+// # Safety
+// `list` NULL or live; `attr` NULL or NUL-terminated.
+const char *chordsip_ability_peers_attr(const chordsip_ability_peers *list,
+                                        size_t index,
+                                        const char *attr);
+
+// Frees a list from `chordsip_*_find_peers`. NULL is a no-op.
+//
+// # Safety
+// `list` is NULL or a list from this library not yet freed.
+void chordsip_ability_peers_free(chordsip_ability_peers *list);
 
 // Writes the HA1 of `user` in `realm` for `algorithm`
 // (`chordsip_digest_algorithm`) into `out` as lower-case hex with a NUL
@@ -1180,6 +1266,36 @@ const char *chordsip_result_sip_headers(int result);
 
 // `CHORDSIP_MIN_EXPIRES`, for bindings that cannot read the header's macros.
 uint32_t chordsip_min_expires(void);
+
+// The RFC 5626 flow token for `addr` (`ip:port`, `[ipv6]:port`: where a
+// request from a user agent came from), authenticated with `secret` (at
+// least 16 bytes, the proxy's own): an edge proxy puts it in the user part
+// of the Path it adds to a REGISTER of a UA behind NAT and of its
+// Record-Route, then sends requests that come back with it to `addr`.
+// Written NUL-terminated into `buf` (`len` bytes; 64 always suffice);
+// `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it does not fit.
+//
+// # Safety
+// `secret` NULL or readable for `secret_len` bytes; `addr` NULL or
+// NUL-terminated; `buf` NULL or writable for `len` bytes.
+chordsip_result chordsip_sip_flow_token(const uint8_t *secret,
+                                        size_t secret_len,
+                                        const char *addr,
+                                        char *buf,
+                                        size_t len);
+
+// The address a flow token names (as `ip:port` or `[ipv6]:port`, into
+// `buf`), if `secret` made it: `CHORDSIP_ERR_UNAUTHORIZED` for a token
+// shaped right but made with another secret or altered (RFC 5626 §5.3: 403),
+// `CHORDSIP_ERR_INVALID_ARGUMENT` for a user part that is no flow token.
+//
+// # Safety
+// As `chordsip_sip_flow_token`, with `token` NULL or NUL-terminated.
+chordsip_result chordsip_sip_flow_address(const uint8_t *secret,
+                                          size_t secret_len,
+                                          const char *token,
+                                          char *buf,
+                                          size_t len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,6 +2,7 @@
 //! the ring and no threads of its own. Every call blocks with a hard timeout.
 //! This is how forked SIP workers, hosts behind NAT and the CLI use an overlay.
 
+use crate::ability::{self, Ability, Peer};
 use crate::clock::next_version;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -364,6 +365,14 @@ impl Client {
             Body::StoreReply { status, .. } | Body::Error { status } => Err(error_of(status)),
             _ => Err(Error::Refused("unexpected reply".into())),
         }
+    }
+
+    /// Up to `n` peers that announce ability `name`, least loaded first (as
+    /// [`crate::Node::find_peers`]; the peer reads the key for us).
+    pub fn find_peers(&mut self, name: &str, n: usize) -> Result<Vec<Peer>> {
+        Ability::new(name)?;
+        let values = self.get(ability::key(name))?;
+        Ok(ability::select(&values, name, n))
     }
 
     pub fn get(&mut self, key: Id) -> Result<Vec<Value>> {

@@ -1,5 +1,6 @@
 //! Node configuration. Defaults suit a LAN/loopback overlay of SIP servers.
 
+use crate::ability::Ability;
 use crate::id::Id;
 use crate::owner::Owner;
 use crate::storage::StoreLimits;
@@ -191,6 +192,12 @@ pub struct Config {
     /// How often a one-hop member compares its table with a random member's.
     pub membership_sync_interval: Duration,
     pub dns: DnsSettings,
+    /// What this node offers (crate `ability`), announced once it joined
+    /// and changeable while it runs.
+    pub abilities: Vec<Ability>,
+    /// How long an announcement lives unless refreshed (every third of it):
+    /// the bound on how long a dead peer is still found by ability.
+    pub ability_ttl: Duration,
 }
 
 impl Default for Config {
@@ -241,6 +248,8 @@ impl Default for Config {
                 ttl: 5,
                 ..DnsSettings::default()
             },
+            abilities: Vec::new(),
+            ability_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -249,6 +258,9 @@ impl Config {
     /// Checks the values that would make a node misbehave.
     pub fn validate(&self) -> crate::Result<()> {
         use crate::Error::InvalidArgument as Bad;
+        if self.ability_ttl.as_millis() > self.limits.max_lifetime_ms as u128 {
+            return Err(Bad("ability_ttl_s exceeds max_lifetime_s".into()));
+        }
         if self.successors == 0 || self.successors > crate::wire::MAX_NODE_LIST {
             return Err(Bad(format!(
                 "successors must be 1..={}",
@@ -502,6 +514,14 @@ impl Config {
             }
             "dns_ttl_s" => self.dns.ttl = num(name, value)?,
             "dns_tcp" => self.dns.tcp = flag(name, value)?,
+            "abilities" => self.abilities = crate::ability::parse_list(value)?,
+            "ability_ttl_s" => {
+                let s: u64 = num(name, value)?;
+                if !(3..=86_400).contains(&s) {
+                    return Err(Bad(format!("{name}: 3 to 86400 seconds")));
+                }
+                self.ability_ttl = Duration::from_secs(s);
+            }
             _ => return Err(Bad(format!("unknown option {name:?}"))),
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! - [`id`]: the 160-bit identifier space;
 //! - [`wire`]: the datagram format;
 //! - [`owner`]: writers' signing keys: who may change an entry;
+//! - [`ability`]: what peers offer and finding peers by it (logical overlays);
 //! - [`storage`]: versioned, expiring dictionaries;
 //! - [`routing`]: finger table, successor and predecessor lists;
 //! - [`engine`]: the sans-I/O protocol state machine of one node;
@@ -14,6 +15,7 @@
 //! - [`client`]: the thread-free client handle;
 //! - [`ffi`]: the C ABI (the only `unsafe` code).
 
+pub mod ability;
 pub mod client;
 pub mod clock;
 pub mod config;

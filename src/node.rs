@@ -5,6 +5,7 @@
 //! calls wait on a channel with a hard deadline; asynchronous calls take a
 //! callback that runs on the worker thread.
 
+use crate::ability::{self, Ability, Peer};
 use crate::config::Config;
 use crate::engine::{Engine, Event, OpResult, Phase};
 use crate::error::{Error, Result};
@@ -17,7 +18,7 @@ use crate::wire::{InfoKind, NodeInfo};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::clock::next_version;
 
@@ -447,13 +448,97 @@ impl Node {
             .into_ping()
     }
 
-    /// Graceful leave (data handed to the successor, neighbours told), bounded
-    /// by `timeout`; the node is stopped afterwards whatever the outcome.
+    /// This node's abilities, as it announces them.
+    pub fn abilities(&self) -> Result<Vec<Ability>> {
+        self.query(|e| e.abilities().to_vec())
+    }
+
+    /// Replaces this node's abilities (names must differ): the list is
+    /// announced at once when joined (else once joined) and kept announced;
+    /// abilities left out are withdrawn. Returns without waiting for the writes.
+    pub fn set_abilities(&self, list: Vec<Ability>) -> Result<()> {
+        for (i, a) in list.iter().enumerate() {
+            if list[..i].iter().any(|b| b.name == a.name) {
+                return Err(Error::InvalidArgument(format!(
+                    "ability {} given twice",
+                    a.name
+                )));
+            }
+        }
+        self.with_engine(move |e, now| e.set_abilities(now, list))
+    }
+
+    /// Up to `n` peers that announce ability `name`, least loaded first
+    /// (load per capacity, then the larger capacity): one lookup and one
+    /// read of the ability's key. A peer that died is found until its
+    /// announcement expires (`ability_ttl_s`); one that left is not.
+    pub fn find_peers(&self, name: &str, n: usize) -> Result<Vec<Peer>> {
+        Ability::new(name)?;
+        let values = self.get(ability::key(name))?;
+        Ok(ability::select(&values, name, n))
+    }
+
+    /// Runs `f` on the engine on its worker thread and waits for it.
+    fn with_engine<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64) -> T + Send + 'static,
+    ) -> Result<T> {
+        self.check_usable()?;
+        if on_worker_thread() {
+            return Err(Error::InCallback);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.runtime.run(
+            self.inner.worker,
+            self.inner.token,
+            Box::new(move |slot, now| {
+                let _ = tx.send(f(&mut slot.engine, now));
+            }),
+        )?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| Error::Shutdown)
+    }
+
+    /// Withdraws every announced ability (all at once), waiting at most `timeout`.
+    fn withdraw_abilities(&self, timeout: Duration) {
+        let Ok(taken) = self.with_engine(|e, _| e.take_abilities()) else {
+            return;
+        };
+        let names: Vec<String> = taken.into_iter().map(|a| a.name).collect();
+        let count = names.len();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(count.max(1));
+        for name in names {
+            let done = done_tx.clone();
+            let _ = self.submit(
+                move |e, now, op| e.withdraw_ability(now, op, &name, timeout),
+                move |_| {
+                    let _ = done.send(());
+                },
+            );
+        }
+        let deadline = Instant::now() + timeout + Duration::from_millis(200);
+        for _ in 0..count {
+            if done_rx.recv_deadline(deadline).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Graceful leave (abilities withdrawn, data handed to the successor,
+    /// neighbours told), bounded by `timeout`; the node is stopped afterwards
+    /// whatever the outcome.
     pub fn leave(&self, timeout: Duration) -> Result<()> {
         if on_worker_thread() {
             // Refused, and the node keeps running: a callback cannot wait for the leave.
             return Err(Error::InCallback);
         }
+        let started = Instant::now();
+        if self.is_joined() {
+            self.withdraw_abilities(timeout / 3);
+        }
+        let timeout = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
         let r = self
             .blocking(timeout, move |e, now, op| e.leave(now, op, timeout))
             .and_then(OpResult::into_leave);

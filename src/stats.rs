@@ -140,6 +140,10 @@ pub struct Stats {
     pub member_bytes_sent: u64,
     /// 1 while this node is the one that publishes the overlay in DNS.
     pub dns_publisher: u64,
+    /// Ability announcements this node wrote (each refresh counts).
+    pub abilities_announced: u64,
+    /// Ability announcements (or withdrawals) that failed; retried soon.
+    pub ability_announce_failures: u64,
 }
 
 impl Stats {
@@ -147,7 +151,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 24] = [
+        let counters: [(&'static str, u64); 26] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -172,6 +176,8 @@ impl Stats {
             ("gets_failed", self.gets_failed),
             ("member_changes_spread", self.member_changes_spread),
             ("member_bytes_sent", self.member_bytes_sent),
+            ("abilities_announced", self.abilities_announced),
+            ("ability_announce_failures", self.ability_announce_failures),
         ];
         let mut out: Vec<(&'static str, String)> = counters
             .into_iter()

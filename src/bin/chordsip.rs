@@ -44,6 +44,11 @@ enum Cmd {
     Locate(LocateArgs),
     /// Print a node's predecessors, successors, fingers and stored keys.
     Ring(ViaArgs),
+    /// Find peers by ability (logical overlays), least loaded first: one
+    /// line per peer with its id, overlay address, capacity, load and the
+    /// ability's other attributes. Peers announce abilities with
+    /// `chordsip node --ability NAME[:ATTR=VALUE,...]`.
+    Peers(PeersArgs),
     /// Print a node's statistics.
     Stats(ViaArgs),
     /// Make a writer key: its secret (64 hex digits) goes to --out or stdout,
@@ -114,6 +119,13 @@ struct NodeArgs {
     /// alone can change what the node writes. Default: a new key each start.
     #[arg(long)]
     writer_key_file: Option<PathBuf>,
+    /// An ability this node offers (repeatable), e.g.
+    /// `relay:capacity=100,load=0,turn=10.0.0.5:3478`: name (lower case),
+    /// then optional `capacity`, `load` (numbers) and other attributes.
+    /// Announced once joined, refreshed every `ability_ttl_s`/3 (30 s by
+    /// default), withdrawn when the node leaves; `chordsip peers` finds them.
+    #[arg(long = "ability")]
+    abilities: Vec<String>,
     /// Copies of each value.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
@@ -179,6 +191,18 @@ struct LocateArgs {
     /// under the node's writer key or its trusted_writers), with its owner.
     #[arg(long)]
     all: bool,
+}
+
+#[derive(Args)]
+struct PeersArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// The ability, e.g. `relay`, `pstn-gateway`, `voicemail`.
+    #[arg(long)]
+    ability: String,
+    /// At most this many peers.
+    #[arg(long, default_value_t = 8)]
+    count: usize,
 }
 
 #[derive(Args)]
@@ -261,6 +285,7 @@ fn main() -> ExitCode {
         Cmd::Lookup(a) => run_lookup(a),
         Cmd::Register(a) => run_register(a),
         Cmd::Locate(a) => run_locate(a),
+        Cmd::Peers(a) => run_peers(a),
         Cmd::Ring(a) => client(&a)
             .and_then(|mut c| c.ring_text().map_err(|e| e.to_string()))
             .map(|t| print!("{t}")),
@@ -327,6 +352,10 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         ..Config::default()
     };
     apply_sets(&mut cfg, &a.options)?;
+    if !a.abilities.is_empty() {
+        cfg.set("abilities", &a.abilities.join(";"))
+            .map_err(|e| e.to_string())?;
+    }
     if let Some(p) = &a.writer_key_file {
         cfg.set("writer_key_file", &p.to_string_lossy())
             .map_err(|e| e.to_string())?;
@@ -489,6 +518,27 @@ fn run_locate(a: LocateArgs) -> Result<(), String> {
         return Err(format!("{} is not registered", a.aor));
     }
     print_bindings(&list);
+    Ok(())
+}
+
+fn run_peers(a: PeersArgs) -> Result<(), String> {
+    let mut c = client(&a.via)?;
+    let peers = c
+        .find_peers(&a.ability, a.count)
+        .map_err(|e| e.to_string())?;
+    if peers.is_empty() {
+        return Err(format!("no peer announces {}", a.ability));
+    }
+    for p in peers {
+        let mut line = format!(
+            "{} {} capacity={} load={}",
+            p.id, p.addr, p.ability.capacity, p.ability.load
+        );
+        for (k, v) in &p.ability.attrs {
+            line.push_str(&format!(" {k}={v}"));
+        }
+        println!("{line} expires_in={}s", p.lifetime.as_secs());
+    }
     Ok(())
 }
 

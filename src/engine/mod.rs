@@ -21,6 +21,7 @@
 //! - [`txn`]: the atomic read-plan-write transaction on one key.
 
 mod admission;
+mod announce;
 mod dict;
 mod dispatch;
 mod lookup;
@@ -194,6 +195,9 @@ pub struct Engine {
     store: Store,
     /// Signs this node's writes; the verifier checks everyone else's.
     writer: WriterKey,
+    /// The node key as a writer: signs this node's ability announcements.
+    announcer: WriterKey,
+    announce: announce::Announcements,
     verifier: Verifier,
     /// Checks the node signatures on membership and data messages.
     proofs: ProofChecker,
@@ -283,7 +287,9 @@ impl Engine {
     /// from the OS); the node id derives from the key unless `node_id` is set.
     pub fn new(cfg: Config, addr: SocketAddr, seed: u64, wall_offset_ms: u64) -> Engine {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ Id::from_addr(&addr).high_u64());
-        let node_key = NodeKey::from_secret(&cfg.node_key.unwrap_or_else(|| rng.gen()));
+        let node_secret: [u8; 32] = cfg.node_key.unwrap_or_else(|| rng.gen());
+        let node_key = NodeKey::from_secret(&node_secret);
+        let announcer = WriterKey::from_secret(&node_secret);
         let id = cfg.node_id.unwrap_or_else(|| node_key.id());
         let me = NodeInfo { id, addr };
         let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram)
@@ -300,8 +306,14 @@ impl Engine {
             crate::config::RoutingMode::OneHop => cfg.virtual_nodes,
             crate::config::RoutingMode::MultiHop => 1,
         };
+        let announce = announce::Announcements {
+            list: cfg.abilities.clone(),
+            ..Default::default()
+        };
         let mut engine = Engine {
             writer,
+            announcer,
+            announce,
             verifier: Verifier::default(),
             proofs: ProofChecker::default(),
             cookie_secret,
@@ -475,6 +487,9 @@ impl Engine {
             ] {
                 t = Some(t.map_or(p, |x| x.min(p)));
             }
+            if let Some(p) = self.next_announce().filter(|_| self.phase == Phase::Joined) {
+                t = Some(t.map_or(p, |x| x.min(p)));
+            }
         }
         t
     }
@@ -564,6 +579,9 @@ impl Engine {
             if now >= self.next_expire {
                 self.next_expire = now + EXPIRE_EVERY_US;
                 self.store.expire(now);
+            }
+            if self.phase == Phase::Joined {
+                self.announce_due();
             }
             if now >= self.next_merge {
                 self.next_merge = now + self.jitter(Duration::from_micros(MERGE_EVERY_US));

@@ -114,7 +114,19 @@ impl Engine {
 
     /// Starts a write of `entry`, whose writer is a label: the node puts it
     /// in its own slot and signs it.
-    pub(super) fn start_put(&mut self, op: OpId, key: Id, mut entry: WireEntry, timeout: Duration) {
+    pub(super) fn start_put(&mut self, op: OpId, key: Id, entry: WireEntry, timeout: Duration) {
+        self.start_put_as(op, key, entry, timeout, false);
+    }
+
+    /// `start_put`, in the node key's slot when `as_node` (announcements).
+    pub(super) fn start_put_as(
+        &mut self,
+        op: OpId,
+        key: Id,
+        mut entry: WireEntry,
+        timeout: Duration,
+        as_node: bool,
+    ) {
         if !self.begin_op(op, OpKind::Put, timeout) || !self.require_joined(op, OpKind::Put) {
             self.after_step();
             return;
@@ -139,7 +151,12 @@ impl Engine {
         } else {
             // Signed when a copy first leaves this node (`sign_outgoing`): a write
             // this node is primary for with no replicas is never signed.
-            entry.writer = self.writer.slot(&entry.writer);
+            let signer = if as_node {
+                &self.announcer
+            } else {
+                &self.writer
+            };
+            entry.writer = signer.slot(&entry.writer);
             entry.expires_ms = self.wall_ms() + entry.lifetime_ms as u64;
             let job = PutJob {
                 op,
@@ -288,6 +305,9 @@ impl Engine {
         }
         if let Some(job) = self.txn_ops.remove(&op) {
             self.txn_step(job, result);
+            return;
+        }
+        if self.announce_completed(op, &result) {
             return;
         }
         if let Some((addr, rid)) = self.client_ops.remove(&op) {

@@ -335,9 +335,13 @@ impl Engine {
     /// store keeps the signature): writes are stored unsigned by their own
     /// node, which trusts them, until a copy goes to another node.
     pub(super) fn sign_outgoing(&mut self, key: &Id, e: &mut WireEntry) {
-        let mine = owner::split_slot(&e.writer).is_some_and(|(o, _)| o == self.writer.owner());
-        if mine && e.signature == [0; SIGNATURE_LEN] {
-            self.writer.sign(key, e);
+        let signer = match owner::split_slot(&e.writer) {
+            Some((o, _)) if o == self.writer.owner() => &self.writer,
+            Some((o, _)) if o == self.announcer.owner() => &self.announcer,
+            _ => return,
+        };
+        if e.signature == [0; SIGNATURE_LEN] {
+            signer.sign(key, e);
             self.store
                 .set_signature(key, &e.writer, e.version, e.tombstone, e.signature);
         }

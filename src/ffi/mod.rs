@@ -8,6 +8,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod abilities;
 pub mod auth;
 pub mod client;
 pub mod config;

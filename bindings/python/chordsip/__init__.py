@@ -21,6 +21,7 @@ from typing import Union
 
 from . import _lib, errors
 from ._types import (
+    AbilityPeer,
     AuthResult,
     AuthVerdict,
     Binding,
@@ -65,6 +66,7 @@ __all__ = [
     "SipReply",
     "LookupInfo",
     "Peer",
+    "AbilityPeer",
     "Event",
     "EventKind",
     "Delivery",

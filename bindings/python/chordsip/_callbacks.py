@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from . import _lib
-from ._types import Event, EventKind, LookupInfo, Peer, Value
+from ._types import AbilityPeer, Event, EventKind, LookupInfo, Peer, Value
 from .errors import Cancelled, ChordsipError, error_for
 
 _registry_lock = threading.RLock()
@@ -337,6 +337,33 @@ def values_list(lib: ctypes.CDLL, values: Any) -> List[Value]:
         data = ctypes.string_at(v.data, v.data_len) if v.data_len else b""
         owner = bytes(v.owner)
         out.append(Value(_text(writer), data, int(v.version), int(v.expires_in_ms), owner))
+    return out
+
+
+def ability_peers_list(lib: ctypes.CDLL, peers: Any) -> List[AbilityPeer]:
+    """Copies a ``chordsip_ability_peers`` list (not freed here)."""
+    out: List[AbilityPeer] = []
+    p = _lib.chordsip_ability_peer()
+    for i in range(lib.chordsip_ability_peers_len(peers)):
+        rc = lib.chordsip_ability_peers_get(peers, i, ctypes.byref(p))
+        if rc != _lib.CHORDSIP_OK:
+            raise error_for(rc, "chordsip_ability_peers_get")
+        attrs = {}
+        for pair in _text(p.attrs or b"").split(","):
+            if "=" in pair:
+                k, v = pair.split("=", 1)
+                attrs[k] = v
+        out.append(
+            AbilityPeer(
+                _text(p.peer.id),
+                _text(p.peer.addr),
+                _text(p.name or b""),
+                int(p.capacity),
+                int(p.load),
+                attrs,
+                int(p.expires_in_ms),
+            )
+        )
     return out
 
 

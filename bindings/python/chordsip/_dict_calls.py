@@ -8,7 +8,7 @@ from typing import Any, Iterable, List, Optional, Union
 
 from . import _callbacks, _lib, _registrar, errors
 from ._handle import Handle
-from ._types import Binding, Contact, RegisterResult, Value
+from ._types import AbilityPeer, Binding, Contact, RegisterResult, Value
 from ._util import check, cstr, data_bytes, u32
 
 
@@ -44,6 +44,24 @@ class DictCalls:
             return _callbacks.values_list(self._lib, out)
         finally:
             self._lib.chordsip_values_free(out)
+
+    def find_peers(self, ability: str, count: int = 8) -> List[AbilityPeer]:
+        """Up to ``count`` live peers that announce ``ability`` (e.g.
+        ``"relay"``), least loaded first (load per capacity, then the larger
+        capacity): one lookup and one read, whatever the overlay's size. A
+        peer that left is not found; one that died is found until its
+        announcement expires (``ability_ttl_s``, 30 s by default). Raises
+        :class:`InvalidArgument` for a malformed name."""
+        name = cstr(ability, "ability")
+        if not isinstance(count, int) or count < 0:
+            raise errors.InvalidArgument("count must be a non-negative int")
+        out = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._c("find_peers")(p, name, count, ctypes.byref(out)), "find_peers")
+        try:
+            return _callbacks.ability_peers_list(self._lib, out)
+        finally:
+            self._lib.chordsip_ability_peers_free(out)
 
     def remove(self, key: str, writer: str) -> int:
         """Removes ``writer``'s entry under ``key``; returns the copies acknowledged."""

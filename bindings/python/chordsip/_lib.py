@@ -78,6 +78,17 @@ class chordsip_peer(Structure):
     ]
 
 
+class chordsip_ability_peer(Structure):
+    _fields_ = [
+        ("peer", chordsip_peer),
+        ("name", c_char_p),
+        ("capacity", c_uint32),
+        ("load", c_uint32),
+        ("attrs", c_char_p),
+        ("expires_in_ms", c_uint64),
+    ]
+
+
 class chordsip_lookup_info(Structure):
     _fields_ = [
         ("node", chordsip_peer),
@@ -202,6 +213,7 @@ class chordsip_register_outcome(Structure):
 #: The structs mirrored from the header, by C name (used by the layout test).
 STRUCTS: Dict[str, Any] = {
     "chordsip_peer": chordsip_peer,
+    "chordsip_ability_peer": chordsip_ability_peer,
     "chordsip_lookup_info": chordsip_lookup_info,
     "chordsip_event": chordsip_event,
     "chordsip_value": chordsip_value,
@@ -251,6 +263,14 @@ _BYTES = c_char_p  # const uint8_t * input buffer
 
 PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_version": (c_char_p, []),
+    # abilities
+    "chordsip_node_set_abilities": (_R, [_H, c_char_p]),
+    "chordsip_node_find_peers": (_R, [_H, c_char_p, c_size_t, _HH]),
+    "chordsip_client_find_peers": (_R, [_H, c_char_p, c_size_t, _HH]),
+    "chordsip_ability_peers_len": (c_size_t, [_H]),
+    "chordsip_ability_peers_get": (_R, [_H, c_size_t, POINTER(chordsip_ability_peer)]),
+    "chordsip_ability_peers_attr": (c_char_p, [_H, c_size_t, c_char_p]),
+    "chordsip_ability_peers_free": (None, [_H]),
     "chordsip_result_str": (c_char_p, [c_int]),
     "chordsip_key_id": (_R, [c_char_p, _BUF, c_size_t]),
     # client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 
 class Delivery(str, enum.Enum):
@@ -106,6 +106,25 @@ class Peer:
     id: str
     #: ``ip:port`` or ``[ipv6]:port``.
     addr: str
+
+
+@dataclass(frozen=True)
+class AbilityPeer:
+    """A peer found by ability (:meth:`Node.find_peers`)."""
+
+    #: Ring id, 40 hex digits.
+    id: str
+    #: Overlay address, ``ip:port`` or ``[ipv6]:port``.
+    addr: str
+    #: The ability's name, e.g. ``"relay"``.
+    name: str
+    #: How much the peer can take (0: not stated) and how much is in use.
+    capacity: int
+    load: int
+    #: The other attributes, e.g. ``{"turn": "10.0.0.5:3478"}``.
+    attrs: Dict[str, str]
+    #: How long the announcement lives unless its peer refreshes it, in ms.
+    expires_in_ms: int
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,31 @@ class Node(DictCalls):
         with self._use() as p:
             check(self._lib.chordsip_node_join(p, boot), "join")
 
+    def set_abilities(
+        self, abilities: Union[str, Iterable[str], Mapping[str, Mapping[str, Any]]]
+    ) -> None:
+        """Replaces what this node offers, e.g.
+        ``{"relay": {"capacity": 100, "load": 3, "turn": "10.0.0.5:3478"}}``,
+        ``["relay:capacity=100,load=3", "voicemail"]`` or the option's text
+        ``"relay:capacity=100;voicemail"`` ([] or "": none). Announced at once
+        (when joined) and kept announced; abilities left out are withdrawn,
+        and :meth:`leave` withdraws them all. Call it again to report a new
+        load. Raises :class:`InvalidArgument` for a malformed list. Before
+        the node starts, use the ``abilities`` option instead."""
+        if isinstance(abilities, str):
+            text = abilities
+        elif isinstance(abilities, Mapping):
+            parts = []
+            for name, attrs in abilities.items():
+                pairs = ",".join("%s=%s" % (k, v) for k, v in dict(attrs or {}).items())
+                parts.append(str(name) + (":" + pairs if pairs else ""))
+            text = ";".join(parts)
+        else:
+            text = ";".join(str(a) for a in abilities)
+        t = cstr(text, "abilities")
+        with self._use() as p:
+            check(self._lib.chordsip_node_set_abilities(p, t), "set_abilities")
+
     def leave(self, timeout_ms: int = 0) -> None:
         """Hands this node's keys to its successor and tells its neighbours
         (at most ``timeout_ms``; 0: the op timeout). The node is stopped
