@@ -147,6 +147,77 @@ pub(crate) fn contact_value(b: &Binding, expires: u32) -> String {
     v
 }
 
+/// The RFC 5626 flow token for `addr` (`ip:port`, `[ipv6]:port`: where a
+/// request from a user agent came from), authenticated with `secret` (at
+/// least 16 bytes, the proxy's own): an edge proxy puts it in the user part
+/// of the Path it adds to a REGISTER of a UA behind NAT and of its
+/// Record-Route, then sends requests that come back with it to `addr`.
+/// Written NUL-terminated into `buf` (`len` bytes; 64 always suffice);
+/// `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it does not fit.
+///
+/// # Safety
+/// `secret` NULL or readable for `secret_len` bytes; `addr` NULL or
+/// NUL-terminated; `buf` NULL or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_sip_flow_token(
+    secret: *const u8,
+    secret_len: usize,
+    addr: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+) -> chordsip_result {
+    super::guard(|| {
+        // SAFETY: NULL or readable for secret_len bytes by the caller's contract.
+        let secret = flow_secret(unsafe { super::bytes_arg(secret, secret_len) }?)?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let addr: std::net::SocketAddr = unsafe { super::str_arg(addr) }?
+            .parse()
+            .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
+        let token = crate::sip::flow::make(secret, addr);
+        // SAFETY: NULL or writable for len bytes by the caller's contract.
+        unsafe { super::write_str(&token, buf, len, None) }
+    })
+}
+
+/// The address a flow token names (as `ip:port` or `[ipv6]:port`, into
+/// `buf`), if `secret` made it: `CHORDSIP_ERR_UNAUTHORIZED` for a token
+/// shaped right but made with another secret or altered (RFC 5626 §5.3: 403),
+/// `CHORDSIP_ERR_INVALID_ARGUMENT` for a user part that is no flow token.
+///
+/// # Safety
+/// As `chordsip_sip_flow_token`, with `token` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_sip_flow_address(
+    secret: *const u8,
+    secret_len: usize,
+    token: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+) -> chordsip_result {
+    super::guard(|| {
+        // SAFETY: NULL or readable for secret_len bytes by the caller's contract.
+        let secret = flow_secret(unsafe { super::bytes_arg(secret, secret_len) }?)?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let token = unsafe { super::str_arg(token) }?;
+        let addr = match crate::sip::flow::check(secret, token) {
+            Ok(a) => a,
+            Err(crate::sip::flow::FlowError::Forged) => return Err(CHORDSIP_ERR_UNAUTHORIZED),
+            Err(crate::sip::flow::FlowError::Malformed) => {
+                return Err(CHORDSIP_ERR_INVALID_ARGUMENT)
+            }
+        };
+        // SAFETY: NULL or writable for len bytes by the caller's contract.
+        unsafe { super::write_str(&addr.to_string(), buf, len, None) }
+    })
+}
+
+fn flow_secret(s: &[u8]) -> super::FfiResult<&[u8]> {
+    match s.len() >= crate::sip::flow::MIN_SECRET_LEN {
+        true => Ok(s),
+        false => Err(CHORDSIP_ERR_INVALID_ARGUMENT),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ pub mod binding;
 pub mod bytes;
 pub mod credentials;
 pub mod digest;
+pub mod flow;
 pub mod registrar;
 pub mod remote;
 pub mod uri;
