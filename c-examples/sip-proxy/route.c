@@ -98,10 +98,17 @@ int route_keeps(const struct route_plan *p, size_t i) {
     return i >= p->drop_first && !(p->drop_last && i + 1 == p->nroutes);
 }
 
-/* A Route element (a name-addr) naming this proxy. */
-static int route_names_self(str_t elem, names_self_fn names_self, const void *ctx) {
-    str_t uri, params;
-    return sip_name_addr(elem, &uri, &params) == 0 && names_self(ctx, uri);
+/* A Route element (a name-addr) naming this proxy; *user gets its URI's
+ * user part (empty when none). */
+static int route_names_self(str_t elem, names_self_fn names_self, const void *ctx, str_t *user) {
+    str_t uri, params, host;
+    int port;
+    *user = (str_t){NULL, 0};
+    if (sip_name_addr(elem, &uri, &params) != 0 || !names_self(ctx, uri))
+        return 0;
+    if (sip_uri_hostport(uri, user, &host, &port) != 0)
+        *user = (str_t){NULL, 0};
+    return 1;
 }
 
 static int method_is(str_t method, const char *name) {
@@ -143,10 +150,13 @@ void route_plan(struct route_plan *p, const struct sip_msg *m, const struct doma
     size_t usable = p->nroutes - (size_t)p->drop_last;
     route_iter_init(&it, m);
     while (p->drop_first < usable && route_iter_next(&it, &elem)) {
-        if (!route_names_self(elem, names_self, ctx)) {
+        str_t self_user;
+        if (!route_names_self(elem, names_self, ctx, &self_user)) {
             p->next_route = elem;
             break;
         }
+        if (self_user.n > 0)
+            p->flow = self_user; /* the last one wins: the one nearest the UA */
         p->drop_first++;
     }
     /* §16.5: a served domain is looked up; anything else is the only target. */

@@ -56,6 +56,8 @@ struct route_plan {
     size_t drop_first; /* how many leading ones name this proxy: removed (loose routing) */
     int drop_last;     /* 1: the last one became the Request-URI (strict router upstream) */
     str_t next_route;  /* the first Route element left (p NULL when none): the next hop */
+    str_t flow;        /* the user part of a removed Route element naming us (p NULL when
+                        * none): an RFC 5626 flow token of ours, if it checks out */
     enum route_target target;
     int record_route;  /* a dialog-creating request: we stay on its path (§16.6 step 4) */
 };

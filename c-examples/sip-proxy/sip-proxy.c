@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,7 @@ struct proxy {
     int log_level;           /* 0: quiet */
     int no_auth;             /* --no-auth: REGISTERs are not authenticated */
     struct domains domains;  /* --domain: what is looked up and registered */
+    uint8_t flow_secret[32]; /* authenticates our RFC 5626 flow tokens (random per run) */
     struct counters n;
 };
 
@@ -331,6 +333,68 @@ static int uri_names_self(const void *ctx, str_t uri) {
     const struct proxy *px = ctx;
     struct addr a;
     return uri_addr(uri, px->self.ss.ss_family, &a) == 0 && addr_eq(&a, &px->self);
+}
+
+/* ---- RFC 5626 flows (a UA behind NAT reached through this proxy) ----------- */
+
+/* The flow token naming `a` (chordsip_sip_flow_token), into buf (64 bytes). */
+static int flow_token(const struct proxy *px, const struct addr *a, char *buf, size_t n) {
+    char text[96];
+    addr_text(a, text, sizeof text);
+    return chordsip_sip_flow_token(px->flow_secret, sizeof px->flow_secret, text, buf, n) ==
+                   CHORDSIP_OK
+               ? 0
+               : -1;
+}
+
+/* Reads the flow token `user` (a URI's user part naming this proxy): 1 and
+ * the flow's address as a URI ("sip:ip:port") in hop when it is ours;
+ * 0 when the user part is no flow token; -1 when it is one made with
+ * another secret or altered (RFC 5626 §5.3: 403). */
+static int flow_of(const struct proxy *px, str_t user, char *hop, size_t n, struct addr *a) {
+    char token[80], text[96];
+    if (user.n == 0 || user.n >= sizeof token)
+        return 0;
+    memcpy(token, user.p, user.n);
+    token[user.n] = '\0';
+    chordsip_result rc = chordsip_sip_flow_address(px->flow_secret, sizeof px->flow_secret,
+                                                   token, text, sizeof text);
+    if (rc == CHORDSIP_ERR_UNAUTHORIZED)
+        return -1;
+    if (rc != CHORDSIP_OK || addr_parse(text, a) != 0)
+        return 0;
+    snprintf(hop, n, "sip:%s", text);
+    return 1;
+}
+
+/* Does a request come straight from a user agent (one Via value)? */
+static int from_ua(const struct req *r) {
+    if (r->via_rest.n > 0)
+        return 0;
+    for (size_t i = 0; i < r->m->nhdr; i++)
+        if (r->m->hdr[i].id == H_VIA && &r->m->hdr[i] != r->via_h)
+            return 0;
+    return 1;
+}
+
+/* Is the UA that sent `r` behind NAT, as far as its request shows: its
+ * Contact is not at the IP the request came from, or it asks for outbound
+ * (RFC 5626: `ob` in the Contact URI, or a reg-id)? */
+static int ua_behind_nat(const struct req *r) {
+    const struct sip_header *c = sip_find(r->m, H_CONTACT);
+    str_t uri, params, v, first, rest;
+    if (c == NULL)
+        return 0;
+    rest = c->value;
+    if (!sip_next_elem(&rest, &first) || sip_name_addr(first, &uri, &params) != 0)
+        return 0;
+    if (sip_param(params, "reg-id", &v))
+        return 1;
+    const char *semi = memchr(uri.p, ';', uri.n);
+    if (semi != NULL && sip_param((str_t){semi, uri.n - (size_t)(semi - uri.p)}, "ob", &v))
+        return 1;
+    struct addr ca;
+    return uri_addr(uri, r->src->ss.ss_family, &ca) != 0 || !addr_same_ip(&ca, r->src);
 }
 
 /* ---- sending ---------------------------------------------------------------- */
@@ -667,7 +731,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
 
     chordsip_contact contacts[CHORDSIP_MAX_CONTACTS];
     size_t nc = 0;
-    int star = 0, differs = 0, wants_outbound = 0;
+    int star = 0, differs = 0, natted = 0, wants_outbound = 0;
     for (size_t i = 0; i < m->nhdr; i++) {
         if (m->hdr[i].id != H_CONTACT)
             continue;
@@ -713,6 +777,10 @@ static void handle_register(struct proxy *px, const struct req *r) {
             struct addr ca;
             if (uri_addr(uri, r->src->ss.ss_family, &ca) != 0 || !addr_eq(&ca, r->src))
                 differs = 1;
+            /* behind NAT: another IP (another port of the same IP is a UA
+             * registering for its other socket, or a third-party REGISTER) */
+            if (uri_addr(uri, r->src->ss.ss_family, &ca) != 0 || !addr_same_ip(&ca, r->src))
+                natted = 1;
             nc++;
         }
     }
@@ -729,6 +797,21 @@ static void handle_register(struct proxy *px, const struct req *r) {
             }
             np++;
         }
+    }
+    /* RFC 5626 edge proxy: a UA behind NAT that registers here directly is
+     * reached through us, over the flow its REGISTER opened (the NAT lets in
+     * only what comes from where the UA sent to): our Path, with the flow's
+     * token, goes first in its bindings, so every proxy of the overlay
+     * routes its requests here. */
+    char own_path[256];
+    if (np == 0 && from_ua(r) && (natted || wants_outbound)) {
+        char token[64];
+        if (flow_token(px, r->src, token, sizeof token) != 0) {
+            reply(px, r, 500, "Server Internal Error (flow token)", NULL);
+            return;
+        }
+        snprintf(own_path, sizeof own_path, "<sip:%s@%s;lr;ob>", token, px->self_hostport);
+        path[np++] = own_path;
     }
     char received[96];
     addr_text(r->src, received, sizeof received);
@@ -837,7 +920,9 @@ struct forward_to {
     str_t hop_text;                /* the URI (or Route element) whose address is the next hop */
     const char *hop_what;          /* where that came from, for the log */
     const chordsip_bindings *path; /* a binding whose Path values become Routes (RFC 3327) */
+    size_t path_skip;              /* leading Path values left out (ours, resolved here) */
     size_t path_len;
+    const char *to_flow;           /* the flow token of the target when sent over a flow */
 };
 
 /* Sends the request on (§16.6): new Request-URI, our Via on top, our
@@ -877,10 +962,23 @@ static void forward(struct proxy *px, const struct req *r, const struct route_pl
     ob_c(&o, " ");
     ob_s(&o, f->ruri);
     ob_fmt(&o, " SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s\r\n", px->self_hostport, branch);
-    /* above every Record-Route already there (§16.6 step 4); ;lr: we route loosely */
-    if (plan->record_route)
-        ob_fmt(&o, "Record-Route: <sip:%s;lr>\r\n", px->self_hostport);
-    for (size_t i = 0; i < f->path_len; i++) {
+    /* above every Record-Route already there (§16.6 step 4); ;lr: we route
+     * loosely. Where the callee or the caller is reached over a flow (a UA
+     * behind NAT), the entry names the flow (RFC 5626 §5.3), the callee's
+     * first: in-dialog requests then go over the flow of the side they are
+     * meant for (route_plan keeps the last of our Route values). */
+    if (plan->record_route) {
+        char from_flow[64] = "";
+        if (from_ua(r) && ua_behind_nat(r) && flow_token(px, r->src, from_flow, sizeof from_flow) != 0)
+            from_flow[0] = '\0';
+        if (f->to_flow != NULL)
+            ob_fmt(&o, "Record-Route: <sip:%s@%s;lr>\r\n", f->to_flow, px->self_hostport);
+        if (from_flow[0] != '\0')
+            ob_fmt(&o, "Record-Route: <sip:%s@%s;lr>\r\n", from_flow, px->self_hostport);
+        if (f->to_flow == NULL && from_flow[0] == '\0')
+            ob_fmt(&o, "Record-Route: <sip:%s;lr>\r\n", px->self_hostport);
+    }
+    for (size_t i = f->path_skip; i < f->path_len; i++) {
         const char *p = chordsip_bindings_path(f->path, 0, i);
         if (p != NULL)
             ob_fmt(&o, "Route: %s\r\n", p);
@@ -988,6 +1086,33 @@ static void handle_forward(struct proxy *px, const struct req *r) {
         reply(px, r, 400, "Bad Request (Request-URI)", NULL);
         return;
     }
+    /* RFC 5626 §5.3: our Route value names a flow (from our Path or our
+     * Record-Route). A request that comes from that flow goes on as routed;
+     * any other goes over the flow, to the UA behind its NAT. */
+    if (plan.flow.p != NULL) {
+        char flow_hop[112], token[80];
+        struct addr flow_addr;
+        int fr = flow_of(px, plan.flow, flow_hop, sizeof flow_hop, &flow_addr);
+        if (fr < 0) {
+            if (r->is_ack)
+                px->n.dropped++;
+            else
+                reply(px, r, 403, "Forbidden (flow token)", NULL);
+            return;
+        }
+        if (fr > 0 && !addr_eq(&flow_addr, r->src) && plan.flow.n < sizeof token) {
+            memcpy(token, plan.flow.p, plan.flow.n);
+            token[plan.flow.n] = '\0';
+            struct forward_to f = {
+                .ruri = plan.ruri,
+                .hop_text = {flow_hop, strlen(flow_hop)},
+                .hop_what = "flow",
+                .to_flow = token,
+            };
+            forward(px, r, &plan, &f, mf, ruri);
+            return;
+        }
+    }
     /* Not ours to look up (a UA's contact, another domain): §16.5, the
      * Request-URI is the only target; the next hop is a remaining Route, else
      * the Request-URI's address. */
@@ -1050,6 +1175,36 @@ static void handle_forward(struct proxy *px, const struct req *r) {
         f.hop_text = plan.next_route;
     else if (kind != CHORDSIP_HOP_CONTACT)
         f.hop_text = (str_t){hop_uri, strlen(hop_uri)};
+    /* The first Path value is ours (the UA registered here, behind NAT):
+     * straight over its flow, without a Route naming us. */
+    char flow_hop[112], flow_token_text[80];
+    if (kind == CHORDSIP_HOP_PATH && hop_uri != NULL) {
+        str_t puri, pparams, puser, phost;
+        int pport;
+        struct addr flow_addr;
+        str_t p0 = {hop_uri, strlen(hop_uri)};
+        if (sip_name_addr(p0, &puri, &pparams) != 0)
+            puri = p0;
+        if (uri_names_self(px, puri) && sip_uri_hostport(puri, &puser, &phost, &pport) == 0) {
+            f.path_skip = 1;
+            f.hop_text = plan.next_route.p != NULL ? plan.next_route : target;
+            f.hop_what = plan.next_route.p != NULL ? "Route" : "contact";
+            if (flow_of(px, puser, flow_hop, sizeof flow_hop, &flow_addr) > 0 &&
+                puser.n < sizeof flow_token_text) {
+                memcpy(flow_token_text, puser.p, puser.n);
+                flow_token_text[puser.n] = '\0';
+                f.hop_text = (str_t){flow_hop, strlen(flow_hop)};
+                f.hop_what = "flow";
+                f.to_flow = flow_token_text;
+            } else if (b.path_len > 1) {
+                const char *p1 = chordsip_bindings_path(list, 0, 1);
+                if (p1 != NULL) {
+                    f.hop_text = (str_t){p1, strlen(p1)};
+                    f.hop_what = "Path";
+                }
+            }
+        }
+    }
     forward(px, r, &plan, &f, mf, ruri);
     chordsip_bindings_free(list);
 }
@@ -1393,6 +1548,10 @@ int main(int argc, char **argv) {
     px.self_port = addr_port(&px.self);
     snprintf(px.self_hostport, sizeof px.self_hostport, "%s:%d", px.self_host, px.self_port);
     log_px = &px;
+    if (getrandom(px.flow_secret, sizeof px.flow_secret, 0) != (ssize_t)sizeof px.flow_secret) {
+        perror("sip-proxy: getrandom");
+        return 1;
+    }
 
     /* Signals: the handler only writes to a pipe that poll() watches. */
     int sp[2];

@@ -30,6 +30,7 @@ Exit status 0 when every check passed. Standard library only.
 import argparse
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -429,6 +430,33 @@ def functional(proxy, domain):
     got = nat.recv()
     check(got is not None and got.ruri == "sip:carol@10.255.0.1:5060",
           "NATed contact reached at the REGISTER's source (received), R-URI = contact")
+
+    # RFC 5626 edge proxy: the NATed binding got our Path, naming the flow
+    # (echoed to a UA that supports path), and our Record-Route names it too
+    r = transact(nat, proxy, request("REGISTER", "sip:" + domain, nat, frm=carol, to=carol,
+                                     extra=["Contact: <sip:carol@10.255.0.1:5060>", "Supported: path"]))
+    flow_path = (r and r.get("path")) or ""
+    m = re.match(r"<sip:(ob[0-9a-f]+)@%s:%d;lr;ob>$" % (re.escape(proxy[0]), proxy[1]), flow_path)
+    check(r is not None and r.status == 200 and m is not None,
+          "NATed REGISTER: our Path with a flow token stored and echoed: %r" % flow_path)
+    if got is not None:
+        rr = got.all("record-route")
+        check(len(rr) == 1 and re.match(r"<sip:ob[0-9a-f]+@", rr[0]) is not None,
+              "INVITE sent over a flow: our Record-Route names the flow: %r" % rr)
+    if m is not None:
+        # an in-dialog request routed by the token (from another address): over the flow
+        ua.send(request("BYE", "sip:carol@10.255.0.1:5060", ua, to_tag="x",
+                        extra=["Route: " + flow_path]), proxy)
+        got = nat.recv()
+        check(got is not None and got.method == "BYE" and got.get("route") is None,
+              "Route with our flow token: sent over the flow, our Route removed")
+        # a token altered by anyone: 403, nothing sent
+        token = m.group(1)
+        bad = token[:-1] + ("0" if token[-1] != "0" else "1")
+        r = transact(ua, proxy, request("BYE", "sip:carol@10.255.0.1:5060", ua, to_tag="x",
+                                        extra=["Route: " + flow_path.replace(token, bad)]))
+        check(r is not None and r.status == 403 and nat.recv(0.3) is None,
+              "forged flow token: 403, nothing forwarded: %r" % r)
 
     # RFC 5626 flow: +sip.instance + reg-id go to the flow (received)
     dave = "sip:dave%s@%s" % (RUN, domain)
