@@ -27,6 +27,11 @@ for p in libedit-dev libjansson-dev libsqlite3-dev uuid-dev libxml2-dev libssl-d
     libncurses-dev bzip2 patch wget g++; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
+# NAT tests (scripts/nat-tests.sh): masquerade in network namespaces
+# (nftables) and a TURN media relay (coturn). Its service is not started:
+# the tests run their own turnserver inside a namespace.
+command -v nft >/dev/null || need_apt+=(nftables)
+{ command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ]; } || need_apt+=(coturn)
 # Python binding tests use a venv of the python3 on PATH.
 command -v python3 >/dev/null || need_apt+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -35,7 +40,15 @@ fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # No package's service starts here (coturn's would listen on every
+    # address): policy-rc.d refuses, for this install only.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
     apt-get install -y -qq "${need_apt[@]}"
+    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
 fi
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo (Rust stable) is required; install it with rustup" >&2

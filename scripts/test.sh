@@ -35,6 +35,8 @@ step "hybrid: five Kamailio servers in a one-hop overlay published in Knot DNS; 
 ./scripts/hybrid-tests.sh
 step "network namespaces: six hosts, a 3/3 split and heal (root only)"
 ./scripts/netns-tests.sh
+step "NAT: PJSUA2 agents behind two masquerading routers; relays found by ability; a call relayed by TURN (root only)"
+./scripts/nat-tests.sh
 step "demo smoke run"
 ./target/release/chordsip demo --nodes 12 --values 100
 echo

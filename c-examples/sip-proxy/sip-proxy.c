@@ -798,13 +798,14 @@ static void handle_register(struct proxy *px, const struct req *r) {
             np++;
         }
     }
-    /* RFC 5626 edge proxy: a UA behind NAT that registers here directly is
-     * reached through us, over the flow its REGISTER opened (the NAT lets in
-     * only what comes from where the UA sent to): our Path, with the flow's
-     * token, goes first in its bindings, so every proxy of the overlay
-     * routes its requests here. */
+    /* RFC 5626 edge proxy: a UA behind NAT that registers here directly (its
+     * Contact at another IP, or `ob`/reg-id: a UA that rewrote its Contact to
+     * the NAT's mapping still asks for outbound) is reached through us, over
+     * the flow its REGISTER opened (the NAT lets in only what comes from
+     * where the UA sent to): our Path, with the flow's token, goes first in
+     * its bindings, so every proxy of the overlay routes its requests here. */
     char own_path[256];
-    if (np == 0 && from_ua(r) && (natted || wants_outbound)) {
+    if (np == 0 && from_ua(r) && (natted || wants_outbound || ua_behind_nat(r))) {
         char token[64];
         if (flow_token(px, r->src, token, sizeof token) != 0) {
             reply(px, r, 500, "Server Internal Error (flow token)", NULL);
