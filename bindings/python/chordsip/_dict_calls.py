@@ -54,7 +54,7 @@ class DictCalls:
         :class:`InvalidArgument` for a malformed name."""
         name = cstr(ability, "ability")
         if not isinstance(count, int) or count < 0:
-            raise errors.InvalidArgument("count must be a non-negative int")
+            raise errors.InvalidArgument(detail="count must be a non-negative int, got %r" % (count,))
         out = ctypes.c_void_p()
         with self._use() as p:
             check(self._c("find_peers")(p, name, count, ctypes.byref(out)), "find_peers")

@@ -369,6 +369,8 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_result_sip_reason": (c_char_p, [c_int]),
     "chordsip_result_sip_headers": (c_char_p, [c_int]),
     "chordsip_min_expires": (c_uint32, []),
+    "chordsip_sip_flow_token": (_R, [_BYTES, c_size_t, c_char_p, _BUF, c_size_t]),
+    "chordsip_sip_flow_address": (_R, [_BYTES, c_size_t, c_char_p, _BUF, c_size_t]),
 }
 
 # ---------------------------------------------------------------------------

@@ -108,6 +108,7 @@ def _expected(ctype: str):
         "chordsip_client",
         "chordsip_config",
         "chordsip_peers",
+        "chordsip_ability_peers",
         "chordsip_values",
         "chordsip_bindings",
     ):
