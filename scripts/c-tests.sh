@@ -25,7 +25,7 @@ export PKG_CONFIG_PATH=$STAGE/lib/pkgconfig
 echo "== every function of chordsip.h is exercised by a C test (tests/c/test_*.c)"
 missing=0
 for f in $(grep -oE '\bchordsip_[a-z0-9_]+\(' include/chordsip.h | tr -d '(' | sort -u); do
-    if ! cat tests/c/test_*.c | grep -q "\b$f("; then
+    if ! grep -q "\b$f(" tests/c/test_*.c; then
         echo "  not called in any tests/c/test_*.c: $f"
         missing=1
     fi
