@@ -132,16 +132,22 @@ for r in N1 N2; do
     on "$r" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=8 net.netfilter.nf_conntrack_udp_timeout_stream=8 ||
         nat_timeout=
 done
-# udp_reach FROM_NS TO_NS IP: does a datagram from FROM_NS reach IP (in TO_NS), and its answer come back?
+# udp_reach FROM_NS TO_NS IP: does a datagram from FROM_NS reach IP (in TO_NS), and its answer
+# come back? The sender repeats its ping every 100 ms for 1.5 s (the listener may not be bound yet).
 udp_reach() {
     on "$2" timeout 3 python3 -c 'import socket,sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 9999))
 d, a = s.recvfrom(16); s.sendto(b"pong", a)' "$3" 2>/dev/null &
     local l=$!
-    sleep 0.3
     on "$1" timeout 3 python3 -c 'import socket,sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)
-s.sendto(b"ping", (sys.argv[1], 9999)); sys.exit(0 if s.recv(16) == b"pong" else 1)' "$3" 2>/dev/null
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.1)
+for _ in range(15):
+    s.sendto(b"ping", (sys.argv[1], 9999))
+    try:
+        sys.exit(0 if s.recv(16) == b"pong" else 1)
+    except socket.timeout:
+        pass
+sys.exit(1)' "$3" 2>/dev/null
     local rc=$?
     kill "$l" 2>/dev/null; wait "$l" 2>/dev/null
     return $rc
@@ -196,7 +202,6 @@ PW_ALICE=pa-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')
 PW_BOB=pb-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')
 PW_CAROL=pc-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')
 printf 'alice@%s %s\nbob@%s %s\ncarol@%s %s\n' "$DOMAIN" "$PW_ALICE" "$DOMAIN" "$PW_BOB" "$DOMAIN" "$PW_CAROL" >"$OUT/users.txt"
-sleep 1
 if ! on A timeout 60 "$C" user add --from-file "$OUT/users.txt" --bootstrap 10.78.0.1:4000 --listen 10.78.0.1:4099 \
     --key-file "$OUT/overlay.key" --admin-key-file "$OUT/admin.key" \
     --credentials-key-file "$OUT/credentials.key" </dev/null >"$OUT/user-add.log" 2>&1; then

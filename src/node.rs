@@ -242,20 +242,7 @@ impl Node {
 
     /// Reads the engine's state on its worker thread.
     fn query<T: Send + 'static>(&self, f: impl FnOnce(&Engine) -> T + Send + 'static) -> Result<T> {
-        self.check_usable()?;
-        if on_worker_thread() {
-            return Err(Error::InCallback);
-        }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.runtime.run(
-            self.inner.worker,
-            self.inner.token,
-            Box::new(move |slot, _| {
-                let _ = tx.send(f(&slot.engine));
-            }),
-        )?;
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| Error::Shutdown)
+        self.with_engine(move |e, _| f(e))
     }
 
     /// Joins the overlay through the first answering bootstrap peer; an empty

@@ -775,11 +775,12 @@ static void handle_register(struct proxy *px, const struct req *r) {
             }
             /* `received`: the source address, when it differs from the contact */
             struct addr ca;
-            if (uri_addr(uri, r->src->ss.ss_family, &ca) != 0 || !addr_eq(&ca, r->src))
+            int resolved = uri_addr(uri, r->src->ss.ss_family, &ca) == 0;
+            if (!resolved || !addr_eq(&ca, r->src))
                 differs = 1;
             /* behind NAT: another IP (another port of the same IP is a UA
              * registering for its other socket, or a third-party REGISTER) */
-            if (uri_addr(uri, r->src->ss.ss_family, &ca) != 0 || !addr_same_ip(&ca, r->src))
+            if (!resolved || !addr_same_ip(&ca, r->src))
                 natted = 1;
             nc++;
         }

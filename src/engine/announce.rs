@@ -64,19 +64,8 @@ impl Engine {
     /// waiting). Completes as a put.
     pub fn withdraw_ability(&mut self, now: u64, op: OpId, name: &str, timeout: Duration) {
         self.now = now;
-        let lifetime_ms = self
-            .cfg
-            .tombstone_lifetime
-            .as_millis()
-            .min(u32::MAX as u128) as u32;
         let version = self.next_version();
-        let entry = WireEntry::unsigned(
-            name.as_bytes().to_vec(),
-            version,
-            lifetime_ms,
-            true,
-            Vec::new(),
-        );
+        let entry = self.tombstone(name.as_bytes(), version);
         self.start_put_as(op, ability::key(name), entry, timeout, true);
     }
 

@@ -103,13 +103,18 @@ impl Engine {
         timeout: Duration,
     ) {
         self.now = now;
+        let entry = self.tombstone(writer, version);
+        self.start_put(op, key, entry, timeout);
+    }
+
+    /// A removal of the writer's entry (label `writer`) at `version`.
+    pub(super) fn tombstone(&self, writer: &[u8], version: u64) -> WireEntry {
         let lifetime_ms = self
             .cfg
             .tombstone_lifetime
             .as_millis()
             .min(u32::MAX as u128) as u32;
-        let entry = WireEntry::unsigned(writer.to_vec(), version, lifetime_ms, true, Vec::new());
-        self.start_put(op, key, entry, timeout);
+        WireEntry::unsigned(writer.to_vec(), version, lifetime_ms, true, Vec::new())
     }
 
     /// Starts a write of `entry`, whose writer is a label: the node puts it

@@ -7,6 +7,7 @@
 //! token is refused, so nobody makes the proxy send to an address of their
 //! choosing. Pure logic, no I/O.
 
+use crate::owner::hex;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,10 +52,6 @@ fn tag(secret: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
     let mut t = [0u8; TAG_LEN];
     t.copy_from_slice(&full[..TAG_LEN]);
     t
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The token naming the flow from `addr`.
