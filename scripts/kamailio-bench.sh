@@ -21,18 +21,20 @@
 # SIPp's [authentication]) answered 200 (tests/sip/register-auth.xml), by a
 # pool of BENCH_AUTH_USERS (500) users re-registering in turn, rate by rate
 # the same way (p50/p99: first REGISTER to the 200).
-# Each setup runs its series BENCH_RUNS (1) times on the same servers; the
-# -auth setups are all up at once and take turns, run by run. The summary
-# gives every run's figure and the median.
+# The first three run their series BENCH_RUNS (1) times for each worker
+# count, taking turns; the -auth setups are all up at once and take turns,
+# run by run. The summary gives every run's figure, the median per worker
+# count, and each setup at its best worker count against usrloc at its best.
 #
 #   scripts/kamailio-bench.sh
 #   BENCH_SETUPS="usrloc-auth overlay3-auth" BENCH_RUNS=3 scripts/kamailio-bench.sh
 #
 # Environment: BENCH_SECONDS, BENCH_SETUPS ("usrloc chordsip overlay3
 # usrloc-auth overlay3-auth"), BENCH_RUNS, BENCH_REG_RATES, BENCH_CALL_RATES,
-# BENCH_AUTH_RATES, BENCH_AUTH_USERS, KAMAILIO_WORKERS (UDP workers, 16: a
-# chordsip worker waits for each overlay round trip, so more workers keep the
-# cores busy; the same number for every setup),
+# BENCH_AUTH_RATES, BENCH_AUTH_USERS, KAMAILIO_WORKERS (the UDP worker counts
+# swept for the first three setups, "2 4 8 16": each setup is compared at its
+# own best; a chordsip worker waits for each overlay round trip, so it may
+# want more workers than usrloc), BENCH_AUTH_WORKERS (4, the -auth setups),
 # SIP_TEST_PORT_BASE. Output in target/kamailio-bench/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,7 +46,10 @@ AUTH_RATES=${BENCH_AUTH_RATES-"1000 1500 2000 2500 3000 4000 5000 6000 7000 8000
 AUTH_USERS=${BENCH_AUTH_USERS:-500}
 REG_RATES=${BENCH_REG_RATES-"1000 2000 4000 6000 8000 9000 10000 11000 12000 14000"}
 CALL_RATES=${BENCH_CALL_RATES-"500 1000 1500 2000 2250 2500 2750"}
-WORKERS=${KAMAILIO_WORKERS:-16}
+WORKER_COUNTS=${KAMAILIO_WORKERS:-"2 4 8 16"}
+AUTH_WORKERS=${BENCH_AUTH_WORKERS:-4}
+WORKERS=$AUTH_WORKERS
+declare -A best_reg_w best_call_w
 export KAMAILIO_SHM=1024
 DOMAIN=example.com
 STAGE=$ROOT/target/stage
@@ -75,7 +80,7 @@ kamailio_up() {
 
 start_uas "$UAS_PORT" || exit 1
 setup_pids=()
-echo "== $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(kamailio -v | head -n 1 | sed 's/^version: //'), $WORKERS UDP workers; $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
+echo "== $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(kamailio -v | head -n 1 | sed 's/^version: //'), UDP workers $WORKER_COUNTS (-auth setups $AUTH_WORKERS); $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)"
 
 # The users of the -auth setups: a CSV for SIPp (user;domain;[authentication ...]),
 # their HA1s for db_text (auth_db's subscriber table) and for `chordsip user add`.
@@ -135,37 +140,66 @@ down() { # the servers go (gracefully), the UAS stays
 
 summary=()
 auth_setups=()
-# -- unauthenticated setups, one after the other ---------------------------------------
+plain_setups=()
 for setup in $SETUPS; do
     case $setup in
-    usrloc)
-        kamailio_up usrloc "$BASE" -A WITH_USRLOC -A NO_AUTH || exit 1
-        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
-    chordsip)
-        kamailio_up chordsip "$BASE" -A NO_AUTH -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
-        wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 --client-key-file "$(client_key_file)" | head -n 2 | tail -n 1)
-        echo "   overlay node: $wait_ring_one"
-        reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
-    overlay3)
-        up_trio k "$BASE" $((BASE + 10)) -A NO_AUTH || exit 1
-        reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
-    usrloc-auth | overlay3-auth)
-        auth_setups+=("$setup")
-        continue ;;
+    usrloc | chordsip | overlay3) plain_setups+=("$setup") ;;
+    usrloc-auth | overlay3-auth) auth_setups+=("$setup") ;;
     *) echo "unknown setup $setup"; exit 1 ;;
     esac
-    regs=() callr=()
-    for run in $(seq 1 "$RUNS"); do
-        echo "== $setup (run $run/$RUNS): REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
-        register_series "$setup-r$run-reg" "$reg" $REG_RATES
-        echo "== $setup (run $run/$RUNS): calls through $call to users registered at $reg"
-        call_series "$setup-r$run-call" "$reg" "$call" $CALL_RATES
-        regs+=("$BEST_REG") callr+=("$BEST_CALL")
-        sleep 3
+done
+# -- unauthenticated setups: run by run, worker count by worker count, the
+# setups take turns (so that whatever else the machine does falls on all alike)
+declare -A regs callr
+for run in $(seq 1 "$RUNS"); do
+    for w in $WORKER_COUNTS; do
+        for setup in "${plain_setups[@]}"; do
+            WORKERS=$w
+            case $setup in
+            usrloc)
+                kamailio_up usrloc "$BASE" -A WITH_USRLOC -A NO_AUTH || exit 1
+                reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
+            chordsip)
+                kamailio_up chordsip "$BASE" -A NO_AUTH -A "OVERLAY_LISTEN=\"127.0.0.1:$((BASE + 10))\"" || exit 1
+                wait_ring_one=$("$ROOT/target/release/chordsip" ring --via "127.0.0.1:$((BASE + 10))" --timeout-ms 2000 --client-key-file "$(client_key_file)" | head -n 2 | tail -n 1)
+                echo "   overlay node: $wait_ring_one"
+                reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
+            overlay3)
+                up_trio k "$BASE" $((BASE + 10)) -A NO_AUTH || exit 1
+                reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
+            esac
+            echo "== $setup, $WORKERS workers (run $run/$RUNS): REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
+            register_series "$setup-w$WORKERS-r$run-reg" "$reg" $REG_RATES
+            echo "== $setup, $WORKERS workers (run $run/$RUNS): calls through $call to users registered at $reg"
+            call_series "$setup-w$WORKERS-r$run-call" "$reg" "$call" $CALL_RATES
+            regs[$setup.$WORKERS]="${regs[$setup.$WORKERS]:-} $BEST_REG"
+            callr[$setup.$WORKERS]="${callr[$setup.$WORKERS]:-} $BEST_CALL"
+            down
+            sleep 2
+        done
     done
-    summary+=("$(printf '%-13s REGISTER %6s/s  calls %5s/s (runs: %s; %s)' "$setup" \
-        "$(median <<<"${regs[*]}")" "$(median <<<"${callr[*]}")" "${regs[*]}" "${callr[*]}")")
-    down
+done
+WORKERS=$AUTH_WORKERS
+# Each setup at its best worker count (by the median REGISTER rate; calls likewise).
+declare -A best_reg best_call
+for setup in "${plain_setups[@]}"; do
+    best_reg[$setup]=0 best_call[$setup]=0
+    for w in $WORKER_COUNTS; do
+        r=$(median <<<"${regs[$setup.$w]}") c=$(median <<<"${callr[$setup.$w]}")
+        summary+=("$(printf '%-13s %2s workers: REGISTER %6s/s  calls %5s/s (runs:%s;%s)' "$setup" "$w" "$r" "$c" \
+            "${regs[$setup.$w]}" "${callr[$setup.$w]}")")
+        [ "$r" -gt "${best_reg[$setup]}" ] && best_reg[$setup]=$r best_reg_w[$setup]=$w
+        [ "$c" -gt "${best_call[$setup]}" ] && best_call[$setup]=$c best_call_w[$setup]=$w
+    done
+done
+for setup in "${plain_setups[@]}"; do
+    line=$(printf '%-13s best: REGISTER %6s/s (%s workers)  calls %5s/s (%s workers)' "$setup" \
+        "${best_reg[$setup]}" "${best_reg_w[$setup]:-?}" "${best_call[$setup]}" "${best_call_w[$setup]:-?}")
+    if [ "$setup" != usrloc ] && [ "${best_reg[usrloc]:-0}" -gt 0 ]; then
+        line+=$(awk -v a="${best_reg[$setup]}" -v b="${best_reg[usrloc]}" -v c="${best_call[$setup]}" -v d="${best_call[usrloc]}" \
+            'BEGIN { printf "  = %d%% / %s of usrloc", 100 * a / b, (d > 0 ? sprintf("%d%%", 100 * c / d) : "?") }')
+    fi
+    summary+=("$line")
 done
 
 # -- authenticated setups: all up at once, their runs taking turns -----------------------

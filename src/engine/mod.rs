@@ -59,7 +59,7 @@ use crate::wire::{Codec, MemberRecord, NodeInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,7 +179,6 @@ enum Timer {
     Rpc(u64),
     Lookup(u64),
     LookupRetry(u64),
-    Op(OpId),
     /// A put or get that met a node not (yet) responsible tries again.
     OpRetry(OpId),
 }
@@ -220,6 +219,10 @@ pub struct Engine {
     op_retries: HashMap<OpId, LookupFor>,
     /// Live API operations: kind and absolute deadline.
     ops: HashMap<OpId, (OpKind, u64)>,
+    /// The live operations by deadline. Apart from `timers`: most operations
+    /// end at once (a key this node holds), and a heap keeps a dead timer
+    /// until its deadline, so a busy registrar popped thousands a second.
+    op_deadlines: BTreeSet<(u64, OpId)>,
     replications: HashMap<u64, PendingReplication>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     suspects: HashMap<Id, u64>,
@@ -340,6 +343,7 @@ impl Engine {
             lookups: HashMap::new(),
             op_retries: HashMap::new(),
             ops: HashMap::new(),
+            op_deadlines: BTreeSet::new(),
             replications: HashMap::new(),
             timers: BinaryHeap::new(),
             suspects: HashMap::new(),
@@ -475,6 +479,9 @@ impl Engine {
     /// When `handle_timeout` must next be called (absolute microseconds).
     pub fn next_timeout(&self) -> Option<u64> {
         let mut t = self.timers.peek().map(|Reverse((t, _))| *t);
+        if let Some(&(d, _)) = self.op_deadlines.first() {
+            t = Some(t.map_or(d, |x| x.min(d)));
+        }
         if matches!(self.phase, Phase::Joined | Phase::Leaving) {
             for p in [
                 self.next_stabilize,
@@ -528,16 +535,20 @@ impl Engine {
                         }
                     }
                 }
-                Timer::Op(op) => {
-                    self.op_retries.remove(&op);
-                    if let Some((kind, _)) = self.ops.get(&op).copied() {
-                        if kind == OpKind::Leave {
-                            self.finish_leave(Err(Error::Timeout));
-                        } else {
-                            self.count_failure(kind);
-                            self.complete(op, kind.fail(Error::Timeout));
-                        }
-                    }
+            }
+        }
+        while let Some(&(t, op)) = self.op_deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.op_deadlines.pop_first();
+            self.op_retries.remove(&op);
+            if let Some((kind, _)) = self.ops.get(&op).copied() {
+                if kind == OpKind::Leave {
+                    self.finish_leave(Err(Error::Timeout));
+                } else {
+                    self.count_failure(kind);
+                    self.complete(op, kind.fail(Error::Timeout));
                 }
             }
         }

@@ -6,14 +6,13 @@ use super::dispatch::OnAnswer;
 use super::lookup::{Candidate, LookupFor};
 use super::replicate::LeaveState;
 use super::serve::{client_reply, CLIENT_OP_BASE};
-use super::{Completion, Engine, OpKind, OpResult, Phase, Timer};
+use super::{Completion, Engine, OpKind, OpResult, Phase};
 use crate::config::LogLevel;
 use crate::error::Error;
 use crate::id::Id;
 use crate::types::OpId;
 use crate::wire;
 use crate::wire::{Body, WireEntry};
-use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -282,8 +281,19 @@ impl Engine {
         }
         let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
         self.ops.insert(op, (kind, deadline));
-        self.timers.push(Reverse((deadline, Timer::Op(op))));
+        self.op_deadlines.insert((deadline, op));
         true
+    }
+
+    /// Forgets a finished operation; false when it was not live.
+    pub(super) fn end_op(&mut self, op: OpId) -> bool {
+        match self.ops.remove(&op) {
+            Some((_, deadline)) => {
+                self.op_deadlines.remove(&(deadline, op));
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn require_joined(&mut self, op: OpId, kind: OpKind) -> bool {
@@ -305,7 +315,7 @@ impl Engine {
     }
 
     pub(super) fn complete(&mut self, op: OpId, result: OpResult) {
-        if self.ops.remove(&op).is_none() {
+        if !self.end_op(op) {
             return;
         }
         if let Some(job) = self.txn_ops.remove(&op) {

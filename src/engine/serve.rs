@@ -86,7 +86,7 @@ impl Engine {
         entries: Vec<WireEntry>,
         next: Option<Vec<u8>>,
     ) {
-        if self.ops.remove(&op).is_none() {
+        if !self.end_op(op) {
             return;
         }
         let Some((addr, rid)) = self.client_ops.remove(&op) else {
