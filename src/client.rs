@@ -73,16 +73,22 @@ impl Transport {
         }
     }
 
-    /// One datagram from the peer, or None for one from anywhere else.
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> std::io::Result<Option<usize>> {
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Transport::Udp(s, _) => s.set_read_timeout(Some(timeout)),
+            Transport::Unix(s, _) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    /// One datagram from the peer, or None for one from anywhere else
+    /// (waiting as long as the socket's read timeout).
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
         match self {
             Transport::Udp(s, peer) => {
-                s.set_read_timeout(Some(timeout))?;
                 let (n, from) = s.recv_from(buf)?;
                 Ok((from == *peer).then_some(n))
             }
             Transport::Unix(s, path) => {
-                s.set_read_timeout(Some(timeout))?;
                 let (n, from) = s.recv_from(buf)?;
                 Ok((from.as_pathname() == Some(path.as_path())).then_some(n))
             }
@@ -105,6 +111,8 @@ pub struct Client {
     cookie: u64,
     next_request: u64,
     timeout: Duration,
+    /// What the socket's read timeout is set to (None: not set yet).
+    read_timeout: Option<Duration>,
     buf: Vec<u8>,
     /// The node's trusted writer keys, asked once: they are fixed for the
     /// node's lifetime, and every registrar lookup needs them.
@@ -186,6 +194,7 @@ impl Client {
             id: Id(id),
             next_request: rng.gen::<u64>() >> 1,
             timeout: Duration::from_secs(6),
+            read_timeout: None,
             buf: vec![0; 65_536],
             trusted: None,
             credentials: None,
@@ -240,7 +249,12 @@ impl Client {
                     ) => {}
                 Err(e) => return Err(e.into()),
             }
-            let resend_at = (Instant::now() + rto).min(deadline);
+            let sent_at = Instant::now();
+            let resend_at = (sent_at + rto).min(deadline);
+            // The first wait of a call is the same every time (FIRST_RTO,
+            // unless the deadline is nearer): the socket keeps it, one
+            // setsockopt per handle instead of one per call.
+            let mut wait = Some(resend_at.saturating_duration_since(sent_at));
             rto = (rto * 2).min(Duration::from_secs(1));
             let mut again = false;
             while !again {
@@ -248,7 +262,12 @@ impl Client {
                 if now >= resend_at {
                     break;
                 }
-                match self.transport.recv(&mut self.buf, resend_at - now) {
+                let t = wait.take().unwrap_or(resend_at - now);
+                if self.read_timeout != Some(t) {
+                    self.transport.set_read_timeout(t)?;
+                    self.read_timeout = Some(t);
+                }
+                match self.transport.recv(&mut self.buf) {
                     Ok(None) => continue,
                     Ok(Some(n)) => {
                         let Ok((reply, tagged)) = self.codec.decode_authenticated(&self.buf[..n])

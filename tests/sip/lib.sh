@@ -313,10 +313,20 @@ pct() {
 # bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run of
 # SECONDS_PER_RATE seconds from UAC_PORT; prints a line and returns 0 when
 # the rate passes (<1% failed, SIPp kept >=95% of the rate, every p99 < 500 ms).
+# kamailio_ticks: the CPU time (user + system, clock ticks) used so far by
+# every running Kamailio process, threads included (the chordsip node's too).
+kamailio_ticks() {
+    local pids
+    pids=$(pgrep -x kamailio | sed 's|.*|/proc/&/stat|')
+    # shellcheck disable=SC2086 # one path per process
+    [ -n "$pids" ] && cat $pids 2>/dev/null | awk '{ t += $14 + $15 } END { print t + 0 }' || echo 0
+}
+
 bench() {
     local label=$1 rate=$2 scen=$3 csv=$4 target=$5; shift 5
-    local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE))
+    local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE)) ticks0
     mkdir -p "$dir"
+    ticks0=$(kamailio_ticks)
     (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
         -m "$m" -r "$rate" -i 127.0.0.1 -p "$UAC_PORT" -nostdin -trace_stat -stf stat.csv -fd 1 \
         -trace_rtt -rtt_freq 50 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
@@ -337,6 +347,11 @@ bench() {
             worst=$(awk -v a="$worst" -v b="$p99" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
         fi
     done
+    # Kamailio's CPU per call (a REGISTER, or INVITE to BYE), when one runs.
+    if [ "$ticks0" -gt 0 ] && [ "${ok:-0}" -gt 0 ] 2>/dev/null; then
+        line+=$(awk -v t="$(($(kamailio_ticks) - ticks0))" -v hz="$(getconf CLK_TCK)" -v n="$ok" \
+            'BEGIN { printf ", Kamailio CPU %d us/call", t * 1e6 / hz / n }')
+    fi
     echo "$line"
     awk -v ok="$ok" -v bad="$bad" -v r="$rate" -v a="$achieved" -v w="$worst" \
         'BEGIN { t = ok + bad; exit !(t > 0 && bad / t < 0.01 && a >= 0.95 * r && w < 500) }'
