@@ -331,7 +331,8 @@ pub fn plan(
         };
         match existing {
             Some(i) => {
-                view[i] = (writer.clone(), binding.clone(), expires);
+                view[i].1 = binding.clone();
+                view[i].2 = expires;
                 plan.updated += 1;
             }
             None => {
@@ -351,7 +352,10 @@ pub fn plan(
     // A REGISTER's answer lists what the registrar itself wrote: no owner.
     plan.result = order(
         view.into_iter()
-            .map(|(_, b, e)| (without_owner(&b), e))
+            .map(|(_, mut b, e)| {
+                b.owner = None;
+                (b, e)
+            })
             .collect(),
     );
     Ok(plan)
