@@ -62,6 +62,33 @@ fn lone_node_serves_itself() {
     assert!(e.drain_transmits().next().is_none());
 }
 
+/// A registrar's node ends most operations at once (keys it holds alone):
+/// they must leave nothing behind to wake it up later.
+#[test]
+fn operations_that_end_at_once_leave_no_timers() {
+    let mut e = Engine::new(Config::default(), addr(7004), 1, 0);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    let timers_before = e.timers.len();
+    for i in 0..10_000u64 {
+        let key = Id::from_name(&format!("k{i}"));
+        let lifetime = Duration::from_secs(60);
+        e.put(
+            10 + i,
+            2 + 2 * i,
+            key,
+            b"w",
+            b"v",
+            1,
+            lifetime,
+            Duration::from_secs(2),
+        );
+        e.get(10 + i, 3 + 2 * i, key, Duration::from_secs(2));
+    }
+    assert_eq!(e.drain_completions().count(), 20_001);
+    assert!(e.ops.is_empty() && e.op_deadlines.is_empty());
+    assert_eq!(e.timers.len(), timers_before);
+}
+
 #[test]
 fn operations_before_join_fail_clearly() {
     let mut e = Engine::new(Config::default(), addr(7001), 1, 0);
