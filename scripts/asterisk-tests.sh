@@ -135,7 +135,7 @@ calls short-expiry-called 50 "$B_SIP" "$OUT/calls-expiring.csv"
 # lifetime. B reads each of the 50 until it is gone (at most 30 s in all):
 # they registered one after another, so waiting for one alone left the last
 # of them a few milliseconds to live when the calls reached it.
-first=$((N_USERS - 99)) first_user=$(printf 'user%04d' $((N_USERS - 99)))
+first=$((N_USERS - 99)) first_user=$(printf 'user%04d' "$first")
 t0=$(date +%s.%N) deadline=$(($(date +%s) + 30)) gone=0
 ast_cli B "pjsip show aor $first_user" >"$OUT/expiry-aor-before.txt"
 grep -q "Contact: *$first_user/" "$OUT/expiry-aor-before.txt" ||

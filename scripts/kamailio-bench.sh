@@ -48,8 +48,6 @@ REG_RATES=${BENCH_REG_RATES-"1000 2000 4000 6000 8000 9000 10000 11000 12000 140
 CALL_RATES=${BENCH_CALL_RATES-"500 1000 1500 2000 2250 2500 2750"}
 WORKER_COUNTS=${KAMAILIO_WORKERS:-"2 4 8 16"}
 AUTH_WORKERS=${BENCH_AUTH_WORKERS:-4}
-WORKERS=$AUTH_WORKERS
-declare -A best_reg_w best_call_w
 export KAMAILIO_SHM=1024
 DOMAIN=example.com
 STAGE=$ROOT/target/stage
@@ -168,6 +166,7 @@ for run in $(seq 1 "$RUNS"); do
                 up_trio k "$BASE" $((BASE + 10)) -A NO_AUTH || exit 1
                 reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
             esac
+            CPU_SESSIONS=$(IFS=,; echo "${setup_pids[*]}")
             echo "== $setup, $WORKERS workers (run $run/$RUNS): REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
             register_series "$setup-w$WORKERS-r$run-reg" "$reg" $REG_RATES
             echo "== $setup, $WORKERS workers (run $run/$RUNS): calls through $call to users registered at $reg"
@@ -175,13 +174,12 @@ for run in $(seq 1 "$RUNS"); do
             regs[$setup.$WORKERS]="${regs[$setup.$WORKERS]:-} $BEST_REG"
             callr[$setup.$WORKERS]="${callr[$setup.$WORKERS]:-} $BEST_CALL"
             down
-            sleep 2
         done
     done
 done
 WORKERS=$AUTH_WORKERS
 # Each setup at its best worker count (by the median REGISTER rate; calls likewise).
-declare -A best_reg best_call
+declare -A best_reg best_call best_reg_w best_call_w
 for setup in "${plain_setups[@]}"; do
     best_reg[$setup]=0 best_call[$setup]=0
     for w in $WORKER_COUNTS; do
@@ -204,8 +202,9 @@ done
 
 # -- authenticated setups: all up at once, their runs taking turns -----------------------
 # (so that whatever else the machine does falls on both alike)
-declare -A target results
+declare -A target results sessions
 for setup in "${auth_setups[@]}"; do
+    up_before=${#setup_pids[@]}
     case $setup in
     usrloc-auth)
         kamailio_up ulauth $((BASE + 5)) -A WITH_USRLOC -A "DBTEXT_URL=\"text://$OUT/dbtext\"" \
@@ -229,10 +228,12 @@ for setup in "${auth_setups[@]}"; do
         sleep 5 # the ring settles after the admin's short-lived nodes came and went
         target[$setup]=127.0.0.1:$((BASE + 6)) ;;
     esac
+    sessions[$setup]=$(IFS=,; echo "${setup_pids[*]:$up_before}")
 done
 for run in $(seq 1 "$RUNS"); do
     for setup in "${auth_setups[@]}"; do
         echo "== $setup (run $run/$RUNS): authenticated registrations (401, then 200) of $AUTH_USERS users at ${target[$setup]}, ${SECONDS_PER_RATE} s per rate"
+        CPU_SESSIONS=${sessions[$setup]}
         auth_series "$setup-r$run" "${target[$setup]}"
         results[$setup]="${results[$setup]:-} $BEST_REG"
         sleep 10 # a failed rate leaves retransmissions to drain

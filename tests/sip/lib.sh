@@ -310,19 +310,22 @@ pct() {
             k = int((p * NR + 99) / 100); if (k < 1) k = 1; print v[k] }'
 }
 
-# bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run of
-# SECONDS_PER_RATE seconds from UAC_PORT; prints a line and returns 0 when
-# the rate passes (<1% failed, SIPp kept >=95% of the rate, every p99 < 500 ms).
-# kamailio_ticks: the CPU time (user + system, clock ticks) used so far by
-# every running Kamailio process, threads included (the chordsip node's too).
+# kamailio_ticks: the CPU time (user + system, clock ticks) used so far by the
+# running Kamailio processes, threads included (the chordsip node's too): those
+# of the sessions in CPU_SESSIONS (comma-separated; start_kamailio makes each
+# server a session led by its main process), else every one.
 kamailio_ticks() {
     local pids
-    pids=$(pgrep -x kamailio | sed 's|.*|/proc/&/stat|')
-    # shellcheck disable=SC2086 # one path per process
+    pids=$(pgrep -x kamailio ${CPU_SESSIONS:+-s "$CPU_SESSIONS"} | sed 's|.*|/proc/&/stat|')
     # (a process of the previous setup may exit meanwhile: cat's failure is no news)
+    # shellcheck disable=SC2086 # one path per process
     { [ -n "$pids" ] && cat $pids 2>/dev/null || true; } | awk '{ t += $14 + $15 } END { print t + 0 }'
 }
 
+# bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run of
+# SECONDS_PER_RATE seconds from UAC_PORT; prints a line and returns 0 when
+# the rate passes (<1% failed, SIPp kept >=95% of the rate, every p99 < 500 ms).
+# With Kamailio running, the line gives its CPU per call (kamailio_ticks).
 bench() {
     local label=$1 rate=$2 scen=$3 csv=$4 target=$5; shift 5
     local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE)) ticks0
