@@ -1,7 +1,8 @@
 //! Overlay benchmarks: `cargo bench --bench overlay` (numbers go to docs/PERFORMANCE.md).
 //!
 //! 1. hops vs N on the in-memory network, against 1/2 log2 N;
-//! 2. 64 real UDP nodes on loopback: lookup latency, lookups/s with 32 in flight, put/get latency;
+//! 2. 64 real UDP nodes on loopback: lookup latency, lookups/s and gets/s with 32 in flight and
+//!    the process CPU per operation, put/get latency;
 //! 3. memory per idle node and per stored 200-byte value (RSS deltas);
 //! 4. time for a new node to join a 64-node overlay and hold its share of the keys;
 //! 5. the cost of record ownership: signing and checking one entry.
@@ -22,6 +23,68 @@ fn rss_bytes() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// CPU time of this process so far (user + system), from /proc/self/stat.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime
+    // are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Keeps `depth` operations in flight for `run_for`: `issue(n, done)` starts
+/// the n-th, which calls `done(succeeded)` when it ends. Returns operations
+/// completed per second, how many succeeded, how many were issued, and the
+/// process CPU per completed operation in µs.
+fn in_flight(
+    depth: u64,
+    run_for: Duration,
+    issue: impl Fn(u64, Box<dyn FnOnce(bool) + Send>),
+) -> (f64, u64, u64, f64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
+    let start_one = |n: u64| {
+        let (tx, ok) = (tx.clone(), ok.clone());
+        issue(
+            n,
+            Box::new(move |good| {
+                if good {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = tx.send(());
+            }),
+        );
+    };
+    let cpu0 = process_cpu();
+    let start = Instant::now();
+    let mut issued = 0u64;
+    for _ in 0..depth {
+        start_one(issued);
+        issued += 1;
+    }
+    let mut completed = 0u64;
+    while start.elapsed() < run_for {
+        if rx.recv_timeout(Duration::from_secs(2)).is_err() {
+            break;
+        }
+        completed += 1;
+        start_one(issued);
+        issued += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = completed as f64 / secs;
+    let cpu = (process_cpu() - cpu0).as_secs_f64() * 1e6 / completed.max(1) as f64;
+    while completed < issued && rx.recv_timeout(Duration::from_secs(3)).is_ok() {
+        completed += 1;
+    }
+    (rate, ok.load(Ordering::Relaxed), issued, cpu)
 }
 
 fn ms(us: u64) -> f64 {
@@ -97,51 +160,19 @@ fn udp_64() {
     );
 
     // Throughput: keep 32 lookups in flight for 3 seconds.
-    let done = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = crossbeam_channel::unbounded::<()>();
-    let start = Instant::now();
-    let run_for = Duration::from_secs(3);
-    let mut issued = 0u64;
-    let issue = |n: u64| {
-        let tx = tx.clone();
-        let d = done.clone();
+    let (rate, ok, issued, cpu) = in_flight(32, Duration::from_secs(3), |n, done| {
         net.nodes[(n % 64) as usize]
             .lookup_async(
                 Id::from_name(&format!("tp-{n}")),
                 Duration::from_secs(2),
-                move |r| {
-                    if r.is_ok() {
-                        d.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = tx.send(());
-                },
+                move |r| done(r.is_ok()),
             )
             .unwrap();
-    };
-    for _ in 0..32 {
-        issue(issued);
-        issued += 1;
-    }
-    let mut completed = 0u64;
-    while start.elapsed() < run_for {
-        if rx.recv_timeout(Duration::from_secs(2)).is_err() {
-            break;
-        }
-        completed += 1;
-        issue(issued);
-        issued += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    while completed < issued && rx.recv_timeout(Duration::from_secs(3)).is_ok() {
-        completed += 1;
-    }
+    });
     println!(
-        "throughput, 32 in flight: {:.0} lookups/s ({} ok of {} issued)",
-        completed as f64 / secs,
-        done.load(Ordering::Relaxed),
-        issued
+        "throughput, 32 in flight: {rate:.0} lookups/s ({ok} ok of {issued} issued), \
+         process CPU {cpu:.1} µs per lookup"
     );
-
     let mut put = Histogram::default();
     let mut get = Histogram::default();
     let value = vec![b'x'; 200];
@@ -163,6 +194,19 @@ fn udp_64() {
         ms(put.quantile(0.99)),
         ms(get.quantile(0.5)),
         ms(get.quantile(0.99))
+    );
+
+    // Gets of the values just written, 32 in flight, each from a node that
+    // does not hold it (17 positions on).
+    let (rate, ok, issued, cpu) = in_flight(32, Duration::from_secs(3), |n, done| {
+        let k = Id::from_name(&format!("pg-{}", n % 2000));
+        net.nodes[((n + 17) % 64) as usize]
+            .get_async(k, move |r| done(r.is_ok_and(|v| v.len() == 1)))
+            .unwrap();
+    });
+    println!(
+        "gets, 32 in flight: {rate:.0} gets/s ({ok} found of {issued} issued), \
+         process CPU {cpu:.1} µs per get"
     );
 
     // Join: a new node enters the loaded overlay and takes over its share.
