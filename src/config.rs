@@ -139,6 +139,10 @@ pub struct Config {
     pub successors: usize,
     /// Copies of each value: the responsible node and its next successors.
     pub replicas: usize,
+    /// Nodes remembered from recent answers (routing::LocationCache), so that
+    /// a Chord lookup asks the likely owner first: up to this many members,
+    /// a lookup takes one round trip. 0 turns it off (pure Chord routing).
+    pub location_cache: usize,
     pub stabilize_interval: Duration,
     pub check_predecessor_interval: Duration,
     /// One finger is refreshed per interval.
@@ -219,6 +223,7 @@ impl Default for Config {
             transactions: None,
             successors: 8,
             replicas: 3,
+            location_cache: 512,
             stabilize_interval: Duration::from_millis(250),
             check_predecessor_interval: Duration::from_millis(250),
             fix_fingers_interval: Duration::from_millis(100),
@@ -269,6 +274,9 @@ impl Config {
         }
         if self.replicas == 0 || self.replicas > self.successors + 1 {
             return Err(Bad("replicas must be 1..=successors+1".into()));
+        }
+        if self.location_cache > 1 << 20 {
+            return Err(Bad("location_cache must be at most 1048576 nodes".into()));
         }
         if self.overlay.is_empty() || self.overlay.len() > 255 {
             return Err(Bad("overlay name must be 1..=255 bytes".into()));
@@ -466,6 +474,7 @@ impl Config {
             }
             "successors" => self.successors = num(name, value)?,
             "replicas" => self.replicas = num(name, value)?,
+            "location_cache" => self.location_cache = num(name, value)?,
             "stabilize_ms" => self.stabilize_interval = ms(value)?,
             "check_predecessor_ms" => self.check_predecessor_interval = ms(value)?,
             "fix_fingers_ms" => self.fix_fingers_interval = ms(value)?,

@@ -60,8 +60,8 @@ fn thousand_nodes_converge_and_route_correctly() {
 }
 
 /// Mean hops for lookups from random nodes to random keys on a converged ring of n.
-fn mean_hops(n: usize, seed: u64) -> f64 {
-    let mut net = build(n, &Config::default(), seed);
+fn mean_hops(n: usize, seed: u64, cfg: &Config) -> f64 {
+    let mut net = build(n, cfg, seed);
     // Let the finger tables fill in (one finger per 100 ms per node).
     net.run_for(Duration::from_secs(20));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -77,10 +77,18 @@ fn mean_hops(n: usize, seed: u64) -> f64 {
     total as f64 / lookups as f64
 }
 
+/// Chord's own routing (no location cache): ½·log2 N hops.
 #[test]
 fn hops_grow_like_half_log2_n() {
+    let chord_only = Config {
+        location_cache: 0,
+        ..Config::default()
+    };
     let sizes = [64usize, 256, 1024, 4096];
-    let means: Vec<f64> = sizes.iter().map(|&n| mean_hops(n, n as u64)).collect();
+    let means: Vec<f64> = sizes
+        .iter()
+        .map(|&n| mean_hops(n, n as u64, &chord_only))
+        .collect();
     for (n, m) in sizes.iter().zip(&means) {
         let chord = 0.5 * (*n as f64).log2();
         println!("N={n:5} mean hops {m:.3}  (1/2 log2 N = {chord:.2})");
@@ -92,6 +100,62 @@ fn hops_grow_like_half_log2_n() {
     let slope = 2.0 * (means[3] - means[0]) / doublings;
     println!("hops added per 4x nodes: {slope:.3} (Chord: 1.0)");
     assert!((0.85..=1.15).contains(&slope), "slope {slope}");
+}
+
+/// With the location cache (the default), a node that knows the key's
+/// predecessor and its successor asks that successor first: in an overlay no
+/// larger than the cache most lookups take one step, and where the cache
+/// knows little (1,024 nodes, two lookups each) it costs nothing.
+#[test]
+fn the_location_cache_cuts_hops() {
+    let chord_only = Config {
+        location_cache: 0,
+        ..Config::default()
+    };
+    for (n, at_most) in [(64usize, 1.3), (1024, 5.0)] {
+        let seed = 7 + n as u64;
+        let plain = mean_hops(n, seed, &chord_only);
+        let cached = mean_hops(n, seed, &Config::default());
+        println!("N={n:5} mean hops {cached:.3} with the cache, {plain:.3} without");
+        assert!(cached <= at_most, "N={n}: {cached} hops");
+        assert!(
+            cached <= plain,
+            "N={n}: {cached} hops with the cache, {plain} without"
+        );
+    }
+}
+
+/// A cached owner that died: the lookup that probes it still ends at the
+/// node now responsible, and once the ring has closed the gap the key is
+/// again found in one step, at its new owner.
+#[test]
+fn a_dead_cached_owner_is_routed_around_and_replaced() {
+    let n = 32;
+    let mut net = build(n, &Config::default(), 17);
+    net.run_for(Duration::from_secs(10));
+    let me = net.engine(0).me().id;
+    // A key node 0 finds in one step at another node (its cache is warm).
+    let (k, owner) = (0..200)
+        .find_map(|i| {
+            let k = Id::from_name(&format!("probe-{i}"));
+            net.lookup(0, k).unwrap();
+            let r = net.lookup(0, k).unwrap();
+            (r.hops == 1 && r.node.id != me).then_some((k, r.node))
+        })
+        .expect("a key found in one step");
+    let victim = (0..n).find(|&i| net.engine(i).me().id == owner.id).unwrap();
+    net.kill(victim);
+    let r = net.lookup(0, k).expect("lookup succeeds");
+    assert_ne!(r.node.id, owner.id, "the dead owner was named");
+    assert_eq!(Some(r.node), net.responsible(&k));
+    let repaired = net.run_until(Duration::from_secs(60), Duration::from_secs(1), |s| {
+        s.check_ring().is_correct()
+    });
+    assert!(repaired, "{:?}", net.check_ring());
+    net.lookup(0, k).unwrap();
+    let r = net.lookup(0, k).unwrap();
+    assert_eq!(Some(r.node), net.responsible(&k));
+    assert_eq!(r.hops, 1, "the new owner is not found in one step");
 }
 
 /// Stores `values` entries, crashes `fraction` of the nodes at once, and returns

@@ -72,7 +72,7 @@ impl Engine {
             Status::NotResponsible | Status::Leaving => {
                 if status == Status::Leaving {
                     self.suspect(from.id, self.now + SUSPECT_US);
-                    self.rt.remove(&from.id);
+                    self.forget_node(&from.id);
                     self.repair_successor();
                 } else {
                     self.distrust(job.vouched_by.take());

@@ -59,6 +59,12 @@ pub(super) enum OnAnswer {
     Ping {
         op: OpId,
     },
+    /// Asking the node the location cache names for a lookup's key whether
+    /// it is responsible.
+    OwnerProbe {
+        lookup: u64,
+        owner: NodeInfo,
+    },
     /// Asking the node a lookup ended at whether it is responsible.
     Verify {
         id: u64,
@@ -181,6 +187,9 @@ impl Engine {
                 },
                 Body::Neighbors { preds, .. },
             ) => self.verified(id, *lookup, nodes, vouched_by, preds),
+            (OnAnswer::OwnerProbe { lookup, owner }, Body::Neighbors { preds, succs }) => {
+                self.owner_answered(lookup, owner, preds, succs)
+            }
             (OnAnswer::Ping { op }, Body::Pong) => self.pinged(op, rpc.sent_at),
             (OnAnswer::Members { .. }, Body::MembersAck) | (OnAnswer::MemberProbe, Body::Pong) => {}
             (
@@ -209,7 +218,9 @@ impl Engine {
         timed_out: bool,
         attempts: u32,
     ) {
-        if timed_out {
+        // A silent cached owner is only a stale guess (one transmission is
+        // no proof of anything): it leaves the cache, see owner_silent.
+        if timed_out && !matches!(ctx, OnAnswer::OwnerProbe { .. }) {
             self.peer_silent(to, to_id, attempts);
         }
         match ctx {
@@ -241,6 +252,7 @@ impl Engine {
             OnAnswer::LeaveStep { successor } => self.leave_step_done(successor),
             OnAnswer::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),
             OnAnswer::Verify { id, lookup, .. } => self.retry_lookup_now(id, *lookup),
+            OnAnswer::OwnerProbe { lookup, owner } => self.owner_silent(lookup, owner),
         }
     }
 

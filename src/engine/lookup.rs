@@ -152,33 +152,17 @@ impl Engine {
                 };
                 self.lookup_done(l, nodes);
             }
-            Err(candidates) => self.start_lookup_via(key, purpose, candidates, timeout),
+            Err(candidates) => {
+                let owner = match self.uses_location_cache(&purpose) {
+                    true => self.cached_owner(&key),
+                    false => None,
+                };
+                match owner {
+                    Some(owner) => self.probe_owner(key, purpose, candidates, owner, timeout),
+                    None => self.start_lookup_via(key, purpose, candidates, timeout),
+                }
+            }
         }
-    }
-
-    pub(super) fn start_lookup_via(
-        &mut self,
-        key: Id,
-        purpose: LookupFor,
-        candidates: Vec<Candidate>,
-        timeout: Duration,
-    ) {
-        let id = self.next_lookup;
-        self.next_lookup += 1;
-        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
-        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
-        let l = Lookup {
-            key,
-            purpose,
-            started: self.now,
-            hops: 0,
-            candidates,
-            tried: HashSet::new(),
-            restarts: 0,
-            deadline,
-            vouched_by: None,
-        };
-        self.lookup_next(id, l);
     }
 
     /// A peer pointed a lookup at the wrong node: avoid it for a while.
@@ -286,6 +270,14 @@ impl Engine {
         };
         l.hops += 1;
         let by_points = self.by_points() && l.purpose.is_for_data();
+        if done && !by_points {
+            // The responsible node and its successors, behind the answerer
+            // when it is the key's predecessor.
+            let behind = nodes.first().is_some_and(|n| n.id != from.id);
+            self.learn_neighbours(behind.then_some(&from).into_iter().chain(&nodes));
+        } else {
+            self.learn_locations(std::iter::once(&from).chain(&nodes));
+        }
         if by_points && done && nodes.first().is_some_and(|n| n.id != from.id) {
             // Virtual points: only a holder's own word counts. Ours, when we
             // are the one named and our table agrees; else the one named is asked.
@@ -575,6 +567,7 @@ impl Engine {
     ) {
         let x = nodes[0];
         let key = lookup.key;
+        self.learn_neighbours(preds.iter().rev().chain([&x]));
         if preds
             .first()
             .is_none_or(|p| key.in_open_closed(&p.id, &x.id))

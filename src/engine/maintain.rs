@@ -128,8 +128,14 @@ impl Engine {
         let neighbour = self.rt.predecessor().is_some_and(|p| p.id == id)
             || self.rt.successor().is_some_and(|s| s.id == id);
         self.member_failed(id, neighbour);
-        self.rt.remove(&id);
+        self.forget_node(&id);
         self.repair_successor();
+    }
+
+    /// Drops a node that failed or left from the table and the location cache.
+    pub(super) fn forget_node(&mut self, id: &Id) {
+        self.rt.remove(id);
+        self.locations.forget(id);
     }
 
     /// Whether `peer` is one of our current neighbours, at the address we
@@ -323,7 +329,7 @@ impl Engine {
             );
             self.rt.set_successors(list);
         }
-        self.rt.remove(&who.id);
+        self.forget_node(&who.id);
         self.repair_successor();
         if self.rt.successor().is_none() {
             // Last two nodes: the leaver's predecessor list may name us only.
@@ -362,6 +368,7 @@ impl Engine {
         if self.rt.successor().map(|s| s.id) != Some(succ.id) {
             return;
         }
+        self.learn_neighbours(preds.iter().rev().chain([&succ]).chain(&succs));
         let mut list = Vec::with_capacity(succs.len() + 2);
         // Any of the successor's predecessors that lies between us and it is a
         // closer successor (Zave's rule). Taking the closest one, and stabilizing
@@ -545,7 +552,7 @@ impl Engine {
     /// Our predecessor did not answer the check: it is dropped when it timed out.
     pub(super) fn predecessor_silent(&mut self, pred: NodeInfo, timed_out: bool) {
         if timed_out && self.rt.predecessor().map(|p| p.id) == Some(pred.id) {
-            self.rt.remove(&pred.id);
+            self.forget_node(&pred.id);
         }
     }
 

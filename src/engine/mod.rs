@@ -28,6 +28,7 @@ mod lookup;
 mod maintain;
 mod members;
 mod ops;
+mod owner_probe;
 mod placement;
 mod primary;
 mod replicate;
@@ -52,7 +53,7 @@ use crate::id::Id;
 use crate::identity::{NodeKey, ProofChecker};
 use crate::membership::Membership;
 use crate::owner::{Owner, Verifier, WriterKey};
-use crate::routing::RoutingTable;
+use crate::routing::{LocationCache, RoutingTable};
 use crate::stats::Stats;
 use crate::storage::Store;
 use crate::wire::{Codec, MemberRecord, NodeInfo};
@@ -191,6 +192,8 @@ pub struct Engine {
     me: NodeInfo,
     codec: Codec,
     rt: RoutingTable,
+    /// Nodes named by recent answers: a Chord lookup's likely owner.
+    locations: LocationCache,
     store: Store,
     /// Signs this node's writes; the verifier checks everyone else's.
     writer: WriterKey,
@@ -328,6 +331,7 @@ impl Engine {
                 cfg.successors,
                 cfg.replicas.max(3) + replicate::HOLDER_SLACK,
             ),
+            locations: LocationCache::new(cfg.location_cache, owner_probe::LOCATION_FRESH_US),
             store: Store::new(limits),
             cfg,
             me,

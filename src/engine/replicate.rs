@@ -250,7 +250,7 @@ impl Engine {
             if let Some(id) = failed {
                 l.failed = true;
                 // The handoff target died: the next successor takes over.
-                self.rt.remove(&id);
+                self.forget_node(&id);
                 if self.by_points() {
                     self.members.forget(&id);
                 }

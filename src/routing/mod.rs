@@ -4,6 +4,10 @@
 //! network and asks it where a key should go next. Kept apart so routing rules
 //! can be tested exhaustively without sockets or timers.
 
+mod cache;
+
+pub use cache::LocationCache;
+
 use crate::id::{Id, ID_BITS};
 use crate::wire::NodeInfo;
 
