@@ -103,6 +103,10 @@ pub struct Stats {
     pub dropped_rate_limited: u64,
     /// Lookup answers that named a node not responsible for the key.
     pub wrong_answers: u64,
+    /// Lookups that began by asking the key's likely owner from the
+    /// location cache, and those of them it confirmed in that one step.
+    pub owner_probes: u64,
+    pub owner_probes_confirmed: u64,
     /// Entries refused or dropped because their owner's signature did not match.
     pub forged_entries: u64,
     /// Membership and data messages refused before any other work: a

@@ -103,58 +103,94 @@ fn hops_grow_like_half_log2_n() {
 }
 
 /// With the location cache (the default), a node that knows the key's
-/// predecessor and its successor asks that successor first: in an overlay no
-/// larger than the cache most lookups take one step, and where the cache
-/// knows little (1,024 nodes, two lookups each) it costs nothing.
+/// predecessor and its successor asks that successor first. Lookups spread
+/// over the ring (about 31 per node at 64 nodes, 2 at 1,024) take fewer hops
+/// than Chord alone at 64 and no more at 1,024, and a busy node of an
+/// overlay no larger than its cache finds nearly every key in one step.
 #[test]
 fn the_location_cache_cuts_hops() {
     let chord_only = Config {
         location_cache: 0,
         ..Config::default()
     };
-    for (n, at_most) in [(64usize, 1.3), (1024, 5.0)] {
+    for n in [64usize, 1024] {
         let seed = 7 + n as u64;
         let plain = mean_hops(n, seed, &chord_only);
         let cached = mean_hops(n, seed, &Config::default());
         println!("N={n:5} mean hops {cached:.3} with the cache, {plain:.3} without");
-        assert!(cached <= at_most, "N={n}: {cached} hops");
+        if n == 64 {
+            assert!(
+                cached <= plain * 0.8,
+                "N=64: {cached} hops, {plain} without"
+            );
+        }
+        // Where the cache knows little it makes no guess: the same hops as
+        // Chord alone, up to the noise of another run (1%).
         assert!(
-            cached <= plain,
+            cached <= plain * 1.01,
             "N={n}: {cached} hops with the cache, {plain} without"
         );
     }
+    // One node of 64 looks up 2,000 keys: the last 1,000 take one step.
+    let mut net = build(64, &Config::default(), 71);
+    net.run_for(Duration::from_secs(20));
+    let mut hops = 0u64;
+    for i in 0..2000 {
+        let k = Id::from_name(&format!("busy-{i}"));
+        let r = net.lookup(0, k).expect("lookup succeeds");
+        assert_eq!(Some(r.node), net.responsible(&k), "lookup {i}");
+        if i >= 1000 {
+            hops += r.hops as u64;
+        }
+    }
+    let busy = hops as f64 / 1000.0;
+    println!("a busy node of 64: {busy:.3} hops per lookup");
+    assert!(busy <= 1.1, "{busy} hops");
 }
 
 /// A cached owner that died: the lookup that probes it still ends at the
 /// node now responsible, and once the ring has closed the gap the key is
-/// again found in one step, at its new owner.
+/// again found in one step, by a probe its new owner confirms.
 #[test]
 fn a_dead_cached_owner_is_routed_around_and_replaced() {
     let n = 32;
     let mut net = build(n, &Config::default(), 17);
     net.run_for(Duration::from_secs(10));
-    let me = net.engine(0).me().id;
-    // A key node 0 finds in one step at another node (its cache is warm).
+    let probes = |net: &SimNet| {
+        let s = net.engine(0).stats();
+        (s.owner_probes, s.owner_probes_confirmed)
+    };
+    // A key node 0 finds by a confirmed probe of another node.
     let (k, owner) = (0..200)
         .find_map(|i| {
             let k = Id::from_name(&format!("probe-{i}"));
             net.lookup(0, k).unwrap();
+            let (_, confirmed) = probes(&net);
             let r = net.lookup(0, k).unwrap();
-            (r.hops == 1 && r.node.id != me).then_some((k, r.node))
+            (r.hops == 1 && probes(&net).1 > confirmed).then_some((k, r.node))
         })
-        .expect("a key found in one step");
+        .expect("a key found by the owner the cache named");
     let victim = (0..n).find(|&i| net.engine(i).me().id == owner.id).unwrap();
     net.kill(victim);
+    let before = probes(&net);
     let r = net.lookup(0, k).expect("lookup succeeds");
-    assert_ne!(r.node.id, owner.id, "the dead owner was named");
+    // Node 0's maintenance looks up fingers meanwhile: its probes count too.
+    let after = probes(&net);
+    assert!(
+        after.0 - before.0 > after.1 - before.1,
+        "no probe went unconfirmed: the dead owner was not asked ({before:?} -> {after:?})"
+    );
     assert_eq!(Some(r.node), net.responsible(&k));
     let repaired = net.run_until(Duration::from_secs(60), Duration::from_secs(1), |s| {
         s.check_ring().is_correct()
     });
     assert!(repaired, "{:?}", net.check_ring());
     net.lookup(0, k).unwrap();
+    let before = probes(&net);
     let r = net.lookup(0, k).unwrap();
     assert_eq!(Some(r.node), net.responsible(&k));
+    let after = probes(&net);
+    assert!(after.1 > before.1, "no probe was confirmed");
     assert_eq!(r.hops, 1, "the new owner is not found in one step");
 }
 
@@ -198,6 +234,10 @@ fn crash_and_repair(
     for i in 0..values {
         assert_eq!(net.copies(&key(i), b"dev"), replicas);
     }
+    // Who holds each value, before the crash.
+    let holders: Vec<Vec<usize>> = (0..values)
+        .map(|i| (0..n).filter(|&j| holds_dev(&net, j, &key(i))).collect())
+        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut victims: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -211,6 +251,14 @@ fn crash_and_repair(
         .map(|i| net.copies(&key(i), b"dev") > 0)
         .collect();
     let kept = survivors.iter().filter(|s| **s).count();
+    let all_holders_died = holders
+        .iter()
+        .filter(|h| h.iter().all(|j| victims.contains(j)))
+        .count();
+    // A value is gone exactly when every node that held it died (its copies
+    // were on `replicas` distinct nodes, checked above): with holders dying
+    // independently at rate p that is the p^replicas share, nothing more.
+    assert_eq!(values - kept, all_holders_died, "copies vanished");
     let repaired = net.run_until(Duration::from_secs(120), Duration::from_secs(1), |s| {
         s.check_ring().is_correct()
     });
@@ -254,13 +302,13 @@ fn thirty_percent_crash_with_eight_copies_loses_nothing() {
 fn thirty_percent_crash_with_three_copies_loses_only_the_p_cubed_share() {
     let values = 1000;
     let (kept, found, full, lost) = crash_and_repair(300, values, 3, 0.3, 13);
-    // A value is lost only when all three holders die: about 0.3^3 = 2.7% of values.
+    // A value is lost only when all three holders die (crash_and_repair
+    // checks exactly that): about 0.3^3 = 2.7% of values on average. One
+    // crash's share depends on how the keys fall on this ring (values on the
+    // same three nodes go together), so it is reported, not bounded.
     let expected = values as f64 * 0.3f64.powi(3);
-    let sd = (expected * (1.0 - 0.027)).sqrt();
-    println!("3 copies: kept {kept} found {found} full {full} lost {lost} (p^3 expects {expected:.1} +- {sd:.1})");
-    assert!(
-        (lost as f64) <= expected + 4.0 * sd,
-        "lost {lost}, p^3 bound {expected}"
+    println!(
+        "3 copies: kept {kept} found {found} full {full} lost {lost} (p^3 expects {expected:.1})"
     );
     assert_eq!(found, kept, "every value with a surviving copy is found");
     assert_eq!(full, kept, "every surviving value is back at 3 copies");

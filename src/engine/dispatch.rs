@@ -218,9 +218,7 @@ impl Engine {
         timed_out: bool,
         attempts: u32,
     ) {
-        // A silent cached owner is only a stale guess (one transmission is
-        // no proof of anything): it leaves the cache, see owner_silent.
-        if timed_out && !matches!(ctx, OnAnswer::OwnerProbe { .. }) {
+        if timed_out {
             self.peer_silent(to, to_id, attempts);
         }
         match ctx {

@@ -165,11 +165,50 @@ impl Engine {
         }
     }
 
-    /// A peer pointed a lookup at the wrong node: avoid it for a while.
+    /// A new lookup's id and state, its deadline timer set; not yet started.
+    pub(super) fn new_lookup(
+        &mut self,
+        key: Id,
+        purpose: LookupFor,
+        candidates: Vec<Candidate>,
+        timeout: Duration,
+    ) -> (u64, Lookup) {
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
+        let l = Lookup {
+            key,
+            purpose,
+            started: self.now,
+            hops: 0,
+            candidates,
+            tried: HashSet::new(),
+            restarts: 0,
+            deadline,
+            vouched_by: None,
+        };
+        (id, l)
+    }
+
+    pub(super) fn start_lookup_via(
+        &mut self,
+        key: Id,
+        purpose: LookupFor,
+        candidates: Vec<Candidate>,
+        timeout: Duration,
+    ) {
+        let (id, l) = self.new_lookup(key, purpose, candidates, timeout);
+        self.lookup_next(id, l);
+    }
+
+    /// A peer pointed a lookup at the wrong node: avoid it for a while, and
+    /// forget what the location cache holds of it.
     pub(super) fn distrust(&mut self, peer: Option<NodeInfo>) {
         if let Some(p) = peer.filter(|p| p.id != self.me.id) {
             self.stats.wrong_answers += 1;
             self.suspect(p.id, self.now + SOFT_SUSPECT_US);
+            self.locations.forget(&p.id);
         }
     }
 
@@ -270,13 +309,15 @@ impl Engine {
         };
         l.hops += 1;
         let by_points = self.by_points() && l.purpose.is_for_data();
+        self.learn_from_answer(&from, &nodes);
         if done && !by_points {
-            // The responsible node and its successors, behind the answerer
-            // when it is the key's predecessor.
-            let behind = nodes.first().is_some_and(|n| n.id != from.id);
-            self.learn_neighbours(behind.then_some(&from).into_iter().chain(&nodes));
-        } else {
-            self.learn_locations(std::iter::once(&from).chain(&nodes));
+            // The responsible node and its successors: the answerer's own
+            // successor is the first of them, or the second when it is the
+            // responsible node itself.
+            let skip = nodes.first().is_some_and(|n| n.id == from.id) as usize;
+            if let Some(succ) = nodes.get(skip) {
+                self.learn_pair(&from, succ, &from.id);
+            }
         }
         if by_points && done && nodes.first().is_some_and(|n| n.id != from.id) {
             // Virtual points: only a holder's own word counts. Ours, when we
@@ -567,11 +608,9 @@ impl Engine {
     ) {
         let x = nodes[0];
         let key = lookup.key;
-        self.learn_neighbours(preds.iter().rev().chain([&x]));
-        if preds
-            .first()
-            .is_none_or(|p| key.in_open_closed(&p.id, &x.id))
-        {
+        self.learn_neighbours_of(&x, &preds, &[]);
+        let placed = placed_by(&key, x, &preds);
+        if preds.is_empty() || placed.is_some_and(|r| r.id == x.id) {
             self.lookup_done(lookup, nodes);
             return;
         }
@@ -585,14 +624,8 @@ impl Engine {
             )
         });
         self.distrust(Some(vouched_by));
-        let mut chain = vec![x];
-        chain.extend(preds);
-        let found = chain
-            .windows(2)
-            .find(|w| key.in_open_closed(&w[1].id, &w[0].id))
-            .map(|w| w[0]);
-        match found {
-            Some(r) if r.id != x.id && self.not_suspected(&r) => {
+        match placed {
+            Some(r) if self.not_suspected(&r) => {
                 let mut l = lookup;
                 l.vouched_by = Some((x, id));
                 self.lookup_done(l, vec![r]);
@@ -600,4 +633,16 @@ impl Engine {
             _ => self.retry_lookup_now(id, lookup),
         }
     }
+}
+
+/// Whom `x`'s own predecessor list places `key` at: `x` when the key lies
+/// between its first predecessor and it, else the first of its predecessors
+/// whose own predecessor in the list the key follows; None when the list
+/// does not reach back to the key (or is empty).
+pub(super) fn placed_by(key: &Id, x: NodeInfo, preds: &[NodeInfo]) -> Option<NodeInfo> {
+    std::iter::once(&x)
+        .chain(preds)
+        .zip(preds)
+        .find(|(n, p)| key.in_open_closed(&p.id, &n.id))
+        .map(|(n, _)| *n)
 }

@@ -368,7 +368,7 @@ impl Engine {
         if self.rt.successor().map(|s| s.id) != Some(succ.id) {
             return;
         }
-        self.learn_neighbours(preds.iter().rev().chain([&succ]).chain(&succs));
+        self.learn_neighbours_of(&succ, &preds, &succs);
         let mut list = Vec::with_capacity(succs.len() + 2);
         // Any of the successor's predecessors that lies between us and it is a
         // closer successor (Zave's rule). Taking the closest one, and stabilizing

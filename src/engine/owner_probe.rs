@@ -3,12 +3,10 @@
 //! probe of the node it names for a key, judged as a checked lookup's end is.
 
 use super::dispatch::OnAnswer;
-use super::lookup::{Candidate, Lookup, LookupFor};
-use super::{Engine, Timer};
+use super::lookup::{placed_by, Candidate, LookupFor};
+use super::Engine;
 use crate::id::Id;
 use crate::wire::{Body, NodeInfo};
-use std::cmp::Reverse;
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// How long a node named by an answer is offered as a lookup's first stop
@@ -31,35 +29,44 @@ impl Engine {
         self.locations.owner_of(key, self.now, usable)
     }
 
-    /// Remembers nodes an answer named (see [`crate::routing::LocationCache`]).
-    pub(super) fn learn_locations<'a>(&mut self, nodes: impl IntoIterator<Item = &'a NodeInfo>) {
-        if self.one_hop() {
-            return;
-        }
-        for n in nodes {
-            if n.id != self.me.id && !self.departed.contains_key(&n.id) {
-                self.locations.learn(n, self.now);
+    /// Whether `n` may enter the location cache: not this node, not one
+    /// that just left, and not in one-hop mode (whose table knows everyone).
+    fn cacheable(&self, n: &NodeInfo) -> bool {
+        !self.one_hop() && n.id != self.me.id && !self.departed.contains_key(&n.id)
+    }
+
+    /// Remembers the answerer and the nodes its answer named.
+    pub(super) fn learn_from_answer(&mut self, answerer: &NodeInfo, named: &[NodeInfo]) {
+        for n in std::iter::once(answerer).chain(named) {
+            if self.cacheable(n) {
+                self.locations.learn(n, &answerer.id, self.now);
             }
         }
     }
 
-    /// Remembers a run of nodes an answer named as following each other
-    /// clockwise. The run is cut at this node and at nodes that just left:
-    /// whoever stands either side of them is not each other's neighbour.
-    pub(super) fn learn_neighbours<'a>(&mut self, run: impl IntoIterator<Item = &'a NodeInfo>) {
-        if self.one_hop() {
-            return;
+    /// Remembers that `succ` follows `pred`, as `told_by` (one of the two)
+    /// said in an answer.
+    pub(super) fn learn_pair(&mut self, pred: &NodeInfo, succ: &NodeInfo, told_by: &Id) {
+        if self.cacheable(pred) && self.cacheable(succ) {
+            self.locations.learn_pair(pred, succ, told_by, self.now);
         }
-        let mut part: Vec<NodeInfo> = Vec::with_capacity(16);
-        for n in run {
-            if n.id == self.me.id || self.departed.contains_key(&n.id) {
-                self.locations.learn_run(&part, self.now);
-                part.clear();
-            } else {
-                part.push(*n);
-            }
+    }
+
+    /// Remembers what a node said of its own neighbours (a Neighbors answer).
+    pub(super) fn learn_neighbours_of(
+        &mut self,
+        x: &NodeInfo,
+        preds: &[NodeInfo],
+        succs: &[NodeInfo],
+    ) {
+        self.learn_from_answer(x, preds);
+        self.learn_from_answer(x, succs);
+        if let Some(p) = preds.first() {
+            self.learn_pair(p, x, &x.id);
         }
-        self.locations.learn_run(&part, self.now);
+        if let Some(s) = succs.first() {
+            self.learn_pair(x, s, &x.id);
+        }
     }
 
     /// Starts a lookup at the node the location cache believes responsible:
@@ -68,8 +75,7 @@ impl Engine {
     /// predecessor and itself, one round trip for the whole lookup. Else its
     /// predecessors name the node to check, or the lookup routes from the
     /// table's `candidates` as it would have without the cache. One
-    /// transmission: a silent owner costs one retransmission timeout and
-    /// leaves the cache, not the ring (no proof of death).
+    /// transmission: a silent owner costs one retransmission timeout.
     pub(super) fn probe_owner(
         &mut self,
         key: Id,
@@ -78,29 +84,17 @@ impl Engine {
         owner: NodeInfo,
         timeout: Duration,
     ) {
-        let id = self.next_lookup;
-        self.next_lookup += 1;
-        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
-        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
-        let mut tried = HashSet::new();
-        tried.insert(owner.addr);
-        let l = Lookup {
-            key,
-            purpose,
-            started: self.now,
-            hops: 0,
-            candidates,
-            tried,
-            restarts: 0,
-            deadline,
-            vouched_by: None,
-        };
+        let (id, mut l) = self.new_lookup(key, purpose, candidates, timeout);
+        l.tried.insert(owner.addr);
         self.lookups.insert(id, l);
+        self.stats.owner_probes += 1;
         let ctx = OnAnswer::OwnerProbe { lookup: id, owner };
         self.send_request(owner.addr, Some(owner.id), Body::GetNeighbors, ctx, 1);
     }
 
-    /// The cached owner's neighbours: see [`Self::probe_owner`].
+    /// The cached owner's neighbours: see [`Self::probe_owner`]. A node
+    /// without a predecessor confirms nothing (it is not, or not yet, part
+    /// of the ring we know).
     pub(super) fn owner_answered(
         &mut self,
         id: u64,
@@ -111,33 +105,26 @@ impl Engine {
         let Some(mut l) = self.lookups.remove(&id) else {
             return;
         };
-        self.learn_neighbours(preds.iter().rev().chain([&owner]).chain(&succs));
+        self.learn_neighbours_of(&owner, &preds, &succs);
         l.hops += 1;
-        let key = l.key;
-        if preds
-            .first()
-            .is_none_or(|p| key.in_open_closed(&p.id, &owner.id))
-        {
-            let mut nodes = Vec::with_capacity(succs.len() + 1);
-            nodes.push(owner);
-            nodes.extend(succs.into_iter().filter(|n| n.id != owner.id));
-            return self.lookup_done(l, nodes);
-        }
-        // Not responsible: a node joined before it since we heard of it, or
-        // the key lies behind one we never heard of. Its predecessors may
-        // name the responsible node, whose own word is then checked.
-        let mut chain = vec![owner];
-        chain.extend(preds);
-        let found = chain
-            .windows(2)
-            .find(|w| key.in_open_closed(&w[1].id, &w[0].id))
-            .map(|w| w[0]);
-        match found {
-            Some(r) if r.id != self.me.id && self.not_suspected(&r) => {
-                l.vouched_by = Some((owner, id));
-                self.lookup_done(l, vec![r]);
+        // The owner vouches for what it says, so that a NotResponsible from
+        // it later (to a put or get) distrusts it.
+        l.vouched_by = Some((owner, id));
+        match placed_by(&l.key, owner, &preds) {
+            Some(r) if r.id == owner.id => {
+                self.stats.owner_probes_confirmed += 1;
+                let mut nodes = Vec::with_capacity(succs.len() + 1);
+                nodes.push(owner);
+                nodes.extend(succs.into_iter().filter(|n| n.id != owner.id));
+                self.lookup_done(l, nodes);
             }
-            _ => self.lookup_next(id, l),
+            // A node joined before it since we heard of it: the one its
+            // predecessors name is checked in turn.
+            Some(r) if r.id != self.me.id && self.not_suspected(&r) => self.lookup_done(l, vec![r]),
+            _ => {
+                l.vouched_by = None;
+                self.lookup_next(id, l)
+            }
         }
     }
 
@@ -148,30 +135,5 @@ impl Engine {
         if let Some(l) = self.lookups.remove(&id) {
             self.lookup_next(id, l);
         }
-    }
-
-    pub(super) fn start_lookup_via(
-        &mut self,
-        key: Id,
-        purpose: LookupFor,
-        candidates: Vec<Candidate>,
-        timeout: Duration,
-    ) {
-        let id = self.next_lookup;
-        self.next_lookup += 1;
-        let deadline = self.now + timeout.as_micros().min(u64::MAX as u128 / 2) as u64;
-        self.timers.push(Reverse((deadline, Timer::Lookup(id))));
-        let l = Lookup {
-            key,
-            purpose,
-            started: self.now,
-            hops: 0,
-            candidates,
-            tried: HashSet::new(),
-            restarts: 0,
-            deadline,
-            vouched_by: None,
-        };
-        self.lookup_next(id, l);
     }
 }

@@ -277,10 +277,11 @@ impl RoutingTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn n(v: u64) -> NodeInfo {
+    /// Node `v` of the tests: id v, port 1000 + v.
+    pub(crate) fn n(v: u64) -> NodeInfo {
         NodeInfo {
             id: Id::from_u64(v),
             addr: format!("127.0.0.1:{}", 1000 + v).parse().unwrap(),
