@@ -742,7 +742,7 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
 // | `successors` | successor list length | 8 |
 // | `replicas` | copies of each value | 3 |
-// | `location_cache` | nodes remembered from recent answers, so that a lookup asks the key's likely owner first (one round trip in overlays up to this size); 0: pure Chord routing | 512 |
+// | `location_cache` | nodes remembered from recent answers, so that a lookup asks the key's likely owner first (a busy node of an overlay up to this size finds most keys in one round trip); 0: pure Chord routing | 512 |
 // | `stabilize_ms`, `check_predecessor_ms`, `fix_fingers_ms`, `sync_ms` | maintenance periods | 250, 250, 100, 1000 |
 // | `rpc_timeout_min_ms`, `rpc_timeout_initial_ms`, `rpc_timeout_max_ms` | retransmission timer | 40, 200, 1000 |
 // | `rpc_retries` | retransmissions before a peer counts as failed | 3 |

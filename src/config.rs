@@ -140,8 +140,9 @@ pub struct Config {
     /// Copies of each value: the responsible node and its next successors.
     pub replicas: usize,
     /// Nodes remembered from recent answers (routing::LocationCache), so that
-    /// a Chord lookup asks the likely owner first: up to this many members,
-    /// a lookup takes one round trip. 0 turns it off (pure Chord routing).
+    /// a Chord lookup asks the likely owner first: a busy node of an overlay
+    /// up to this size finds most keys in one round trip. 0 turns it off
+    /// (pure Chord routing).
     pub location_cache: usize,
     pub stabilize_interval: Duration,
     pub check_predecessor_interval: Duration,
