@@ -657,6 +657,12 @@ mod tests {
         }
         c.set("replicas", "100").unwrap();
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.set("location_cache", "0").unwrap();
+        assert_eq!(c.location_cache, 0);
+        assert!(c.set("location_cache", "-1").is_err());
+        c.set("location_cache", "1048577").unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]
