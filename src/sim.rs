@@ -274,10 +274,24 @@ impl SimNet {
         version: u64,
         lifetime: Duration,
     ) -> Result<StoreReceipt, Error> {
-        let op = self.start(i, |e, now, op| {
-            e.put(now, op, key, writer, data, version, lifetime, OP_TIMEOUT)
-        });
+        let op = self.start_put(i, key, writer, data, version, lifetime);
         self.finish(i, op).into_put()
+    }
+
+    /// Starts a put at node `i` without running the network: puts started
+    /// one after another reach the engine in one step.
+    pub fn start_put(
+        &mut self,
+        i: usize,
+        key: Id,
+        writer: &[u8],
+        data: &[u8],
+        version: u64,
+        lifetime: Duration,
+    ) -> OpId {
+        self.start(i, |e, now, op| {
+            e.put(now, op, key, writer, data, version, lifetime, OP_TIMEOUT)
+        })
     }
 
     pub fn get(&mut self, i: usize, key: Id) -> Result<Vec<Value>, Error> {

@@ -417,6 +417,43 @@ fn versions_and_removal_across_the_overlay() {
     assert_eq!(net.copies(&k, b"laptop"), 0);
 }
 
+/// Writes that reach a primary in one step leave it in one Replicate per
+/// holder (one node signature, one datagram each way), and every write
+/// still counts each of its copies.
+#[test]
+fn writes_of_one_step_share_their_replicates() {
+    let cfg = Config {
+        replicas: 3,
+        ..one_writer()
+    };
+    let mut net = build(3, &cfg, 43);
+    net.run_for(Duration::from_secs(5));
+    let me = net.engine(0).me().id;
+    let mine: Vec<Id> = (0..2000)
+        .map(key)
+        .filter(|k| net.responsible(k).is_some_and(|r| r.id == me))
+        .take(20)
+        .collect();
+    assert_eq!(mine.len(), 20, "node 0 is primary for too few keys");
+    let sent = net.engine(0).stats().msgs_sent;
+    let ops: Vec<_> = mine
+        .iter()
+        .map(|k| net.start_put(0, *k, b"dev", b"v", 1, Duration::from_secs(600)))
+        .collect();
+    for op in ops {
+        let receipt = net
+            .wait(0, op, Duration::from_secs(5))
+            .expect("put completes");
+        assert_eq!(receipt.into_put().expect("put succeeds").copies, 3);
+    }
+    let replicates = net.engine(0).stats().msgs_sent - sent;
+    // Two holders, one Replicate each; one at a time it would be 40.
+    assert!(replicates <= 4, "{replicates} messages for 20 writes");
+    for k in &mine {
+        assert_eq!(net.copies(k, b"dev"), 3);
+    }
+}
+
 /// A key whose entries do not fit in one datagram is read page by page: every
 /// node sees all of them, newest first, also after its primary crashed.
 #[test]

@@ -208,21 +208,29 @@ impl Engine {
             // signed it, and never for longer than the owner said.
             let total = entries.len();
             let mut forged = 0;
-            let checked: Vec<WireEntry> = entries
+            let live: Vec<WireEntry> = entries
                 .into_iter()
                 .filter_map(|mut e| {
                     if e.tombstone {
                         return None; // readers never see removals
                     }
                     e.lifetime_ms = self.signed_lifetime_ms(&e);
-                    if e.lifetime_ms == 0 {
-                        return None;
-                    }
-                    let ok = self.authentic(&job.key, &e);
-                    forged += usize::from(!ok);
-                    ok.then_some(e)
+                    (e.lifetime_ms > 0).then_some(e)
                 })
                 .collect();
+            // Checked together first; one by one only when the batch fails.
+            let batch: Vec<(Id, &WireEntry)> = live.iter().map(|e| (job.key, e)).collect();
+            let checked: Vec<WireEntry> = if live.len() > 1 && self.verifier.verify_all(&batch) {
+                live
+            } else {
+                live.into_iter()
+                    .filter(|e| {
+                        let ok = self.authentic(&job.key, e);
+                        forged += usize::from(!ok);
+                        ok
+                    })
+                    .collect()
+            };
             if forged > 0 && !job.backups.is_empty() {
                 // A node that forges may hide genuine entries too: read this
                 // page from the next replica instead.

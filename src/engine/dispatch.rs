@@ -34,8 +34,10 @@ pub(super) enum OnAnswer {
         after: Option<Vec<u8>>,
         reply: ReplyTo,
     },
+    /// A Replicate carrying the copies of several writes (one per entry of
+    /// `pendings`, in the order of its items).
     ReplicateFor {
-        pending: u64,
+        pendings: Vec<u64>,
     },
     Push,
     /// One entry of a key this node no longer holds, written to its primary.
@@ -164,9 +166,9 @@ impl Engine {
                 OnAnswer::FetchFallback { key, after, reply },
                 Body::FetchReply { entries, next, .. },
             ) => self.fallback_fetched(key, after, reply, entries, next),
-            (OnAnswer::ReplicateFor { pending }, Body::ReplicateAck { status }) => {
-                self.replication_done(pending, status == Status::Ok)
-            }
+            (OnAnswer::ReplicateFor { pendings }, Body::ReplicateAck { status }) => pendings
+                .into_iter()
+                .for_each(|p| self.replication_done(p, status == Status::Ok)),
             (OnAnswer::Handoff { key }, Body::StoreReply { status, .. }) => {
                 self.handoff_entry_done(key, matches!(status, Status::Ok | Status::Stale))
             }
@@ -245,7 +247,9 @@ impl Engine {
             OnAnswer::FetchFallback { key, after, reply } => {
                 self.fallback_failed(key, after, reply)
             }
-            OnAnswer::ReplicateFor { pending } => self.replication_done(pending, false),
+            OnAnswer::ReplicateFor { pendings } => pendings
+                .into_iter()
+                .for_each(|p| self.replication_done(p, false)),
             OnAnswer::Handoff { key } => self.handoff_entry_done(key, false),
             OnAnswer::LeaveStep { successor } => self.leave_step_done(successor),
             OnAnswer::Ping { op } => self.complete(op, OpResult::Ping(Err(Error::Timeout))),

@@ -56,7 +56,7 @@ use crate::owner::{Owner, Verifier, WriterKey};
 use crate::routing::{LocationCache, RoutingTable};
 use crate::stats::Stats;
 use crate::storage::Store;
-use crate::wire::{Codec, MemberRecord, NodeInfo};
+use crate::wire::{Codec, MemberRecord, NodeInfo, WireEntry};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -227,6 +227,8 @@ pub struct Engine {
     /// until its deadline, so a busy registrar popped thousands a second.
     op_deadlines: BTreeSet<(u64, OpId)>,
     replications: HashMap<u64, PendingReplication>,
+    /// Copies of this step's writes, to be sent per holder (flush_replicates).
+    replicate_outbox: Vec<(NodeInfo, Id, WireEntry, u64)>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     suspects: HashMap<Id, u64>,
     rtt: HashMap<SocketAddr, Rtt>,
@@ -349,6 +351,7 @@ impl Engine {
             ops: HashMap::new(),
             op_deadlines: BTreeSet::new(),
             replications: HashMap::new(),
+            replicate_outbox: Vec::new(),
             timers: BinaryHeap::new(),
             suspects: HashMap::new(),
             rtt: HashMap::new(),
@@ -482,6 +485,9 @@ impl Engine {
 
     /// When `handle_timeout` must next be called (absolute microseconds).
     pub fn next_timeout(&self) -> Option<u64> {
+        if !self.replicate_outbox.is_empty() {
+            return Some(self.now);
+        }
         let mut t = self.timers.peek().map(|Reverse((t, _))| *t);
         if let Some(&(d, _)) = self.op_deadlines.first() {
             t = Some(t.map_or(d, |x| x.min(d)));
@@ -508,6 +514,7 @@ impl Engine {
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
+        self.flush_replicates();
         while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
             if t > now {
                 break;

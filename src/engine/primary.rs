@@ -4,12 +4,13 @@
 
 use super::dict::{GetJob, PutJob};
 use super::dispatch::OnAnswer;
+use super::replicate::batches;
 use super::{Engine, Event, Phase};
 use crate::id::Id;
 use crate::owner;
 use crate::storage::{Entry, PutOutcome, StoreError};
 use crate::wire;
-use crate::wire::{Body, Status, WireEntry, SIGNATURE_LEN};
+use crate::wire::{Body, NodeInfo, Status, WireEntry, SIGNATURE_LEN};
 use std::net::SocketAddr;
 
 /// Where the answer to a primary-side operation goes: a remote requester, or
@@ -132,16 +133,41 @@ impl Engine {
                 outstanding: holders.len(),
             },
         );
+        // Sent at the end of this step (flush_replicates), together with the
+        // other writes that arrived in the same burst.
         for h in holders {
-            self.send_request(
-                h.addr,
-                Some(h.id),
-                Body::Replicate {
-                    items: vec![(key, entry.clone())],
-                },
-                OnAnswer::ReplicateFor { pending },
-                self.cfg.rpc_retries + 1,
-            );
+            self.replicate_outbox.push((h, key, entry.clone(), pending));
+        }
+    }
+
+    /// Sends the copies of this step's writes: one Replicate (one node
+    /// signature, one check at the holder, one datagram each way) per holder
+    /// for as many writes as fit, instead of one per write.
+    pub(super) fn flush_replicates(&mut self) {
+        if self.replicate_outbox.is_empty() {
+            return;
+        }
+        // Per holder: its copies, each with the write it completes.
+        type Copies = Vec<((Id, WireEntry), u64)>;
+        let mut by_holder: Vec<(NodeInfo, Copies)> = Vec::new();
+        for (h, key, entry, pending) in std::mem::take(&mut self.replicate_outbox) {
+            match by_holder.iter_mut().find(|(n, _)| *n == h) {
+                Some((_, items)) => items.push(((key, entry), pending)),
+                None => by_holder.push((h, vec![((key, entry), pending)])),
+            }
+        }
+        let budget = self.body_budget();
+        for (h, items) in by_holder {
+            for batch in batches(budget, items, |((_, e), _)| wire::replicate_item_len(e)) {
+                let (items, pendings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                self.send_request(
+                    h.addr,
+                    Some(h.id),
+                    Body::Replicate { items },
+                    OnAnswer::ReplicateFor { pendings },
+                    self.cfg.rpc_retries + 1,
+                );
+            }
         }
     }
 
@@ -251,7 +277,8 @@ impl Engine {
     /// Stores a received entry, its lifetime capped at the configured maximum
     /// (at the tombstone lifetime for a removal) and at its signed expiry. An
     /// entry that would change what is stored must carry its owner's
-    /// signature (`signed`: this node signed it itself).
+    /// signature (`signed`: this node signed it itself, or has just checked
+    /// the signature in a batch).
     pub(super) fn store_entry(
         &mut self,
         key: Id,
@@ -291,11 +318,24 @@ impl Engine {
     pub(super) fn accept_items(&mut self, items: Vec<(Id, WireEntry)>) -> Status {
         let mut status = Status::Ok;
         let mut added = 0;
-        for (key, e) in items {
+        // The copies that would change what we hold are checked together;
+        // when the batch fails, store_entry checks each on its own.
+        let news: Vec<bool> = items
+            .iter()
+            .map(|(k, e)| {
+                e.lifetime_ms > 0 && self.store.is_news(k, &Entry::from_wire(k, e, self.now))
+            })
+            .collect();
+        let batch: Vec<(Id, &WireEntry)> = (items.iter().zip(&news))
+            .filter(|(_, news)| **news)
+            .map(|((k, e), _)| (*k, e))
+            .collect();
+        let checked = batch.len() > 1 && self.verifier.verify_all(&batch);
+        for ((key, e), news) in items.into_iter().zip(news) {
             if e.lifetime_ms == 0 {
                 continue;
             }
-            match self.store_entry(key, &e, false) {
+            match self.store_entry(key, &e, checked && news) {
                 Ok(PutOutcome::Stored) => added += 1,
                 // A copy may expire on its way, during a handoff or sync.
                 Ok(_) | Err(Refusal::Expired) => {}
