@@ -915,3 +915,59 @@ fn no_answer_to_an_unproven_address_is_larger_than_its_request() {
         assert!(got <= sent, "{name}: {got} bytes answered to {sent}");
     }
 }
+
+/// Stores that reach a primary in one burst have their signatures checked
+/// together: a forged one among them is refused (BadRequest, counted) and
+/// every genuine one is stored, whether the burst was checked as a batch or
+/// one by one.
+#[test]
+fn a_forged_store_among_genuine_ones_is_refused_alone() {
+    let net = Testnet::new(1, &registrar_cfg(), Duration::from_secs(10)).unwrap();
+    let node = net.nodes[0].addr();
+    let mut raw = Raw::new(None);
+    let writer = WriterKey::from_secret(&[21; 32]);
+    let t = wall_ms();
+    let key_of = |i: usize| Id::from_name(&format!("burst-{i}"));
+    let store = |i: usize| {
+        let k = key_of(i);
+        let mut e = WireEntry::unsigned(writer.slot(b"v"), t * 1000, 600_000, false, vec![1; 50]);
+        e.expires_ms = t + 600_000;
+        writer.sign(&k, &mut e);
+        Body::Store { key: k, entry: e }
+    };
+    // The first one learns the node's id and cookie.
+    match raw.ask(node, 0, store(0)) {
+        Some((Body::StoreReply { status, .. }, _, _)) => assert_eq!(status, Status::Ok),
+        other => panic!("{other:?}"),
+    }
+    let s0 = net.nodes[0].stats().unwrap();
+    let forged = 5;
+    let mut sent = Vec::new();
+    for i in 1..=12 {
+        let mut body = store(i);
+        if let (true, Body::Store { entry, .. }) = (i == forged, &mut body) {
+            entry.data[0] ^= 1;
+        }
+        let (rid, _) = raw.send(node, 0, Id::from_name("mallory"), wall_ms(), body);
+        sent.push((rid, i));
+    }
+    let mut answered = HashMap::new();
+    for d in raw.drain(Duration::from_millis(1500)) {
+        if let Ok(m) = raw.codec.decode(&d) {
+            if let Body::StoreReply { status, .. } = m.body {
+                answered.insert(m.request_id, status);
+            }
+        }
+    }
+    for (rid, i) in sent {
+        let want = match i == forged {
+            true => Status::BadRequest,
+            false => Status::Ok,
+        };
+        assert_eq!(answered.get(&rid), Some(&want), "store {i}");
+        let held = net.nodes[0].get(key_of(i)).unwrap();
+        assert_eq!(held.len(), usize::from(i != forged), "store {i}: {held:?}");
+    }
+    let s = net.nodes[0].stats().unwrap();
+    assert_eq!(s.forged_entries, s0.forged_entries + 1);
+}

@@ -109,8 +109,10 @@ impl Engine {
             Body::Leaving { preds, succs } => {
                 self.on_leaving(from, rid, peer, sent_ms, preds, succs)
             }
+            // Served at the end of this burst, its signature checked
+            // together with the other Stores of the burst (flush_stores).
             Body::Store { key, entry } => {
-                self.primary_store(key, entry, ReplyTo::remote(from, rid))
+                (self.store_inbox).push((key, entry, ReplyTo::remote(from, rid)))
             }
             Body::Fetch {
                 key,

@@ -229,6 +229,8 @@ pub struct Engine {
     replications: HashMap<u64, PendingReplication>,
     /// Copies of this step's writes, to be sent per holder (flush_replicates).
     replicate_outbox: Vec<(NodeInfo, Id, WireEntry, u64)>,
+    /// Stores received in this step, served together (flush_stores).
+    store_inbox: Vec<(Id, WireEntry, primary::ReplyTo)>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     suspects: HashMap<Id, u64>,
     rtt: HashMap<SocketAddr, Rtt>,
@@ -352,6 +354,7 @@ impl Engine {
             op_deadlines: BTreeSet::new(),
             replications: HashMap::new(),
             replicate_outbox: Vec::new(),
+            store_inbox: Vec::new(),
             timers: BinaryHeap::new(),
             suspects: HashMap::new(),
             rtt: HashMap::new(),
@@ -485,7 +488,7 @@ impl Engine {
 
     /// When `handle_timeout` must next be called (absolute microseconds).
     pub fn next_timeout(&self) -> Option<u64> {
-        if !self.replicate_outbox.is_empty() {
+        if !self.replicate_outbox.is_empty() || !self.store_inbox.is_empty() {
             return Some(self.now);
         }
         let mut t = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -514,6 +517,7 @@ impl Engine {
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
+        self.flush_stores();
         self.flush_replicates();
         while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
             if t > now {

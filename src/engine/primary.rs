@@ -87,7 +87,38 @@ impl Refusal {
 }
 
 impl Engine {
-    pub(super) fn primary_store(&mut self, key: Id, mut entry: WireEntry, reply: ReplyTo) {
+    /// Serves the Stores of this burst, their writers' signatures checked
+    /// together first (one by one in store_entry when the batch fails).
+    pub(super) fn flush_stores(&mut self) {
+        let stores = std::mem::take(&mut self.store_inbox);
+        let news: Vec<bool> = stores
+            .iter()
+            .map(|(k, e, _)| {
+                e.lifetime_ms > 0 && self.store.is_news(k, &Entry::from_wire(k, e, self.now))
+            })
+            .collect();
+        let batch: Vec<(Id, &WireEntry)> = (stores.iter().zip(&news))
+            .filter(|(_, news)| **news)
+            .map(|((k, e, _), _)| (*k, e))
+            .collect();
+        let checked = batch.len() > 1 && self.verifier.verify_all(&batch);
+        for ((key, entry, reply), news) in stores.into_iter().zip(news) {
+            self.primary_store_checked(key, entry, reply, checked && news);
+        }
+    }
+
+    pub(super) fn primary_store(&mut self, key: Id, entry: WireEntry, reply: ReplyTo) {
+        self.primary_store_checked(key, entry, reply, false)
+    }
+
+    /// A write at its primary; `checked`: its signature was checked already.
+    fn primary_store_checked(
+        &mut self,
+        key: Id,
+        mut entry: WireEntry,
+        reply: ReplyTo,
+        checked: bool,
+    ) {
         let status = if self.phase == Phase::Leaving {
             Some(Status::Leaving)
         } else if self.phase != Phase::Joined || !self.responsible_here(&key) {
@@ -101,7 +132,7 @@ impl Engine {
             self.answer(reply, Body::StoreReply { status, copies: 0 });
             return;
         }
-        let signed = matches!(reply, ReplyTo::LocalPut(_));
+        let signed = checked || matches!(reply, ReplyTo::LocalPut(_));
         let status = match self.store_entry(key, &entry, signed) {
             Ok(PutOutcome::Stored | PutOutcome::Unchanged) => Status::Ok,
             Ok(PutOutcome::Stale) => Status::Stale,

@@ -244,3 +244,74 @@ fn a_leaving_node_stops_notifying() {
         "the leave ended by its deadline, at {now} us"
     );
 }
+
+/// Stores are served at the end of the burst that brought them, their
+/// signatures checked together: a forged one among them is refused alone
+/// (BadRequest, counted), every genuine one is stored and answered Ok.
+#[test]
+fn stores_of_one_burst_are_served_together_and_a_forgery_alone_refused() {
+    use crate::owner::WriterKey;
+    use crate::wire::{Body, Codec, Message, Status, FLAG_RESPONSE};
+    let wall = 1_700_000_000_000;
+    let mut e = Engine::new(Config::default(), addr(7020), 1, wall);
+    e.join(0, 1, &[], Duration::from_secs(1));
+    e.drain_transmits().for_each(drop);
+    let me = e.me().id;
+    let writer = WriterKey::from_secret(&[21; 32]);
+    let codec = Codec::new("chordsip", None, 65_507);
+    let forged = 5u64;
+    for i in 1..=12u64 {
+        let key = Id::from_name(&format!("burst-{i}"));
+        let mut entry =
+            WireEntry::unsigned(writer.slot(b"v"), wall * 1000, 600_000, false, vec![1; 50]);
+        entry.expires_ms = wall + 600_000;
+        writer.sign(&key, &mut entry);
+        if i == forged {
+            entry.data[0] ^= 1;
+        }
+        let store = Message {
+            flags: 0,
+            overlay: codec.overlay(),
+            request_id: i,
+            timestamp_ms: wall,
+            sender: Id::from_name("writer"),
+            receiver: me,
+            cookie: 0,
+            body: Body::Store { key, entry },
+        };
+        e.handle_datagram(100, addr(9000), &codec.encode(&store).unwrap());
+    }
+    assert_eq!(
+        e.drain_transmits().count(),
+        0,
+        "answered before the burst ended"
+    );
+    assert_eq!(
+        e.next_timeout(),
+        Some(100),
+        "the burst's end is due at once"
+    );
+    e.handle_timeout(100);
+    let mut answered = std::collections::HashMap::new();
+    for t in e.drain_transmits() {
+        let m = codec.decode(&t.data).unwrap();
+        assert!(m.flags & FLAG_RESPONSE != 0);
+        if let Body::StoreReply { status, .. } = m.body {
+            answered.insert(m.request_id, status);
+        }
+    }
+    for i in 1..=12u64 {
+        let want = if i == forged {
+            Status::BadRequest
+        } else {
+            Status::Ok
+        };
+        assert_eq!(answered.get(&i), Some(&want), "store {i}");
+        let held = e
+            .store()
+            .entries(&Id::from_name(&format!("burst-{i}")), 100)
+            .len();
+        assert_eq!(held, usize::from(i != forged), "store {i}");
+    }
+    assert_eq!(e.stats().forged_entries, 1);
+}
