@@ -109,6 +109,11 @@ pub struct Stats {
     pub owner_probes_confirmed: u64,
     /// Entries refused or dropped because their owner's signature did not match.
     pub forged_entries: u64,
+    /// Requests that needed a proof (Notify, Leaving, Replicate, Members)
+    /// sent with an Ed25519 signature, and with a pair proof (a MAC under
+    /// the key shared with a peer whose public key this node knows).
+    pub signed_requests: u64,
+    pub paired_requests: u64,
     /// Membership and data messages refused before any other work: a
     /// Leaving, Replicate or handoff not from a current neighbour at its known
     /// address, outside the clock window, or for keys this node does not hold.
@@ -155,7 +160,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 26] = [
+        let counters: [(&'static str, u64); 28] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -166,6 +171,8 @@ impl Stats {
             ("dropped_rate_limited", self.dropped_rate_limited),
             ("wrong_answers", self.wrong_answers),
             ("forged_entries", self.forged_entries),
+            ("signed_requests", self.signed_requests),
+            ("paired_requests", self.paired_requests),
             ("refused_membership", self.refused_membership),
             ("retries_sent", self.retries_sent),
             ("retransmits", self.retransmits),

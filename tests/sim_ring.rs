@@ -454,6 +454,40 @@ fn writes_of_one_step_share_their_replicates() {
     }
 }
 
+/// Once two nodes have met, the requests that need a proof carry a pair
+/// proof (a MAC under the key the two share) instead of an Ed25519
+/// signature, and are accepted as such: signatures are left for first
+/// contacts and retransmissions.
+#[test]
+fn neighbours_prove_their_requests_with_pair_proofs() {
+    let cfg = Config {
+        replicas: 3,
+        ..one_writer()
+    };
+    let mut net = build(8, &cfg, 47);
+    net.run_for(Duration::from_secs(10));
+    let before: Vec<_> = (0..8).map(|i| net.engine(i).stats()).collect();
+    for i in 0..100 {
+        net.put(i % 8, key(i), b"dev", b"v", 1, Duration::from_secs(600))
+            .unwrap();
+    }
+    net.run_for(Duration::from_secs(30));
+    let (mut signed, mut paired, mut refused) = (0, 0, 0);
+    for (i, b) in before.iter().enumerate() {
+        let s = net.engine(i).stats();
+        signed += s.signed_requests - b.signed_requests;
+        paired += s.paired_requests - b.paired_requests;
+        refused += s.dropped_unauthenticated - b.dropped_unauthenticated;
+    }
+    println!("requests signed {signed}, paired {paired}");
+    assert!(paired >= 100, "{paired} paired");
+    assert!(signed * 20 <= paired, "{signed} signed, {paired} paired");
+    assert_eq!(refused, 0, "a proof was refused");
+    for i in 0..100 {
+        assert_eq!(net.copies(&key(i), b"dev"), 3, "value {i}");
+    }
+}
+
 /// A key whose entries do not fit in one datagram is read page by page: every
 /// node sees all of them, newest first, also after its primary crashed.
 #[test]

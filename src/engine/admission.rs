@@ -116,19 +116,23 @@ impl Engine {
                 && !self.just_departed(peer);
             // A stranger's Replicate is refused by on_replicate, unverified.
             if !stranger {
-                let Some(proof) = d.proof else {
-                    return Admission::Drop;
-                };
                 let chosen_ids = self.cfg.insecure_chosen_ids;
-                if !self.proofs.check(data, &proof, &msg.sender, chosen_ids) {
-                    return Admission::Drop;
-                }
+                let public = match (&d.proof, &d.pair_proof) {
+                    (Some(p), None) if self.proofs.check(data, p, &msg.sender, chosen_ids) => {
+                        p.public
+                    }
+                    (None, Some(p)) if self.pair_keys.check(data, p, &msg.sender, chosen_ids) => {
+                        p.public
+                    }
+                    _ => return Admission::Drop,
+                };
+                self.learn_peer_key(msg.sender, public);
             }
         }
         if !proven && !msg.body.answer_never_larger() {
             return Admission::Retry;
         }
-        if d.tagged || d.proof.is_some() {
+        if d.authenticated() {
             let fp = fingerprint(data);
             let window = self.expiry_slack_ms();
             let now = self.wall_ms();

@@ -50,7 +50,7 @@ use self::txn::TxnJob;
 use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::Id;
-use crate::identity::{NodeKey, ProofChecker};
+use crate::identity::{NodeKey, PairKeys, ProofChecker};
 use crate::membership::Membership;
 use crate::owner::{Owner, Verifier, WriterKey};
 use crate::routing::{LocationCache, RoutingTable};
@@ -203,6 +203,14 @@ pub struct Engine {
     verifier: Verifier,
     /// Checks the node signatures on membership and data messages.
     proofs: ProofChecker,
+    /// The keys shared with peers, for pair proofs.
+    pair_keys: PairKeys,
+    /// Peers' node public keys, checked against their ids: whom this node
+    /// can prove its requests to with a pair proof.
+    peer_keys: HashMap<Id, [u8; 32]>,
+    /// The request being served carried a signature: its answer names our
+    /// key, so that its sender can use pair proofs with us from now on.
+    reply_with_key: bool,
     /// Makes the cookies that prove a requester receives at its address.
     cookie_secret: [u8; 32],
     /// Cookies other nodes gave us for our address, by their address.
@@ -304,7 +312,7 @@ impl Engine {
         let me = NodeInfo { id, addr };
         let codec = Codec::new(&cfg.overlay, cfg.overlay_key.as_deref(), cfg.max_datagram)
             .with_client_key(cfg.client_key.as_deref())
-            .with_signer(Arc::new(node_key));
+            .with_signer(Arc::new(node_key.clone()));
         let next_request = rng.gen::<u64>() >> 1;
         let cookie_secret = rng.gen();
         let writer = WriterKey::from_secret(&cfg.writer_key.unwrap_or_else(|| rng.gen()));
@@ -326,6 +334,9 @@ impl Engine {
             announce,
             verifier: Verifier::default(),
             proofs: ProofChecker::default(),
+            pair_keys: PairKeys::new(node_key),
+            peer_keys: HashMap::new(),
+            reply_with_key: false,
             cookie_secret,
             cookies: HashMap::new(),
             budgets: admission::Budgets::default(),

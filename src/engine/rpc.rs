@@ -8,7 +8,9 @@ use super::{Engine, Phase, Timer, Transmit};
 use crate::config::LogLevel;
 use crate::id::Id;
 use crate::wire;
-use crate::wire::{Body, Message, NodeInfo, FLAG_CLIENT, FLAG_ONE_HOP, FLAG_RESPONSE};
+use crate::wire::{
+    Body, Message, NodeInfo, FLAG_CLIENT, FLAG_ONE_HOP, FLAG_RESPONSE, FLAG_SENDER_KEY,
+};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 
@@ -39,6 +41,10 @@ pub(super) struct Rtt {
 /// Sources whose request rate is tracked at once.
 pub(super) const MAX_BUCKETS: usize = 65_536;
 
+/// Peers' public keys kept at once; the map starts over when full (and the
+/// next requests to the peers forgotten are signed again).
+const MAX_PEER_KEYS: usize = 4096;
+
 impl Engine {
     /// Processes one received datagram. Never panics on bad input.
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, data: &[u8]) {
@@ -59,7 +65,7 @@ impl Engine {
                 return;
             }
         };
-        let authenticated = decoded.tagged || decoded.proof.is_some();
+        let authenticated = decoded.authenticated();
         if authenticated && !self.fresh(decoded.msg.timestamp_ms) {
             // Authentic but old (or from a clock far off): a replay.
             self.stats.dropped_unauthenticated += 1;
@@ -77,7 +83,7 @@ impl Engine {
             if from_peer {
                 self.suspects.remove(&msg.sender);
             }
-            self.handle_response(from, decoded.msg);
+            self.handle_response(from, decoded.msg, decoded.sender_key);
         } else if !self.admit(from) {
             self.stats.dropped_rate_limited += 1;
         } else if from_peer && decoded.msg.flags & FLAG_ONE_HOP != self.mode_flag() {
@@ -95,7 +101,9 @@ impl Engine {
                     }
                     let budget = if proven { usize::MAX } else { data.len() };
                     self.note_budget(from, decoded.msg.request_id, budget);
+                    self.reply_with_key = from_peer && decoded.proof.is_some();
                     self.handle_request(from, decoded.msg, decoded.tagged);
+                    self.reply_with_key = false;
                 }
                 Admission::Retry => {
                     let plain = decoded.msg.flags & FLAG_CLIENT != 0 && !decoded.tagged;
@@ -234,8 +242,25 @@ impl Engine {
         };
         let (to, receiver) = (rpc.to, rpc.to_id.unwrap_or(Id::ZERO));
         let cookie = self.cookies.get(&to).copied().unwrap_or(0);
+        // A peer whose key we know gets a pair proof, except in a
+        // retransmission: that one is signed, for a peer that could not
+        // check the first (a node of an older version, say).
+        let paired = (rpc.attempts == 1 && rpc.body.needs_signature())
+            .then(|| self.peer_keys.get(&receiver).copied())
+            .flatten();
         let msg = self.header(id, 0, receiver, cookie, rpc.body.clone());
-        match self.codec.encode(&msg) {
+        let pair_key = paired.and_then(|public| self.pair_keys.with(&public));
+        if msg.body.needs_signature() {
+            match pair_key {
+                Some(_) => self.stats.paired_requests += 1,
+                None => self.stats.signed_requests += 1,
+            }
+        }
+        let encoded = match pair_key {
+            Some(k) => self.codec.encode_paired(&msg, &k),
+            None => self.codec.encode(&msg),
+        };
+        match encoded {
             Ok(data) => {
                 self.stats.msgs_sent += 1;
                 self.stats.bytes_sent += data.len() as u64;
@@ -253,7 +278,11 @@ impl Engine {
     }
 
     pub(super) fn reply(&mut self, to: SocketAddr, request_id: u64, body: Body) {
-        let msg = self.response(to, request_id, 0, body);
+        let flags = match self.reply_with_key {
+            true => FLAG_SENDER_KEY,
+            false => 0,
+        };
+        let msg = self.response(to, request_id, flags, body);
         self.send_reply(to, &msg, false);
     }
 
@@ -317,6 +346,18 @@ impl Engine {
         }
     }
 
+    /// Remembers `id`'s node public key, if the id derives from it (with
+    /// chosen ids, never: pair proofs are then not used).
+    pub(super) fn learn_peer_key(&mut self, id: Id, public: [u8; 32]) {
+        if self.cfg.insecure_chosen_ids || crate::identity::node_id(&public) != id {
+            return;
+        }
+        if self.peer_keys.len() >= MAX_PEER_KEYS && !self.peer_keys.contains_key(&id) {
+            self.peer_keys.clear();
+        }
+        self.peer_keys.insert(id, public);
+    }
+
     pub(super) fn sample_rtt(&mut self, addr: SocketAddr, sample: u64) {
         if self.rtt.len() > 4096 && !self.rtt.contains_key(&addr) {
             self.rtt.clear();
@@ -335,13 +376,21 @@ impl Engine {
     /// An answer to one of our requests: only the peer we asked may give it
     /// (a forged source still needs the overlay key); an error status fails
     /// the request.
-    pub(super) fn handle_response(&mut self, from: SocketAddr, msg: Message) {
+    pub(super) fn handle_response(
+        &mut self,
+        from: SocketAddr,
+        msg: Message,
+        sender_key: Option<[u8; 32]>,
+    ) {
         match self.rpcs.get(&msg.request_id) {
             Some(rpc) if rpc.to == from => {}
             _ => {
                 self.stats.dropped_unmatched += 1;
                 return;
             }
+        }
+        if let Some(public) = sender_key {
+            self.learn_peer_key(msg.sender, public);
         }
         self.learn_cookie(from, msg.cookie);
         if msg.body == Body::Retry {

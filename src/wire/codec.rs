@@ -2,9 +2,10 @@
 //! panics on input; the encoded sizes that paging and batching rely on.
 
 use super::{
-    Body, DatagramSigner, Decoded, ItemSummary, Message, NodeInfo, Proof, Status, WireEntry,
-    FLAG_CLIENT, FLAG_RESPONSE, FLAG_SIGNED, FLAG_TAGGED, HEADER_LEN, MAGIC, MAX_DATAGRAM,
-    MAX_NODE_LIST, MAX_WRITER_LEN, OWNER_LEN, PROOF_LEN, SIGNATURE_LEN, TAG_LEN, VERSION,
+    Body, DatagramSigner, Decoded, ItemSummary, Message, NodeInfo, PairProof, Proof, Status,
+    WireEntry, FLAG_CLIENT, FLAG_PAIRED, FLAG_RESPONSE, FLAG_SENDER_KEY, FLAG_SIGNED, FLAG_TAGGED,
+    HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, OWNER_LEN, PAIR_PROOF_LEN,
+    PROOF_LEN, SIGNATURE_LEN, TAG_LEN, VERSION,
 };
 use crate::id::{Id, ID_LEN};
 use hmac::{Hmac, Mac};
@@ -107,19 +108,31 @@ impl Codec {
     /// Encodes a message (signed when its kind needs it and this codec has a
     /// signer). Fails only when it would exceed the datagram limit.
     pub fn encode(&self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
-        self.encode_with(msg, self.key_for(msg.flags))
+        self.encode_with(msg, self.key_for(msg.flags), None)
+    }
+
+    /// Encodes a message whose kind needs a proof with a pair proof under
+    /// `pair_key` (what this codec's signer shares with the receiver)
+    /// instead of a signature.
+    pub fn encode_paired(
+        &self,
+        msg: &Message,
+        pair_key: &[u8; 32],
+    ) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with(msg, self.key_for(msg.flags), Some(pair_key))
     }
 
     /// Encodes a message without a tag (for a client of the node's UNIX
     /// socket, or a refusal to a client that has no credential).
     pub fn encode_plain(&self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
-        self.encode_with(msg, None)
+        self.encode_with(msg, None, None)
     }
 
     fn encode_with(
         &self,
         msg: &Message,
         key: Option<&Hmac<Sha256>>,
+        pair_key: Option<&[u8; 32]>,
     ) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer(Vec::with_capacity(128));
         w.bytes(&MAGIC);
@@ -129,12 +142,24 @@ impl Codec {
             .signer
             .as_ref()
             .filter(|_| msg.body.needs_signature() && msg.flags & FLAG_RESPONSE == 0);
-        let mut flags = msg.flags & !(FLAG_TAGGED | FLAG_SIGNED);
+        let mut flags = msg.flags & !(FLAG_TAGGED | FLAG_SIGNED | FLAG_PAIRED | FLAG_SENDER_KEY);
         if key.is_some() {
             flags |= FLAG_TAGGED;
         }
-        if signer.is_some() {
-            flags |= FLAG_SIGNED;
+        let pair_key = pair_key.filter(|_| signer.is_some());
+        match pair_key {
+            Some(_) => flags |= FLAG_PAIRED,
+            None if signer.is_some() => flags |= FLAG_SIGNED,
+            None => {}
+        }
+        // Only a response names its sender's key, and only when there is one.
+        let sender_key = self
+            .signer
+            .as_ref()
+            .filter(|_| msg.flags & FLAG_SENDER_KEY != 0 && msg.flags & FLAG_RESPONSE != 0)
+            .map(|s| s.public());
+        if sender_key.is_some() {
+            flags |= FLAG_SENDER_KEY;
         }
         w.u8(flags);
         w.u32(self.overlay);
@@ -144,10 +169,23 @@ impl Codec {
         w.bytes(&msg.receiver.0);
         w.u64(msg.cookie);
         encode_body(&mut w, &msg.body)?;
-        if let Some(signer) = signer {
-            let signature = signer.sign(&w.0);
-            w.bytes(&signer.public());
-            w.bytes(&signature);
+        match (signer, pair_key) {
+            (Some(signer), Some(pair_key)) => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(pair_key).expect("any length");
+                mac.update(&w.0);
+                let mac = mac.finalize().into_bytes();
+                w.bytes(&signer.public());
+                w.bytes(&mac);
+            }
+            (Some(signer), None) => {
+                let signature = signer.sign(&w.0);
+                w.bytes(&signer.public());
+                w.bytes(&signature);
+            }
+            _ => {}
+        }
+        if let Some(public) = sender_key {
+            w.bytes(&public);
         }
         if let Some(mac) = key {
             let mut mac = mac.clone();
@@ -211,6 +249,33 @@ impl Codec {
             (Some(_), false) if client => data.len(),
             _ => return Err(DecodeError::BadTag),
         };
+        let sender_key = if flags & FLAG_SENDER_KEY != 0 {
+            if end < HEADER_LEN + OWNER_LEN {
+                return Err(DecodeError::Truncated);
+            }
+            end -= OWNER_LEN;
+            Some(data[end..end + OWNER_LEN].try_into().expect("32 bytes"))
+        } else {
+            None
+        };
+        if flags & FLAG_SIGNED != 0 && flags & FLAG_PAIRED != 0 {
+            return Err(DecodeError::BadValue("signed and paired"));
+        }
+        let pair_proof = if flags & FLAG_PAIRED != 0 {
+            if end < HEADER_LEN + PAIR_PROOF_LEN {
+                return Err(DecodeError::Truncated);
+            }
+            end -= PAIR_PROOF_LEN;
+            Some(PairProof {
+                public: data[end..end + OWNER_LEN].try_into().expect("32 bytes"),
+                mac: data[end + OWNER_LEN..end + PAIR_PROOF_LEN]
+                    .try_into()
+                    .expect("32 bytes"),
+                len: end,
+            })
+        } else {
+            None
+        };
         let proof = if flags & FLAG_SIGNED != 0 {
             if end < HEADER_LEN + PROOF_LEN {
                 return Err(DecodeError::Truncated);
@@ -246,11 +311,16 @@ impl Codec {
         if body.is_response() != (flags & FLAG_RESPONSE != 0) {
             return Err(DecodeError::BadValue("response flag"));
         }
-        if proof.is_some() && !(body.needs_signature() && flags & FLAG_RESPONSE == 0) {
+        if (proof.is_some() || pair_proof.is_some())
+            && !(body.needs_signature() && flags & FLAG_RESPONSE == 0)
+        {
             return Err(DecodeError::BadValue("signed flag"));
         }
+        if sender_key.is_some() && flags & FLAG_RESPONSE == 0 {
+            return Err(DecodeError::BadValue("sender key flag"));
+        }
         let msg = Message {
-            flags: flags & !(FLAG_TAGGED | FLAG_SIGNED),
+            flags: flags & !(FLAG_TAGGED | FLAG_SIGNED | FLAG_PAIRED | FLAG_SENDER_KEY),
             overlay,
             request_id,
             timestamp_ms,
@@ -259,7 +329,13 @@ impl Codec {
             cookie,
             body,
         };
-        Ok(Decoded { msg, tagged, proof })
+        Ok(Decoded {
+            msg,
+            tagged,
+            proof,
+            pair_proof,
+            sender_key,
+        })
     }
 }
 

@@ -80,6 +80,20 @@ pub const FLAG_SIGNED: u8 = 0x08;
 /// a node of the other routing mode refuses its requests, and it theirs.
 pub const FLAG_ONE_HOP: u8 = 0x10;
 
+/// Carries a pair proof (`PAIR_PROOF_LEN`) instead of a signature: the
+/// sender's node public key and an HMAC-SHA256, under the key only the
+/// sender and the receiver can compute (crate::identity::NodeKey::pair_key),
+/// of everything before it. A signature's cost for the price of a hash.
+pub const FLAG_PAIRED: u8 = 0x20;
+
+/// A response that carries its sender's node public key (`OWNER_LEN` bytes
+/// after the body): the answer to a signed request, so that the asker can
+/// prove its next requests to this node with pair proofs.
+pub const FLAG_SENDER_KEY: u8 = 0x40;
+
+/// A pair proof: the sender's node public key and the HMAC-SHA256.
+pub const PAIR_PROOF_LEN: usize = OWNER_LEN + 32;
+
 /// Signs datagrams with a node key (crate::owner implements it, so that this
 /// module needs no signature scheme of its own).
 pub trait DatagramSigner: Send + Sync {
@@ -96,6 +110,15 @@ pub struct Proof {
     pub len: usize,
 }
 
+/// The pair proof a datagram carried: its first `len` bytes were MACed
+/// under the key its sender (`public`) shares with the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairProof {
+    pub public: [u8; OWNER_LEN],
+    pub mac: [u8; 32],
+    pub len: usize,
+}
+
 /// A decoded datagram with what authenticated it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decoded {
@@ -103,6 +126,17 @@ pub struct Decoded {
     /// It carried a valid HMAC tag (overlay key, or client key for a client's).
     pub tagged: bool,
     pub proof: Option<Proof>,
+    pub pair_proof: Option<PairProof>,
+    /// A response's sender's node public key (`FLAG_SENDER_KEY`), unchecked.
+    pub sender_key: Option<[u8; OWNER_LEN]>,
+}
+
+impl Decoded {
+    /// Whether it carried a tag or a proof of either kind (then it counts
+    /// against the replay window).
+    pub fn authenticated(&self) -> bool {
+        self.tagged || self.proof.is_some() || self.pair_proof.is_some()
+    }
 }
 
 /// Whether `addr` stands for a client of a node's UNIX socket: the runtime

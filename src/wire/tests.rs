@@ -1,5 +1,7 @@
 use super::*;
+use hmac::{Hmac, Mac};
 use proptest::prelude::*;
+use sha2::Sha256;
 
 fn node(i: u64) -> NodeInfo {
     NodeInfo {
@@ -302,4 +304,65 @@ proptest! {
         }
         let _ = codec.decode(&bytes);
     }
+}
+
+/// A stand-in node key: the codec only places what it returns.
+struct TestSigner;
+
+impl DatagramSigner for TestSigner {
+    fn public(&self) -> [u8; OWNER_LEN] {
+        [9; OWNER_LEN]
+    }
+    fn sign(&self, bytes: &[u8]) -> [u8; SIGNATURE_LEN] {
+        [bytes.len() as u8; SIGNATURE_LEN]
+    }
+}
+
+/// Requests that need a proof carry a pair proof when one is asked for
+/// (an HMAC-SHA256 under the pair key over everything before it), a
+/// signature otherwise; responses carry the sender's key when flagged.
+/// Every other message is unchanged by either.
+#[test]
+fn pair_proofs_and_sender_keys_round_trip() {
+    let pair_key = [7u8; 32];
+    for key in [None, Some(&b"secret"[..])] {
+        let codec = Codec::new("test", key, 8192).with_signer(std::sync::Arc::new(TestSigner));
+        for body in all_bodies() {
+            let mut m = msg(body);
+            let proven = m.body.needs_signature() && !m.body.is_response();
+            let bytes = codec.encode_paired(&m, &pair_key).unwrap();
+            let d = codec.decode_full(&bytes).unwrap();
+            assert_eq!(d.msg, m, "{}", m.body.name());
+            assert!(d.proof.is_none());
+            assert_eq!(d.pair_proof.is_some(), proven, "{}", m.body.name());
+            if let Some(p) = d.pair_proof {
+                assert_eq!(p.public, [9; OWNER_LEN]);
+                let mut mac = Hmac::<Sha256>::new_from_slice(&pair_key).unwrap();
+                mac.update(&bytes[..p.len]);
+                assert_eq!(p.mac, <[u8; 32]>::from(mac.finalize().into_bytes()));
+                assert_eq!(bytes[4] & (FLAG_PAIRED | FLAG_SIGNED), FLAG_PAIRED);
+            }
+            for len in 0..bytes.len() {
+                assert!(codec.decode_full(&bytes[..len]).is_err(), "{len}");
+            }
+            // Signed the usual way, it says so.
+            let signed = codec.decode_full(&codec.encode(&m).unwrap()).unwrap();
+            assert_eq!((signed.proof.is_some(), signed.pair_proof), (proven, None));
+            // Only a response names its sender's key.
+            m.flags |= FLAG_SENDER_KEY;
+            let d = codec.decode_full(&codec.encode(&m).unwrap()).unwrap();
+            m.flags &= !FLAG_SENDER_KEY;
+            assert_eq!(d.msg, m);
+            let named = m.body.is_response().then_some([9; OWNER_LEN]);
+            assert_eq!(d.sender_key, named, "{}", m.body.name());
+        }
+    }
+}
+
+#[test]
+fn a_datagram_both_signed_and_paired_is_refused() {
+    let codec = Codec::new("test", None, 8192).with_signer(std::sync::Arc::new(TestSigner));
+    let mut bytes = codec.encode_paired(&msg(Body::Notify), &[7; 32]).unwrap();
+    bytes[4] |= FLAG_SIGNED;
+    assert!(codec.decode_full(&bytes).is_err());
 }
