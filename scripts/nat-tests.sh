@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# NAT tests (root only; skipped with a message where the machine lacks
-# network namespaces, nftables or coturn). Everything runs in network
+# NAT tests (root only; skipped where the machine lacks network namespaces,
+# nftables or coturn, which under CI=true fails unless CHORDSIP_ALLOW_SKIP
+# names nat, scripts/lib/skip.sh). Everything runs in network
 # namespaces made here, removed on exit; addresses exist only inside them.
 #
 #   "public" 10.78.0.0/24 (one bridge):
@@ -44,15 +45,16 @@ TTL=6
 failed=()
 # shellcheck source=../tests/sip/lib.sh
 . "$ROOT/tests/sip/lib.sh"
+. "$ROOT/scripts/lib/skip.sh"
 
 if [ "$(id -u)" != 0 ]; then
-    echo "SKIP  NAT tests: not root (network namespaces need CAP_SYS_ADMIN)"
-    exit 0
+    skip_suite nat "not root (network namespaces need CAP_SYS_ADMIN)"
+    exit $?
 fi
 PFX=csnat$$
 if ! ip netns add "${PFX}probe" 2>/dev/null; then
-    echo "SKIP  NAT tests: this machine does not allow network namespaces"
-    exit 0
+    skip_suite nat "this machine does not allow network namespaces"
+    exit $?
 fi
 probe_ok=1
 ip netns exec "${PFX}probe" nft add table ip nat 2>/dev/null &&
@@ -60,12 +62,12 @@ ip netns exec "${PFX}probe" nft add table ip nat 2>/dev/null &&
     ip netns exec "${PFX}probe" nft add rule ip nat post masquerade 2>/dev/null || probe_ok=0
 ip netns del "${PFX}probe"
 if [ $probe_ok = 0 ]; then
-    echo "SKIP  NAT tests: nftables masquerade is not available (package nftables, kernel nf_nat)"
-    exit 0
+    skip_suite nat "nftables masquerade is not available (package nftables, kernel nf_nat)"
+    exit $?
 fi
 if ! command -v turnserver >/dev/null; then
-    echo "SKIP  NAT tests: coturn's turnserver is missing (scripts/setup.sh installs it)"
-    exit 0
+    skip_suite nat "coturn's turnserver is missing (scripts/setup.sh installs it)"
+    exit $?
 fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -230,7 +232,8 @@ fi
 CTL=$OUT/pjsua2
 mkdir -p "$CTL"
 if [ -z "$nat_timeout" ]; then
-    echo "SKIP  nat-pjsua2: the kernel does not let a namespace set its UDP conntrack timeout"
+    skip_suite nat-pjsua2 "the kernel does not let a namespace set its UDP conntrack timeout" ||
+        failed+=(nat-pjsua2)
 else
     export CHORDSIP_LIBRARY=$ROOT/target/release/libchordsip.so
     (cd "$ROOT/tests/sip" && exec timeout 150 "$PJ_PY" pjsua2_nat.py --control "$CTL" --domain "$DOMAIN" \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Network-namespace tests (root only; skipped with a message otherwise): six
+# Network-namespace tests (root only; skipped otherwise, which under CI=true
+# fails unless CHORDSIP_ALLOW_SKIP names netns, scripts/lib/skip.sh): six
 # hosts, each in its own network namespace with its own address on a bridge
 # that the test creates (10.77.0.0/24, inside those namespaces only), each
 # running `chordsip node`.
@@ -23,14 +24,15 @@ PFX=csnt$$
 failed=()
 pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
+. "$ROOT/scripts/lib/skip.sh"
 
 if [ "$(id -u)" != 0 ]; then
-    echo "SKIP  netns tests: not root (network namespaces need CAP_SYS_ADMIN)"
-    exit 0
+    skip_suite netns "not root (network namespaces need CAP_SYS_ADMIN)"
+    exit $?
 fi
 if ! ip netns add "${PFX}probe" 2>/dev/null; then
-    echo "SKIP  netns tests: this machine does not allow network namespaces"
-    exit 0
+    skip_suite netns "this machine does not allow network namespaces"
+    exit $?
 fi
 ip netns del "${PFX}probe"
 rm -rf "$OUT"
