@@ -93,18 +93,29 @@ for p in range(base, base + 30):
 PY
 }
 
-# pick_ports: sets BASE to SIP_TEST_PORT_BASE or a free range of 30 ports,
-# below the kernel's ephemeral range (whose ports any process may be handed
-# by a bind to port 0 between our check and our bind).
+# pick_ports: sets BASE to SIP_TEST_PORT_BASE or a free range of 30 ports
+# (BASE..BASE+29: the scripts use offsets up to +25, hybrid-tests' five SIPp
+# UACs), below the kernel's ephemeral range (whose ports any process may be
+# handed by a bind to port 0 between our check and our bind). Bases are
+# multiples of 100 from 10000 (1100 where the ephemeral range starts below
+# 10300) up to at least 200 below the range, so every offset stays in the
+# window.
+# What remains: a process binding one of these ports explicitly (another
+# run of these scripts, say) between ports_free and our servers' binds. The
+# scripts derive every port from BASE at their start and bring servers up
+# throughout (kamailio-tests' FZ at +4 late in the run), so a retry with a
+# new base on EADDRINUSE would mean restarting a whole script; a run that
+# loses that race fails with "did not come up" and the server's log.
 pick_ports() {
     BASE=${SIP_TEST_PORT_BASE:-}
     [ -n "$BASE" ] && return 0
-    local ephemeral_low
+    local ephemeral_low low=10000
     ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    local slots=$(( (ephemeral_low - 10000) / 100 - 1 ))
-    [ "$slots" -gt 0 ] || slots=1
+    [ "$ephemeral_low" -ge $((low + 300)) ] || low=1100
+    local slots=$(( (ephemeral_low - low) / 100 - 1 ))
+    [ "$slots" -gt 0 ] || { echo "no port range below the ephemeral range (from $ephemeral_low)"; return 1; }
     for _ in $(seq 1 50); do
-        BASE=$((10000 + (RANDOM % slots) * 100))
+        BASE=$((low + (RANDOM % slots) * 100))
         ports_free "$BASE" && return 0
     done
     echo "no free port range found"
