@@ -167,7 +167,7 @@ calls calls-after-kill-via-B $((N_USERS - 200)) "$B_SIP" "$OUT/calls-rest.csv"
 
 # ---- 7. bad input at B -----------------------------------------------------------------
 echo "== bad input at B (tests/sip/asterisk_checks.py)"
-if python3 "$SIP/asterisk_checks.py" "127.0.0.1:$B_SIP" "$DOMAIN" "127.0.0.1:$UAS_PORT" "$MAX_EXPIRES" \
+if timeout 300 python3 "$SIP/asterisk_checks.py" "127.0.0.1:$B_SIP" "$DOMAIN" "127.0.0.1:$UAS_PORT" "$MAX_EXPIRES" \
     >"$OUT/checks.log" 2>&1; then
     pass "bad-input              $(grep -c '^PASS' "$OUT/checks.log") checks at B"
 else

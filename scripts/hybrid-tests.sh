@@ -250,7 +250,8 @@ up_five() {
 down_five() { # gracefully
     local p
     for p in "${H_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${H_PIDS[@]}"; do wait "$p" 2>/dev/null; forget_pid "$p"; done
+    # (each then gets 30 s before SIGKILL to its group: a hung stop must not hang the run)
+    for p in "${H_PIDS[@]}"; do stop_within 30 "$p" none; forget_pid "$p"; done
     H_PIDS=()
 }
 

@@ -131,7 +131,8 @@ up_trio() {
 down() { # the servers go (gracefully), the UAS stays
     local p
     for p in "${setup_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${setup_pids[@]}"; do wait "$p" 2>/dev/null; forget_pid "$p"; done
+    # (each then gets 30 s before SIGKILL to its group: the bench must not hang on one)
+    for p in "${setup_pids[@]}"; do stop_within 30 "$p" none; forget_pid "$p"; done
     setup_pids=()
     sleep 1
 }

@@ -288,7 +288,7 @@ FZ_SIP=$((BASE + 4)) FZ_OVL=$((BASE + 14))
 users_csv "$OUT/fz.csv" 7001 7050
 if start_kamailio FZ "$CFG" "$FZ_SIP" "${WKEY[@]}" "${NOAUTH[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$FZ_OVL\"" \
     -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\""; then
-    python3 "$SIP/fuzz_register.py" --target "127.0.0.1:$FZ_SIP" --count 5000 --rate 1000 \
+    timeout 300 python3 "$SIP/fuzz_register.py" --target "127.0.0.1:$FZ_SIP" --count 5000 --rate 1000 \
         >"$OUT/fuzz-register.log" 2>&1
     if kill -0 "$PID_FZ" 2>/dev/null && ! grep -qE '(CRITICAL|BUG):|segfault|signal 11|core dumped' "$OUT/FZ/kamailio.log"; then
         pass "$(printf '%-22s %s' hostile-sip "$(tail -n 1 "$OUT/fuzz-register.log"); FZ alive, no crash or BUG in its log")"
@@ -299,8 +299,7 @@ if start_kamailio FZ "$CFG" "$FZ_SIP" "${WKEY[@]}" "${NOAUTH[@]}" -A "OVERLAY_LI
         -key contact_hostport "127.0.0.1:$UAS_PORT" -m 50 -r "$RATE" \
         -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$FZ_SIP"
     calls K2-calls-fz-users 50 -inf "$OUT/fz.csv" "127.0.0.1:$K2_SIP"
-    kill -TERM "$PID_FZ"
-    wait "$PID_FZ"
+    stop_within 30 "$PID_FZ"
     forget_pid "$PID_FZ"
 else
     fail fz-start "the fourth Kamailio did not start"
@@ -413,8 +412,7 @@ done
 for k in K1 K2; do
     pid_var=PID_$k
     pid=${!pid_var}
-    kill -TERM "$pid"
-    wait "$pid"
+    stop_within 30 "$pid" # (a leave that hangs: SIGKILL to its group, a failure)
     rc=$?
     forget_pid "$pid"
     if [ $rc -eq 0 ] && grep -q 'overlay node left the ring' "$OUT/$k/kamailio.log"; then

@@ -25,6 +25,7 @@ failed=()
 pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
 . "$ROOT/scripts/lib/skip.sh"
+. "$ROOT/scripts/lib/stop.sh" # stop_within: no unbounded wait for a signalled child
 
 if [ "$(id -u)" != 0 ]; then
     skip_suite netns "not root (network namespaces need CAP_SYS_ADMIN)"
@@ -102,7 +103,7 @@ else
     else
         fail admission "--open-overlay: $(head -3 "$OUT/open.log")"
     fi
-    kill "$open_pid" 2>/dev/null; wait "$open_pid" 2>/dev/null
+    stop_within 10 "$open_pid" >/dev/null 2>&1
 fi
 for i in $(seq 1 $N); do
     boot=()
@@ -237,8 +238,7 @@ else
     fail lossy-lookups "$ok of 300 lookups succeeded with 20% loss and 50 ms delay ($how; at least 297 required)"
 fi
 if [ -n "${IMPAIR:-}" ]; then
-    kill -TERM "$IMPAIR" 2>/dev/null
-    wait "$IMPAIR" 2>/dev/null
+    stop_within 10 "$IMPAIR" 2>/dev/null
     echo "      switch: $(tail -n 1 "$OUT/impair.log")"
 fi
 

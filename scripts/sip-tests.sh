@@ -140,7 +140,7 @@ echo "== digest authentication: refused REGISTERs (403), bad Authorization heade
 run_sipp refused-403 2 -sf "$SIP/register-auth-403.xml" -inf "$OUT/refused.csv" \
     -key contact_hostport "127.0.0.1:9" -m 2 -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$B_SIP"
 start=$(date +%s.%N)
-python3 "$SIP/auth_checks.py" --target "127.0.0.1:$B_SIP" --user callee0100 \
+timeout 300 python3 "$SIP/auth_checks.py" --target "127.0.0.1:$B_SIP" --user callee0100 \
     --password "$(password_of callee0100)" --other callee0099 \
     --other-password "$(password_of callee0099)" --contact "127.0.0.1:$HANGUP_UAS_PORT" \
     --domain "$DOMAIN" --nonce-expire "$NONCE_LIFETIME" >"$OUT/auth-checks.log" 2>&1 &
@@ -203,7 +203,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if CREDS_KEY= start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
     start=$(date +%s.%N)
-    python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1 &
+    timeout 300 python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$D_SIP" --domain "$DOMAIN" >"$OUT/proxy-checks.log" 2>&1 &
     run_tracked $!
     rc=$?
     if [ $rc -eq 0 ]; then
@@ -212,8 +212,7 @@ if CREDS_KEY= start_proxy D "$BIN/sip-proxy-asan" "$D_SIP" "$D_OVL"; then
         fail proxy-checks "$(tail -n 1 "$OUT/proxy-checks.log") (log: $OUT/proxy-checks.log)"
         grep FAIL "$OUT/proxy-checks.log" | head -n 20 | sed 's/^/      /'
     fi
-    kill -TERM "$PID_D"
-    wait "$PID_D"
+    stop_within 30 "$PID_D" # (a leave that hangs: SIGKILL, a failure)
     rc=$?
     forget_pid "$PID_D"
     if [ $rc -eq 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$OUT/proxy-D.err"; then
@@ -239,8 +238,7 @@ echo "== F, E, B and A leave on SIGTERM"
 for name in F E B A; do
     pid_var=PID_$name
     pid=${!pid_var}
-    kill -TERM "$pid"
-    wait "$pid"
+    stop_within 30 "$pid"
     rc=$?
     forget_pid "$pid"
     if [ $rc -eq 0 ]; then pass "leave-$name                SIGTERM: exit 0"; else fail "leave-$name" "exit $rc"; fi

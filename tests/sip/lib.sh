@@ -7,9 +7,17 @@ elapsed() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'
 pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failed+=("$1"); }
 
+# stop_within SECONDS PID [SIGNAL]: a stop that ends (scripts/lib/stop.sh).
+. "$ROOT/scripts/lib/stop.sh"
+
 pids=()
 
 # Stops every process started here: SIGTERM, then SIGKILL for the stubborn.
+# SIGKILL goes to each one's process group too: a Kamailio (start_kamailio)
+# leads its own, and its workers would outlive a SIGKILL to the main process
+# alone (a group that is gone or never was: no-op). The wait is for these
+# processes only, each SIGKILLed by then: a bare `wait` would also wait for
+# any other child, for as long as it runs.
 cleanup() {
     local p
     trap - EXIT INT TERM
@@ -20,8 +28,8 @@ cleanup() {
         [ $alive -eq 0 ] && break
         sleep 0.1
     done
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+    [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
