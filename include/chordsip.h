@@ -276,6 +276,16 @@ typedef struct {
   uint64_t expires_in_ms;
 } chordsip_ability_peer;
 
+// Completion of `chordsip_node_authenticate_async`: `verdict` is a
+// `chordsip_auth_verdict` and `challenge` the `WWW-Authenticate` value for
+// a 401 ("" when the verdict needs none); when `result` is not
+// `CHORDSIP_OK`, `verdict` is 0 and `challenge` "" (answer 500, not 401).
+// `challenge` is lent for the duration of the call.
+typedef void (*chordsip_auth_cb)(chordsip_result result,
+                                 uint32_t verdict,
+                                 const char *challenge,
+                                 void *user_data);
+
 // The answer of the bare Chord lookup.
 typedef struct {
   // The node responsible for the key.
@@ -456,6 +466,14 @@ typedef struct {
   uint32_t deleted;
 } chordsip_register_outcome;
 
+// Completion of `chordsip_node_register_async`: `bindings` (the AOR's
+// bindings for the 200 OK) and `outcome` are NULL unless `result` is
+// `CHORDSIP_OK`; both are lent for the duration of the call.
+typedef void (*chordsip_register_cb)(chordsip_result result,
+                                     const chordsip_bindings *bindings,
+                                     const chordsip_register_outcome *outcome,
+                                     void *user_data);
+
 // Completion of `chordsip_node_lookup_aor_async`: `bindings` is NULL unless
 // `result` is `CHORDSIP_OK`; lent for the duration of the call.
 typedef void (*chordsip_bindings_cb)(chordsip_result result,
@@ -618,6 +636,26 @@ chordsip_result chordsip_node_authenticate(chordsip_node *node,
                                            uint32_t *verdict,
                                            char *challenge,
                                            size_t challenge_len);
+
+// Asynchronous `chordsip_node_authenticate`: the verdict comes to `cb`
+// (after a read of the user's credential record when the request carries
+// credentials on a fresh nonce of this node's; at once, still through
+// `cb`, when it needs none). The strings are copied before this returns.
+// `cb` runs exactly once when this returns `CHORDSIP_OK` (see
+// `chordsip_node_lookup_async`); an argument refused at once (NULL, not
+// UTF-8, an AOR without a user part: `CHORDSIP_ERR_INVALID_ARGUMENT`, no
+// `credentials_key`: `CHORDSIP_ERR_UNAUTHORIZED`) is returned here
+// instead, and `cb` never runs.
+//
+// # Safety
+// `node` NULL or live; strings NULL (where allowed) or NUL-terminated;
+// `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_authenticate_async(chordsip_node *node,
+                                                 const char *method,
+                                                 const char *aor,
+                                                 const char *authorization,
+                                                 chordsip_auth_cb cb,
+                                                 void *user_data);
 
 // The SIP status a verdict answers with (200 for `CHORDSIP_AUTH_OK`, 401,
 // 403 or 400), and its reason phrase in `*reason` (static storage; NULL
@@ -1183,6 +1221,22 @@ chordsip_result chordsip_node_register(chordsip_node *node,
                                        const chordsip_register *req,
                                        chordsip_bindings **bindings,
                                        chordsip_register_outcome *outcome);
+
+// Asynchronous `chordsip_node_register`: the same rules and the same all
+// or nothing, its writes made in parallel on the node's thread while the
+// caller goes on. The request is copied before this returns (its strings
+// need not outlive the call). `cb` runs exactly once when this returns
+// `CHORDSIP_OK` (see `chordsip_node_lookup_async`), with the result
+// `chordsip_node_register` would have returned; a request refused before
+// anything is read (a NULL or malformed argument, an AOR that is no SIP
+// URI) is returned here instead, and `cb` never runs.
+//
+// # Safety
+// `node` NULL or live; `req` NULL or valid; `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_register_async(chordsip_node *node,
+                                             const chordsip_register *req,
+                                             chordsip_register_cb cb,
+                                             void *user_data);
 
 // `chordsip_node_register` through a client handle, in one exchange: the
 // node reads the AOR, applies the same rules and writes the changes.

@@ -13,7 +13,10 @@ use crate::id::Id;
 use crate::owner::Owner;
 use crate::runtime::{on_worker_thread, EventSink, Runtime, UnixEndpoint};
 use crate::stats::Stats;
-use crate::types::{dict_store_by_methods, CredentialTrust, LookupOutcome, StoreReceipt, Value};
+use crate::types::{
+    dict_store_by_methods, CredentialTrust, LookupOutcome, SlotWrite, StoreReceipt, Transaction,
+    Value,
+};
 use crate::wire::{InfoKind, NodeInfo};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,6 +66,30 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// A transaction the engine runs while the caller of
+/// [`Node::transaction_async`] keeps a handle to read its answer from.
+struct SharedTxn<T>(Arc<parking_lot::Mutex<Option<T>>>);
+
+impl<T: Transaction> Transaction for SharedTxn<T> {
+    fn key(&self) -> Id {
+        self.0.lock().as_ref().map_or(Id::ZERO, |t| t.key())
+    }
+
+    fn plan(&mut self, mine: &[Value], value_limit: Option<usize>) -> Option<Vec<SlotWrite>> {
+        self.0
+            .lock()
+            .as_mut()
+            .and_then(|t| t.plan(mine, value_limit))
+    }
+
+    fn reply(&self, budget: usize) -> Vec<u8> {
+        self.0
+            .lock()
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.reply(budget))
     }
 }
 
@@ -373,6 +400,39 @@ impl Node {
         self.submit(
             move |e, now, op| e.remove(now, op, key, &writer, version, timeout),
             move |r| cb(r.into_put()),
+        )
+    }
+
+    /// Runs a read-plan-write transaction on one key without blocking, as
+    /// [`crate::types::run_transaction`] runs it through this node (its
+    /// writes in parallel); `cb` gets the transaction back, holding its
+    /// answer, or the overlay's error. It ends within three operation
+    /// timeouts (the read, the writes, an undo).
+    pub fn transaction_async<T: Transaction + 'static>(
+        &self,
+        txn: T,
+        cb: impl FnOnce(Result<T>) + Send + 'static,
+    ) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout * 3;
+        let shared = Arc::new(parking_lot::Mutex::new(Some(txn)));
+        let engine_side = SharedTxn(Arc::clone(&shared));
+        self.submit(
+            move |e, now, op| e.transaction(now, op, Box::new(engine_side), timeout),
+            move |r| {
+                let txn = shared.lock().take();
+                cb(r.into_transaction()
+                    .and_then(|()| txn.ok_or(Error::Cancelled)))
+            },
+        )
+    }
+
+    /// Runs `f` on this node's worker thread, where its completions run.
+    pub fn on_worker(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        self.check_usable()?;
+        self.inner.runtime.run(
+            self.inner.worker,
+            self.inner.token,
+            Box::new(move |_slot, _now| f()),
         )
     }
 

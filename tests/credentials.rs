@@ -191,6 +191,65 @@ fn registrars_authenticate_users_the_admin_stored() {
         }
     );
 
+    // The asynchronous check gives the same verdicts, at either registrar.
+    let ch = auth::challenge(&settings, aor, false).unwrap();
+    let good = answer(&ch, "alice", "wonderland", "sip:example.com");
+    let bad = answer(&ch, "alice", "mallory's", "sip:example.com");
+    let bobs = answer(&ch, "bob", "builder", "sip:example.com");
+    let stranger_nonce = answer(
+        &auth::challenge(
+            &AuthSettings {
+                nonces: NonceKey::new([6; 32]),
+                ..settings.clone()
+            },
+            aor,
+            false,
+        )
+        .unwrap(),
+        "alice",
+        "wonderland",
+        "sip:example.com",
+    );
+    let cases: [(Option<&str>, Verdict); 6] = [
+        (None, Verdict::Challenge),
+        (
+            Some(&good),
+            Verdict::Ok {
+                user: "alice".into(),
+            },
+        ),
+        (Some(&bad), Verdict::Forbidden),
+        (Some(&bobs), Verdict::NotYours { user: "bob".into() }),
+        (Some(&stranger_nonce), Verdict::Challenge),
+        (
+            Some("Digest username=\"alice\", realm="),
+            auth::authenticate(
+                &mut &*a,
+                &settings,
+                "REGISTER",
+                aor,
+                Some("Digest username=\"alice\", realm="),
+            )
+            .unwrap(),
+        ),
+    ];
+    assert!(matches!(cases[5].1, Verdict::Malformed(_)));
+    for node in [a, b] {
+        for (authorization, want) in &cases {
+            let (tx, rx) = std::sync::mpsc::channel();
+            auth::authenticate_async(node, &settings, "REGISTER", aor, *authorization, move |v| {
+                tx.send(v).unwrap()
+            })
+            .unwrap();
+            let got = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+            assert_eq!(&got, want, "{authorization:?}");
+        }
+    }
+    assert!(matches!(
+        auth::authenticate_async(a, &settings, "REGISTER", "not a uri", None, |_| {}),
+        Err(Error::InvalidArgument(_))
+    ));
+
     // The admin lists and removes; the registrars stop accepting the user.
     let trust = CredentialTrust {
         key: CRED_KEY,

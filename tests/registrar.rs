@@ -586,3 +586,109 @@ fn lookups_route_only_to_bindings_of_trusted_writers() {
     let _ = judge.leave(Duration::from_secs(2));
     let _ = stranger.leave(Duration::from_secs(2));
 }
+
+/// `register_async` is `register` without a thread waiting: many REGISTERs
+/// in flight on one node at once, the same answers, the same refusals.
+#[test]
+fn register_async_runs_many_at_once_with_the_same_rules() {
+    use chordsip::sip::registrar::register_async;
+    let net = Testnet::new(5, &one_registrar(), Duration::from_secs(20)).unwrap();
+    let (a, b) = (&net.nodes[0], &net.nodes[3]);
+    let limits = RegistrarLimits::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    const N: usize = 300;
+    for i in 0..N {
+        let req = RegisterRequest {
+            to: format!("sip:user{i}@example.com"),
+            call_id: format!("async-{i}"),
+            cseq: 2,
+            contacts: vec![contact(
+                &format!("sip:u{i}@192.0.2.7:5060"),
+                None,
+                Some(600),
+            )],
+            ..RegisterRequest::default()
+        };
+        let tx = tx.clone();
+        register_async(a, &req, &limits, move |r| {
+            let _ = tx.send((i, r));
+        })
+        .unwrap();
+    }
+    let mut done = vec![false; N];
+    for _ in 0..N {
+        let (i, r) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a callback");
+        let p = r.unwrap_or_else(|e| panic!("REGISTER {i}: {e}"));
+        assert_eq!(
+            (p.inserted, p.updated, p.result.len()),
+            (1, 0, 1),
+            "REGISTER {i}"
+        );
+        assert!(!done[i], "REGISTER {i} answered twice");
+        done[i] = true;
+    }
+    for i in (0..N).step_by(37) {
+        let found = lookup(&mut &*b, &format!("sip:user{i}@example.com")).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.contact, format!("sip:u{i}@192.0.2.7:5060"));
+    }
+
+    // The refusals the blocking call gives, through the callback.
+    let run = |req: RegisterRequest| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        register_async(a, &req, &limits, move |r| tx.send(r).unwrap()).map(|()| {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("a callback")
+        })
+    };
+    let older = RegisterRequest {
+        to: "sip:user0@example.com".into(),
+        call_id: "async-0".into(),
+        cseq: 1,
+        contacts: vec![contact("sip:u0@192.0.2.7:5060", None, Some(300))],
+        ..RegisterRequest::default()
+    };
+    assert_eq!(
+        run(older).unwrap().unwrap_err(),
+        RegistrarError::Request(RegisterError::OutOfOrder)
+    );
+    let brief = RegisterRequest {
+        to: "sip:user1@example.com".into(),
+        call_id: "async-1".into(),
+        cseq: 3,
+        contacts: vec![contact("sip:u1@192.0.2.7:5060", None, Some(1))],
+        ..RegisterRequest::default()
+    };
+    assert!(matches!(
+        run(brief).unwrap().unwrap_err(),
+        RegistrarError::Request(RegisterError::IntervalTooBrief(_))
+    ));
+    // Refused before anything is read: an error at once, no callback.
+    let not_sip = RegisterRequest {
+        to: "mailto:user@example.com".into(),
+        call_id: "x".into(),
+        cseq: 1,
+        ..RegisterRequest::default()
+    };
+    assert!(matches!(run(not_sip), Err(RegistrarError::Request(_))));
+    // The refused ones changed nothing.
+    let found = lookup(&mut &*b, "sip:user0@example.com").unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0.contact, "sip:u0@192.0.2.7:5060");
+    // An unregister through the async path.
+    let gone = RegisterRequest {
+        to: "sip:user0@example.com".into(),
+        call_id: "async-0".into(),
+        cseq: 3,
+        star: true,
+        expires: Some(0),
+        ..RegisterRequest::default()
+    };
+    let p = run(gone).unwrap().unwrap();
+    assert_eq!((p.deleted, p.result.len()), (1, 0));
+    assert!(lookup(&mut &*b, "sip:user0@example.com")
+        .unwrap()
+        .is_empty());
+}

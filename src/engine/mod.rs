@@ -73,6 +73,9 @@ pub enum OpResult {
     Join(Result<(), Error>),
     Leave(Result<(), Error>),
     Ping(Result<Duration, Error>),
+    /// A transaction ended (`Engine::transaction`); its answer is in the
+    /// transaction object.
+    Transaction(Result<(), Error>),
 }
 
 /// `OpResult::into_put()` and friends: the result of an operation of a known kind.
@@ -103,6 +106,7 @@ result_of_kind! {
     into_join => Join: (),
     into_leave => Leave: (),
     into_ping => Ping: Duration,
+    into_transaction => Transaction: (),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +164,7 @@ enum OpKind {
     Join,
     Leave,
     Ping,
+    Transaction,
 }
 
 impl OpKind {
@@ -171,6 +176,7 @@ impl OpKind {
             OpKind::Join => OpResult::Join(Err(e)),
             OpKind::Leave => OpResult::Leave(Err(e)),
             OpKind::Ping => OpResult::Ping(Err(e)),
+            OpKind::Transaction => OpResult::Transaction(Err(e)),
         }
     }
 }

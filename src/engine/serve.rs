@@ -49,9 +49,11 @@ pub(super) fn client_reply(result: OpResult) -> Body {
             entries: vec![],
             next: None,
         },
-        OpResult::Join(_) | OpResult::Leave(_) | OpResult::Ping(_) => Body::Error {
-            status: Status::BadRequest,
-        },
+        OpResult::Join(_) | OpResult::Leave(_) | OpResult::Ping(_) | OpResult::Transaction(_) => {
+            Body::Error {
+                status: Status::BadRequest,
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The atomic read-plan-write transaction on one key, run for a client
-//! handle in one exchange: read the key, keep the values in this node's own
+//! handle in one exchange or for this node's own caller without a thread
+//! waiting on it: read the key, keep the values in this node's own
 //! slots, let the transaction plan its writes, make them in parallel and,
 //! when one fails, put back what the slots held (all or nothing). What a
 //! transaction means (a SIP REGISTER, say) is not the engine's business: the
@@ -8,18 +9,29 @@
 //! [`Config::transactions`]: crate::config::Config::transactions
 
 use super::serve::MAX_CLIENT_OPS;
-use super::{Engine, OpResult};
+use super::{Engine, OpId, OpKind, OpResult};
 use crate::config::LogLevel;
 use crate::error::Error;
 use crate::types::{undo_writes, Decoded, SlotWrite, Transaction, Value};
 use crate::wire::{status_of, Body, Status, WireEntry};
 use std::net::SocketAddr;
+use std::time::Duration;
 
-/// A transaction a client handle asked this node to run.
+/// Who waits for a transaction's end.
+#[derive(Clone, Copy)]
+enum Requester {
+    /// A client handle: its address and request id.
+    Client(SocketAddr, u64),
+    /// This node's caller: the operation completes.
+    Local(OpId),
+}
+
+/// A transaction a client handle or this node's caller asked it to run.
 pub(super) struct TxnJob {
-    /// The client's address and request id.
-    client: (SocketAddr, u64),
+    requester: Requester,
     txn: Box<dyn Transaction>,
+    /// The longest lifetime a write of it may ask for, in ms.
+    lifetime_cap_ms: u32,
     /// This node's own values of the key when it was read: what an undo restores.
     before: Vec<Value>,
     /// The planned writes.
@@ -64,14 +76,41 @@ impl Engine {
                 return self.reply_client(from, rid, Body::Error { status });
             }
         };
-        let key = txn.key();
         let job = self.internal_op();
         self.client_reqs.insert((from, rid), job);
+        let cap = self.client_lifetime_cap_ms();
+        self.start_txn(job, Requester::Client(from, rid), txn, cap);
+    }
+
+    /// Runs a transaction for this node's caller: `op` completes with
+    /// [`OpResult::Transaction`] once it refused, succeeded or failed (the
+    /// transaction object, which the caller keeps a handle to, holds its
+    /// answer). Its writes are this node's own, as a blocking
+    /// [`crate::types::run_transaction`] through the node would make them.
+    pub fn transaction(
+        &mut self,
+        now: u64,
+        op: OpId,
+        txn: Box<dyn Transaction>,
+        timeout: Duration,
+    ) {
+        self.now = now;
+        if self.begin_op(op, OpKind::Transaction, timeout) {
+            let job = self.internal_op();
+            self.start_txn(job, Requester::Local(op), txn, u32::MAX);
+        }
+        self.after_step();
+    }
+
+    /// Reads the key of a transaction job `job` (its id): the first step.
+    fn start_txn(&mut self, job: u64, requester: Requester, txn: Box<dyn Transaction>, cap: u32) {
+        let key = txn.key();
         self.transactions.insert(
             job,
             TxnJob {
-                client: (from, rid),
+                requester,
                 txn,
+                lifetime_cap_ms: cap,
                 before: Vec::new(),
                 writes: Vec::new(),
                 pending: 1,
@@ -104,7 +143,7 @@ impl Engine {
                     }
                 }
             }
-            OpResult::Get(Err(e)) => self.txn_failed(job.client, e),
+            OpResult::Get(Err(e)) => self.txn_failed(job.requester, e),
             OpResult::Put(r) => {
                 if let Err(e) = r {
                     job.failed.get_or_insert(e);
@@ -113,7 +152,7 @@ impl Engine {
                     self.transactions.insert(id, job);
                 } else if let Some(e) = job.failed.take() {
                     if job.undoing {
-                        self.txn_failed(job.client, e);
+                        self.txn_failed(job.requester, e);
                     } else {
                         // All or nothing: put back what the slots held before.
                         let undo = undo_writes(&job.before, &job.writes);
@@ -123,7 +162,7 @@ impl Engine {
                     }
                 } else if job.undoing {
                     let e = job.failed.take().unwrap_or(Error::Timeout);
-                    self.txn_failed(job.client, e);
+                    self.txn_failed(job.requester, e);
                 } else {
                     self.txn_answer(job);
                 }
@@ -138,6 +177,7 @@ impl Engine {
             return self.txn_answer(job);
         }
         let key = job.txn.key();
+        let job_cap = job.lifetime_cap_ms;
         job.pending = writes.len();
         self.transactions.insert(id, job);
         let timeout = self.cfg.op_timeout;
@@ -153,7 +193,7 @@ impl Engine {
             let entry = match w.value {
                 Some((data, lifetime)) => {
                     let ms = lifetime.as_millis().min(u32::MAX as u128) as u32;
-                    let ms = ms.min(self.client_lifetime_cap_ms());
+                    let ms = ms.min(job_cap);
                     WireEntry::unsigned(w.label, version, ms, false, data)
                 }
                 None => WireEntry::unsigned(w.label, version, tombstone_ms, true, Vec::new()),
@@ -164,22 +204,32 @@ impl Engine {
 
     /// The transaction refused or succeeded: its own reply goes back.
     fn txn_answer(&mut self, job: TxnJob) {
-        self.client_reqs.remove(&job.client);
-        let budget = self.page_budget().saturating_sub(8);
-        let body = Body::ClientTransactionReply {
-            status: Status::Ok,
-            outcome: job.txn.reply(budget),
-        };
-        self.reply_client(job.client.0, job.client.1, body);
+        match job.requester {
+            Requester::Client(addr, rid) => {
+                self.client_reqs.remove(&(addr, rid));
+                let budget = self.page_budget().saturating_sub(8);
+                let body = Body::ClientTransactionReply {
+                    status: Status::Ok,
+                    outcome: job.txn.reply(budget),
+                };
+                self.reply_client(addr, rid, body);
+            }
+            Requester::Local(op) => self.complete(op, OpResult::Transaction(Ok(()))),
+        }
     }
 
     /// The overlay failed the transaction: the status says why.
-    fn txn_failed(&mut self, client: (SocketAddr, u64), e: Error) {
-        self.client_reqs.remove(&client);
-        let body = Body::ClientTransactionReply {
-            status: status_of(&e),
-            outcome: Vec::new(),
-        };
-        self.reply_client(client.0, client.1, body);
+    fn txn_failed(&mut self, requester: Requester, e: Error) {
+        match requester {
+            Requester::Client(addr, rid) => {
+                self.client_reqs.remove(&(addr, rid));
+                let body = Body::ClientTransactionReply {
+                    status: status_of(&e),
+                    outcome: Vec::new(),
+                };
+                self.reply_client(addr, rid, body);
+            }
+            Requester::Local(op) => self.complete(op, OpResult::Transaction(Err(e))),
+        }
     }
 }

@@ -5,12 +5,16 @@
 
 use super::chordsip_result::*;
 use super::client::{chordsip_client, client_ref};
+use super::events::Completion;
 use super::node::{chordsip_node, node_ref};
-use super::{chordsip_result, code, guard, opt_str_arg, str_arg, write_out, write_str, FfiResult};
+use super::{
+    chordsip_result, code, guard, opt_str_arg, str_arg, write_out, write_str, FfiResult, UserData,
+};
 use crate::sip::auth::{self, AuthSettings};
 use crate::sip::digest::{self, Algorithm, NonceKey, Verdict};
 use crate::types::{CredentialTrust, DictStore};
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
 
 /// A digest hash algorithm (RFC 8760).
 #[repr(C)]
@@ -206,12 +210,7 @@ pub unsafe extern "C" fn chordsip_node_authenticate(
         if challenge_len < CHORDSIP_MAX_CHALLENGE_LEN {
             return Err(CHORDSIP_ERR_BUFFER_TOO_SMALL);
         }
-        let cfg = n.config();
-        let settings = AuthSettings {
-            nonces: NonceKey::new(n.digest_nonce_secret()),
-            nonce_lifetime_s: cfg.digest_nonce_lifetime.as_secs(),
-            algorithm: Algorithm::from_name(&cfg.digest_algorithm).unwrap_or(Algorithm::Md5),
-        };
+        let settings = auth_settings(&n);
         let v = code(auth::authenticate(
             &mut &n,
             &settings,
@@ -219,33 +218,116 @@ pub unsafe extern "C" fn chordsip_node_authenticate(
             aor,
             authorization,
         ))?;
-        let (v, text) = match v {
-            Verdict::Ok { .. } => (chordsip_auth_verdict::CHORDSIP_AUTH_OK, String::new()),
-            Verdict::Challenge => (
-                chordsip_auth_verdict::CHORDSIP_AUTH_CHALLENGE,
-                code(auth::challenge(&settings, aor, false))?,
-            ),
-            Verdict::Stale => (
-                chordsip_auth_verdict::CHORDSIP_AUTH_STALE,
-                code(auth::challenge(&settings, aor, true))?,
-            ),
-            Verdict::Forbidden => (
-                chordsip_auth_verdict::CHORDSIP_AUTH_FORBIDDEN,
-                String::new(),
-            ),
-            Verdict::NotYours { .. } => (
-                chordsip_auth_verdict::CHORDSIP_AUTH_NOT_YOURS,
-                String::new(),
-            ),
-            Verdict::Malformed(_) => (
-                chordsip_auth_verdict::CHORDSIP_AUTH_MALFORMED,
-                String::new(),
-            ),
-        };
+        let (v, text) = verdict_answer(&settings, aor, v)?;
         // SAFETY: writable for challenge_len bytes by the caller's contract.
         unsafe { write_str(&text, challenge, challenge_len, None) }?;
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe { write_out(verdict, v as u32) }
+    })
+}
+
+/// How the node challenges and checks (its nonce secret and settings).
+fn auth_settings(n: &crate::Node) -> AuthSettings {
+    let cfg = n.config();
+    AuthSettings {
+        nonces: NonceKey::new(n.digest_nonce_secret()),
+        nonce_lifetime_s: cfg.digest_nonce_lifetime.as_secs(),
+        algorithm: Algorithm::from_name(&cfg.digest_algorithm).unwrap_or(Algorithm::Md5),
+    }
+}
+
+/// A verdict as the C API gives it: its code and the challenge to send ("" when none).
+fn verdict_answer(
+    settings: &AuthSettings,
+    aor: &str,
+    v: Verdict,
+) -> FfiResult<(chordsip_auth_verdict, String)> {
+    use chordsip_auth_verdict::*;
+    Ok(match v {
+        Verdict::Ok { .. } => (CHORDSIP_AUTH_OK, String::new()),
+        Verdict::Challenge => (
+            CHORDSIP_AUTH_CHALLENGE,
+            code(auth::challenge(settings, aor, false))?,
+        ),
+        Verdict::Stale => (
+            CHORDSIP_AUTH_STALE,
+            code(auth::challenge(settings, aor, true))?,
+        ),
+        Verdict::Forbidden => (CHORDSIP_AUTH_FORBIDDEN, String::new()),
+        Verdict::NotYours { .. } => (CHORDSIP_AUTH_NOT_YOURS, String::new()),
+        Verdict::Malformed(_) => (CHORDSIP_AUTH_MALFORMED, String::new()),
+    })
+}
+
+/// Completion of `chordsip_node_authenticate_async`: `verdict` is a
+/// `chordsip_auth_verdict` and `challenge` the `WWW-Authenticate` value for
+/// a 401 ("" when the verdict needs none); when `result` is not
+/// `CHORDSIP_OK`, `verdict` is 0 and `challenge` "" (answer 500, not 401).
+/// `challenge` is lent for the duration of the call.
+pub type chordsip_auth_cb = Option<
+    unsafe extern "C" fn(
+        result: chordsip_result,
+        verdict: u32,
+        challenge: *const c_char,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// Asynchronous `chordsip_node_authenticate`: the verdict comes to `cb`
+/// (after a read of the user's credential record when the request carries
+/// credentials on a fresh nonce of this node's; at once, still through
+/// `cb`, when it needs none). The strings are copied before this returns.
+/// `cb` runs exactly once when this returns `CHORDSIP_OK` (see
+/// `chordsip_node_lookup_async`); an argument refused at once (NULL, not
+/// UTF-8, an AOR without a user part: `CHORDSIP_ERR_INVALID_ARGUMENT`, no
+/// `credentials_key`: `CHORDSIP_ERR_UNAUTHORIZED`) is returned here
+/// instead, and `cb` never runs.
+///
+/// # Safety
+/// `node` NULL or live; strings NULL (where allowed) or NUL-terminated;
+/// `cb` valid; `user_data` valid until the callback ran.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_authenticate_async(
+    node: *mut chordsip_node,
+    method: *const c_char,
+    aor: *const c_char,
+    authorization: *const c_char,
+    cb: chordsip_auth_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let nref = unsafe { node_ref(node) }?;
+        let n = nref.started()?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let (method, aor, authorization) =
+            unsafe { (str_arg(method)?, str_arg(aor)?, opt_str_arg(authorization)?) };
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let ud = UserData(user_data);
+        let settings = auth_settings(&n);
+        let aor_owned = aor.to_string();
+        let answer_settings = settings.clone();
+        let deliver = move |r: crate::Result<Verdict>| {
+            let ud = ud;
+            let answer = r
+                .map_err(chordsip_result::from)
+                .and_then(|v| verdict_answer(&answer_settings, &aor_owned, v));
+            let (rc, v, text) = match answer {
+                Ok((v, text)) => (CHORDSIP_OK, v as u32, text),
+                Err(rc) => (rc, 0, String::new()),
+            };
+            // A challenge never holds a NUL (the realm is a checked host name).
+            let text = CString::new(text).unwrap_or_default();
+            // SAFETY: the host's callback; the text lives until it returns.
+            unsafe { cb(rc, v, text.as_ptr(), ud.get()) }
+        };
+        code(
+            Completion::new(Arc::clone(&nref.dispatcher), deliver).start(|c| {
+                auth::authenticate_async(&n, &settings, method, aor, authorization, move |r| {
+                    c.complete(r)
+                })
+            }),
+        )
     })
 }
 

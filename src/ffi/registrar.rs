@@ -466,6 +466,83 @@ pub unsafe extern "C" fn chordsip_node_register(
     })
 }
 
+/// Completion of `chordsip_node_register_async`: `bindings` (the AOR's
+/// bindings for the 200 OK) and `outcome` are NULL unless `result` is
+/// `CHORDSIP_OK`; both are lent for the duration of the call.
+pub type chordsip_register_cb = Option<
+    unsafe extern "C" fn(
+        result: chordsip_result,
+        bindings: *const chordsip_bindings,
+        outcome: *const chordsip_register_outcome,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// Asynchronous `chordsip_node_register`: the same rules and the same all
+/// or nothing, its writes made in parallel on the node's thread while the
+/// caller goes on. The request is copied before this returns (its strings
+/// need not outlive the call). `cb` runs exactly once when this returns
+/// `CHORDSIP_OK` (see `chordsip_node_lookup_async`), with the result
+/// `chordsip_node_register` would have returned; a request refused before
+/// anything is read (a NULL or malformed argument, an AOR that is no SIP
+/// URI) is returned here instead, and `cb` never runs.
+///
+/// # Safety
+/// `node` NULL or live; `req` NULL or valid; `cb` valid; `user_data` valid until the callback ran.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_register_async(
+    node: *mut chordsip_node,
+    req: *const chordsip_register,
+    cb: chordsip_register_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let nref = unsafe { node_ref(node) }?;
+        let n = nref.started()?;
+        // SAFETY: NULL or a valid request by the caller's contract.
+        let r = unsafe { request_arg(req) }?;
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        let ud = UserData(user_data);
+        // Completion's own error is a cancellation; the registrar's are codes.
+        type Answer = Result<crate::sip::binding::Plan, chordsip_result>;
+        let deliver = move |r: crate::Result<Answer>| {
+            let ud = ud;
+            match r.map_err(chordsip_result::from).and_then(|a| a) {
+                Ok(p) => {
+                    let outcome = chordsip_register_outcome {
+                        inserted: p.inserted as u32,
+                        updated: p.updated as u32,
+                        deleted: p.deleted as u32,
+                    };
+                    let list = chordsip_bindings::new(p.result);
+                    // SAFETY: the host's callback; list and outcome live until it returns.
+                    unsafe { cb(CHORDSIP_OK, &list, &outcome, ud.get()) }
+                }
+                Err(code) => {
+                    let (list, outcome) = (std::ptr::null(), std::ptr::null());
+                    // SAFETY: the host's callback; NULL lists on error as documented.
+                    unsafe { cb(code, list, outcome, ud.get()) }
+                }
+            }
+        };
+        let mut refused = CHORDSIP_OK;
+        let started = Completion::new(Arc::clone(&nref.dispatcher), deliver).start(|c| {
+            registrar::register_async(&n, &r, &limits(), move |res| {
+                c.complete(Ok(res.map_err(registrar_code)))
+            })
+            .map_err(|e| {
+                refused = registrar_code(e);
+                crate::Error::Cancelled
+            })
+        });
+        match started {
+            Ok(()) => Ok(()),
+            Err(_) => Err(refused),
+        }
+    })
+}
+
 /// `chordsip_node_register` through a client handle, in one exchange: the
 /// node reads the AOR, applies the same rules and writes the changes.
 ///

@@ -5,7 +5,7 @@
 
 use super::credentials;
 pub use super::digest::AuthSettings;
-use super::digest::{self, Algorithm, Verdict};
+use super::digest::{self, Algorithm, Precheck, Verdict};
 use super::uri::Uri;
 use crate::error::Error;
 use crate::types::DictStore;
@@ -54,6 +54,36 @@ pub fn authenticate(
         authorization,
         |u, alg| Ok(credentials::fetch(store, &trust, u, &realm)?.and_then(|c| c.ha1_hex(alg))),
     )
+}
+
+/// [`authenticate`] through a node without blocking: `cb` gets the verdict
+/// on the node's worker thread (after a read of the user's record when the
+/// request carries credentials worth checking). An error before anything
+/// starts (a malformed AOR, no `credentials_key`) is returned and `cb`
+/// dropped.
+pub fn authenticate_async(
+    node: &crate::Node,
+    settings: &AuthSettings,
+    method: &str,
+    aor: &str,
+    authorization: Option<&str>,
+    cb: impl FnOnce(Result<Verdict, Error>) + Send + 'static,
+) -> Result<(), Error> {
+    let (user, realm) = aor_user_realm(aor)?;
+    let trust = node.credential_trust()?;
+    let answer = match digest::precheck(settings, unix_now_s(), &realm, authorization) {
+        Precheck::Done(v) => return node.on_worker(move || cb(Ok(v))),
+        Precheck::NeedHa1(answer) => answer,
+    };
+    let key = credentials::fetch_key(answer.username(), &realm)?;
+    let method = method.to_string();
+    node.get_async(key, move |values| {
+        let ha1 = values.and_then(|v| {
+            let record = credentials::from_values(v, &trust, key, answer.username(), &realm)?;
+            Ok(record.and_then(|c| c.ha1_hex(answer.algorithm())))
+        });
+        cb(ha1.map(|h| answer.verdict(&method, &user, h.as_deref())))
+    })
 }
 
 /// The `WWW-Authenticate` value for a 401 to a request acting for `aor`.

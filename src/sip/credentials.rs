@@ -17,7 +17,7 @@ use super::digest::Algorithm;
 use crate::error::Error;
 use crate::id::Id;
 pub use crate::types::CredentialTrust;
-use crate::types::DictStore;
+use crate::types::{DictStore, Value};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use sha2::{Digest, Sha256};
@@ -226,10 +226,26 @@ pub fn fetch(
     user: &str,
     realm: &str,
 ) -> Result<Option<Credential>, Error> {
+    let key = fetch_key(user, realm)?;
+    from_values(store.dict_get(key)?, trust, key, user, realm)
+}
+
+/// The key [`fetch`] reads a user's record under (names checked first).
+pub fn fetch_key(user: &str, realm: &str) -> Result<Id, Error> {
     check_names(user, realm)?;
-    let key = record_key(user, realm);
-    let newest = store
-        .dict_get(key)?
+    Ok(record_key(user, realm))
+}
+
+/// [`fetch`]'s answer from the values read under [`fetch_key`]: for a
+/// caller that reads them without blocking.
+pub fn from_values(
+    values: Vec<Value>,
+    trust: &CredentialTrust,
+    key: Id,
+    user: &str,
+    realm: &str,
+) -> Result<Option<Credential>, Error> {
+    let newest = values
         .into_iter()
         .filter(|v| v.writer == RECORD_LABEL && trust.admins.contains(&v.owner))
         .max_by_key(|v| v.version);

@@ -419,16 +419,77 @@ pub fn authenticate<E>(
     authorization: Option<&str>,
     mut ha1_of: impl FnMut(&str, Algorithm) -> Result<Option<String>, E>,
 ) -> Result<Verdict, E> {
+    match precheck(settings, now_s, realm, authorization) {
+        Precheck::Done(v) => Ok(v),
+        Precheck::NeedHa1(answer) => {
+            let ha1 = ha1_of(&answer.creds.username, answer.algorithm)?;
+            Ok(answer.verdict(method, aor_user, ha1.as_deref()))
+        }
+    }
+}
+
+/// The part of [`authenticate`] that needs no stored credential: a verdict
+/// already, or the answer to check against the user's HA1, which a caller
+/// that must not block fetches meanwhile.
+pub enum Precheck {
+    Done(Verdict),
+    NeedHa1(Box<Answer>),
+}
+
+/// Well-formed credentials on a fresh nonce of ours, waiting for their HA1.
+pub struct Answer {
+    creds: Credentials,
+    algorithm: Algorithm,
+}
+
+impl Answer {
+    /// The user whose HA1 decides.
+    pub fn username(&self) -> &str {
+        &self.creds.username
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The verdict given the user's HA1 (None: no such user, or none for
+    /// the algorithm).
+    pub fn verdict(self, method: &str, aor_user: &str, ha1: Option<&str>) -> Verdict {
+        let Some(ha1) = ha1 else {
+            return Verdict::Forbidden;
+        };
+        if !self.creds.response_matches(method, ha1) {
+            return Verdict::Forbidden;
+        }
+        if self.creds.username != aor_user {
+            return Verdict::NotYours {
+                user: self.creds.username,
+            };
+        }
+        Verdict::Ok {
+            user: self.creds.username,
+        }
+    }
+}
+
+/// Everything [`authenticate`] checks before it needs the HA1.
+pub fn precheck(
+    settings: &AuthSettings,
+    now_s: u64,
+    realm: &str,
+    authorization: Option<&str>,
+) -> Precheck {
     let Some(value) = authorization.filter(|v| !v.trim().is_empty()) else {
-        return Ok(Verdict::Challenge);
+        return Precheck::Done(Verdict::Challenge);
     };
     let creds = match Credentials::parse(value) {
         Ok(c) => c,
-        Err(DigestError::NotDigest) => return Ok(Verdict::Challenge),
-        Err(e) => return Ok(Verdict::Malformed(e)),
+        Err(DigestError::NotDigest) => return Precheck::Done(Verdict::Challenge),
+        Err(e) => return Precheck::Done(Verdict::Malformed(e)),
     };
     if creds.realm != realm {
-        return Ok(Verdict::Challenge); // credentials for another realm are none for ours
+        // credentials for another realm are none for ours
+        return Precheck::Done(Verdict::Challenge);
     }
     match settings
         .nonces
@@ -436,28 +497,14 @@ pub fn authenticate<E>(
     {
         // Another registrar's nonce (no shared secret) or a forged one: a
         // new challenge lets a real UA recover; it tells a forger nothing.
-        NonceState::Invalid => return Ok(Verdict::Challenge),
-        NonceState::Stale => return Ok(Verdict::Stale),
+        NonceState::Invalid => return Precheck::Done(Verdict::Challenge),
+        NonceState::Stale => return Precheck::Done(Verdict::Stale),
         NonceState::Fresh => {}
     }
-    let alg = match creds.algorithm() {
-        Ok(a) => a,
-        Err(e) => return Ok(Verdict::Malformed(e)),
-    };
-    let Some(ha1) = ha1_of(&creds.username, alg)? else {
-        return Ok(Verdict::Forbidden);
-    };
-    if !creds.response_matches(method, &ha1) {
-        return Ok(Verdict::Forbidden);
+    match creds.algorithm() {
+        Ok(algorithm) => Precheck::NeedHa1(Box::new(Answer { creds, algorithm })),
+        Err(e) => Precheck::Done(Verdict::Malformed(e)),
     }
-    if creds.username != aor_user {
-        return Ok(Verdict::NotYours {
-            user: creds.username,
-        });
-    }
-    Ok(Verdict::Ok {
-        user: creds.username,
-    })
 }
 
 #[cfg(test)]

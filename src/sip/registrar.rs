@@ -88,6 +88,24 @@ pub fn register(
     Ok(txn.into_result()?)
 }
 
+/// [`register`] through a node without blocking: the node runs the same
+/// transaction on its worker thread (its writes in parallel) and `cb` gets
+/// the plan there. A request refused before anything is read (an AOR that
+/// is no SIP URI) is returned as an error and `cb` dropped.
+pub fn register_async(
+    node: &crate::Node,
+    req: &RegisterRequest,
+    limits: &RegistrarLimits,
+    cb: impl FnOnce(Result<Plan, RegistrarError>) + Send + 'static,
+) -> Result<(), RegistrarError> {
+    let txn = RegisterTxn::new(req.clone(), limits.clone())?;
+    node.transaction_async(txn, move |r| {
+        cb(r.map_err(RegistrarError::Overlay)
+            .and_then(|t| Ok(t.into_result()?)))
+    })?;
+    Ok(())
+}
+
 /// Whose bindings a lookup returns. Any member of the overlay can store
 /// a binding under an AOR with a writer key of its own; routing to it would
 /// let that member take the AOR's calls.

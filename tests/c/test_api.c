@@ -1346,6 +1346,21 @@ static void test_lifecycle(void) {
  * verdict table, and a registrar node with a credentials key but no users:
  * a REGISTER without credentials is challenged, garbage is a 400, an
  * unknown user's HA1 is NOT_FOUND; a node without the key says UNAUTHORIZED. */
+
+/* chordsip_node_authenticate_async's answer, for the test below. */
+static int auth_done, auth_rc;
+static uint32_t auth_verdict;
+static char auth_challenge[CHORDSIP_MAX_CHALLENGE_LEN];
+
+static void on_auth_verdict(chordsip_result result, uint32_t verdict, const char *challenge,
+                            void *ud) {
+    (void)ud;
+    auth_rc = result;
+    auth_verdict = verdict;
+    snprintf(auth_challenge, sizeof auth_challenge, "%s", challenge ? challenge : "(null)");
+    __atomic_store_n(&auth_done, 1, __ATOMIC_RELEASE);
+}
+
 static void test_auth(void) {
     char ha1[65], err[128];
     CHECK_OK(chordsip_digest_ha1(CHORDSIP_DIGEST_MD5, "Mufasa", "testrealm@host.com",
@@ -1422,6 +1437,46 @@ static void test_auth(void) {
                                         sizeof ch),
              CHORDSIP_ERR_NULL_POINTER);
     CHECK_RC(chordsip_node_authenticate(n, NULL, "sip:a@example.com", NULL, &v, ch, sizeof ch),
+             CHORDSIP_ERR_NULL_POINTER);
+
+    /* The asynchronous check: the same verdicts, through the callback. */
+    static const char *const auths[3] = {NULL, "Digest username=\"a\", realm=", NULL};
+    char fresh[700];
+    CHECK_OK(chordsip_node_authenticate(n, "REGISTER", "sip:a@example.com", NULL, &v, ch, sizeof ch));
+    const char *nonce = strstr(ch, "nonce=\"");
+    CHECK(nonce != NULL);
+    nonce += 7;
+    const char *nonce_end = strchr(nonce, '"');
+    CHECK(nonce_end != NULL);
+    /* a well-formed answer on our own fresh nonce: the user's record is
+       read (there is none: 403) */
+    snprintf(fresh, sizeof fresh,
+             "Digest username=\"a\", realm=\"example.com\", nonce=\"%.*s\", "
+             "uri=\"sip:example.com\", response=\"00000000000000000000000000000000\"",
+             (int)(nonce_end - nonce), nonce);
+    const char *all[3] = {auths[0], auths[1], fresh};
+    const uint32_t want[3] = {CHORDSIP_AUTH_CHALLENGE, CHORDSIP_AUTH_MALFORMED,
+                              CHORDSIP_AUTH_FORBIDDEN};
+    for (int i = 0; i < 3; i++) {
+        auth_done = 0;
+        CHECK_OK(chordsip_node_authenticate_async(n, "REGISTER", "sip:a@example.com", all[i],
+                                                  on_auth_verdict, NULL));
+        double end = now_s() + scaled(5);
+        while (__atomic_load_n(&auth_done, __ATOMIC_ACQUIRE) == 0) {
+            CHECK(now_s() < end);
+            sleep_ms(2);
+        }
+        CHECK(auth_rc == CHORDSIP_OK && auth_verdict == want[i]);
+        if (want[i] == CHORDSIP_AUTH_CHALLENGE)
+            CHECK(strncmp(auth_challenge, "Digest realm=\"example.com\", nonce=\"", 35) == 0);
+        else
+            CHECK(auth_challenge[0] == 0);
+    }
+    CHECK_RC(chordsip_node_authenticate_async(n, "REGISTER", "not a uri", NULL, on_auth_verdict,
+                                              NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_authenticate_async(n, "REGISTER", "sip:a@example.com", NULL, NULL,
+                                              NULL),
              CHORDSIP_ERR_NULL_POINTER);
 
     /* A client handle: no key yet, then a bad one, then a good one. */

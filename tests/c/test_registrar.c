@@ -17,7 +17,11 @@
  *  - limits: 16 bindings (CHORDSIP_ERR_FULL), expires below CHORDSIP_MIN_EXPIRES
  *    (CHORDSIP_ERR_INTERVAL_TOO_BRIEF), expires capped at 86400 s;
  *  - the next hop of a binding (contact, received, Path) from every lookup;
- *  - chordsip_node_lookup_aor_async in thread and fd delivery.
+ *  - chordsip_node_lookup_aor_async in thread and fd delivery;
+ *  - chordsip_node_register_async: many REGISTERs in flight on one node,
+ *    each answered once with the blocking call's answer, its refusals
+ *    through the callback (or at once, before anything is read), in thread
+ *    and fd delivery; chordsip_node_authenticate_async without a key.
  */
 #include "testutil.h"
 
@@ -844,6 +848,199 @@ static void test_async(void) {
     CHECK(l.n == 0);
 }
 
+/* ----- asynchronous REGISTERs ----- */
+
+#define ASYNC_REGS 100
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls[ASYNC_REGS];
+    int results[ASYNC_REGS];
+    chordsip_register_outcome outcome[ASYNC_REGS];
+    char contact[ASYNC_REGS][64];
+    size_t len[ASYNC_REGS];
+    int null_mismatch, foreign_thread;
+    pthread_t self;
+    int done;
+} reg_async_t;
+
+static reg_async_t reg_async = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void on_registered(chordsip_result result, const chordsip_bindings *b,
+                          const chordsip_register_outcome *o, void *ud) {
+    size_t i = (size_t)(uintptr_t)ud;
+    reg_async_t *a = &reg_async;
+    pthread_mutex_lock(&a->mu);
+    if ((result == CHORDSIP_OK) != (b != NULL) || (result == CHORDSIP_OK) != (o != NULL))
+        a->null_mismatch++;
+    if (pthread_equal(pthread_self(), a->self))
+        a->foreign_thread = 0;
+    else
+        a->foreign_thread = 1;
+    a->calls[i]++;
+    a->results[i] = result;
+    if (o != NULL)
+        a->outcome[i] = *o;
+    a->len[i] = b != NULL ? chordsip_bindings_len(b) : 0;
+    a->contact[i][0] = 0;
+    chordsip_binding first;
+    if (b != NULL && chordsip_bindings_get(b, 0, &first) == CHORDSIP_OK)
+        copy_str(a->contact[i], sizeof a->contact[i], first.contact);
+    a->done++;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void on_auth(chordsip_result result, uint32_t verdict, const char *challenge, void *ud) {
+    (void)result, (void)verdict, (void)challenge, (void)ud;
+    pthread_mutex_lock(&reg_async.mu);
+    reg_async.done++;
+    pthread_mutex_unlock(&reg_async.mu);
+}
+
+/* Waits until `want` callbacks ran, pumping `fd_node` when it delivers by fd. */
+static void wait_registered(int want, chordsip_node *fd_node) {
+    reg_async_t *a = &reg_async;
+    double end = now_s() + scaled(20);
+    int fd = -1;
+    if (fd_node != NULL)
+        CHECK_OK(chordsip_node_event_fd(fd_node, &fd));
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        int done = a->done;
+        pthread_mutex_unlock(&a->mu);
+        if (done >= want)
+            break;
+        CHECK(now_s() < end);
+        if (fd_node != NULL) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int pr = poll(&pfd, 1, 20);
+            CHECK(pr >= 0 || errno == EINTR);
+            if (pr > 0)
+                CHECK_OK(chordsip_node_process(fd_node, NULL));
+        } else {
+            sleep_ms(5);
+        }
+    }
+    sleep_ms(50); /* exactly once: no late second call */
+    if (fd_node != NULL)
+        CHECK_OK(chordsip_node_process(fd_node, NULL));
+    pthread_mutex_lock(&a->mu);
+    CHECK(a->done == want);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void reset_registered(void) {
+    reg_async_t *a = &reg_async;
+    pthread_mutex_lock(&a->mu);
+    memset(a->calls, 0, sizeof a->calls);
+    a->done = 0;
+    a->null_mismatch = 0;
+    a->self = pthread_self();
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void test_async_register(void) {
+    reg_async_t *a = &reg_async;
+    static char aor[ASYNC_REGS][64], cid[ASYNC_REGS][32], uri[ASYNC_REGS][64];
+    static chordsip_contact cs[ASYNC_REGS];
+    static list_t l;
+
+    /* Thread delivery (node B): all in flight at once, each answered once. */
+    reset_registered();
+    for (size_t i = 0; i < ASYNC_REGS; i++) {
+        snprintf(aor[i], sizeof aor[i], "sip:async%zu@example.com", i);
+        snprintf(cid[i], sizeof cid[i], "areg-%zu", i);
+        snprintf(uri[i], sizeof uri[i], "sip:async%zu@192.0.2.90:5060", i);
+        cs[i] = contact(uri[i], -1, NULL);
+        chordsip_register r = request(aor[i], cid[i], 1, 600, &cs[i], 1);
+        CHECK_OK(chordsip_node_register_async(node_b, &r, on_registered, (void *)(uintptr_t)i));
+    }
+    /* The request was copied: overwriting our strings changes nothing. */
+    for (size_t i = 0; i < ASYNC_REGS; i++)
+        memset(uri[i], 'x', 8);
+    wait_registered(ASYNC_REGS, NULL);
+    pthread_mutex_lock(&a->mu);
+    CHECK(a->null_mismatch == 0);
+    CHECK(a->foreign_thread == 1);
+    for (size_t i = 0; i < ASYNC_REGS; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "sip:async%zu@192.0.2.90:5060", i);
+        CHECK(a->calls[i] == 1);
+        CHECK_RC(a->results[i], CHORDSIP_OK);
+        CHECK(a->outcome[i].inserted == 1 && a->outcome[i].updated == 0 &&
+              a->outcome[i].deleted == 0);
+        CHECK(a->len[i] == 1 && strcmp(a->contact[i], want) == 0);
+    }
+    pthread_mutex_unlock(&a->mu);
+    for (size_t i = 0; i < ASYNC_REGS; i += 17) {
+        char want[64];
+        snprintf(want, sizeof want, "sip:async%zu@192.0.2.90:5060", i);
+        lookup_all(aor[i], &l);
+        CHECK(l.n == 1 && strcmp(l.b[0].contact, want) == 0);
+    }
+
+    /* fd delivery (node C): a refresh, a refusal and an unregister, run
+       from chordsip_node_process on this thread. */
+    reset_registered();
+    for (size_t i = 0; i < 3; i++)
+        snprintf(uri[i], sizeof uri[i], "sip:async%zu@192.0.2.90:5060", i);
+    chordsip_register refresh = request(aor[0], cid[0], 2, 900, &cs[0], 1);
+    chordsip_contact brief = contact(uri[1], CHORDSIP_MIN_EXPIRES - 1, NULL);
+    chordsip_register too_brief = request(aor[1], cid[1], 2, -1, &brief, 1);
+    chordsip_register gone = star(aor[2], cid[2], 2);
+    CHECK_OK(chordsip_node_register_async(node_c, &refresh, on_registered, (void *)0));
+    CHECK_OK(chordsip_node_register_async(node_c, &too_brief, on_registered, (void *)1));
+    CHECK_OK(chordsip_node_register_async(node_c, &gone, on_registered, (void *)2));
+    pthread_mutex_lock(&a->mu);
+    CHECK(a->done == 0); /* nothing runs until the host processes the fd */
+    pthread_mutex_unlock(&a->mu);
+    wait_registered(3, node_c);
+    pthread_mutex_lock(&a->mu);
+    CHECK(a->null_mismatch == 0);
+    CHECK(a->foreign_thread == 0);
+    CHECK_RC(a->results[0], CHORDSIP_OK);
+    CHECK(a->outcome[0].updated == 1 && a->len[0] == 1);
+    CHECK_RC(a->results[1], CHORDSIP_ERR_INTERVAL_TOO_BRIEF);
+    CHECK_RC(a->results[2], CHORDSIP_OK);
+    CHECK(a->outcome[2].deleted == 1 && a->len[2] == 0);
+    pthread_mutex_unlock(&a->mu);
+    lookup_all(aor[0], &l);
+    CHECK(l.n == 1 && l.b[0].expires > 600);
+    lookup_all(aor[1], &l);
+    CHECK(l.n == 1 && l.b[0].expires <= 600); /* the refused REGISTER changed nothing */
+    lookup_all(aor[2], &l);
+    CHECK(l.n == 0);
+
+    /* Refused before anything is read: the call says so and no callback runs. */
+    reset_registered();
+    chordsip_register bad = request("not a uri", "x", 1, 600, &cs[0], 1);
+    CHECK_RC(chordsip_node_register_async(node_b, &bad, on_registered, (void *)0),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_register_async(node_b, NULL, on_registered, (void *)0),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_register_async(node_b, &refresh, NULL, (void *)0),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_register_async(NULL, &refresh, on_registered, (void *)0),
+             CHORDSIP_ERR_NULL_POINTER);
+    /* These nodes hold no credentials key: authentication says so at once. */
+    CHECK_RC(chordsip_node_authenticate_async(node_b, "REGISTER", aor[0], NULL, on_auth, NULL),
+             CHORDSIP_ERR_UNAUTHORIZED);
+    CHECK_RC(chordsip_node_authenticate_async(node_b, "REGISTER", aor[0], NULL, NULL, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    sleep_ms(50);
+    pthread_mutex_lock(&a->mu);
+    CHECK(a->done == 0);
+    pthread_mutex_unlock(&a->mu);
+
+    for (size_t i = 0; i < ASYNC_REGS; i++) {
+        chordsip_register r = star(aor[i], cid[i], 5);
+        CHECK_OK(chordsip_node_register(node_a, &r, NULL, NULL));
+    }
+    note("%d REGISTERs in flight at once on one node, each answered once", ASYNC_REGS);
+}
+
 /* Registering through the client handles, looking up at the nodes. */
 static void test_clients(void) {
     static list_t res, l;
@@ -1010,6 +1207,7 @@ int main(void) {
     test_expires_limits();
     test_next_hop();
     test_async();
+    test_async_register();
     test_clients();
     test_large_aor();
     test_small_datagrams();
