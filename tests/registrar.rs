@@ -692,3 +692,81 @@ fn register_async_runs_many_at_once_with_the_same_rules() {
         .unwrap()
         .is_empty());
 }
+
+/// REGISTERs of one AOR in flight at once run one after another on the
+/// node, each planning on what the one before wrote: twenty devices racing
+/// for an AOR of at most sixteen bindings leave sixteen, and four are told
+/// so, whether they come through the node's own caller or a client handle.
+#[test]
+fn concurrent_registers_of_one_aor_see_each_other() {
+    use chordsip::sip::registrar::register_async;
+    let net = Testnet::new(3, &one_registrar(), Duration::from_secs(20)).unwrap();
+    let a = &net.nodes[1];
+    let limits = RegistrarLimits::default();
+    let device = |i: usize| RegisterRequest {
+        to: "sip:crowd@example.com".into(),
+        call_id: format!("device-{i}"),
+        cseq: 1,
+        contacts: vec![contact(
+            &format!("sip:d{i}@192.0.2.9:5060"),
+            None,
+            Some(600),
+        )],
+        ..RegisterRequest::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..20 {
+        let tx = tx.clone();
+        register_async(a, &device(i), &limits, move |r| tx.send(r).unwrap()).unwrap();
+    }
+    let (mut ok, mut full) = (0, 0);
+    for _ in 0..20 {
+        match rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a callback")
+        {
+            Ok(p) => {
+                ok += 1;
+                assert_eq!(p.result.len(), ok, "each plan sees the writes before it");
+            }
+            Err(RegistrarError::Request(RegisterError::TooManyBindings(_))) => full += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, full), (16, 4));
+    assert_eq!(
+        lookup(&mut &net.nodes[0], "sip:crowd@example.com")
+            .unwrap()
+            .len(),
+        16
+    );
+
+    // Client handles' transactions on one key queue the same way at their node.
+    let clients: Vec<_> = (0..4).map(|_| net.client(2).unwrap()).collect();
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut c)| {
+            let reqs: Vec<_> = (0..5)
+                .map(|i| RegisterRequest {
+                    to: "sip:crowd2@example.com".into(),
+                    ..device(100 + k * 5 + i)
+                })
+                .collect();
+            std::thread::spawn(move || {
+                reqs.iter()
+                    .map(|r| c.register(r).is_ok())
+                    .filter(|ok| *ok)
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(ok, 16);
+    assert_eq!(
+        lookup(&mut &net.nodes[0], "sip:crowd2@example.com")
+            .unwrap()
+            .len(),
+        16
+    );
+}

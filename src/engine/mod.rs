@@ -46,7 +46,7 @@ use self::maintain::MERGE_EVERY_US;
 use self::primary::PendingReplication;
 use self::replicate::LeaveState;
 use self::rpc::{Rpc, Rtt};
-use self::txn::TxnJob;
+use self::txn::{QueuedTxn, TxnJob};
 use crate::config::{Config, LogLevel};
 use crate::error::Error;
 use crate::id::Id;
@@ -256,6 +256,8 @@ pub struct Engine {
     next_merge: u64,
     /// Transactions run for client handles, and which job each internal operation serves.
     transactions: HashMap<u64, TxnJob>,
+    /// Keys with a transaction running, and the ones waiting behind it.
+    txn_queue: HashMap<Id, std::collections::VecDeque<QueuedTxn>>,
     txn_ops: HashMap<OpId, u64>,
     last_version: u64,
     /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
@@ -384,6 +386,7 @@ impl Engine {
             buckets: HashMap::new(),
             departed: HashMap::new(),
             transactions: HashMap::new(),
+            txn_queue: HashMap::new(),
             txn_ops: HashMap::new(),
             last_version: 0,
             remembered: Vec::new(),

@@ -12,8 +12,10 @@ use super::serve::MAX_CLIENT_OPS;
 use super::{Engine, OpId, OpKind, OpResult};
 use crate::config::LogLevel;
 use crate::error::Error;
+use crate::id::Id;
 use crate::types::{undo_writes, Decoded, SlotWrite, Transaction, Value};
 use crate::wire::{status_of, Body, Status, WireEntry};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +26,14 @@ enum Requester {
     Client(SocketAddr, u64),
     /// This node's caller: the operation completes.
     Local(OpId),
+}
+
+/// A transaction waiting for the one running on its key.
+pub(super) struct QueuedTxn {
+    job: u64,
+    requester: Requester,
+    txn: Box<dyn Transaction>,
+    cap: u32,
 }
 
 /// A transaction a client handle or this node's caller asked it to run.
@@ -102,8 +112,43 @@ impl Engine {
         self.after_step();
     }
 
-    /// Reads the key of a transaction job `job` (its id): the first step.
+    /// Starts transaction job `job` (its id) by reading its key, or queues it
+    /// behind the one running on that key: transactions on one key run one
+    /// after another on a node, so that each plans on what the one before
+    /// wrote (two REGISTERs of one AOR in flight at once could otherwise
+    /// both pass a limit of bindings, or undo each other's writes).
     fn start_txn(&mut self, job: u64, requester: Requester, txn: Box<dyn Transaction>, cap: u32) {
+        let key = txn.key();
+        match self.txn_queue.get_mut(&key) {
+            Some(waiting) => waiting.push_back(QueuedTxn {
+                job,
+                requester,
+                txn,
+                cap,
+            }),
+            None => {
+                self.txn_queue.insert(key, VecDeque::new());
+                self.run_txn(job, requester, txn, cap);
+            }
+        }
+    }
+
+    /// A transaction on `key` ended: the next one waiting on it starts (one
+    /// whose caller stopped waiting is dropped), or the key is free.
+    fn txn_next(&mut self, key: Id) {
+        while let Some(next) = self.txn_queue.get_mut(&key).and_then(|q| q.pop_front()) {
+            let live = match next.requester {
+                Requester::Local(op) => self.op_live(op),
+                Requester::Client(addr, rid) => self.client_reqs.contains_key(&(addr, rid)),
+            };
+            if live {
+                return self.run_txn(next.job, next.requester, next.txn, next.cap);
+            }
+        }
+        self.txn_queue.remove(&key);
+    }
+
+    fn run_txn(&mut self, job: u64, requester: Requester, txn: Box<dyn Transaction>, cap: u32) {
         let key = txn.key();
         self.transactions.insert(
             job,
@@ -143,7 +188,7 @@ impl Engine {
                     }
                 }
             }
-            OpResult::Get(Err(e)) => self.txn_failed(job.requester, e),
+            OpResult::Get(Err(e)) => self.txn_failed(job, e),
             OpResult::Put(r) => {
                 if let Err(e) = r {
                     job.failed.get_or_insert(e);
@@ -152,7 +197,7 @@ impl Engine {
                     self.transactions.insert(id, job);
                 } else if let Some(e) = job.failed.take() {
                     if job.undoing {
-                        self.txn_failed(job.requester, e);
+                        self.txn_failed(job, e);
                     } else {
                         // All or nothing: put back what the slots held before.
                         let undo = undo_writes(&job.before, &job.writes);
@@ -162,12 +207,14 @@ impl Engine {
                     }
                 } else if job.undoing {
                     let e = job.failed.take().unwrap_or(Error::Timeout);
-                    self.txn_failed(job.requester, e);
+                    self.txn_failed(job, e);
                 } else {
                     self.txn_answer(job);
                 }
             }
-            _ => {}
+            // Cannot happen (a transaction's steps are reads and writes);
+            // should it, the job still ends and frees its key.
+            other => self.txn_failed(job, Error::Io(format!("unexpected step {other:?}"))),
         }
     }
 
@@ -204,6 +251,7 @@ impl Engine {
 
     /// The transaction refused or succeeded: its own reply goes back.
     fn txn_answer(&mut self, job: TxnJob) {
+        let key = job.txn.key();
         match job.requester {
             Requester::Client(addr, rid) => {
                 self.client_reqs.remove(&(addr, rid));
@@ -216,11 +264,13 @@ impl Engine {
             }
             Requester::Local(op) => self.complete(op, OpResult::Transaction(Ok(()))),
         }
+        self.txn_next(key);
     }
 
     /// The overlay failed the transaction: the status says why.
-    fn txn_failed(&mut self, requester: Requester, e: Error) {
-        match requester {
+    fn txn_failed(&mut self, job: TxnJob, e: Error) {
+        let key = job.txn.key();
+        match job.requester {
             Requester::Client(addr, rid) => {
                 self.client_reqs.remove(&(addr, rid));
                 let body = Body::ClientTransactionReply {
@@ -231,5 +281,6 @@ impl Engine {
             }
             Requester::Local(op) => self.complete(op, OpResult::Transaction(Err(e))),
         }
+        self.txn_next(key);
     }
 }
