@@ -4,7 +4,7 @@
  * Each process runs one chordsip node and one UDP SIP socket. REGISTERs are
  * stored in the overlay (chordsip_node_register), so any proxy of the overlay
  * finds a user registered at any other one: requests for an AOR of a
- * served domain are looked up (chordsip_node_lookup_aor on the Request-URI)
+ * served domain are looked up (chordsip_node_lookup_aor_async on the Request-URI)
  * and forwarded statelessly (RFC 3261 §16.11) to the contact with the
  * highest q; other requests (in-dialog ones to a contact) are forwarded as
  * they are, by Route or Request-URI (route.c); dialog-creating requests are
@@ -18,7 +18,11 @@
  *
  * One thread: poll() on the SIP socket, the node's event fd (fd delivery
  * mode) and a self-pipe for SIGINT/SIGTERM, which make the node leave the
- * ring gracefully. Register and lookup are blocking calls on this thread.
+ * ring gracefully. Nothing blocks on the overlay: a request that needs it
+ * (a REGISTER's digest check and bindings, a lookup) keeps a copy of its
+ * datagram (struct pending) while the library works, and is handled again
+ * from that copy when its callback runs from chordsip_node_process(), up
+ * to MAX_IN_FLIGHT at once (then the SIP socket waits).
  * See README.md for what is and is not implemented.
  */
 #include <chordsip.h>
@@ -47,6 +51,8 @@
 #define MAX_SEND 65507 /* largest UDP payload over IPv4 */
 #define DEFAULT_EXPIRES 3600
 #define MAX_FORWARDS_DEFAULT 70
+/* Requests waiting for the overlay at once; beyond it, the socket waits. */
+#define MAX_IN_FLIGHT 4096
 #define BRANCH_MAGIC "z9hG4bK"
 #define BRANCH_PREFIX BRANCH_MAGIC "csp"
 #define TAG_PREFIX "csp"
@@ -64,7 +70,7 @@ struct addr {
 
 struct counters {
     uint64_t received, malformed, registers, forwarded_requests, forwarded_responses, replies,
-        dropped, auth_refused;
+        dropped, auth_refused, overlay_waits, retransmissions_absorbed;
 };
 
 struct proxy {
@@ -79,6 +85,35 @@ struct proxy {
     struct domains domains;  /* --domain: what is looked up and registered */
     uint8_t flow_secret[32]; /* authenticates our RFC 5626 flow tokens (random per run) */
     struct counters n;
+    size_t in_flight; /* requests waiting for the overlay (struct pending) */
+    int closing;      /* leaving: waiting requests are dropped, not resumed */
+};
+
+/* What identifies a request's transaction (method, top Via's branch and
+ * sent-by, CSeq), to absorb the retransmissions of one still waiting. */
+#define TXN_ID_LEN 224
+#define TXN_BUCKETS 8192
+
+/* What a request waits for. */
+enum stage { AWAIT_AUTH = 1, AWAIT_REGISTER, AWAIT_LOOKUP };
+
+/* A request waiting for the overlay: a copy of its datagram and where it
+ * came from (the request is parsed again from these when it resumes), and
+ * the answer once its callback ran (the lists are lent for that call). */
+struct pending {
+    struct proxy *px;
+    struct pending *next_waiting; /* the next one in its bucket of `waiting` */
+    char txn_id[TXN_ID_LEN];      /* "" when it has none (no RFC 3261 branch) */
+    enum stage stage;
+    int kept; /* handed to the library again: not freed when this step ends */
+    struct addr src;
+    chordsip_result rc;
+    uint32_t verdict;
+    char challenge[CHORDSIP_MAX_CHALLENGE_LEN];
+    const chordsip_bindings *list;
+    const chordsip_register_outcome *outcome;
+    size_t len;
+    char buf[]; /* the datagram, NUL-terminated */
 };
 
 /* A request being handled: the message, where it came from, its top Via. */
@@ -93,6 +128,10 @@ struct req {
     int add_received;
     uint32_t cseq;
     int is_ack;
+    const char *raw; /* the datagram */
+    size_t raw_len;
+    char txn_id[TXN_ID_LEN]; /* see txn_id_of; "" when none */
+    struct pending *pending; /* set when the request resumes with the overlay's answer */
 };
 
 static volatile sig_atomic_t got_signal;   /* SIGINT/SIGTERM: leave and exit */
@@ -640,6 +679,153 @@ static void reply_result(struct proxy *px, const struct req *r, chordsip_result 
           chordsip_result_sip_headers(rc));
 }
 
+/* ---- requests waiting for the overlay ------------------------------------------ */
+
+/* The requests waiting, by transaction: a retransmission of one of them is
+ * absorbed (its answer is on the way) instead of asking the overlay again,
+ * and arriving after its original, late, at the next hop. */
+static struct pending *waiting[TXN_BUCKETS];
+
+/* A request's transaction id (RFC 3261 §17.2.3: branch, sent-by and method;
+ * the CSeq number too) into out; "" for a request without a RFC 3261 branch
+ * or with an id too long to keep. */
+static void txn_id_of(const struct req *r, char *out, size_t n) {
+    const struct sip_via *v = &r->via;
+    out[0] = '\0';
+    if (v->branch.p == NULL || !str_iprefix(v->branch, BRANCH_MAGIC))
+        return;
+    int k = snprintf(out, n, "%.*s|%.*s|%.*s:%d|%" PRIu32, (int)r->m->method.n, r->m->method.p,
+                     (int)v->branch.n, v->branch.p, (int)v->host.n, v->host.p, v->port, r->cseq);
+    if (k < 0 || (size_t)k >= n)
+        out[0] = '\0';
+}
+
+static struct pending **waiting_bucket(const char *id) {
+    uint64_t h = fnv64(FNV64_INIT, id, strlen(id));
+    return &waiting[h % TXN_BUCKETS];
+}
+
+static struct pending *waiting_find(const char *id) {
+    if (id[0] == '\0')
+        return NULL;
+    for (struct pending *p = *waiting_bucket(id); p != NULL; p = p->next_waiting)
+        if (strcmp(p->txn_id, id) == 0)
+            return p;
+    return NULL;
+}
+
+/* A request's copy is done with: out of `waiting`, freed. */
+static void pending_free(struct proxy *px, struct pending *p) {
+    if (p->txn_id[0] != '\0') {
+        struct pending **at = waiting_bucket(p->txn_id);
+        while (*at != NULL && *at != p)
+            at = &(*at)->next_waiting;
+        if (*at == p)
+            *at = p->next_waiting;
+    }
+    free(p);
+    px->in_flight--;
+}
+
+/* The request's waiting state for `stage`: the one it resumed with, or a
+ * new copy of its datagram. NULL when out of memory. */
+static struct pending *pending_keep(struct proxy *px, struct req *r, enum stage stage) {
+    struct pending *p = r->pending;
+    if (p == NULL) {
+        p = malloc(sizeof *p + r->raw_len + 1);
+        if (p == NULL)
+            return NULL;
+        memset(p, 0, sizeof *p);
+        p->px = px;
+        p->src = *r->src;
+        p->len = r->raw_len;
+        memcpy(p->buf, r->raw, r->raw_len);
+        p->buf[r->raw_len] = '\0';
+        memcpy(p->txn_id, r->txn_id, sizeof p->txn_id);
+        if (p->txn_id[0] != '\0' && waiting_find(p->txn_id) == NULL) {
+            struct pending **at = waiting_bucket(p->txn_id);
+            p->next_waiting = *at;
+            *at = p;
+        } else {
+            p->txn_id[0] = '\0';
+        }
+        px->in_flight++;
+        px->n.overlay_waits++;
+        r->pending = p;
+    }
+    p->stage = stage;
+    p->kept = 1;
+    return p;
+}
+
+/* The library refused to start the call `pending_keep` prepared for: the
+ * request is answered now, and its copy freed when this step ends. */
+static void pending_unkeep(struct req *r) {
+    if (r->pending != NULL)
+        r->pending->kept = 0;
+}
+
+static void handle_register(struct proxy *px, struct req *r);
+static void handle_forward(struct proxy *px, struct req *r);
+static const char *check_request(struct req *r);
+
+/* A request whose datagram was new and not kept: its copy goes now. */
+static void pending_end_fresh(struct proxy *px, struct req *r) {
+    struct pending *p = r->pending;
+    if (p != NULL && !p->kept) {
+        pending_free(px, p);
+        r->pending = NULL;
+    }
+}
+
+/* The overlay answered: the request is parsed again from its copy and
+ * handled from where it stopped (its handler looks at p->stage). */
+static void resume(struct pending *p) {
+    struct proxy *px = p->px;
+    static struct sip_msg m;
+    const char *why = NULL;
+    struct req r;
+    p->kept = 0;
+    if (!px->closing && sip_parse(&m, p->buf, p->len, &why) == SIP_PARSE_OK &&
+        req_init(&r, &m, &p->src) == 0 && check_request(&r) == NULL) {
+        r.raw = p->buf;
+        r.raw_len = p->len;
+        memcpy(r.txn_id, p->txn_id, sizeof r.txn_id);
+        r.pending = p;
+        if (method_is(&m, "REGISTER"))
+            handle_register(px, &r);
+        else
+            handle_forward(px, &r);
+    }
+    if (!p->kept)
+        pending_free(px, p);
+}
+
+static void on_authenticated(chordsip_result rc, uint32_t verdict, const char *challenge,
+                             void *ud) {
+    struct pending *p = ud;
+    p->rc = rc;
+    p->verdict = verdict;
+    snprintf(p->challenge, sizeof p->challenge, "%s", challenge != NULL ? challenge : "");
+    resume(p);
+}
+
+static void on_registered(chordsip_result rc, const chordsip_bindings *list,
+                          const chordsip_register_outcome *outcome, void *ud) {
+    struct pending *p = ud;
+    p->rc = rc;
+    p->list = list;
+    p->outcome = outcome;
+    resume(p);
+}
+
+static void on_looked_up(chordsip_result rc, const chordsip_bindings *list, void *ud) {
+    struct pending *p = ud;
+    p->rc = rc;
+    p->list = list;
+    resume(p);
+}
+
 /* The request's Authorization value (the first), NUL-terminated in the arena; NULL if none. */
 static const char *authorization_of(const struct sip_msg *m) {
     for (size_t i = 0; i < m->nhdr; i++)
@@ -649,17 +835,33 @@ static const char *authorization_of(const struct sip_msg *m) {
 }
 
 /* Digest authentication of a REGISTER for `aor` (RFC 3261 §22.4) against the
- * credentials kept in the overlay (chordsip_node_authenticate): 0 when the
- * caller may go on, else the answer (401 with a challenge, 403, 400, or the
- * overlay's error) is sent. */
-static int authenticate_register(struct proxy *px, const struct req *r, const char *aor) {
-    if (px->no_auth)
+ * credentials kept in the overlay (chordsip_node_authenticate_async): a new
+ * request starts the check and waits (1); resumed with the verdict, it may
+ * go on (0), else the answer (401 with a challenge, 403, 400, or the
+ * overlay's error) is sent (-1). */
+static int authenticate_register(struct proxy *px, struct req *r, const char *aor) {
+    if (px->no_auth || (r->pending != NULL && r->pending->stage != AWAIT_AUTH))
         return 0;
     uint32_t verdict = 0;
-    char challenge[CHORDSIP_MAX_CHALLENGE_LEN], extra[CHORDSIP_MAX_CHALLENGE_LEN + 32];
-    chordsip_result rc = chordsip_node_authenticate(px->node, "REGISTER", aor,
-                                                    authorization_of(r->m), &verdict, challenge,
-                                                    sizeof challenge);
+    char extra[CHORDSIP_MAX_CHALLENGE_LEN + 32];
+    const char *challenge = "";
+    chordsip_result rc;
+    if (r->pending == NULL) {
+        struct pending *p = pending_keep(px, r, AWAIT_AUTH);
+        if (p == NULL) {
+            reply(px, r, 500, "Server Internal Error (out of memory)", NULL);
+            return -1;
+        }
+        rc = chordsip_node_authenticate_async(px->node, "REGISTER", aor, authorization_of(r->m),
+                                              on_authenticated, p);
+        if (rc == CHORDSIP_OK)
+            return 1;
+        pending_unkeep(r);
+    } else {
+        rc = r->pending->rc;
+        verdict = r->pending->verdict;
+        challenge = r->pending->challenge;
+    }
     if (rc == CHORDSIP_ERR_INVALID_ARGUMENT || rc == CHORDSIP_ERR_BAD_UTF8) {
         reply(px, r, 400, rc == CHORDSIP_ERR_BAD_UTF8 ? "Bad Request (not UTF-8)" : "Bad Request (To)",
               NULL);
@@ -696,11 +898,16 @@ static int register_domain_served(const struct proxy *px, str_t ruri, str_t aor)
     return sip_uri_hostport(aor, NULL, &host, &port) == 0 && domain_served(&px->domains, host);
 }
 
-static void handle_register(struct proxy *px, const struct req *r) {
+/* A REGISTER, in up to three steps (each run again from the top on the
+ * request's copy, so everything it parsed is parsed again): the checks and
+ * the digest check started; the verdict, and the bindings' write started;
+ * the 200 OK with the bindings the overlay answered. */
+static void handle_register(struct proxy *px, struct req *r) {
     const struct sip_msg *m = r->m;
     static const char *const supported[] = {"path", "outbound", NULL};
     char bad[256], extra[600];
-    px->n.registers++;
+    if (r->pending == NULL)
+        px->n.registers++;
     if (unsupported_tags(m, H_REQUIRE, supported, bad, sizeof bad)) { /* §10.3 step 2 */
         snprintf(extra, sizeof extra, "Unsupported: %s\r\n", bad);
         reply(px, r, 420, "Bad Extension", extra);
@@ -723,7 +930,7 @@ static void handle_register(struct proxy *px, const struct req *r) {
         return;
     }
     if (authenticate_register(px, r, aor) != 0)
-        return;
+        return; /* waiting for the verdict, or answered */
     int64_t expires = -1;
     const struct sip_header *eh = sip_find(m, H_EXPIRES);
     if (eh != NULL)
@@ -830,21 +1037,33 @@ static void handle_register(struct proxy *px, const struct req *r) {
         .path_len = np,
         .received = differs ? received : NULL,
     };
-    chordsip_bindings *list = NULL;
-    chordsip_register_outcome outcome = {0, 0, 0};
-    chordsip_result rc = chordsip_node_register(px->node, &req, &list, &outcome);
+    chordsip_result rc;
+    if (r->pending == NULL || r->pending->stage != AWAIT_REGISTER) {
+        struct pending *p = pending_keep(px, r, AWAIT_REGISTER);
+        if (p == NULL) {
+            reply(px, r, 500, "Server Internal Error (out of memory)", NULL);
+            return;
+        }
+        rc = chordsip_node_register_async(px->node, &req, on_registered, p);
+        if (rc == CHORDSIP_OK)
+            return; /* the request was copied; the answer resumes us */
+        pending_unkeep(r);
+    } else {
+        rc = r->pending->rc;
+    }
     if (rc != CHORDSIP_OK) {
         logmsg(LOG_INFO, "REGISTER %s from %s: %s", aor, received, chordsip_result_str(rc));
         reply_result(px, r, rc);
         return;
     }
+    const chordsip_bindings *list = r->pending->list;
+    const chordsip_register_outcome *outcome = r->pending->outcome;
     logmsg(LOG_DEBUG, "REGISTER %s from %s: %u inserted, %u updated, %u deleted, %zu bound", aor,
-           received, outcome.inserted, outcome.updated, outcome.deleted,
+           received, outcome->inserted, outcome->updated, outcome->deleted,
            chordsip_bindings_len(list));
 
     /* 200 OK (§10.3 step 8): one Contact per current binding with its expires. */
     if (arena_used + 2 >= sizeof arena) {
-        chordsip_bindings_free(list);
         reply(px, r, 500, "Server Internal Error (response too large)", NULL);
         return;
     }
@@ -854,7 +1073,6 @@ static void handle_register(struct proxy *px, const struct req *r) {
         if (chordsip_bindings_contact(list, i, value, sizeof value, NULL) == CHORDSIP_OK)
             ob_fmt(&hdrs, "Contact: %s\r\n", value);
     }
-    chordsip_bindings_free(list);
     /* RFC 3327 §5.3: Path echoed to a UA that supports it */
     if (np > 0 && has_tag(m, H_SUPPORTED, "path"))
         for (size_t i = 0; i < np; i++)
@@ -1041,7 +1259,10 @@ static void forward(struct proxy *px, const struct req *r, const struct route_pl
     send_out(px, &o, &hop, what);
 }
 
-static void handle_forward(struct proxy *px, const struct req *r) {
+/* A request to forward, in up to two steps (the second run again from the
+ * top on the request's copy): everything up to the location service, whose
+ * lookup it starts; then the forwarding to the binding the overlay answered. */
+static void handle_forward(struct proxy *px, struct req *r) {
     const struct sip_msg *m = r->m;
     char bad[256], extra[400];
     int is_cancel = method_is(m, "CANCEL");
@@ -1129,8 +1350,22 @@ static void handle_forward(struct proxy *px, const struct req *r) {
     }
 
     /* Location service: the Request-URI's bindings, highest q first. */
-    chordsip_bindings *list = NULL;
-    chordsip_result rc = chordsip_node_lookup_aor(px->node, ruri, &list);
+    chordsip_result rc;
+    if (r->pending == NULL || r->pending->stage != AWAIT_LOOKUP) {
+        struct pending *p = pending_keep(px, r, AWAIT_LOOKUP);
+        if (p == NULL) {
+            if (!r->is_ack)
+                reply(px, r, 500, "Server Internal Error (out of memory)", NULL);
+            return;
+        }
+        rc = chordsip_node_lookup_aor_async(px->node, ruri, on_looked_up, p);
+        if (rc == CHORDSIP_OK)
+            return; /* the answer resumes us */
+        pending_unkeep(r);
+    } else {
+        rc = r->pending->rc;
+    }
+    const chordsip_bindings *list = r->pending->list;
     if (rc != CHORDSIP_OK) {
         logmsg(LOG_INFO, "%.*s %s: lookup: %s", (int)m->method.n, m->method.p, ruri,
                chordsip_result_str(rc));
@@ -1140,7 +1375,6 @@ static void handle_forward(struct proxy *px, const struct req *r) {
     }
     chordsip_binding b;
     if (chordsip_bindings_len(list) == 0 || chordsip_bindings_get(list, 0, &b) != CHORDSIP_OK) {
-        chordsip_bindings_free(list);
         logmsg(LOG_DEBUG, "%.*s %s: not registered", (int)m->method.n, m->method.p, ruri);
         if (!r->is_ack)
             reply(px, r, 404, "Not Found", NULL);
@@ -1208,7 +1442,6 @@ static void handle_forward(struct proxy *px, const struct req *r) {
         }
     }
     forward(px, r, &plan, &f, mf, ruri);
-    chordsip_bindings_free(list);
 }
 
 /* ---- requests and responses -------------------------------------------------------- */
@@ -1241,7 +1474,8 @@ static const char *check_request(struct req *r) {
 }
 
 static void handle_request(struct proxy *px, const struct sip_msg *m, enum sip_parse_rc prc,
-                           const char *why, const struct addr *src) {
+                           const char *why, const char *buf, size_t len,
+                           const struct addr *src) {
     struct req r;
     if (req_init(&r, m, src) != 0) {
         logmsg(LOG_INFO, "request without a usable Via dropped");
@@ -1269,10 +1503,19 @@ static void handle_request(struct proxy *px, const struct sip_msg *m, enum sip_p
             return;
         }
     }
+    r.raw = buf;
+    r.raw_len = len;
+    txn_id_of(&r, r.txn_id, sizeof r.txn_id);
+    if (waiting_find(r.txn_id) != NULL) {
+        logmsg(LOG_DEBUG, "retransmission of a request waiting for the overlay absorbed");
+        px->n.retransmissions_absorbed++;
+        return;
+    }
     if (method_is(m, "REGISTER"))
         handle_register(px, &r);
     else
         handle_forward(px, &r);
+    pending_end_fresh(px, &r);
 }
 
 /* §16.11 / §16.7 step 3: a response whose top Via is ours loses it and goes
@@ -1362,7 +1605,7 @@ static void handle_datagram(struct proxy *px, const char *buf, size_t len, const
     if (prc != SIP_PARSE_OK)
         px->n.malformed++;
     if (m.is_request)
-        handle_request(px, &m, prc, why, src);
+        handle_request(px, &m, prc, why, buf, len, src);
     else if (prc == SIP_PARSE_OK)
         handle_response(px, &m, buf, len);
     else
@@ -1389,10 +1632,12 @@ static void print_counters(const struct proxy *px) {
     fprintf(stderr,
             "sip-proxy[%s]: %" PRIu64 " datagrams (%" PRIu64 " malformed), %" PRIu64
             " REGISTERs (%" PRIu64 " not authenticated), %" PRIu64 " requests and %" PRIu64
-            " responses forwarded, %" PRIu64 " replies, %" PRIu64 " dropped\n",
+            " responses forwarded, %" PRIu64 " replies, %" PRIu64 " dropped, %" PRIu64
+            " waits for the overlay (%zu now, %" PRIu64 " retransmissions absorbed)\n",
             px->self_hostport, px->n.received, px->n.malformed, px->n.registers,
             px->n.auth_refused, px->n.forwarded_requests, px->n.forwarded_responses,
-            px->n.replies, px->n.dropped);
+            px->n.replies, px->n.dropped, px->n.overlay_waits, px->in_flight,
+            px->n.retransmissions_absorbed);
 }
 
 /* SIGUSR1: the proxy's counters and the node's statistics on stderr. */
@@ -1661,8 +1906,10 @@ int main(int argc, char **argv) {
 
     /* The loop. */
     while (!got_signal) {
+        /* At MAX_IN_FLIGHT the SIP socket waits (its buffer holds what
+           comes meanwhile) until answers free room. */
         struct pollfd fds[3] = {
-            {.fd = px.sip_fd, .events = POLLIN},
+            {.fd = px.in_flight < MAX_IN_FLIGHT ? px.sip_fd : -1, .events = POLLIN},
             {.fd = px.event_fd, .events = POLLIN},
             {.fd = px.sig_rd, .events = POLLIN},
         };
@@ -1686,7 +1933,7 @@ int main(int argc, char **argv) {
         if (fds[1].revents & POLLIN)
             chordsip_node_process(px.node, NULL);
         if (fds[0].revents & POLLIN) {
-            for (int k = 0; k < 64 && !got_signal; k++) {
+            for (int k = 0; k < 64 && !got_signal && px.in_flight < MAX_IN_FLIGHT; k++) {
                 struct addr src;
                 src.len = sizeof src.ss;
                 ssize_t n = recvfrom(px.sip_fd, inbuf, sizeof inbuf - 1, MSG_TRUNC,
@@ -1709,11 +1956,13 @@ int main(int argc, char **argv) {
         }
     }
     status = 0;
+    px.closing = 1; /* requests still waiting are dropped as their answers come */
     logmsg(LOG_INFO, "signal %d: leaving the overlay", (int)got_signal);
     rc = chordsip_node_leave(px.node, 3000);
     if (rc != CHORDSIP_OK)
         fprintf(stderr, "sip-proxy: leave: %s\n", chordsip_result_str(rc));
 out:
+    px.closing = 1;
     chordsip_node_process(px.node, NULL);
     chordsip_node_free(px.node);
     if (px.log_level >= LOG_INFO)
