@@ -11,7 +11,8 @@
 use crate::id::{Id, ID_LEN};
 use crate::wire::WireEntry;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 
 /// Part of the wire format (a slot starts with its owner's key; an entry
 /// carries its signature), so defined there: `wire` needs nothing from here.
@@ -83,23 +84,56 @@ fn signed_bytes(key: &Id, e: &WireEntry) -> Vec<u8> {
     m
 }
 
-/// Checks entries' signatures, remembering the owners' decoded public keys.
+/// Checks entries' signatures, remembering the owners' decoded public keys
+/// and the signatures it found good: a reader that gets the same unchanged
+/// binding again and again (a proxy looking up a callee for each call)
+/// checks it once, then pays a SHA-256 of it instead of an Ed25519 check.
 #[derive(Default)]
 pub struct Verifier {
     keys: HashMap<Owner, Option<VerifyingKey>>,
+    /// SHA-256 of (signed bytes, signature) of entries verified good: a
+    /// memo of a pure function, sound as long as SHA-256 resists collisions.
+    good: HashSet<[u8; 32]>,
 }
 
 /// Decoded owner keys kept at once; the cache starts over when full.
 const MAX_CACHED_OWNERS: usize = 4096;
+/// Good signatures remembered at once (32 bytes each, about 400 KB at
+/// most); the memo starts over when full.
+const MAX_REMEMBERED_GOOD: usize = 8192;
+
+/// What the memo of good signatures remembers of an entry's check.
+fn memo_key(message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(message);
+    h.update(signature);
+    h.finalize().into()
+}
 
 impl Verifier {
     /// Whether `e` was signed for `key` by the owner its slot names.
     pub fn verify(&mut self, key: &Id, e: &WireEntry) -> bool {
+        let message = signed_bytes(key, e);
+        let memo = memo_key(&message, &e.signature);
+        if self.good.contains(&memo) {
+            return true;
+        }
         let Some(vk) = self.key_of(e) else {
             return false;
         };
         let sig = Signature::from_bytes(&e.signature);
-        vk.verify_strict(&signed_bytes(key, e), &sig).is_ok()
+        let ok = vk.verify_strict(&message, &sig).is_ok();
+        if ok {
+            self.remember(memo);
+        }
+        ok
+    }
+
+    fn remember(&mut self, memo: [u8; 32]) {
+        if self.good.len() >= MAX_REMEMBERED_GOOD {
+            self.good.clear();
+        }
+        self.good.insert(memo);
     }
 
     /// Whether every entry of `items` was signed by the owner its slot
@@ -113,18 +147,37 @@ impl Verifier {
         let mut messages = Vec::with_capacity(items.len());
         let mut signatures = Vec::with_capacity(items.len());
         let mut keys = Vec::with_capacity(items.len());
+        let mut memos = Vec::with_capacity(items.len());
         for (key, e) in items {
+            let message = signed_bytes(key, e);
+            let memo = memo_key(&message, &e.signature);
+            if self.good.contains(&memo) {
+                continue;
+            }
             // verify_strict refuses keys of small order; the batch equation
             // alone would not.
             let Some(vk) = self.key_of(e).filter(|k| !k.is_weak()) else {
                 return false;
             };
-            messages.push(signed_bytes(key, e));
+            messages.push(message);
             signatures.push(Signature::from_bytes(&e.signature));
             keys.push(vk);
+            memos.push(memo);
         }
-        let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+        let ok = match messages.len() {
+            0 => true,
+            1 => keys[0].verify_strict(&messages[0], &signatures[0]).is_ok(),
+            _ => {
+                let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+                ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+            }
+        };
+        if ok {
+            for memo in memos {
+                self.remember(memo);
+            }
+        }
+        ok
     }
 
     /// The decoded public key of the owner `e`'s slot names.
@@ -262,6 +315,36 @@ mod tests {
         let mut with_weak = genuine.clone();
         with_weak.push((genuine[0].0, weak));
         assert!(!v.verify_all(&batch(&with_weak)));
+    }
+
+    #[test]
+    fn good_signatures_are_remembered_and_nothing_else() {
+        let alice = WriterKey::from_secret(&[1; 32]);
+        let key = Id::from_u64(5);
+        let mut e = entry(&alice, b"i:phone", b"sip:alice@192.0.2.1");
+        alice.sign(&key, &mut e);
+        let mut v = Verifier::default();
+        assert!(v.verify(&key, &e));
+        assert_eq!(v.good.len(), 1);
+        assert!(v.verify(&key, &e), "a remembered entry");
+        assert!(v.verify_all(&[(key, &e), (key, &e)]));
+        assert_eq!(v.good.len(), 1);
+        // Any change to what was signed, or to the signature, is checked
+        // afresh (and fails); a failure is never remembered.
+        let mut changed = e.clone();
+        changed.version += 1;
+        assert!(!v.verify(&key, &changed));
+        let mut resigned = e.clone();
+        resigned.signature[5] ^= 1;
+        assert!(!v.verify(&key, &resigned));
+        assert!(!v.verify(&Id::from_u64(6), &e));
+        assert!(!v.verify_all(&[(key, &e), (key, &changed)]));
+        assert_eq!(v.good.len(), 1);
+        // Bounded: the memo starts over when full.
+        for i in 0..MAX_REMEMBERED_GOOD as u64 + 10 {
+            v.remember(memo_key(&i.to_be_bytes(), &[0; SIGNATURE_LEN]));
+        }
+        assert!(v.good.len() <= MAX_REMEMBERED_GOOD);
     }
 
     #[test]
