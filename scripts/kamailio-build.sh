@@ -9,20 +9,31 @@
 # The module must match the core's version and flags strings exactly
 # (ksr_version_control), so the tree is configured like Debian's build:
 # FLAVOUR=kamailio, LIBSSL_SET_MUTEX_SHARED=1 and dpkg-buildflags' hardening.
-# The source is fetched once and reused; apt's own configuration is left alone
-# (a private deb-src list in target/kamailio/apt).
+# The source package is fetched once per machine into a cache outside the
+# clone, keyed by version ($CHORDSIP_CACHE, default ~/.cache/chordsip, as the
+# Asterisk build), so a fresh clone needs no network for it; each clone
+# unpacks and configures its own tree. apt's own configuration is left alone
+# (a private deb-src list in the cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/target/kamailio
 STAGE=$ROOT/target/stage
 VERSION=5.6.3
 SRC=$OUT/kamailio-$VERSION
+CACHE=${CHORDSIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chordsip}
+DL=$CACHE/kamailio-$VERSION-source
 mkdir -p "$OUT"
 
-fetch_source() {
-    [ -f "$SRC/src/Makefile" ] && return 0
-    local apt=$OUT/apt
-    mkdir -p "$apt/sources" "$apt/lists/partial" "$OUT/download"
+# The Debian source package in $DL, fetched when it is not there yet.
+download_source() {
+    ls "$DL"/download/kamailio_"$VERSION"*.orig.tar.* >/dev/null 2>&1 && return 0
+    # Fetched into a private directory and renamed into place: a clone
+    # building at the same time sees the whole package or none.
+    local tmp
+    tmp=$(mktemp -d "$CACHE/.kamailio-fetch.XXXXXX" 2>/dev/null) ||
+        { mkdir -p "$CACHE" && tmp=$(mktemp -d "$CACHE/.kamailio-fetch.XXXXXX"); }
+    local apt=$tmp/apt
+    mkdir -p "$apt/sources" "$apt/lists/partial" "$tmp/download"
     cat >"$apt/sources/debian-src.sources" <<SRCS
 Types: deb-src
 URIs: http://deb.debian.org/debian
@@ -34,11 +45,21 @@ SRCS
                 -o "Dir::State::Lists=$apt/lists" -o "Debug::NoLocking=1")
     echo "kamailio-build: fetching the kamailio $VERSION source package"
     apt-get "${opts[@]}" update -qq >"$OUT/apt-update.log" 2>&1 || {
-        tail -n 20 "$OUT/apt-update.log"; return 1; }
-    (cd "$OUT/download" && apt-get "${opts[@]}" source --download-only kamailio \
-        >"$OUT/apt-source.log" 2>&1) || { tail -n 20 "$OUT/apt-source.log"; return 1; }
+        tail -n 20 "$OUT/apt-update.log"; rm -rf "$tmp"; return 1; }
+    (cd "$tmp/download" && apt-get "${opts[@]}" source --download-only kamailio \
+        >"$OUT/apt-source.log" 2>&1) || { tail -n 20 "$OUT/apt-source.log"; rm -rf "$tmp"; return 1; }
+    ls "$tmp"/download/kamailio_"$VERSION"*.orig.tar.* >/dev/null 2>&1 || {
+        echo "kamailio-build: the source package fetched is not kamailio $VERSION:"
+        ls "$tmp/download"; rm -rf "$tmp"; return 1; }
+    rm -rf "$DL" && mv "$tmp" "$DL"
+}
+
+# This clone's tree, unpacked from the cached package.
+fetch_source() {
+    [ -f "$SRC/src/Makefile" ] && return 0
+    download_source || return 1
     local orig
-    orig=$(ls "$OUT"/download/kamailio_"$VERSION"*.orig.tar.* | head -n 1)
+    orig=$(ls "$DL"/download/kamailio_"$VERSION"*.orig.tar.* | head -n 1)
     tar -xf "$orig" -C "$OUT" "kamailio-$VERSION/src"
 }
 

@@ -288,9 +288,16 @@ FZ_SIP=$((BASE + 4)) FZ_OVL=$((BASE + 14))
 users_csv "$OUT/fz.csv" 7001 7050
 if start_kamailio FZ "$CFG" "$FZ_SIP" "${WKEY[@]}" "${NOAUTH[@]}" -A "OVERLAY_LISTEN=\"127.0.0.1:$FZ_OVL\"" \
     -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\""; then
+    # The fuzzer fails unless it sent all 5,000 and FZ answered at least
+    # FZ_MIN_ANSWERED of them (the registrar-field damage leaves most
+    # requests parseable: Kamailio answers those, with 200 or an error).
+    FZ_MIN_ANSWERED=${FZ_MIN_ANSWERED:-1000}
     timeout 300 python3 "$SIP/fuzz_register.py" --target "127.0.0.1:$FZ_SIP" --count 5000 --rate 1000 \
-        >"$OUT/fuzz-register.log" 2>&1
-    if kill -0 "$PID_FZ" 2>/dev/null && ! grep -qE '(CRITICAL|BUG):|segfault|signal 11|core dumped' "$OUT/FZ/kamailio.log"; then
+        --min-answered "$FZ_MIN_ANSWERED" >"$OUT/fuzz-register.log" 2>&1
+    fz_rc=$?
+    if [ $fz_rc -ne 0 ]; then
+        fail hostile-sip "the fuzzer failed (exit $fz_rc): $(tail -n 2 "$OUT/fuzz-register.log" | tr '\n' ' ')"
+    elif kill -0 "$PID_FZ" 2>/dev/null && ! grep -qE '(CRITICAL|BUG):|segfault|signal 11|core dumped' "$OUT/FZ/kamailio.log"; then
         pass "$(printf '%-22s %s' hostile-sip "$(tail -n 1 "$OUT/fuzz-register.log"); FZ alive, no crash or BUG in its log")"
     else
         fail hostile-sip "FZ died or logged a crash: $(grep -E '(CRITICAL|BUG):|segfault|signal 11' "$OUT/FZ/kamailio.log" | head -n 3)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the Python binding (bindings/python) against the freshly built library:
 # builds libchordsip.so and the chordsip CLI (cargo, incremental), creates or
-# reuses a venv in target/pyenv, installs pytest, PJSUA2 (PyPI pjsua2-python,
+# reuses a venv in target/pyenv, installs the pinned test dependencies
+# (bindings/python/requirements-test.txt), PJSUA2 (PyPI pjsua2-python, pinned,
 # for the peer-to-peer call test) and the binding itself (non-editable,
 # proving the package installs), runs pytest -q -rs (every skip and its reason
 # shown; scripts/lib/skip.sh's rule for the PJSUA2 one).
@@ -51,7 +52,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/nu
     fi
 fi
 PY="$VENV/bin/python"
-"$PY" -m pip install -q pytest </dev/null
+# Pinned (bindings/python/requirements-test.txt): a warm venv needs no network.
+"$PY" -m pip install -q -r "$ROOT/bindings/python/requirements-test.txt" </dev/null
 
 step "PJSUA2 (pjsua2-python) for tests/test_p2p_call.py"
 # A failed install fails this script (the test must not skip silently). Only
@@ -59,7 +61,7 @@ step "PJSUA2 (pjsua2-python) for tests/test_p2p_call.py"
 # that one test, with the reason in CHORDSIP_PJSUA2_SKIP, and under CI=true
 # only when CHORDSIP_ALLOW_SKIP names python-pjsua2 (else this script fails
 # with the reason). Wheels only: never a build from source.
-PJSUA2_REQ="pjsua2-python>=2.15.1,<2.16"
+PJSUA2_REQ="pjsua2-python==2.15.1.post1"
 unset CHORDSIP_PJSUA2_SKIP
 if ! "$PY" -m pip install -q --only-binary=pjsua2-python "$PJSUA2_REQ" </dev/null; then
     tag="$("$PY" -c 'import sys, sysconfig; print("cp%d%d on %s" % (sys.version_info[:2] + (sysconfig.get_platform(),)))')"
@@ -83,7 +85,8 @@ if ! "$PY" -m pip install -q --only-binary=pjsua2-python "$PJSUA2_REQ" </dev/nul
     rm -rf "$probe"
 fi
 # Non-editable install from a copy, so the source tree gets no build/ or egg-info.
-"$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/bindings/python" </dev/null
+# Built with the venv's pinned setuptools (no isolated build env to download).
+"$PY" -m pip install -q --force-reinstall --no-deps --no-build-isolation "$ROOT/bindings/python" </dev/null
 rm -rf "$ROOT/bindings/python/build" "$ROOT/bindings/python/chordsip.egg-info"
 
 step "pytest (installed package, CHORDSIP_LIBRARY=$LIB)"

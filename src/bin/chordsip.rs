@@ -625,10 +625,18 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
         "stored {stored}/{} values with {} copies each",
         a.values, a.replicas
     );
+    if stored != a.values {
+        return Err(format!(
+            "{} of {} values not stored",
+            a.values - stored,
+            a.values
+        ));
+    }
     let (hops, lat, found) = measure(&net, &keys);
     report("before failures", &hops, &lat, found, keys.len());
     let kills = ((a.nodes as f64) * a.kill_fraction).round() as usize;
     println!("killing {kills} nodes abruptly, one after another ...");
+    let mut not_restored = 0;
     for k in 0..kills {
         let victim = 1 + (k * 7919) % (net.nodes.len() - 1);
         let node = net.nodes.remove(victim);
@@ -641,6 +649,7 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
         // Before the next failure, replica synchronisation must have restored
         // every copy the victim held.
         let full = net.wait_copies(&ids, a.replicas, Duration::from_secs(15));
+        not_restored += usize::from(!full);
         println!(
             "  killed {addr}; ring repaired in {:.2}s (converged: {ok}), all values back at {} copies after {:.2}s ({})",
             repaired.as_secs_f64(),
@@ -659,6 +668,12 @@ fn run_demo(a: DemoArgs) -> Result<(), String> {
     );
     if found != keys.len() {
         return Err(format!("{} values lost", keys.len() - found));
+    }
+    if not_restored > 0 {
+        return Err(format!(
+            "after {not_restored} of {kills} failures the values were not back at {} copies within 15 s",
+            a.replicas
+        ));
     }
     println!(
         "every value still found; total {:.1}s",

@@ -7,8 +7,10 @@ malformed REGISTERs and INVITEs over UDP, bounded and seeded.
 The templates are valid requests; each message sent is one of them with
 targeted damage (registrar fields: Contact, Expires, q, +sip.instance,
 reg-id, Path, CSeq, Call-ID, To) or generic damage (bit flips, truncation,
-splices, inserted bytes). Prints one line: messages sent, responses seen.
-It checks nothing itself: the caller checks that the server still works.
+splices, inserted bytes). Prints one line: messages sent, responses seen;
+exits 1 unless every message was sent and at least --min-answered responses
+came back (a server that stopped answering, or a fuzzer that sent nothing,
+fails here). The caller checks that the server still works afterwards.
 """
 
 import argparse
@@ -122,6 +124,7 @@ def main():
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--min-answered", type=int, default=1)
     a = ap.parse_args()
     host, port = a.target.rsplit(":", 1)
     rng = random.Random(a.seed)
@@ -129,7 +132,7 @@ def main():
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
-    answered = 0
+    answered = sent = 0
     start = time.monotonic()
     for i in range(a.count):
         if rng.random() < 0.5:
@@ -138,8 +141,9 @@ def main():
             msg = generic(rng, targeted(rng) if rng.random() < 0.5 else register("u%d" % i, ["<sip:u@192.0.2.1>"]))
         try:
             sock.sendto(msg, (host, int(port)))
-        except OSError:
-            pass
+            sent += 1
+        except OSError as e:
+            print("message %d not sent: %s" % (i, e))
         while True:
             try:
                 sock.recv(65535)
@@ -156,8 +160,12 @@ def main():
             answered += 1
         except BlockingIOError:
             time.sleep(0.05)
-    print("%d hostile messages sent, %d responses" % (a.count, answered))
+    print("%d of %d hostile messages sent, %d responses" % (sent, a.count, answered))
+    if sent != a.count or answered < a.min_answered:
+        print("FAILED: want all %d sent and at least %d responses" % (a.count, a.min_answered))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -204,6 +204,44 @@ STORE_TRAMPOLINE = _lib.chordsip_store_cb(_store_trampoline)
 GET_TRAMPOLINE = _lib.chordsip_get_cb(_get_trampoline)
 BINDINGS_TRAMPOLINE = _lib.chordsip_bindings_cb(_bindings_trampoline)
 
+
+def _register_trampoline(
+    result: int, bindings: Optional[int], outcome: Any, token: Optional[int]
+) -> None:
+    from ._registrar import bindings_list
+    from ._types import RegisterResult
+
+    def convert(op: Op) -> Any:
+        o = _present(outcome, op).contents
+        return RegisterResult(
+            bindings=bindings_list(_lib.get(), _present(bindings, op)),
+            inserted=int(o.inserted),
+            updated=int(o.updated),
+            deleted=int(o.deleted),
+        )
+
+    _finish(token, result, "register", convert)
+
+
+def _auth_trampoline(result: int, verdict: int, challenge: Optional[bytes], token: Optional[int]) -> None:
+    from ._types import AuthResult, AuthVerdict
+
+    def convert(op: Op) -> Any:
+        reason = ctypes.c_char_p()
+        status = _lib.get().chordsip_auth_status(verdict, ctypes.byref(reason))
+        return AuthResult(
+            AuthVerdict(verdict),
+            int(status),
+            (reason.value or b"").decode(),
+            (challenge or b"").decode(),
+        )
+
+    _finish(token, result, "authenticate", convert)
+
+
+REGISTER_TRAMPOLINE = _lib.chordsip_register_cb(_register_trampoline)
+AUTH_TRAMPOLINE = _lib.chordsip_auth_cb(_auth_trampoline)
+
 # ---------------------------------------------------------------------------
 # Node events and logs
 # ---------------------------------------------------------------------------

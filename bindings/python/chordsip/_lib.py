@@ -236,6 +236,10 @@ chordsip_lookup_cb = CFUNCTYPE(None, c_int, POINTER(chordsip_lookup_info), c_voi
 chordsip_store_cb = CFUNCTYPE(None, c_int, c_uint32, c_void_p)
 chordsip_get_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
 chordsip_bindings_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
+chordsip_register_cb = CFUNCTYPE(
+    None, c_int, c_void_p, POINTER(chordsip_register_outcome), c_void_p
+)
+chordsip_auth_cb = CFUNCTYPE(None, c_int, c_uint32, c_char_p, c_void_p)
 
 CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_event_cb": chordsip_event_cb,
@@ -245,6 +249,8 @@ CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_store_cb": chordsip_store_cb,
     "chordsip_get_cb": chordsip_get_cb,
     "chordsip_bindings_cb": chordsip_bindings_cb,
+    "chordsip_register_cb": chordsip_register_cb,
+    "chordsip_auth_cb": chordsip_auth_cb,
 }
 
 # ---------------------------------------------------------------------------
@@ -364,6 +370,14 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_auth_status": (c_uint16, [c_uint32, POINTER(c_char_p)]),
     "chordsip_digest_ha1": (_R, [c_uint32, c_char_p, c_char_p, c_char_p, _BUF, c_size_t]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
+    "chordsip_node_register_async": (
+        _R,
+        [_H, POINTER(chordsip_register), chordsip_register_cb, c_void_p],
+    ),
+    "chordsip_node_authenticate_async": (
+        _R,
+        [_H, c_char_p, c_char_p, c_char_p, chordsip_auth_cb, c_void_p],
+    ),
     # SIP answers
     "chordsip_result_sip_status": (c_uint32, [c_int]),
     "chordsip_result_sip_reason": (c_char_p, [c_int]),

@@ -7,13 +7,14 @@ import os
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Set, Union
 
-from . import _callbacks, _lib
+from . import _callbacks, _lib, _registrar
 from ._dict_calls import DictCalls
 from ._handle import Handle
 from ._types import (
     AuthResult,
     AuthVerdict,
     Binding,
+    Contact,
     Delivery,
     Event,
     InfoKind,
@@ -21,6 +22,7 @@ from ._types import (
     LookupInfo,
     Neighbours,
     Peer,
+    RegisterResult,
     Value,
 )
 from ._util import addr_list, check, cstr, data_bytes, handle_out, read_text, track, u32
@@ -435,6 +437,58 @@ class Node(DictCalls):
             "lookup_aor",
             callback,
             lambda p, tok: lib.chordsip_node_lookup_aor_async(p, a, _callbacks.BINDINGS_TRAMPOLINE, tok),
+        )
+
+    def register_async(
+        self,
+        aor: str,
+        call_id: str,
+        cseq: int,
+        contacts: Iterable[Union[Contact, str]] = (),
+        expires: Optional[int] = None,
+        star: bool = False,
+        path: Iterable[str] = (),
+        received: Optional[str] = None,
+        callback: Optional[Callable[[Outcome], None]] = None,
+    ) -> "Future[RegisterResult]":
+        """Starts :meth:`register` without waiting for it: the node reads
+        and writes the AOR's bindings on its own thread (REGISTERs of one AOR
+        run one after another). ``callback`` receives a
+        :class:`RegisterResult` or a :class:`ChordsipError` (e.g.
+        :class:`OutOfOrder`) exactly once (on a library thread, or in
+        :meth:`process` in fd mode); the Future resolves likewise. A request
+        refused before anything is read (malformed) raises here."""
+        req = _registrar.request(aor, call_id, cseq, contacts, expires, star, path, received)
+        lib = self._lib
+        return self._start_async(
+            "register %s" % aor,
+            callback,
+            # The library copies the request before it returns.
+            lambda p, tok: lib.chordsip_node_register_async(
+                p, req.ref(), _callbacks.REGISTER_TRAMPOLINE, tok
+            ),
+        )
+
+    def authenticate_async(
+        self,
+        method: str,
+        aor: str,
+        authorization: Optional[str] = None,
+        callback: Optional[Callable[[Outcome], None]] = None,
+    ) -> "Future[AuthResult]":
+        """Starts :meth:`authenticate`; ``callback`` receives an
+        :class:`AuthResult` or a :class:`ChordsipError` exactly once, the
+        Future resolves likewise. Raises :class:`Unauthorized` at once when
+        the node has no ``credentials_key``."""
+        m, a = cstr(method, "method"), cstr(aor, "aor")
+        au = None if authorization is None else cstr(authorization, "authorization")
+        lib = self._lib
+        return self._start_async(
+            "authenticate %s" % aor,
+            callback,
+            lambda p, tok: lib.chordsip_node_authenticate_async(
+                p, m, a, au, _callbacks.AUTH_TRAMPOLINE, tok
+            ),
         )
 
     # -- fd delivery --------------------------------------------------------

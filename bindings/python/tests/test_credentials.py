@@ -110,6 +110,17 @@ def test_a_node_authenticates_registers(setup):
     elsewhere = nodes[1].authenticate("REGISTER", aor, good)
     assert (elsewhere.verdict, elsewhere.status) == (chordsip.AuthVerdict.CHALLENGE, 401)
     assert elsewhere.challenge
+    # authenticate_async gives the same verdicts through its Future
+    for authorization, want in [
+        (None, chordsip.AuthVerdict.CHALLENGE),
+        (good, chordsip.AuthVerdict.OK),
+        (_answer(first.challenge, "alice", "guess"), chordsip.AuthVerdict.FORBIDDEN),
+        ('Digest username="alice", realm=', chordsip.AuthVerdict.MALFORMED),
+    ]:
+        r = nodes[0].authenticate_async("REGISTER", aor, authorization).result(10)
+        assert r.verdict == want, authorization
+        assert r.status == {"CHALLENGE": 401, "OK": 200, "FORBIDDEN": 403, "MALFORMED": 400}[want.name]
+        assert bool(r.challenge) == (want == chordsip.AuthVerdict.CHALLENGE)
 
 
 def test_a_node_without_the_credentials_key_says_so():

@@ -382,6 +382,37 @@ def test_lookup_aor_async_fd_mode():
             n.close()
 
 
+def test_register_async_many_in_flight(ring):
+    """register_async: many REGISTERs in flight at once, each answered once
+    as register() would answer; refusals come as exception objects, a
+    malformed request raises at once."""
+    futs = [
+        ring[1].register_async("sip:gina%d@example.org" % i, "gina-%d" % i, 1, ["sip:g%d@192.0.2.90" % i])
+        for i in range(50)
+    ]
+    for i, f in enumerate(futs):
+        r = f.result(20)
+        assert isinstance(r, RegisterResult)
+        assert (r.inserted, r.updated, r.deleted) == (1, 0, 0)
+        assert contacts_of(r.bindings) == ["sip:g%d@192.0.2.90" % i]
+    assert contacts_of(ring[4].lookup_aor("sip:gina7@example.org")) == ["sip:g7@192.0.2.90"]
+    got: List[Any] = []
+    done = threading.Event()
+
+    def cb(outcome: Any) -> None:
+        got.append(outcome)
+        done.set()
+
+    ring[1].register_async("sip:gina7@example.org", "gina-7", 2, ["sip:g7@192.0.2.90"], expires=5, callback=cb)
+    assert done.wait(10)
+    assert len(got) == 1 and isinstance(got[0], chordsip.IntervalTooBrief)
+    with pytest.raises(chordsip.InvalidArgument):
+        ring[1].register_async("mailto:gina@example.org", "x", 1, ["sip:g@192.0.2.90"])
+    # These nodes hold no credentials key: the check says so at once.
+    with pytest.raises(chordsip.Unauthorized):
+        ring[1].authenticate_async("REGISTER", "sip:gina7@example.org")
+
+
 def test_closed_node_raises(ring):
     n = chordsip.Node(FAST)
     n.close()
