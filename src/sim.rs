@@ -294,6 +294,12 @@ impl SimNet {
         })
     }
 
+    /// Starts a read-plan-write transaction at node `i` (as
+    /// `Node::transaction_async` does) without running the network.
+    pub fn start_transaction(&mut self, i: usize, txn: Box<dyn crate::types::Transaction>) -> OpId {
+        self.start(i, |e, now, op| e.transaction(now, op, txn, OP_TIMEOUT * 3))
+    }
+
     pub fn get(&mut self, i: usize, key: Id) -> Result<Vec<Value>, Error> {
         let op = self.start(i, |e, now, op| e.get(now, op, key, OP_TIMEOUT));
         self.finish(i, op).into_get()

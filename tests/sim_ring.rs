@@ -1035,3 +1035,70 @@ fn small_ring_restores_three_copies_after_each_kill() {
         }
     }
 }
+
+/// A counter in one slot: each transaction reads it and writes it plus one.
+struct Increment(Id);
+
+impl chordsip::types::Transaction for Increment {
+    fn key(&self) -> Id {
+        self.0
+    }
+    fn plan(
+        &mut self,
+        mine: &[chordsip::Value],
+        _limit: Option<usize>,
+    ) -> Option<Vec<chordsip::types::SlotWrite>> {
+        let n: u64 = mine
+            .iter()
+            .find(|v| v.writer == b"count")
+            .and_then(|v| std::str::from_utf8(&v.data).ok()?.parse().ok())
+            .unwrap_or(0);
+        Some(vec![chordsip::types::SlotWrite {
+            label: b"count".to_vec(),
+            value: Some(((n + 1).to_string().into_bytes(), Duration::from_secs(600))),
+        }])
+    }
+    fn reply(&self, _budget: usize) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// Transactions on one key, started at once at one node, run one after
+/// another: each reads what the one before wrote, so 200 increments count
+/// to 200. A long queue that fails at once (the node leaves) drains
+/// without a deep recursion, and every caller gets its answer.
+#[test]
+fn transactions_on_one_key_queue_and_drain() {
+    let mut net = build(4, &one_writer(), 41);
+    let k = key(4242);
+    let ops: Vec<_> = (0..200)
+        .map(|_| net.start_transaction(0, Box::new(Increment(k))))
+        .collect();
+    for op in ops {
+        let r = net.wait(0, op, Duration::from_secs(60)).expect("an answer");
+        assert_eq!(r.into_transaction(), Ok(()));
+    }
+    let count = net.get(2, k).unwrap();
+    let count: Vec<_> = count.iter().filter(|v| v.writer == b"count").collect();
+    assert_eq!(count.len(), 1);
+    assert_eq!(count[0].data, b"200");
+
+    // 20,000 queued behind a running one, then the node leaves: the running
+    // one fails or ends, and the rest fail at once, one after another.
+    let ops: Vec<_> = (0..20_000)
+        .map(|_| net.start_transaction(1, Box::new(Increment(k))))
+        .collect();
+    let _ = net.leave(1);
+    let mut failed = 0;
+    for op in ops {
+        if net
+            .wait(1, op, Duration::from_secs(60))
+            .expect("an answer")
+            .into_transaction()
+            .is_err()
+        {
+            failed += 1;
+        }
+    }
+    assert!(failed >= 19_999, "{failed}");
+}

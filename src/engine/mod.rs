@@ -258,6 +258,9 @@ pub struct Engine {
     transactions: HashMap<u64, TxnJob>,
     /// Keys with a transaction running, and the ones waiting behind it.
     txn_queue: HashMap<Id, std::collections::VecDeque<QueuedTxn>>,
+    /// Keys whose transaction ended while [`Engine::txn_next`] ran.
+    txn_ready: Vec<Id>,
+    txn_draining: bool,
     txn_ops: HashMap<OpId, u64>,
     last_version: u64,
     /// Nodes that left gracefully: (their Leaving's timestamp, when we heard it).
@@ -387,6 +390,8 @@ impl Engine {
             departed: HashMap::new(),
             transactions: HashMap::new(),
             txn_queue: HashMap::new(),
+            txn_ready: Vec::new(),
+            txn_draining: false,
             txn_ops: HashMap::new(),
             last_version: 0,
             remembered: Vec::new(),

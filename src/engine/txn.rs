@@ -134,8 +134,23 @@ impl Engine {
     }
 
     /// A transaction on `key` ended: the next one waiting on it starts (one
-    /// whose caller stopped waiting is dropped), or the key is free.
+    /// whose caller stopped waiting is dropped), or the key is free. A next
+    /// one that ends at once (the node is leaving) comes back here: the
+    /// outermost call drains those in a loop, so a long queue never turns
+    /// into a deep recursion.
     fn txn_next(&mut self, key: Id) {
+        self.txn_ready.push(key);
+        if self.txn_draining {
+            return;
+        }
+        self.txn_draining = true;
+        while let Some(key) = self.txn_ready.pop() {
+            self.start_next_txn(key);
+        }
+        self.txn_draining = false;
+    }
+
+    fn start_next_txn(&mut self, key: Id) {
         while let Some(next) = self.txn_queue.get_mut(&key).and_then(|q| q.pop_front()) {
             let live = match next.requester {
                 Requester::Local(op) => self.op_live(op),
