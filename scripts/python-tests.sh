@@ -95,7 +95,10 @@ export CHORDSIP_LIBRARY="$LIB"
 cd "$VENV"
 start=$(date +%s)
 log=$ROOT/target/pytest.log
-"$PY" -m pytest -q -rs -p no:cacheprovider "$ROOT/bindings/python/tests" </dev/null | tee "$log"
+# A hung test is named: faulthandler dumps every thread's stack after 300 s,
+# and the whole run stops at 900 s.
+timeout -k 10 900 "$PY" -m pytest -q -rs -p no:cacheprovider -o faulthandler_timeout=300 \
+    "$ROOT/bindings/python/tests" </dev/null | tee "$log"
 # pytest's other skips (no C compiler, a system-wide library...) go into the
 # run's skip list too, so that scripts/test.sh's last line names them; the
 # PJSUA2 one is already there.

@@ -24,7 +24,24 @@ cargo clippy --all-targets --release --quiet -- -D warnings
 step "module dependencies (pure core knows nothing of SIP, nodes, clients or the C ABI)"
 ./scripts/check-deps.sh
 step "tests (release build: the network suites run thousands of nodes)"
-cargo test --release -- --test-threads 2
+# Built first, then run under an overall limit. cargo names a test still
+# running after 60 s; one that never finished is named when the limit hits.
+cargo test --release --no-run --quiet
+set +e
+timeout -k 10 "${CHORDSIP_CARGO_TEST_TIMEOUT:-1800}" cargo test --release -- --test-threads 2 2>&1 |
+    tee target/cargo-test.log
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        hung=$(sed -n 's/^test \(.*\) has been running for over 60 seconds$/\1/p' target/cargo-test.log |
+            sort -u | while read -r t; do
+                grep -qE "^test $t \.\.\. " target/cargo-test.log || echo "$t"
+            done)
+        echo "cargo test did not finish within ${CHORDSIP_CARGO_TEST_TIMEOUT:-1800} s; still running: ${hung:-(none named)}"
+    fi
+    exit "$rc"
+fi
 step "C header matches src/ffi (cbindgen drift check)"
 ./scripts/gen-header.sh --verify
 step "C API tests under ASan+UBSan and valgrind; C examples"

@@ -7,24 +7,18 @@ mod node_proc;
 use chordsip::client::Client;
 use chordsip::Id;
 use node_proc::{client_key_file, start_node, NodeProc as Proc, CLIENT_KEY};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+fn spawn(bootstrap: &[SocketAddr]) -> Proc {
+    spawn_with(bootstrap, &[])
 }
 
-fn spawn(addr: SocketAddr, bootstrap: &[SocketAddr]) -> Proc {
-    spawn_with(addr, bootstrap, &[])
-}
-
-/// Starts a node process and waits until it reports that it joined.
-fn spawn_with(addr: SocketAddr, bootstrap: &[SocketAddr], extra: &[&std::ffi::OsStr]) -> Proc {
-    let mut args: Vec<std::ffi::OsString> = ["--listen", &addr.to_string(), "--log", "warn"]
+/// Starts a node process on a port of the kernel's choice (its address is
+/// `Proc::addr`) and waits until it reports that it joined.
+fn spawn_with(bootstrap: &[SocketAddr], extra: &[&std::ffi::OsStr]) -> Proc {
+    let mut args: Vec<std::ffi::OsString> = ["--listen", "127.0.0.1:0", "--log", "warn"]
         .iter()
         .map(Into::into)
         .collect();
@@ -107,12 +101,16 @@ fn copies_restored(addrs: &[SocketAddr], want: usize, max: Duration) -> bool {
 
 #[test]
 fn eight_processes_survive_leave_crash_and_restart() {
-    let addrs: Vec<SocketAddr> = (0..8).map(|_| free_port()).collect();
     let mut procs: Vec<Option<Proc>> = Vec::new();
-    procs.push(Some(spawn(addrs[0], &[])));
-    for a in &addrs[1..] {
-        procs.push(Some(spawn(*a, &addrs[..2])));
+    let first = spawn(&[]);
+    let second = spawn(&[first.addr]);
+    let boot = [first.addr, second.addr];
+    procs.push(Some(first));
+    procs.push(Some(second));
+    for _ in 2..8 {
+        procs.push(Some(spawn(&boot)));
     }
+    let mut addrs: Vec<SocketAddr> = procs.iter().flatten().map(|p| p.addr).collect();
     // Wait (bounded) until every node has both neighbours.
     let end = Instant::now() + Duration::from_secs(20);
     while !addrs.iter().all(|a| {
@@ -174,9 +172,11 @@ fn eight_processes_survive_leave_crash_and_restart() {
         );
     }
 
-    // Restart the killed and the departed at their old addresses; they rejoin.
+    // Restart the killed and the departed (at new ports); they rejoin.
     for i in [2usize, 4, 5, 7] {
-        procs[i] = Some(spawn(addrs[i], &[addrs[0], addrs[1]]));
+        let p = spawn(&[addrs[0], addrs[1]]);
+        addrs[i] = p.addr;
+        procs[i] = Some(p);
     }
     for &a in &addrs {
         let mut c = client(a);
@@ -230,9 +230,8 @@ fn register_and_locate_from_the_command_line() {
         assert!(!again, "keygen must not overwrite a key");
         assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
     }
-    let a = free_port();
-    let _first = spawn_with(a, &[], &["--writer-key-file".as_ref(), key.as_os_str()]);
-    let b = free_port();
+    let first = spawn_with(&[], &["--writer-key-file".as_ref(), key.as_os_str()]);
+    let a = first.addr;
     let sock = dir.join("b.sock");
     let extra = [
         "--writer-key-file".as_ref(),
@@ -240,7 +239,7 @@ fn register_and_locate_from_the_command_line() {
         "--client-socket".as_ref(),
         sock.as_os_str(),
     ];
-    let _second = spawn_with(b, &[a], &extra);
+    let _second = spawn_with(&[a], &extra);
     let via_unix = format!("unix:{}", sock.display());
     assert!(chordsip::testnet::wait_until(
         Duration::from_secs(10),
@@ -376,10 +375,10 @@ fn users_are_added_listed_and_removed_from_the_command_line() {
         "--set".as_ref(),
         admins_opt.as_ref(),
     ];
-    let a = free_port();
-    let _first = spawn_with(a, &[], &registrar_args);
-    let b = free_port();
-    let _second = spawn_with(b, &[a], &registrar_args);
+    let first = spawn_with(&[], &registrar_args);
+    let a = first.addr;
+    let second = spawn_with(&[a], &registrar_args);
+    let b = second.addr;
     let boot = a.to_string();
     let user = |cmd: &str, who: &str, key: &std::path::Path, extra: &[&str], input: &str| {
         let mut args = vec!["user", cmd, who, "--bootstrap", &boot];

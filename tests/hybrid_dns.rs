@@ -15,7 +15,7 @@ use chordsip::client::Client;
 use chordsip::Id;
 use knot::*;
 use node_proc::{client_key_file, start_node, NodeProc, CLIENT_KEY};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How soon after a member dies or leaves its records must be gone (issue 15: ≤ 10 s).
@@ -28,19 +28,12 @@ struct Member {
     sip: SocketAddr,
 }
 
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn spawn(i: usize, key_file: &std::path::Path, dns: u16, bootstrap: Option<SocketAddr>) -> Member {
-    let overlay = free_udp();
     let sip: SocketAddr = format!("127.0.0.{}:{}", 11 + i, 5060 + i).parse().unwrap();
     let mut args: Vec<String> = vec![
+        // A port of the kernel's choice, read back from the ready line.
         "--listen".into(),
-        overlay.to_string(),
+        "127.0.0.1:0".into(),
         "--log".into(),
         "warn".into(),
         "--client-key-file".into(),
@@ -63,9 +56,10 @@ fn spawn(i: usize, key_file: &std::path::Path, dns: u16, bootstrap: Option<Socke
     if let Some(b) = bootstrap {
         args.extend(["--bootstrap".into(), b.to_string()]);
     }
+    let proc = start_node(args);
     Member {
-        proc: start_node(args),
-        overlay,
+        overlay: proc.addr,
+        proc,
         sip,
     }
 }

@@ -60,13 +60,27 @@ fn sixteen_nodes_store_leave_stop_and_rejoin() {
         let v = net.nodes[i % 10].get(key(i)).unwrap();
         assert_eq!(v.len(), 1, "value {i} after crashes: {v:?}");
     }
-    // Restart at the same addresses (same ids) and rejoin.
+    // Restart at the same addresses and rejoin, as a crashed server comes
+    // back at its configured address. Another process may have bound the
+    // freed port meanwhile (it lies in the ephemeral range): then the node
+    // comes back at a new one, which the rejoin must handle as well.
     for a in addrs {
         let c = Config {
             listen: a,
             ..Config::default()
         };
-        let n = Node::start(c).unwrap();
+        let n = match Node::start(c.clone()) {
+            Ok(n) => n,
+            Err(chordsip::Error::Io(e)) if e.contains("Address already in use") => {
+                eprintln!("{a} was taken meanwhile ({e}); restarting at a new port");
+                Node::start(Config {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..c
+                })
+                .unwrap()
+            }
+            Err(e) => panic!("restart at {a}: {e}"),
+        };
         n.join(&net.bootstrap()).unwrap();
         net.nodes.push(n);
     }
@@ -114,11 +128,10 @@ fn client_handle_and_async_calls() {
     for _ in 0..50 {
         assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
     }
-    // A client pointed at nothing fails by its deadline.
-    let dead = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A client pointed at a socket that never answers fails by its deadline
+    // (the socket stays bound: a freed port could meanwhile be another's).
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap();
     let mut c = Client::connect(dead, "chordsip", None).unwrap();
     c.set_timeout(Duration::from_millis(300));
     let t = Instant::now();

@@ -26,6 +26,10 @@ pub struct NodeProc {
     pub child: Child,
     /// Its node id, from its "node <id> listening on <addr> joined" line.
     pub id: Id,
+    /// The address it bound (started with port 0, the kernel's choice:
+    /// no port picked, freed and bound later, which another process may
+    /// take meanwhile).
+    pub addr: std::net::SocketAddr,
 }
 
 impl Drop for NodeProc {
@@ -42,14 +46,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chordsip"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chordsip"))
         .arg("node")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start chordsip node");
-    let stdout = child.stdout.take().expect("piped stdout");
+    // Owned by a NodeProc at once: a failed check below kills it on drop.
+    let mut proc = NodeProc {
+        child,
+        id: Id::ZERO,
+        addr: ([0, 0, 0, 0], 0).into(),
+    };
+    let stdout = proc.child.stdout.take().expect("piped stdout");
     let (tx, rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -60,10 +70,14 @@ where
         .recv_timeout(Duration::from_secs(30))
         .expect("node reports it joined");
     assert!(line.contains("joined"), "unexpected output: {line}");
-    let id = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(Id::from_hex)
+    let words: Vec<&str> = line.split_whitespace().collect();
+    proc.id = words
+        .get(1)
+        .and_then(|w| Id::from_hex(w))
         .unwrap_or_else(|| panic!("no node id in {line:?}"));
-    NodeProc { child, id }
+    proc.addr = words
+        .get(4)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    proc
 }
