@@ -345,9 +345,16 @@ fn fuzz_sip_uri_parser() {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    fuzz("sip-uri", seeds, |data| {
+    // Every seed but the name-addr is a URI the parser must take.
+    for s in &seeds[..seeds.len() - 1] {
+        let text = String::from_utf8_lossy(s);
+        assert!(Uri::parse(&text).is_ok(), "seed {text:?} refused");
+    }
+    let mut accepted = 0usize;
+    let total = fuzz("sip-uri", seeds, |data| {
         let text = String::from_utf8_lossy(data);
         if let Ok(u) = Uri::parse(&text) {
+            accepted += 1;
             // An accepted URI has an AOR form, which parses again to itself.
             let aor = u.aor();
             let again = Uri::parse(&aor).unwrap_or_else(|e| {
@@ -357,6 +364,12 @@ fn fuzz_sip_uri_parser() {
         }
         let _ = parse_q(&text);
     });
+    // A parser that refused everything would pass the checks above.
+    println!("sip-uri: {accepted} of {total} inputs accepted");
+    assert!(
+        accepted * 20 >= total,
+        "only {accepted} of {total} inputs parsed as URIs"
+    );
 }
 
 #[test]
@@ -379,9 +392,19 @@ fn fuzz_binding_decoder() {
         received: None,
         ..b.clone()
     };
-    fuzz("binding", vec![b.encode(), plain.encode()], |data| {
+    assert_eq!(Binding::decode(&b.encode()).as_ref(), Some(&b));
+    assert_eq!(Binding::decode(&plain.encode()).as_ref(), Some(&plain));
+    let mut accepted = 0usize;
+    let total = fuzz("binding", vec![b.encode(), plain.encode()], |data| {
         if let Some(d) = Binding::decode(data) {
+            accepted += 1;
             assert_eq!(Binding::decode(&d.encode()), Some(d));
         }
     });
+    // A decoder that refused everything would pass the check above.
+    println!("binding: {accepted} of {total} inputs accepted");
+    assert!(
+        accepted * 100 >= total,
+        "only {accepted} of {total} inputs decoded as bindings"
+    );
 }
