@@ -15,6 +15,7 @@
 
 mod body;
 mod codec;
+mod decode;
 mod members;
 mod status;
 #[cfg(test)]
