@@ -406,18 +406,22 @@ fn limits() -> RegistrarLimits {
     RegistrarLimits::default()
 }
 
+/// What a REGISTER's plan changed, as the C API counts it.
+fn outcome_of(p: &crate::sip::binding::Plan) -> chordsip_register_outcome {
+    chordsip_register_outcome {
+        inserted: p.inserted as u32,
+        updated: p.updated as u32,
+        deleted: p.deleted as u32,
+    }
+}
+
 fn finish_register(
     p: crate::sip::binding::Plan,
     out: *mut *mut chordsip_bindings,
     outcome: *mut chordsip_register_outcome,
 ) {
-    let o = chordsip_register_outcome {
-        inserted: p.inserted as u32,
-        updated: p.updated as u32,
-        deleted: p.deleted as u32,
-    };
     // SAFETY: NULL or writable by the caller's contract.
-    unsafe { write_opt(outcome, o) };
+    unsafe { write_opt(outcome, outcome_of(&p)) };
     if !out.is_null() {
         let list = Box::into_raw(Box::new(chordsip_bindings::new(p.result)));
         // SAFETY: non-NULL and writable by the caller's contract.
@@ -510,11 +514,7 @@ pub unsafe extern "C" fn chordsip_node_register_async(
             let ud = ud;
             match r.map_err(chordsip_result::from).and_then(|a| a) {
                 Ok(p) => {
-                    let outcome = chordsip_register_outcome {
-                        inserted: p.inserted as u32,
-                        updated: p.updated as u32,
-                        deleted: p.deleted as u32,
-                    };
+                    let outcome = outcome_of(&p);
                     let list = chordsip_bindings::new(p.result);
                     // SAFETY: the host's callback; list and outcome live until it returns.
                     unsafe { cb(CHORDSIP_OK, &list, &outcome, ud.get()) }
