@@ -1,6 +1,8 @@
 /*
- * A 3-node ring: put/get/remove/lookup seen from every node, client handles
- * over UDP and over a node's UNIX socket, stats, info text, neighbours, ping.
+ * A keyed 3-node ring: put/get/remove/lookup seen from every node, client
+ * handles over UDP and over a node's UNIX socket, stats, info text,
+ * neighbours, ping; strangers without the overlay key or the client key
+ * neither join nor read.
  */
 #include "testutil.h"
 
@@ -8,6 +10,17 @@
 
 #define N 3
 #define KEYS 10
+
+/* The ring's overlay key: every member datagram carries an HMAC made with it. */
+static const uint8_t OVERLAY_KEY[] = "c-tests-overlay-key";
+#define OVERLAY_KEY_ARGS OVERLAY_KEY, sizeof OVERLAY_KEY - 1
+
+/* The members' config: fast maintenance and the overlay key. */
+static chordsip_config *ring_config(void) {
+    chordsip_config *cfg = fast_config();
+    CHECK_OK(chordsip_config_set_overlay_key(cfg, OVERLAY_KEY_ARGS));
+    return cfg;
+}
 
 static void check_peer(const chordsip_peer *p) {
     CHECK(strlen(p->id) == 40);
@@ -57,7 +70,7 @@ static void test_storage(chordsip_node **n) {
     /* A node with another writer key writes slots of its own (record
        ownership): it can neither replace nor remove the shared "laptop". */
     {
-        chordsip_config *cfg = fast_config();
+        chordsip_config *cfg = ring_config();
         char err[128];
         CHECK_OK(chordsip_config_set(cfg, "writer_key",
                                      "6666666666666666666666666666666666666666666666666666666666666666",
@@ -310,6 +323,80 @@ static void client_roundtrip(chordsip_client *c, chordsip_node **n, const char *
     }
 }
 
+/* A node of the members' config but with `key` as its overlay key (NULL: none),
+   quick to give up a join nobody answers. */
+static chordsip_node *stranger(const uint8_t *key, size_t key_len) {
+    chordsip_config *cfg = fast_config();
+    char err[128];
+    CHECK_OK(chordsip_config_set(cfg, "op_timeout_ms", slow_mode() ? "3000" : "1000", err,
+                                 sizeof err));
+    if (key != NULL)
+        CHECK_OK(chordsip_config_set_overlay_key(cfg, key, key_len));
+    chordsip_node *s = node_from(cfg);
+    chordsip_config_free(cfg);
+    return s;
+}
+
+/* Strangers: nodes with a wrong key or none cannot join (nor then read), the
+   members never list them; clients with a wrong client key or none are
+   refused. What the ring holds is unchanged. */
+static void test_strangers(chordsip_node **n) {
+    const char *key = "sip:kept@example.com";
+    uint32_t copies = 0;
+    CHECK_OK(chordsip_node_put(n[0], key, "phone", (const uint8_t *)"kept", 4, 120, &copies));
+    char addr[64];
+    CHECK_OK(chordsip_node_addr(n[1], addr, sizeof addr));
+
+    static const uint8_t wrong[] = "c-tests-wrong-key";
+    chordsip_node *s[2] = {stranger(wrong, sizeof wrong - 1), stranger(NULL, 0)};
+    for (int i = 0; i < 2; i++) {
+        CHECK_RC(chordsip_node_join(s[i], addr), CHORDSIP_ERR_JOIN_FAILED);
+        chordsip_values *v = NULL;
+        CHECK_RC(chordsip_node_get(s[i], key, &v), CHORDSIP_ERR_NOT_JOINED);
+        CHECK(v == NULL);
+        char sid[41];
+        node_id_of(s[i], sid);
+        for (int m = 0; m < N; m++)
+            for (uint32_t which = CHORDSIP_PREDECESSORS; which <= CHORDSIP_FINGERS; which++) {
+                chordsip_peers *p = NULL;
+                CHECK_OK(chordsip_node_neighbours(n[m], which, &p));
+                for (size_t k = 0; k < chordsip_peers_len(p); k++) {
+                    chordsip_peer peer;
+                    CHECK_OK(chordsip_peers_get(p, k, &peer));
+                    CHECK(strcmp(peer.id, sid) != 0);
+                }
+                chordsip_peers_free(p);
+            }
+        chordsip_node_free(s[i]);
+    }
+    note("a wrong-key node and a keyless node were refused");
+
+    /* A UDP client with no client key is told it is not authorized; one with
+       a wrong key sends datagrams whose tag fails, which the node drops as
+       forged, so it hears nothing. Neither reads nor writes. */
+    const uint8_t *ckeys[2] = {NULL, wrong};
+    size_t clens[2] = {0, sizeof wrong - 1};
+    int want[2] = {CHORDSIP_ERR_UNAUTHORIZED, CHORDSIP_ERR_TIMEOUT};
+    for (int i = 0; i < 2; i++) {
+        chordsip_client *c = NULL;
+        CHECK_OK(chordsip_client_new(addr, "chordsip", ckeys[i], clens[i], scaled(1) * 1000, &c));
+        chordsip_values *v = NULL;
+        CHECK_RC(chordsip_client_get(c, key, &v), want[i]);
+        CHECK(v == NULL);
+        CHECK_RC(chordsip_client_put(c, key, "intruder", (const uint8_t *)"x", 1, 60, &copies),
+                 want[i]);
+        chordsip_client_free(c);
+    }
+    note("clients without the client key were refused");
+
+    int found = 0;
+    for (int m = 0; m < N; m++) {
+        CHECK(count_values(n[m], key, "phone", "kept", &found) == 1);
+        CHECK(found);
+    }
+    CHECK_OK(chordsip_node_remove(n[0], key, "phone", &copies));
+}
+
 int main(void) {
     test_begin("test_ring", 90);
     char dir[] = "/tmp/chordsip-ctest-XXXXXX";
@@ -317,7 +404,7 @@ int main(void) {
     char sock[128];
     snprintf(sock, sizeof sock, "%s/node2.sock", dir);
 
-    chordsip_config *cfg = fast_config();
+    chordsip_config *cfg = ring_config();
     chordsip_node *n[N];
     n[0] = node_from(cfg);
     join_via(n[0], NULL);
@@ -337,6 +424,7 @@ int main(void) {
     test_storage(n);
     test_lookup(n);
     test_views(n);
+    test_strangers(n);
 
     /* client over UDP to node 1 */
     char addr[64];
