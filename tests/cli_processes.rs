@@ -485,3 +485,119 @@ fn users_are_added_listed_and_removed_from_the_command_line() {
     }
     assert_eq!(ha1(&mut c, "carol", Algorithm::Md5), None);
 }
+
+/// Runs the CLI with exactly `args`, with a time limit: (succeeded, output).
+fn cli_exact(args: &[&std::ffi::OsStr], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chordsip"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chordsip {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text += &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A keyed ring of node processes (`--key-file`): a node with a wrong
+/// overlay key or none gives up its join with an error; the CLI reads and
+/// writes with the client key over UDP and over the UNIX socket, and is
+/// refused without it.
+#[test]
+fn keyed_ring_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("chordsip-cli-keyed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let overlay_key = dir.join("overlay.key");
+    std::fs::write(&overlay_key, "cli-tests-overlay-key\n").unwrap();
+    let wrong_key = dir.join("wrong.key");
+    std::fs::write(&wrong_key, "cli-tests-wrong-key-of-a-stranger\n").unwrap();
+    let sock = dir.join("keyed.sock");
+    let keyed = ["--key-file".as_ref(), overlay_key.as_os_str()];
+    let first = spawn_with(&[], &keyed);
+    let a = first.addr.to_string();
+    let mut with_socket = keyed.to_vec();
+    with_socket.extend(["--client-socket".as_ref(), sock.as_os_str()]);
+    let second = spawn_with(&[first.addr], &with_socket);
+    assert!(chordsip::testnet::wait_until(
+        Duration::from_secs(10),
+        || sock.exists()
+    ));
+
+    // Strangers: the join fails (the bootstrap drops their datagrams), and
+    // the process says so and exits.
+    for key in [Some(wrong_key.as_os_str()), None] {
+        let mut args: Vec<&std::ffi::OsStr> = [
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "off",
+            "--join-timeout-secs",
+            "1",
+            "--set",
+            "op_timeout_ms=500",
+            "--bootstrap",
+        ]
+        .iter()
+        .map(|s| s.as_ref())
+        .collect();
+        args.push(a.as_ref());
+        if let Some(k) = key {
+            args.extend(["--key-file".as_ref(), k]);
+        }
+        let (ok, out) = cli_exact(&args, Duration::from_secs(20));
+        assert!(
+            !ok && out.contains("join failed"),
+            "stranger {key:?}: {out}"
+        );
+    }
+    // The members never took them in: each still lists only the other.
+    for via in [&a, &second.addr.to_string()] {
+        let (ok, out) = cli(&["ring", "--via", via]);
+        assert!(ok, "{out}");
+        let peers: std::collections::BTreeSet<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("successor[") || l.starts_with("predecessor["))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(peers.len(), 1, "{out}");
+    }
+
+    // The client key admits the CLI over UDP; the UNIX socket needs none.
+    let via_unix = format!("unix:{}", sock.display());
+    let (ok, out) = cli(&["put", "--via", &a, "sip:kept@example.com", "v1"]);
+    assert!(ok, "{out}");
+    for via in [&a, &via_unix] {
+        let (ok, out) = cli(&["get", "--via", via, "sip:kept@example.com"]);
+        assert!(ok && out.contains("v1"), "{via}: {out}");
+    }
+    // Without the client key: refused at once. With a wrong one: the node
+    // drops the datagrams as forged, and the CLI gives up at its deadline.
+    let get = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = ["get", "--via", a.as_str(), "--timeout-ms", "1000"]
+            .into_iter()
+            .map(|s| s.as_ref())
+            .collect();
+        args.extend(extra);
+        args.push("sip:kept@example.com".as_ref());
+        cli_exact(&args, Duration::from_secs(10))
+    };
+    let (ok, out) = get(&[]);
+    assert!(!ok && out.contains("not authorized"), "{out}");
+    let (ok, out) = get(&["--client-key-file".as_ref(), wrong_key.as_os_str()]);
+    assert!(!ok && out.contains("timed out"), "{out}");
+    drop(second);
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import select
 import subprocess
 import sys
 import time
@@ -111,43 +111,44 @@ def test_client_wrong_overlay_times_out(child_node):
         assert isinstance(e.value, TimeoutError)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(cli_path() is None, reason="target/release/chordsip not built")
 def test_client_against_cli_node(tmp_path):
+    """A keyed `chordsip node` process (overlay key and client key files) on a
+    port of the kernel's choice, read back from its ready line."""
     sock = str(tmp_path / "cli.sock")
     key_file = tmp_path / "client.key"
     key_file.write_bytes(CLIENT_KEY + b"\n")
-    for _attempt in range(3):
-        addr = "127.0.0.1:%d" % _free_port()
-        proc = subprocess.Popen(
-            [str(cli_path()), "node", "--listen", addr, "--client-socket", sock, "--log", "off",
-             "--client-key-file", str(key_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+    overlay_key = tmp_path / "overlay.key"
+    overlay_key.write_bytes(b"python-tests-overlay-key\n")
+    proc = subprocess.Popen(
+        [str(cli_path()), "node", "--listen", "127.0.0.1:0", "--client-socket", sock,
+         "--log", "off", "--client-key-file", str(key_file), "--key-file", str(overlay_key)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        # "node <id> listening on <addr> joined"
+        words = line.split()
+        assert len(words) == 6 and words[5] == "joined", "no ready line: %r (exit %s)" % (
+            line, proc.poll())
+        addr = words[4]
+        with chordsip.Client(addr, key=CLIENT_KEY, timeout_ms=3000) as c:
+            assert "phase Joined" in c.info("ring")
+            assert c.put("sip:dave@example.org", "cli", b"v", 10) >= 1
+        with chordsip.Client("unix:" + sock) as u:
+            assert [v.data for v in u.get("sip:dave@example.org")] == [b"v"]
+        # A member of another overlay key cannot join it.
+        with chordsip.Node(dict(FAST, op_timeout_ms=1000), overlay_key=b"wrong") as stranger:
+            with pytest.raises(chordsip.JoinFailed):
+                stranger.join(addr)
+    finally:
+        proc.terminate()
         try:
-            with chordsip.Client(addr, key=CLIENT_KEY, timeout_ms=500) as c:
-                try:
-                    wait_until(lambda: "phase Joined" in c.info("ring"), 5, "the CLI node")
-                except AssertionError:
-                    if proc.poll() is not None:
-                        continue  # the port was taken meanwhile: try another
-                    raise
-                assert c.put("sip:dave@example.org", "cli", b"v", 10) >= 1
-            with chordsip.Client("unix:" + sock) as u:
-                assert [v.data for v in u.get("sip:dave@example.org")] == [b"v"]
-            return
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    pytest.fail("the CLI node did not start")
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

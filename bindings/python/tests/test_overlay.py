@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import chordsip
 import pytest
-from conftest import wait_until
+from conftest import FAST, wait_until
 
 KEYS = ["sip:user%d@example.org" % i for i in range(20)]
 
@@ -79,3 +79,22 @@ def test_graceful_leave_keeps_data(ring_factory):
     leaving.close()
     wait_until(lambda: rest[0].lookup("sip:bob@example.org").addr != owner, 5, "new owner")
     assert [v.data for v in rest[1].get("sip:bob@example.org")] == [b"x"]
+
+
+def test_keyed_ring_keeps_strangers_out(ring_factory):
+    """Members share an overlay key; a node with a wrong key or none cannot
+    join, so it reads nothing, and the members never list it."""
+    nodes = ring_factory(3, overlay_key=b"python-tests-overlay-key")
+    assert nodes[0].put("sip:kept@example.org", "dev", b"kept", 60) >= 1
+    fast = dict(FAST, op_timeout_ms=1000)
+    for key in (b"python-tests-wrong-key", None):
+        with chordsip.Node(fast, overlay_key=key) as stranger:
+            with pytest.raises(chordsip.JoinFailed):
+                stranger.join(nodes[1].addr)
+            with pytest.raises(chordsip.NotJoined):
+                stranger.get("sip:kept@example.org")
+            for n in nodes:
+                for kind in ("successors", "predecessors", "fingers"):
+                    assert stranger.id not in {p.id for p in n.neighbours(kind)}
+    for n in nodes:
+        assert [v.data for v in n.get("sip:kept@example.org")] == [b"kept"]
