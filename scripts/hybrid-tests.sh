@@ -78,6 +78,9 @@ PJ_IPS=(127.0.0.31 127.0.0.32)
 failed=()
 # shellcheck source=tests/sip/lib.sh
 . "$SIP/lib.sh"
+# The servers share an overlay key (start_kamailio's default); the benchmark
+# runs without one unless OVERLAY_KEY names one, as its documented numbers were measured.
+[ $MODE = bench ] && OVERLAY_KEY=${OVERLAY_KEY-}
 
 ./scripts/setup.sh || exit 1
 rm -rf "$OUT"
@@ -337,7 +340,8 @@ if [ $MODE = test ]; then
     added=0
     timeout 120 "$B" user add --from-file "$OUT/all-users.txt" --bootstrap "${SERVERS[0]}:5070" \
         --admin-key-file "$OUT/admin.key" --credentials-key-file "$OUT/credentials.key" \
-        --set routing=one-hop --set "virtual_nodes=$VNODES" </dev/null >"$OUT/user-add.log" 2>&1 && added=$((PER * 5 + 2))
+        --set routing=one-hop --set "virtual_nodes=$VNODES" --key-file "$(server_overlay_key)" \
+        </dev/null >"$OUT/user-add.log" 2>&1 && added=$((PER * 5 + 2))
     line=$(printf '%-22s %s' user-add "$added of $((PER * 5 + 2)) users stored with chordsip user add --from-file in $(elapsed "$t0") s")
     if [ "$added" = $((PER * 5 + 2)) ]; then pass "$line"; else fail user-add "$line; see $OUT/user-add.log"; exit 1; fi
 

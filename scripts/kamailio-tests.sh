@@ -13,6 +13,10 @@
 #      K2 follow at once and must all complete again;
 #   5. 100 users unregister (Expires: 0) at K2; calls to them through K1 get
 #      404, the next 100 are still called; an unknown user gets 404;
+#   5b. a stranger ST (the module, a wrong overlay key; the ring's servers,
+#      the KEMI node and the admin's `chordsip user add` share one key)
+#      joins nothing: calls through it get 500, K1 counts its datagrams as
+#      unauthenticated, no member lists it; K1 still calls its users;
 #   6. SIP digest authentication (issue 14): three more servers A1, A2, A3
 #      with the cfg as shipped (REGISTERs authenticated) join the overlay; an
 #      administrator key and a credentials key are made and AUTH_USERS users
@@ -169,6 +173,35 @@ calls others-still-called 100 -inf "$OUT/still.csv" "127.0.0.1:$K1_SIP"
 run_sipp unknown-user-404 1 -sf "$SIP/uac-404.xml" -inf "$OUT/nobody.csv" -m 1 \
     -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$K2_SIP"
 
+echo "== a stranger: a Kamailio whose overlay key is wrong (ST) neither joins the ring nor reads it"
+# (the ring's servers share $OUT/overlay.key: start_kamailio's default)
+ST_SIP=$((BASE + 8)) ST_OVL=$((BASE + 18))
+(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$OUT/wrong-overlay.key")
+unauth_before=$(node_counter "$K1_OVL" dropped_unauthenticated)
+{ echo SEQUENTIAL; sed -n '2,11p' "$OUT/still.csv"; } >"$OUT/stranger.csv"
+if OVERLAY_KEY=$OUT/wrong-overlay.key start_kamailio ST "$CFG" "$ST_SIP" "${WKEY[@]}" "${NOAUTH[@]}" \
+    -A "OVERLAY_LISTEN=\"127.0.0.1:$ST_OVL\"" -A "OVERLAY_BOOTSTRAP=\"127.0.0.1:$K1_OVL\""; then
+    # Calls to registered users: ST cannot read where they are (500), while
+    # its node keeps knocking at K1 with datagrams K1 drops as unauthenticated.
+    run_sipp stranger-cannot-read 10 -sf "$SIP/uac-500.xml" -inf "$OUT/stranger.csv" -m 10 \
+        -r "$RATE" -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$ST_SIP"
+    unauth_after=$(node_counter "$K1_OVL" dropped_unauthenticated)
+    listed=
+    for p in "$K1_OVL" "$K2_OVL"; do ring_lists "$p" "$ST_OVL" && listed="$listed $p"; done
+    line=$(printf '%-22s %s' stranger-refused "K1 dropped $((unauth_after - unauth_before)) unauthenticated datagrams while ST ran; listed by:${listed:- nobody}")
+    if [ "$unauth_before" != "?" ] && [ "$unauth_after" != "?" ] &&
+        [ "$unauth_after" -gt "$unauth_before" ] && [ -z "$listed" ]; then
+        pass "$line"
+    else
+        fail stranger-refused "$line (before $unauth_before, after $unauth_after)"
+    fi
+    stop_within 10 "$PID_ST"
+    forget_pid "$PID_ST"
+else
+    fail stranger-start "ST did not start"
+fi
+calls others-called-after-stranger 100 -inf "$OUT/still.csv" "127.0.0.1:$K1_SIP"
+
 # ---- 3. SIP digest authentication: three servers as shipped -------------------------------
 echo "== authentication: three servers with the cfg as shipped (A1-A3), $N_AUTH users with passwords"
 B=$ROOT/target/release/chordsip
@@ -194,7 +227,7 @@ while IFS=';' read -r user _ cred; do
     printf '%s@%s %s\n' "$user" "$DOMAIN" "${pw%]}"
 done < <(tail -n +2 "$OUT/kemi.csv") >"$OUT/kemi-users.txt"
 ADMIN_ARGS=(--bootstrap "127.0.0.1:$A1_OVL" --admin-key-file "$OUT/admin.key"
-    --credentials-key-file "$OUT/credentials.key")
+    --credentials-key-file "$OUT/credentials.key" --key-file "$(overlay_key_file)")
 timeout 60 "$B" user add --from-file "$OUT/kemi-users.txt" "${ADMIN_ARGS[@]}" </dev/null \
     >>"$OUT/user-add.log" 2>&1 && added=$N_AUTH
 PJ_USER=pjbob PJ_PASSWORD=pj-$RUN_TAG
@@ -254,7 +287,7 @@ echo "== KEMI: app_python3 with bindings/kamailio/kemi/chordsip_kemi.py (authent
 mkdir -p "$OUT/KEMI"
 "$ROOT/target/release/chordsip" node --listen "127.0.0.1:$KEMI_OVL" --bootstrap "127.0.0.1:$K1_OVL" \
     --client-socket "$OUT/KEMI/node.sock" --writer-key-file "$OUT/writer.key" \
-    --client-key-file "$(client_key_file)" \
+    --client-key-file "$(client_key_file)" --key-file "$(overlay_key_file)" \
     >"$OUT/KEMI/node.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -S "$OUT/KEMI/node.sock" ] && break; sleep 0.1; done

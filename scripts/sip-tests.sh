@@ -5,6 +5,9 @@
 #      plainly and with ASan+UBSan;
 #   2. three proxies on 127.0.0.1 form one overlay (A starts it, B and C join
 #      A), each serving the domain example.com (--domain);
+#   2b. strangers: a proxy with a wrong overlay key and one with none (the
+#      three share one key) give up their joins, A counts their datagrams as
+#      unauthenticated and lists neither;
 #   3. an administrator stores N+100 users in the overlay (`chordsip user add
 #      --from-file`, the admin's writer key, the credentials key); SIPp
 #      registers the N users at A with digest authentication (401, then 200),
@@ -104,6 +107,38 @@ start_proxy A "$BIN/sip-proxy" "$A_SIP" "$A_OVL" || exit 1
 start_proxy B "$BIN/sip-proxy" "$B_SIP" "$B_OVL" "127.0.0.1:$A_OVL" || exit 1
 start_proxy C "$BIN/sip-proxy" "$C_SIP" "$C_OVL" "127.0.0.1:$A_OVL" || exit 1
 wait_ring "$A_OVL" "$B_OVL" "$C_OVL" || exit 1
+
+echo "== strangers: a proxy with a wrong overlay key, and one with none, cannot join"
+# (A, B and C share $OUT/overlay.key: start_proxy's default)
+(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$OUT/wrong-overlay.key")
+unauth_before=$(node_counter "$A_OVL" dropped_unauthenticated)
+off=6
+for key in "$OUT/wrong-overlay.key" ""; do
+    label=stranger-no-key
+    [ -n "$key" ] && label=stranger-wrong-key
+    timeout 30 "$BIN/sip-proxy" --listen "127.0.0.1:$((BASE + off))" \
+        --overlay-listen "127.0.0.1:$((BASE + 10 + off))" --bootstrap "127.0.0.1:$A_OVL" \
+        --join-timeout 2 --no-auth --log=2 --overlay-set op_timeout_ms=500 \
+        --overlay-set "client_key_file=$(client_key_file)" ${key:+--overlay-key-file "$key"} \
+        >"$OUT/$label.out" 2>"$OUT/$label.err" &
+    run_tracked $!
+    rc=$?
+    why=$(grep "^sip-proxy: join" "$OUT/$label.err" | tail -n 1)
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && ! grep -q '^sip-proxy ready' "$OUT/$label.out" &&
+        [ "$why" = "sip-proxy: join 127.0.0.1:$A_OVL: no bootstrap peer answered" ] &&
+        ! ring_lists "$A_OVL" $((BASE + 10 + off)); then
+        pass "$(printf '%-22s %s' "$label" "gave up its join (exit $rc): $why")"
+    else
+        fail "$label" "exit $rc, last words: $why (see $OUT/$label.err)"
+    fi
+    off=$((off + 1))
+done
+unauth_after=$(node_counter "$A_OVL" dropped_unauthenticated)
+if [ "$unauth_before" != "?" ] && [ "$unauth_after" != "?" ] && [ "$unauth_after" -gt "$unauth_before" ]; then
+    pass "$(printf '%-22s %s' strangers-counted "A dropped $((unauth_after - unauth_before)) unauthenticated datagrams meanwhile")"
+else
+    fail strangers-counted "A's dropped_unauthenticated: $unauth_before before, $unauth_after after"
+fi
 start=$(date +%s.%N)
 if add_users "$OUT/auth-users.csv.txt" "$A_OVL" >"$OUT/add-users.log" 2>&1 &&
     add_users "$OUT/auth-callees.csv.txt" "$A_OVL" >>"$OUT/add-users.log" 2>&1; then

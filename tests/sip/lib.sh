@@ -68,6 +68,21 @@ client_key_file() {
     echo "$f"
 }
 
+# overlay_key_file: the overlay key the servers of these tests share (a
+# stranger without it cannot join their ring); made on first use.
+overlay_key_file() {
+    local f=$OUT/overlay.key
+    [ -s "$f" ] || (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$f")
+    echo "$f"
+}
+
+# server_overlay_key: the overlay key file a server started here gets:
+# OVERLAY_KEY if set (set and empty: none, as in the benchmarks, whose
+# documented numbers were measured without one), else overlay_key_file.
+server_overlay_key() {
+    if [ -n "${OVERLAY_KEY+set}" ]; then echo "$OVERLAY_KEY"; else overlay_key_file; fi
+}
+
 # wait_ring OVERLAY_PORT...: until every node knows its predecessor and both
 # other nodes as successors (asked with `chordsip ring`), at most 10 s.
 wait_ring() {
@@ -84,6 +99,21 @@ wait_ring() {
     done
     echo "the overlay of ports $* did not form one ring within 10 s"
     return 1
+}
+
+# node_counter OVERLAY_PORT NAME: a counter of the node at OVERLAY_PORT
+# (`chordsip stats`), or "?" when it does not answer.
+node_counter() {
+    "$ROOT/target/release/chordsip" stats --via "127.0.0.1:$1" --timeout-ms 1000 \
+        --client-key-file "$(client_key_file)" 2>/dev/null |
+        awk -v n="$2" '$1 == n { v = $2 } END { print (v != "") ? v : "?" }'
+}
+
+# ring_lists OVERLAY_PORT PEER_PORT: whether the node at OVERLAY_PORT names a
+# peer on 127.0.0.1:PEER_PORT among its successors, predecessors or fingers.
+ring_lists() {
+    "$ROOT/target/release/chordsip" ring --via "127.0.0.1:$1" --timeout-ms 1000 \
+        --client-key-file "$(client_key_file)" 2>/dev/null | grep -q " 127\.0\.0\.1:$2\$"
 }
 
 ports_free() { # base: are base..base+29 free UDP ports on 127.0.0.1?
@@ -138,6 +168,7 @@ writer_key() {
 }
 
 # start_proxy NAME BINARY SIP_PORT OVERLAY_PORT [BOOTSTRAP]: sets PID_NAME.
+# Its overlay key: server_overlay_key.
 # With WRITER_KEY set, the proxy signs with that writer key file; with TRUSTED set (public
 # keys, comma-separated), it also routes to bindings written under those keys. It serves
 # PROXY_DOMAINS (comma-separated) if set, else $DOMAIN; set and empty: no --domain (the
@@ -148,6 +179,9 @@ start_proxy() {
     local domains=${PROXY_DOMAINS-${DOMAIN:-}}
     local args=(--listen "127.0.0.1:$sip" --overlay-listen "127.0.0.1:$ovl" --log=2
         --overlay-set "client_key_file=$(client_key_file)")
+    local okey
+    okey=$(server_overlay_key)
+    [ -n "$okey" ] && args+=(--overlay-key-file "$okey")
     [ -n "$domains" ] && args+=(--domain "$domains")
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
     [ -n "${WRITER_KEY:-}" ] && args+=(--writer-key-file "$WRITER_KEY")
@@ -209,8 +243,11 @@ auth_users() {
 # (auth_users' FILE.txt) in the overlay through the node at OVERLAY_PORT,
 # with ADMIN_KEY and CREDS_KEY.
 add_users() {
+    local okey
+    okey=$(server_overlay_key)
     "$ROOT/target/release/chordsip" user add --from-file "$1" --bootstrap "127.0.0.1:$2" \
-        --admin-key-file "$ADMIN_KEY" --credentials-key-file "$CREDS_KEY" </dev/null
+        --admin-key-file "$ADMIN_KEY" --credentials-key-file "$CREDS_KEY" \
+        ${okey:+--key-file "$okey"} </dev/null
 }
 
 # run_sipp LABEL EXPECTED_SUCCESSFUL SIPP_ARGS...: one SIPp client run in
@@ -441,10 +478,11 @@ call_series() {
 # answers. Sets PID_NAME.
 start_kamailio() {
     local name=$1 cfg=$2 port=$3; shift 3
-    local dir=$OUT/$name addr=${SIP_ADDR:-127.0.0.1}
+    local dir=$OUT/$name addr=${SIP_ADDR:-127.0.0.1} okey
+    okey=$(server_overlay_key)
     mkdir -p "$dir"
     setsid kamailio -f "$cfg" -DD -E -m "${KAMAILIO_SHM:-256}" -M 16 -A "RUN_DIR=\"$dir\"" -A "SIP_PORT=$port" \
-        -A "SIP_ADDR=$addr" \
+        -A "SIP_ADDR=$addr" -A "OVERLAY_KEY_FILE=\"$okey\"" \
         -A "CHORDSIP_MODULE=\"$MODULE\"" -A "CLIENT_KEY_FILE=\"$(client_key_file)\"" \
         "$@" >"$dir/kamailio.log" 2>&1 &
     local pid=$!
