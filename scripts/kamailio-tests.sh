@@ -17,6 +17,10 @@
 #      the KEMI node and the admin's `chordsip user add` share one key)
 #      joins nothing: calls through it get 500, K1 counts its datagrams as
 #      unauthenticated, no member lists it; K1 still calls its users;
+#   5c. the module's REGISTER rules at K2: tests/sip/proxy_checks.py
+#      --registrar-only (the checks sip-tests.sh makes of the C proxy's
+#      registrar: 423 with Min-Expires, 400, 403, 500 on CSeq, Contact: *,
+#      Path, reg-id, received, the other contacts as branches);
 #   6. SIP digest authentication (issue 14): three more servers A1, A2, A3
 #      with the cfg as shipped (REGISTERs authenticated) join the overlay; an
 #      administrator key and a credentials key are made and AUTH_USERS users
@@ -201,6 +205,15 @@ else
     fail stranger-start "ST did not start"
 fi
 calls others-called-after-stranger 100 -inf "$OUT/still.csv" "127.0.0.1:$K1_SIP"
+
+echo "== the module's REGISTER rules at K2 (tests/sip/proxy_checks.py --registrar-only)"
+if timeout 120 python3 "$SIP/proxy_checks.py" --proxy "127.0.0.1:$K2_SIP" --domain "$DOMAIN" \
+    --registrar-only >"$OUT/registrar-checks.log" 2>&1; then
+    pass "$(printf '%-22s %s' registrar-checks "$(tail -n 1 "$OUT/registrar-checks.log") (423 + Min-Expires, 400, 403, 500 on CSeq, Contact: *, Path, reg-id, branches)")"
+else
+    fail registrar-checks "$(tail -n 1 "$OUT/registrar-checks.log"); see $OUT/registrar-checks.log"
+    grep FAIL "$OUT/registrar-checks.log" | head -n 12 | sed 's/^/      /'
+fi
 
 # ---- 3. SIP digest authentication: three servers as shipped -------------------------------
 echo "== authentication: three servers with the cfg as shipped (A1-A3), $N_AUTH users with passwords"

@@ -58,6 +58,7 @@
 #include "../../core/parser/parse_uri.h"
 #include "../../core/parser/parse_cseq.h"
 #include "../../core/parser/parse_expires.h"
+#include "../../core/parser/parse_supported.h"
 #include "../../core/parser/contact/parse_contact.h"
 #include "../../modules/sl/sl.h"
 
@@ -701,6 +702,7 @@ typedef struct {
 	const char *path_ptrs[CHORDSIP_MAX_PATH];
 	chordsip_contact contacts[CHORDSIP_MAX_CONTACTS];
 	chordsip_register req;
+	int wants_outbound; /* a contact has a reg-id (RFC 5626 §6) */
 } register_buf;
 
 /* 0, or the SIP status and reason to refuse the request with. */
@@ -716,6 +718,7 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 		return 400;
 	chordsip_register *r = &rb->req;
 	memset(r, 0, sizeof *r);
+	rb->wants_outbound = 0;
 	unsigned int cseq;
 	if((r->aor = cstr(&get_to(msg)->uri, rb->aor, sizeof rb->aor)) == NULL
 			|| (r->call_id = cstr(&msg->callid->body, rb->call_id, sizeof rb->call_id))
@@ -786,6 +789,7 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 					return 400;
 				}
 				cc->reg_id = id;
+				rb->wants_outbound = 1;
 			}
 			n++;
 		}
@@ -811,6 +815,26 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 	else
 		snprintf(rb->received, sizeof rb->received, "sip:%s:%u", ip, msg->rcv.src_port);
 	r->received = rb->received;
+	return 0;
+}
+
+/* The 200's answers to what the UA supports, as sip-proxy gives them: its
+ * Path echoed (RFC 3327 §5.3) and, when a contact asked for a flow,
+ * Require: outbound (RFC 5626 §6). */
+static int add_path_and_outbound(sip_msg_t *msg, const register_buf *rb)
+{
+	unsigned int tags = parse_supported(msg) == 0 ? get_supported(msg) : 0;
+	char line[FIELD_MAX + 16];
+	if(tags & F_OPTION_TAG_PATH)
+		for(size_t i = 0; i < rb->req.path_len; i++) {
+			int n = snprintf(line, sizeof line, "Path: %s\r\n", rb->path_ptrs[i]);
+			if(n < 0 || (size_t)n >= sizeof line || add_reply_header(msg, line, (size_t)n) < 0)
+				return -1;
+		}
+	static const char require[] = "Require: outbound\r\n";
+	if(rb->wants_outbound && (tags & F_OPTION_TAG_OUTBOUND)
+			&& add_reply_header(msg, require, sizeof require - 1) < 0)
+		return -1;
 	return 0;
 }
 
@@ -845,7 +869,8 @@ static int save_register(sip_msg_t *msg)
 	counter_inc(cnt_saves);
 	if(rc == CHORDSIP_OK) {
 		int ret = o.inserted ? 1 : o.updated ? 2 : o.deleted ? 3 : 4;
-		if(add_contacts(msg, list) < 0 || send_reply(msg, 200, "OK") < 0)
+		if(add_contacts(msg, list) < 0 || add_path_and_outbound(msg, rb) < 0
+				|| send_reply(msg, 200, "OK") < 0)
 			ret = -1;
 		chordsip_bindings_free(list);
 		return ret;
