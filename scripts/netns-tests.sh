@@ -5,7 +5,8 @@
 # that the test creates (10.77.0.0/24, inside those namespaces only), each
 # running `chordsip node`.
 #
-#   1. the six form one ring;
+#   1. the six form one ring (the sixth listening on 0.0.0.0 with --advertise,
+#      which a wildcard address needs: the others know it by that address);
 #   2. split 3/3 (the bridge ports of hosts 4-6 move to a second bridge: no
 #      frame crosses), each side closes its own ring, values are written on
 #      both sides and one entry on both sides (the later write wins);
@@ -105,10 +106,21 @@ else
     fi
     stop_within 10 "$open_pid" >/dev/null 2>&1
 fi
+# A wildcard listen address needs the address peers use (--advertise).
+if out=$(on "$N" timeout 5 "$BIN" node --listen 0.0.0.0:4000 --key-file "$OUT/overlay.key" --log off 2>&1); then
+    fail advertise-needed "a node on 0.0.0.0 without --advertise started"
+elif grep -q "needs an advertise address" <<<"$out"; then
+    pass "advertise-needed       0.0.0.0 without --advertise: refused ($out)"
+else
+    fail advertise-needed "unexpected refusal: $out"
+fi
+# The last host listens on the wildcard address of its namespace and
+# advertises its own: the others must know it by that address.
 for i in $(seq 1 $N); do
-    boot=()
+    boot=() listen=(--listen "$(addr "$i")")
     [ "$i" -gt 1 ] && boot=(--bootstrap "$(addr 1)")
-    on "$i" "$BIN" node --listen "$(addr "$i")" "${boot[@]}" --writer-key-file "$OUT/writer.key" \
+    [ "$i" = "$N" ] && listen=(--listen 0.0.0.0:4000 --advertise "$(addr "$i")")
+    on "$i" "$BIN" node "${listen[@]}" "${boot[@]}" --writer-key-file "$OUT/writer.key" \
         --key-file "$OUT/overlay.key" --client-key-file "$CKEY" --log warn >"$OUT/h$i.log" 2>&1 &
     [ "$i" = 1 ] && sleep 0.5
 done
@@ -154,6 +166,15 @@ wait_ring() { # seconds hosts...
 
 ALL=$(seq 1 $N | tr '\n' ' ')
 if wait_ring 30 $ALL; then pass "ring-of-6              six hosts, one ring"; else fail ring-of-6 "no ring of 6 in 30 s"; exit 1; fi
+self=$(on "$N" "$BIN" ring --via "$(addr "$N")" --client-key-file "$CKEY" --timeout-ms 2000 2>/dev/null | awk '$1 == "node" { print $3 }')
+known=$(for i in $(seq 1 $((N - 1))); do
+    on "$i" "$BIN" ring --via "$(addr "$i")" --client-key-file "$CKEY" --timeout-ms 2000 2>/dev/null
+done | grep -cE "^(successor|predecessor)\[[0-9]+\] [0-9a-f]{40} $(addr "$N")\$")
+if [ "$self" = "$(addr "$N")" ] && [ "$known" -ge 2 ]; then
+    pass "advertise              host $N on 0.0.0.0 names itself $self; the others list it $known times by that address"
+else
+    fail advertise "host $N names itself '$self'; listed by its advertised address $known times"
+fi
 for k in $(seq 1 30); do
     on $((k % N + 1)) "$BIN" put "before-$k" "v$k" --via "$(addr $((k % N + 1)))" --client-key-file "$CKEY" >/dev/null 2>&1 ||
         fail "put-before-$k" "write before the split failed"
