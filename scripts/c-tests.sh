@@ -4,7 +4,9 @@
 #   2. checks that the C tests call every function chordsip.h declares
 #   3. builds the tests with -fsanitize=address,undefined and runs each
 #   4. builds them plainly and runs each under valgrind (tests/c/valgrind.supp)
-#   5. scripts/c-examples.sh: the C examples, plainly and under valgrind
+#   5. test_ring linked statically (libchordsip.a and pkg-config --static's
+#      libraries): no libchordsip.so needed, and it passes
+#   6. scripts/c-examples.sh: the C examples, plainly and under valgrind
 # Every step runs even after a failure; the exit status is non-zero if any failed.
 # Build products and logs go to target/c-tests/.
 set -uo pipefail
@@ -78,6 +80,24 @@ if make -s -C tests/c BUILD="$OUT/plain"; then
     done
 else
     failed+=("plain-build")
+fi
+
+echo "== static linking: test_ring against libchordsip.a (pkg-config --static), no libchordsip.so"
+mkdir -p "$OUT/static"
+# shellcheck disable=SC2046 # pkg-config's words are separate arguments
+if cc -std=c11 -D_GNU_SOURCE -O1 -pthread $(pkg-config --cflags chordsip) tests/c/test_ring.c \
+    -o "$OUT/static/test_ring" "$STAGE/lib/libchordsip.a" \
+    $(pkg-config --libs-only-l --static chordsip | sed 's/-lchordsip\b//') >"$OUT/logs/static-build.log" 2>&1; then
+    if ldd "$OUT/static/test_ring" | grep -q libchordsip; then
+        echo "FAIL  static-link                  the binary still needs libchordsip.so: $(ldd "$OUT/static/test_ring" | grep libchordsip)"
+        failed+=("static-link")
+    else
+        run static-test_ring "$OUT/static/test_ring"
+    fi
+else
+    echo "FAIL  static-link                  (log: $OUT/logs/static-build.log)"
+    tail -n 20 "$OUT/logs/static-build.log" | sed 's/^/      /'
+    failed+=("static-link")
 fi
 
 echo "== C examples"

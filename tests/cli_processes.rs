@@ -226,8 +226,11 @@ fn register_and_locate_from_the_command_line() {
         assert_eq!(text.trim().len(), 64, "{text}");
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (again, _) = cli(&["keygen", "--out", path]);
-        assert!(!again, "keygen must not overwrite a key");
+        let (again, out) = cli(&["keygen", "--out", path]);
+        assert!(
+            !again && out.contains("cannot create") && out.contains("File exists"),
+            "keygen must not overwrite a key: {out}"
+        );
         assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
     }
     let first = spawn_with(&[], &["--writer-key-file".as_ref(), key.as_os_str()]);
@@ -600,4 +603,103 @@ fn keyed_ring_from_the_command_line() {
     drop(second);
     drop(first);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The node flags --overlay, --replicas and --successors, and the key
+/// commands' flags (put --writer --lifetime, get --hex, lookup, remove
+/// --writer, register --instance --reg-id, locate --all) against four node
+/// processes.
+#[test]
+fn key_commands_and_node_flags_from_the_command_line() {
+    let flags = [
+        "--overlay",
+        "cli-other",
+        "--replicas",
+        "2",
+        "--successors",
+        "3",
+    ];
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|s| s.as_ref()).collect();
+    let first = spawn_with(&[], &flags);
+    let a = first.addr.to_string();
+    let _others: Vec<Proc> = (0..3).map(|_| spawn_with(&[first.addr], &flags)).collect();
+    let ours = |args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend(["--via", a.as_str(), "--overlay", "cli-other"]);
+        cli(&v)
+    };
+    // Four nodes, three successors each (--successors) once the ring settled.
+    assert!(chordsip::testnet::wait_until(
+        Duration::from_secs(15),
+        || {
+            let (ok, out) = ours(&["ring"]);
+            ok && out.lines().filter(|l| l.starts_with("successor[")).count() == 3
+        }
+    ));
+    // The default overlay name is another overlay: its datagrams are dropped.
+    let (ok, out) = cli(&["ring", "--via", &a, "--timeout-ms", "500"]);
+    assert!(!ok && out.contains("timed out"), "{out}");
+
+    let key = "sip:flags@example.com";
+    let hex = Id::from_name(key).to_hex();
+    let (ok, out) = ours(&["put", key, "v1", "--writer", "phone", "--lifetime", "30"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), format!("stored {hex} copies=2"), "--replicas 2");
+    let (ok, out) = ours(&["get", "--hex", &hex]);
+    assert!(ok && out.starts_with("phone\tv1\tversion="), "{out}");
+    let secs: u64 = out
+        .trim()
+        .rsplit("expires_in=")
+        .next()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!((25..=30).contains(&secs), "--lifetime 30: {out}");
+    let (ok, out) = ours(&["get", "--hex", "not-hex"]);
+    assert!(!ok && out.contains("40 hex digits"), "{out}");
+    let (ok, out) = ours(&["lookup", key]);
+    assert!(
+        ok && out.starts_with(&format!("{hex} responsible ")),
+        "{out}"
+    );
+    assert!(out.contains("127.0.0.1:") && out.contains("hops="), "{out}");
+    let (ok, out) = ours(&["remove", key, "--writer", "phone"]);
+    assert!(ok && out.trim() == format!("removed {hex}"), "{out}");
+    let (ok, out) = ours(&["get", key]);
+    assert!(
+        !ok && out.contains(&format!("no value stored under {hex}")),
+        "{out}"
+    );
+
+    let inst = "<urn:uuid:00000000-0000-1000-8000-00000000cafe>";
+    let (ok, out) = ours(&[
+        "register",
+        "sip:flow@example.com",
+        "sip:flow@192.0.2.9:5060;ob",
+        "--instance",
+        inst,
+        "--reg-id",
+        "1",
+        "--expires",
+        "120",
+    ]);
+    assert!(ok && out.contains(&format!("\tinstance={inst}")), "{out}");
+    let (ok, out) = ours(&["locate", "--all", "sip:flow@example.com"]);
+    assert!(
+        ok && out.starts_with("sip:flow@192.0.2.9:5060;ob\tq=1\texpires=")
+            && out.contains(&format!("\tinstance={inst}"))
+            && out.contains("\towner="),
+        "{out}"
+    );
+    let (ok, out) = ours(&[
+        "register",
+        "sip:flow@example.com",
+        "sip:x@192.0.2.9",
+        "--reg-id",
+        "1",
+    ]);
+    assert!(
+        !ok && out.contains("bad REGISTER: reg-id without +sip.instance"),
+        "{out}"
+    );
 }
