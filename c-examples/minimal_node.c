@@ -4,9 +4,12 @@
  * seconds (or until SIGINT/SIGTERM); then leaves the ring gracefully.
  *
  *   minimal_node [-l listen_addr] [-j bootstrap[,bootstrap...]] [-t seconds]
+ *                [-o name=value]...
  *
  *   minimal_node -l 127.0.0.1:5000 -t 60        # first node, up for a minute
  *   minimal_node -j 127.0.0.1:5000 -t 10        # a second one joins it
+ *
+ * -o sets any node option (chordsip_config_set), e.g. -o op_timeout_ms=20000.
  *
  * Exit status 0 on success.
  */
@@ -21,6 +24,23 @@
 
 static volatile sig_atomic_t stop_requested;
 
+/* Applies a `-o name=value` option (chordsip_config_set); 0 on success. */
+static int set_option(chordsip_config *cfg, const char *prog, const char *option) {
+    char name[64], err[256] = "";
+    const char *eq = strchr(option, '=');
+    if (eq == NULL || (size_t)(eq - option) >= sizeof name) {
+        fprintf(stderr, "%s: -o %s: want name=value\n", prog, option);
+        return -1;
+    }
+    memcpy(name, option, (size_t)(eq - option));
+    name[eq - option] = 0;
+    if (chordsip_config_set(cfg, name, eq + 1, err, sizeof err) != CHORDSIP_OK) {
+        fprintf(stderr, "%s: -o %s: %s\n", prog, option, err);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
@@ -33,14 +53,23 @@ static int fail(const char *what, chordsip_result rc) {
 
 int main(int argc, char **argv) {
     const char *listen = NULL, *bootstrap = NULL;
-    int seconds = 0, opt;
-    while ((opt = getopt(argc, argv, "l:j:t:h")) != -1) {
+    const char *options[16];
+    int seconds = 0, n_options = 0, opt;
+    while ((opt = getopt(argc, argv, "l:j:t:o:h")) != -1) {
         switch (opt) {
         case 'l': listen = optarg; break;
         case 'j': bootstrap = optarg; break;
         case 't': seconds = atoi(optarg); break;
+        case 'o':
+            if (n_options == 16) {
+                fprintf(stderr, "%s: at most 16 -o options\n", argv[0]);
+                return 2;
+            }
+            options[n_options++] = optarg;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-l listen_addr] [-j bootstrap] [-t seconds]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-l listen_addr] [-j bootstrap] [-t seconds] "
+                            "[-o name=value]...\n", argv[0]);
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -50,6 +79,11 @@ int main(int argc, char **argv) {
     chordsip_result rc = chordsip_config_new(&cfg);
     if (rc != CHORDSIP_OK)
         return fail("config", rc);
+    for (int i = 0; i < n_options; i++)
+        if (set_option(cfg, "minimal_node", options[i]) != 0) {
+            chordsip_config_free(cfg);
+            return 2;
+        }
     char err[256] = "";
     if (listen != NULL && (rc = chordsip_config_set(cfg, "listen", listen, err, sizeof err))) {
         fprintf(stderr, "minimal_node: listen %s: %s\n", listen, err);

@@ -9,12 +9,13 @@
  * every tick starts one chain put -> get -> lookup, each step issued from the
  * previous step's completion callback.
  *
- *   poll_loop [-j bootstrap] [-n chains]
+ *   poll_loop [-j bootstrap] [-n chains] [-o name=value]...
  *
  * Without -j it starts a new ring and, on the first tick, a second node in
  * the same process joins it, so that membership events show up.
  * Exit status 0 when every operation succeeded (and, with the in-process
- * peer, membership events arrived).
+ * peer, membership events arrived). -o sets any node option of both nodes
+ * (chordsip_config_set), e.g. -o op_timeout_ms=20000.
  */
 #include <chordsip.h>
 
@@ -136,6 +137,23 @@ static void on_event(const chordsip_event *e, void *ud) {
     }
 }
 
+/* Applies a `-o name=value` option (chordsip_config_set); 0 on success. */
+static int set_option(chordsip_config *cfg, const char *prog, const char *option) {
+    char name[64], err[256] = "";
+    const char *eq = strchr(option, '=');
+    if (eq == NULL || (size_t)(eq - option) >= sizeof name) {
+        fprintf(stderr, "%s: -o %s: want name=value\n", prog, option);
+        return -1;
+    }
+    memcpy(name, option, (size_t)(eq - option));
+    name[eq - option] = 0;
+    if (chordsip_config_set(cfg, name, eq + 1, err, sizeof err) != CHORDSIP_OK) {
+        fprintf(stderr, "%s: -o %s: %s\n", prog, option, err);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_log(uint32_t level, const char *msg, void *ud) {
     (void)ud;
     printf("  log[%u]: %s\n", level, msg);
@@ -143,13 +161,22 @@ static void on_log(uint32_t level, const char *msg, void *ud) {
 
 int main(int argc, char **argv) {
     const char *bootstrap = NULL;
-    int chains = 5, opt;
-    while ((opt = getopt(argc, argv, "j:n:h")) != -1) {
+    const char *options[16];
+    int chains = 5, n_options = 0, opt;
+    while ((opt = getopt(argc, argv, "j:n:o:h")) != -1) {
         switch (opt) {
         case 'j': bootstrap = optarg; break;
         case 'n': chains = atoi(optarg); break;
+        case 'o':
+            if (n_options == 16) {
+                fprintf(stderr, "%s: at most 16 -o options\n", argv[0]);
+                return 2;
+            }
+            options[n_options++] = optarg;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-j bootstrap] [-n chains]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-j bootstrap] [-n chains] [-o name=value]...\n",
+                    argv[0]);
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -158,6 +185,11 @@ int main(int argc, char **argv) {
     chordsip_config *cfg = NULL;
     if (chordsip_config_new(&cfg) != CHORDSIP_OK)
         return 1;
+    for (int i = 0; i < n_options; i++)
+        if (set_option(cfg, "poll_loop", options[i]) != 0) {
+            chordsip_config_free(cfg);
+            return 2;
+        }
     chordsip_config_set_delivery(cfg, CHORDSIP_DELIVER_FD);
     chordsip_config_set_event_callback(cfg, on_event, &app);
     chordsip_config_set_log_callback(cfg, 3 /* info */, on_log, NULL);
@@ -213,6 +245,8 @@ int main(int argc, char **argv) {
             if (ticks == 1 && bootstrap == NULL) {
                 chordsip_config *pc = NULL;
                 chordsip_config_new(&pc);
+                for (int i = 0; i < n_options; i++)
+                    set_option(pc, "poll_loop", options[i]); /* checked above */
                 if (chordsip_node_new(pc, &peer, NULL, 0) == CHORDSIP_OK &&
                     chordsip_node_join(peer, addr) == CHORDSIP_OK)
                     printf("tick 1: a second node joined through %s\n", addr);

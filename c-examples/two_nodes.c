@@ -3,7 +3,10 @@
  * second joins it through the first's address; a registration is stored
  * through one node and read back through the other; both leave.
  *
- *   two_nodes
+ *   two_nodes [-o name=value]...
+ *
+ * -o sets any node option of both nodes (chordsip_config_set), e.g.
+ * -o op_timeout_ms=20000.
  *
  * Exit status 0 when the value read back is the one stored.
  */
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TRY(what, call)                                                        \
     do {                                                                       \
@@ -21,6 +25,23 @@
             return 1;                                                          \
         }                                                                      \
     } while (0)
+
+/* Applies a `-o name=value` option (chordsip_config_set); 0 on success. */
+static int set_option(chordsip_config *cfg, const char *prog, const char *option) {
+    char name[64], err[256] = "";
+    const char *eq = strchr(option, '=');
+    if (eq == NULL || (size_t)(eq - option) >= sizeof name) {
+        fprintf(stderr, "%s: -o %s: want name=value\n", prog, option);
+        return -1;
+    }
+    memcpy(name, option, (size_t)(eq - option));
+    name[eq - option] = 0;
+    if (chordsip_config_set(cfg, name, eq + 1, err, sizeof err) != CHORDSIP_OK) {
+        fprintf(stderr, "%s: -o %s: %s\n", prog, option, err);
+        return -1;
+    }
+    return 0;
+}
 
 /* Whether `n`'s first successor is the node with id `id`. */
 static int successor_is(chordsip_node *n, const char *id) {
@@ -32,9 +53,14 @@ static int successor_is(chordsip_node *n, const char *id) {
     return yes;
 }
 
-static int run(chordsip_node **a, chordsip_node **b) {
+static int run(chordsip_node **a, chordsip_node **b, char **options, int n_options) {
     chordsip_config *cfg = NULL;
     TRY("config", chordsip_config_new(&cfg));
+    for (int i = 0; i < n_options; i++)
+        if (set_option(cfg, "two_nodes", options[i]) != 0) {
+            chordsip_config_free(cfg);
+            return 2;
+        }
     chordsip_result rc = chordsip_node_new(cfg, a, NULL, 0);
     if (rc == CHORDSIP_OK)
         rc = chordsip_node_new(cfg, b, NULL, 0); /* one config, two nodes */
@@ -101,9 +127,19 @@ static int run(chordsip_node **a, chordsip_node **b) {
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    char *options[16];
+    int n_options = 0, opt;
+    while ((opt = getopt(argc, argv, "o:h")) != -1) {
+        if (opt == 'o' && n_options < 16) {
+            options[n_options++] = optarg;
+            continue;
+        }
+        fprintf(stderr, "usage: %s [-o name=value]...\n", argv[0]);
+        return opt == 'h' ? 0 : 2;
+    }
     chordsip_node *a = NULL, *b = NULL;
-    int status = run(&a, &b);
+    int status = run(&a, &b, options, n_options);
     chordsip_node_free(b); /* NULL-safe */
     chordsip_node_free(a);
     return status;
