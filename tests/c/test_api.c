@@ -1337,7 +1337,7 @@ static void test_lifecycle(void) {
     CHECK_RC(chordsip_node_join(lone, "127.0.0.1:9"), CHORDSIP_ERR_JOIN_FAILED);
     double took = now_s() - t0;
     note("unanswered join failed after %.2f s", took);
-    CHECK(took < 0.6 + 0.5 + (slow_mode() ? 3 : 0));
+    CHECK(took < 0.6 + 0.6 * slow_factor());
     chordsip_node_free(lone);
     chordsip_config_free(cfg);
 }

@@ -53,15 +53,26 @@ static inline void note(const char *fmt, ...) {
     va_end(ap);
 }
 
-/* 1 under valgrind (the runner sets CHORDSIP_CTEST_SLOW): wider time bounds. */
-static inline int slow_mode(void) {
+/* How much slower than native the tests run: the runner sets
+   CHORDSIP_CTEST_SLOW to 1 under valgrind (6 times) and to "asan" under
+   AddressSanitizer (3 times); every time bound scales with it. */
+static inline unsigned slow_factor(void) {
     const char *s = getenv("CHORDSIP_CTEST_SLOW");
-    return s != NULL && s[0] == '1';
+    if (s != NULL && strcmp(s, "1") == 0)
+        return 6;
+    if (s != NULL && strcmp(s, "asan") == 0)
+        return 3;
+    return 1;
+}
+
+/* 1 under valgrind or ASan: wider time bounds. */
+static inline int slow_mode(void) {
+    return slow_factor() > 1;
 }
 
 /* Seconds scaled for the slow mode. */
 static inline unsigned scaled(unsigned seconds) {
-    return slow_mode() ? seconds * 6 : seconds;
+    return seconds * slow_factor();
 }
 
 /* Starts a test: a SIGALRM (default action: terminate) fails a hung test. */
