@@ -8,8 +8,9 @@ use super::{
     bytes_arg, chordsip_result, code, guard, guard_void, key_arg, opt_str_arg, str_arg,
     timeout_arg, write_opt, write_out, write_str, FfiResult, UserData,
 };
-use crate::config::Config;
+use crate::config::{Config, LogLevel};
 use crate::id::Id;
+use crate::engine::Event;
 use crate::node::Node;
 use crate::runtime::{on_worker_thread, Runtime, ThreadHooks};
 use parking_lot::Mutex;
@@ -110,7 +111,19 @@ impl chordsip_node {
         let mut cfg = self.cfg.clone();
         // A node of the C API serves its client handles' REGISTERs.
         cfg.transactions = Some(crate::sip::remote::transactions());
-        let node = code(Node::start_with_events(cfg, self.dispatcher.sink()))?;
+        let sink = self.dispatcher.sink();
+        let node = match Node::start_with_events(cfg.clone(), sink.clone()) {
+            Ok(node) => node,
+            Err(e) => {
+                // The result code alone says "I/O error"; a host that asked
+                // for logs also hears why (an address in use, say).
+                if let Some(log) = sink.filter(|_| LogLevel::Error <= cfg.log_level) {
+                    let text = format!("cannot start the node on {}: {e}", cfg.listen);
+                    log(&Event::Log(LogLevel::Error, text));
+                }
+                return code(Err(e));
+            }
+        };
         *slot = Some(node.clone());
         Ok(node)
     }

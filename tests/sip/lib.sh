@@ -97,6 +97,8 @@ wait_ring() {
         [ $ok -eq 1 ] && return 0
         sleep 0.1
     done
+    # (a server whose overlay node could not bind keeps retrying: its log says why)
+    port_taken "$OUT"/proxy-*.err "$OUT"/*/kamailio.log && ports_lost "an overlay node"
     echo "the overlay of ports $* did not form one ring within 10 s"
     return 1
 }
@@ -141,9 +143,10 @@ PY
 # What remains: a process binding one of these ports explicitly (another
 # run of these scripts, say) between ports_free and our servers' binds. The
 # scripts derive every port from BASE at their start and bring servers up
-# throughout (kamailio-tests' FZ at +4 late in the run), so a retry with a
-# new base on EADDRINUSE would mean restarting a whole script; a run that
-# loses that race fails with "did not come up" and the server's log.
+# throughout (kamailio-tests' FZ at +4 late in the run), so the retry on
+# EADDRINUSE restarts the whole script: a server or SIPp that could not
+# bind makes it exit 75 (ports_lost), and scripts/test.sh runs such a
+# suite again with a new range (no other failure is retried).
 pick_ports() {
     BASE=${SIP_TEST_PORT_BASE:-}
     [ -n "$BASE" ] && return 0
@@ -158,6 +161,20 @@ pick_ports() {
     done
     echo "no free port range found"
     return 1
+}
+
+# port_taken FILE...: whether one of these logs says a bind found its port
+# taken (EADDRINUSE: sip-proxy, the library's log, Kamailio, SIPp).
+port_taken() {
+    grep -qsE "Address already in use|errno = 98" "$@"
+}
+
+# ports_lost WHAT: a port checked free was taken before our server bound it;
+# the run stops with exit 75 so that scripts/test.sh runs it again with a
+# new port range (see pick_ports).
+ports_lost() {
+    echo "PORT TAKEN: $1 could not bind its port (EADDRINUSE); stopping with exit 75 for a run with other ports"
+    exit 75
 }
 
 # writer_key FILE: a new writer key (`chordsip keygen`) for proxies that act as one registrar;
@@ -205,6 +222,7 @@ start_proxy() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    port_taken "$OUT/proxy-$name.err" && ports_lost "proxy $name"
     echo "proxy $name did not come up:"; tail -n 20 "$OUT/proxy-$name.err"
     return 1
 }
@@ -290,6 +308,7 @@ sipp_verdict() {
     local took ok bad retrans rate stray
     took=$(elapsed "$start")
     if [ ! -s "$dir/stat.csv" ]; then
+        port_taken "$dir/sipp.log" && ports_lost "SIPp ($label)"
         fail "$label" "(sipp exit $rc, no statistics; log: $dir/sipp.log)"
         tail -n 15 "$dir/sipp.log" | sed 's/^/      /'
         return 1
@@ -339,7 +358,10 @@ start_uas() {
     UAS_PID=$!
     pids+=("$UAS_PID")
     sleep 0.5
-    kill -0 "$UAS_PID" 2>/dev/null || { echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; return 1; }
+    if ! kill -0 "$UAS_PID" 2>/dev/null; then
+        port_taken "$OUT/uas/sipp.log" && ports_lost "the SIPp UAS"
+        echo "the SIPp UAS did not start:"; tail "$OUT/uas/sipp.log"; return 1
+    fi
 }
 
 # stop_uas EXPECTED [reordered-ok]: stops the UAS (SIGUSR1 makes SIPp finish its calls and
@@ -496,6 +518,7 @@ start_kamailio() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    port_taken "$dir/kamailio.log" && ports_lost "$name"
     echo "$name did not come up:"; tail -n 20 "$dir/kamailio.log"
     return 1
 }
