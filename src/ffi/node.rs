@@ -9,8 +9,8 @@ use super::{
     timeout_arg, write_opt, write_out, write_str, FfiResult, UserData,
 };
 use crate::config::{Config, LogLevel};
-use crate::id::Id;
 use crate::engine::Event;
+use crate::id::Id;
 use crate::node::Node;
 use crate::runtime::{on_worker_thread, Runtime, ThreadHooks};
 use parking_lot::Mutex;
