@@ -174,6 +174,8 @@ pub unsafe extern "C" fn chordsip_node_new(
 /// Binds the node's socket and starts servicing it on the library's shared
 /// threads (started with the first node). The node is not in a ring yet.
 /// Calling it again on a started node returns `CHORDSIP_ERR_BAD_STATE`.
+/// When the socket cannot be bound (`CHORDSIP_ERR_IO`: an address in use,
+/// say), the log callback, if any, hears why at error level.
 ///
 /// # Safety
 /// `node` is NULL or live.
