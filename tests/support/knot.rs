@@ -103,16 +103,27 @@ pub fn config(dir: &Path, port: u16, key: &TsigKey, other: &TsigKey) -> String {
     )
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
+/// A port free for both UDP and TCP on 127.0.0.1 right now, below the
+/// kernel's ephemeral range (knotd needs its port in its configuration, so
+/// one is picked; a port of that range could be handed to any process's
+/// bind to port 0 meanwhile). `Knot::start` tries another when knotd could
+/// not bind it.
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on loopback");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let low = if ephemeral_low >= 10_300 { 10_000 } else { 1_100 };
+    assert!(ephemeral_low > low + 100, "no ports below the ephemeral range");
+    for _ in 0..200 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..ephemeral_low - 1);
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1 in 50 tries");
+    panic!("no port below {ephemeral_low} free for both UDP and TCP on 127.0.0.1 in 200 tries");
 }
 
 impl Knot {
