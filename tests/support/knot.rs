@@ -113,8 +113,15 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(32768);
-    let low = if ephemeral_low >= 10_300 { 10_000 } else { 1_100 };
-    assert!(ephemeral_low > low + 100, "no ports below the ephemeral range");
+    let low = if ephemeral_low >= 10_300 {
+        10_000
+    } else {
+        1_100
+    };
+    assert!(
+        ephemeral_low > low + 100,
+        "no ports below the ephemeral range"
+    );
     for _ in 0..200 {
         let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..ephemeral_low - 1);
         let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
