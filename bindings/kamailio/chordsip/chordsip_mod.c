@@ -702,7 +702,6 @@ typedef struct {
 	const char *path_ptrs[CHORDSIP_MAX_PATH];
 	chordsip_contact contacts[CHORDSIP_MAX_CONTACTS];
 	chordsip_register req;
-	int wants_outbound; /* a contact has a reg-id (RFC 5626 §6) */
 } register_buf;
 
 /* 0, or the SIP status and reason to refuse the request with. */
@@ -718,7 +717,6 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 		return 400;
 	chordsip_register *r = &rb->req;
 	memset(r, 0, sizeof *r);
-	rb->wants_outbound = 0;
 	unsigned int cseq;
 	if((r->aor = cstr(&get_to(msg)->uri, rb->aor, sizeof rb->aor)) == NULL
 			|| (r->call_id = cstr(&msg->callid->body, rb->call_id, sizeof rb->call_id))
@@ -789,7 +787,6 @@ static int read_register(sip_msg_t *msg, register_buf *rb, const char **why)
 					return 400;
 				}
 				cc->reg_id = id;
-				rb->wants_outbound = 1;
 			}
 			n++;
 		}
@@ -831,8 +828,11 @@ static int add_path_and_outbound(sip_msg_t *msg, const register_buf *rb)
 			if(n < 0 || (size_t)n >= sizeof line || add_reply_header(msg, line, (size_t)n) < 0)
 				return -1;
 		}
+	int wants_outbound = 0; /* a contact has a reg-id */
+	for(size_t i = 0; i < rb->req.contacts_len; i++)
+		wants_outbound |= rb->req.contacts[i].reg_id >= 0;
 	static const char require[] = "Require: outbound\r\n";
-	if(rb->wants_outbound && (tags & F_OPTION_TAG_OUTBOUND)
+	if(wants_outbound && (tags & F_OPTION_TAG_OUTBOUND)
 			&& add_reply_header(msg, require, sizeof require - 1) < 0)
 		return -1;
 	return 0;

@@ -56,9 +56,14 @@ try:
     # garbage and forged datagrams at a node
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     host, port = nodes[0].addr.rsplit(":", 1)
-    for data in (b"", b"garbage", b"CS\x01" + b"\x00" * 80, b"\xff" * 1400):
+    before = nodes[0].stats()["dropped_malformed"]
+    for data in (b"garbage", b"CS\x01" + b"\x00" * 80, b"\xff" * 1400):
         s.sendto(data, (host, int(port)))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while nodes[0].stats()["dropped_malformed"] < before + 3:  # each one seen and dropped
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.02)
     for n in reversed(nodes):
         n.leave(2000)
         n.close()
