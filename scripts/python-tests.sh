@@ -36,22 +36,9 @@ LIB="$ROOT/target/release/libchordsip.so"
 test -f "$LIB" || { echo "python-tests: $LIB was not built" >&2; exit 1; }
 
 step "venv in target/pyenv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
-    rm -rf "$VENV"
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        # Debian splits ensurepip out of the interpreter.
-        rm -rf "$VENV"
-        if command -v apt-get >/dev/null; then
-            ver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-            export DEBIAN_FRONTEND=noninteractive
-            apt-get update -qq
-            apt-get install -y -qq "python$ver-venv" </dev/null \
-                || apt-get install -y -qq python3-venv </dev/null
-        fi
-        "$PYTHON" -m venv "$VENV"
-    fi
-fi
-PY="$VENV/bin/python"
+# scripts/lib/pyenv.sh: the one venv, shared with scripts/plots.sh; sets PY.
+. "$ROOT/scripts/lib/pyenv.sh"
+pyenv_make "$ROOT"
 # Pinned (bindings/python/requirements-test.txt): a warm venv needs no network.
 "$PY" -m pip install -q -r "$ROOT/bindings/python/requirements-test.txt" </dev/null
 

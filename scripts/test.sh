@@ -66,6 +66,8 @@ step "C API tests under ASan+UBSan and valgrind; C examples"
 ./scripts/c-tests.sh
 step "Python binding (pytest)"
 ./scripts/python-tests.sh
+step "charts: benchmark curves to CSV and PNG at small sizes, numbers and images checked"
+./scripts/plots-tests.sh
 step "SIP: three sip-proxy processes driven by SIPp"
 port_suite ./scripts/sip-tests.sh
 step "Kamailio: three servers with the chordsip module, and KEMI, driven by SIPp"
