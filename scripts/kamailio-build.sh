@@ -5,7 +5,15 @@
 # staged libchordsip (make install PREFIX=target/stage).
 #
 #   scripts/kamailio-build.sh      -> target/kamailio/chordsip.so
+#   scripts/kamailio-build.sh --package DESTDIR
+#                                  -> target/kamailio/package/chordsip.so
 #
+# --package (scripts/packages.sh, the Debian package): the library is staged
+# for /usr in DESTDIR (make install PREFIX=/usr LIBDIR=lib/x86_64-linux-gnu
+# DESTDIR=...); the module is compiled and linked against that stage
+# (pkg-config's sysroot) but carries no rpath: it loads the system's
+# libchordsip.so.0. It is built in a module folder of its own, so that a
+# test build of the staged module at the same time is not disturbed.
 # The module must match the core's version and flags strings exactly
 # (ksr_version_control), so the tree is configured like Debian's build:
 # FLAVOUR=kamailio, LIBSSL_SET_MUTEX_SHARED=1 and dpkg-buildflags' hardening.
@@ -18,6 +26,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/target/kamailio
 STAGE=$ROOT/target/stage
+PACKAGE_ROOT=
+if [ "${1:-}" = --package ]; then
+    [ -n "${2:-}" ] || { echo "usage: $0 [--package DESTDIR]" >&2; exit 2; }
+    PACKAGE_ROOT=$(cd "$2" && pwd)
+fi
 VERSION=5.6.3
 SRC=$OUT/kamailio-$VERSION
 CACHE=${CHORDSIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chordsip}
@@ -90,6 +103,32 @@ build_module() {
     echo "kamailio-build: $OUT/chordsip.so"
 }
 
+# The module of the Debian package: headers and library from the /usr stage
+# in $PACKAGE_ROOT, no rpath (CHORDSIP_RPATH empty: the module Makefile).
+build_package_module() {
+    local pc=$PACKAGE_ROOT/usr/lib/x86_64-linux-gnu/pkgconfig
+    [ -f "$pc/chordsip.pc" ] || {
+        echo "kamailio-build: no /usr stage in $PACKAGE_ROOT (make install PREFIX=/usr LIBDIR=lib/x86_64-linux-gnu DESTDIR=...)"
+        return 1; }
+    local mod=$SRC/src/modules/chordsip_package dest=$OUT/package
+    rm -rf "$mod"
+    mkdir -p "$mod" "$dest"
+    cp "$ROOT"/bindings/kamailio/chordsip/*.c "$ROOT"/bindings/kamailio/chordsip/Makefile "$mod/"
+    PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$pc PKG_CONFIG_SYSROOT_DIR=$PACKAGE_ROOT \
+        make -C "$mod" CHORDSIP_RPATH= >"$dest/module.log" 2>&1 || { cat "$dest/module.log"; return 1; }
+    if readelf -d "$mod/chordsip.so" | grep -qE 'RPATH|RUNPATH'; then
+        echo "kamailio-build: the package module carries an rpath:"
+        readelf -d "$mod/chordsip.so" | grep -E 'RPATH|RUNPATH'
+        return 1
+    fi
+    cp "$mod/chordsip.so" "$dest/chordsip.so.new" && mv -f "$dest/chordsip.so.new" "$dest/chordsip.so"
+    echo "kamailio-build: $dest/chordsip.so"
+}
+
 fetch_source
 configure_tree
-build_module
+if [ -n "$PACKAGE_ROOT" ]; then
+    build_package_module
+else
+    build_module
+fi
