@@ -114,7 +114,7 @@ build_package_module() {
     rm -rf "$mod"
     mkdir -p "$mod" "$dest"
     cp "$ROOT"/bindings/kamailio/chordsip/*.c "$ROOT"/bindings/kamailio/chordsip/Makefile "$mod/"
-    PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$pc PKG_CONFIG_SYSROOT_DIR=$PACKAGE_ROOT \
+    PKG_CONFIG_PATH='' PKG_CONFIG_LIBDIR=$pc PKG_CONFIG_SYSROOT_DIR=$PACKAGE_ROOT \
         make -C "$mod" CHORDSIP_RPATH= >"$dest/module.log" 2>&1 || { cat "$dest/module.log"; return 1; }
     if readelf -d "$mod/chordsip.so" | grep -qE 'RPATH|RUNPATH'; then
         echo "kamailio-build: the package module carries an rpath:"

@@ -82,7 +82,9 @@ run "release build" cargo build --release --quiet --lib --bin chordsip
 rm -rf "$STAGE"
 run "stage" make -s install PREFIX=/usr LIBDIR="$LIBDIR" DESTDIR="$STAGE"
 SO=$STAGE/usr/$LIBDIR/libchordsip.so.$VERSION
-[ -f "$SO" ] && [ -L "$STAGE/usr/$LIBDIR/libchordsip.so.0" ] || die "make install staged no libchordsip.so.$VERSION + .so.0"
+if [ ! -f "$SO" ] || [ ! -L "$STAGE/usr/$LIBDIR/libchordsip.so.0" ]; then
+    die "make install staged no libchordsip.so.$VERSION + .so.0"
+fi
 soname=$(readelf -d "$SO" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = libchordsip.so.0 ] || die "libchordsip.so's soname is '$soname', the package is libchordsip0"
 grep -qx "libdir=\${prefix}/$LIBDIR" "$STAGE/usr/$LIBDIR/pkgconfig/chordsip.pc" || die "chordsip.pc: wrong libdir"

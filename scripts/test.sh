@@ -3,7 +3,8 @@
 # network suite, real UDP nodes, node processes, the C header drift check,
 # the C API tests (ASan+UBSan, valgrind) and examples, the Python binding's
 # tests, SIPp through the C SIP proxy and through Kamailio with the module
-# and with KEMI, Asterisk servers sharing PJSIP contacts through the overlay,
+# and with KEMI, the Debian packages (installed, used, removed), Asterisk
+# servers sharing PJSIP contacts through the overlay,
 # Kamailio servers publishing themselves in DNS for PJSUA2
 # agents (hybrid), and a demo run.
 set -euo pipefail
@@ -72,6 +73,8 @@ step "SIP: three sip-proxy processes driven by SIPp"
 port_suite ./scripts/sip-tests.sh
 step "Kamailio: three servers with the chordsip module, and KEMI, driven by SIPp"
 port_suite ./scripts/kamailio-tests.sh
+step "Debian packages: built, installed, a C program through pkg-config, Kamailio loading the packaged module, the chordsip@ unit, removed (root only)"
+port_suite ./scripts/package-tests.sh
 step "Asterisk: three servers whose PJSIP contacts live in the overlay (bindings/asterisk), driven by SIPp"
 port_suite ./scripts/asterisk-tests.sh
 step "hybrid: five Kamailio servers in a one-hop overlay published in Knot DNS; PJSUA2 agents that know only the domain; SIPp; two servers killed"

@@ -5,6 +5,7 @@
 # The file holds one setting per line, `name = value` (spaces around `=`
 # optional); lines starting with `#` and empty lines are ignored. Values are
 # taken literally (no quotes, no variables). See /etc/chordsip/default.conf.
+# shellcheck disable=SC2034 # (the variables set here are for the scripts that source it)
 
 CHORDSIP_BIN=${CHORDSIP_BIN:-/usr/bin/chordsip}
 CHORDSIP_CONF_DIR=${CHORDSIP_CONF_DIR:-/etc/chordsip}
