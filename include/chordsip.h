@@ -222,6 +222,17 @@ typedef enum {
   CHORDSIP_AUTH_MALFORMED = 5,
 } chordsip_auth_verdict;
 
+// What `chordsip_node_info` and `chordsip_client_info` report.
+typedef enum {
+  // The node, its neighbours, fingers and some stored keys.
+  CHORDSIP_INFO_RING = 0,
+  // The statistics as `name value` lines.
+  CHORDSIP_INFO_STATS = 1,
+  // The counters as OpenMetrics text ending in `# EOF`, the text
+  // `chordsip_node_metrics` gives.
+  CHORDSIP_INFO_METRICS = 2,
+} chordsip_info;
+
 // Peers found by ability, least loaded first. Free with
 // `chordsip_ability_peers_free`.
 typedef struct chordsip_ability_peers chordsip_ability_peers;
@@ -741,8 +752,8 @@ chordsip_result chordsip_client_lookup(chordsip_client *client,
                                        const char *key,
                                        chordsip_lookup_info *out);
 
-// The peer's report (`what` 0: ring neighbours, 1: statistics) as text, like
-// `chordsip_node_info`.
+// The peer's report (`what` a `chordsip_info`: 0 ring neighbours, 1
+// statistics, 2 OpenMetrics text) as text, like `chordsip_node_info`.
 //
 // # Safety
 // `client` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
@@ -884,8 +895,9 @@ chordsip_result chordsip_node_ping(chordsip_node *node, const char *addr, uint64
 // `node` NULL or live; `out` NULL or writable.
 chordsip_result chordsip_node_stats(chordsip_node *node, chordsip_stats *out);
 
-// Writes a human-readable report into `buf`: `what` 0 gives the ring
-// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
+// Writes a report into `buf`: `what` is a `chordsip_info` (0 the ring
+// neighbours and fingers, 1 the statistics as `name value` lines, 2 the
+// OpenMetrics text). If `buf`
 // is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
 // (may be NULL) always receives the size needed, NUL included.
 //
@@ -896,6 +908,17 @@ chordsip_result chordsip_node_info(chordsip_node *node,
                                    char *buf,
                                    size_t len,
                                    size_t *needed);
+
+// Writes the node's counters as OpenMetrics text (the Prometheus exposition
+// format, ending in `# EOF`) into `buf`, sized like `chordsip_node_info`:
+// `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it does not fit, `needed` (may be
+// NULL) always gets the size, NUL included. Serve it with the content type
+// `application/openmetrics-text; version=1.0.0; charset=utf-8`. The names
+// and labels are listed in docs/METRICS.md.
+//
+// # Safety
+// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+chordsip_result chordsip_node_metrics(chordsip_node *node, char *buf, size_t len, size_t *needed);
 
 // Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a
 // `chordsip_neighbours` value) in a new list the caller frees with

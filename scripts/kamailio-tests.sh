@@ -152,6 +152,19 @@ if kamcmd -s "unix:$OUT/K2/kamailio_ctl" chordsip.ring | grep -q '^successor\[1\
 else
     fail rpc-ring "kamcmd chordsip.ring on K2: $(kamcmd -s "unix:$OUT/K2/kamailio_ctl" chordsip.ring 2>&1 | head -3)"
 fi
+# chordsip.metrics gives the node's OpenMetrics text: the same families, in
+# the same order, as `chordsip metrics` asked of the same node over UDP.
+rpc_text=$(kamcmd -s "unix:$OUT/K2/kamailio_ctl" chordsip.metrics 2>&1)
+cli_text=$("$ROOT/target/release/chordsip" metrics --via "127.0.0.1:$K2_OVL" --timeout-ms 2000 \
+    --client-key-file "$(client_key_file)" 2>&1)
+families() { grep '^# TYPE ' <<<"$1"; }
+if [ "$(tail -n 1 <<<"$rpc_text")" = "# EOF" ] && grep -q '^chordsip_joined 1$' <<<"$rpc_text" &&
+    grep -q "^chordsip_node_info{id=\"[0-9a-f]\{40\}\",addr=\"127.0.0.1:$K2_OVL\"} 1$" <<<"$rpc_text" &&
+    [ "$(families "$rpc_text")" = "$(families "$cli_text")" ] && [ -n "$(families "$rpc_text")" ]; then
+    pass "rpc-metrics            kamcmd chordsip.metrics on K2: OpenMetrics of K2's node, as the CLI reads it"
+else
+    fail rpc-metrics "kamcmd chordsip.metrics on K2: $(head -c 300 <<<"$rpc_text") / CLI: $(head -c 200 <<<"$cli_text")"
+fi
 start_uas "$UAS_PORT" || exit 1
 
 # ---- 2. registrations and calls ------------------------------------------------------

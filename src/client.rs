@@ -10,7 +10,7 @@ use crate::owner::{self, Owner};
 use crate::sip::binding::{Plan, RegisterRequest};
 use crate::sip::registrar::RegistrarError;
 use crate::sip::remote::{decode_outcome, encode_request, Outcome};
-use crate::types::{dict_store_by_methods, CredentialTrust, StoreReceipt, Value};
+use crate::types::{dict_store_by_methods, CredentialTrust, StoreReceipt, TraceHop, Value};
 use crate::wire::{
     error_of, Body, Codec, InfoKind, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT,
     FLAG_RESPONSE,
@@ -334,6 +334,40 @@ impl Client {
         }
     }
 
+    /// The peer's round trip to the node at `addr` (the peer pings it).
+    pub fn ping(&mut self, addr: SocketAddr) -> Result<Duration> {
+        match self.call(Body::ClientPing { addr })? {
+            Body::ClientPingReply {
+                status: Status::Ok,
+                rtt_us,
+            } => Ok(Duration::from_micros(rtt_us as u64)),
+            Body::ClientPingReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+
+    /// A lookup run by the peer that reports its route: the node found
+    /// responsible, and each node that answered a step with its round trip.
+    pub fn trace(&mut self, key: Id) -> Result<(NodeInfo, Vec<TraceHop>)> {
+        match self.call(Body::ClientTrace { key })? {
+            Body::ClientTraceReply {
+                status: Status::Ok,
+                node: Some(node),
+                path,
+            } => Ok((
+                node,
+                path.into_iter()
+                    .map(|(node, rtt_us)| TraceHop {
+                        node,
+                        rtt: Duration::from_micros(rtt_us as u64),
+                    })
+                    .collect(),
+            )),
+            Body::ClientTraceReply { status, .. } | Body::Error { status } => Err(error_of(status)),
+            _ => Err(Error::Refused("unexpected reply".into())),
+        }
+    }
+
     pub fn put(
         &mut self,
         key: Id,
@@ -473,6 +507,11 @@ impl Client {
     /// The peer's statistics, as `name value` lines.
     pub fn stats_text(&mut self) -> Result<String> {
         self.info(InfoKind::Stats)
+    }
+
+    /// The peer's counters as OpenMetrics text (`crate::metrics`).
+    pub fn metrics_text(&mut self) -> Result<String> {
+        self.info(InfoKind::Metrics)
     }
 
     /// The public key the node signs this handle's writes with (the node's own).

@@ -26,6 +26,7 @@ pub mod ffi;
 pub mod id;
 pub mod identity;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod owner;
 pub mod publish;

@@ -291,6 +291,15 @@ impl Node {
             .into_lookup()
     }
 
+    /// A lookup that reports its route: each node that answered a step and
+    /// the step's round trip (`LookupOutcome::path`). It follows the ring's
+    /// own route, never the location cache's one-step shortcut.
+    pub fn trace(&self, key: Id) -> Result<LookupOutcome> {
+        let timeout = self.inner.cfg.op_timeout;
+        self.blocking(timeout, move |e, now, op| e.trace(now, op, key, timeout))?
+            .into_lookup()
+    }
+
     /// Asynchronous lookup; `cb` runs on a library thread and must not block.
     pub fn lookup_async(
         &self,
@@ -486,6 +495,12 @@ impl Node {
     /// the same text a client handle gets from its peer.
     pub fn info_text(&self, what: u8) -> Result<String> {
         self.query(move |e| e.info_text(InfoKind::from_code(what)))
+    }
+
+    /// The node's counters as OpenMetrics text, ending in `# EOF`
+    /// (`crate::metrics`): what `chordsip node --metrics` serves.
+    pub fn metrics(&self) -> Result<String> {
+        self.query(|e| e.info_text(InfoKind::Metrics))
     }
 
     /// Round-trip time to a peer.

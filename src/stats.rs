@@ -67,6 +67,24 @@ impl Histogram {
         self.max
     }
 
+    /// The sum of every recorded value.
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// How many recorded values are below `edge`: exact when `edge` is the
+    /// lower bound of a bucket (every value below 16, then 16 steps per power
+    /// of two), which is how exported histograms pick their bounds.
+    pub fn count_below(&self, edge: u64) -> u64 {
+        debug_assert_eq!(Self::bucket_low(Self::bucket_of(edge)), edge, "not an edge");
+        self.buckets
+            .iter()
+            .enumerate()
+            .take_while(|(b, _)| Self::bucket_low(*b) < edge)
+            .map(|(_, c)| c)
+            .sum()
+    }
+
     /// The value at quantile q (0..=1), reported as its bucket's lower bound.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {

@@ -67,6 +67,17 @@ pub struct LookupOutcome {
     /// Remote nodes asked on the way.
     pub hops: u32,
     pub latency: Duration,
+    /// Each node that answered a step, in order, with the step's round trip
+    /// (retransmissions included): filled by a traced lookup
+    /// (`Node::trace`), empty otherwise.
+    pub path: Vec<TraceHop>,
+}
+
+/// One answered step of a traced lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceHop {
+    pub node: NodeInfo,
+    pub rtt: Duration,
 }
 
 /// Acknowledgement of a write.

@@ -703,3 +703,212 @@ fn key_commands_and_node_flags_from_the_command_line() {
         "{out}"
     );
 }
+
+/// One HTTP request to the metrics endpoint: (status line, headers, body).
+fn http_get(url: &str, method: &str, headers: &[&str]) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = format!("{method} /{path} HTTP/1.1\r\nHost: {host}\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), headers.to_string(), body.to_string())
+}
+
+/// The value of the sample line starting with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+}
+
+/// An operator's diagnostics against five node processes: the metrics
+/// endpoint (both exposition formats, a bearer token, refusals), `ping`,
+/// `trace` (its route ends at the node `lookup` names) and the JSON forms
+/// of `ring` and `stats`.
+#[test]
+fn diagnostics_and_metrics_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("chordsip-diag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("metrics.token");
+    std::fs::write(&token, "s3cret-scrape-token\n").unwrap();
+    let metrics = ["--metrics", "127.0.0.1:0"];
+    let flags: Vec<&std::ffi::OsStr> = metrics.iter().map(|s| s.as_ref()).collect();
+    let first = spawn_with(&[], &flags);
+    let a = first.addr.to_string();
+    let mut nodes = vec![first];
+    for _ in 0..4 {
+        nodes.push(spawn(&[nodes[0].addr]));
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+    let via = |args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend(["--via", a.as_str()]);
+        cli(&v)
+    };
+    assert!(chordsip::testnet::wait_until(
+        Duration::from_secs(15),
+        || {
+            let (ok, out) = via(&["ring"]);
+            ok && out.lines().filter(|l| l.starts_with("successor[")).count() >= 3
+        }
+    ));
+
+    // trace: the route of every key ends at the node `lookup` names, and
+    // each hop is one of the five nodes with a measured round trip.
+    for i in 0..12 {
+        let name = format!("sip:trace{i}@example.com");
+        let (ok, out) = via(&["trace", &name, "--json"]);
+        assert!(ok, "{out}");
+        let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (ok, plain) = via(&["lookup", &name]);
+        assert!(ok, "{plain}");
+        let responsible = t["responsible"]["id"].as_str().unwrap();
+        assert!(
+            plain.contains(&format!(" responsible {responsible} ")),
+            "{plain} vs {out}"
+        );
+        for hop in t["hops"].as_array().unwrap() {
+            assert!(
+                addrs.contains(&hop["addr"].as_str().unwrap().to_string()),
+                "{out}"
+            );
+            assert!(hop["rtt_us"].as_u64().unwrap() > 0, "{out}");
+        }
+        let (ok, text) = via(&["trace", &name]);
+        assert!(
+            ok && text.contains(&format!("responsible {responsible} ")),
+            "{text}"
+        );
+    }
+
+    // ping: answered by a live node, and an error for a port nobody holds.
+    let (ok, out) = via(&["ping", &addrs[3], "--count", "2", "--interval-ms", "10"]);
+    assert!(ok && out.contains("2 sent, 2 answered, 0 lost"), "{out}");
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (ok, out) = via(&["ping", &dead, "--count", "1", "--timeout-ms", "3000"]);
+    assert!(!ok && out.contains("answered none of 1 pings"), "{out}");
+
+    // ring --json and stats --json.
+    let (ok, out) = via(&["ring", "--json"]);
+    assert!(ok, "{out}");
+    let ring: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ring["node"]["addr"], a.as_str());
+    assert_eq!(ring["phase"], "Joined");
+    assert!(ring["successors"].as_array().unwrap().len() >= 3, "{out}");
+    assert!(!ring["fingers"].as_array().unwrap().is_empty(), "{out}");
+    let (ok, out) = via(&["stats", "--json"]);
+    assert!(ok, "{out}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(stats["msgs_sent"].as_u64().unwrap() > 0, "{out}");
+    assert!(stats["lookups_ok"].as_u64().unwrap() >= 24, "{out}");
+
+    // The metrics endpoint of the first node: OpenMetrics when asked for,
+    // the older text format otherwise, the same counters in both.
+    let mut ready = String::new();
+    {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chordsip"))
+            .args(["node", "--listen", "127.0.0.1:0", "--log", "off"])
+            .args([
+                "--bootstrap",
+                &a,
+                "--metrics",
+                "127.0.0.1:0",
+                "--metrics-token-file",
+            ])
+            .arg(&token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        let url = ready.split_whitespace().last().unwrap().to_string();
+        let (status, _, _) = http_get(&url, "GET", &[]);
+        assert!(status.contains("401"), "no token: {status}");
+        let (status, _, _) = http_get(&url, "GET", &["Authorization: Bearer wrong"]);
+        assert!(status.contains("401"), "wrong token: {status}");
+        let (status, _, body) =
+            http_get(&url, "GET", &["Authorization: Bearer s3cret-scrape-token"]);
+        assert!(
+            status.contains("200") && body.contains("chordsip_joined 1"),
+            "{status}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        ready.contains(" joined metrics http://127.0.0.1:"),
+        "{ready}"
+    );
+
+    let (ok, out) = cli(&["node", "--listen", "127.0.0.1:0", "--metrics", "0.0.0.0:0"]);
+    assert!(!ok && out.contains("not a loopback address"), "{out}");
+
+    let (ok, out) = via(&["metrics"]);
+    assert!(ok && out.ends_with("# EOF\n"), "{out}");
+    // The first node printed its endpoint at the end of its ready line.
+    let url = nodes[0]
+        .ready
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{}", nodes[0].ready);
+    let open = "Accept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5";
+    let (status, headers, body) = http_get(&url, "GET", &[open]);
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        headers.contains("application/openmetrics-text"),
+        "{headers}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "chordsip_node_info{{id=\"{}\",addr=\"{a}\"}} 1",
+            nodes[0].id.to_hex()
+        )),
+        "{body}"
+    );
+    let ok_lookups = sample(
+        &body,
+        "chordsip_operations_total{op=\"lookup\",result=\"ok\"}",
+    )
+    .unwrap();
+    assert!(ok_lookups >= 24.0, "{body}");
+    let count = sample(&body, "chordsip_lookup_duration_seconds_count").unwrap();
+    let inf = sample(
+        &body,
+        "chordsip_lookup_duration_seconds_bucket{le=\"+Inf\"}",
+    )
+    .unwrap();
+    assert_eq!(count, inf, "{body}");
+    let (status, headers, older) = http_get(&url, "GET", &[]);
+    assert!(
+        status.contains("200") && headers.contains("version=0.0.4"),
+        "{headers}"
+    );
+    assert!(
+        older.contains("# TYPE chordsip_messages_sent_total counter"),
+        "{older}"
+    );
+    assert!(!older.contains("# EOF"), "{older}");
+    let (status, _, _) = http_get(&url.replace("/metrics", "/other"), "GET", &[]);
+    assert!(status.contains("404"), "{status}");
+    let (status, _, _) = http_get(&url, "POST", &[]);
+    assert!(status.contains("405"), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "chordsip/diag.rs"]
+mod diag;
+#[path = "chordsip/metrics_http.rs"]
+mod metrics_http;
 #[path = "chordsip/user.rs"]
 mod user;
 
@@ -43,14 +47,21 @@ enum Cmd {
     /// Print the live SIP bindings of an address-of-record, highest q first.
     Locate(LocateArgs),
     /// Print a node's predecessors, successors, fingers and stored keys.
-    Ring(ViaArgs),
+    Ring(ReportArgs),
     /// Find peers by ability (logical overlays), least loaded first: one
     /// line per peer with its id, overlay address, capacity, load and the
     /// ability's other attributes. Peers announce abilities with
     /// `chordsip node --ability NAME[:ATTR=VALUE,...]`.
     Peers(PeersArgs),
     /// Print a node's statistics.
-    Stats(ViaArgs),
+    Stats(ReportArgs),
+    /// Print a node's counters as OpenMetrics text (what `node --metrics` serves).
+    Metrics(ViaArgs),
+    /// Measure the round trip from a node (--via) to the peer at ADDR.
+    Ping(PingArgs),
+    /// Look a key up through a node (--via) hop by hop: each node that
+    /// answered a step, its address and the step's round trip.
+    Trace(TraceArgs),
     /// Make a writer key: its secret (64 hex digits) goes to --out or stdout,
     /// its public half to stderr. Give the file to every server of one
     /// registrar (`--writer-key-file`, Kamailio's `writer_key_file`). The
@@ -154,6 +165,16 @@ struct NodeArgs {
     /// `--set trusted_writers=<public key>` (docs: chordsip_config_set).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     options: Vec<String>,
+    /// Serve the node's counters as OpenMetrics text at
+    /// http://ADDR/metrics (Prometheus); port 0 picks a free one. Off
+    /// loopback it needs --metrics-token-file.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// File holding the bearer token scrapers must present
+    /// (`Authorization: Bearer TOKEN`); required when --metrics is not a
+    /// loopback address.
+    #[arg(long)]
+    metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -223,6 +244,38 @@ struct ViaArgs {
 }
 
 #[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// One JSON object (schema in docs/CLI.md) instead of `name value` lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PingArgs {
+    #[command(flatten)]
+    via: ViaArgs,
+    /// The peer's overlay address (ip:port).
+    addr: String,
+    /// Pings to send.
+    #[arg(long, default_value_t = 3)]
+    count: u32,
+    /// Pause between pings, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    interval_ms: u64,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// One JSON object (schema in docs/CLI.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct KeyArgs {
     #[command(flatten)]
     via: ViaArgs,
@@ -286,12 +339,29 @@ fn main() -> ExitCode {
         Cmd::Register(a) => run_register(a),
         Cmd::Locate(a) => run_locate(a),
         Cmd::Peers(a) => run_peers(a),
-        Cmd::Ring(a) => client(&a)
+        Cmd::Ring(a) => client(&a.via)
             .and_then(|mut c| c.ring_text().map_err(|e| e.to_string()))
-            .map(|t| print!("{t}")),
-        Cmd::Stats(a) => client(&a)
+            .map(|t| match a.json {
+                true => println!("{:#}", diag::ring_json(&t)),
+                false => print!("{t}"),
+            }),
+        Cmd::Stats(a) => client(&a.via)
             .and_then(|mut c| c.stats_text().map_err(|e| e.to_string()))
+            .map(|t| match a.json {
+                true => println!("{:#}", diag::stats_json(&t)),
+                false => print!("{t}"),
+            }),
+        Cmd::Metrics(a) => client(&a)
+            .and_then(|mut c| c.metrics_text().map_err(|e| e.to_string()))
             .map(|t| print!("{t}")),
+        Cmd::Ping(a) => {
+            let interval = Duration::from_millis(a.interval_ms);
+            resolve(&a.addr).and_then(|addr| {
+                client(&a.via).and_then(|mut c| diag::ping(&mut c, addr, a.count.max(1), interval))
+            })
+        }
+        Cmd::Trace(a) => key_of(&a.key)
+            .and_then(|key| client(&a.key.via).and_then(|mut c| diag::trace(&mut c, key, a.json))),
         Cmd::Keygen(a) => run_keygen(a),
         Cmd::Demo(a) => run_demo(a),
         Cmd::User(c) => user::run(c),
@@ -371,11 +441,23 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
         Event::SuccessorChanged(Some(s)) => eprintln!("[Info] successor {}", s.addr),
         _ => {}
     });
-    let node = Node::start_with_events(cfg, Some(sink)).map_err(|e| e.to_string())?;
+    let metrics_token = a.metrics_token_file.as_deref().map(read_key).transpose()?;
+    let metrics_at = a.metrics.as_deref().map(resolve).transpose()?;
+    if let Some(at) = metrics_at {
+        metrics_http::check(at, metrics_token.is_some())?;
+    }
+    let node = Arc::new(Node::start_with_events(cfg, Some(sink)).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
+    let metrics_url = match metrics_at {
+        Some(at) => {
+            let bound = metrics_http::serve(node.clone(), at, metrics_token, stop.clone())?;
+            format!(" metrics http://{bound}/metrics")
+        }
+        None => String::new(),
+    };
     let give_up = Instant::now() + Duration::from_secs(a.join_timeout_secs);
     loop {
         match node.join(&bootstrap) {
@@ -387,7 +469,11 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
             Err(e) => return Err(format!("join failed: {e}")),
         }
     }
-    println!("node {} listening on {} joined", node.id(), node.addr());
+    println!(
+        "node {} listening on {} joined{metrics_url}",
+        node.id(),
+        node.addr()
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     while !stop.load(Ordering::Relaxed) {

@@ -132,6 +132,8 @@ impl Engine {
             Body::ClientGet { key, after } => self.serve_get(from, rid, key, after),
             Body::ClientTransaction { request } => self.client_transaction(from, rid, &request),
             Body::ClientInfo { what } => self.serve_info(from, rid, what),
+            Body::ClientPing { addr } => self.serve_ping(from, rid, addr),
+            Body::ClientTrace { key } => self.serve_trace(from, rid, key),
             Body::Members { limit, changes } => self.on_members(from, rid, peer, limit, changes),
             Body::MembersDigest { after, buckets } => {
                 self.on_members_digest(from, rid, peer, after, buckets)

@@ -10,7 +10,7 @@ use crate::config::LogLevel;
 use crate::error::Error;
 use crate::id::Id;
 use crate::routing::Answer;
-use crate::types::{LookupOutcome, OpId};
+use crate::types::{LookupOutcome, OpId, TraceHop};
 use crate::wire;
 use crate::wire::Status;
 use crate::wire::{Body, NodeInfo, WireEntry};
@@ -73,6 +73,10 @@ pub(super) struct Lookup {
     /// The peer whose answer ended the lookup (and the lookup's id): its word
     /// on who is responsible is checked before anyone relies on it.
     pub(super) vouched_by: Option<(NodeInfo, u64)>,
+    /// A traced lookup's answered steps (None: not traced), and when the
+    /// step in flight was sent.
+    pub(super) path: Option<Vec<TraceHop>>,
+    pub(super) step_sent: u64,
 }
 
 /// How long a peer that missed one lookup step is avoided by new lookups.
@@ -87,6 +91,11 @@ pub(super) const RETRY_BASE_US: u64 = 100_000;
 pub(super) const FANOUT: usize = 3;
 
 impl Engine {
+    /// Whether a lookup records its path: a user's lookup started by `trace`.
+    pub(super) fn traced(&self, purpose: &LookupFor) -> bool {
+        matches!(purpose, LookupFor::User(op) if self.traced_ops.contains(op))
+    }
+
     /// What this node's own table says about `key`: the responsible node and its
     /// successors, or the first candidates to ask (the successor as a last resort).
     /// `for_data`: the lookup is for a key's data, which an overlay with
@@ -141,6 +150,7 @@ impl Engine {
             Ok(nodes) => {
                 let l = Lookup {
                     key,
+                    path: self.traced(&purpose).then(Vec::new),
                     purpose,
                     started: self.now,
                     hops: 0,
@@ -149,6 +159,7 @@ impl Engine {
                     restarts: 0,
                     deadline: self.now,
                     vouched_by: None,
+                    step_sent: self.now,
                 };
                 self.lookup_done(l, nodes);
             }
@@ -179,6 +190,7 @@ impl Engine {
         self.timers.push(Reverse((deadline, Timer::Lookup(id))));
         let l = Lookup {
             key,
+            path: self.traced(&purpose).then(Vec::new),
             purpose,
             started: self.now,
             hops: 0,
@@ -187,6 +199,7 @@ impl Engine {
             restarts: 0,
             deadline,
             vouched_by: None,
+            step_sent: self.now,
         };
         (id, l)
     }
@@ -271,6 +284,7 @@ impl Engine {
                 true => Body::FindHolder { key },
                 false => Body::FindSuccessor { key },
             };
+            l.step_sent = self.now;
             self.lookups.insert(id, l);
             self.send_request(
                 c.addr,
@@ -308,6 +322,10 @@ impl Engine {
             return;
         };
         l.hops += 1;
+        if let Some(path) = l.path.as_mut() {
+            let rtt = Duration::from_micros(self.now.saturating_sub(l.step_sent));
+            path.push(TraceHop { node: from, rtt });
+        }
         let by_points = self.by_points() && l.purpose.is_for_data();
         self.learn_from_answer(&from, &nodes);
         if done && !by_points {
@@ -406,6 +424,7 @@ impl Engine {
                             node: nodes[0],
                             hops: l.hops,
                             latency: Duration::from_micros(latency),
+                            path: l.path.take().unwrap_or_default(),
                         })),
                     );
                 }

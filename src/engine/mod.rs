@@ -60,7 +60,7 @@ use crate::wire::{Codec, MemberRecord, NodeInfo, WireEntry};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -282,6 +282,8 @@ pub struct Engine {
     /// Operations run for client handles: op -> (client address, request id).
     client_ops: HashMap<OpId, (SocketAddr, u64)>,
     client_reqs: HashMap<(SocketAddr, u64), OpId>,
+    /// Lookups (by operation) that record their path (`trace`).
+    traced_ops: HashSet<OpId>,
     next_client_op: u64,
     /// The full membership (one-hop mode; empty otherwise).
     members: Membership,
@@ -404,6 +406,7 @@ impl Engine {
             last_succ: None,
             client_ops: HashMap::new(),
             client_reqs: HashMap::new(),
+            traced_ops: HashSet::new(),
             next_client_op: 0,
             members: Membership::with_virtual_nodes(virtual_nodes),
             arc_cursor: 0,

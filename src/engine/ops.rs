@@ -67,6 +67,18 @@ impl Engine {
         self.after_step();
     }
 
+    /// Finds the node responsible for `key` by the ring's own route (never
+    /// the location cache's shortcut), recording each step's answerer and
+    /// round trip in the outcome's `path`.
+    pub fn trace(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
+        self.now = now;
+        if self.begin_op(op, OpKind::Lookup, timeout) && self.require_joined(op, OpKind::Lookup) {
+            self.traced_ops.insert(op);
+            self.start_lookup(key, LookupFor::User(op), timeout);
+        }
+        self.after_step();
+    }
+
     /// Writes `data` into the writer's slot of `key`'s dictionary.
     #[allow(clippy::too_many_arguments)]
     pub fn put(
@@ -318,6 +330,7 @@ impl Engine {
         if !self.end_op(op) {
             return;
         }
+        let traced = self.traced_ops.remove(&op);
         if let Some(job) = self.txn_ops.remove(&op) {
             self.txn_step(job, result);
             return;
@@ -327,7 +340,7 @@ impl Engine {
         }
         if let Some((addr, rid)) = self.client_ops.remove(&op) {
             self.client_reqs.remove(&(addr, rid));
-            let body = client_reply(result);
+            let body = client_reply(result, traced);
             self.reply_client(addr, rid, body);
             return;
         }

@@ -19,7 +19,8 @@ impl Engine {
     /// node that has a table (a join does not yet).
     pub(super) fn uses_location_cache(&self, purpose: &LookupFor) -> bool {
         let own_routing = self.one_hop() || (self.by_points() && purpose.is_for_data());
-        !own_routing && !matches!(purpose, LookupFor::Join { .. })
+        // A trace shows the ring's own route, not the cache's shortcut.
+        !own_routing && !matches!(purpose, LookupFor::Join { .. }) && !self.traced(purpose)
     }
 
     /// The node the location cache believes responsible for `key`, when it

@@ -19,8 +19,33 @@ const INFO_KEYS_LISTED: usize = 50;
 /// Client requests served at once; more are refused with `Full`.
 pub(super) const MAX_CLIENT_OPS: usize = 4096;
 
-pub(super) fn client_reply(result: OpResult) -> Body {
+/// A client's answer to its operation's result; `traced`: the operation
+/// was a `ClientTrace`, answered with the route.
+pub(super) fn client_reply(result: OpResult, traced: bool) -> Body {
     match result {
+        OpResult::Lookup(Ok(o)) if traced => Body::ClientTraceReply {
+            status: Status::Ok,
+            node: Some(o.node),
+            path: o
+                .path
+                .iter()
+                .take(wire::MAX_NODE_LIST)
+                .map(|h| (h.node, h.rtt.as_micros().min(u32::MAX as u128) as u32))
+                .collect(),
+        },
+        OpResult::Lookup(Err(e)) if traced => Body::ClientTraceReply {
+            status: status_of(&e),
+            node: None,
+            path: Vec::new(),
+        },
+        OpResult::Ping(Ok(rtt)) => Body::ClientPingReply {
+            status: Status::Ok,
+            rtt_us: rtt.as_micros().min(u32::MAX as u128) as u32,
+        },
+        OpResult::Ping(Err(e)) => Body::ClientPingReply {
+            status: status_of(&e),
+            rtt_us: 0,
+        },
         OpResult::Lookup(Ok(o)) => Body::ClientLookupReply {
             status: Status::Ok,
             node: Some(o.node),
@@ -49,11 +74,9 @@ pub(super) fn client_reply(result: OpResult) -> Body {
             entries: vec![],
             next: None,
         },
-        OpResult::Join(_) | OpResult::Leave(_) | OpResult::Ping(_) | OpResult::Transaction(_) => {
-            Body::Error {
-                status: Status::BadRequest,
-            }
-        }
+        OpResult::Join(_) | OpResult::Leave(_) | OpResult::Transaction(_) => Body::Error {
+            status: Status::BadRequest,
+        },
     }
 }
 
@@ -113,7 +136,8 @@ impl Engine {
         );
     }
 
-    /// A text report for `chordsip ring` / `chordsip stats`, one `name value` line each.
+    /// A text report for `chordsip ring` / `chordsip stats` (one `name value`
+    /// line each) or the OpenMetrics text (`--metrics`).
     pub fn info_text(&self, kind: InfoKind) -> String {
         use std::fmt::Write;
         let mut out = String::new();
@@ -146,6 +170,7 @@ impl Engine {
                     let _ = writeln!(out, "{name} {value}");
                 }
             }
+            InfoKind::Metrics => out = crate::metrics::render(&self.me, &self.stats()),
         }
         out
     }
@@ -165,6 +190,22 @@ impl Engine {
         let status = Status::Unauthorized;
         let msg = self.response(from, rid, FLAG_CLIENT, Body::Error { status });
         self.send_reply(from, &msg, true);
+    }
+
+    /// A client's ping of a peer: one Ping from this node, no larger than
+    /// the client's own request, and only for a client with its credential.
+    pub(super) fn serve_ping(&mut self, from: SocketAddr, rid: u64, addr: SocketAddr) {
+        if let Some(op) = self.client_op(from, rid) {
+            let timeout = self.cfg.op_timeout;
+            self.ping(self.now, op, addr, timeout);
+        }
+    }
+
+    pub(super) fn serve_trace(&mut self, from: SocketAddr, rid: u64, key: Id) {
+        if let Some(op) = self.client_op(from, rid) {
+            let timeout = self.cfg.op_timeout;
+            self.trace(self.now, op, key, timeout);
+        }
     }
 
     pub(super) fn serve_lookup(&mut self, from: SocketAddr, rid: u64, key: Id) {

@@ -223,8 +223,8 @@ pub unsafe extern "C" fn chordsip_client_lookup(
     })
 }
 
-/// The peer's report (`what` 0: ring neighbours, 1: statistics) as text, like
-/// `chordsip_node_info`.
+/// The peer's report (`what` a `chordsip_info`: 0 ring neighbours, 1
+/// statistics, 2 OpenMetrics text) as text, like `chordsip_node_info`.
 ///
 /// # Safety
 /// `client` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
@@ -242,6 +242,7 @@ pub unsafe extern "C" fn chordsip_client_info(
         let text = match what {
             0 => code(c.inner.lock().ring_text())?,
             1 => code(c.inner.lock().stats_text())?,
+            2 => code(c.inner.lock().metrics_text())?,
             _ => return Err(CHORDSIP_ERR_INVALID_ARGUMENT),
         };
         // SAFETY: buf/needed NULL or writable by the caller's contract.

@@ -158,8 +158,22 @@ pub unsafe extern "C" fn chordsip_node_stats(
     })
 }
 
-/// Writes a human-readable report into `buf`: `what` 0 gives the ring
-/// neighbours and fingers, 1 the statistics as `name value` lines. If `buf`
+/// What `chordsip_node_info` and `chordsip_client_info` report.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum chordsip_info {
+    /// The node, its neighbours, fingers and some stored keys.
+    CHORDSIP_INFO_RING = 0,
+    /// The statistics as `name value` lines.
+    CHORDSIP_INFO_STATS = 1,
+    /// The counters as OpenMetrics text ending in `# EOF`, the text
+    /// `chordsip_node_metrics` gives.
+    CHORDSIP_INFO_METRICS = 2,
+}
+
+/// Writes a report into `buf`: `what` is a `chordsip_info` (0 the ring
+/// neighbours and fingers, 1 the statistics as `name value` lines, 2 the
+/// OpenMetrics text). If `buf`
 /// is too small the call fails with `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed`
 /// (may be NULL) always receives the size needed, NUL included.
 ///
@@ -176,13 +190,41 @@ pub unsafe extern "C" fn chordsip_node_info(
     guard(|| {
         // SAFETY: NULL or a live node by the caller's contract.
         let n = unsafe { node_ref(node) }?.started()?;
-        if what > 1 {
+        if what > chordsip_info::CHORDSIP_INFO_METRICS as u32 {
             return Err(CHORDSIP_ERR_INVALID_ARGUMENT);
         }
         let text = code(n.info_text(what as u8))?;
         // SAFETY: buf/needed NULL or writable by the caller's contract.
         unsafe { write_str(&text, buf, len, Some(needed)) }
     })
+}
+
+/// Writes the node's counters as OpenMetrics text (the Prometheus exposition
+/// format, ending in `# EOF`) into `buf`, sized like `chordsip_node_info`:
+/// `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it does not fit, `needed` (may be
+/// NULL) always gets the size, NUL included. Serve it with the content type
+/// `application/openmetrics-text; version=1.0.0; charset=utf-8`. The names
+/// and labels are listed in docs/METRICS.md.
+///
+/// # Safety
+/// `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_metrics(
+    node: *mut chordsip_node,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> chordsip_result {
+    // SAFETY: the caller's contract is chordsip_node_info's.
+    unsafe {
+        chordsip_node_info(
+            node,
+            chordsip_info::CHORDSIP_INFO_METRICS as u32,
+            buf,
+            len,
+            needed,
+        )
+    }
 }
 
 /// Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a

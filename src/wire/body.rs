@@ -2,6 +2,7 @@
 
 use super::{ItemSummary, MemberChange, NodeInfo, Status, WireEntry};
 use crate::id::Id;
+use std::net::SocketAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -117,6 +118,25 @@ pub enum Body {
         status: Status,
         outcome: Vec<u8>,
     },
+    /// From a client handle: ping the peer at `addr` from the node.
+    ClientPing {
+        addr: SocketAddr,
+    },
+    ClientPingReply {
+        status: Status,
+        rtt_us: u32,
+    },
+    /// From a client handle: a lookup that reports its route.
+    ClientTrace {
+        key: Id,
+    },
+    /// Each answered step (the answerer and the step's round trip in µs)
+    /// and the node found responsible.
+    ClientTraceReply {
+        status: Status,
+        node: Option<NodeInfo>,
+        path: Vec<(NodeInfo, u32)>,
+    },
     /// "Ask again with this cookie (and my id), in the header": the answer to
     /// a request from an address not yet proven, when the real answer would
     /// be larger than the request or the request changes state.
@@ -189,6 +209,10 @@ impl Body {
             Body::MembersDigest { .. } => 33,
             Body::MembersPage { .. } => 34,
             Body::FindHolder { .. } => 35,
+            Body::ClientPing { .. } => 36,
+            Body::ClientPingReply { .. } => 37,
+            Body::ClientTrace { .. } => 38,
+            Body::ClientTraceReply { .. } => 39,
         }
     }
 
@@ -224,6 +248,10 @@ impl Body {
             Body::ClientTransaction { .. } => "client_transaction",
             Body::ClientTransactionReply { .. } => "client_transaction_reply",
             Body::ClientInfoReply { .. } => "client_info_reply",
+            Body::ClientPing { .. } => "client_ping",
+            Body::ClientPingReply { .. } => "client_ping_reply",
+            Body::ClientTrace { .. } => "client_trace",
+            Body::ClientTraceReply { .. } => "client_trace_reply",
             Body::Retry => "retry",
             Body::Members { .. } => "members",
             Body::MembersAck => "members_ack",
@@ -244,6 +272,8 @@ impl Body {
                 | Body::ClientGet { .. }
                 | Body::ClientInfo { .. }
                 | Body::ClientTransaction { .. }
+                | Body::ClientPing { .. }
+                | Body::ClientTrace { .. }
         )
     }
 
@@ -264,6 +294,8 @@ impl Body {
                 | Body::ClientLookupReply { .. }
                 | Body::ClientInfoReply { .. }
                 | Body::ClientTransactionReply { .. }
+                | Body::ClientPingReply { .. }
+                | Body::ClientTraceReply { .. }
                 | Body::Retry
                 | Body::MembersAck
                 | Body::MembersPage { .. }

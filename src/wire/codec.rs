@@ -537,6 +537,30 @@ fn encode_body(w: &mut Writer, body: &Body) -> Result<(), EncodeError> {
             w.entry(entry)?;
         }
         Body::ClientInfo { what } => w.u8(*what),
+        Body::ClientPing { addr } => w.addr(addr),
+        Body::ClientPingReply { status, rtt_us } => {
+            w.u8(*status as u8);
+            w.u32(*rtt_us);
+        }
+        Body::ClientTrace { key } => w.id(key),
+        Body::ClientTraceReply { status, node, path } => {
+            if path.len() > MAX_NODE_LIST {
+                return Err(EncodeError::ListTooLong);
+            }
+            w.u8(*status as u8);
+            match node {
+                Some(n) => {
+                    w.u8(1);
+                    w.node(n);
+                }
+                None => w.u8(0),
+            }
+            w.u8(path.len() as u8);
+            for (n, rtt) in path {
+                w.node(n);
+                w.u32(*rtt);
+            }
+        }
         Body::ClientInfoReply { text } => {
             w.count(text.len())?;
             w.bytes(text);

@@ -214,6 +214,24 @@ pub(super) fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeEr
             after: r.cursor()?,
         },
         26 => Body::ClientInfo { what: r.u8()? },
+        36 => Body::ClientPing { addr: r.addr()? },
+        37 => Body::ClientPingReply {
+            status: Status::from_u8(r.u8()?)?,
+            rtt_us: r.u32()?,
+        },
+        38 => Body::ClientTrace { key: r.id()? },
+        39 => {
+            let status = Status::from_u8(r.u8()?)?;
+            let node = if r.bool()? { Some(r.node()?) } else { None };
+            let n = r.u8()? as usize;
+            if n > MAX_NODE_LIST {
+                return Err(DecodeError::BadValue("trace length"));
+            }
+            let path = (0..n)
+                .map(|_| Ok((r.node()?, r.u32()?)))
+                .collect::<Result<_, DecodeError>>()?;
+            Body::ClientTraceReply { status, node, path }
+        }
         27 => {
             let n = r.count(1)?;
             Body::ClientInfoReply {

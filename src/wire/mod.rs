@@ -236,6 +236,8 @@ pub enum InfoKind {
     Ring,
     /// The node's statistics, one `name value` line each.
     Stats,
+    /// The node's counters as OpenMetrics text (`crate::metrics`).
+    Metrics,
 }
 
 impl InfoKind {
@@ -243,15 +245,16 @@ impl InfoKind {
         match self {
             InfoKind::Ring => 0,
             InfoKind::Stats => 1,
+            InfoKind::Metrics => 2,
         }
     }
 
-    /// Any byte but the ring's asks for statistics, as it always has.
+    /// Any other byte asks for statistics, as it always has.
     pub fn from_code(what: u8) -> InfoKind {
-        if what == 0 {
-            InfoKind::Ring
-        } else {
-            InfoKind::Stats
+        match what {
+            0 => InfoKind::Ring,
+            2 => InfoKind::Metrics,
+            _ => InfoKind::Stats,
         }
     }
 }

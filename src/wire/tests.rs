@@ -130,6 +130,31 @@ fn all_bodies() -> Vec<Body> {
             after: Some(vec![0xff; 3]),
         },
         Body::ClientInfo { what: 1 },
+        Body::ClientInfo { what: 2 },
+        Body::ClientPing {
+            addr: "[::1]:4000".parse().unwrap(),
+        },
+        Body::ClientPingReply {
+            status: Status::Timeout,
+            rtt_us: 0,
+        },
+        Body::ClientPingReply {
+            status: Status::Ok,
+            rtt_us: 123,
+        },
+        Body::ClientTrace {
+            key: Id::from_u64(9),
+        },
+        Body::ClientTraceReply {
+            status: Status::Ok,
+            node: Some(node(3)),
+            path: vec![(node(1), 80), (node(2), u32::MAX)],
+        },
+        Body::ClientTraceReply {
+            status: Status::NoRoute,
+            node: None,
+            path: vec![],
+        },
         Body::ClientInfoReply {
             text: b"successor 127.0.0.1:5000".to_vec(),
         },

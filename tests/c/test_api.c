@@ -392,6 +392,7 @@ static void test_unstarted(void) {
     CHECK(memcmp(&st, &st0, sizeof st) == 0);
     size_t needed = 777;
     CHECK_RC(chordsip_node_info(n, 0, buf, sizeof buf, &needed), CHORDSIP_ERR_BAD_STATE);
+    CHECK_RC(chordsip_node_metrics(n, buf, sizeof buf, &needed), CHORDSIP_ERR_BAD_STATE);
     CHECK(needed == 777);
     chordsip_peers *p = SENTINEL;
     CHECK_RC(chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, &p), CHORDSIP_ERR_BAD_STATE);
@@ -1093,7 +1094,7 @@ static void test_node_args(chordsip_node *n, chordsip_node *other) {
     size_t needed = 777;
     memset(buf, 'X', sizeof buf);
     CHECK_RC(chordsip_node_info(NULL, 0, buf, sizeof buf, &needed), CHORDSIP_ERR_NULL_POINTER);
-    CHECK_RC(chordsip_node_info(n, 2, buf, sizeof buf, &needed), CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_info(n, 3, buf, sizeof buf, &needed), CHORDSIP_ERR_INVALID_ARGUMENT);
     CHECK(needed == 777);
     CHECK_RC(chordsip_node_info(n, 0, buf, 4, &needed), CHORDSIP_ERR_BUFFER_TOO_SMALL);
     CHECK(needed > 4 && needed != 777);
@@ -1120,6 +1121,32 @@ static void test_node_args(chordsip_node *n, chordsip_node *other) {
         free(text);
     }
     CHECK(done);
+
+    /* chordsip_node_metrics: OpenMetrics text naming this node, sized like
+       chordsip_node_info, the same families as CHORDSIP_INFO_METRICS. */
+    {
+        CHECK_RC(chordsip_node_metrics(NULL, buf, sizeof buf, &needed),
+                 CHORDSIP_ERR_NULL_POINTER);
+        CHECK_RC(chordsip_node_metrics(n, buf, 8, &needed), CHORDSIP_ERR_BUFFER_TOO_SMALL);
+        CHECK(needed > 1000);
+        size_t size = needed + 4096;
+        char *m = malloc(size), *via_info = malloc(size);
+        CHECK(m != NULL && via_info != NULL);
+        CHECK_OK(chordsip_node_metrics(n, m, size, &needed));
+        CHECK(strlen(m) + 1 == needed);
+        size_t len = strlen(m);
+        CHECK(len > 6 && strcmp(m + len - 6, "# EOF\n") == 0);
+        char id[41], line[128];
+        CHECK_OK(chordsip_node_id(n, id, sizeof id));
+        snprintf(line, sizeof line, "chordsip_node_info{id=\"%s\"", id);
+        CHECK(strstr(m, line) != NULL);
+        CHECK(strstr(m, "\nchordsip_joined 1\n") != NULL);
+        CHECK(strstr(m, "# TYPE chordsip_lookup_duration_seconds histogram\n") != NULL);
+        CHECK_OK(chordsip_node_info(n, CHORDSIP_INFO_METRICS, via_info, size, NULL));
+        CHECK(strncmp(via_info, m, 64) == 0);
+        free(m);
+        free(via_info);
+    }
 
     /* chordsip_node_neighbours and the peer list accessors */
     chordsip_peers *p = SENTINEL;
@@ -1266,13 +1293,21 @@ static void test_client_args(chordsip_node *n) {
     size_t needed = 777;
     memset(buf, 'X', sizeof buf);
     CHECK_RC(chordsip_client_info(NULL, 0, buf, sizeof buf, &needed), CHORDSIP_ERR_NULL_POINTER);
-    CHECK_RC(chordsip_client_info(c, 2, buf, sizeof buf, &needed),
+    CHECK_RC(chordsip_client_info(c, 3, buf, sizeof buf, &needed),
              CHORDSIP_ERR_INVALID_ARGUMENT);
     CHECK(needed == 777);
     CHECK_RC(chordsip_client_info(c, 1, buf, 4, &needed), CHORDSIP_ERR_BUFFER_TOO_SMALL);
     CHECK(needed > 4 && needed != 777);
     for (size_t i = 0; i < sizeof buf; i++)
         CHECK(buf[i] == 'X');
+    {
+        /* The peer's OpenMetrics text, as chordsip_node_metrics gives it. */
+        static char m[65536];
+        CHECK_OK(chordsip_client_info(c, CHORDSIP_INFO_METRICS, m, sizeof m, &needed));
+        CHECK(strlen(m) + 1 == needed);
+        CHECK(strstr(m, "# TYPE chordsip_node info\n") != NULL);
+        CHECK(needed > 6 && strcmp(m + needed - 7, "# EOF\n") == 0);
+    }
 
     test_client_registrar_args(c);
 

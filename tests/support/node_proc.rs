@@ -30,6 +30,8 @@ pub struct NodeProc {
     /// no port picked, freed and bound later, which another process may
     /// take meanwhile).
     pub addr: std::net::SocketAddr,
+    /// The whole ready line (it ends with the metrics URL under --metrics).
+    pub ready: String,
 }
 
 impl Drop for NodeProc {
@@ -58,6 +60,7 @@ where
         child,
         id: Id::ZERO,
         addr: ([0, 0, 0, 0], 0).into(),
+        ready: String::new(),
     };
     let stdout = proc.child.stdout.take().expect("piped stdout");
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -79,5 +82,6 @@ where
         .get(4)
         .and_then(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
+    proc.ready = line;
     proc
 }

@@ -1190,7 +1190,7 @@ static int ki_ha1(sip_msg_t *msg, str *user, str *realm, str *pvname)
 	return ki_ha1_alg(msg, user, realm, pvname, NULL);
 }
 
-/* ---- RPC: chordsip.ring, chordsip.stats ------------------------------- */
+/* ---- RPC: chordsip.ring, chordsip.stats, chordsip.metrics --------------- */
 
 static void rpc_info(rpc_t *rpc, void *ctx, uint32_t what)
 {
@@ -1199,11 +1199,24 @@ static void rpc_info(rpc_t *rpc, void *ctx, uint32_t what)
 		rpc->fault(ctx, 500, "no overlay client");
 		return;
 	}
-	static char text[16384];
+	/* Most reports fit the static buffer; a larger one (a long ring report)
+	 * is read again into one of the size the node said it needs. */
+	static char fixed[16384];
+	char *text = fixed;
 	size_t need = 0;
-	int rc = chordsip_client_info(c, what, text, sizeof text, &need);
+	int rc = chordsip_client_info(c, what, text, sizeof fixed, &need);
+	if(rc == CHORDSIP_ERR_BUFFER_TOO_SMALL && need > 0) {
+		text = pkg_malloc(need + 1024);
+		if(text == NULL) {
+			rpc->fault(ctx, 500, "out of memory for a %zu-byte report", need);
+			return;
+		}
+		rc = chordsip_client_info(c, what, text, need + 1024, &need);
+	}
 	if(rc != CHORDSIP_OK) {
 		rpc->fault(ctx, 500, "overlay: %s", chordsip_result_str(rc));
+		if(text != fixed)
+			pkg_free(text);
 		return;
 	}
 	char *line = text;
@@ -1216,6 +1229,8 @@ static void rpc_info(rpc_t *rpc, void *ctx, uint32_t what)
 			break;
 		line = end + 1;
 	}
+	if(text != fixed)
+		pkg_free(text);
 }
 
 static void rpc_ring(rpc_t *rpc, void *ctx)
@@ -1225,15 +1240,23 @@ static void rpc_ring(rpc_t *rpc, void *ctx)
 
 static void rpc_stats(rpc_t *rpc, void *ctx)
 {
-	rpc_info(rpc, ctx, 1);
+	rpc_info(rpc, ctx, CHORDSIP_INFO_STATS);
+}
+
+static void rpc_metrics(rpc_t *rpc, void *ctx)
+{
+	rpc_info(rpc, ctx, CHORDSIP_INFO_METRICS);
 }
 
 static const char *rpc_ring_doc[] = {"The overlay node's ring neighbours and keys.", 0};
 static const char *rpc_stats_doc[] = {"The overlay node's statistics.", 0};
+static const char *rpc_metrics_doc[] = {
+		"The overlay node's counters as OpenMetrics text, one line per item.", 0};
 
 static rpc_export_t rpc_methods[] = {
 	{"chordsip.ring", rpc_ring, rpc_ring_doc, 0},
 	{"chordsip.stats", rpc_stats, rpc_stats_doc, 0},
+	{"chordsip.metrics", rpc_metrics, rpc_metrics_doc, 0},
 	{0, 0, 0, 0}
 };
 

@@ -345,6 +345,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_node_ping": (_R, [_H, c_char_p, POINTER(c_uint64)]),
     "chordsip_node_stats": (_R, [_H, POINTER(chordsip_stats)]),
     "chordsip_node_info": (_R, [_H, c_uint32, _BUF, c_size_t, POINTER(c_size_t)]),
+    "chordsip_node_metrics": (_R, [_H, _BUF, c_size_t, POINTER(c_size_t)]),
     "chordsip_node_neighbours": (_R, [_H, c_uint32, _HH]),
     "chordsip_node_event_fd": (_R, [_H, POINTER(c_int)]),
     "chordsip_node_process": (_R, [_H, POINTER(c_size_t)]),

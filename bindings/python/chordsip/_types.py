@@ -45,6 +45,7 @@ class InfoKind(enum.IntEnum):
 
     RING = 0
     STATS = 1
+    METRICS = 2
 
 
 class LogLevel(enum.IntEnum):

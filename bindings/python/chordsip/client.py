@@ -132,9 +132,13 @@ class Client(DictCalls):
         return _callbacks.lookup_info(info)
 
     def info(self, what: Union[int, str, InfoKind] = InfoKind.RING) -> str:
-        """The peer's report: ``"ring"`` (0) or ``"stats"`` (1)."""
+        """The peer's report: ``"ring"`` (0), ``"stats"`` (1) or ``"metrics"`` (2)."""
         w = _enum_arg(what, _INFO, "what")
         with self._use() as p:
             return read_text(
                 lambda buf, n, needed: self._lib.chordsip_client_info(p, w, buf, n, needed), "info"
             )
+
+    def metrics(self) -> str:
+        """The peer's counters as OpenMetrics text (as :meth:`Node.metrics`)."""
+        return self.info(InfoKind.METRICS)

@@ -48,7 +48,12 @@ _NEIGHBOURS = {
     "members": Neighbours.MEMBERS,
 }
 
-_INFO = {"ring": InfoKind.RING, "stats": InfoKind.STATS, "statistics": InfoKind.STATS}
+_INFO = {
+    "ring": InfoKind.RING,
+    "stats": InfoKind.STATS,
+    "statistics": InfoKind.STATS,
+    "metrics": InfoKind.METRICS,
+}
 
 
 def _option_text(name: str, value: Any) -> bytes:
@@ -572,12 +577,22 @@ class Node(DictCalls):
         return bool(self.stats()["joined"])
 
     def info(self, what: Union[int, str, InfoKind] = InfoKind.RING) -> str:
-        """A human-readable report: ``"ring"`` (0: neighbours and fingers)
-        or ``"stats"`` (1: statistics as ``name value`` lines)."""
+        """A report: ``"ring"`` (0: neighbours and fingers), ``"stats"``
+        (1: statistics as ``name value`` lines) or ``"metrics"`` (2: the
+        OpenMetrics text of :meth:`metrics`)."""
         w = _enum_arg(what, _INFO, "what")
         with self._use() as p:
             return read_text(
                 lambda buf, n, needed: self._lib.chordsip_node_info(p, w, buf, n, needed), "info"
+            )
+
+    def metrics(self) -> str:
+        """The node's counters as OpenMetrics text (the Prometheus exposition
+        format, ending in ``# EOF``); names in docs/METRICS.md."""
+        with self._use() as p:
+            return read_text(
+                lambda buf, n, needed: self._lib.chordsip_node_metrics(p, buf, n, needed),
+                "metrics",
             )
 
     def neighbours(self, kind: Union[int, str, Neighbours] = Neighbours.SUCCESSORS) -> List[Peer]:
