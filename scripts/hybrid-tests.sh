@@ -318,6 +318,7 @@ if [ $MODE = test ]; then
     AUTH=(-A "CREDENTIALS_KEY_FILE=\"$OUT/credentials.key\"" -A "CREDENTIAL_ADMINS=\"$(cat "$OUT/admin.key.pub")\""
         -A "AUTH_SECRET=\"$AUTH_SECRET\"")
     echo "== five Kamailio servers (one-hop, publishing in DNS, authenticating) on ${SERVERS[0]}..${SERVERS[4]}:5060"
+    sip_ports_free "${SERVERS[@]/%/:5060}" || exit 1
     t0=$(date +%s.%N)
     up_five one-hop "${AUTH[@]}" || exit 1
     echo "   one overlay after $(elapsed "$t0") s"

@@ -79,7 +79,7 @@ failed=()
 . "$SIP/lib.sh"
 . "$ROOT/scripts/lib/skip.sh"
 
-./scripts/setup.sh || exit 1
+./scripts/setup.sh build sip kamailio python || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 

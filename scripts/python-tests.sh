@@ -28,7 +28,7 @@ if ! command -v "$PYTHON" >/dev/null; then
     fi
 fi
 
-./scripts/setup.sh </dev/null
+./scripts/setup.sh build python </dev/null
 
 step "build libchordsip.so and the chordsip CLI"
 cargo build --release --lib --bin chordsip

@@ -59,7 +59,7 @@ failed=()
 # shellcheck source=tests/sip/lib.sh
 . "$SIP/lib.sh"
 
-./scripts/setup.sh || exit 1
+./scripts/setup.sh build sip python || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 

@@ -42,6 +42,8 @@ step "clippy"
 cargo clippy --all-targets --release --quiet -- -D warnings
 step "module dependencies (pure core knows nothing of SIP, nodes, clients or the C ABI)"
 ./scripts/check-deps.sh
+step "set-up script: groups, refusals, a held SIP port named"
+./scripts/setup-checks.sh
 step "tests (release build: the network suites run thousands of nodes)"
 # Built first, then run under an overall limit. cargo names a test still
 # running after 60 s; one that never finished is named when the limit hits.

@@ -169,6 +169,26 @@ port_taken() {
     grep -qsE "Address already in use|errno = 98" "$@"
 }
 
+# sip_ports_free IP:PORT...: fails with the name of what holds the first UDP
+# address that cannot be bound: on a machine with Debian's kamailio package,
+# usually its kamailio.service on every address' 5060 (scripts/setup.sh
+# masks the one it installs itself, but leaves an operator's alone).
+sip_ports_free() {
+    local a busy=()
+    for a in "$@"; do
+        python3 -c 'import socket, sys
+ip, port = sys.argv[1].rsplit(":", 1)
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind((ip, int(port)))' "$a" 2>/dev/null ||
+            busy+=("$a")
+    done
+    [ ${#busy[@]} -eq 0 ] && return 0
+    echo "UDP ${busy[*]} cannot be bound; the port is held by:"
+    ss -Hlunp "( sport = :${busy[0]##*:} )" 2>/dev/null | sed 's/^/    /'
+    echo "    (Debian's kamailio.service? 'systemctl stop kamailio' for this run, or" \
+        "'systemctl mask --now kamailio' on a test machine)"
+    return 1
+}
+
 # ports_lost WHAT: a port checked free was taken before our server bound it;
 # the run stops with exit 75 so that scripts/test.sh runs it again with a
 # new port range (see pick_ports).
