@@ -416,6 +416,7 @@ cat >"$OUT/kamailio.cfg" <<'CFG'
 debug=2
 log_stderror=yes
 children=2
+disable_tcp=yes
 auto_aliases=no
 rundir=RUN_DIR
 listen=udp:SIP_ADDR:SIP_PORT
@@ -458,13 +459,15 @@ if OVERLAY_KEY=$STATE/overlay.key start_kamailio K "$OUT/kamailio.cfg" "$K_SIP" 
     users_csv "$OUT/users.csv" 1 1
     run_sipp register 1 -sf "$SIP/register.xml" -inf "$OUT/users.csv" \
         -key contact_hostport "127.0.0.1:$CONTACT_PORT" -m 1 -i 127.0.0.1 -p "$UAC_PORT" "127.0.0.1:$K_SIP" || true
+    # (counted before the stop, as kamailio-tests.sh does: at shutdown Kamailio's
+    # processes may log about the others going first)
+    bad=$(grep -cE '(ERROR|CRITICAL|BUG):' "$OUT/K/kamailio.log" || true)
     set +e
     stop_within 15 "$PID_K"
     rc=$?
     set -e
     forget_pid "$PID_K"
-    bad=$(grep -cE '(ERROR|CRITICAL|BUG):' "$OUT/K/kamailio.log" || true)
-    check kamailio-stop "SIGTERM: exit $rc, $bad ERROR/CRITICAL lines in its log" [ "$rc" = 0 -a "$bad" = 0 ]
+    check kamailio-stop "SIGTERM: exit $rc; $bad ERROR/CRITICAL lines in its log while it ran" [ "$rc" = 0 -a "$bad" = 0 ]
 else
     fail kamailio-start "kamailio with loadmodule \"chordsip.so\" did not start (see $OUT/K/kamailio.log)"
 fi
