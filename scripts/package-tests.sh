@@ -306,14 +306,21 @@ unit_start() {
     local n=$1 line
     NODE_ID=
     if [ -n "$SYSTEMD" ]; then
+        # this start's journal lines stand for the files of the runner below
+        local since
+        since=$(date +%s)
+        sleep 1 # (journalctl --since has whole seconds)
         systemctl daemon-reload
         timeout 60 systemctl start "chordsip@$INST.service" || return 1
         for _ in $(seq 1 150); do
-            NODE_ID=$(journalctl -q -o cat -u "chordsip@$INST.service" --since "@${UNIT_T0%.*}" 2>/dev/null |
-                sed -n "s/^node \([0-9a-f]\{40\}\) listening on 127\.0\.0\.1:$NODE_PORT joined\$/\1/p" | tail -n 1)
+            journalctl -q -o cat -u "chordsip@$INST.service" --since "@$since" >"$OUT/unit-$n.out" 2>/dev/null
+            NODE_ID=$(sed -n "s/^node \([0-9a-f]\{40\}\) listening on 127\.0\.0\.1:$NODE_PORT joined\$/\1/p" \
+                "$OUT/unit-$n.out" | tail -n 1)
             [ -n "$NODE_ID" ] && break
             sleep 0.1
         done
+        cp "$OUT/unit-$n.out" "$OUT/unit-$n.pre"
+        UNIT_SINCE=$since
         NODE_PID=$(systemctl show -p MainPID --value "chordsip@$INST.service")
         [ -n "$NODE_ID" ]
         return
@@ -353,7 +360,9 @@ unit_start() {
 unit_stop() {
     local rc
     if [ -n "$SYSTEMD" ]; then
-        timeout 60 systemctl stop "chordsip@$INST.service"
+        timeout 60 systemctl stop "chordsip@$INST.service" || return 1
+        journalctl -q -o cat -u "chordsip@$INST.service" --since "@$UNIT_SINCE" >"$OUT/unit-$1.err" 2>/dev/null
+        grep -q 'left the ring' "$OUT/unit-$1.err"
         return
     fi
     set +e
@@ -380,7 +389,7 @@ stats_ok() {
         [ -s "$OUT/stats.txt" ]
 }
 
-UNIT_T0=$(date +%s.%N)
+UNIT_SINCE=
 if unit_start 1; then
     pass "$(printf '%-22s %s' unit-start "chordsip@$INST ($SVC_USER, umask $SVC_UMASK): node $NODE_ID on 127.0.0.1:$NODE_PORT")"
     if stats_ok; then
@@ -390,7 +399,6 @@ if unit_start 1; then
     fi
     check unit-keys "$(key_modes)" keys_ok
     made=$(grep -c '^chordsip@.*: made ' "$OUT/unit-1.pre" 2>/dev/null || true)
-    [ -n "$SYSTEMD" ] && made=3
     check unit-keys-made "the prestart made $made keys on the first start" [ "$made" = 3 ]
     sums1=$(sha256sum "${KEYS[@]}")
     id1=$NODE_ID
