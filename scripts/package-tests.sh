@@ -70,7 +70,7 @@ done
 SYSTEMD=
 [ -d /run/systemd/system ] && SYSTEMD=1
 
-./scripts/setup.sh
+./scripts/setup.sh build sip kamailio python # (cc, SIPp, kamailio, dpkg-dev, python3 for the port picker)
 rm -rf "$OUT"
 mkdir -p "$OUT" "$BIN"
 
