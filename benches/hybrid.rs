@@ -91,7 +91,7 @@ fn udp_round(net: &Testnet, count: usize, round: usize) -> (u64, u64, f64) {
 fn udp_section() {
     println!(
         "\n## 64 nodes on loopback UDP, one process each mode ({} worker threads), 5 alternating rounds of 2,000 lookups",
-        chordsip::runtime::Runtime::shared().unwrap().threads()
+        chordsip::runtime::Runtime::shared(None).unwrap().threads()
     );
     let nets: Vec<(RoutingMode, Testnet)> = [RoutingMode::OneHop, RoutingMode::MultiHop]
         .into_iter()

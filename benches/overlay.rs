@@ -144,7 +144,7 @@ fn hops_vs_n(max_n: usize) {
 fn udp_64() {
     println!(
         "\n## 64 nodes on loopback UDP, one process ({} worker threads)",
-        chordsip::runtime::Runtime::shared().unwrap().threads()
+        chordsip::runtime::Runtime::shared(None).unwrap().threads()
     );
     let net = Testnet::new(64, &Config::default(), Duration::from_secs(60)).unwrap();
     // Let the fingers settle.

@@ -15,9 +15,17 @@
  *    (free them with their _free); lists and structs passed to a callback are
  *    lent for the duration of the call.
  *  - Threads: no thread starts before a node starts. The nodes of a process
- *    share a small pool of library threads; they block all signals and run the
- *    hooks of chordsip_config_set_thread_hooks. Node and client functions may
- *    be called from any thread, concurrently.
+ *    share a small pool of library threads (the first node's "threads"
+ *    option, else the environment's CHORDSIP_THREADS, else min(cores, 4));
+ *    they block all signals and run the hooks of
+ *    chordsip_config_set_thread_hooks. Node and client functions may be
+ *    called from any thread, concurrently.
+ *  - Asynchronous calls (_async): an error in the arguments or the node's
+ *    state (NULL, bad UTF-8, a malformed address, not started, freed, forked)
+ *    is returned by the call itself, and the callback never runs. Once a call
+ *    returned CHORDSIP_OK its callback runs exactly once, with the result or
+ *    the operation's error (a timeout, no route, JOIN_FAILED...). Python's
+ *    _async methods raise and deliver the same way.
  *  - Callbacks run on a library thread (CHORDSIP_DELIVER_THREAD, the default)
  *    or on the host's thread inside chordsip_node_process()
  *    (CHORDSIP_DELIVER_FD). On a library thread a callback must not block:
@@ -385,6 +393,27 @@ typedef struct {
   uint64_t retries_sent;
 } chordsip_stats;
 
+// A node's view of the ring at one moment (`chordsip_node_ring`): every
+// list is read in the same step of the node, so they agree with each
+// other. Free with `chordsip_ring_free`; the lists belong to the snapshot.
+typedef struct {
+  // This node.
+  chordsip_peer node;
+  // 1 while the node is a member of a ring.
+  uint32_t joined;
+  uint64_t stored_keys;
+  uint64_t stored_entries;
+  // Nearest first.
+  const chordsip_peers *predecessors;
+  // Nearest first.
+  const chordsip_peers *successors;
+  // The distinct finger-table nodes, nearest finger first.
+  const chordsip_peers *fingers;
+  // One-hop overlays: every member, this node included, in id order;
+  // empty in multi-hop mode.
+  const chordsip_peers *members;
+} chordsip_ring;
+
 // One stored value, borrowed from its `chordsip_values` list: the pointers
 // stay valid until the list is freed.
 typedef struct {
@@ -402,6 +431,9 @@ typedef struct {
   // its secret (`writer_key`) can change or remove it.
   uint8_t owner[CHORDSIP_OWNER_LEN];
 } chordsip_value;
+
+// Completion of an operation with no result but its code (`chordsip_node_join_async`).
+typedef void (*chordsip_done_cb)(chordsip_result result, void *user_data);
 
 // Completion of `chordsip_node_lookup_async`/`chordsip_client` lookups:
 // `info` is NULL unless `result` is `CHORDSIP_OK`, and valid only during the call.
@@ -809,6 +841,9 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `log_level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `off` |
 // | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
 // | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
+// | `threads` | library threads of the process, 1 to 64, shared by all its nodes: taken when the first node starts them (later nodes use them as they are; `chordsip_node_config_get(node, "threads", ...)` reads the count running) | the environment's `CHORDSIP_THREADS`, else min(cores, 4) |
+//
+// `chordsip_node_config_get` reads any of these back by name.
 //
 // On `CHORDSIP_ERR_INVALID_ARGUMENT` a description is written to `err_buf`
 // (NUL-terminated, truncated to `err_len`) when `err_buf` is not NULL.
@@ -883,6 +918,24 @@ chordsip_result chordsip_config_set_thread_hooks(chordsip_config *cfg,
                                                  chordsip_thread_cb stop,
                                                  void *user_data);
 
+// Reads a node's setting back by the name `chordsip_config_set` takes, as
+// the same text: the value it runs with, defaults included (durations in
+// the unit the name says, an unset option empty). `threads` gives the
+// library threads running once the node started. Secrets (keys) read
+// `set` or `unset`, never their value. An unknown name gives
+// `CHORDSIP_ERR_INVALID_ARGUMENT`; a small `buf`,
+// `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed` (may be NULL) gets the size,
+// NUL included. Works before `chordsip_node_start`.
+//
+// # Safety
+// `node` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
+// writable for `len` bytes; `needed` NULL or writable.
+chordsip_result chordsip_node_config_get(chordsip_node *node,
+                                         const char *name,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *needed);
+
 // Measures the round trip to the peer at `addr` (`ip:port`) in microseconds.
 //
 // # Safety
@@ -919,6 +972,20 @@ chordsip_result chordsip_node_info(chordsip_node *node,
 // # Safety
 // `node` NULL or live; `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
 chordsip_result chordsip_node_metrics(chordsip_node *node, char *buf, size_t len, size_t *needed);
+
+// Takes a snapshot of the node's ring view (`chordsip_ring`) into a new
+// object the caller frees with `chordsip_ring_free`: one call instead of
+// `chordsip_node_neighbours` four times, and its lists agree.
+//
+// # Safety
+// `node` NULL or live; `out` NULL or writable.
+chordsip_result chordsip_node_ring(chordsip_node *node, chordsip_ring **out);
+
+// Frees a snapshot of `chordsip_node_ring` and its lists; NULL is a no-op.
+//
+// # Safety
+// `ring` NULL or from `chordsip_node_ring`, not freed before.
+void chordsip_ring_free(chordsip_ring *ring);
 
 // Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a
 // `chordsip_neighbours` value) in a new list the caller frees with
@@ -997,6 +1064,22 @@ chordsip_result chordsip_node_start(chordsip_node *node);
 // # Safety
 // `node` NULL or live; `bootstrap` NULL or NUL-terminated.
 chordsip_result chordsip_node_join(chordsip_node *node, const char *bootstrap);
+
+// `chordsip_node_join` without waiting: `cb` gets `CHORDSIP_OK` or the
+// error `chordsip_node_join` would return (`CHORDSIP_ERR_JOIN_FAILED` when
+// no bootstrap peer answered), once, within twice the operation timeout,
+// as the other `_async` calls deliver. Starts the node if needed. Errors in
+// the arguments (a bad address list, a NULL `cb`) or a node that cannot
+// start are returned here, and `cb` never runs. Many nodes may join at
+// once from one thread.
+//
+// # Safety
+// `node` NULL or live; `bootstrap` NULL or NUL-terminated; `cb` a valid
+// function; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_join_async(chordsip_node *node,
+                                         const char *bootstrap,
+                                         chordsip_done_cb cb,
+                                         void *user_data);
 
 // Leaves the overlay gracefully: hands this node's keys to its successor and
 // tells both neighbours, waiting at most `timeout_ms` (0: the operation

@@ -36,6 +36,9 @@ pub struct RingInfo {
     pub fingers: Vec<(usize, NodeInfo)>,
     pub stored_keys: usize,
     pub stored_entries: usize,
+    /// One-hop overlays: every member of the table, in id order (empty in
+    /// multi-hop mode).
+    pub members: Vec<NodeInfo>,
 }
 
 struct Inner {
@@ -159,7 +162,7 @@ impl Node {
             )?),
             None => None,
         };
-        let runtime = Runtime::shared()?;
+        let runtime = Runtime::shared(cfg.threads)?;
         // Request ids (which a forged answer would have to match) come from
         // a seed the OS draws, not from the start time.
         use rand::{rngs::OsRng, Rng};
@@ -279,6 +282,21 @@ impl Node {
         let list = bootstrap.to_vec();
         self.blocking(timeout, move |e, now, op| e.join(now, op, &list, timeout))?
             .into_join()
+    }
+
+    /// `join` without waiting: `cb` gets its result on a library thread
+    /// (and must not block), within twice the operation timeout.
+    pub fn join_async(
+        &self,
+        bootstrap: &[SocketAddr],
+        cb: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        let timeout = self.inner.cfg.op_timeout * 2;
+        let list = bootstrap.to_vec();
+        self.submit(
+            move |e, now, op| e.join(now, op, &list, timeout),
+            move |r| cb(r.into_join()),
+        )
     }
 
     /// The bare Chord lookup: the node responsible for `key`.
@@ -503,6 +521,15 @@ impl Node {
         self.query(|e| e.info_text(InfoKind::Metrics))
     }
 
+    /// A setting as this node runs with it (`Config::get`): `threads` is
+    /// the count of library threads running, whoever started them.
+    pub fn config_get(&self, name: &str) -> Result<String> {
+        match name {
+            "threads" => Ok(self.inner.runtime.threads().to_string()),
+            _ => self.inner.cfg.get(name),
+        }
+    }
+
     /// Round-trip time to a peer.
     pub fn ping(&self, addr: SocketAddr) -> Result<Duration> {
         let timeout = self.inner.cfg.op_timeout;
@@ -557,8 +584,13 @@ impl Node {
                 let _ = tx.send(f(&mut slot.engine, now));
             }),
         )?;
+        // A worker busy for 5 s is a timeout the caller may retry; only a
+        // worker gone (the node stopped under us) is a shutdown.
         rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| Error::Shutdown)
+            .map_err(|e| match e {
+                crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout,
+                crossbeam_channel::RecvTimeoutError::Disconnected => Error::Shutdown,
+            })
     }
 
     /// Withdraws every announced ability (all at once), waiting at most `timeout`.
@@ -621,6 +653,8 @@ impl Node {
         self.query(|e| e.stats())
     }
 
+    /// The node's view of the ring, read at once on its worker: the lists
+    /// belong to one moment, which separate calls cannot promise.
     pub fn ring(&self) -> Result<RingInfo> {
         self.query(|e| {
             let rt = e.routing();
@@ -632,6 +666,7 @@ impl Node {
                 fingers: rt.distinct_fingers(),
                 stored_keys: e.store().key_count(),
                 stored_entries: e.store().entry_count(),
+                members: e.members().iter().map(|m| m.node).collect(),
             }
         })
     }

@@ -280,15 +280,20 @@ impl Runtime {
     }
 
     /// The runtime shared by all nodes of the process, started on first use and
-    /// stopped when the last node using it is gone.
-    pub fn shared() -> Result<Arc<Runtime>> {
+    /// stopped when the last node using it is gone. `threads` (a node's
+    /// `threads` setting) counts only when this call starts it; else the
+    /// environment's `CHORDSIP_THREADS`, else min(cores, 4).
+    pub fn shared(threads: Option<usize>) -> Result<Arc<Runtime>> {
         let mut guard = SHARED.lock();
         if let Some(rt) = guard.upgrade() {
             return Ok(rt);
         }
-        let threads = std::env::var("CHORDSIP_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
+        let threads = threads
+            .or_else(|| {
+                std::env::var("CHORDSIP_THREADS")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
             .unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -8,6 +8,8 @@ use crate::types::TransactionDecoder;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod get;
+
 /// Severity of a log line handed to the host's logger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -203,6 +205,11 @@ pub struct Config {
     /// How long an announcement lives unless refreshed (every third of it):
     /// the bound on how long a dead peer is still found by ability.
     pub ability_ttl: Duration,
+    /// Library threads of the process (shared by all its nodes), taken
+    /// when the first node starts them: None uses `CHORDSIP_THREADS` from
+    /// the environment, else min(cores, 4). A node started while the
+    /// threads run uses them as they are (`get("threads")` tells how many).
+    pub threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -256,6 +263,7 @@ impl Default for Config {
             },
             abilities: Vec::new(),
             ability_ttl: Duration::from_secs(30),
+            threads: None,
         }
     }
 }
@@ -525,6 +533,13 @@ impl Config {
             "dns_ttl_s" => self.dns.ttl = num(name, value)?,
             "dns_tcp" => self.dns.tcp = flag(name, value)?,
             "abilities" => self.abilities = crate::ability::parse_list(value)?,
+            "threads" => {
+                let n: usize = num(name, value)?;
+                if !(1..=64).contains(&n) {
+                    return Err(Bad(format!("{name}: 1 to 64 library threads")));
+                }
+                self.threads = Some(n);
+            }
             "ability_ttl_s" => {
                 let s: u64 = num(name, value)?;
                 if !(3..=86_400).contains(&s) {

@@ -128,6 +128,9 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `log_level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `off` |
 /// | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
 /// | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
+/// | `threads` | library threads of the process, 1 to 64, shared by all its nodes: taken when the first node starts them (later nodes use them as they are; `chordsip_node_config_get(node, "threads", ...)` reads the count running) | the environment's `CHORDSIP_THREADS`, else min(cores, 4) |
+///
+/// `chordsip_node_config_get` reads any of these back by name.
 ///
 /// On `CHORDSIP_ERR_INVALID_ARGUMENT` a description is written to `err_buf`
 /// (NUL-terminated, truncated to `err_len`) when `err_buf` is not NULL.
@@ -317,4 +320,39 @@ pub(crate) unsafe fn write_truncated(s: &str, buf: *mut c_char, len: usize) {
     }
     // SAFETY: n < len, so the slice and the NUL fit the caller's buffer.
     let _ = unsafe { write_str(&s[..n], buf, len, None) };
+}
+
+/// Reads a node's setting back by the name `chordsip_config_set` takes, as
+/// the same text: the value it runs with, defaults included (durations in
+/// the unit the name says, an unset option empty). `threads` gives the
+/// library threads running once the node started. Secrets (keys) read
+/// `set` or `unset`, never their value. An unknown name gives
+/// `CHORDSIP_ERR_INVALID_ARGUMENT`; a small `buf`,
+/// `CHORDSIP_ERR_BUFFER_TOO_SMALL`; `needed` (may be NULL) gets the size,
+/// NUL included. Works before `chordsip_node_start`.
+///
+/// # Safety
+/// `node` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
+/// writable for `len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_config_get(
+    node: *mut super::node::chordsip_node,
+    name: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { super::node::node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let name = unsafe { str_arg(name) }?;
+        let value = match n.started() {
+            Ok(node) => node.config_get(name),
+            Err(_) => n.cfg.get(name),
+        }
+        .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
+        // SAFETY: buf/needed NULL or writable by the caller's contract.
+        unsafe { write_str(&value, buf, len, Some(needed)) }
+    })
 }

@@ -2,7 +2,7 @@
 //! and the neighbour lists.
 
 use super::chordsip_result::*;
-use super::lists::chordsip_peers;
+use super::lists::{chordsip_peer, chordsip_peers};
 use super::node::{chordsip_node, node_ref};
 use super::{chordsip_result, code, guard, str_arg, write_opt, write_out, write_str};
 use std::ffi::c_char;
@@ -225,6 +225,85 @@ pub unsafe extern "C" fn chordsip_node_metrics(
             needed,
         )
     }
+}
+
+/// A node's view of the ring at one moment (`chordsip_node_ring`): every
+/// list is read in the same step of the node, so they agree with each
+/// other. Free with `chordsip_ring_free`; the lists belong to the snapshot.
+#[repr(C)]
+pub struct chordsip_ring {
+    /// This node.
+    pub node: chordsip_peer,
+    /// 1 while the node is a member of a ring.
+    pub joined: u32,
+    pub stored_keys: u64,
+    pub stored_entries: u64,
+    /// Nearest first.
+    pub predecessors: *const chordsip_peers,
+    /// Nearest first.
+    pub successors: *const chordsip_peers,
+    /// The distinct finger-table nodes, nearest finger first.
+    pub fingers: *const chordsip_peers,
+    /// One-hop overlays: every member, this node included, in id order;
+    /// empty in multi-hop mode.
+    pub members: *const chordsip_peers,
+}
+
+/// Takes a snapshot of the node's ring view (`chordsip_ring`) into a new
+/// object the caller frees with `chordsip_ring_free`: one call instead of
+/// `chordsip_node_neighbours` four times, and its lists agree.
+///
+/// # Safety
+/// `node` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_ring(
+    node: *mut chordsip_node,
+    out: *mut *mut chordsip_ring,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?.started()?;
+        if out.is_null() {
+            return Err(CHORDSIP_ERR_NULL_POINTER);
+        }
+        let r = code(n.ring())?;
+        let list = |nodes: &mut dyn Iterator<Item = &crate::wire::NodeInfo>| {
+            let items = nodes.map(Into::into).collect();
+            Box::into_raw(Box::new(chordsip_peers { items })) as *const chordsip_peers
+        };
+        let ring = chordsip_ring {
+            node: (&r.me).into(),
+            joined: r.joined as u32,
+            stored_keys: r.stored_keys as u64,
+            stored_entries: r.stored_entries as u64,
+            predecessors: list(&mut r.predecessors.iter()),
+            successors: list(&mut r.successors.iter()),
+            fingers: list(&mut r.fingers.iter().map(|(_, f)| f)),
+            members: list(&mut r.members.iter()),
+        };
+        let ring = Box::into_raw(Box::new(ring));
+        // SAFETY: out is non-NULL (checked) and writable.
+        unsafe { write_out(out, ring) }
+    })
+}
+
+/// Frees a snapshot of `chordsip_node_ring` and its lists; NULL is a no-op.
+///
+/// # Safety
+/// `ring` NULL or from `chordsip_node_ring`, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_ring_free(ring: *mut chordsip_ring) {
+    super::guard_void(|| {
+        if ring.is_null() {
+            return;
+        }
+        // SAFETY: created by Box::into_raw in chordsip_node_ring, freed once.
+        let r = unsafe { Box::from_raw(ring) };
+        for list in [r.predecessors, r.successors, r.fingers, r.members] {
+            // SAFETY: each list was made by Box::into_raw above and belongs to the snapshot.
+            unsafe { super::lists::chordsip_peers_free(list as *mut chordsip_peers) };
+        }
+    })
 }
 
 /// Lists the node's predecessors, successors, fingers or (one-hop) members (`which` is a

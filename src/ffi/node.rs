@@ -29,6 +29,10 @@ pub type chordsip_lookup_cb = Option<
     ),
 >;
 
+/// Completion of an operation with no result but its code (`chordsip_node_join_async`).
+pub type chordsip_done_cb =
+    Option<unsafe extern "C" fn(result: chordsip_result, user_data: *mut c_void)>;
+
 /// Completion of a put or remove: `copies` is the number of nodes known to
 /// hold the write when it was acknowledged (0 on error).
 pub type chordsip_store_cb =
@@ -48,7 +52,7 @@ pub type chordsip_get_cb = Option<
 /// `chordsip_node_free`. All functions may be called from any thread of the
 /// process that created it, concurrently.
 pub struct chordsip_node {
-    cfg: Config,
+    pub(crate) cfg: Config,
     hooks: Option<ThreadHooksC>,
     pub(crate) dispatcher: Arc<Dispatcher>,
     node: Mutex<Option<Node>>,
@@ -215,6 +219,49 @@ pub unsafe extern "C" fn chordsip_node_join(
         }
         let node = n.start()?;
         code(node.join(&peers))
+    })
+}
+
+/// `chordsip_node_join` without waiting: `cb` gets `CHORDSIP_OK` or the
+/// error `chordsip_node_join` would return (`CHORDSIP_ERR_JOIN_FAILED` when
+/// no bootstrap peer answered), once, within twice the operation timeout,
+/// as the other `_async` calls deliver. Starts the node if needed. Errors in
+/// the arguments (a bad address list, a NULL `cb`) or a node that cannot
+/// start are returned here, and `cb` never runs. Many nodes may join at
+/// once from one thread.
+///
+/// # Safety
+/// `node` NULL or live; `bootstrap` NULL or NUL-terminated; `cb` a valid
+/// function; `user_data` valid until the callback ran.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_join_async(
+    node: *mut chordsip_node,
+    bootstrap: *const c_char,
+    cb: chordsip_done_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let list = unsafe { opt_str_arg(bootstrap) }?.unwrap_or("");
+        let peers = parse_addr_list(list)?;
+        let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
+        n.start()?;
+        let ud = UserData(user_data);
+        start_async(
+            n,
+            move |r: crate::Result<()>| {
+                let ud = ud;
+                let rc = match r {
+                    Ok(()) => CHORDSIP_OK,
+                    Err(e) => e.into(),
+                };
+                // SAFETY: the host's callback with the documented arguments.
+                unsafe { cb(rc, ud.get()) }
+            },
+            |node, c| node.join_async(&peers, move |r| c.complete(r)),
+        )
     })
 }
 

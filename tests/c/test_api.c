@@ -1323,6 +1323,111 @@ static void test_client_args(chordsip_node *n) {
     chordsip_client_free(c);
 }
 
+/* chordsip_node_join_async: eight nodes joined at once from this one
+ * thread, every callback OK exactly once; a join nobody answers reaches its
+ * callback as JOIN_FAILED, and bad arguments are returned by the call with
+ * no callback. Then the atomic snapshot (chordsip_node_ring) and the
+ * configuration read back (chordsip_node_config_get). */
+#define ASYNC_JOINS 8
+static int join_results[ASYNC_JOINS + 1];
+static int join_calls;
+static void join_done(chordsip_result r, void *ud) {
+    int *slot = ud;
+    *slot = r == CHORDSIP_OK ? 1 : (int)r;
+    __atomic_add_fetch(&join_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_join_async_ring_and_config(void) {
+    chordsip_config *cfg = fast_config();
+    char err[64];
+    CHECK_OK(chordsip_config_set(cfg, "successors", "5", err, sizeof err));
+    chordsip_node *n[ASYNC_JOINS + 1];
+    for (int i = 0; i <= ASYNC_JOINS; i++)
+        n[i] = node_from(cfg);
+    char boot[64], buf[256];
+    size_t needed = 0;
+    /* Read back before the start: what was set, and the defaults. */
+    CHECK_OK(chordsip_node_config_get(n[1], "successors", buf, sizeof buf, &needed));
+    CHECK(strcmp(buf, "5") == 0 && needed == 2);
+    CHECK_OK(chordsip_node_config_get(n[1], "replicas", buf, sizeof buf, NULL));
+    CHECK(strcmp(buf, "3") == 0);
+    CHECK_OK(chordsip_node_config_get(n[1], "overlay_key", buf, sizeof buf, NULL));
+    CHECK(strcmp(buf, "unset") == 0);
+    CHECK_RC(chordsip_node_config_get(n[1], "no_such_option", buf, sizeof buf, NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_config_get(n[1], "successors", buf, 1, &needed),
+             CHORDSIP_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed == 2);
+    CHECK_RC(chordsip_node_config_get(NULL, "successors", buf, sizeof buf, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_config_get(n[1], NULL, buf, sizeof buf, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_config_get(n[1], BAD_UTF8, buf, sizeof buf, NULL),
+             CHORDSIP_ERR_BAD_UTF8);
+
+    /* Bad arguments: returned at once, the callback never runs. */
+    CHECK_RC(chordsip_node_join_async(NULL, "", join_done, &join_results[0]),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_join_async(n[1], "not-an-address", join_done, &join_results[0]),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(chordsip_node_join_async(n[1], "", NULL, NULL), CHORDSIP_ERR_NULL_POINTER);
+
+    CHECK_OK(chordsip_node_join(n[0], ""));
+    CHECK_OK(chordsip_node_addr(n[0], boot, sizeof boot));
+    double t0 = now_s();
+    for (int i = 1; i <= ASYNC_JOINS; i++)
+        CHECK_OK(chordsip_node_join_async(n[i], boot, join_done, &join_results[i]));
+    for (int w = 0; w < 1000 && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < ASYNC_JOINS; w++)
+        usleep(10000);
+    note("%d asynchronous joins from one thread done after %.3f s", ASYNC_JOINS, now_s() - t0);
+    CHECK(__atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) == ASYNC_JOINS);
+    for (int i = 1; i <= ASYNC_JOINS; i++)
+        CHECK(join_results[i] == 1);
+    CHECK(wait_ring(n, ASYNC_JOINS + 1, scaled(15) * 1000));
+
+    /* The snapshot agrees with chordsip_node_neighbours and chordsip_node_id. */
+    chordsip_ring *r = SENTINEL;
+    CHECK_RC(chordsip_node_ring(NULL, &r), CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_ring(n[3], NULL), CHORDSIP_ERR_NULL_POINTER);
+    CHECK(r == SENTINEL);
+    CHECK_OK(chordsip_node_ring(n[3], &r));
+    char id[41];
+    CHECK_OK(chordsip_node_id(n[3], id, sizeof id));
+    CHECK(strcmp(r->node.id, id) == 0);
+    CHECK(r->joined == 1);
+    CHECK(chordsip_peers_len(r->successors) == 5);
+    CHECK(chordsip_peers_len(r->predecessors) >= 1);
+    CHECK(chordsip_peers_len(r->fingers) >= 1);
+    CHECK(chordsip_peers_len(r->members) == 0); /* multi-hop */
+    chordsip_peers *succ = NULL;
+    CHECK_OK(chordsip_node_neighbours(n[3], CHORDSIP_SUCCESSORS, &succ));
+    chordsip_peer a, b;
+    CHECK_OK(chordsip_peers_get(r->successors, 0, &a));
+    CHECK_OK(chordsip_peers_get(succ, 0, &b));
+    CHECK(strcmp(a.id, b.id) == 0); /* a settled ring: both views agree */
+    chordsip_peers_free(succ);
+    chordsip_ring_free(r);
+    chordsip_ring_free(NULL);
+    /* Running: "threads" reads the library threads running. */
+    CHECK_OK(chordsip_node_config_get(n[3], "threads", buf, sizeof buf, NULL));
+    CHECK(atoi(buf) >= 1 && atoi(buf) <= 64);
+
+    /* A join nobody answers: JOIN_FAILED through the callback. */
+    chordsip_config *slow = fast_config();
+    CHECK_OK(chordsip_config_set(slow, "op_timeout_ms", "300", err, sizeof err));
+    chordsip_node *lone = node_from(slow);
+    join_calls = 0;
+    CHECK_OK(chordsip_node_join_async(lone, "127.0.0.1:9", join_done, &join_results[0]));
+    for (int w = 0; w < 500 && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < 1; w++)
+        usleep(10000);
+    CHECK(join_calls == 1 && join_results[0] == CHORDSIP_ERR_JOIN_FAILED);
+    chordsip_node_free(lone);
+    chordsip_config_free(slow);
+    for (int i = ASYNC_JOINS; i >= 0; i--)
+        chordsip_node_free(n[i]);
+    chordsip_config_free(cfg);
+}
+
 /* new/start/join/leave/free of three nodes, and a join nobody answers. */
 static void test_lifecycle(void) {
     chordsip_config *cfg = fast_config();
@@ -1648,6 +1753,7 @@ int main(void) {
     test_config();
     test_unstarted();
     test_lifecycle();
+    test_join_async_ring_and_config();
     test_auth();
     test_one_hop();
     free(big_data);

@@ -36,6 +36,7 @@ from ._types import (
     Neighbours,
     Peer,
     RegisterResult,
+    RingSnapshot,
     SipReply,
     Value,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "digest_ha1",
     "Hop",
     "RegisterResult",
+    "RingSnapshot",
     "SipReply",
     "LookupInfo",
     "Peer",

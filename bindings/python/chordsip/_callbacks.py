@@ -104,7 +104,7 @@ class Op:
         self,
         what: str,
         callback: Optional[Callable[[Any], None]],
-        future: "Future[Any]",
+        future: "Optional[Future[Any]]",
         pending: Set[int],
         thread_mode: bool,
         errors: Deque[BaseException],
@@ -119,7 +119,7 @@ class Op:
     def finish(self, outcome: Any) -> None:
         fut = self.future
         try:
-            if not fut.done():
+            if fut is not None and not fut.done():
                 if isinstance(outcome, BaseException):
                     fut.set_exception(outcome)
                 else:
@@ -199,6 +199,11 @@ def _bindings_trampoline(result: int, bindings: Optional[int], token: Optional[i
     _finish(token, result, "bindings", lambda op: bindings_list(_lib.get(), _present(bindings, op)))
 
 
+def _done_trampoline(result: int, token: Optional[int]) -> None:
+    _finish(token, result, "join", lambda op: None)
+
+
+DONE_TRAMPOLINE = _lib.chordsip_done_cb(_done_trampoline)
 LOOKUP_TRAMPOLINE = _lib.chordsip_lookup_cb(_lookup_trampoline)
 STORE_TRAMPOLINE = _lib.chordsip_store_cb(_store_trampoline)
 GET_TRAMPOLINE = _lib.chordsip_get_cb(_get_trampoline)

@@ -89,6 +89,19 @@ class chordsip_ability_peer(Structure):
     ]
 
 
+class chordsip_ring(Structure):
+    _fields_ = [
+        ("node", chordsip_peer),
+        ("joined", c_uint32),
+        ("stored_keys", c_uint64),
+        ("stored_entries", c_uint64),
+        ("predecessors", c_void_p),
+        ("successors", c_void_p),
+        ("fingers", c_void_p),
+        ("members", c_void_p),
+    ]
+
+
 class chordsip_lookup_info(Structure):
     _fields_ = [
         ("node", chordsip_peer),
@@ -222,6 +235,7 @@ STRUCTS: Dict[str, Any] = {
     "chordsip_contact": chordsip_contact,
     "chordsip_register": chordsip_register,
     "chordsip_register_outcome": chordsip_register_outcome,
+    "chordsip_ring": chordsip_ring,
 }
 
 # ---------------------------------------------------------------------------
@@ -234,6 +248,7 @@ chordsip_log_cb = CFUNCTYPE(None, c_uint32, c_char_p, c_void_p)
 chordsip_thread_cb = CFUNCTYPE(None, c_void_p)
 chordsip_lookup_cb = CFUNCTYPE(None, c_int, POINTER(chordsip_lookup_info), c_void_p)
 chordsip_store_cb = CFUNCTYPE(None, c_int, c_uint32, c_void_p)
+chordsip_done_cb = CFUNCTYPE(None, c_int, c_void_p)
 chordsip_get_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
 chordsip_bindings_cb = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
 chordsip_register_cb = CFUNCTYPE(
@@ -247,6 +262,7 @@ CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_thread_cb": chordsip_thread_cb,
     "chordsip_lookup_cb": chordsip_lookup_cb,
     "chordsip_store_cb": chordsip_store_cb,
+    "chordsip_done_cb": chordsip_done_cb,
     "chordsip_get_cb": chordsip_get_cb,
     "chordsip_bindings_cb": chordsip_bindings_cb,
     "chordsip_register_cb": chordsip_register_cb,
@@ -323,6 +339,10 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_node_new": (_R, [_H, _HH, _BUF, c_size_t]),
     "chordsip_node_start": (_R, [_H]),
     "chordsip_node_join": (_R, [_H, c_char_p]),
+    "chordsip_node_join_async": (_R, [_H, c_char_p, chordsip_done_cb, c_void_p]),
+    "chordsip_node_config_get": (_R, [_H, c_char_p, _BUF, c_size_t, POINTER(c_size_t)]),
+    "chordsip_node_ring": (_R, [_H, _HH]),
+    "chordsip_ring_free": (None, [POINTER(chordsip_ring)]),
     "chordsip_node_leave": (_R, [_H, c_uint32]),
     "chordsip_node_free": (None, [_H]),
     "chordsip_node_addr": (_R, [_H, _BUF, c_size_t]),

@@ -100,6 +100,26 @@ class AuthResult:
 
 
 @dataclass(frozen=True)
+class RingSnapshot:
+    """A node's view of the ring at one moment (:meth:`Node.ring`): every
+    list comes from the same step of the node, so they agree."""
+
+    #: This node.
+    node: "Peer"
+    joined: bool
+    stored_keys: int
+    stored_entries: int
+    #: Nearest first.
+    predecessors: List["Peer"]
+    #: Nearest first.
+    successors: List["Peer"]
+    #: The distinct finger-table nodes, nearest finger first.
+    fingers: List["Peer"]
+    #: One-hop overlays: every member (this node included), in id order.
+    members: List["Peer"]
+
+
+@dataclass(frozen=True)
 class Peer:
     """A node of the overlay."""
 

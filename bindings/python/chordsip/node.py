@@ -23,6 +23,7 @@ from ._types import (
     Neighbours,
     Peer,
     RegisterResult,
+    RingSnapshot,
     Value,
 )
 from ._util import addr_list, check, cstr, data_bytes, handle_out, read_text, track, u32
@@ -266,6 +267,58 @@ class Node(DictCalls):
         with self._use() as p:
             check(self._lib.chordsip_node_join(p, boot), "join")
 
+    def join_async(
+        self,
+        bootstrap: Union[None, str, Iterable[str]] = None,
+        callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
+    ) -> "Optional[Future[None]]":
+        """:meth:`join` without waiting, so one thread can join many nodes
+        at once. ``callback`` receives None or a :class:`ChordsipError`
+        (e.g. :class:`JoinFailed`) exactly once, within twice the op timeout
+        (on a library thread, or in :meth:`process` in fd mode); the Future
+        resolves likewise. A malformed ``bootstrap`` raises here."""
+        boot = addr_list(bootstrap)
+        lib = self._lib
+        return self._start_async(
+            "join",
+            callback,
+            lambda p, tok: lib.chordsip_node_join_async(p, boot, _callbacks.DONE_TRAMPOLINE, tok),
+            future,
+        )
+
+    def config(self, name: str) -> str:
+        """A setting as the node runs with it, by its option name
+        (``config("successors")`` is ``"8"`` unless set; ``config("threads")``
+        the library threads running once started). Secrets read ``"set"`` or
+        ``"unset"``. An unknown name raises :class:`InvalidArgument`."""
+        n = cstr(name, "name")
+        with self._use() as p:
+            return read_text(
+                lambda buf, size, needed: self._lib.chordsip_node_config_get(p, n, buf, size, needed),
+                "config %s" % name,
+            )
+
+    def ring(self) -> RingSnapshot:
+        """The node's view of the ring at one moment: neighbours, fingers,
+        one-hop members and what it stores, read in one step (four calls
+        to :meth:`neighbours` could each see a different ring)."""
+        raw = ctypes.c_void_p()
+        with self._use() as p:
+            check(self._lib.chordsip_node_ring(p, ctypes.byref(raw)), "ring")
+        out = ctypes.cast(raw, ctypes.POINTER(_lib.chordsip_ring))
+        try:
+            r = out.contents
+            lists = [
+                _callbacks.peers_list(self._lib, ptr)
+                for ptr in (r.predecessors, r.successors, r.fingers, r.members)
+            ]
+            return RingSnapshot(
+                _callbacks.peer_of(r.node), bool(r.joined), r.stored_keys, r.stored_entries, *lists
+            )
+        finally:
+            self._lib.chordsip_ring_free(out)
+
     def set_abilities(
         self, abilities: Union[str, Iterable[str], Mapping[str, Mapping[str, Any]]]
     ) -> None:
@@ -349,10 +402,16 @@ class Node(DictCalls):
         what: str,
         callback: Optional[Callable[[Outcome], None]],
         submit: Callable[[int, int], int],
-    ) -> "Future[Any]":
+        future: bool = True,
+    ) -> "Optional[Future[Any]]":
+        # Errors in the arguments or the node's state raise here (the
+        # library then never calls back); everything after reaches the
+        # callback and the Future, exactly once, as in C.
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable")
-        fut: "Future[Any]" = Future()
+        if not future and callback is None:
+            raise InvalidArgument(detail="%s: future=False needs a callback" % what)
+        fut: "Optional[Future[Any]]" = Future() if future else None
         op = _callbacks.Op(what, callback, fut, self._pending, self._thread_mode, self.callback_errors)
         with self._use() as p:
             token = _callbacks.register_op(op)
@@ -371,6 +430,7 @@ class Node(DictCalls):
         self,
         key: str,
         callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
         timeout_ms: int = 0,
     ) -> "Future[LookupInfo]":
         """Starts :meth:`lookup`. ``callback`` receives a :class:`LookupInfo`
@@ -382,6 +442,7 @@ class Node(DictCalls):
             "lookup",
             callback,
             lambda p, tok: lib.chordsip_node_lookup_async(p, k, t, _callbacks.LOOKUP_TRAMPOLINE, tok),
+            future,
         )
 
     def put_async(
@@ -391,6 +452,7 @@ class Node(DictCalls):
         data: bytes,
         lifetime_s: int,
         callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`put`; ``callback`` receives the copies (int) or an error."""
         k, w, d = cstr(key, "key"), cstr(writer, "writer"), data_bytes(data)
@@ -402,10 +464,12 @@ class Node(DictCalls):
             lambda p, tok: lib.chordsip_node_put_async(
                 p, k, w, d, len(d), lt, _callbacks.STORE_TRAMPOLINE, tok
             ),
+            future,
         )
 
     def get_async(
-        self, key: str, callback: Optional[Callable[[Outcome], None]] = None
+        self, key: str, callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[List[Value]]":
         """Starts :meth:`get`; ``callback`` receives a list of :class:`Value` or an error."""
         k = cstr(key, "key")
@@ -414,10 +478,12 @@ class Node(DictCalls):
             "get",
             callback,
             lambda p, tok: lib.chordsip_node_get_async(p, k, _callbacks.GET_TRAMPOLINE, tok),
+            future,
         )
 
     def remove_async(
-        self, key: str, writer: str, callback: Optional[Callable[[Outcome], None]] = None
+        self, key: str, writer: str, callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`remove`; ``callback`` receives the copies (int) or an error."""
         k, w = cstr(key, "key"), cstr(writer, "writer")
@@ -426,12 +492,14 @@ class Node(DictCalls):
             "remove",
             callback,
             lambda p, tok: lib.chordsip_node_remove_async(p, k, w, _callbacks.STORE_TRAMPOLINE, tok),
+            future,
         )
 
     # -- SIP registrar ------------------------------------------------------
 
     def lookup_aor_async(
-        self, aor: str, callback: Optional[Callable[[Outcome], None]] = None
+        self, aor: str, callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[List[Binding]]":
         """Starts :meth:`lookup_aor`; ``callback`` receives a list of
         :class:`Binding` or a :class:`ChordsipError` exactly once (on a library
@@ -442,6 +510,7 @@ class Node(DictCalls):
             "lookup_aor",
             callback,
             lambda p, tok: lib.chordsip_node_lookup_aor_async(p, a, _callbacks.BINDINGS_TRAMPOLINE, tok),
+            future,
         )
 
     def register_async(
@@ -455,6 +524,7 @@ class Node(DictCalls):
         path: Iterable[str] = (),
         received: Optional[str] = None,
         callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[RegisterResult]":
         """Starts :meth:`register` without waiting for it: the node reads
         and writes the AOR's bindings on its own thread (REGISTERs of one AOR
@@ -472,6 +542,7 @@ class Node(DictCalls):
             lambda p, tok: lib.chordsip_node_register_async(
                 p, req.ref(), _callbacks.REGISTER_TRAMPOLINE, tok
             ),
+            future,
         )
 
     def authenticate_async(
@@ -480,6 +551,7 @@ class Node(DictCalls):
         aor: str,
         authorization: Optional[str] = None,
         callback: Optional[Callable[[Outcome], None]] = None,
+        future: bool = True,
     ) -> "Future[AuthResult]":
         """Starts :meth:`authenticate`; ``callback`` receives an
         :class:`AuthResult` or a :class:`ChordsipError` exactly once, the
@@ -494,6 +566,7 @@ class Node(DictCalls):
             lambda p, tok: lib.chordsip_node_authenticate_async(
                 p, m, a, au, _callbacks.AUTH_TRAMPOLINE, tok
             ),
+            future,
         )
 
     # -- fd delivery --------------------------------------------------------
