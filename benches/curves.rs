@@ -2,24 +2,25 @@
 //!
 //! 1. `hops.csv`: lookup hops against N on the in-memory network (Chord alone, every lookup
 //!    checked against the true owner), with ½·log2 N beside each row;
-//! 2. `latency.csv`: every lookup's latency on real UDP nodes on loopback, one or more
-//!    setups (node count × lookups kept in flight), every answer checked against the true owner;
+//! 2. `latency.csv`: every lookup's latency (µs from the call to its callback) and hops on
+//!    real UDP nodes on loopback, one or more setups (node count × lookups kept in flight),
+//!    every answer checked against the true owner;
 //! 3. `recovery.csv`: real UDP nodes holding keys at 3 copies; a quarter of them (every fourth
 //!    in ring order) are killed at t = 0 and, every 100 ms from 1 s before, every key is read
 //!    (`get`) and looked up (checked against the true owner among the live nodes) through the
-//!    live nodes in turn, until the overlay has recovered (the ring correct, every key at full
+//!    live nodes in turn, spread over 40 ms, until the overlay has recovered (the ring correct, every key at full
 //!    copies, every read and lookup right, for `--hold-s`) or a bound passes. A row is one
 //!    sample: `t_ms` (when its reads were issued, relative to the kill), the share of its reads
 //!    that found the value and of its lookups that named the owner, the nodes alive, whether
 //!    the ring was correct then (0/1), the share of keys at full copies then, its reads' p99
-//!    latency and the share of its lookups that failed (the rest of the misses ended at a
-//!    wrong node).
+//!    latency, the share of its lookups that failed (the rest of the misses ended at a wrong
+//!    node) and its reads' p50 latency.
 //!
 //! ```text
 //! cargo bench --bench curves -- --csv DIR [--only hops,latency,recovery]
 //!     [--sizes 16,64,256,1024,4096] [--lookups 2000]
-//!     [--latency-nodes 64] [--latency-depths 1,32] [--latency-lookups 5000] [--settle-s 8]
-//!     [--recovery-nodes 32] [--recovery-keys 200] [--recovery-bound-s 30] [--hold-s 2]
+//!     [--latency-nodes 64] [--latency-depths 1,32] [--latency-lookups 20000] [--settle-s 8]
+//!     [--recovery-nodes 64] [--recovery-keys 400] [--recovery-bound-s 30] [--hold-s 2]
 //! ```
 //!
 //! DIR defaults to `$CHORDSIP_CSV_DIR`, else `target/curves`. Every loop is bounded in count
@@ -27,7 +28,7 @@
 
 use chordsip::sim::{SimConfig, SimNet};
 use chordsip::testnet::Testnet;
-use chordsip::{Config, Id};
+use chordsip::{Config, Id, Node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
@@ -73,10 +74,10 @@ fn parse_args() -> Args {
         lookups: 2000,
         latency_nodes: vec![64],
         latency_depths: vec![1, 32],
-        latency_lookups: 5000,
+        latency_lookups: 20_000,
         settle: Duration::from_secs(8),
-        recovery_nodes: 32,
-        recovery_keys: 200,
+        recovery_nodes: 64,
+        recovery_keys: 400,
         recovery_bound: Duration::from_secs(30),
         hold: Duration::from_secs(2),
     };
@@ -213,62 +214,90 @@ fn hops(a: &Args) {
     }
 }
 
-/// One setup: `count` lookups of fresh keys, `depth` kept in flight, through the nodes in
-/// turn. Returns each successful lookup's latency (µs, from the call to its callback), how
-/// many ended at a wrong node and how many failed.
+/// A chain of lookups: each one's callback records it and starts the next, on the library
+/// thread, so that as many lookups stay in flight as chains were started, whatever this
+/// thread is doing.
+struct Chain {
+    nodes: Arc<Vec<Node>>,
+    ids: Vec<Id>,
+    next: AtomicUsize,
+    count: usize,
+    tag: String,
+    timeout: Duration,
+    tx: crossbeam_channel::Sender<Option<(u64, u32, bool)>>,
+}
+
+/// Starts the chain's next lookup (the next of `count` fresh keys, through the nodes in
+/// turn); its answer goes to the channel: latency (µs from the call to its callback), hops,
+/// whether it named the true owner; `None` for a lookup that failed.
+fn chain(c: Arc<Chain>) {
+    loop {
+        let i = c.next.fetch_add(1, Ordering::AcqRel);
+        if i >= c.count {
+            return;
+        }
+        let key = Id::from_name(&format!("lat-{}-{i}", c.tag));
+        let owner = owner_of(&c.ids, &key);
+        let t = Instant::now();
+        let c2 = c.clone();
+        let started = c.nodes[i % c.nodes.len()].lookup_async(key, c.timeout, move |r| {
+            let us = t.elapsed().as_micros() as u64;
+            let _ = c2.tx.send(r.ok().map(|o| (us, o.hops, o.node.id == owner)));
+            chain(c2);
+        });
+        match started {
+            Ok(()) => return,
+            Err(_) => {
+                let _ = c.tx.send(None);
+            }
+        }
+    }
+}
+
+/// One setup: `count` lookups, `depth` chains of them kept in flight. Returns each
+/// successful lookup's latency (µs) and hops, how many ended at a wrong node and how many
+/// failed.
 fn lookups_in_flight(
     net: &Testnet,
     depth: usize,
     count: usize,
     tag: &str,
-) -> (Vec<u64>, usize, usize) {
-    let ids = sorted_ids(net);
-    let (tx, rx) = crossbeam_channel::unbounded::<Option<(u64, bool)>>();
-    let timeout = Duration::from_secs(2);
-    let issue = |i: usize| {
-        let key = Id::from_name(&format!("lat-{tag}-{i}"));
-        let owner = owner_of(&ids, &key);
-        let tx2 = tx.clone();
-        let t = Instant::now();
-        let r = net.nodes[i % net.nodes.len()].lookup_async(key, timeout, move |r| {
-            let _ = tx2.send(
-                r.ok()
-                    .map(|o| (t.elapsed().as_micros() as u64, o.node.id == owner)),
-            );
-        });
-        if r.is_err() {
-            let _ = tx.send(None);
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut issued, mut done) = (0, 0);
-    while issued < depth.min(count) {
-        issue(issued);
-        issued += 1;
+) -> (Vec<(u64, u32)>, usize, usize) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let c = Arc::new(Chain {
+        nodes: Arc::new(net.nodes.clone()),
+        ids: sorted_ids(net),
+        next: AtomicUsize::new(0),
+        count,
+        tag: tag.to_string(),
+        timeout: Duration::from_secs(2),
+        tx,
+    });
+    for _ in 0..depth.min(count) {
+        chain(c.clone());
     }
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (mut lat, mut wrong, mut failed) = (Vec::with_capacity(count), 0, 0);
-    while done < issued && Instant::now() < deadline {
-        let Ok(r) = rx.recv_timeout(timeout + Duration::from_secs(1)) else {
+    while lat.len() + failed < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(r) = rx.recv_timeout(left.min(Duration::from_secs(5))) else {
             break;
         };
-        done += 1;
         match r {
-            Some((us, right)) => {
-                lat.push(us);
+            Some((us, hops, right)) => {
+                lat.push((us, hops));
                 wrong += usize::from(!right);
             }
             None => failed += 1,
         }
-        if issued < count {
-            issue(issued);
-            issued += 1;
-        }
     }
-    (lat, wrong, failed + (count - done))
+    let missing = count - lat.len() - failed;
+    (lat, wrong, failed + missing)
 }
 
 fn latency(a: &Args) {
-    let mut out = csv(&a.dir, "latency.csv", "setup,latency_us");
+    let mut out = csv(&a.dir, "latency.csv", "setup,latency_us,hops");
     println!("## lookup latency on loopback UDP (one process)");
     for &n in &a.latency_nodes {
         let t = Instant::now();
@@ -284,20 +313,22 @@ fn latency(a: &Args) {
             // No comma: the label is a CSV field.
             let setup = format!("{n} nodes / {depth} in flight");
             let t = Instant::now();
-            let (mut lat, wrong, failed) = lookups_in_flight(
+            let (done, wrong, failed) = lookups_in_flight(
                 &net,
                 depth.max(1),
                 a.latency_lookups,
                 &format!("{n}-{depth}"),
             );
             let secs = t.elapsed().as_secs_f64();
-            for us in &lat {
-                writeln!(out, "{setup},{us}").unwrap();
+            for (us, hops) in &done {
+                writeln!(out, "{setup},{us},{hops}").unwrap();
             }
+            let mut lat: Vec<u64> = done.iter().map(|(us, _)| *us).collect();
             lat.sort_unstable();
+            let hops = done.iter().map(|(_, h)| *h as f64).sum::<f64>() / done.len().max(1) as f64;
             println!(
                 "{setup}: {} lookups in {secs:.1} s ({:.0}/s), p50 {:.3} ms, p99 {:.3} ms, \
-                 max {:.3} ms; {wrong} ended at a wrong node, {failed} failed",
+                 max {:.3} ms, mean hops {hops:.2}; {wrong} ended at a wrong node, {failed} failed",
                 lat.len(),
                 lat.len() as f64 / secs,
                 quantile(&lat, 0.5) as f64 / 1000.0,
@@ -343,15 +374,17 @@ impl Sample {
     }
 }
 
-/// Starts a get and a lookup of every key, through the nodes in turn (shifted by `round`);
-/// the get counts when it returns the key's value, the lookup when it names the owner among
-/// `ids` (the live nodes).
+/// Starts a get and a lookup of every key, through the nodes in turn (shifted by `round`),
+/// `gap` apart from key to key (a sample's operations spread over part of the period rather
+/// than queued in one burst); the get counts when it returns the key's value, the lookup when
+/// it names the owner among `ids` (the live nodes).
 fn issue_sample(
     net: &Testnet,
     ids: &[Id],
     keys: &[(Id, Vec<u8>)],
     round: usize,
     timeout: Duration,
+    gap: Duration,
     acc: &Arc<Acc>,
 ) {
     let n = net.nodes.len();
@@ -383,6 +416,7 @@ fn issue_sample(
             acc.lookups_failed.fetch_add(1, Ordering::AcqRel);
             acc.done.fetch_add(1, Ordering::AcqRel);
         }
+        std::thread::sleep(gap);
     }
 }
 
@@ -443,6 +477,7 @@ fn recovery(a: &Args) {
 
     let period = Duration::from_millis(100);
     let baseline = Duration::from_secs(1);
+    let gap = period * 2 / 5 / keys.len().max(1) as u32;
     let hold = (a.hold.as_millis() / period.as_millis()).max(1) as usize;
     let start = Instant::now();
     let mut killed_at: Option<Instant> = None;
@@ -472,7 +507,7 @@ fn recovery(a: &Args) {
         let ring_ok = net.converged();
         let copies_full = full_copies(&net, &keys, replicas);
         let acc = Arc::new(Acc::default());
-        issue_sample(&net, &ids, &keys, round, timeout, &acc);
+        issue_sample(&net, &ids, &keys, round, timeout, gap, &acc);
         samples.push(Sample {
             t_ms,
             alive: net.nodes.len(),
@@ -502,7 +537,7 @@ fn recovery(a: &Args) {
     let mut out = csv(
         &a.dir,
         "recovery.csv",
-        "t_ms,found_fraction,lookups_ok_fraction,nodes_alive,ring_ok,copies_full_fraction,get_p99_ms,lookups_failed_fraction",
+        "t_ms,found_fraction,lookups_ok_fraction,nodes_alive,ring_ok,copies_full_fraction,get_p99_ms,lookups_failed_fraction,get_p50_ms",
     );
     let k = keys.len() as f64;
     for s in &samples {
@@ -510,7 +545,7 @@ fn recovery(a: &Args) {
         g.sort_unstable();
         writeln!(
             out,
-            "{},{:.4},{:.4},{},{},{:.4},{:.3},{:.4}",
+            "{},{:.4},{:.4},{},{},{:.4},{:.3},{:.4},{:.3}",
             s.t_ms,
             s.acc.found.load(Ordering::Acquire) as f64 / k,
             s.acc.lookups_ok.load(Ordering::Acquire) as f64 / k,
@@ -519,6 +554,7 @@ fn recovery(a: &Args) {
             s.copies_full,
             quantile(&g, 0.99) as f64 / 1000.0,
             s.acc.lookups_failed.load(Ordering::Acquire) as f64 / k,
+            quantile(&g, 0.5) as f64 / 1000.0,
         )
         .unwrap();
     }

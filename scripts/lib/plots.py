@@ -74,25 +74,32 @@ def hops(csv_dir, out_dir):
 
 def latency(csv_dir, out_dir):
     setups = OrderedDict()
+    hops = OrderedDict()
     for r in rows(os.path.join(csv_dir, "latency.csv")):
         setups.setdefault(r["setup"], []).append(int(r["latency_us"]) / 1000.0)
+        if r.get("hops") not in (None, ""):
+            hops.setdefault(r["setup"], []).append(int(r["hops"]))
     fig, ax = plt.subplots(figsize=SIZE)
     for name, ms in setups.items():
         ms.sort()
         p50, p99 = nearest_rank(ms, 0.5), nearest_rank(ms, 0.99)
         frac = [(i + 1) / len(ms) for i in range(len(ms))]
+        h = hops.get(name, [])
+        mean_hops = f", {sum(h) / len(h):.2f} hops" if h else ""
         ax.step(ms, frac, where="post",
-                label=f"{name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({len(ms):,} lookups)")
-        print(f"latency {name}: {len(ms)} lookups, p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {ms[-1]:.3f} ms")
+                label=f"{name}: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({len(ms):,} lookups{mean_hops})")
+        share = "".join(f", {h.count(k) / len(h):.0%} at {k} hops" for k in sorted(set(h))) if h else ""
+        print(f"latency {name}: {len(ms)} lookups, p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
+              f"max {ms[-1]:.3f} ms{mean_hops}{share}")
     for q in (0.5, 0.99):
         ax.axhline(q, color="grey", lw=0.6, ls=":")
     ax.set_xscale("log")
     ax.set_xlabel("lookup latency, ms (log scale)")
     ax.set_ylabel("fraction of lookups at or below")
     ax.set_ylim(0, 1.01)
-    ax.set_title("Lookup latency CDF, real UDP nodes on loopback, one process")
+    ax.set_title("Lookup latency CDF, real UDP nodes on loopback, one process, default config")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     save(fig, out_dir, "latency.png")
 
@@ -105,7 +112,7 @@ def recovery(csv_dir, out_dir):
     before, after = alive[0], alive[-1]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
-    top.step(t, col("found_fraction"), where="post", lw=2, label="keys found (get)")
+    top.step(t, col("found_fraction"), where="post", lw=2.5, zorder=5, label="keys found (get)")
     top.step(t, col("lookups_ok_fraction"), where="post", label="lookups answered with the true owner")
     top.step(t, col("copies_full_fraction"), where="post", label="keys back at full copies")
     top.step(t, col("ring_ok"), where="post", ls="--", label="ring correct (every successor and predecessor)")
@@ -116,8 +123,10 @@ def recovery(csv_dir, out_dir):
                   f"(loopback UDP, keys read every 100 ms)")
     top.title.set_fontsize(10)
     bottom.step(t, col("get_p99_ms"), where="post", color="tab:purple", label="get p99 of the sample")
+    if "get_p50_ms" in data[0]:
+        bottom.step(t, col("get_p50_ms"), where="post", color="tab:olive", label="get p50 of the sample")
     bottom.set_yscale("log")
-    bottom.set_ylabel("ms (log scale)")
+    bottom.set_ylabel("get latency, ms (log scale)")
     bottom.set_xlabel("time since the kill, s (each sample: the reads issued then)")
     bottom.legend(loc="upper right", fontsize=8)
     for ax in (top, bottom):
