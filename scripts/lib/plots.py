@@ -91,12 +91,16 @@ def latency(csv_dir, out_dir):
         share = "".join(f", {h.count(k) / len(h):.0%} at {k} hops" for k in sorted(set(h))) if h else ""
         print(f"latency {name}: {len(ms)} lookups, p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
               f"max {ms[-1]:.3f} ms{mean_hops}{share}")
-    for q in (0.5, 0.99):
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
         ax.axhline(q, color="grey", lw=0.6, ls=":")
+        ax.annotate(name, (1.0, q), xycoords=("axes fraction", "data"), xytext=(-22, -10),
+                    textcoords="offset points", fontsize=8, color="grey")
     ax.set_xscale("log")
     ax.set_xlabel("lookup latency, ms (log scale)")
     ax.set_ylabel("fraction of lookups at or below")
-    ax.set_ylim(0, 1.01)
+    # Headroom above 1 for the legend.
+    ax.set_ylim(0, 1.2)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_title("Lookup latency CDF, real UDP nodes on loopback, one process, default config")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
