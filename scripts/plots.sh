@@ -18,6 +18,8 @@ export CARGO_TERM_COLOR=never PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 CSV_DIR="${1:-target/curves}"
 OUT_DIR="${2:-target/plots}"
 mkdir -p "$CSV_DIR" "$OUT_DIR"
+# What a fresh Debian machine lacks for this: the build tools and python3 with venv.
+./scripts/setup.sh build python </dev/null
 
 missing=()
 for name in hops latency recovery; do
