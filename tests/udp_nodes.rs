@@ -717,3 +717,41 @@ fn busy_worker_is_a_timeout_and_settings_read_back() {
     assert!(t0.elapsed() >= Duration::from_secs(4));
     assert!(wait_until(Duration::from_secs(5), || node.stats().is_ok()));
 }
+
+/// A join through a live peer routes around a node that just crashed, as
+/// lookups do: right after a kill -9 (the ring still names the dead node),
+/// 200 nodes join at once through the live ones, and every join succeeds.
+#[test]
+fn joins_route_around_a_node_that_just_died() {
+    let cfg = Config::default();
+    let mut net = Testnet::new(16, &cfg, Duration::from_secs(20)).unwrap();
+    assert!(net.wait_converged(Duration::from_secs(20)));
+    // The victim is stopped without a word to its neighbours (a crash).
+    net.nodes.remove(5).stop();
+    let live: Vec<SocketAddr> = net.nodes.iter().map(|n| n.addr()).collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut joiners = Vec::new();
+    let t0 = Instant::now();
+    for i in 0..200 {
+        let node = Node::start(Config::default()).unwrap();
+        let tx = tx.clone();
+        let via = live[i % live.len()];
+        node.join_async(&[via], move |r| {
+            let _ = tx.send((i, r));
+        })
+        .unwrap();
+        joiners.push(node);
+    }
+    let mut failed = Vec::new();
+    for _ in 0..200 {
+        let (i, r) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every join completes within its deadline");
+        if let Err(e) = r {
+            failed.push(format!("join {i} via {}: {e}", live[i % live.len()]));
+        }
+    }
+    let took = t0.elapsed();
+    assert!(failed.is_empty(), "{} of 200 joins failed: {failed:?}", failed.len());
+    assert!(took < Duration::from_secs(25), "{took:?}");
+}

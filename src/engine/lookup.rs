@@ -35,6 +35,9 @@ pub(super) enum LookupFor {
     User(OpId),
     Join {
         op: OpId,
+        /// The bootstrap peer this attempt started from: a restart asks it
+        /// again, once it has had time to notice a dead node it named.
+        via: SocketAddr,
         rest: Vec<SocketAddr>,
     },
     Finger(usize),
@@ -296,12 +299,15 @@ impl Engine {
             return;
         }
         // Every candidate failed: under loss or churn that is usually transient, so
-        // try again from the local table after a pause, until the deadline.
+        // try again from the local table after a pause, until the deadline. A
+        // join has no table yet: it starts again from its bootstrap peer, but
+        // only one that answered (a silent one gives way to the next).
         let delay = RETRY_BASE_US << l.restarts.min(4);
-        if l.restarts < MAX_LOOKUP_RESTARTS
-            && self.now + delay < l.deadline
-            && !matches!(l.purpose, LookupFor::Join { .. })
-        {
+        let may_restart = match l.purpose {
+            LookupFor::Join { .. } => l.hops > 0,
+            _ => true,
+        };
+        if may_restart && l.restarts < MAX_LOOKUP_RESTARTS && self.now + delay < l.deadline {
             l.restarts += 1;
             self.timers
                 .push(Reverse((self.now + delay, Timer::LookupRetry(id))));
@@ -514,7 +520,7 @@ impl Engine {
                     self.complete(op, OpResult::Lookup(Err(e)));
                 }
             }
-            LookupFor::Join { op, mut rest } => {
+            LookupFor::Join { op, mut rest, .. } => {
                 if rest.is_empty() || !self.op_live(op) {
                     self.phase = Phase::Idle;
                     let e = match self.mode_refused_by.take() {
@@ -531,7 +537,11 @@ impl Engine {
                     let remaining = self.op_remaining(op);
                     self.start_lookup_via(
                         self.me.id,
-                        LookupFor::Join { op, rest },
+                        LookupFor::Join {
+                            op,
+                            via: next,
+                            rest,
+                        },
                         vec![Candidate {
                             addr: next,
                             id: None,

@@ -562,6 +562,14 @@ impl Engine {
                 Timer::LookupRetry(id) => {
                     if let Some(mut l) = self.lookups.remove(&id) {
                         l.tried.clear();
+                        if let lookup::LookupFor::Join { via, .. } = l.purpose {
+                            l.candidates = vec![lookup::Candidate {
+                                addr: via,
+                                id: None,
+                            }];
+                            self.lookup_next(id, l);
+                            continue;
+                        }
                         match self.local_route(&l.key, l.purpose.is_for_data()) {
                             Ok(nodes) => self.lookup_done(l, nodes),
                             Err(candidates) => {

@@ -48,7 +48,11 @@ impl Engine {
         let first = rest.remove(0);
         self.start_lookup_via(
             self.me.id,
-            LookupFor::Join { op, rest },
+            LookupFor::Join {
+                op,
+                via: first,
+                rest,
+            },
             vec![Candidate {
                 addr: first,
                 id: None,
