@@ -10,8 +10,9 @@ pub enum Error {
     NoRoute,
     /// The node is not part of a ring yet (or any more).
     NotJoined,
-    /// None of the bootstrap peers answered.
-    JoinFailed,
+    /// The join did not reach the ring: which step failed and why (no
+    /// bootstrap peer answered, or the nodes one named stayed silent).
+    JoinFailed(String),
     /// Another live node already uses this node id.
     IdCollision,
     /// A value, writer or message exceeds a configured limit.
@@ -54,7 +55,7 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::NoRoute => f.write_str("no live node reachable for this key"),
             Error::NotJoined => f.write_str("node has not joined an overlay"),
-            Error::JoinFailed => f.write_str("no bootstrap peer answered"),
+            Error::JoinFailed(why) => f.write_str(why),
             Error::IdCollision => f.write_str("node id already in use by another live node"),
             Error::TooLarge => f.write_str("value, writer or message too large"),
             Error::Full => f.write_str("storage limit reached"),

@@ -194,14 +194,20 @@ fn overlay_key_keeps_strangers_out() {
         ..Config::default()
     })
     .unwrap();
-    assert_eq!(wrong.join(&net.bootstrap()), Err(Error::JoinFailed));
+    assert!(matches!(
+        wrong.join(&net.bootstrap()),
+        Err(Error::JoinFailed(_))
+    ));
     // Nor can one without a key, nor a client without it.
     let open = Node::start(Config {
         op_timeout: Duration::from_secs(1),
         ..Config::default()
     })
     .unwrap();
-    assert_eq!(open.join(&net.bootstrap()), Err(Error::JoinFailed));
+    assert!(matches!(
+        open.join(&net.bootstrap()),
+        Err(Error::JoinFailed(_))
+    ));
     let mut c = Client::connect(net.nodes[1].addr(), "chordsip", Some(b"guess")).unwrap();
     c.set_timeout(Duration::from_millis(500));
     assert_eq!(c.get(key(9)), Err(Error::Timeout));
@@ -752,6 +758,24 @@ fn joins_route_around_a_node_that_just_died() {
         }
     }
     let took = t0.elapsed();
-    assert!(failed.is_empty(), "{} of 200 joins failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of 200 joins failed: {failed:?}",
+        failed.len()
+    );
     assert!(took < Duration::from_secs(25), "{took:?}");
+
+    // A join that fails says which step failed: here the bootstrap itself.
+    let lone = Node::start(Config {
+        op_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .unwrap();
+    match lone.join(&["127.0.0.1:9".parse().unwrap()]) {
+        Err(Error::JoinFailed(why)) => assert!(
+            why.starts_with("no bootstrap peer answered (127.0.0.1:9 was the last asked"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -520,7 +520,23 @@ impl Engine {
                     self.complete(op, OpResult::Lookup(Err(e)));
                 }
             }
-            LookupFor::Join { op, mut rest, .. } => {
+            LookupFor::Join { op, mut rest, via } => {
+                // Which step failed: the bootstrap peer itself, or the nodes it named.
+                let named: Vec<String> = l
+                    .tried
+                    .iter()
+                    .filter(|a| **a != via)
+                    .map(|a| a.to_string())
+                    .collect();
+                let why = if l.hops == 0 {
+                    format!("no bootstrap peer answered ({via} was the last asked: {e})")
+                } else {
+                    format!(
+                        "bootstrap peer {via} answered, but the nodes it named ({}) did not \
+                         answer before the join's deadline ({e})",
+                        named.join(", ")
+                    )
+                };
                 if rest.is_empty() || !self.op_live(op) {
                     self.phase = Phase::Idle;
                     let e = match self.mode_refused_by.take() {
@@ -529,10 +545,14 @@ impl Engine {
                              node is configured routing={} (all members must agree)",
                             self.cfg.routing.name()
                         )),
-                        None => Error::JoinFailed,
+                        None => Error::JoinFailed(why),
                     };
+                    self.log(LogLevel::Warn, || format!("join failed: {e}"));
                     self.complete(op, OpResult::Join(Err(e)));
                 } else {
+                    self.log(LogLevel::Info, || {
+                        format!("join: {why}; trying {}", rest[0])
+                    });
                     let next = rest.remove(0);
                     let remaining = self.op_remaining(op);
                     self.start_lookup_via(

@@ -83,7 +83,10 @@ impl Engine {
             .set_successors(nodes.into_iter().filter(|n| n.id != self.me.id));
         if self.rt.successor().is_none() {
             self.phase = Phase::Idle;
-            self.complete(op, OpResult::Join(Err(Error::JoinFailed)));
+            let why = "the ring named only this node's own id as the joiner's successor \
+                       (a stale entry of an earlier run at this address?)";
+            self.log(LogLevel::Warn, || format!("join failed: {why}"));
+            self.complete(op, OpResult::Join(Err(Error::JoinFailed(why.into()))));
             return;
         }
         self.become_joined(self.now);

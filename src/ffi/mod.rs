@@ -100,7 +100,7 @@ impl From<&Error> for chordsip_result {
             Error::Timeout => CHORDSIP_ERR_TIMEOUT,
             Error::NoRoute => CHORDSIP_ERR_NO_ROUTE,
             Error::NotJoined => CHORDSIP_ERR_NOT_JOINED,
-            Error::JoinFailed => CHORDSIP_ERR_JOIN_FAILED,
+            Error::JoinFailed(_) => CHORDSIP_ERR_JOIN_FAILED,
             Error::IdCollision => CHORDSIP_ERR_ID_COLLISION,
             Error::TooLarge => CHORDSIP_ERR_TOO_LARGE,
             Error::Full => CHORDSIP_ERR_FULL,

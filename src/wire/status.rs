@@ -63,7 +63,7 @@ impl Status {
 pub fn status_of(e: &Error) -> Status {
     match e {
         Error::Timeout => Status::Timeout,
-        Error::NoRoute | Error::JoinFailed => Status::NoRoute,
+        Error::NoRoute | Error::JoinFailed(_) => Status::NoRoute,
         Error::NotJoined => Status::NotJoined,
         Error::TooLarge => Status::TooLarge,
         Error::Full => Status::Full,
