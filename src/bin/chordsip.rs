@@ -130,6 +130,11 @@ struct NodeArgs {
     /// alone can change what the node writes. Default: a new key each start.
     #[arg(long)]
     writer_key_file: Option<PathBuf>,
+    /// A P2P user agent's own writer key, one per device: read from the
+    /// file, or made there (mode 0600) on first start. Restarted with it,
+    /// the UA replaces and removes its own earlier bindings.
+    #[arg(long, conflicts_with = "writer_key_file")]
+    device_key_file: Option<PathBuf>,
     /// An ability this node offers (repeatable), e.g.
     /// `relay:capacity=100,load=0,turn=10.0.0.5:3478`: name (lower case),
     /// then optional `capacity`, `load` (numbers) and other attributes.
@@ -428,6 +433,10 @@ fn run_node(a: NodeArgs) -> Result<(), String> {
     }
     if let Some(p) = &a.writer_key_file {
         cfg.set("writer_key_file", &p.to_string_lossy())
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(p) = &a.device_key_file {
+        cfg.set("device_key_file", &p.to_string_lossy())
             .map_err(|e| e.to_string())?;
     }
     let bootstrap = a

@@ -8,7 +8,8 @@ use crate::Error::InvalidArgument as Bad;
 use std::time::Duration;
 
 /// Settings that hold a secret: `get` answers `set` or `unset` for them.
-const SECRETS: [&str; 9] = [
+const SECRETS: [&str; 10] = [
+    "device_key_file",
     "client_key",
     "client_key_file",
     "credentials_key",
@@ -40,7 +41,7 @@ impl Config {
                 "client_key" | "client_key_file" => self.client_key.is_some(),
                 "credentials_key" | "credentials_key_file" => self.credentials_key.is_some(),
                 "digest_nonce_secret" => self.digest_nonce_secret.is_some(),
-                "writer_key" | "writer_key_file" => self.writer_key.is_some(),
+                "writer_key" | "writer_key_file" | "device_key_file" => self.writer_key.is_some(),
                 _ => self.node_key.is_some(),
             };
             return Ok(if set { "set" } else { "unset" }.into());

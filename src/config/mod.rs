@@ -481,6 +481,7 @@ impl Config {
                     ))
                 })?);
             }
+            "device_key_file" => self.writer_key = Some(device_key(value)?),
             "successors" => self.successors = num(name, value)?,
             "replicas" => self.replicas = num(name, value)?,
             "location_cache" => self.location_cache = num(name, value)?,
@@ -599,6 +600,47 @@ fn secret_or_none(name: &str, value: &str) -> crate::Result<Option<[u8; 32]>> {
 }
 
 /// A secret from a file of 64 hex digits (as `chordsip keygen` writes).
+/// The writer key of one device (a P2P user agent): read from `path`, or
+/// made there first (64 hex digits, mode 0600). The new key is written to a
+/// file of its own and linked into place, so the file is never seen half
+/// written and never replaced: two processes racing to make it end up with
+/// the same key. A UA that keeps its key across restarts replaces and
+/// removes its own bindings (`Contact: *` included) instead of leaving the
+/// old ones beside them.
+fn device_key(path: &str) -> crate::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad =
+        |e: std::io::Error| crate::Error::InvalidArgument(format!("device_key_file {path:?}: {e}"));
+    if std::path::Path::new(path).exists() {
+        return secret_file("device_key_file", path);
+    }
+    let tmp = format!(
+        "{path}.{}.{:016x}.new",
+        std::process::id(),
+        rand::random::<u64>()
+    );
+    let secret = crate::owner::random_secret();
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(format!("{}\n", crate::owner::hex(&secret)).as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            secret_file("device_key_file", path)
+        }
+        Err(e) => Err(bad(e)),
+    }
+}
+
 fn secret_file(name: &str, path: &str) -> crate::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::Error::InvalidArgument(format!("{name} {path:?}: {e}")))?;

@@ -108,6 +108,7 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `node_key`, `node_key_file` | secret of this node's identity (64 hex digits, or a file holding them: `chordsip keygen`); the node id is SHA-1("chordsip-node-id-1" ‖ its public key), and membership and data messages are signed with it | a new key at each start |
 /// | `node_id`, `insecure_chosen_ids` | a chosen node id, and accepting peers' chosen ids: for the simulator and tests only (peers refuse a chosen id's signed messages) | derived from the node key; `false` |
 /// | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
+/// | `device_key_file` | a P2P user agent's writer key, one per device: read from the file, or made there on first use (64 hex digits, mode 0600, never over an existing file). A UA restarted with it replaces and removes (`Contact: *`) its own earlier bindings | none (a new key at each start) |
 /// | `successors` | successor list length | 8 |
 /// | `replicas` | copies of each value | 3 |
 /// | `location_cache` | nodes remembered from recent answers, so that a lookup asks the key's likely owner first (a busy node of an overlay up to this size finds most keys in one round trip); 0: pure Chord routing | 512 |
