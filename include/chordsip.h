@@ -38,6 +38,24 @@
  *    memory. Forking hosts create nodes and clients after the fork.
  *  - No function panics across this boundary (CHORDSIP_ERR_PANIC reports a
  *    caught bug) or prints anything; logs go to the log callback.
+ *
+ * A pure P2P SIP user agent (no registrar anywhere) uses, in order:
+ *  1. keys: chordsip_config_set_overlay_key (shared by the overlay) and the
+ *     option "device_key_file" (one writer key per device, made on first
+ *     start with mode 0600: a restarted UA then replaces its own binding);
+ *  2. chordsip_node_join (or _join_async from the UA's event loop);
+ *  3. chordsip_node_register with its own AOR and contact: one Call-ID per
+ *     run of the device, a CSeq raised on every request;
+ *  4. the same register again before `expires` runs out (nothing refreshes
+ *     a binding on its own), with chordsip_node_register_async from a loop;
+ *  5. chordsip_node_lookup_aor_all (each device writes under its own key)
+ *     to find a callee's contacts; chordsip_node_lookup is the bare Chord
+ *     lookup and names a ring node, not SIP contacts;
+ *  6. an unregister (Contact: *, expires 0), chordsip_node_leave, _free.
+ * Threads: any library thread that calls into a SIP stack with thread rules
+ * (pjlib) must be registered with it first, through
+ * chordsip_config_set_thread_hooks; or use CHORDSIP_DELIVER_FD and run the
+ * callbacks on the stack's own thread (c-examples/, PJSIP's ioqueue).
  */
 
 
@@ -821,6 +839,7 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `node_key`, `node_key_file` | secret of this node's identity (64 hex digits, or a file holding them: `chordsip keygen`); the node id is SHA-1("chordsip-node-id-1" ‖ its public key), and membership and data messages are signed with it | a new key at each start |
 // | `node_id`, `insecure_chosen_ids` | a chosen node id, and accepting peers' chosen ids: for the simulator and tests only (peers refuse a chosen id's signed messages) | derived from the node key; `false` |
 // | `writer_key`, `writer_key_file` | secret (64 hex digits, or a file holding them: `chordsip keygen`) this node signs its writes with; only its holder can change or remove them. Servers acting as one registrar share one | a new key at each start |
+// | `device_key_file` | a P2P user agent's writer key, one per device: read from the file, or made there on first use (64 hex digits, mode 0600, never over an existing file). A UA restarted with it replaces and removes (`Contact: *`) its own earlier bindings | none (a new key at each start) |
 // | `successors` | successor list length | 8 |
 // | `replicas` | copies of each value | 3 |
 // | `location_cache` | nodes remembered from recent answers, so that a lookup asks the key's likely owner first (a busy node of an overlay up to this size finds most keys in one round trip); 0: pure Chord routing | 512 |
@@ -1161,8 +1180,9 @@ chordsip_result chordsip_node_remove(chordsip_node *node,
 // `node` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.
 chordsip_result chordsip_node_get(chordsip_node *node, const char *key, chordsip_values **out);
 
-// The bare Chord lookup: the node responsible for `key`, with the hops it
-// took, within `timeout_ms` (0: the operation timeout).
+// The bare Chord lookup: the ring node responsible for `key`, with the
+// hops it took, within `timeout_ms` (0: the operation timeout). Not where a
+// SIP AOR is reachable: that is `chordsip_node_lookup_aor`.
 //
 // # Safety
 // `node` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.

@@ -514,8 +514,9 @@ pub unsafe extern "C" fn chordsip_node_get(
     })
 }
 
-/// The bare Chord lookup: the node responsible for `key`, with the hops it
-/// took, within `timeout_ms` (0: the operation timeout).
+/// The bare Chord lookup: the ring node responsible for `key`, with the
+/// hops it took, within `timeout_ms` (0: the operation timeout). Not where a
+/// SIP AOR is reachable: that is `chordsip_node_lookup_aor`.
 ///
 /// # Safety
 /// `node` NULL or live; `key` NULL or NUL-terminated; `out` NULL or writable.

@@ -89,8 +89,10 @@ class DictCalls:
         with no parameters); ``expires`` is the Expires header (None:
         absent); ``star=True`` is ``Contact: *`` (needs ``expires=0`` and no
         contacts); ``path`` the Path header values; ``received`` where the
-        request came from. Returns the AOR's bindings afterwards (highest q
-        first) and the inserted/updated/deleted counts. Raises
+        request came from. Returns the bindings this writer holds for the AOR
+        afterwards (highest q first; other writers' are not included:
+        ``lookup_aor(aor, all=True)`` lists every one) and the
+        inserted/updated/deleted counts. Raises
         :class:`OutOfOrder` (CSeq not newer for the same Call-ID),
         :class:`StorageFull` (over 16 bindings), :class:`IntervalTooBrief`
         (expires 1..59) or :class:`InvalidArgument` (malformed). Blocks at

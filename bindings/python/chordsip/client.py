@@ -124,7 +124,8 @@ class Client(DictCalls):
     # -- calls --------------------------------------------------------------
 
     def lookup(self, key: str) -> LookupInfo:
-        """The bare Chord lookup run by the peer (latency measured here)."""
+        """The bare Chord lookup run by the peer (latency measured here): a
+        ring node, not SIP contacts (that is :meth:`lookup_aor`)."""
         k = cstr(key, "key")
         info = _lib.chordsip_lookup_info()
         with self._use() as p:

@@ -388,7 +388,9 @@ class Node(DictCalls):
     # -- storage ------------------------------------------------------------
 
     def lookup(self, key: str, timeout_ms: int = 0) -> LookupInfo:
-        """The node responsible for ``key`` and the hops it took."""
+        """The bare Chord lookup: the ring node responsible for ``key`` and the
+        hops it took. Not where a SIP AOR is reachable: that is
+        :meth:`lookup_aor`."""
         k, t = cstr(key, "key"), u32(timeout_ms, "timeout_ms")
         info = _lib.chordsip_lookup_info()
         with self._use() as p:
