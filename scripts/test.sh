@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit/property tests, the in-memory
 # network suite, real UDP nodes, node processes, the C header drift check,
-# the C API tests (ASan+UBSan, valgrind) and examples, the Python binding's
+# the C API tests (ASan+UBSan, valgrind) and examples, pure P2P SIP user
+# agents on PJSIP's pjsua-lib (plain and ASan), the Python binding's
 # tests, SIPp through the C SIP proxy and through Kamailio with the module
 # and with KEMI, the Debian packages (installed, used, removed), Asterisk
 # servers sharing PJSIP contacts through the overlay,
@@ -67,6 +68,8 @@ step "C header matches src/ffi (cbindgen drift check)"
 ./scripts/gen-header.sh --verify
 step "C API tests under ASan+UBSan and valgrind; C examples"
 ./scripts/c-tests.sh
+step "PJSIP in C: three pjsua-lib agents driving chordsip from PJSIP's ioqueue call each other, one killed; plain and ASan (pjproject built once, cached)"
+port_suite ./scripts/pjsua-p2p-tests.sh
 step "Python binding (pytest)"
 ./scripts/python-tests.sh
 step "charts: benchmark curves to CSV and PNG at small sizes, numbers and images checked"
