@@ -559,6 +559,19 @@ const char *chordsip_result_str(int result);
 // `key` is NULL or a NUL-terminated string; `buf` is NULL or writable for `buf_len` bytes.
 chordsip_result chordsip_key_id(const char *key, char *buf, size_t buf_len);
 
+// Why the last failing chordsip call of this thread failed, in words:
+// which argument and what is wrong with it ("contact: a bare SIP URI is
+// expected, not a Contact header value"), what to call first, or the
+// overlay's reason. Empty when that call gave no more than its code, or
+// when the last call succeeded (every call clears it; this one does not).
+// Sized like `chordsip_node_info`: `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it
+// does not fit, `needed` (may be NULL) gets the size, NUL included. Read it
+// right after the failing call, on the same thread (like `errno`).
+//
+// # Safety
+// `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+chordsip_result chordsip_error_detail(char *buf, size_t len, size_t *needed);
+
 // Replaces a started node's abilities with `abilities`, in the form of the
 // `abilities` option: `name[:attr=value,...]` separated by `;`, e.g.
 // `relay:capacity=100,load=3,turn=10.0.0.5:3478;voicemail` (NULL or "":

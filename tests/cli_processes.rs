@@ -698,10 +698,7 @@ fn key_commands_and_node_flags_from_the_command_line() {
         "--reg-id",
         "1",
     ]);
-    assert!(
-        !ok && out.contains("bad REGISTER: reg-id without +sip.instance"),
-        "{out}"
-    );
+    assert!(!ok && out.contains("reg-id without +sip.instance"), "{out}");
 }
 
 /// One HTTP request to the metrics endpoint: (status line, headers, body).

@@ -348,11 +348,10 @@ pub unsafe extern "C" fn chordsip_node_config_get(
         let n = unsafe { super::node::node_ref(node) }?;
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let name = unsafe { str_arg(name) }?;
-        let value = match n.started() {
-            Ok(node) => node.config_get(name),
-            Err(_) => n.cfg.get(name),
-        }
-        .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)?;
+        let value: String = super::code(match n.started_node() {
+            Some(node) => node.config_get(name),
+            None => n.cfg.get(name),
+        })?;
         // SAFETY: buf/needed NULL or writable by the caller's contract.
         unsafe { write_str(&value, buf, len, Some(needed)) }
     })

@@ -189,9 +189,58 @@ pub unsafe extern "C" fn chordsip_key_id(
     })
 }
 
+thread_local! {
+    /// Why the last call of this thread failed (`chordsip_error_detail`):
+    /// cleared when an export starts, set where the reason is known.
+    static DETAIL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Records why the current call fails (the first reason given wins: it is
+/// the most specific).
+pub(crate) fn set_detail(why: impl Into<String>) {
+    DETAIL.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_empty() {
+            *d = why.into();
+        }
+    });
+}
+
 /// Runs an export's body; a panic becomes `CHORDSIP_ERR_PANIC`.
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), chordsip_result>) -> chordsip_result {
+    DETAIL.with(|d| d.borrow_mut().clear());
     match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => CHORDSIP_OK,
+        Ok(Err(r)) => r,
+        Err(_) => {
+            set_detail("a bug in chordsip was caught at the C boundary");
+            CHORDSIP_ERR_PANIC
+        }
+    }
+}
+
+/// Why the last failing chordsip call of this thread failed, in words:
+/// which argument and what is wrong with it ("contact: a bare SIP URI is
+/// expected, not a Contact header value"), what to call first, or the
+/// overlay's reason. Empty when that call gave no more than its code, or
+/// when the last call succeeded (every call clears it; this one does not).
+/// Sized like `chordsip_node_info`: `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it
+/// does not fit, `needed` (may be NULL) gets the size, NUL included. Read it
+/// right after the failing call, on the same thread (like `errno`).
+///
+/// # Safety
+/// `buf` NULL or writable for `len` bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_error_detail(
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> chordsip_result {
+    let text = DETAIL.with(|d| d.borrow().clone());
+    match catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: buf/needed NULL or writable by the caller's contract.
+        unsafe { write_str(&text, buf, len, Some(needed)) }
+    })) {
         Ok(Ok(())) => CHORDSIP_OK,
         Ok(Err(r)) => r,
         Err(_) => CHORDSIP_ERR_PANIC,
@@ -205,9 +254,13 @@ pub(crate) fn guard_void(f: impl FnOnce()) {
 
 pub(crate) type FfiResult<T> = Result<T, chordsip_result>;
 
-/// Converts a library error, keeping only its code.
+/// Converts a library error to its code, keeping its words for
+/// `chordsip_error_detail`.
 pub(crate) fn code<T>(r: crate::Result<T>) -> FfiResult<T> {
-    r.map_err(chordsip_result::from)
+    r.map_err(|e| {
+        set_detail(e.to_string());
+        chordsip_result::from(e)
+    })
 }
 
 /// Longest key string accepted (a SIP AOR is far shorter).

@@ -75,8 +75,18 @@ pub(crate) unsafe fn node_ref<'a>(p: *const chordsip_node) -> FfiResult<&'a chor
 
 impl chordsip_node {
     /// The running node, or `CHORDSIP_ERR_BAD_STATE` before `chordsip_node_start`.
+    /// The node when started, with no error recorded when it is not.
+    pub(crate) fn started_node(&self) -> Option<Node> {
+        self.node.lock().clone()
+    }
+
     pub(crate) fn started(&self) -> FfiResult<Node> {
-        self.node.lock().clone().ok_or(CHORDSIP_ERR_BAD_STATE)
+        self.node.lock().clone().ok_or_else(|| {
+            super::set_detail(
+                "the node is not started: join it first (chordsip_node_join, Node.join)",
+            );
+            CHORDSIP_ERR_BAD_STATE
+        })
     }
 
     fn start(&self) -> FfiResult<Node> {

@@ -389,6 +389,7 @@ unsafe fn request_arg(req: *const chordsip_register) -> FfiResult<RegisterReques
 }
 
 fn registrar_code(e: RegistrarError) -> chordsip_result {
+    super::set_detail(e.to_string());
     match e {
         RegistrarError::Overlay(e) => e.into(),
         RegistrarError::Request(RegisterError::Bad(_)) => CHORDSIP_ERR_INVALID_ARGUMENT,

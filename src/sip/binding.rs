@@ -52,7 +52,7 @@ pub enum RegisterError {
 impl fmt::Display for RegisterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegisterError::Bad(s) => write!(f, "bad REGISTER: {s}"),
+            RegisterError::Bad(s) => f.write_str(s),
             RegisterError::OutOfOrder => f.write_str("CSeq not newer than the stored binding's"),
             RegisterError::TooManyBindings(n) => write!(f, "more than {n} bindings for this AOR"),
             RegisterError::IntervalTooBrief(m) => write!(f, "expires below the minimum of {m} s"),
@@ -61,6 +61,19 @@ impl fmt::Display for RegisterError {
 }
 
 impl std::error::Error for RegisterError {}
+
+/// Why a contact is refused, naming the argument; a Contact header value
+/// (`<sip:...>`, a display name, header parameters) gets its own advice.
+fn contact_error(uri: &str, e: UriError) -> RegisterError {
+    if uri.contains('<') || uri.contains('"') {
+        return RegisterError::Bad(format!(
+            "contact {uri:?}: a bare SIP URI is expected (sip:bob@192.0.2.1:5060), not a \
+             Contact header value with <> or a display name; give q, expires and \
+             +sip.instance as the contact's own fields"
+        ));
+    }
+    RegisterError::Bad(format!("contact {uri:?}: {e}"))
+}
 
 impl From<UriError> for RegisterError {
     fn from(e: UriError) -> Self {
@@ -225,15 +238,29 @@ pub fn plan(
     current: &[StoredBinding],
     limits: &RegistrarLimits,
 ) -> Result<Plan, RegisterError> {
-    if req.call_id.is_empty() || req.call_id.len() > 256 {
-        return Err(RegisterError::Bad("Call-ID missing or too long".into()));
+    if req.call_id.is_empty() {
+        return Err(RegisterError::Bad(
+            "call_id is empty: every REGISTER needs a Call-ID (a UA keeps one per run)".into(),
+        ));
+    }
+    if req.call_id.len() > 256 {
+        return Err(RegisterError::Bad(format!(
+            "call_id is {} bytes long, over 256",
+            req.call_id.len()
+        )));
     }
     let path_len: usize = req.path.iter().map(|p| p.len()).sum();
     if path_len > limits.max_path_len {
-        return Err(RegisterError::Bad("Path too long".into()));
+        return Err(RegisterError::Bad(format!(
+            "path: {path_len} bytes in all, over {}",
+            limits.max_path_len
+        )));
     }
     if req.received.as_ref().map_or(0, |r| r.len()) > limits.max_received_len {
-        return Err(RegisterError::Bad("received address too long".into()));
+        return Err(RegisterError::Bad(format!(
+            "received: over {} bytes",
+            limits.max_received_len
+        )));
     }
     let mut plan = Plan::default();
     // Working view of the AOR: writer -> (binding, expires).
@@ -245,7 +272,7 @@ pub fn plan(
         // §10.3 step 6: "*" only alone and with Expires: 0.
         if !req.contacts.is_empty() || req.expires != Some(0) {
             return Err(RegisterError::Bad(
-                "Contact: * needs Expires: 0 and no other contact".into(),
+                "star (Contact: *) needs expires 0 and no other contact".into(),
             ));
         }
         for (writer, b, _) in &view {
@@ -261,9 +288,13 @@ pub fn plan(
     }
     for c in &req.contacts {
         if c.uri.len() > limits.max_contact_len {
-            return Err(RegisterError::Bad("contact URI too long".into()));
+            return Err(RegisterError::Bad(format!(
+                "contact: {} bytes, over {}",
+                c.uri.len(),
+                limits.max_contact_len
+            )));
         }
-        let uri = Uri::parse(&c.uri)?;
+        let uri = Uri::parse(&c.uri).map_err(|e| contact_error(&c.uri, e))?;
         let expires = c
             .expires
             .or(req.expires)

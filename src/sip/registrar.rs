@@ -46,7 +46,13 @@ impl From<Error> for RegistrarError {
 
 /// The ring key of an AOR: SHA-1 of its canonical form.
 pub fn aor_key(aor: &str) -> Result<(String, Id), RegisterError> {
-    let canonical = Uri::parse(aor)?.aor();
+    let canonical = Uri::parse(aor)
+        .map_err(|e| {
+            RegisterError::Bad(format!(
+                "aor {aor:?}: {e} (an address-of-record is a SIP URI like sip:alice@example.com)"
+            ))
+        })?
+        .aor();
     let key = Id::from_name(&canonical);
     Ok((canonical, key))
 }

@@ -418,6 +418,11 @@ static void test_unstarted(void) {
     size_t needed = 777;
     CHECK_RC(chordsip_node_info(n, 0, buf, sizeof buf, &needed), CHORDSIP_ERR_BAD_STATE);
     CHECK_RC(chordsip_node_metrics(n, buf, sizeof buf, &needed), CHORDSIP_ERR_BAD_STATE);
+    {
+        char why[256];
+        CHECK_OK(chordsip_error_detail(why, sizeof why, NULL));
+        CHECK(strstr(why, "not started: join it first") != NULL);
+    }
     CHECK(needed == 777);
     chordsip_peers *p = SENTINEL;
     CHECK_RC(chordsip_node_neighbours(n, CHORDSIP_SUCCESSORS, &p), CHORDSIP_ERR_BAD_STATE);
@@ -827,6 +832,33 @@ static void test_node_registrar_args(chordsip_node *n) {
     CHECK_RC(chordsip_node_register(NULL, &r, &b, &o), CHORDSIP_ERR_NULL_POINTER);
     CHECK(b == SENTINEL && memcmp(&o, &o0, sizeof o) == 0);
     check_register_args(node_reg, n, "sip:api@example.com");
+
+    /* chordsip_error_detail: the refused argument and why, in words; a
+       success clears it. */
+    {
+        char why[512];
+        size_t need = 0;
+        chordsip_contact hc = good_contact();
+        hc.uri = "<sip:api@192.0.2.1>";
+        chordsip_register hr = good_register("sip:api@example.com", &hc);
+        CHECK_RC(chordsip_node_register(n, &hr, NULL, NULL), CHORDSIP_ERR_INVALID_ARGUMENT);
+        CHECK_OK(chordsip_error_detail(why, sizeof why, &need));
+        CHECK(strstr(why, "contact \"<sip:api@192.0.2.1>\": a bare SIP URI is expected") != NULL);
+        CHECK(need == strlen(why) + 1);
+        CHECK_RC(chordsip_error_detail(why, 4, &need), CHORDSIP_ERR_BUFFER_TOO_SMALL);
+        hr = good_register("sip:api@example.com", &c);
+        hr.call_id = "";
+        CHECK_RC(chordsip_node_register(n, &hr, NULL, NULL), CHORDSIP_ERR_INVALID_ARGUMENT);
+        CHECK_OK(chordsip_error_detail(why, sizeof why, NULL));
+        CHECK(strstr(why, "call_id is empty") != NULL);
+        CHECK_RC(chordsip_node_lookup_aor(n, "not an aor", &b), CHORDSIP_ERR_INVALID_ARGUMENT);
+        CHECK_OK(chordsip_error_detail(why, sizeof why, NULL));
+        CHECK(strstr(why, "aor \"not an aor\": ") == why);
+        char id[41];
+        CHECK_OK(chordsip_node_id(n, id, sizeof id));
+        CHECK_OK(chordsip_error_detail(why, sizeof why, &need));
+        CHECK(why[0] == 0 && need == 1);
+    }
 
     CHECK_RC(chordsip_node_lookup_aor(NULL, "sip:api@example.com", &b),
              CHORDSIP_ERR_NULL_POINTER);
@@ -1416,7 +1448,7 @@ static void test_join_async_ring_and_config(void) {
     CHECK_RC(chordsip_node_ring(n[3], NULL), CHORDSIP_ERR_NULL_POINTER);
     CHECK(r == SENTINEL);
     /* The successor list fills to its length (5) as stabilization runs. */
-    for (int w = 0; w < 100 * scaled(10); w++) {
+    for (unsigned w = 0; w < 100 * scaled(10); w++) {
         CHECK_OK(chordsip_node_ring(n[3], &r));
         if (chordsip_peers_len(r->successors) == 5)
             break;

@@ -338,6 +338,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     # node
     "chordsip_node_new": (_R, [_H, _HH, _BUF, c_size_t]),
     "chordsip_node_start": (_R, [_H]),
+    "chordsip_error_detail": (_R, [_BUF, c_size_t, POINTER(c_size_t)]),
     "chordsip_node_join": (_R, [_H, c_char_p]),
     "chordsip_node_join_async": (_R, [_H, c_char_p, chordsip_done_cb, c_void_p]),
     "chordsip_node_config_get": (_R, [_H, c_char_p, _BUF, c_size_t, POINTER(c_size_t)]),

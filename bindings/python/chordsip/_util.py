@@ -22,10 +22,35 @@ def handle_out(out: ctypes.c_void_p, what: str) -> int:
     return int(out.value)
 
 
+def library_detail() -> Optional[str]:
+    """Why the last failing library call of this thread failed, in the
+    library's words (``chordsip_error_detail``), or None."""
+    try:
+        lib = _lib.get()
+    except Exception:  # noqa: BLE001 - no library: no words to add
+        return None
+    size = 1024
+    needed = ctypes.c_size_t(0)
+    for _ in range(3):
+        buf = ctypes.create_string_buffer(size)
+        rc = lib.chordsip_error_detail(buf, size, ctypes.byref(needed))
+        if rc == _lib.CHORDSIP_ERR_BUFFER_TOO_SMALL and needed.value > size:
+            size = needed.value
+            continue
+        if rc != _lib.CHORDSIP_OK:
+            return None
+        return buf.value.decode("utf-8", "replace") or None
+    return None
+
+
 def check(rc: int, detail: Optional[str] = None) -> None:
-    """Raises the exception for a non-OK ``chordsip_result``."""
+    """Raises the exception for a non-OK ``chordsip_result``, its
+    ``detail`` the call (``detail``) and the library's reason."""
     if rc != _lib.CHORDSIP_OK:
-        raise error_for(rc, detail)
+        why = library_detail()
+        if why and detail:
+            detail = "%s: %s" % (detail, why)
+        raise error_for(rc, detail or why)
 
 
 def cstr(value: Any, what: str) -> bytes:

@@ -87,8 +87,9 @@ class ChordsipError(Exception):
         code: the ``chordsip_result`` number (stable across releases).
         name: its C name, e.g. ``"CHORDSIP_ERR_TIMEOUT"``.
         description: the library's text for the code (``chordsip_result_str``).
-        detail: extra context (the call, or the library's reason for an
-            invalid option), or ``None``.
+        detail: the call and, when the library gave one, its reason in
+            words (``chordsip_error_detail``: which argument and why, what to
+            call first, the overlay's answer), or ``None``.
     """
 
     #: The code this class stands for (0 for the generic base class).

@@ -360,3 +360,38 @@ def test_package_modules_import_one_way():
     assert loops == [], "import loops: %s" % loops
     assert "errors" not in graph["_lib"] and "_lib" in graph["errors"]
     assert graph["_missing"] == set()
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda n: n.register("not a uri", "c", 1, ["sip:x@192.0.2.1"]),
+         'aor "not a uri": bad URI'),
+        (lambda n: n.register("sip:a@example.org", "c", 1, ["<sip:x@192.0.2.1>"]),
+         "a bare SIP URI is expected"),
+        (lambda n: n.register("sip:a@example.org", "c", 1, ['"Bob" <sip:x@192.0.2.1>']),
+         "not a Contact header value"),
+        (lambda n: n.register("sip:a@example.org", "c", 1, ["x@192.0.2.1"]),
+         'contact "x@192.0.2.1": bad URI: no scheme'),
+        (lambda n: n.register("sip:a@example.org", "", 1, ["sip:x@192.0.2.1"]),
+         "call_id is empty"),
+        (lambda n: n.register("sip:a@example.org", "c", 1, [], star=True),
+         "star (Contact: *) needs expires 0"),
+        (lambda n: n.lookup_aor("garbage"), 'aor "garbage"'),
+        (lambda n: n.config("no_such_option"), 'unknown option "no_such_option"'),
+    ],
+)
+def test_refusals_say_which_argument_and_why(node, call, words):
+    with pytest.raises(chordsip.InvalidArgument) as info:
+        call(node)
+    assert words in (info.value.detail or ""), info.value.detail
+    assert words in str(info.value)
+
+
+def test_calls_before_start_say_what_to_call_first():
+    with chordsip.Node(dict(FAST)) as n:
+        for call in (lambda: n.lookup("k"), lambda: n.lookup_aor("sip:a@example.org"),
+                     lambda: n.register("sip:a@example.org", "c", 1, ["sip:x@192.0.2.1"])):
+            with pytest.raises(chordsip.BadState) as info:
+                call()
+            assert "not started: join it first" in info.value.detail, info.value.detail
