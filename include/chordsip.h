@@ -1251,6 +1251,10 @@ chordsip_result chordsip_node_get_async(chordsip_node *node,
 // In fd mode (`CHORDSIP_DELIVER_FD`), gives the socket that becomes readable
 // when callbacks are waiting; poll it and call `chordsip_node_process`. The
 // node owns the fd: never read, write or close it. Works before the node starts.
+// An event loop that reads every fd it watches and closes it when it lets
+// go (PJSIP's ioqueue: `pj_ioqueue_register_sock`, `pj_ioqueue_unregister`)
+// gets a `dup()` of it and reads with `MSG_PEEK`, so the byte stays for
+// `chordsip_node_process` to drain (c-examples/pjsua-p2p).
 //
 // # Safety
 // `node` NULL or live; `fd` NULL or writable.
@@ -1438,6 +1442,18 @@ chordsip_result chordsip_node_lookup_aor_async(chordsip_node *node,
                                                const char *aor,
                                                chordsip_bindings_cb cb,
                                                void *user_data);
+
+// Asynchronous `chordsip_node_lookup_aor_all`: every live binding, whoever
+// wrote it, each with its `owner` (a P2P user agent reads the other
+// devices' bindings this way, from its event loop); `cb` as for
+// `chordsip_node_lookup_aor_async`.
+//
+// # Safety
+// As `chordsip_node_lookup_aor_async`.
+chordsip_result chordsip_node_lookup_aor_all_async(chordsip_node *node,
+                                                   const char *aor,
+                                                   chordsip_bindings_cb cb,
+                                                   void *user_data);
 
 // The SIP status code a registrar or proxy answers a request with when the
 // library call serving it returned `result` (a `chordsip_result`): 200 for

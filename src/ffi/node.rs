@@ -713,6 +713,10 @@ pub unsafe extern "C" fn chordsip_node_get_async(
 /// In fd mode (`CHORDSIP_DELIVER_FD`), gives the socket that becomes readable
 /// when callbacks are waiting; poll it and call `chordsip_node_process`. The
 /// node owns the fd: never read, write or close it. Works before the node starts.
+/// An event loop that reads every fd it watches and closes it when it lets
+/// go (PJSIP's ioqueue: `pj_ioqueue_register_sock`, `pj_ioqueue_unregister`)
+/// gets a `dup()` of it and reads with `MSG_PEEK`, so the byte stays for
+/// `chordsip_node_process` to drain (c-examples/pjsua-p2p).
 ///
 /// # Safety
 /// `node` NULL or live; `fd` NULL or writable.

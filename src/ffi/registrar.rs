@@ -573,9 +573,10 @@ pub unsafe extern "C" fn chordsip_client_register(
 unsafe fn aor_arg(aor: *const c_char) -> FfiResult<crate::id::Id> {
     // SAFETY: NULL or NUL-terminated by the caller's contract.
     let aor = unsafe { str_arg(aor) }?;
-    registrar::aor_key(aor)
-        .map(|(_, k)| k)
-        .map_err(|_| CHORDSIP_ERR_INVALID_ARGUMENT)
+    registrar::aor_key(aor).map(|(_, k)| k).map_err(|e| {
+        super::set_detail(e.to_string());
+        CHORDSIP_ERR_INVALID_ARGUMENT
+    })
 }
 
 /// The bindings of `aor` in `store`: the trusted ones, or (`all`) every one.
@@ -703,6 +704,40 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor_async(
     cb: chordsip_bindings_cb,
     user_data: *mut c_void,
 ) -> chordsip_result {
+    // SAFETY: forwarded caller contract.
+    unsafe { lookup_aor_async(node, aor, cb, user_data, false) }
+}
+
+/// Asynchronous `chordsip_node_lookup_aor_all`: every live binding, whoever
+/// wrote it, each with its `owner` (a P2P user agent reads the other
+/// devices' bindings this way, from its event loop); `cb` as for
+/// `chordsip_node_lookup_aor_async`.
+///
+/// # Safety
+/// As `chordsip_node_lookup_aor_async`.
+#[no_mangle]
+pub unsafe extern "C" fn chordsip_node_lookup_aor_all_async(
+    node: *mut chordsip_node,
+    aor: *const c_char,
+    cb: chordsip_bindings_cb,
+    user_data: *mut c_void,
+) -> chordsip_result {
+    // SAFETY: forwarded caller contract.
+    unsafe { lookup_aor_async(node, aor, cb, user_data, true) }
+}
+
+/// Both asynchronous AOR lookups: `all` every writer's bindings, else the
+/// node's own writer key's and its `trusted_writers`'.
+///
+/// # Safety
+/// As `chordsip_node_lookup_aor_async`.
+unsafe fn lookup_aor_async(
+    node: *mut chordsip_node,
+    aor: *const c_char,
+    cb: chordsip_bindings_cb,
+    user_data: *mut c_void,
+    all: bool,
+) -> chordsip_result {
     guard(|| {
         // SAFETY: NULL or a live node by the caller's contract.
         let nref = unsafe { node_ref(node) }?;
@@ -710,13 +745,21 @@ pub unsafe extern "C" fn chordsip_node_lookup_aor_async(
         // SAFETY: NULL or NUL-terminated by the caller's contract.
         let key = unsafe { aor_arg(aor) }?;
         let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
-        let trusted = n.trusted_writers()?;
+        let trusted = if all {
+            Vec::new()
+        } else {
+            n.trusted_writers()?
+        };
         let ud = UserData(user_data);
         let deliver = move |r: crate::Result<Vec<crate::Value>>| {
             let ud = ud;
             match r {
                 Ok(v) => {
-                    let list = chordsip_bindings::new(live_bindings(v, Trust::Writers(&trusted)));
+                    let trust = match all {
+                        true => Trust::All,
+                        false => Trust::Writers(&trusted),
+                    };
+                    let list = chordsip_bindings::new(live_bindings(v, trust));
                     // SAFETY: the host's callback; the list lives until it returns.
                     unsafe { cb(CHORDSIP_OK, &list, ud.get()) }
                 }

@@ -894,6 +894,30 @@ static void test_node_registrar_args(chordsip_node *n) {
     pthread_mutex_lock(&aor_mu);
     CHECK(aor_calls == 1 && aor_result == CHORDSIP_OK && aor_len == 0);
     pthread_mutex_unlock(&aor_mu);
+
+    /* chordsip_node_lookup_aor_all_async: the same rules, every writer's bindings */
+    CHECK_RC(chordsip_node_lookup_aor_all_async(NULL, "sip:a@example.com", bindings_cb, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_lookup_aor_all_async(n, "sip:a@example.com", NULL, NULL),
+             CHORDSIP_ERR_NULL_POINTER);
+    CHECK_RC(chordsip_node_lookup_aor_all_async(n, "mailto:x", bindings_cb, NULL),
+             CHORDSIP_ERR_INVALID_ARGUMENT);
+    {
+        chordsip_contact ac = good_contact();
+        chordsip_register ar = good_register("sip:allasync@example.com", &ac);
+        CHECK_OK(chordsip_node_register(n, &ar, NULL, NULL));
+        pthread_mutex_lock(&aor_mu);
+        aor_calls = 0;
+        pthread_mutex_unlock(&aor_mu);
+        CHECK_OK(chordsip_node_lookup_aor_all_async(n, "sip:allasync@example.com", aor_done_cb,
+                                                    &aor_calls));
+        pthread_mutex_lock(&aor_mu);
+        until = deadline_ms(scaled(5) * 1000);
+        while (aor_calls == 0)
+            CHECK(pthread_cond_timedwait(&aor_cv, &aor_mu, &until) == 0);
+        CHECK(aor_calls == 1 && aor_result == CHORDSIP_OK && aor_len == 1);
+        pthread_mutex_unlock(&aor_mu);
+    }
 }
 
 /* Registrar argument checks through a client handle. */

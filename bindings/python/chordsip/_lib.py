@@ -392,6 +392,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_auth_status": (c_uint16, [c_uint32, POINTER(c_char_p)]),
     "chordsip_digest_ha1": (_R, [c_uint32, c_char_p, c_char_p, c_char_p, _BUF, c_size_t]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
+    "chordsip_node_lookup_aor_all_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
     "chordsip_node_register_async": (
         _R,
         [_H, POINTER(chordsip_register), chordsip_register_cb, c_void_p],

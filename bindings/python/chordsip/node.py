@@ -502,16 +502,20 @@ class Node(DictCalls):
     def lookup_aor_async(
         self, aor: str, callback: Optional[Callable[[Outcome], None]] = None,
         future: bool = True,
+        all: bool = False,
     ) -> "Future[List[Binding]]":
-        """Starts :meth:`lookup_aor`; ``callback`` receives a list of
-        :class:`Binding` or a :class:`ChordsipError` exactly once (on a library
-        thread, or in :meth:`process` in fd mode); the Future resolves likewise."""
+        """Starts :meth:`lookup_aor` (``all=True``: every writer's bindings,
+        as a P2P agent reads the other devices'); ``callback`` receives a list
+        of :class:`Binding` or a :class:`ChordsipError` exactly once (on a
+        library thread, or in :meth:`process` in fd mode); the Future resolves
+        likewise."""
         a = cstr(aor, "aor")
         lib = self._lib
+        start = lib.chordsip_node_lookup_aor_all_async if all else lib.chordsip_node_lookup_aor_async
         return self._start_async(
             "lookup_aor",
             callback,
-            lambda p, tok: lib.chordsip_node_lookup_aor_async(p, a, _callbacks.BINDINGS_TRAMPOLINE, tok),
+            lambda p, tok: start(p, a, _callbacks.BINDINGS_TRAMPOLINE, tok),
             future,
         )
 

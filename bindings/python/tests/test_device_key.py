@@ -50,6 +50,8 @@ def test_a_restarted_ua_replaces_and_removes_its_own_bindings(tmp_path):
         again = ua(ring, device_key_file=key)
         again.register(AOR, "call-2", 1, ["sip:device@127.0.0.1:5072"], expires=300)
         seen = ring[1].lookup_aor(AOR, all=True)
+        assert contacts(ring[2].lookup_aor_async(AOR, all=True).result(10)) == contacts(seen)
+        assert ring[2].lookup_aor_async(AOR).result(10) == []  # not a trusted writer
         assert contacts(seen) == ["sip:device@127.0.0.1:5071", "sip:device@127.0.0.1:5072"]
         assert len({b.owner for b in seen}) == 1  # one device, one owner
         # The same contact again replaces, whatever the Call-ID.
