@@ -20,11 +20,13 @@
  *    they block all signals and run the hooks of
  *    chordsip_config_set_thread_hooks. Node and client functions may be
  *    called from any thread, concurrently.
- *  - Asynchronous calls (_async): an error in the arguments or the node's
- *    state (NULL, bad UTF-8, a malformed address, not started, freed, forked)
- *    is returned by the call itself, and the callback never runs. Once a call
- *    returned CHORDSIP_OK its callback runs exactly once, with the result or
- *    the operation's error (a timeout, no route, JOIN_FAILED...). Python's
+ *  - Asynchronous calls (_async): an error in the arguments or the handle
+ *    (NULL, bad UTF-8, a malformed address, a node not started, freed or
+ *    forked) is returned by the call itself, and the callback never runs.
+ *    Once a call returned CHORDSIP_OK its callback runs exactly once, with
+ *    the result or the operation's error (a timeout, no route, JOIN_FAILED,
+ *    BAD_STATE for a join of a node already joined...), code only: the words
+ *    of chordsip_error_detail belong to calls that fail at once. Python's
  *    _async methods raise and deliver the same way.
  *  - Callbacks run on a library thread (CHORDSIP_DELIVER_THREAD, the default)
  *    or on the host's thread inside chordsip_node_process()
@@ -563,7 +565,9 @@ chordsip_result chordsip_key_id(const char *key, char *buf, size_t buf_len);
 // which argument and what is wrong with it ("contact: a bare SIP URI is
 // expected, not a Contact header value"), what to call first, or the
 // overlay's reason. Empty when that call gave no more than its code, or
-// when the last call succeeded (every call clears it; this one does not).
+// when the last call returning a `chordsip_result` succeeded (each of them
+// clears it; this one does not). Results delivered to callbacks carry
+// their code only.
 // Sized like `chordsip_node_info`: `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it
 // does not fit, `needed` (may be NULL) gets the size, NUL included. Read it
 // right after the failing call, on the same thread (like `errno`).

@@ -511,7 +511,14 @@ impl Client {
 
     /// The peer's counters as OpenMetrics text (`crate::metrics`).
     pub fn metrics_text(&mut self) -> Result<String> {
-        self.info(InfoKind::Metrics)
+        let text = self.info(InfoKind::Metrics)?;
+        // A node older than the metrics answers with its stats text.
+        if !text.ends_with("# EOF\n") {
+            return Err(Error::Refused(
+                "the node answered no OpenMetrics text (a version without metrics?)".into(),
+            ));
+        }
+        Ok(text)
     }
 
     /// The public key the node signs this handle's writes with (the node's own).

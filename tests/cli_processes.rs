@@ -752,11 +752,15 @@ fn diagnostics_and_metrics_from_the_command_line() {
         v.extend(["--via", a.as_str()]);
         cli(&v)
     };
+    // Every node lists the four others as successors: a settled ring, on
+    // which a trace and a lookup started one after the other agree.
     assert!(chordsip::testnet::wait_until(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || {
-            let (ok, out) = via(&["ring"]);
-            ok && out.lines().filter(|l| l.starts_with("successor[")).count() >= 3
+            addrs.iter().all(|n| {
+                let (ok, out) = cli(&["ring", "--via", n]);
+                ok && out.lines().filter(|l| l.starts_with("successor[")).count() >= 4
+            })
         }
     ));
 
@@ -813,26 +817,21 @@ fn diagnostics_and_metrics_from_the_command_line() {
 
     // The metrics endpoint of the first node: OpenMetrics when asked for,
     // the older text format otherwise, the same counters in both.
-    let mut ready = String::new();
+    let token_arg = token.to_str().unwrap().to_string();
+    let guarded = node_proc::start_node([
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "off",
+        "--bootstrap",
+        a.as_str(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--metrics-token-file",
+        token_arg.as_str(),
+    ]);
+    let ready = guarded.ready.clone();
     {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chordsip"))
-            .args(["node", "--listen", "127.0.0.1:0", "--log", "off"])
-            .args([
-                "--bootstrap",
-                &a,
-                "--metrics",
-                "127.0.0.1:0",
-                "--metrics-token-file",
-            ])
-            .arg(&token)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
         let url = ready.split_whitespace().last().unwrap().to_string();
         let (status, _, _) = http_get(&url, "GET", &[]);
         assert!(status.contains("401"), "no token: {status}");
@@ -844,9 +843,12 @@ fn diagnostics_and_metrics_from_the_command_line() {
             status.contains("200") && body.contains("chordsip_joined 1"),
             "{status}"
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        let (status, headers, body) =
+            http_get(&url, "HEAD", &["Authorization: Bearer s3cret-scrape-token"]);
+        assert!(status.contains("200") && body.is_empty(), "{status}");
+        assert!(!headers.contains("Content-Length: 0\r"), "{headers}");
     }
+    drop(guarded);
     assert!(
         ready.contains(" joined metrics http://127.0.0.1:"),
         "{ready}"

@@ -599,7 +599,6 @@ fn secret_or_none(name: &str, value: &str) -> crate::Result<Option<[u8; 32]>> {
         .ok_or_else(|| crate::Error::InvalidArgument(format!("{name}: 64 hex digits expected")))
 }
 
-/// A secret from a file of 64 hex digits (as `chordsip keygen` writes).
 /// The writer key of one device (a P2P user agent): read from `path`, or
 /// made there first (64 hex digits, mode 0600). The new key is written to a
 /// file of its own and linked into place, so the file is never seen half
@@ -632,6 +631,17 @@ fn device_key(path: &str) -> crate::Result<[u8; 32]> {
         })
         .and_then(|_| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
+    // The link itself must survive a power loss, or a fresh key would be
+    // made at the next start: the directory entry is synced too.
+    if written.is_ok() {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
     match written {
         Ok(()) => Ok(secret),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -641,6 +651,7 @@ fn device_key(path: &str) -> crate::Result<[u8; 32]> {
     }
 }
 
+/// A secret from a file of 64 hex digits (as `chordsip keygen` writes).
 fn secret_file(name: &str, path: &str) -> crate::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::Error::InvalidArgument(format!("{name} {path:?}: {e}")))?;

@@ -303,7 +303,15 @@ impl Engine {
         // join has no table yet: it starts again from its bootstrap peer, but
         // only one that answered (a silent one gives way to the next).
         let delay = RETRY_BASE_US << l.restarts.min(4);
-        let may_restart = match l.purpose {
+        let may_restart = match &mut l.purpose {
+            // Other bootstrap peers come first; one that answered is asked
+            // again after them (it may have noticed the dead node by then).
+            LookupFor::Join { rest, via, .. } if !rest.is_empty() => {
+                if l.hops > 0 {
+                    rest.push(*via);
+                }
+                false
+            }
             LookupFor::Join { .. } => l.hops > 0,
             _ => true,
         };

@@ -76,9 +76,12 @@ impl Engine {
     /// round trip in the outcome's `path`.
     pub fn trace(&mut self, now: u64, op: OpId, key: Id, timeout: Duration) {
         self.now = now;
-        if self.begin_op(op, OpKind::Lookup, timeout) && self.require_joined(op, OpKind::Lookup) {
+        if self.begin_op(op, OpKind::Lookup, timeout) {
+            // Before require_joined: its refusal is a trace's answer too.
             self.traced_ops.insert(op);
-            self.start_lookup(key, LookupFor::User(op), timeout);
+            if self.require_joined(op, OpKind::Lookup) {
+                self.start_lookup(key, LookupFor::User(op), timeout);
+            }
         }
         self.after_step();
     }

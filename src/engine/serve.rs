@@ -195,6 +195,20 @@ impl Engine {
     /// A client's ping of a peer: one Ping from this node, no larger than
     /// the client's own request, and only for a client with its credential.
     pub(super) fn serve_ping(&mut self, from: SocketAddr, rid: u64, addr: SocketAddr) {
+        // Only a peer's unicast address: nothing is sent to a group, a
+        // broadcast, an unspecified address, port 0 or a UNIX alias.
+        let ip = addr.ip();
+        let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        if addr.port() == 0
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || broadcast
+            || wire::is_unix_alias(&addr)
+        {
+            let status = Status::BadRequest;
+            self.reply_client(from, rid, Body::Error { status });
+            return;
+        }
         if let Some(op) = self.client_op(from, rid) {
             let timeout = self.cfg.op_timeout;
             self.ping(self.now, op, addr, timeout);
@@ -257,12 +271,19 @@ impl Engine {
     }
 
     pub(super) fn serve_info(&mut self, from: SocketAddr, rid: u64, what: u8) {
-        let mut text = self.info_text(InfoKind::from_code(what)).into_bytes();
-        text.truncate(
-            self.cfg
-                .max_datagram
-                .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4),
-        );
+        let kind = InfoKind::from_code(what);
+        let mut text = self.info_text(kind).into_bytes();
+        let room = self
+            .cfg
+            .max_datagram
+            .saturating_sub(wire::HEADER_LEN + wire::TAG_LEN + 4);
+        if kind == InfoKind::Metrics && text.len() > room {
+            // Cut OpenMetrics text is no longer valid: say so instead.
+            let status = Status::TooLarge;
+            self.reply_client(from, rid, Body::Error { status });
+            return;
+        }
+        text.truncate(room);
         self.reply_client(from, rid, Body::ClientInfoReply { text });
     }
 }

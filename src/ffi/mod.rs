@@ -193,12 +193,19 @@ thread_local! {
     /// Why the last call of this thread failed (`chordsip_error_detail`):
     /// cleared when an export starts, set where the reason is known.
     static DETAIL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// How many exports this thread is inside: a reason is recorded only
+    /// there, never by work a library thread does for a completion (which
+    /// no host call would clear).
+    static IN_CALL: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Records why the current call fails (the first reason given wins: it is
 /// the most specific).
 pub(crate) fn set_detail(why: impl Into<String>) {
-    DETAIL.with(|d| {
+    if IN_CALL.try_with(|c| c.get()).unwrap_or(0) == 0 {
+        return;
+    }
+    let _ = DETAIL.try_with(|d| {
         let mut d = d.borrow_mut();
         if d.is_empty() {
             *d = why.into();
@@ -208,22 +215,29 @@ pub(crate) fn set_detail(why: impl Into<String>) {
 
 /// Runs an export's body; a panic becomes `CHORDSIP_ERR_PANIC`.
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), chordsip_result>) -> chordsip_result {
-    DETAIL.with(|d| d.borrow_mut().clear());
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outer = IN_CALL.try_with(|c| c.replace(c.get() + 1)).unwrap_or(1);
+    if outer == 0 {
+        let _ = DETAIL.try_with(|d| d.borrow_mut().clear());
+    }
+    let r = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => CHORDSIP_OK,
         Ok(Err(r)) => r,
         Err(_) => {
             set_detail("a bug in chordsip was caught at the C boundary");
             CHORDSIP_ERR_PANIC
         }
-    }
+    };
+    let _ = IN_CALL.try_with(|c| c.set(outer));
+    r
 }
 
 /// Why the last failing chordsip call of this thread failed, in words:
 /// which argument and what is wrong with it ("contact: a bare SIP URI is
 /// expected, not a Contact header value"), what to call first, or the
 /// overlay's reason. Empty when that call gave no more than its code, or
-/// when the last call succeeded (every call clears it; this one does not).
+/// when the last call returning a `chordsip_result` succeeded (each of them
+/// clears it; this one does not). Results delivered to callbacks carry
+/// their code only.
 /// Sized like `chordsip_node_info`: `CHORDSIP_ERR_BUFFER_TOO_SMALL` when it
 /// does not fit, `needed` (may be NULL) gets the size, NUL included. Read it
 /// right after the failing call, on the same thread (like `errno`).
@@ -236,7 +250,7 @@ pub unsafe extern "C" fn chordsip_error_detail(
     len: usize,
     needed: *mut usize,
 ) -> chordsip_result {
-    let text = DETAIL.with(|d| d.borrow().clone());
+    let text = DETAIL.try_with(|d| d.borrow().clone()).unwrap_or_default();
     match catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: buf/needed NULL or writable by the caller's contract.
         unsafe { write_str(&text, buf, len, Some(needed)) }

@@ -1458,7 +1458,9 @@ static void test_join_async_ring_and_config(void) {
     double t0 = now_s();
     for (int i = 1; i <= ASYNC_JOINS; i++)
         CHECK_OK(chordsip_node_join_async(n[i], boot, join_done, &join_results[i]));
-    for (int w = 0; w < 1000 && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < ASYNC_JOINS; w++)
+    /* Each join's deadline is twice the op timeout (scaled for ASan/valgrind). */
+    for (unsigned w = 0;
+         w < 300 * scaled(10) && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < ASYNC_JOINS; w++)
         usleep(10000);
     note("%d asynchronous joins from one thread done after %.3f s", ASYNC_JOINS, now_s() - t0);
     CHECK(__atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) == ASYNC_JOINS);
@@ -1508,7 +1510,8 @@ static void test_join_async_ring_and_config(void) {
     chordsip_node *lone = node_from(slow);
     join_calls = 0;
     CHECK_OK(chordsip_node_join_async(lone, "127.0.0.1:9", join_done, &join_results[0]));
-    for (int w = 0; w < 500 && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < 1; w++)
+    for (unsigned w = 0; w < 100 * scaled(10) && __atomic_load_n(&join_calls, __ATOMIC_SEQ_CST) < 1;
+         w++)
         usleep(10000);
     CHECK(join_calls == 1 && join_results[0] == CHORDSIP_ERR_JOIN_FAILED);
     chordsip_node_free(lone);

@@ -271,6 +271,7 @@ class Node(DictCalls):
         self,
         bootstrap: Union[None, str, Iterable[str]] = None,
         callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Optional[Future[None]]":
         """:meth:`join` without waiting, so one thread can join many nodes
@@ -432,8 +433,9 @@ class Node(DictCalls):
         self,
         key: str,
         callback: Optional[Callable[[Outcome], None]] = None,
-        future: bool = True,
         timeout_ms: int = 0,
+        *,
+        future: bool = True,
     ) -> "Future[LookupInfo]":
         """Starts :meth:`lookup`. ``callback`` receives a :class:`LookupInfo`
         or a :class:`ChordsipError` exactly once (on a library thread, or in
@@ -454,6 +456,7 @@ class Node(DictCalls):
         data: bytes,
         lifetime_s: int,
         callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`put`; ``callback`` receives the copies (int) or an error."""
@@ -471,6 +474,7 @@ class Node(DictCalls):
 
     def get_async(
         self, key: str, callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Future[List[Value]]":
         """Starts :meth:`get`; ``callback`` receives a list of :class:`Value` or an error."""
@@ -485,6 +489,7 @@ class Node(DictCalls):
 
     def remove_async(
         self, key: str, writer: str, callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`remove`; ``callback`` receives the copies (int) or an error."""
@@ -501,6 +506,7 @@ class Node(DictCalls):
 
     def lookup_aor_async(
         self, aor: str, callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
         all: bool = False,
     ) -> "Future[List[Binding]]":
@@ -530,6 +536,7 @@ class Node(DictCalls):
         path: Iterable[str] = (),
         received: Optional[str] = None,
         callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Future[RegisterResult]":
         """Starts :meth:`register` without waiting for it: the node reads
@@ -557,6 +564,7 @@ class Node(DictCalls):
         aor: str,
         authorization: Optional[str] = None,
         callback: Optional[Callable[[Outcome], None]] = None,
+        *,
         future: bool = True,
     ) -> "Future[AuthResult]":
         """Starts :meth:`authenticate`; ``callback`` receives an

@@ -15,11 +15,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest request head read; anything longer is refused.
 const MAX_REQUEST: usize = 8 * 1024;
-/// Bound on reading a request and writing its answer.
+/// Bound on one connection, from accept to the answer written: a client
+/// that trickles its request a byte at a time is cut off at it.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Refuses an address off loopback without a token.
@@ -69,22 +70,38 @@ pub fn serve(
 
 /// Reads one request head and answers it; the connection then closes.
 fn answer(node: &Node, mut conn: TcpStream, token: Option<&[u8]>) -> std::io::Result<()> {
+    let deadline = Instant::now() + IO_TIMEOUT;
     conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
-    let head = match read_head(&mut conn)? {
+    let head = match read_head(&mut conn, deadline)? {
         Some(head) => head,
-        None => return reply(&mut conn, "431 Request Header Fields Too Large", "", b""),
+        None => {
+            return reply(
+                &mut conn,
+                "431 Request Header Fields Too Large",
+                "",
+                b"",
+                false,
+            )
+        }
     };
     let (status, content_type, body) = respond(node, &head, token);
-    reply(&mut conn, status, content_type, body.as_bytes())
+    // HEAD: the same headers (Content-Length included), no body.
+    let head_only = head.starts_with("HEAD ");
+    reply(&mut conn, status, content_type, body.as_bytes(), head_only)
 }
 
 /// The request head up to the blank line; None when it passes `MAX_REQUEST`.
-fn read_head(conn: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// Each read waits only for what is left of the connection's time.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> std::io::Result<Option<String>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        conn.set_read_timeout(Some(left))?;
         let n = conn.read(&mut buf)?;
         if n == 0 {
             break;
@@ -143,12 +160,11 @@ fn respond(node: &Node, head: &str, token: Option<&[u8]>) -> (&'static str, &'st
             (Format::Prometheus, metrics::CONTENT_TYPE_PROMETHEUS)
         };
     match node.stats() {
-        Ok(stats) if method == "GET" => (
+        Ok(stats) => (
             "200 OK",
             content_type,
             metrics::render_as(&node.info(), &stats, format),
         ),
-        Ok(_) => ("200 OK", content_type, String::new()),
         Err(e) => (
             "503 Service Unavailable",
             "text/plain",
@@ -162,6 +178,7 @@ fn reply(
     status: &str,
     content_type: &str,
     body: &[u8],
+    head_only: bool,
 ) -> std::io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -175,7 +192,9 @@ fn reply(
     }
     out.push_str("\r\n");
     conn.write_all(out.as_bytes())?;
-    conn.write_all(body)?;
+    if !head_only {
+        conn.write_all(body)?;
+    }
     conn.flush()
 }
 
