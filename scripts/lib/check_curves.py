@@ -11,6 +11,7 @@ import math
 import os
 import struct
 import sys
+from typing import Dict, List
 
 results = []
 
@@ -45,15 +46,21 @@ def hops(csv_dir):
 
 def latency(csv_dir):
     setups = {}
+    remote: Dict[str, List[int]] = {}
     for r in rows(os.path.join(csv_dir, "latency.csv")):
         setups.setdefault(r["setup"], []).append(int(r["latency_us"]))
+        if int(r["hops"]) > 0:
+            remote.setdefault(r["setup"], []).append(int(r["latency_us"]))
     check("latency.csv has two setups or more", len(setups) >= 2, ", ".join(setups))
     for name, us in setups.items():
         us.sort()
         p50 = us[len(us) // 2]
         p99 = us[min(len(us) - 1, math.ceil(0.99 * len(us)) - 1)]
         check(f"{name}: at least 100 lookups", len(us) >= 100, f"{len(us)}")
-        check(f"{name}: every latency > 0", us[0] > 0, f"min {us[0]} µs")
+        # A lookup the node answers from its own table may take under 1 µs
+        # (0 in whole µs); one that asked a peer over UDP never does.
+        far = min(remote.get(name, [0]))
+        check(f"{name}: every lookup that asked a peer took > 0 µs", far > 0, f"min {far} µs")
         # Loopback, one process: well under a millisecond at p50 on an idle machine; the
         # bounds leave room for a loaded 2-core runner.
         check(f"{name}: p50 {p50} µs < 20 ms, p99 {p99} µs < 2 s", p50 < 20_000 and p99 < 2_000_000)
