@@ -188,6 +188,13 @@ typedef enum {
   CHORDSIP_EVENT_MEMBER_UP = 5,
   // One-hop overlays: `peer` left or failed.
   CHORDSIP_EVENT_MEMBER_DOWN = 6,
+  // A binding published with `chordsip_node_publish` was refreshed on the
+  // library's timer: `aor`, and `expires` the seconds it now lives.
+  CHORDSIP_EVENT_REFRESHED = 7,
+  // A refresh on the library's timer failed: `aor`, `result` and
+  // `detail` say why, `expires` how many seconds the binding still
+  // lives (0: it lapsed), `retry_ms` when the library tries again.
+  CHORDSIP_EVENT_REFRESH_FAILED = 8,
 } chordsip_event_kind;
 
 // How a node delivers completions and events (`chordsip_config_set_delivery`).
@@ -348,6 +355,19 @@ typedef struct {
   uint32_t weight;
   // MEMBER_UP: where the member serves SIP (`ip:port`), empty when it did not say.
   char sip_address[64];
+  // REFRESHED, REFRESH_FAILED: the AOR (canonical form); NULL for the
+  // other kinds. Valid only during the callback.
+  const char *aor;
+  // REFRESH_FAILED: why (a `CHORDSIP_ERR_*` code); `CHORDSIP_OK` otherwise.
+  chordsip_result result;
+  // REFRESHED: seconds the binding now lives; REFRESH_FAILED: seconds it
+  // still lives (0: it lapsed and is gone until a retry succeeds).
+  uint32_t expires;
+  // REFRESH_FAILED: milliseconds until the next try.
+  uint32_t retry_ms;
+  // REFRESH_FAILED: the reason in words; NULL otherwise. Valid only
+  // during the callback.
+  const char *detail;
 } chordsip_event;
 
 // Receives membership and storage events.
@@ -542,6 +562,25 @@ typedef void (*chordsip_register_cb)(chordsip_result result,
 typedef void (*chordsip_bindings_cb)(chordsip_result result,
                                      const chordsip_bindings *bindings,
                                      void *user_data);
+
+// A binding a user agent publishes for itself (`chordsip_node_publish`).
+typedef struct {
+  // The address-of-record, e.g. `sip:alice@example.com`.
+  const char *aor;
+  // Where the UA takes requests: a bare SIP URI (`sip:alice@192.0.2.1:5060`).
+  const char *contact;
+  // The lifetime asked for, in seconds (`CHORDSIP_MIN_EXPIRES` to 86400).
+  uint32_t expires;
+  // The contact's q-value (`"0.5"`), or NULL for 1.
+  const char *q;
+  // The device's `+sip.instance` (RFC 5626, e.g. `"<urn:uuid:...>"`), or NULL.
+  const char *instance;
+} chordsip_publication;
+
+// Completion of the asynchronous publishing calls: `expires` is the
+// lifetime the registrar granted, in seconds (0 for a withdrawal and on
+// error).
+typedef void (*chordsip_publish_cb)(chordsip_result result, uint32_t expires, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -878,6 +917,7 @@ void chordsip_config_free(chordsip_config *cfg);
 // | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
 // | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
 // | `threads` | library threads of the process, 1 to 64, shared by all its nodes: taken when the first node starts them (later nodes use them as they are; `chordsip_node_config_get(node, "threads", ...)` reads the count running) | the environment's `CHORDSIP_THREADS`, else min(cores, 4) |
+// | `publish_refresh_ms` | how often bindings published with `chordsip_node_publish` are refreshed (never later than at half their granted lifetime); 0: at half their lifetime | 0 |
 //
 // `chordsip_node_config_get` reads any of these back by name.
 //
@@ -1117,15 +1157,17 @@ chordsip_result chordsip_node_join_async(chordsip_node *node,
                                          chordsip_done_cb cb,
                                          void *user_data);
 
-// Leaves the overlay gracefully: hands this node's keys to its successor and
-// tells both neighbours, waiting at most `timeout_ms` (0: the operation
-// timeout). The node is stopped afterwards whatever the outcome; free it
+// Leaves the overlay gracefully: withdraws the bindings published with
+// `chordsip_node_publish` (within a third of the time), hands this node's
+// keys to its successor and tells both neighbours, waiting at most
+// `timeout_ms` (0: the operation timeout). The node is stopped afterwards whatever the outcome; free it
 // with `chordsip_node_free`. Pending operations complete with
 // `CHORDSIP_ERR_CANCELLED`.
 //
 // # Safety
 // `node` is NULL or live.
-chordsip_result chordsip_node_leave(chordsip_node *node, uint32_t timeout_ms);
+chordsip_result chordsip_node_leave(chordsip_node *node,
+                                    uint32_t timeout_ms);
 
 // Stops the node at once (no graceful leave: call `chordsip_node_leave`
 // first for that) and frees it. NULL is a no-op. Operations still pending
@@ -1512,6 +1554,88 @@ chordsip_result chordsip_sip_flow_address(const uint8_t *secret,
                                           const char *token,
                                           char *buf,
                                           size_t len);
+
+// Publishes a binding for a user agent that never sends REGISTER, and keeps
+// it alive: the library acts as the UA's registration client (one Call-ID
+// per AOR, a CSeq that rises with each request, RFC 3261 §10.2), runs the
+// same registrar rules a REGISTER meets, and refreshes the binding on its
+// own timers at half its granted lifetime (or every `publish_refresh_ms`),
+// until `chordsip_node_withdraw` or a graceful `chordsip_node_leave`. A
+// failed refresh is retried after 1 s, doubling up to 30 s, and reported
+// as `CHORDSIP_EVENT_REFRESH_FAILED` (a success as
+// `CHORDSIP_EVENT_REFRESHED`) to a host that set an event callback.
+//
+// One binding per AOR and node: publishing the AOR again with another
+// contact replaces the old contact in the same request (a new address
+// after a network change). Keep the node's writer key across restarts
+// (`device_key_file`) so that a restarted UA replaces its own binding.
+//
+// Blocks until the overlay stored the binding (at most three operation
+// timeouts; `CHORDSIP_ERR_IN_CALLBACK` from a library callback);
+// `*expires` (may be NULL) receives the granted lifetime in seconds. A bad
+// argument gives `CHORDSIP_ERR_INVALID_ARGUMENT` with its reason in
+// `chordsip_error_detail` (a contact that is no bare SIP URI, a q outside
+// 0..1, `expires` 0: use `chordsip_node_withdraw`), an `expires` under
+// `CHORDSIP_MIN_EXPIRES` `CHORDSIP_ERR_INTERVAL_TOO_BRIEF`; overlay failures
+// their own codes. A failed publish leaves nothing behind (an AOR already
+// published keeps its binding and its refreshes).
+//
+// # Safety
+// `node` NULL or live; `p` NULL or valid; `expires` NULL or writable.
+chordsip_result chordsip_node_publish(chordsip_node *node,
+                                      const chordsip_publication *p,
+                                      uint32_t *expires);
+
+// Asynchronous `chordsip_node_publish`, for a host's event loop (PJSIP's
+// polling thread): the publication is copied before this returns; `cb`
+// runs exactly once when this returns `CHORDSIP_OK` (see
+// `chordsip_node_lookup_async`). A bad argument is refused here, with its
+// reason in `chordsip_error_detail`, and `cb` never runs.
+//
+// # Safety
+// `node` NULL or live; `p` NULL or valid; `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_publish_async(chordsip_node *node,
+                                            const chordsip_publication *p,
+                                            chordsip_publish_cb cb,
+                                            void *user_data);
+
+// Refreshes the binding published for `aor` now (after the host learnt
+// its address changed, say) and restarts its refresh timer; `*expires`
+// (may be NULL) receives the granted lifetime. An AOR this node does not
+// publish gives `CHORDSIP_ERR_INVALID_ARGUMENT` ("call publish first").
+// Blocks as `chordsip_node_publish` does.
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated; `expires` NULL or writable.
+chordsip_result chordsip_node_refresh(chordsip_node *node, const char *aor, uint32_t *expires);
+
+// Asynchronous `chordsip_node_refresh`; `cb` as for `chordsip_node_publish_async`.
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated; `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_refresh_async(chordsip_node *node,
+                                            const char *aor,
+                                            chordsip_publish_cb cb,
+                                            void *user_data);
+
+// Removes the binding published for `aor` (`expires=0`) and stops its
+// refreshes. The refreshes stop even when the overlay fails the removal
+// (the result says so); the binding then lapses within its lifetime.
+// Blocks as `chordsip_node_publish` does. A graceful `chordsip_node_leave`
+// withdraws every published AOR.
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated.
+chordsip_result chordsip_node_withdraw(chordsip_node *node, const char *aor);
+
+// Asynchronous `chordsip_node_withdraw`; `cb` as for `chordsip_node_publish_async`.
+//
+// # Safety
+// `node` NULL or live; `aor` NULL or NUL-terminated; `cb` valid; `user_data` valid until the callback ran.
+chordsip_result chordsip_node_withdraw_async(chordsip_node *node,
+                                             const char *aor,
+                                             chordsip_publish_cb cb,
+                                             void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

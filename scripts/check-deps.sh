@@ -32,6 +32,7 @@ declare -A allowed=(
     [publish]="config dns engine error id runtime wire"
     [node]="ability clock config engine error id owner publish runtime stats types wire"
     [client]="ability clock error id owner sip types wire"
+    [ua]="error node runtime sip"
     [testnet]="client config error id node sip"
     [ffi]="*"
     [lib]="*"

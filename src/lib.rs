@@ -38,6 +38,7 @@ pub mod stats;
 pub mod storage;
 pub mod testnet;
 pub mod types;
+pub mod ua;
 pub mod wire;
 
 pub use config::{Config, LogLevel};

@@ -109,6 +109,18 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// A handle that does not keep the node running: what timers and callbacks
+/// the node itself holds keep, so that dropping the last [`Node`] still stops it.
+#[derive(Clone)]
+pub struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, while a [`Node`] handle to it still exists.
+    pub fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 /// Safe by default: a node reachable from other hosts admits only members
 /// that hold the overlay key, unless its operator opened the overlay on
 /// purpose (`open_overlay`). Loopback needs no key (the demo, the tests).
@@ -450,6 +462,23 @@ impl Node {
                 cb(r.into_transaction()
                     .and_then(|()| txn.ok_or(Error::Cancelled)))
             },
+        )
+    }
+
+    /// A handle that does not keep the node running.
+    pub fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// Runs `f` on this node's worker thread after `delay`, or never if the
+    /// node stops first (a timer holds no [`Node`], see [`WeakNode`]).
+    pub fn after(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        self.check_usable()?;
+        let delay_us = delay.as_micros().min(u64::MAX as u128) as u64;
+        self.inner.runtime.run(
+            self.inner.worker,
+            self.inner.token,
+            Box::new(move |slot, now| slot.schedule(now.saturating_add(delay_us), Box::new(f))),
         )
     }
 

@@ -11,7 +11,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -32,6 +32,8 @@ pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 pub type Callback = Box<dyn FnOnce(OpResult) + Send>;
 /// Work run on the worker thread with access to a node.
 pub type NodeTask = Box<dyn FnOnce(&mut NodeSlot, u64) + Send>;
+/// Work a host scheduled on a node's worker for later ([`NodeSlot::schedule`]).
+pub type TimerTask = Box<dyn FnOnce() + Send>;
 
 /// Hooks run on every library thread as it starts and before it exits
 /// (a host registers its threads with its own runtime, e.g. PJSIP).
@@ -48,6 +50,9 @@ pub struct NodeSlot {
     unix: Option<UnixEndpoint>,
     callbacks: HashMap<u64, Callback>,
     events: Option<EventSink>,
+    /// Host timers by (due time in µs, sequence): they die with the node.
+    timers: BTreeMap<(u64, u64), TimerTask>,
+    next_timer: u64,
 }
 
 /// Most UNIX-socket clients a node remembers; the least recently heard is forgotten first.
@@ -220,6 +225,33 @@ impl NodeSlot {
     pub fn on_complete(&mut self, op: u64, cb: Callback) {
         self.callbacks.insert(op, cb);
     }
+
+    /// Runs `task` on this worker at `at` (µs on the runtime's clock), or
+    /// never if the node is removed first.
+    pub fn schedule(&mut self, at: u64, task: TimerTask) {
+        self.next_timer += 1;
+        self.timers.insert((at, self.next_timer), task);
+    }
+
+    /// When the worker must next wake for this node: its engine's timers or a host timer.
+    fn next_wake(&self) -> Option<u64> {
+        let host = self.timers.keys().next().map(|&(at, _)| at);
+        match (self.engine.next_timeout(), host) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the host timers due by `now`.
+    fn fire_timers(&mut self, now: u64) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let task = entry.remove();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
+        }
+    }
 }
 
 enum Command {
@@ -388,6 +420,8 @@ impl Runtime {
             unix,
             callbacks: HashMap::new(),
             events,
+            timers: BTreeMap::new(),
+            next_timer: 0,
         });
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.send(
@@ -466,7 +500,7 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
     let mut pending_read: Vec<usize> = Vec::new();
     loop {
         let now = epoch.elapsed().as_micros() as u64;
-        let next = nodes.values().filter_map(|n| n.engine.next_timeout()).min();
+        let next = nodes.values().filter_map(|n| n.next_wake()).min();
         let timeout = if !pending_read.is_empty() {
             Some(Duration::ZERO)
         } else {
@@ -575,6 +609,7 @@ fn worker_loop(mut poll: Poll, rx: Receiver<Command>, epoch: Instant) {
                 slot.engine.handle_timeout(now);
                 flush(slot);
             }
+            slot.fire_timers(now);
         }
     }
 }
@@ -610,6 +645,7 @@ fn flush(slot: &mut NodeSlot) {
         unix,
         callbacks,
         events,
+        ..
     } = slot;
     let mut send_errors = 0;
     for t in engine.drain_transmits() {

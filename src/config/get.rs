@@ -121,6 +121,7 @@ impl Config {
                 .join(";"),
             "ability_ttl_s" => secs(self.ability_ttl),
             "threads" => opt(self.threads.map(|n| n.to_string())),
+            "publish_refresh_ms" => self.publish_refresh.map_or_else(|| "0".into(), ms),
             _ => return Err(Bad(format!("unknown option {name:?}"))),
         })
     }
@@ -157,6 +158,7 @@ mod tests {
             ("dns_tcp", "1"),
             ("threads", "3"),
             ("sip_address", "127.0.0.1:5060"),
+            ("publish_refresh_ms", "250"),
             ("overlay", "ring-a"),
         ] {
             c.set(name, value).unwrap();
@@ -202,6 +204,7 @@ mod tests {
             "digest_nonce_lifetime_s",
             "max_client_lifetime_s",
             "sip_address",
+            "publish_refresh_ms",
         ];
         for name in names {
             let v = c.get(name).unwrap();

@@ -210,6 +210,9 @@ pub struct Config {
     /// the environment, else min(cores, 4). A node started while the
     /// threads run uses them as they are (`get("threads")` tells how many).
     pub threads: Option<usize>,
+    /// How often the bindings a user agent publishes (crate `ua`) are
+    /// refreshed; None: at half their granted lifetime (never later than that).
+    pub publish_refresh: Option<Duration>,
 }
 
 impl Default for Config {
@@ -264,6 +267,7 @@ impl Default for Config {
             abilities: Vec::new(),
             ability_ttl: Duration::from_secs(30),
             threads: None,
+            publish_refresh: None,
         }
     }
 }
@@ -547,6 +551,15 @@ impl Config {
                     return Err(Bad(format!("{name}: 3 to 86400 seconds")));
                 }
                 self.ability_ttl = Duration::from_secs(s);
+            }
+            "publish_refresh_ms" => {
+                let v: u64 = num(name, value)?;
+                if v != 0 && !(100..=86_400_000).contains(&v) {
+                    return Err(Bad(format!(
+                        "{name}: 0 (half the granted lifetime) or 100 to 86400000 ms"
+                    )));
+                }
+                self.publish_refresh = (v != 0).then(|| Duration::from_millis(v));
             }
             _ => return Err(Bad(format!("unknown option {name:?}"))),
         }

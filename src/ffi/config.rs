@@ -130,6 +130,7 @@ pub unsafe extern "C" fn chordsip_config_free(cfg: *mut chordsip_config) {
 /// | `replay_window_ms` | with an overlay key: datagrams stamped further from the local clock are dropped as replays | 30000 |
 /// | `max_requests_per_source` | requests per second one source address may send (as many again in a burst); 0: no limit | 20000 |
 /// | `threads` | library threads of the process, 1 to 64, shared by all its nodes: taken when the first node starts them (later nodes use them as they are; `chordsip_node_config_get(node, "threads", ...)` reads the count running) | the environment's `CHORDSIP_THREADS`, else min(cores, 4) |
+/// | `publish_refresh_ms` | how often bindings published with `chordsip_node_publish` are refreshed (never later than at half their granted lifetime); 0: at half their lifetime | 0 |
 ///
 /// `chordsip_node_config_get` reads any of these back by name.
 ///

@@ -4,7 +4,7 @@
 //! `recv()`, so the fd must be a socket).
 
 use super::lists::chordsip_peer;
-use super::UserData;
+use super::{chordsip_result, UserData};
 use crate::engine::Event;
 use crate::runtime::EventSink;
 use parking_lot::Mutex;
@@ -32,6 +32,13 @@ pub enum chordsip_event_kind {
     CHORDSIP_EVENT_MEMBER_UP = 5,
     /// One-hop overlays: `peer` left or failed.
     CHORDSIP_EVENT_MEMBER_DOWN = 6,
+    /// A binding published with `chordsip_node_publish` was refreshed on the
+    /// library's timer: `aor`, and `expires` the seconds it now lives.
+    CHORDSIP_EVENT_REFRESHED = 7,
+    /// A refresh on the library's timer failed: `aor`, `result` and
+    /// `detail` say why, `expires` how many seconds the binding still
+    /// lives (0: it lapsed), `retry_ms` when the library tries again.
+    CHORDSIP_EVENT_REFRESH_FAILED = 8,
 }
 
 /// A membership or storage event, valid only during the callback.
@@ -47,6 +54,19 @@ pub struct chordsip_event {
     pub weight: u32,
     /// MEMBER_UP: where the member serves SIP (`ip:port`), empty when it did not say.
     pub sip_address: [c_char; 64],
+    /// REFRESHED, REFRESH_FAILED: the AOR (canonical form); NULL for the
+    /// other kinds. Valid only during the callback.
+    pub aor: *const c_char,
+    /// REFRESH_FAILED: why (a `CHORDSIP_ERR_*` code); `CHORDSIP_OK` otherwise.
+    pub result: chordsip_result,
+    /// REFRESHED: seconds the binding now lives; REFRESH_FAILED: seconds it
+    /// still lives (0: it lapsed and is gone until a retry succeeds).
+    pub expires: u32,
+    /// REFRESH_FAILED: milliseconds until the next try.
+    pub retry_ms: u32,
+    /// REFRESH_FAILED: the reason in words; NULL otherwise. Valid only
+    /// during the callback.
+    pub detail: *const c_char,
 }
 
 /// Receives membership and storage events.
@@ -242,25 +262,98 @@ impl Dispatcher {
                     Event::KeysOut(n) => (chordsip_event_kind::CHORDSIP_EVENT_KEYS_OUT, None, *n),
                     Event::Log(..) => return,
                 };
-                let ev = chordsip_event {
-                    kind,
-                    has_peer: peer.is_some() as u32,
-                    peer: peer
-                        .as_ref()
-                        .map_or_else(chordsip_peer::empty, chordsip_peer::from),
-                    count: count as u64,
-                    weight,
-                    sip_address: super::lists::fill(&sip),
-                };
                 self.deliver(
                     false,
                     Box::new(move || {
+                        let ev = chordsip_event {
+                            has_peer: peer.is_some() as u32,
+                            peer: peer
+                                .as_ref()
+                                .map_or_else(chordsip_peer::empty, chordsip_peer::from),
+                            count: count as u64,
+                            weight,
+                            sip_address: super::lists::fill(&sip),
+                            ..chordsip_event::empty(kind)
+                        };
                         // SAFETY: cb is the host's event function; ev lives until it returns.
                         unsafe { cb(&ev, ud.get()) }
                     }),
                 );
             }
         }
+    }
+}
+
+impl chordsip_event {
+    /// An event of `kind` with every other field empty.
+    fn empty(kind: chordsip_event_kind) -> chordsip_event {
+        chordsip_event {
+            kind,
+            has_peer: 0,
+            peer: chordsip_peer::empty(),
+            count: 0,
+            weight: 0,
+            sip_address: [0; 64],
+            aor: std::ptr::null(),
+            result: chordsip_result::CHORDSIP_OK,
+            expires: 0,
+            retry_ms: 0,
+            detail: std::ptr::null(),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// The sink of a node's user agent (crate `ua`), when the host asked for events.
+    pub fn ua_sink(self: &Arc<Self>) -> Option<crate::ua::UaSink> {
+        let (Some(cb), ud) = self.event_cb? else {
+            return None;
+        };
+        let me = Arc::clone(self);
+        Some(Arc::new(move |e: &crate::ua::UaEvent| {
+            use crate::ua::UaEvent;
+            let (kind, aor, result, expires, retry, detail) = match e {
+                UaEvent::Refreshed { aor, expires } => (
+                    chordsip_event_kind::CHORDSIP_EVENT_REFRESHED,
+                    aor,
+                    chordsip_result::CHORDSIP_OK,
+                    *expires,
+                    std::time::Duration::ZERO,
+                    None,
+                ),
+                UaEvent::RefreshFailed {
+                    aor,
+                    error,
+                    expires_in,
+                    retry_in,
+                } => (
+                    chordsip_event_kind::CHORDSIP_EVENT_REFRESH_FAILED,
+                    aor,
+                    super::registrar::registrar_result(error),
+                    *expires_in,
+                    *retry_in,
+                    Some(CString::new(error.to_string().replace('\0', " ")).unwrap_or_default()),
+                ),
+            };
+            let aor = CString::new(aor.as_str()).unwrap_or_default();
+            let retry_ms = retry.as_millis().min(u32::MAX as u128) as u32;
+            me.deliver(
+                false,
+                Box::new(move || {
+                    let ev = chordsip_event {
+                        aor: aor.as_ptr(),
+                        result,
+                        expires,
+                        retry_ms,
+                        detail: detail.as_ref().map_or(std::ptr::null(), |d| d.as_ptr()),
+                        ..chordsip_event::empty(kind)
+                    };
+                    // SAFETY: cb is the host's event function; ev and the
+                    // strings it points to live until it returns.
+                    unsafe { cb(&ev, ud.get()) }
+                }),
+            );
+        }))
     }
 }
 

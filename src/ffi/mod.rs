@@ -18,6 +18,7 @@ pub mod lists;
 pub mod node;
 pub mod registrar;
 pub mod sip;
+pub mod ua;
 
 use crate::error::Error;
 use std::ffi::{c_char, c_int, CStr};

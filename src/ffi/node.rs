@@ -13,6 +13,7 @@ use crate::engine::Event;
 use crate::id::Id;
 use crate::node::Node;
 use crate::runtime::{on_worker_thread, Runtime, ThreadHooks};
+use crate::ua::UserAgent;
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_int, c_void};
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct chordsip_node {
     hooks: Option<ThreadHooksC>,
     pub(crate) dispatcher: Arc<Dispatcher>,
     node: Mutex<Option<Node>>,
+    /// The publications of `chordsip_node_publish`, made on first use.
+    ua: Mutex<Option<Arc<UserAgent>>>,
     pid: u32,
 }
 
@@ -87,6 +90,15 @@ impl chordsip_node {
             );
             CHORDSIP_ERR_BAD_STATE
         })
+    }
+
+    /// The node's user agent (its publications), made on first use.
+    pub(crate) fn user_agent(&self) -> FfiResult<Arc<UserAgent>> {
+        let node = self.started()?;
+        let mut ua = self.ua.lock();
+        Ok(Arc::clone(ua.get_or_insert_with(|| {
+            Arc::new(UserAgent::new(&node, self.dispatcher.ua_sink()))
+        })))
     }
 
     fn start(&self) -> FfiResult<Node> {
@@ -178,6 +190,7 @@ pub unsafe extern "C" fn chordsip_node_new(
             hooks: cfg.hooks,
             dispatcher: Arc::new(dispatcher),
             node: Mutex::new(None),
+            ua: Mutex::new(None),
             pid: std::process::id(),
         });
         // SAFETY: out is non-NULL (checked) and writable.
@@ -288,9 +301,10 @@ fn parse_addr_list(list: &str) -> FfiResult<Vec<SocketAddr>> {
     Ok(peers)
 }
 
-/// Leaves the overlay gracefully: hands this node's keys to its successor and
-/// tells both neighbours, waiting at most `timeout_ms` (0: the operation
-/// timeout). The node is stopped afterwards whatever the outcome; free it
+/// Leaves the overlay gracefully: withdraws the bindings published with
+/// `chordsip_node_publish` (within a third of the time), hands this node's
+/// keys to its successor and tells both neighbours, waiting at most
+/// `timeout_ms` (0: the operation timeout). The node is stopped afterwards whatever the outcome; free it
 /// with `chordsip_node_free`. Pending operations complete with
 /// `CHORDSIP_ERR_CANCELLED`.
 ///
@@ -305,7 +319,18 @@ pub unsafe extern "C" fn chordsip_node_leave(
         // SAFETY: NULL or a live node by the caller's contract.
         let n = unsafe { node_ref(node) }?;
         let node = n.started()?;
-        code(node.leave(timeout_arg(timeout_ms, n.cfg.op_timeout)))
+        if on_worker_thread() {
+            return Err(CHORDSIP_ERR_IN_CALLBACK);
+        }
+        let timeout = timeout_arg(timeout_ms, n.cfg.op_timeout);
+        let started = std::time::Instant::now();
+        // Published bindings go first, while the ring can still store the removal.
+        let ua = n.ua.lock().clone();
+        if let Some(ua) = ua.filter(|_| node.is_joined()) {
+            ua.withdraw_all(timeout / 3);
+        }
+        let rest = timeout.saturating_sub(started.elapsed());
+        code(node.leave(rest.max(Duration::from_millis(1))))
     })
 }
 

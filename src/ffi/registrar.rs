@@ -388,8 +388,15 @@ unsafe fn request_arg(req: *const chordsip_register) -> FfiResult<RegisterReques
     })
 }
 
-fn registrar_code(e: RegistrarError) -> chordsip_result {
+/// The code of a registrar error, with its reason recorded for
+/// `chordsip_error_detail`.
+pub(crate) fn registrar_code(e: RegistrarError) -> chordsip_result {
     super::set_detail(e.to_string());
+    registrar_result(&e)
+}
+
+/// The code of a registrar error.
+pub(crate) fn registrar_result(e: &RegistrarError) -> chordsip_result {
     match e {
         RegistrarError::Overlay(e) => e.into(),
         RegistrarError::Request(RegisterError::Bad(_)) => CHORDSIP_ERR_INVALID_ARGUMENT,

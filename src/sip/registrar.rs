@@ -15,7 +15,7 @@ use crate::types::{run_transaction, Value};
 pub use crate::types::DictStore;
 
 /// Why a register or lookup failed: the request, or the overlay.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistrarError {
     Request(RegisterError),
     Overlay(Error),
