@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 STAGE=$ROOT/target/stage
 OUT=$ROOT/target/c-tests
-TESTS=(test_api test_abilities test_ring test_addresses test_registrar test_callbacks test_hooks test_concurrency test_free test_fork test_regressions)
+TESTS=(test_api test_abilities test_ring test_addresses test_registrar test_publish test_callbacks test_hooks test_concurrency test_free test_fork test_regressions)
 failed=()
 T_START=$(date +%s.%N)
 

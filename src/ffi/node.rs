@@ -356,14 +356,18 @@ pub unsafe extern "C" fn chordsip_node_free(node: *mut chordsip_node) {
             return; // memory only: the threads and the node live in the parent
         }
         let running = n.node.lock().take();
+        let ua = n.ua.lock().take();
         let d = Arc::clone(&n.dispatcher);
         if on_worker_thread() {
             d.close();
             drop(running);
+            drop(ua);
         } else {
             if let Some(node) = running {
                 node.stop();
             }
+            // Requests waiting their turn complete (cancelled) with the rest.
+            drop(ua);
             d.finish_completions();
             d.close();
         }

@@ -244,7 +244,12 @@ def _auth_trampoline(result: int, verdict: int, challenge: Optional[bytes], toke
     _finish(token, result, "authenticate", convert)
 
 
+def _publish_trampoline(result: int, expires: int, token: Optional[int]) -> None:
+    _finish(token, result, "publish", lambda op: int(expires))
+
+
 REGISTER_TRAMPOLINE = _lib.chordsip_register_cb(_register_trampoline)
+PUBLISH_TRAMPOLINE = _lib.chordsip_publish_cb(_publish_trampoline)
 AUTH_TRAMPOLINE = _lib.chordsip_auth_cb(_auth_trampoline)
 
 # ---------------------------------------------------------------------------
@@ -292,6 +297,7 @@ def _event_trampoline(event: Any, token: Optional[int]) -> None:
         except ValueError:  # a kind newer than this binding
             kind = int(ev.kind)
         peer = peer_of(ev.peer) if ev.has_peer else None
+        detail = _text(ev.detail) if ev.detail else None
         _run(
             cbs.on_event,
             (
@@ -301,6 +307,10 @@ def _event_trampoline(event: Any, token: Optional[int]) -> None:
                     int(ev.count),
                     int(ev.weight),
                     ev.sip_address.decode("utf-8", "replace") or None,
+                    aor=_text(ev.aor) if ev.aor else None,
+                    expires=int(ev.expires),
+                    retry_ms=int(ev.retry_ms),
+                    error=error_for(ev.result, detail) if ev.result else None,
                 ),
             ),
             cbs.thread_mode,

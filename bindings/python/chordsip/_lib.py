@@ -118,6 +118,11 @@ class chordsip_event(Structure):
         ("count", c_uint64),
         ("weight", c_uint32),
         ("sip_address", c_char * 64),
+        ("aor", c_char_p),
+        ("result", c_int),  # chordsip_result
+        ("expires", c_uint32),
+        ("retry_ms", c_uint32),
+        ("detail", c_char_p),
     ]
 
 
@@ -215,6 +220,16 @@ class chordsip_register(Structure):
     ]
 
 
+class chordsip_publication(Structure):
+    _fields_ = [
+        ("aor", c_char_p),
+        ("contact", c_char_p),
+        ("expires", c_uint32),
+        ("q", c_char_p),
+        ("instance", c_char_p),
+    ]
+
+
 class chordsip_register_outcome(Structure):
     _fields_ = [
         ("inserted", c_uint32),
@@ -235,6 +250,7 @@ STRUCTS: Dict[str, Any] = {
     "chordsip_contact": chordsip_contact,
     "chordsip_register": chordsip_register,
     "chordsip_register_outcome": chordsip_register_outcome,
+    "chordsip_publication": chordsip_publication,
     "chordsip_ring": chordsip_ring,
 }
 
@@ -255,6 +271,7 @@ chordsip_register_cb = CFUNCTYPE(
     None, c_int, c_void_p, POINTER(chordsip_register_outcome), c_void_p
 )
 chordsip_auth_cb = CFUNCTYPE(None, c_int, c_uint32, c_char_p, c_void_p)
+chordsip_publish_cb = CFUNCTYPE(None, c_int, c_uint32, c_void_p)
 
 CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_event_cb": chordsip_event_cb,
@@ -267,6 +284,7 @@ CALLBACK_TYPES: Dict[str, Any] = {
     "chordsip_bindings_cb": chordsip_bindings_cb,
     "chordsip_register_cb": chordsip_register_cb,
     "chordsip_auth_cb": chordsip_auth_cb,
+    "chordsip_publish_cb": chordsip_publish_cb,
 }
 
 # ---------------------------------------------------------------------------
@@ -393,6 +411,15 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "chordsip_digest_ha1": (_R, [c_uint32, c_char_p, c_char_p, c_char_p, _BUF, c_size_t]),
     "chordsip_node_lookup_aor_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
     "chordsip_node_lookup_aor_all_async": (_R, [_H, c_char_p, chordsip_bindings_cb, c_void_p]),
+    "chordsip_node_publish": (_R, [_H, POINTER(chordsip_publication), POINTER(c_uint32)]),
+    "chordsip_node_publish_async": (
+        _R,
+        [_H, POINTER(chordsip_publication), chordsip_publish_cb, c_void_p],
+    ),
+    "chordsip_node_refresh": (_R, [_H, c_char_p, POINTER(c_uint32)]),
+    "chordsip_node_refresh_async": (_R, [_H, c_char_p, chordsip_publish_cb, c_void_p]),
+    "chordsip_node_withdraw": (_R, [_H, c_char_p]),
+    "chordsip_node_withdraw_async": (_R, [_H, c_char_p, chordsip_publish_cb, c_void_p]),
     "chordsip_node_register_async": (
         _R,
         [_H, POINTER(chordsip_register), chordsip_register_cb, c_void_p],

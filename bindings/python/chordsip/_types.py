@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
+from .errors import ChordsipError
+
 
 class Delivery(str, enum.Enum):
     """How a node delivers completions and events (``chordsip_delivery``)."""
@@ -28,6 +30,13 @@ class EventKind(enum.IntEnum):
     MEMBER_UP = 5
     #: One-hop overlays: a member left or failed.
     MEMBER_DOWN = 6
+    #: A binding of :meth:`Node.publish` was refreshed on the library's
+    #: timer (``aor``; ``expires``: the seconds it now lives).
+    REFRESHED = 7
+    #: A refresh on the library's timer failed (``aor``, ``error``;
+    #: ``expires``: seconds the binding still lives, 0 when it lapsed;
+    #: ``retry_ms``: when the library tries again).
+    REFRESH_FAILED = 8
 
 
 class Neighbours(enum.IntEnum):
@@ -194,6 +203,15 @@ class Event:
     weight: int = 0
     #: MEMBER_UP: where the member serves SIP (``ip:port``), or None.
     sip_address: Optional[str] = None
+    #: REFRESHED, REFRESH_FAILED: the published AOR (canonical form).
+    aor: Optional[str] = None
+    #: REFRESHED: seconds the binding now lives; REFRESH_FAILED: seconds it
+    #: still lives (0: it lapsed until a retry succeeds).
+    expires: int = 0
+    #: REFRESH_FAILED: milliseconds until the next try.
+    retry_ms: int = 0
+    #: REFRESH_FAILED: why, as the exception a call would have raised.
+    error: Optional[ChordsipError] = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from . import _callbacks, _lib, _registrar
 from ._dict_calls import DictCalls
+from ._publish import PublishCalls
 from ._handle import Handle
 from ._types import (
     AuthResult,
@@ -91,7 +92,7 @@ def _enum_arg(value: Any, names: Mapping[str, int], what: str) -> int:
     return u32(value, what)
 
 
-class Node(DictCalls):
+class Node(DictCalls, PublishCalls):
     """One peer of a chordsip overlay in this process.
 
     ``options`` are the library's options by name (``chordsip_config_set``:
@@ -346,9 +347,10 @@ class Node(DictCalls):
             check(self._lib.chordsip_node_set_abilities(p, t), "set_abilities")
 
     def leave(self, timeout_ms: int = 0) -> None:
-        """Hands this node's keys to its successor and tells its neighbours
-        (at most ``timeout_ms``; 0: the op timeout). The node is stopped
-        afterwards whatever the outcome; :meth:`close` it."""
+        """Withdraws what :meth:`publish` published (within a third of the
+        time), hands this node's keys to its successor and tells its
+        neighbours (at most ``timeout_ms``; 0: the op timeout). The node is
+        stopped afterwards whatever the outcome; :meth:`close` it."""
         t = u32(timeout_ms, "timeout_ms")
         with self._use() as p:
             check(self._lib.chordsip_node_leave(p, t), "leave")

@@ -1,0 +1,165 @@
+"""Publishing for pure P2P user agents: a UA that never sends REGISTER
+publishes its contact, and the library keeps it alive (``chordsip_node_publish``)."""
+
+from __future__ import annotations
+
+import ctypes
+from concurrent.futures import Future
+from typing import Any, Callable, List, Optional, Union
+
+from . import _callbacks, _lib
+from ._handle import Handle
+from ._util import check, cstr, opt_cstr, u32
+from .errors import InvalidArgument
+
+Outcome = Any
+
+
+def _q_arg(q: Union[None, float, str]) -> Optional[bytes]:
+    """A q-value as the registrar reads it: ``0.5`` or ``"0.5"``; None is 1."""
+    if q is None or isinstance(q, str):
+        return opt_cstr(q, "q")
+    if isinstance(q, bool) or not isinstance(q, (int, float)):
+        raise TypeError("q must be a float, a str or None, not %s" % type(q).__name__)
+    if not 0.0 <= q <= 1.0:
+        raise InvalidArgument(detail="q %r: a q-value is between 0 and 1" % (q,))
+    return ("%.3f" % q).rstrip("0").rstrip(".").encode() or b"0"
+
+
+class PublishCalls:
+    """publish/refresh/withdraw of ``Node`` (blocking and asynchronous);
+    ``Node`` provides ``_lib``, ``_use()`` and ``_start_async()``."""
+
+    _lib: Any
+    _use: Callable[[], Handle]
+    _start_async: Callable[..., Any]
+
+    @staticmethod
+    def _publication(
+        aor: str,
+        contact: str,
+        expires: int,
+        q: Union[None, float, str],
+        instance: Optional[str],
+        keep: List[Any],
+    ) -> "_lib.chordsip_publication":
+        p = _lib.chordsip_publication(
+            cstr(aor, "aor"),
+            cstr(contact, "contact"),
+            u32(expires, "expires"),
+            _q_arg(q),
+            opt_cstr(instance, "instance"),
+        )
+        keep.append(p)
+        return p
+
+    def publish(
+        self,
+        aor: str,
+        contact: str,
+        expires: int = 3600,
+        q: Union[None, float, str] = None,
+        instance: Optional[str] = None,
+    ) -> int:
+        """Publishes ``contact`` (a bare SIP URI) for ``aor`` and keeps it
+        alive, for a user agent that never sends REGISTER: the library keeps
+        the Call-ID and CSeq, refreshes the binding on its own timers at half
+        its lifetime (or every ``publish_refresh_ms``) and reports a failed
+        refresh as an :class:`Event` of kind ``REFRESH_FAILED`` (a success
+        as ``REFRESHED``), until :meth:`withdraw` or :meth:`leave`.
+        Publishing the AOR again with another contact replaces the old one.
+        ``instance`` is the device's ``+sip.instance`` (``"<urn:uuid:...>"``).
+        Blocks until the overlay stored it; returns the granted lifetime in
+        seconds. Raises :class:`InvalidArgument` (with the reason in
+        ``.detail``) for a bad argument, :class:`IntervalTooBrief` for
+        ``expires`` under 60."""
+        keep: List[Any] = []
+        p = self._publication(aor, contact, expires, q, instance, keep)
+        granted = ctypes.c_uint32(0)
+        with self._use() as h:
+            check(
+                self._lib.chordsip_node_publish(h, ctypes.byref(p), ctypes.byref(granted)),
+                "publish %s" % aor,
+            )
+        return granted.value
+
+    def publish_async(
+        self,
+        aor: str,
+        contact: str,
+        expires: int = 3600,
+        q: Union[None, float, str] = None,
+        instance: Optional[str] = None,
+        callback: Optional[Callable[[Outcome], None]] = None,
+        *,
+        future: bool = True,
+    ) -> "Future[int]":
+        """Starts :meth:`publish` without waiting (an event loop's thread
+        never blocks): ``callback`` receives the granted lifetime or a
+        :class:`ChordsipError` exactly once (on a library thread, or in
+        :meth:`process` in fd mode); the Future resolves likewise. A bad
+        argument raises here."""
+        keep: List[Any] = []
+        p = self._publication(aor, contact, expires, q, instance, keep)
+        lib = self._lib
+        return self._start_async(  # type: ignore[return-value]
+            "publish %s" % aor,
+            callback,
+            # The library copies the publication before it returns.
+            lambda h, tok: lib.chordsip_node_publish_async(
+                h, ctypes.byref(p), _callbacks.PUBLISH_TRAMPOLINE, tok
+            ),
+            future,
+        )
+
+    def refresh(self, aor: str) -> int:
+        """Refreshes the binding published for ``aor`` now (after an address
+        change, say) and restarts its timer; returns the granted lifetime.
+        Raises :class:`InvalidArgument` for an AOR this node does not publish."""
+        a = cstr(aor, "aor")
+        granted = ctypes.c_uint32(0)
+        with self._use() as h:
+            check(self._lib.chordsip_node_refresh(h, a, ctypes.byref(granted)), "refresh %s" % aor)
+        return granted.value
+
+    def refresh_async(
+        self,
+        aor: str,
+        callback: Optional[Callable[[Outcome], None]] = None,
+        *,
+        future: bool = True,
+    ) -> "Future[int]":
+        """Starts :meth:`refresh`; the outcome as for :meth:`publish_async`."""
+        a = cstr(aor, "aor")
+        lib = self._lib
+        return self._start_async(  # type: ignore[return-value]
+            "refresh %s" % aor,
+            callback,
+            lambda h, tok: lib.chordsip_node_refresh_async(h, a, _callbacks.PUBLISH_TRAMPOLINE, tok),
+            future,
+        )
+
+    def withdraw(self, aor: str) -> None:
+        """Removes the binding published for ``aor`` and stops refreshing it
+        (the refreshes stop even when the overlay fails the removal, which
+        then raises; the binding lapses within its lifetime)."""
+        a = cstr(aor, "aor")
+        with self._use() as h:
+            check(self._lib.chordsip_node_withdraw(h, a), "withdraw %s" % aor)
+
+    def withdraw_async(
+        self,
+        aor: str,
+        callback: Optional[Callable[[Outcome], None]] = None,
+        *,
+        future: bool = True,
+    ) -> "Future[int]":
+        """Starts :meth:`withdraw`; the outcome (0 on success) as for :meth:`publish_async`."""
+        a = cstr(aor, "aor")
+        lib = self._lib
+        return self._start_async(  # type: ignore[return-value]
+            "withdraw %s" % aor,
+            callback,
+            lambda h, tok: lib.chordsip_node_withdraw_async(h, a, _callbacks.PUBLISH_TRAMPOLINE, tok),
+            future,
+        )
