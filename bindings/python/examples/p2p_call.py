@@ -2,22 +2,23 @@
 """Pure peer-to-peer SIP: two PJSUA2 user agents find each other through chordsip.
 
 Each process runs one PJSUA2 endpoint (PyPI ``pjsua2-python``) and one
-chordsip Node. There is no proxy and no registrar server: each user agent
-registers its own address-of-record into the overlay with ``Node.register``,
-and the caller finds the callee's contact with ``Node.lookup_aor`` and sends
-its INVITE straight there.
+chordsip Node. There is no proxy and no registrar server, and no user agent
+sends a REGISTER: each publishes its own contact under its address-of-record
+with ``Node.publish`` (the library keeps the Call-ID and CSeq and refreshes
+the binding on its own timers), and the caller finds the callee's contact
+with ``Node.lookup_aor`` and sends its INVITE straight there.
 
-    # terminal 1: starts a new ring, registers sip:bob@p2p.example, waits
+    # terminal 1: starts a new ring, publishes sip:bob@p2p.example, waits
     python3 p2p_call.py --role callee
     READY overlay=127.0.0.1:40321 aor=sip:bob@p2p.example contact=sip:bob@127.0.0.1:51234
 
-    # terminal 2: joins that ring, registers sip:alice@p2p.example, calls bob
+    # terminal 2: joins that ring, publishes sip:alice@p2p.example, calls bob
     python3 p2p_call.py --role caller --bootstrap 127.0.0.1:40321
 
 The callee answers with 200 OK; the caller waits for the call to be
 CONFIRMED, keeps it up for ``--hold`` seconds and hangs up. Each side prints
 one ``RESULT`` line and exits 0 when the call was answered and hung up. Both
-unregister their AOR (``expires=0``) on the way out.
+withdraw their binding (``Node.withdraw``) on the way out.
 
 Everything stays on 127.0.0.1 (overlay, SIP and RTP sockets). Audio goes
 to PJSUA2's null sound device. Needs ``pip install pjsua2-python`` and
@@ -25,9 +26,10 @@ libchordsip (``CHORDSIP_LIBRARY`` or the checkout's ``target/release``).
 
 PJSUA2 rules this script follows: one Endpoint per process; PJSUA2 runs no
 threads of its own here (``threadCnt=0``) and the main loop pumps
-``libHandleEvents``; the chordsip Node is used with blocking calls from the
-main thread only, so no library thread ever enters PJSUA2 (a thread unknown
-to PJLIB aborts the process); Call objects are dropped before ``libDestroy``.
+``libHandleEvents``; the chordsip Node delivers its events in fd mode and
+the same loop runs them (``Node.process``), so no library thread ever enters
+this script's code, let alone PJSUA2 (a thread unknown to PJLIB aborts the
+process); Call objects are dropped before ``libDestroy``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import chordsip
-from chordsip import Binding, Contact
+from chordsip import Binding
 
 try:
     import pjsua2 as pj
@@ -148,9 +150,16 @@ class Account(pj.Account):  # type: ignore[misc]
 class UserAgent:
     """One PJSUA2 endpoint with a UDP transport and an account on 127.0.0.1."""
 
-    def __init__(self, role: str, aor: str, sip_port: int, pj_log_level: int) -> None:
+    def __init__(self, role: str, aor: str, sip_port: int, pj_log_level: int, node: chordsip.Node) -> None:
         self.role = role
         self.aor = aor
+        #: The overlay peer; its events run in :meth:`pump`, on this thread.
+        self.node = node
+        #: What the library's own refreshes reported (Node.publish).
+        self.refreshed = 0
+        self.refresh_failed = 0
+        #: The device's identity: the binding is this instance's whatever its contact.
+        self.instance = "<urn:uuid:%s>" % uuid.uuid4()
         self.errors: List[str] = []
         self.calls: List[Call] = []
         self.ep = pj.Endpoint()
@@ -171,7 +180,7 @@ class UserAgent:
         #: ``127.0.0.1:PORT`` of the SIP transport.
         self.sip_addr = self.ep.transportGetInfo(self.transport).localName
         user = aor.split(":", 1)[1].split("@", 1)[0]
-        #: What the account puts in its Contact header, and what we register.
+        #: What the account puts in its Contact header, and what we publish.
         self.contact = "sip:%s@%s" % (user, self.sip_addr)
         acfg = pj.AccountConfig()
         acfg.idUri = aor
@@ -194,7 +203,17 @@ class UserAgent:
             if time.monotonic() >= deadline:
                 return False
             self.ep.libHandleEvents(20)
+            self.node.process()  # the overlay's events, on this same thread
         return True
+
+    def on_overlay_event(self, e: chordsip.Event) -> None:
+        """Runs inside :meth:`pump` (fd delivery): the library's refreshes."""
+        if e.kind == chordsip.EventKind.REFRESHED:
+            self.refreshed += 1
+            log(self.role, "refreshed %s: %d s to live" % (e.aor, e.expires))
+        elif e.kind == chordsip.EventKind.REFRESH_FAILED:
+            self.refresh_failed += 1
+            log(self.role, "refresh of %s failed (%s); retry in %d ms" % (e.aor, e.error, e.retry_ms))
 
     def close(self) -> None:
         self.calls.clear()  # Call objects go before libDestroy
@@ -205,20 +224,20 @@ class UserAgent:
         self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
 
 
-def register(node: chordsip.Node, ua: UserAgent, call_id: str, cseq: int, expires: int) -> List[Binding]:
-    """Registers (expires > 0) or unregisters (0) the UA's contact under its AOR."""
-    r = node.register(ua.aor, call_id, cseq, [Contact(ua.contact, q=1.0, expires=expires)])
-    what = "registered" if expires else "unregistered"
-    log(ua.role, "%s %s -> %s (%d binding(s) now)" % (what, ua.aor, ua.contact, len(r.bindings)))
-    return r.bindings
+def publish(node: chordsip.Node, ua: UserAgent, expires: int) -> int:
+    """Publishes the UA's contact under its AOR: the library keeps it alive."""
+    granted = node.publish(ua.aor, ua.contact, expires, q=1.0, instance=ua.instance)
+    log(ua.role, "published %s -> %s (%d s, refreshed by the library)" % (ua.aor, ua.contact, granted))
+    return granted
 
 
-def unregister(node: chordsip.Node, ua: UserAgent, call_id: str, cseq: int) -> bool:
+def withdraw(node: chordsip.Node, ua: UserAgent) -> bool:
     try:
-        register(node, ua, call_id, cseq, 0)
+        node.withdraw(ua.aor)
+        log(ua.role, "withdrew %s" % ua.aor)
         return True
     except chordsip.ChordsipError as e:
-        log(ua.role, "unregister failed: %s" % e)
+        log(ua.role, "withdraw failed: %s" % e)
         return False
 
 
@@ -227,7 +246,7 @@ def lookup(node: chordsip.Node, aor: str, timeout: float) -> Optional[Binding]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            # Each user agent registers itself under its own writer key, so
+            # Each user agent publishes itself under its own writer key, so
             # no key is "ours" here: take every binding (a real deployment
             # would check b.owner against the callee's known key).
             bindings = node.lookup_aor(aor, all=True)
@@ -247,8 +266,7 @@ def result(role: str, ok: bool, **fields: Any) -> int:
 
 
 def run_callee(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> int:
-    call_id = "%s@%s" % (uuid.uuid4(), ua.sip_addr)
-    register(node, ua, call_id, 1, args.expires)
+    publish(node, ua, args.expires)
 
     def answer(call: Call) -> None:
         if ua.calls:  # one call at a time
@@ -274,7 +292,7 @@ def run_callee(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> 
         # The caller hangs up: a BYE ends the call here.
         hung_up = confirmed and ua.pump(lambda: call.disconnected, args.timeout)
         media = call.media_active
-    unregistered = unregister(node, ua, call_id, 2)
+    withdrawn = withdraw(node, ua)
     ok = got_call and confirmed and hung_up and not ua.errors
     return result(
         "callee",
@@ -283,19 +301,20 @@ def run_callee(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> 
         answered="yes" if confirmed else "no",
         hung_up="remote" if hung_up else "no",
         media="yes" if media else "no",
-        unregistered="yes" if unregistered else "no",
+        withdrawn="yes" if withdrawn else "no",
+        refreshed=ua.refreshed,
+        refresh_failed=ua.refresh_failed,
         errors=len(ua.errors),
     )
 
 
 def run_caller(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> int:
-    call_id = "%s@%s" % (uuid.uuid4(), ua.sip_addr)
-    register(node, ua, call_id, 1, args.expires)
+    publish(node, ua, args.expires)
 
     target = lookup(node, args.callee, args.timeout)
     if target is None:
         log(ua.role, "no binding for %s in the overlay" % args.callee)
-        unregister(node, ua, call_id, 2)
+        withdraw(node, ua)
         return result("caller", False, callee=args.callee, found="no")
     log(
         ua.role,
@@ -314,7 +333,7 @@ def run_caller(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> 
             call.hangup(pj.CallOpParam())
             hung_up = ua.pump(lambda: call.disconnected, 10)
     media = call.media_active
-    unregistered = unregister(node, ua, call_id, 2)
+    withdrawn = withdraw(node, ua)
     ok = answered and hung_up and not ua.errors
     return result(
         "caller",
@@ -324,7 +343,9 @@ def run_caller(args: argparse.Namespace, node: chordsip.Node, ua: UserAgent) -> 
         answered="yes" if answered else "no(%d %s)" % (call.last_status, call.last_reason.replace(" ", "_")),
         hung_up="local" if hung_up else "no",
         media="yes" if media else "no",
-        unregistered="yes" if unregistered else "no",
+        withdrawn="yes" if withdrawn else "no",
+        refreshed=ua.refreshed,
+        refresh_failed=ua.refresh_failed,
         errors=len(ua.errors),
     )
 
@@ -337,7 +358,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sip-port", type=int, default=0, help="SIP UDP port on 127.0.0.1 (default: any)")
     ap.add_argument("--aor", help="this UA's AOR (default sip:bob@%s, or alice for the caller)" % DOMAIN)
     ap.add_argument("--callee", default="sip:bob@%s" % DOMAIN, help="the AOR the caller calls")
-    ap.add_argument("--expires", type=int, default=300, help="registration lifetime in seconds")
+    ap.add_argument("--expires", type=int, default=300, help="lifetime of the published binding, in seconds")
+    ap.add_argument(
+        "--refresh-ms",
+        type=int,
+        default=0,
+        help="refresh the binding this often (publish_refresh_ms; default: at half its lifetime)",
+    )
     ap.add_argument("--hold", type=float, default=1.0, help="seconds the caller keeps the call up")
     ap.add_argument("--timeout", type=float, default=20.0, help="longest wait for each step, in seconds")
     ap.add_argument("--pj-log-level", type=int, default=0, help="PJSUA2 log level (0: silent)")
@@ -347,11 +374,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     aor = args.aor or "sip:%s@%s" % ("bob" if args.role == "callee" else "alice", DOMAIN)
     role = args.role
 
-    with chordsip.Node(dict(OVERLAY_OPTIONS, listen=args.listen)) as node:
+    ua: Optional[UserAgent] = None
+
+    def on_event(e: chordsip.Event) -> None:
+        if ua is not None:
+            ua.on_overlay_event(e)
+
+    options = dict(OVERLAY_OPTIONS, listen=args.listen, publish_refresh_ms=args.refresh_ms)
+    # fd delivery: events wait for Node.process, which the PJSUA2 loop calls.
+    with chordsip.Node(options, delivery="fd", on_event=on_event) as node:
         node.join(args.bootstrap)  # None: a new ring
         how = "joined " + args.bootstrap if args.bootstrap else "new ring"
         log(role, "overlay node %s %s (%s)" % (node.addr, node.id[:8], how))
-        ua = UserAgent(role, aor, args.sip_port, args.pj_log_level)
+        ua = UserAgent(role, aor, args.sip_port, args.pj_log_level, node)
         try:
             log(role, "PJSUA2 %s on %s, contact %s" % (ua.ep.libVersion().full, ua.sip_addr, ua.contact))
             rc = (run_callee if role == "callee" else run_caller)(args, node, ua)

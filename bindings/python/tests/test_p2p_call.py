@@ -126,7 +126,8 @@ def test_pjsua2_call_through_overlay_lookup(tmp_path):
     assert EXAMPLE.is_file(), EXAMPLE
     started = time.monotonic()
     # Bounded: at most ~60 s in all even when something hangs; ~1.5 s normally.
-    callee = Proc(["--role", "callee", "--timeout", "15"], tmp_path / "callee.err")
+    # The library refreshes each published binding every 400 ms here.
+    callee = Proc(["--role", "callee", "--timeout", "15", "--refresh-ms", "400"], tmp_path / "callee.err")
     caller: Optional[Proc] = None
     try:
         ready = callee.wait_line(r"^READY overlay=(\S+) aor=(\S+) contact=(\S+)$", 15)
@@ -136,7 +137,8 @@ def test_pjsua2_call_through_overlay_lookup(tmp_path):
         assert re.fullmatch(r"127\.0\.0\.1:\d+", overlay), overlay
         assert re.fullmatch(r"sip:bob@127\.0\.0\.1:\d+", contact), contact
 
-        args = ["--role", "caller", "--bootstrap", overlay, "--timeout", "10", "--hold", "1"]
+        args = ["--role", "caller", "--bootstrap", overlay, "--timeout", "10", "--hold", "1.5"]
+        args += ["--refresh-ms", "400"]
         caller = Proc(args, tmp_path / "caller.err")
         caller_rc = caller.finish(30)
         callee_rc = callee.finish(15)
@@ -155,10 +157,13 @@ def test_pjsua2_call_through_overlay_lookup(tmp_path):
         # The callee answered (200 OK, ACK) and the caller's BYE ended the call.
         assert re_["role"] == "callee" and re_["ok"] == "yes", logs
         assert re_["answered"] == "yes" and re_["hung_up"] == "remote", logs
-        # Audio was set up on both sides (null sound device), and both
-        # removed their registration on the way out.
+        # Audio was set up on both sides (null sound device). Neither sent a
+        # REGISTER: each published its contact, the library refreshed it on
+        # its own timer during the call, and each withdrew it on the way out.
         assert rc["media"] == re_["media"] == "yes", logs
-        assert rc["unregistered"] == re_["unregistered"] == "yes", logs
+        assert rc["withdrawn"] == re_["withdrawn"] == "yes", logs
+        assert int(rc["refreshed"]) >= 1 and int(re_["refreshed"]) >= 1, logs
+        assert rc["refresh_failed"] == re_["refresh_failed"] == "0", logs
         assert rc["errors"] == re_["errors"] == "0", logs
         assert any("incoming call from <sip:alice@p2p.example>" in line for line in callee.lines), logs
         looked_up = "caller: lookup %s -> %s " % (CALLEE_AOR, contact)
