@@ -46,14 +46,19 @@
  *     option "device_key_file" (one writer key per device, made on first
  *     start with mode 0600: a restarted UA then replaces its own binding);
  *  2. chordsip_node_join (or _join_async from the UA's event loop);
- *  3. chordsip_node_register with its own AOR and contact: one Call-ID per
- *     run of the device, a CSeq raised on every request;
- *  4. the same register again before `expires` runs out (nothing refreshes
- *     a binding on its own), with chordsip_node_register_async from a loop;
+ *  3. chordsip_node_publish (or _publish_async) with its AOR, contact,
+ *     expires, q and +sip.instance: the library keeps the Call-ID and CSeq
+ *     and refreshes the binding on its own timers at half its lifetime,
+ *     reporting CHORDSIP_EVENT_REFRESH_FAILED (and _REFRESHED) to the event
+ *     callback; publishing again with a new contact replaces the old one;
+ *  4. chordsip_node_refresh when the UA knows its address changed;
  *  5. chordsip_node_lookup_aor_all (each device writes under its own key)
  *     to find a callee's contacts; chordsip_node_lookup is the bare Chord
  *     lookup and names a ring node, not SIP contacts;
- *  6. an unregister (Contact: *, expires 0), chordsip_node_leave, _free.
+ *  6. chordsip_node_withdraw, or chordsip_node_leave (which withdraws what
+ *     was published first), then _free.
+ * A host that handles REGISTERs itself (a proxy) uses chordsip_node_register
+ * and _register_async instead, with the request's own Call-ID and CSeq.
  * Threads: any library thread that calls into a SIP stack with thread rules
  * (pjlib) must be registered with it first, through
  * chordsip_config_set_thread_hooks; or use CHORDSIP_DELIVER_FD and run the
