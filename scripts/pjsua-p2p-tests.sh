@@ -80,6 +80,7 @@ start_agent() {
     "${WRAP[@]}" "$AGENT" --aor "${AOR[$n]}" --sip-port "${SIP_PORT[$n]}" \
         --listen "127.0.0.1:${OV_PORT[$n]}" --bootstrap "$boot" --key-file "$OUT/overlay.key" \
         -o "writer_key_file=$OUT/writer-$n.key" -o "trusted_writers=$(trusted_for "$n")" \
+        -o publish_refresh_ms=1000 \
         "${SLOW[@]}" "$@" <"$fifo" >"$dir/$n.out" 2>"$dir/$n.err" &
     PID[$n]=$!
     pids+=("${PID[$n]}")
@@ -104,20 +105,28 @@ wait_line() {
     done
     return 1
 }
-# quit_agent NAME: quit on its command channel; 0 when it left the overlay
-# gracefully and exited 0 within 30 s.
+# quit_agent NAME [THREAD MIN]: quit on its command channel; 0 when it left
+# the overlay gracefully and exited 0 within 30 s, having seen at least MIN
+# (2) refreshes by the library, each on thread THREAD (pjsua_0).
 quit_agent() {
-    local n=$1 rc
+    local n=$1 thread=${2:-pjsua_0} min=${3:-2} rc
     send "$n" quit
     stop_within 30 "${PID[$n]}" none
     rc=$?
     forget_pid "${PID[$n]}"
     exec {FD[$n]}>&-
     local f=$OUT/$RUN/$n.out
-    if [ $rc -eq 0 ] && grep -q '^leave: ok$' "$f" && grep -q '^bye (0 failures)$' "$f"; then
-        pass "$RUN: $n quit: $(grep '^library threads' "$f")"
+    # The library refreshed the published binding (every second here), its
+    # events reaching the agent on pjsua's polling thread; quitting withdrew it.
+    local refreshed all
+    refreshed=$(grep -cE "^refreshed sip:[^ ]+ expires 600 \\[thread $thread\\]\$" "$f")
+    all=$(grep -c '^refreshed ' "$f")
+    if [ $rc -eq 0 ] && grep -q '^leave: ok$' "$f" && grep -q '^bye (0 failures)$' "$f" &&
+        [ "$refreshed" -ge "$min" ] && [ "$refreshed" -eq "$all" ] &&
+        grep -qE '^withdraw sip:[^ ]+: ok$' "$f" && ! grep -q '^refresh of ' "$f"; then
+        pass "$RUN: $n quit: $(grep '^library threads' "$f"); $refreshed refreshes by the library on $thread, withdrawn"
     else
-        fail "$RUN-quit-$n" "exit $rc: $(grep -E '^(leave|library threads|bye)' "$f" | tr '\n' ' ')"
+        fail "$RUN-quit-$n" "exit $rc, $refreshed of $all refreshes on $thread: $(grep -E '^(leave|library threads|bye|withdraw|refresh of)' "$f" | tr '\n' ' ')"
         tail -n 5 "$OUT/$RUN/$n.err" | sed 's/^/      /'
     fi
 }
@@ -194,7 +203,9 @@ hooks_demo() {
     else
         fail hooks-thread "no call placed from the library thread: $(grep -m1 '^lookup' "$OUT/hooks/D.out")"
     fi
-    quit_agent D
+    # Its refreshes come on the library's (registered) thread; it may quit
+    # before the first.
+    quit_agent D 'chordsip[0-9]*' 0
 }
 
 # scenario: the three agents, three calls, a kill, two more calls, quits.

@@ -1,7 +1,7 @@
 /*
  * pjsua-p2p: a pure P2P SIP user agent on pjsua-lib. No registrar anywhere:
- * the agent is a chordsip peer, stores its own AOR binding in the overlay
- * (chordsip_node_register) and finds a callee's contact with
+ * the agent is a chordsip peer, publishes its own AOR binding in the overlay
+ * (chordsip_node_publish: the library refreshes it) and finds a callee's contact with
  * chordsip_node_lookup_aor_async before it calls it with pjsua.
  *
  * chordsip runs in fd delivery mode and its event fd sits in PJSIP's own
@@ -68,8 +68,7 @@ static struct {
     pj_ioqueue_key_t *event_key; /* the event fd (a dup of it) in PJSIP's ioqueue */
     pj_ioqueue_op_key_t event_op;
     char event_buf[1];
-    char call_id[64];
-    uint32_t cseq;
+    int published;
     atomic_int lib_threads_started, lib_threads_stopped;
     atomic_int failures;
 } app = {.sip_port = 5070, .listen = "127.0.0.1:0", .fd_delivery = 1, .thread_hooks = 1,
@@ -195,26 +194,35 @@ static void detach_event_fd(void) {
 
 /* ---- the AOR binding ------------------------------------------------------ */
 
-/* Stores (expires > 0) or removes (0) this agent's bindings. Blocking: called
- * from the main thread, never from a callback on the polling thread. */
-static chordsip_result register_binding(int expires) {
-    chordsip_contact c = {.uri = app.contact, .expires = -1, .q = NULL, .instance = NULL,
-                          .reg_id = -1};
-    /* expires 0 is `Contact: *`: every binding this agent's writer key holds
-     * for the AOR goes, one left by an earlier run of it included. */
-    chordsip_register req = {.aor = app.aor, .call_id = app.call_id, .cseq = ++app.cseq,
-                             .star = expires == 0, .expires = expires,
-                             .contacts = expires == 0 ? NULL : &c,
-                             .contacts_len = expires == 0 ? 0 : 1, .path = NULL, .path_len = 0,
-                             .received = NULL};
-    chordsip_register_outcome out = {0};
-    chordsip_result rc = chordsip_node_register(app.node, &req, NULL, &out);
-    if (rc != CHORDSIP_OK)
-        say("register %s failed: %s", app.aor, chordsip_result_str(rc));
-    else
-        say("register %s -> %s expires %d (inserted %u updated %u deleted %u)", app.aor,
-            app.contact, expires, out.inserted, out.updated, out.deleted);
+/* Publishes this agent's binding: the library keeps its Call-ID and CSeq and
+ * refreshes it at half its lifetime on its own timers (on_chordsip_event
+ * hears how that goes) until the agent withdraws it or leaves. Blocking:
+ * called from the main thread, never from a callback on the polling thread. */
+static chordsip_result publish_binding(void) {
+    chordsip_publication p = {.aor = app.aor, .contact = app.contact,
+                              .expires = (uint32_t)app.expires, .q = NULL, .instance = NULL};
+    uint32_t granted = 0;
+    chordsip_result rc = chordsip_node_publish(app.node, &p, &granted);
+    if (rc != CHORDSIP_OK) {
+        char why[256] = "";
+        chordsip_error_detail(why, sizeof why, NULL);
+        say("publish %s failed: %s: %s", app.aor, chordsip_result_str(rc), why);
+    } else {
+        app.published = 1;
+        say("publish %s -> %s expires %u", app.aor, app.contact, granted);
+    }
     return rc;
+}
+
+/* The library's own refreshes of the binding (on the polling thread in fd
+ * mode, else on a library thread registered with pjlib by the hooks). */
+static void on_chordsip_event(const chordsip_event *e, void *user_data) {
+    (void)user_data;
+    if (e->kind == CHORDSIP_EVENT_REFRESHED)
+        say("refreshed %s expires %u [thread %s]", e->aor, e->expires, thread_name());
+    else if (e->kind == CHORDSIP_EVENT_REFRESH_FAILED)
+        say("refresh of %s failed: %s: %s; binding lives %u s more, retry in %u ms", e->aor,
+            chordsip_result_str(e->result), e->detail, e->expires, e->retry_ms);
 }
 
 /* ---- BYE answers ---------------------------------------------------------- */
@@ -471,6 +479,7 @@ static int start_node(void) {
         chordsip_config_set_delivery(cfg, app.fd_delivery ? CHORDSIP_DELIVER_FD
                                                           : CHORDSIP_DELIVER_THREAD);
         chordsip_config_set_log_callback(cfg, 2 /* warnings */, on_chordsip_log, NULL);
+        chordsip_config_set_event_callback(cfg, on_chordsip_event, NULL);
         if (app.thread_hooks)
             chordsip_config_set_thread_hooks(cfg, on_lib_thread_start, on_lib_thread_stop,
                                              NULL);
@@ -566,8 +575,11 @@ static void shutdown_all(void) {
     for (int i = 0; i < 60 && pjsua_call_get_count() > 0; i++)
         pj_thread_sleep(50);
     if (app.node != NULL) {
-        if (app.cseq > 0)
-            register_binding(0);
+        if (app.published) {
+            /* chordsip_node_leave would withdraw it too; said here to be seen. */
+            chordsip_result rc = chordsip_node_withdraw(app.node, app.aor);
+            say("withdraw %s: %s", app.aor, chordsip_result_str(rc));
+        }
         chordsip_result rc = chordsip_node_leave(app.node, 3000);
         say("leave: %s", chordsip_result_str(rc));
         detach_event_fd(); /* waits for a callback running on the polling thread */
@@ -625,8 +637,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    snprintf(app.call_id, sizeof app.call_id, "%ld-%ld@pjsua-p2p", (long)getpid(),
-             (long)time(NULL));
 
     /* pjsua first: pjlib must be up before chordsip's threads start, since
      * their start hook calls pj_thread_register(). */
@@ -636,7 +646,7 @@ int main(int argc, char **argv) {
         pjsua_destroy();
         return r == -75 ? 75 : 1;
     }
-    if (start_node() != 0 || register_binding(app.expires) != CHORDSIP_OK) {
+    if (start_node() != 0 || publish_binding() != CHORDSIP_OK) {
         shutdown_all();
         return 1;
     }
@@ -646,9 +656,8 @@ int main(int argc, char **argv) {
     say("ready aor=%s contact=%s node=%s id=%s delivery=%s", app.aor, app.contact, addr, id,
         app.fd_delivery ? "fd" : "thread");
 
-    /* The main thread reads commands and refreshes the binding; PJSIP's
-     * worker thread does everything else. */
-    time_t refresh = time(NULL) + app.expires / 2;
+    /* The main thread reads commands; PJSIP's worker thread does everything
+     * else, and the library refreshes the binding. */
     char buf[4096];
     size_t have = 0;
     int quit = 0;
@@ -657,10 +666,6 @@ int main(int argc, char **argv) {
         int n = poll(&p, 1, 500);
         if (n < 0 && errno != EINTR)
             break;
-        if (time(NULL) >= refresh) {
-            register_binding(app.expires);
-            refresh = time(NULL) + app.expires / 2;
-        }
         if (n <= 0)
             continue;
         ssize_t got = read(0, buf + have, sizeof buf - 1 - have);
