@@ -419,6 +419,11 @@ impl Shared {
         let mut timer = None;
         let mut entries = self.entries.lock();
         let Some(entry) = entries.get_mut(&aor) else {
+            // Not reached: an AOR with a request in flight stays known.
+            drop(entries);
+            if let Some(done) = done {
+                done(Err(not_published(&aor)));
+            }
             return;
         };
         let answer = match (job, r) {
@@ -473,7 +478,13 @@ impl Shared {
         if entry.current.is_none() && next.is_none() {
             // Nothing published and nothing asked: forget the AOR.
             entries.remove(&aor);
-        } else if let Some(delay) = timer {
+        } else if entry.current.is_some() {
+            // Always one timer armed: a refresh it fired while this request
+            // ran was skipped, so a failed publish re-arms at the regular time.
+            let delay = timer.unwrap_or_else(|| {
+                self.interval(entry.granted)
+                    .saturating_sub(entry.granted_at.elapsed())
+            });
             entry.timer += 1;
             self.arm(&aor, entry.timer, delay);
         }
