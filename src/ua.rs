@@ -236,10 +236,7 @@ impl UserAgent {
     fn published(&self, aor: &str) -> Result<String, RegistrarError> {
         let (canonical, _) = registrar::aor_key(aor)?;
         if !self.shared.entries.lock().contains_key(&canonical) {
-            return Err(RegisterError::Bad(format!(
-                "aor {aor:?} is not published by this node: call publish first"
-            ))
-            .into());
+            return Err(not_published(aor));
         }
         Ok(canonical)
     }
@@ -281,6 +278,12 @@ impl Entry {
             busy: false,
             waiting: VecDeque::new(),
         }
+    }
+
+    fn succeeded(&mut self, granted: u32) {
+        self.granted = granted;
+        self.granted_at = Instant::now();
+        self.failures = 0;
     }
 
     /// Seconds the stored binding still lives, as far as this agent knows.
@@ -542,14 +545,6 @@ fn on_timer(me: &Weak<Shared>, aor: String, gen: u64) {
         }
     }
     me.start(&node, aor, Job::Refresh { timer: true }, None);
-}
-
-impl Entry {
-    fn succeeded(&mut self, granted: u32) {
-        self.granted = granted;
-        self.granted_at = Instant::now();
-        self.failures = 0;
-    }
 }
 
 fn not_published(aor: &str) -> RegistrarError {
