@@ -177,8 +177,9 @@ impl UserAgent {
         self.shared.submit(aor, Job::Withdraw, Some(done))
     }
 
-    /// Withdraws every published AOR at once, waiting at most `timeout`
-    /// (a graceful leave does this first). Returns how many were removed.
+    /// Withdraws every published AOR at once, waiting at most `timeout`;
+    /// returns how many were removed. The C API's graceful leave does this
+    /// first; a Rust host calls it before [`Node::leave`].
     pub fn withdraw_all(&self, timeout: Duration) -> usize {
         let aors: Vec<String> = self.shared.entries.lock().keys().cloned().collect();
         let (tx, rx) = crossbeam_channel::unbounded();
