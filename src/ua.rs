@@ -12,15 +12,15 @@
 
 use crate::error::Error;
 use crate::node::{Node, WeakNode};
-use crate::sip::binding::{self, ContactSpec, Plan, RegisterError, RegisterRequest};
+use crate::sip::binding::{
+    self, ContactSpec, Plan, RegisterError, RegisterRequest, RegistrarLimits,
+};
 use crate::sip::registrar::{self, RegistrarError};
 use crate::sip::uri::Uri;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-
-pub use crate::sip::binding::RegistrarLimits;
 
 /// First pause before a failed refresh is tried again; doubled per failure
 /// up to [`MAX_RETRY`] (and never beyond the regular refresh interval).
@@ -94,7 +94,6 @@ struct Entry {
 struct Shared {
     node: WeakNode,
     sink: Option<UaSink>,
-    limits: RegistrarLimits,
     /// `publish_refresh` of the node's configuration.
     refresh_every: Option<Duration>,
     /// Bound on one request (the registrar's read, writes and undo).
@@ -119,7 +118,6 @@ impl UserAgent {
             shared: Arc::new(Shared {
                 node: node.downgrade(),
                 sink,
-                limits: RegistrarLimits::default(),
                 refresh_every: cfg.publish_refresh,
                 request_timeout: cfg.op_timeout * 3,
                 entries: Mutex::new(HashMap::new()),
@@ -223,7 +221,7 @@ impl UserAgent {
     fn check(&self, p: &Publication) -> Result<String, RegistrarError> {
         let (aor, _) = registrar::aor_key(&p.aor)?;
         let req = request(&aor, "check", 1, vec![spec(p, p.expires)]);
-        binding::plan(&req, &[], &self.shared.limits)?;
+        binding::plan(&req, &[], &RegistrarLimits::default())?;
         if p.expires == 0 {
             return Err(RegisterError::Bad(
                 "expires 0 publishes nothing: call withdraw to remove a binding".into(),
@@ -389,7 +387,8 @@ impl Shared {
             entries.get_mut(&aor).and_then(|e| e.request(&aor, &job))
         };
         let Some(req) = req else {
-            self.finish(aor, job, done, Err(not_published_yet()));
+            let unknown = not_published(&aor);
+            self.finish(aor, job, done, Err(unknown));
             return;
         };
         let me = Arc::downgrade(self);
@@ -397,8 +396,8 @@ impl Shared {
         // start, it is taken back to answer the caller at once.
         let slot = Arc::new(Mutex::new(Some((job, done))));
         let ours = Arc::clone(&slot);
-        let (aor2, limits) = (aor.clone(), self.limits.clone());
-        let r = registrar::register_async(node, &req, &limits, move |r| {
+        let aor2 = aor.clone();
+        let r = registrar::register_async(node, &req, &RegistrarLimits::default(), move |r| {
             let taken = ours.lock().take();
             if let (Some(me), Some((job, done))) = (me.upgrade(), taken) {
                 me.finish(aor2, job, done, r);
@@ -553,8 +552,4 @@ fn not_published(aor: &str) -> RegistrarError {
         "aor {aor:?} is not published by this node: call publish first"
     ))
     .into()
-}
-
-fn not_published_yet() -> RegistrarError {
-    RegisterError::Bad("nothing is published for this aor yet".into()).into()
 }

@@ -6,7 +6,8 @@ use super::events::Completion;
 use super::node::{chordsip_node, node_ref};
 use super::registrar::registrar_code;
 use super::{chordsip_result, guard, opt_str_arg, str_arg, write_opt, FfiResult, UserData};
-use crate::ua::{Done, Publication};
+use crate::sip::registrar::RegistrarError;
+use crate::ua::{Done, Publication, UserAgent};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
@@ -56,7 +57,7 @@ fn start_async(
     n: &chordsip_node,
     cb: chordsip_publish_cb,
     user_data: *mut c_void,
-    submit: impl FnOnce(Done) -> Result<(), crate::sip::registrar::RegistrarError>,
+    submit: impl FnOnce(Done) -> Result<(), RegistrarError>,
 ) -> FfiResult<()> {
     let cb = cb.ok_or(CHORDSIP_ERR_NULL_POINTER)?;
     let ud = UserData(user_data);
@@ -153,6 +154,51 @@ pub unsafe extern "C" fn chordsip_node_publish_async(
     })
 }
 
+/// The blocking calls on one published AOR: `call` on the node's user
+/// agent; the granted lifetime goes to `*expires` (may be NULL).
+///
+/// # Safety
+/// `node` NULL or live; `aor` NULL or NUL-terminated; `expires` NULL or writable.
+unsafe fn on_aor(
+    node: *mut chordsip_node,
+    aor: *const c_char,
+    expires: *mut u32,
+    call: impl FnOnce(&UserAgent, &str) -> Result<u32, RegistrarError>,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
+        let granted = call(&*n.user_agent()?, aor).map_err(registrar_code)?;
+        // SAFETY: NULL or writable by the caller's contract.
+        unsafe { write_opt(expires, granted) };
+        Ok(())
+    })
+}
+
+/// The asynchronous calls on one published AOR: `start` on the node's user
+/// agent, its outcome to `cb` (see `start_async`).
+///
+/// # Safety
+/// `node` NULL or live; `aor` NULL or NUL-terminated; `cb` valid; `user_data` valid until the callback ran.
+unsafe fn on_aor_async(
+    node: *mut chordsip_node,
+    aor: *const c_char,
+    cb: chordsip_publish_cb,
+    user_data: *mut c_void,
+    start: impl FnOnce(&UserAgent, &str, Done) -> Result<(), RegistrarError>,
+) -> chordsip_result {
+    guard(|| {
+        // SAFETY: NULL or a live node by the caller's contract.
+        let n = unsafe { node_ref(node) }?;
+        // SAFETY: NULL or NUL-terminated by the caller's contract.
+        let aor = unsafe { str_arg(aor) }?;
+        let ua = n.user_agent()?;
+        start_async(n, cb, user_data, |done| start(&ua, aor, done))
+    })
+}
+
 /// Refreshes the binding published for `aor` now (after the host learnt
 /// its address changed, say) and restarts its refresh timer; `*expires`
 /// (may be NULL) receives the granted lifetime. An AOR this node does not
@@ -167,16 +213,8 @@ pub unsafe extern "C" fn chordsip_node_refresh(
     aor: *const c_char,
     expires: *mut u32,
 ) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        let granted = n.user_agent()?.refresh(aor).map_err(registrar_code)?;
-        // SAFETY: NULL or writable by the caller's contract.
-        unsafe { write_opt(expires, granted) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { on_aor(node, aor, expires, |ua, aor| ua.refresh(aor)) }
 }
 
 /// Asynchronous `chordsip_node_refresh`; `cb` as for `chordsip_node_publish_async`.
@@ -190,14 +228,12 @@ pub unsafe extern "C" fn chordsip_node_refresh_async(
     cb: chordsip_publish_cb,
     user_data: *mut c_void,
 ) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        let ua = n.user_agent()?;
-        start_async(n, cb, user_data, |done| ua.refresh_async(aor, done))
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        on_aor_async(node, aor, cb, user_data, |ua, aor, done| {
+            ua.refresh_async(aor, done)
+        })
+    }
 }
 
 /// Removes the binding published for `aor` (`expires=0`) and stops its
@@ -213,13 +249,12 @@ pub unsafe extern "C" fn chordsip_node_withdraw(
     node: *mut chordsip_node,
     aor: *const c_char,
 ) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        n.user_agent()?.withdraw(aor).map_err(registrar_code)
-    })
+    // SAFETY: forwarded caller contract; no expires to write.
+    unsafe {
+        on_aor(node, aor, std::ptr::null_mut(), |ua, aor| {
+            ua.withdraw(aor).map(|()| 0)
+        })
+    }
 }
 
 /// Asynchronous `chordsip_node_withdraw`; `cb` as for `chordsip_node_publish_async`.
@@ -233,12 +268,10 @@ pub unsafe extern "C" fn chordsip_node_withdraw_async(
     cb: chordsip_publish_cb,
     user_data: *mut c_void,
 ) -> chordsip_result {
-    guard(|| {
-        // SAFETY: NULL or a live node by the caller's contract.
-        let n = unsafe { node_ref(node) }?;
-        // SAFETY: NULL or NUL-terminated by the caller's contract.
-        let aor = unsafe { str_arg(aor) }?;
-        let ua = n.user_agent()?;
-        start_async(n, cb, user_data, |done| ua.withdraw_async(aor, done))
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        on_aor_async(node, aor, cb, user_data, |ua, aor, done| {
+            ua.withdraw_async(aor, done)
+        })
+    }
 }

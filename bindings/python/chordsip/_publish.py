@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import ctypes
 from concurrent.futures import Future
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import _callbacks, _lib
 from ._handle import Handle
+from ._registrar import q_text
 from ._util import check, cstr, opt_cstr, u32
-from .errors import InvalidArgument
 
 Outcome = Any
-
-
-def _q_arg(q: Union[None, float, str]) -> Optional[bytes]:
-    """A q-value as the registrar reads it: ``0.5`` or ``"0.5"``; None is 1."""
-    if q is None or isinstance(q, str):
-        return opt_cstr(q, "q")
-    if isinstance(q, bool) or not isinstance(q, (int, float)):
-        raise TypeError("q must be a float, a str or None, not %s" % type(q).__name__)
-    if not 0.0 <= q <= 1.0:
-        raise InvalidArgument(detail="q %r: a q-value is between 0 and 1" % (q,))
-    return ("%.3f" % q).rstrip("0").rstrip(".").encode() or b"0"
 
 
 class PublishCalls:
@@ -41,17 +30,38 @@ class PublishCalls:
         expires: int,
         q: Union[None, float, str],
         instance: Optional[str],
-        keep: List[Any],
     ) -> "_lib.chordsip_publication":
-        p = _lib.chordsip_publication(
+        # The struct keeps its bytes objects alive while it lives.
+        return _lib.chordsip_publication(
             cstr(aor, "aor"),
             cstr(contact, "contact"),
             u32(expires, "expires"),
-            _q_arg(q),
+            q_text(q),
             opt_cstr(instance, "instance"),
         )
-        keep.append(p)
-        return p
+
+    def _blocking(self, what: str, call: Callable[[int, Any], int]) -> int:
+        """Runs ``call(handle, &granted)``; returns the granted lifetime."""
+        granted = ctypes.c_uint32(0)
+        with self._use() as h:
+            check(call(h, ctypes.byref(granted)), what)
+        return granted.value
+
+    def _aor_async(
+        self,
+        what: str,
+        c_function: Any,
+        aor: str,
+        callback: Optional[Callable[[Outcome], None]],
+        future: bool,
+    ) -> "Future[int]":
+        a = cstr(aor, "aor")
+        return self._start_async(  # type: ignore[no-any-return]
+            "%s %s" % (what, aor),
+            callback,
+            lambda h, tok: c_function(h, a, _callbacks.PUBLISH_TRAMPOLINE, tok),
+            future,
+        )
 
     def publish(
         self,
@@ -68,20 +78,16 @@ class PublishCalls:
         refresh as an :class:`Event` of kind ``REFRESH_FAILED`` (a success
         as ``REFRESHED``), until :meth:`withdraw` or :meth:`leave`.
         Publishing the AOR again with another contact replaces the old one.
-        ``instance`` is the device's ``+sip.instance`` (``"<urn:uuid:...>"``).
-        Blocks until the overlay stored it; returns the granted lifetime in
-        seconds. Raises :class:`InvalidArgument` (with the reason in
-        ``.detail``) for a bad argument, :class:`IntervalTooBrief` for
-        ``expires`` under 60."""
-        keep: List[Any] = []
-        p = self._publication(aor, contact, expires, q, instance, keep)
-        granted = ctypes.c_uint32(0)
-        with self._use() as h:
-            check(
-                self._lib.chordsip_node_publish(h, ctypes.byref(p), ctypes.byref(granted)),
-                "publish %s" % aor,
-            )
-        return granted.value
+        ``q`` as for :class:`Contact`; ``instance`` is the device's
+        ``+sip.instance`` (``"<urn:uuid:...>"``). Blocks until the overlay
+        stored it; returns the granted lifetime in seconds. Raises
+        :class:`InvalidArgument` (with the reason in ``.detail``) for a bad
+        argument, :class:`IntervalTooBrief` for ``expires`` under 60."""
+        p = self._publication(aor, contact, expires, q, instance)
+        return self._blocking(
+            "publish %s" % aor,
+            lambda h, granted: self._lib.chordsip_node_publish(h, ctypes.byref(p), granted),
+        )
 
     def publish_async(
         self,
@@ -99,10 +105,9 @@ class PublishCalls:
         :class:`ChordsipError` exactly once (on a library thread, or in
         :meth:`process` in fd mode); the Future resolves likewise. A bad
         argument raises here."""
-        keep: List[Any] = []
-        p = self._publication(aor, contact, expires, q, instance, keep)
+        p = self._publication(aor, contact, expires, q, instance)
         lib = self._lib
-        return self._start_async(  # type: ignore[return-value]
+        return self._start_async(  # type: ignore[no-any-return]
             "publish %s" % aor,
             callback,
             # The library copies the publication before it returns.
@@ -117,10 +122,9 @@ class PublishCalls:
         change, say) and restarts its timer; returns the granted lifetime.
         Raises :class:`InvalidArgument` for an AOR this node does not publish."""
         a = cstr(aor, "aor")
-        granted = ctypes.c_uint32(0)
-        with self._use() as h:
-            check(self._lib.chordsip_node_refresh(h, a, ctypes.byref(granted)), "refresh %s" % aor)
-        return granted.value
+        return self._blocking(
+            "refresh %s" % aor, lambda h, granted: self._lib.chordsip_node_refresh(h, a, granted)
+        )
 
     def refresh_async(
         self,
@@ -130,22 +134,14 @@ class PublishCalls:
         future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`refresh`; the outcome as for :meth:`publish_async`."""
-        a = cstr(aor, "aor")
-        lib = self._lib
-        return self._start_async(  # type: ignore[return-value]
-            "refresh %s" % aor,
-            callback,
-            lambda h, tok: lib.chordsip_node_refresh_async(h, a, _callbacks.PUBLISH_TRAMPOLINE, tok),
-            future,
-        )
+        return self._aor_async("refresh", self._lib.chordsip_node_refresh_async, aor, callback, future)
 
     def withdraw(self, aor: str) -> None:
         """Removes the binding published for ``aor`` and stops refreshing it
         (the refreshes stop even when the overlay fails the removal, which
         then raises; the binding lapses within its lifetime)."""
         a = cstr(aor, "aor")
-        with self._use() as h:
-            check(self._lib.chordsip_node_withdraw(h, a), "withdraw %s" % aor)
+        self._blocking("withdraw %s" % aor, lambda h, _: self._lib.chordsip_node_withdraw(h, a))
 
     def withdraw_async(
         self,
@@ -155,11 +151,4 @@ class PublishCalls:
         future: bool = True,
     ) -> "Future[int]":
         """Starts :meth:`withdraw`; the outcome (0 on success) as for :meth:`publish_async`."""
-        a = cstr(aor, "aor")
-        lib = self._lib
-        return self._start_async(  # type: ignore[return-value]
-            "withdraw %s" % aor,
-            callback,
-            lambda h, tok: lib.chordsip_node_withdraw_async(h, a, _callbacks.PUBLISH_TRAMPOLINE, tok),
-            future,
-        )
+        return self._aor_async("withdraw", self._lib.chordsip_node_withdraw_async, aor, callback, future)
