@@ -4,8 +4,9 @@
 # (bindings/kamailio/kamailio.cfg):
 #   usrloc     one Kamailio with its own in-memory usrloc (-A WITH_USRLOC);
 #   chordsip   one Kamailio with the chordsip module (an overlay of one);
-#   overlay3   three Kamailio servers in one chordsip overlay: REGISTER at
-#              the first, calls through the second to users registered at the first;
+#   overlay3   three Kamailio servers in one chordsip overlay: REGISTERs
+#              spread over all three (the users take turns), calls through the
+#              second to users registered at the first;
 #   (these three unauthenticated, -A NO_AUTH, as before issue 14)
 #   usrloc-auth    one Kamailio with usrloc and SIP digest authentication by
 #              auth_db over db_text (the subscriber table's HA1 column, in a
@@ -168,13 +169,14 @@ for run in $(seq 1 "$RUNS"); do
                 reg=127.0.0.1:$BASE call=127.0.0.1:$BASE ;;
             overlay3)
                 up_trio k "$BASE" $((BASE + 10)) -A NO_AUTH || exit 1
-                reg=127.0.0.1:$BASE call=127.0.0.1:$((BASE + 1)) ;;
+                reg=127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))
+                call=127.0.0.1:$((BASE + 1)) ;;
             esac
             CPU_SESSIONS=$(IFS=,; echo "${setup_pids[*]}")
             echo "== $setup, $WORKERS workers (run $run/$RUNS): REGISTER at $reg, ${SECONDS_PER_RATE} s per rate"
             register_series "$setup-w$WORKERS-r$run-reg" "$reg" $REG_RATES
-            echo "== $setup, $WORKERS workers (run $run/$RUNS): calls through $call to users registered at $reg"
-            call_series "$setup-w$WORKERS-r$run-call" "$reg" "$call" $CALL_RATES
+            echo "== $setup, $WORKERS workers (run $run/$RUNS): calls through $call to users registered at ${reg%%,*}"
+            call_series "$setup-w$WORKERS-r$run-call" "${reg%%,*}" "$call" $CALL_RATES
             regs[$setup.$WORKERS]="${regs[$setup.$WORKERS]:-} $BEST_REG"
             callr[$setup.$WORKERS]="${callr[$setup.$WORKERS]:-} $BEST_CALL"
             down

@@ -101,6 +101,16 @@ pub fn render_as(me: &NodeInfo, s: &Stats, format: Format) -> String {
         "Entries refused or dropped because their owner's signature did not match.",
         s.forged_entries,
     );
+    m.labelled_counter(
+        "chordsip_checked_entries",
+        "Entries from other nodes found good, by how: their writer's Ed25519 signature, \
+         or their writer tag (the writer's secret is this node's too).",
+        "check",
+        &[
+            ("signature", s.entries_checked_signature),
+            ("tag", s.entries_checked_tag),
+        ],
+    );
     m.counter(
         "chordsip_refused_membership",
         "Membership and data messages refused: not from a current neighbour at its \

@@ -127,6 +127,11 @@ pub struct Stats {
     pub owner_probes_confirmed: u64,
     /// Entries refused or dropped because their owner's signature did not match.
     pub forged_entries: u64,
+    /// Entries from other nodes found good by an Ed25519 check of their
+    /// writer's signature, and by their writer tag (crate::owner: the
+    /// writer's secret is this node's too).
+    pub entries_checked_signature: u64,
+    pub entries_checked_tag: u64,
     /// Requests that needed a proof (Notify, Leaving, Replicate, Members)
     /// sent with an Ed25519 signature, and with a pair proof (a MAC under
     /// the key shared with a peer whose public key this node knows).
@@ -178,7 +183,7 @@ impl Stats {
     /// them: the one list the stats text (`chordsip stats`, the Kamailio RPC,
     /// a client's `stats_text`) is made from.
     pub fn report(&self) -> Vec<(&'static str, String)> {
-        let counters: [(&'static str, u64); 28] = [
+        let counters: [(&'static str, u64); 30] = [
             ("msgs_sent", self.msgs_sent),
             ("msgs_received", self.msgs_received),
             ("bytes_sent", self.bytes_sent),
@@ -189,6 +194,8 @@ impl Stats {
             ("dropped_rate_limited", self.dropped_rate_limited),
             ("wrong_answers", self.wrong_answers),
             ("forged_entries", self.forged_entries),
+            ("entries_checked_signature", self.entries_checked_signature),
+            ("entries_checked_tag", self.entries_checked_tag),
             ("signed_requests", self.signed_requests),
             ("paired_requests", self.paired_requests),
             ("refused_membership", self.refused_membership),

@@ -72,6 +72,7 @@ impl Entry {
             tombstone: self.tombstone,
             data: self.data.to_vec(),
             signature: self.signature,
+            writer_tag: None,
         }
     }
 

@@ -55,6 +55,7 @@ impl Value {
             tombstone: false,
             data: self.data.clone(),
             signature: [0; SIGNATURE_LEN],
+            writer_tag: None,
         }
     }
 }

@@ -156,6 +156,8 @@ fn entry(w: &str, data: &[u8]) -> WireEntry {
         tombstone: false,
         data: data.to_vec(),
         signature: [0x5a; 64],
+        // The Replicate's entry travels with a writer tag, as a fresh write's copies do.
+        writer_tag: (w == "c").then_some([0x3c; 16]),
     }
 }
 

@@ -595,3 +595,92 @@ fn no_answer_to_an_unproven_address_is_larger_than_its_request() {
         assert!(got <= sent, "{name}: {got} bytes answered to {sent}");
     }
 }
+
+/// Servers that act as one registrar share a writer key: its holders take
+/// a fresh write by its writer tag (a hash) instead of an Ed25519 check,
+/// while a tag is no proof from anyone without the secret: a Store whose
+/// tag was not made with it is checked by its signature, and a forgery
+/// is refused.
+#[test]
+fn writer_tags_spare_holders_the_check_and_prove_nothing_to_outsiders() {
+    fn checks(net: &SimNet) -> (u64, u64) {
+        (0..net.len()).fold((0, 0), |(sig, tag), i| {
+            let s = net.engine(i).stats();
+            (
+                sig + s.entries_checked_signature,
+                tag + s.entries_checked_tag,
+            )
+        })
+    }
+    fn write_30(net: &mut SimNet) -> (u64, u64) {
+        let (sig0, tag0) = checks(net);
+        for i in 0..30 {
+            let k = Id::from_name(&format!("sip:tagged{i}@example.com"));
+            let receipt = net.put(i % net.len(), k, b"dev", b"v", 1, Duration::from_secs(600));
+            assert_eq!(receipt.expect("put succeeds").copies, 3);
+        }
+        net.run_for(Duration::from_secs(2));
+        let (sig, tag) = checks(net);
+        (sig - sig0, tag - tag0)
+    }
+    // One writer key: every copy that left its writer's node was taken by its tag.
+    let mut shared = build(51);
+    let (by_sig, by_tag) = write_30(&mut shared);
+    assert_eq!(
+        by_sig, 0,
+        "a holder of the writer secret checked a signature"
+    );
+    assert!(by_tag >= 60, "two replicas per write at least: {by_tag}");
+    // A key per node: the same writes are checked by their signatures, but
+    // where a writer's node holds a copy of its own write.
+    let mut own = SimNet::new(SimConfig {
+        seed: 51,
+        ..SimConfig::default()
+    });
+    let cfg_own_keys = Config {
+        writer_key: None,
+        ..cfg()
+    };
+    assert!(own.build_ring(
+        12,
+        &cfg_own_keys,
+        Duration::from_millis(20),
+        Duration::from_secs(120)
+    ));
+    let (by_sig, by_tag) = write_30(&mut own);
+    assert!(by_tag <= 30, "{by_tag} writes taken by tag");
+    assert!(by_sig + by_tag >= 60 && by_sig >= 30, "{by_sig}");
+    // Mallory holds no writer secret: her tag on a forged signature
+    // does not pass, her tag on a genuine signature passes by the signature.
+    let mut mallory = Attacker::new(&mut shared, None);
+    let writer = WriterKey::from_secret(&[0x42; 32]);
+    let not_the_secret = WriterKey::from_secret(&[0x43; 32]);
+    let k = Id::from_name("sip:tag-forgery@example.com");
+    let primary = (0..shared.len())
+        .find(|&i| Some(shared.engine(i).me().id) == shared.responsible(&k).map(|n| n.id))
+        .unwrap();
+    let forged0 = shared.engine(primary).stats().forged_entries;
+    // Signed by the writer over "genuine"; sent with `data`.
+    let mut store = |net: &mut SimNet, data: &[u8]| {
+        let now = Attacker::wall_ms(net);
+        let slot = writer.slot(b"dev");
+        let mut e = WireEntry::unsigned(slot, now * 1000, 60_000, false, b"genuine".to_vec());
+        e.expires_ms = now + 60_000;
+        writer.sign(&k, &mut e);
+        e.data = data.to_vec();
+        // A tag under a key derived from another secret: a guess.
+        not_the_secret.tag(&k, &mut e);
+        match mallory.ask(net, primary, 0, Body::Store { key: k, entry: e }) {
+            Some((Body::StoreReply { status, .. }, _, _)) => status,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(store(&mut shared, b"forged"), Status::BadRequest);
+    assert_eq!(shared.engine(primary).stats().forged_entries, forged0 + 1);
+    let (sig0, _) = checks(&shared);
+    assert_eq!(store(&mut shared, b"genuine"), Status::Ok);
+    assert!(
+        checks(&shared).0 > sig0,
+        "the genuine write was taken by its signature"
+    );
+}

@@ -458,7 +458,7 @@ impl Engine {
                     self.primary_store(key, entry, ReplyTo::LocalPut(Box::new(job)));
                 } else {
                     let key = job.key;
-                    self.sign_outgoing(&key, &mut job.entry);
+                    self.sign_for_holders(&key, &mut job.entry);
                     let body = Body::Store {
                         key: job.key,
                         entry: job.entry.clone(),

@@ -329,6 +329,8 @@ impl Engine {
         let next_request = rng.gen::<u64>() >> 1;
         let cookie_secret = rng.gen();
         let writer = WriterKey::from_secret(&cfg.writer_key.unwrap_or_else(|| rng.gen()));
+        let mut verifier = Verifier::default();
+        verifier.trust_tags_of(&writer);
         // This node's own key keeps room under every key, as trusted keys do.
         let mut limits = cfg.limits.clone();
         limits.main_writers.push(*writer.owner());
@@ -345,7 +347,7 @@ impl Engine {
             writer,
             announcer,
             announce,
-            verifier: Verifier::default(),
+            verifier,
             proofs: ProofChecker::default(),
             pair_keys: PairKeys::new(node_key),
             peer_keys: HashMap::new(),
@@ -475,6 +477,8 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.joined = self.phase == Phase::Joined;
+        s.entries_checked_signature = self.verifier.by_signature;
+        s.entries_checked_tag = self.verifier.by_tag;
         s.stored_keys = self.store.key_count() as u64;
         s.stored_entries = self.store.entry_count() as u64;
         s.stored_value_bytes = self.store.value_bytes() as u64;

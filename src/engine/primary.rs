@@ -153,7 +153,7 @@ impl Engine {
             );
             return;
         }
-        self.sign_outgoing(&key, &mut entry);
+        self.sign_for_holders(&key, &mut entry);
         let pending = self.next_pending;
         self.next_pending += 1;
         self.replications.insert(
@@ -415,6 +415,18 @@ impl Engine {
             signer.sign(key, e);
             self.store
                 .set_signature(key, &e.writer, e.version, e.tombstone, e.signature);
+        }
+    }
+
+    /// Signs a write about to go to its primary or replicas and, if it is
+    /// this node's writer's, adds the writer tag: holders that share the
+    /// writer key check that instead of the signature. (A write from another
+    /// node keeps the tag it came with.)
+    pub(super) fn sign_for_holders(&mut self, key: &Id, e: &mut WireEntry) {
+        self.sign_outgoing(key, e);
+        let mine = owner::split_slot(&e.writer).is_some_and(|(o, _)| o == self.writer.owner());
+        if mine && e.writer_tag.is_none() {
+            self.writer.tag(key, e);
         }
     }
 

@@ -2,10 +2,10 @@
 //! panics on input; the encoded sizes that paging and batching rely on.
 
 use super::{
-    Body, DatagramSigner, Decoded, Message, NodeInfo, PairProof, Proof, WireEntry, FLAG_CLIENT,
-    FLAG_PAIRED, FLAG_RESPONSE, FLAG_SENDER_KEY, FLAG_SIGNED, FLAG_TAGGED, HEADER_LEN, MAGIC,
-    MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, OWNER_LEN, PAIR_PROOF_LEN, PROOF_LEN, TAG_LEN,
-    VERSION,
+    Body, DatagramSigner, Decoded, Message, NodeInfo, PairProof, Proof, WireEntry, ENTRY_TAGGED,
+    FLAG_CLIENT, FLAG_PAIRED, FLAG_RESPONSE, FLAG_SENDER_KEY, FLAG_SIGNED, FLAG_TAGGED, HEADER_LEN,
+    MAGIC, MAX_DATAGRAM, MAX_NODE_LIST, MAX_WRITER_LEN, OWNER_LEN, PAIR_PROOF_LEN, PROOF_LEN,
+    TAG_LEN, VERSION,
 };
 use crate::id::Id;
 use hmac::{Hmac, Mac};
@@ -417,13 +417,21 @@ impl Writer {
         self.u64(e.version);
         self.u32(e.lifetime_ms);
         self.u64(e.expires_ms);
-        self.u8(e.tombstone as u8);
+        let tag_flag = if e.writer_tag.is_some() {
+            ENTRY_TAGGED
+        } else {
+            0
+        };
+        self.u8(e.tombstone as u8 | tag_flag);
         if e.data.len() > u16::MAX as usize {
             return Err(EncodeError::TooLarge(e.data.len()));
         }
         self.u16(e.data.len() as u16);
         self.bytes(&e.data);
         self.bytes(&e.signature);
+        if let Some(tag) = &e.writer_tag {
+            self.bytes(tag);
+        }
         Ok(())
     }
     pub(super) fn count(&mut self, n: usize) -> Result<(), EncodeError> {

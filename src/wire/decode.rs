@@ -3,7 +3,10 @@
 //! that paging and batching rely on.
 
 use super::codec::DecodeError;
-use super::{Body, ItemSummary, NodeInfo, Status, WireEntry, MAX_NODE_LIST, SIGNATURE_LEN};
+use super::{
+    Body, ItemSummary, NodeInfo, Status, WireEntry, ENTRY_TAGGED, ENTRY_TOMBSTONE, MAX_NODE_LIST,
+    SIGNATURE_LEN, WRITER_TAG_LEN,
+};
 use crate::id::{Id, ID_LEN};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -89,10 +92,18 @@ impl<'a> Reader<'a> {
         let version = self.u64()?;
         let lifetime_ms = self.u32()?;
         let expires_ms = self.u64()?;
-        let tombstone = self.bool()?;
+        let flags = self.u8()?;
+        if flags & !(ENTRY_TOMBSTONE | ENTRY_TAGGED) != 0 {
+            return Err(DecodeError::BadValue("entry flags"));
+        }
         let len = self.u16()? as usize;
         let data = self.take(len)?.to_vec();
         let signature = self.take(SIGNATURE_LEN)?.try_into().expect("a signature");
+        let writer_tag = match flags & ENTRY_TAGGED {
+            0 => None,
+            _ => Some(self.take(WRITER_TAG_LEN)?.try_into().expect("a tag")),
+        };
+        let tombstone = flags & ENTRY_TOMBSTONE != 0;
         Ok(WireEntry {
             writer,
             version,
@@ -101,6 +112,7 @@ impl<'a> Reader<'a> {
             tombstone,
             data,
             signature,
+            writer_tag,
         })
     }
     /// A list length, refused early when the remaining bytes cannot hold it.
@@ -260,12 +272,13 @@ pub(super) fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Body, DecodeEr
 
 /// Encoded size of an entry inside a Replicate item (for batching under the datagram limit).
 pub fn replicate_item_len(e: &WireEntry) -> usize {
-    ID_LEN + MIN_ENTRY + e.writer.len() + e.data.len()
+    ID_LEN + fetch_entry_len(e)
 }
 
 /// Encoded size of an entry in a FetchReply.
 pub fn fetch_entry_len(e: &WireEntry) -> usize {
-    MIN_ENTRY + e.writer.len() + e.data.len()
+    let tag = e.writer_tag.map_or(0, |t| t.len());
+    MIN_ENTRY + e.writer.len() + e.data.len() + tag
 }
 
 /// Encoded size of a sync summary item.

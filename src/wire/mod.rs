@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 
 pub const MAGIC: [u8; 2] = *b"CS";
 
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Magic, version, kind, flags, overlay, request id, clock, sender id,
 /// receiver id, cookie.
@@ -57,6 +57,16 @@ pub const OWNER_LEN: usize = 32;
 
 /// Bytes of an entry's signature.
 pub const SIGNATURE_LEN: usize = 64;
+
+/// Bytes of a writer tag: an entry's HMAC under a key derived from its
+/// writer's secret (crate::owner), which nodes holding that secret check
+/// instead of the Ed25519 signature.
+pub const WRITER_TAG_LEN: usize = 16;
+
+/// An entry's flags byte: a removal.
+pub(crate) const ENTRY_TOMBSTONE: u8 = 0x01;
+/// An entry's flags byte: a writer tag follows the signature.
+pub(crate) const ENTRY_TAGGED: u8 = 0x02;
 
 /// Longest slot (owner key and label, crate::owner) accepted.
 pub const MAX_WRITER_LEN: usize = 255;
@@ -178,6 +188,9 @@ pub struct WireEntry {
     pub data: Vec<u8>,
     /// The owner's Ed25519 signature (crate::owner); zeros in a ClientPut.
     pub signature: [u8; SIGNATURE_LEN],
+    /// The writer tag of a write on its way from its writer to its holders
+    /// (crate::owner): never stored, so a later copy goes without.
+    pub writer_tag: Option<[u8; WRITER_TAG_LEN]>,
 }
 
 impl WireEntry {
@@ -198,6 +211,7 @@ impl WireEntry {
             tombstone,
             data,
             signature: [0; SIGNATURE_LEN],
+            writer_tag: None,
         }
     }
 }

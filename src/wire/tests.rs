@@ -21,6 +21,8 @@ fn entry(i: u8) -> WireEntry {
         tombstone: i % 2 == 0,
         data: vec![i; 30],
         signature: [i; 64],
+        // Odd entries carry a writer tag, as a write on its way to its holders does.
+        writer_tag: (i % 2 == 1).then_some([i; WRITER_TAG_LEN]),
     }
 }
 
@@ -81,7 +83,7 @@ fn all_bodies() -> Vec<Body> {
             next: Some(b"w".to_vec()),
         },
         Body::Replicate {
-            items: vec![(Id::from_u64(1), entry(3))],
+            items: vec![(Id::from_u64(1), entry(3)), (Id::from_u64(2), entry(4))],
         },
         Body::ReplicateAck { status: Status::Ok },
         Body::SyncDigest {
@@ -221,6 +223,50 @@ fn membership_bodies_have_the_sizes_pages_are_filled_by() {
     }
 }
 
+#[test]
+fn entries_have_the_sizes_pages_and_batches_are_filled_by() {
+    let codec = Codec::new("test", None, 8192);
+    let size = |b: Body| codec.encode(&msg(b)).unwrap().len() - HEADER_LEN;
+    for e in [entry(1), entry(2)] {
+        let key = Id::from_u64(3);
+        let one = size(Body::Replicate {
+            items: vec![(key, e.clone())],
+        });
+        assert_eq!(
+            one,
+            2 + replicate_item_len(&e),
+            "tagged: {:?}",
+            e.writer_tag
+        );
+        let page = size(Body::FetchReply {
+            status: Status::Ok,
+            entries: vec![e.clone()],
+            next: None,
+        });
+        assert_eq!(page, 1 + 1 + 2 + fetch_entry_len(&e));
+    }
+}
+
+#[test]
+fn an_entry_with_unknown_flags_is_refused() {
+    let codec = Codec::new("test", None, 8192);
+    let mut e = entry(2);
+    e.writer = vec![];
+    e.data = vec![];
+    let mut bytes = codec
+        .encode(&msg(Body::Store {
+            key: Id::ZERO,
+            entry: e,
+        }))
+        .unwrap();
+    // Store: key, slot length (0), version, lifetime, expiry, then the flags byte.
+    let flags = HEADER_LEN + ID_LEN + 1 + 8 + 4 + 8;
+    assert_eq!(bytes[flags], ENTRY_TOMBSTONE);
+    assert!(codec.decode(&bytes).is_ok());
+    bytes[flags] = 0x04;
+    assert!(codec.decode(&bytes).is_err());
+}
+
 fn msg(body: Body) -> Message {
     Message {
         flags: if body.is_response() { FLAG_RESPONSE } else { 0 },
@@ -301,6 +347,7 @@ fn oversized_is_refused_both_ways() {
             tombstone: false,
             data: vec![0; 500],
             signature: [0; SIGNATURE_LEN],
+            writer_tag: None,
         },
     });
     assert!(matches!(codec.encode(&big), Err(EncodeError::TooLarge(_))));

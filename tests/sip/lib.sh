@@ -439,16 +439,18 @@ kamailio_ticks() {
     { [ -n "$pids" ] && cat $pids 2>/dev/null || true; } | awk '{ t += $14 + $15 } END { print t + 0 }'
 }
 
-# bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run of
+# bench LABEL RATE SCENARIO CSV TARGET [EXTRA...]: one benchmark run (SCENARIO
+# a file of tests/sip, or an absolute path) of
 # SECONDS_PER_RATE seconds from UAC_PORT; prints a line and returns 0 when
 # the rate passes (<1% failed, SIPp kept >=95% of the rate, every p99 < 500 ms).
 # With Kamailio running, the line gives its CPU per call (kamailio_ticks).
 bench() {
     local label=$1 rate=$2 scen=$3 csv=$4 target=$5; shift 5
     local dir=$OUT/$label-$rate m=$((rate * SECONDS_PER_RATE)) ticks0
+    [[ $scen == /* ]] || scen=$SIP/$scen
     mkdir -p "$dir"
     ticks0=$(kamailio_ticks)
-    (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$SIP/$scen" -inf "$csv" "$@" \
+    (cd "$dir" && exec timeout $((SECONDS_PER_RATE + 90)) sipp -sf "$scen" -inf "$csv" "$@" \
         -m "$m" -r "$rate" -i 127.0.0.1 -p "$UAC_PORT" -nostdin -trace_stat -stf stat.csv -fd 1 \
         -trace_rtt -rtt_freq 50 -timeout $((SECONDS_PER_RATE + 60))s "$target" >sipp.log 2>&1) &
     run_tracked $!
@@ -478,15 +480,26 @@ bench() {
         'BEGIN { t = ok + bad; exit !(t > 0 && bad / t < 0.01 && a >= 0.95 * r && w < 500) }'
 }
 
-# register_series LABEL TARGET RATE...: REGISTERs of fresh users at TARGET
+# register_series LABEL TARGETS RATE...: REGISTERs of fresh users at TARGETS
 # (contacts at the UAS), rate by rate until one fails; sets BEST_REG.
+# TARGETS is one HOST:PORT, or several separated by commas: then the users
+# take turns among them (register.xml with SIPp's setdest from the user's
+# row, one SIPp spreading its REGISTERs over all the servers).
 register_series() {
-    local label=$1 target=$2 r; shift 2
+    local label=$1 targets=$2 r scen=register.xml; shift 2
+    if [[ $targets == *,* ]]; then
+        scen=$OUT/register-spread.xml
+        sed 's|^\( *\)<send retrans=|\1<nop><action><setdest host="[field2]" port="[field3]" protocol="udp"/></action></nop>\n&|' \
+            "$SIP/register.xml" >"$scen"
+    fi
     BEST_REG=0
     for r in "$@"; do
         { echo SEQUENTIAL; seq 1 $((r * SECONDS_PER_RATE)) |
-            awk -v p="${label}r${r}u" -v d="$DOMAIN" '{ print p $1 ";" d ";" }'; } >"$OUT/$label-reg-$r.csv"
-        bench "$label" "$r" register.xml "$OUT/$label-reg-$r.csv" "$target" \
+            awk -v p="${label}r${r}u" -v d="$DOMAIN" -v t="$targets" '
+                BEGIN { n = split(t, to, ",") }
+                { split(to[($1 - 1) % n + 1], hp, ":"); print p $1 ";" d ";" hp[1] ";" hp[2] ";" }'
+        } >"$OUT/$label-reg-$r.csv"
+        bench "$label" "$r" "$scen" "$OUT/$label-reg-$r.csv" "${targets%%,*}" \
             -key contact_hostport "127.0.0.1:$UAS_PORT" || break
         BEST_REG=$r
         sleep 2
