@@ -3,7 +3,7 @@
 //! tests/attacks.rs makes the same attacks on real sockets.
 
 use chordsip::identity::NodeKey;
-use chordsip::owner::WriterKey;
+use chordsip::owner::{Verifier, WriterKey};
 use chordsip::sim::{SimConfig, SimNet};
 use chordsip::wire::{
     Body, Codec, Message, NodeInfo, Status, WireEntry, FLAG_CLIENT, FLAG_RESPONSE,
@@ -202,15 +202,18 @@ fn a_stranger_client_is_refused_in_fewer_bytes_than_it_sent() {
     }
     let v = net.get(5, k).unwrap();
     assert_eq!(v.len(), 1, "bob's value is still there");
-    // With the credential, the node picks the version and caps the lifetime.
+    // With the credential, the node picks the version and caps the lifetime,
+    // and signs and tags the write itself, whatever signature and tag it came with.
     let mut client = Attacker::new(&mut net, Some(b"sim-client-credential"));
-    let pinned = WireEntry::unsigned(
+    let mut pinned = WireEntry::unsigned(
         b"memo".to_vec(),
         u64::MAX - 1,
         30 * 86_400_000,
         false,
         b"m".to_vec(),
     );
+    pinned.signature = [7; 64];
+    pinned.writer_tag = Some([9; 16]);
     let (reply, _, _) = client
         .ask(
             &mut net,
@@ -240,6 +243,19 @@ fn a_stranger_client_is_refused_in_fewer_bytes_than_it_sent() {
         .unwrap();
     assert!(memo.version < (Attacker::wall_ms(&net) + 1000) * 1000);
     assert!(memo.lifetime <= Duration::from_secs(86_400));
+    // Every copy carries the node's good signature (checked without any
+    // writer secret, as a reader of another registrar would).
+    let mut copies = 0;
+    for i in 0..net.len() {
+        for e in net.engine(i).store().entries(&k, net.now()) {
+            if chordsip::owner::split_slot(&e.writer).is_some_and(|(_, l)| l == b"memo") {
+                let wire = e.to_wire(net.now());
+                assert!(Verifier::default().verify(&k, &wire), "node {i}: {wire:?}");
+                copies += 1;
+            }
+        }
+    }
+    assert_eq!(copies, 3);
 }
 
 #[test]
