@@ -20,6 +20,7 @@ EXPECTED = {
     "chordsip_sent_bytes": "counter",
     "chordsip_dropped": "counter",
     "chordsip_forged_entries": "counter",
+    "chordsip_checked_entries": "counter",
     "chordsip_refused_membership": "counter",
     "chordsip_operations": "counter",
     "chordsip_lookup_hops": "histogram",
