@@ -81,7 +81,7 @@ impl WriterKey {
         e.signature = self.signing.sign(&signed_bytes(key, e)).to_bytes();
     }
 
-    /// Adds the writer tag to `e`, signed for `key` by this key.
+    /// Adds this writer's tag to `e`, already signed for `key`.
     pub fn tag(&self, key: &Id, e: &mut WireEntry) {
         let tag = tag_mac(&self.tag_key, &signed_bytes(key, e), &e.signature).finalize();
         let bytes = tag.into_bytes();
@@ -324,6 +324,27 @@ mod tests {
         }
     }
 
+    /// Six entries under keys 0..6, signed by `a` and `b` in turn (and
+    /// tagged when `tagged`).
+    fn signed_by_turns(a: &WriterKey, b: &WriterKey, tagged: bool) -> Vec<(Id, WireEntry)> {
+        (0..6u64)
+            .map(|i| {
+                let w = if i % 2 == 0 { a } else { b };
+                let key = Id::from_u64(i);
+                let mut e = entry(w, b"i:phone", format!("contact {i}").as_bytes());
+                w.sign(&key, &mut e);
+                if tagged {
+                    w.tag(&key, &mut e);
+                }
+                (key, e)
+            })
+            .collect()
+    }
+
+    fn batch(items: &[(Id, WireEntry)]) -> Vec<(Id, &WireEntry)> {
+        items.iter().map(|(k, e)| (*k, e)).collect()
+    }
+
     #[test]
     fn a_writer_tag_stands_for_the_signature_only_where_the_writer_secret_is_held() {
         let (shared, other) = (
@@ -384,29 +405,18 @@ mod tests {
             WriterKey::from_secret(&[3; 32]),
             WriterKey::from_secret(&[4; 32]),
         );
-        let items: Vec<(Id, WireEntry)> = (0..6u64)
-            .map(|i| {
-                let w = if i % 2 == 0 { &shared } else { &other };
-                let key = Id::from_u64(i);
-                let mut e = entry(w, b"i:phone", format!("contact {i}").as_bytes());
-                w.sign(&key, &mut e);
-                w.tag(&key, &mut e);
-                (key, e)
-            })
-            .collect();
-        let batch: Vec<(Id, &WireEntry)> = items.iter().map(|(k, e)| (*k, e)).collect();
+        let items = signed_by_turns(&shared, &other, true);
         let mut v = Verifier::default();
         v.trust_tags_of(&shared);
-        assert!(v.verify_all(&batch));
+        assert!(v.verify_all(&batch(&items)));
         assert_eq!((v.by_tag, v.by_signature), (3, 3));
         // A forged signature among the entries checked by signature sinks the batch.
         let mut forged = items.clone();
         forged[1].1.signature[0] ^= 1;
-        let batch: Vec<(Id, &WireEntry)> = forged.iter().map(|(k, e)| (*k, e)).collect();
-        assert!(!Verifier::default().verify_all(&batch));
+        assert!(!Verifier::default().verify_all(&batch(&forged)));
         let mut holder = Verifier::default();
         holder.trust_tags_of(&shared);
-        assert!(!holder.verify_all(&batch));
+        assert!(!holder.verify_all(&batch(&forged)));
     }
 
     #[test]
@@ -443,18 +453,7 @@ mod tests {
             WriterKey::from_secret(&[1; 32]),
             WriterKey::from_secret(&[2; 32]),
         );
-        let genuine: Vec<(Id, WireEntry)> = (0..6u64)
-            .map(|i| {
-                let w = if i % 2 == 0 { &alice } else { &bob };
-                let key = Id::from_u64(i);
-                let mut e = entry(w, b"i:phone", format!("contact {i}").as_bytes());
-                w.sign(&key, &mut e);
-                (key, e)
-            })
-            .collect();
-        fn batch(items: &[(Id, WireEntry)]) -> Vec<(Id, &WireEntry)> {
-            items.iter().map(|(k, e)| (*k, e)).collect()
-        }
+        let genuine = signed_by_turns(&alice, &bob, false);
         let mut v = Verifier::default();
         assert!(v.verify_all(&batch(&genuine)));
         // One changed entry anywhere, or one signed for another key, sinks the batch.

@@ -180,6 +180,11 @@ impl Engine {
                 &self.writer
             };
             entry.writer = signer.slot(&entry.writer);
+            // The node signs (and tags) its own writes itself: a signature
+            // or tag that came with the request (a client's ClientPut) would
+            // otherwise leave under the node's key unchecked.
+            entry.signature = [0; wire::SIGNATURE_LEN];
+            entry.writer_tag = None;
             entry.expires_ms = self.wall_ms() + entry.lifetime_ms as u64;
             let job = PutJob {
                 op,

